@@ -1,0 +1,91 @@
+"""Install vla-edge: the top-level folders become one `vla_edge` package.
+
+The design keeps each concern in its own top-level folder (sdk/, targets/, robots/,
+calibration/) while users import a single package, so the folders are mapped here.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+# Top-level folder -> dotted package it installs as.
+PACKAGE_ROOTS = {
+    "vla_edge": "sdk",
+    "vla_edge.targets": "targets",
+    "vla_edge.robots": "robots",
+    "vla_edge.calibration": "calibration",
+}
+
+
+def _packages() -> tuple[list[str], dict[str, str]]:
+    packages: list[str] = []
+    package_dir: dict[str, str] = {}
+    for package, folder in PACKAGE_ROOTS.items():
+        package_dir[package] = folder
+        packages.append(package)
+        for sub in find_packages(where=folder):
+            packages.append(f"{package}.{sub}")
+            package_dir[f"{package}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    return packages, package_dir
+
+
+def _native_build() -> dict:
+    """The native core is optional at install time; see native/build_support.py."""
+    helper = ROOT / "native" / "build_support.py"
+    if not helper.exists():
+        return {}
+    namespace: dict = {}
+    exec(compile(helper.read_text(), str(helper), "exec"), namespace)
+    return namespace["setup_kwargs"](ROOT)
+
+
+packages, package_dir = _packages()
+
+setup(
+    name="vla-edge",
+    version="0.1.0",
+    description="Edge deployment SDK for quantized vision-language-action robot policies",
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=packages,
+    package_dir=package_dir,
+    package_data={
+        "vla_edge": ["py.typed", "**/*.yaml", "**/*.json", "**/*.txt"],
+        "vla_edge.robots": ["**/*.yaml", "**/*.xml"],
+        "vla_edge.targets": ["**/*.yaml"],
+    },
+    include_package_data=True,
+    install_requires=[
+        "numpy==2.4.6",
+        "pyyaml==6.0.3",
+        "pydantic==2.13.4",
+        "typer==0.29.1",
+        "rich==15.0.0",
+        "gguf==0.19.0",  # GGUF read/write for pack weights
+        "sentencepiece==0.2.3",  # pi0.5 tokenizer (tokenizer.model)
+        "pillow==13.0.0",  # image decode + the bilinear resize openpi uses
+        "platformdirs==4.14.8",  # user cache dir for the demo pack
+        "psutil==7.2.2",  # health monitors, peak RSS in bench
+        "nvidia-ml-py==13.615.71",  # NVML health monitor (optional at run time)
+        "mujoco==4.0.0",  # ur3-sim / arx5-sim robots
+        "ur-rtde==1.6.5",  # UR3 driver
+        "python-can==4.6.1",  # ARX R5 CAN driver
+    ],
+    extras_require={
+        "test": [
+            "pytest==9.0.3",
+            "hypothesis==6.155.2",
+            # Independent oracle for the reference forward (SigLIP + Gemma modules).
+            "torch==2.13.0",
+            "transformers==5.23.0",
+            "onnx==1.23.2",
+            "onnxruntime==1.32.0",
+        ],
+        "cameras": ["opencv-python-headless==5.0.0.93"],
+    },
+    entry_points={"console_scripts": ["vla-edge=vla_edge.cli.main:main"]},
+    **_native_build(),
+)
