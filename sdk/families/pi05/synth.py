@@ -1,0 +1,134 @@
+"""Deterministic random-weight pi0.5 packs.
+
+Real weights cannot be downloaded here, and latency/memory do not depend on weight values, so
+tests (tiny) and benchmarks (full, ~3.4B parameters) run on packs synthesised by this module.
+Weights are drawn per tensor from a generator keyed by (seed, tensor name) and written one tensor
+at a time, so a full pack never needs more memory than its largest tensor.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+
+from ...packs.gguf_io import PlannedTensor, write_gguf
+from ...packs.writer import PackBuilder
+from .config import VARIANTS, Pi05Config
+from .metadata import ARCH, config_to_metadata
+from .tensors import TensorSpec, tensor_specs
+
+TOKENIZER_VOCAB = 512
+
+# The demo robot: a UR3 with a parallel gripper; joint stats around a ready pose.
+DEMO_STATE_NAMES = ["shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3", "gripper"]
+DEMO_UNITS = ["rad"] * 6 + ["fraction"]
+DEMO_HOME = np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0, 0.5])
+DEMO_SPREAD = np.array([0.5, 0.4, 0.4, 0.5, 0.5, 0.6, 0.5])
+
+_TASKS = [
+    "pick up the red block and place it in the bowl", "open the top drawer", "close the drawer",
+    "stack the blue cube on the green cube", "push the button", "put the cup on the plate",
+    "wipe the table with the sponge", "fold the towel", "hand over the marker", "pour water into the glass",
+    "move the arm to the left", "grasp the bottle", "turn the knob clockwise", "place the fork in the tray",
+]
+
+
+def _tensor_values(spec: TensorSpec, cfg: Pi05Config, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
+    name, shape = spec.name, spec.shape
+    if len(shape) == 1:
+        if ".ln" in name or "post_ln.weight" in name:
+            values = 1.0 + 0.1 * rng.standard_normal(shape) if name.endswith("weight") else 0.02 * rng.standard_normal(shape)
+        elif "norm.weight" in name:  # Gemma RMSNorm deltas
+            values = 0.1 * rng.standard_normal(shape)
+        else:  # biases
+            values = 0.02 * rng.standard_normal(shape)
+    else:
+        fan_in = int(np.prod(shape[1:]))
+        scale = 1.0 / np.sqrt(fan_in)
+        if "_norm.weight" in name or "output_norm.weight" in name:  # AdaRMS modulation: keep it gentle
+            scale *= 0.3
+        values = scale * rng.standard_normal(shape, dtype=np.float32)
+    values = values.astype(np.float32)
+    # The stored vision MLP is wider than the real one (alignment padding): padding must be zero.
+    real, stored = cfg.vision.intermediate_size, cfg.vision.intermediate_size_stored
+    if stored != real and name.startswith("v.blk."):
+        if name.endswith("ffn_up.weight") or name.endswith("ffn_up.bias"):
+            values[real:] = 0.0
+        elif name.endswith("ffn_down.weight"):
+            values[:, real:] = 0.0
+    return values
+
+
+def train_tokenizer(path: Path, seed: int) -> None:
+    """Train a small SentencePiece model with PaliGemma's special ids (pad 0, eos 1, bos 2, unk 3)
+    on robot-instruction text that includes the state-token template, so prompts tokenise sensibly."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(3000):
+        task = _TASKS[rng.integers(len(_TASKS))]
+        state = " ".join(str(v) for v in rng.integers(0, 256, size=rng.integers(6, 15)))
+        lines.append(f"Task: {task}, State: {state};\nAction: ")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=TOKENIZER_VOCAB, model_type="bpe",
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True, user_defined_symbols=["\n"],
+        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=False,
+        num_threads=1, shuffle_input_sentence=False, minloglevel=2,
+    )
+    path.write_bytes(model.getvalue())
+
+
+def demo_norm_stats(n: int) -> dict:
+    q01, q99 = DEMO_HOME - DEMO_SPREAD, DEMO_HOME + DEMO_SPREAD
+    stats = {"mean": DEMO_HOME.tolist(), "std": (DEMO_SPREAD / 2).tolist(), "q01": q01.tolist(), "q99": q99.tolist()}
+    assert len(DEMO_HOME) == n
+    return {"norm_stats": {"state": stats, "actions": stats}}
+
+
+def synth_pack(
+    out: Path,
+    size: str = "tiny",
+    seed: int = 0,
+    dtype: str | None = None,
+    overwrite: bool = False,
+    golden: bool | None = None,
+    on_tensor: Callable[[str, int], None] | None = None,
+) -> Path:
+    """Write a complete, verifiable pack. dtype defaults to F32 for tiny and F16 (as released)
+    for full; the golden output is computed for tiny packs (full would take minutes on a CPU)."""
+    cfg = VARIANTS[size]
+    dtype = (dtype or ("F32" if size == "tiny" else "F16")).upper()
+    golden = (size == "tiny") if golden is None else golden
+    specs = tensor_specs(cfg)
+
+    def planned(spec: TensorSpec) -> PlannedTensor:
+        ggml_type = "F32" if len(spec.shape) == 1 else dtype
+        return PlannedTensor(spec.name, spec.shape, ggml_type, lambda: _tensor_values(spec, cfg, seed))
+
+    with PackBuilder(out, overwrite=overwrite) as builder:
+        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg),
+                   [planned(s) for s in specs.values()],
+                   on_tensor=(lambda t: on_tensor(t.name, t.n_bytes)) if on_tensor else None)
+        train_tokenizer(builder.staging / "tokenizer.model", seed)
+        (builder.staging / "norm_stats.json").write_text(json.dumps(demo_norm_stats(len(DEMO_STATE_NAMES)), indent=1))
+        return builder.finish(
+            name=f"pi05-{size}-synthetic-seed{seed}",
+            family="pi05",
+            config=cfg.model_dump(mode="json"),
+            recipe=dtype.lower(),
+            targets=["reference", "x86"],
+            state_space={"names": DEMO_STATE_NAMES, "units": DEMO_UNITS},
+            action_space={"names": DEMO_STATE_NAMES, "units": DEMO_UNITS, "control_period_s": 0.05},
+            cameras={"base_0_rgb": "base", "left_wrist_0_rgb": "wrist"},
+            required_cameras=["base"],
+            default_prompt=_TASKS[0],
+            source={"synthesized": True, "seed": seed, "size": size, "note": "random weights; not a trained policy"},
+            golden_seed=seed if golden else None,
+        )

@@ -1,0 +1,142 @@
+"""`pack.yaml`: the schema every pack is validated against before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import PackError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "pack.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileEntry(_Strict):
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError("must be a path inside the pack directory")
+        return v
+
+
+class PackFiles(_Strict):
+    weights: FileEntry
+    tokenizer: FileEntry
+    norm_stats: FileEntry
+    golden: FileEntry | None = None
+
+
+class Space(_Strict):
+    """Names and units of a robot vector, in the order the policy reads/writes it."""
+
+    names: list[str] = Field(min_length=1)
+    units: list[str]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "Space":
+        if len(self.units) != len(self.names):
+            raise ValueError(f"units has {len(self.units)} entries but names has {len(self.names)}")
+        return self
+
+
+class ActionSpace(Space):
+    control_period_s: float = Field(gt=0, le=1.0)
+    # Dimensions whose actions are deltas relative to the current state (openpi DeltaActions).
+    delta_mask: list[bool] | None = None
+
+
+class Quantization(_Strict):
+    recipe: str
+    # group -> {ggml type -> number of tensors}
+    groups: dict[str, dict[str, int]]
+    bits_per_weight: float = Field(gt=0)
+
+
+class Golden(_Strict):
+    """A recorded observation + initial noise and the chunk the producing target returned."""
+
+    target: str
+    rel_l2_tolerance: float = Field(gt=0, le=1.0)
+
+
+class Manifest(_Strict):
+    format_version: int
+    name: str = Field(min_length=1)
+    family: str
+    config: dict[str, Any]
+    files: PackFiles
+    quantization: Quantization
+    targets: list[str] = Field(min_length=1)
+    state_space: Space
+    action_space: ActionSpace
+    # model image slot -> robot camera name; slots not listed are absent (masked) for this robot
+    cameras: dict[str, str] = Field(min_length=1)
+    required_cameras: list[str]
+    default_prompt: str | None = None
+    golden: Golden | None = None
+    source: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("format_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != FORMAT_VERSION:
+            raise ValueError(f"unsupported pack format version {v} (this vla-edge reads version {FORMAT_VERSION})")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Manifest":
+        robot_cams = set(self.cameras.values())
+        for cam in self.required_cameras:
+            if cam not in robot_cams:
+                raise ValueError(f"required camera '{cam}' is not mapped to any model slot in 'cameras'")
+        mask = self.action_space.delta_mask
+        if mask is not None:
+            if len(mask) != len(self.action_space.names):
+                raise ValueError("action_space.delta_mask must have one entry per action dimension")
+            if any(mask) and len(self.state_space.names) < len(mask):
+                raise ValueError("delta actions need a state dimension for every action dimension")
+        if (self.golden is None) != (self.files.golden is None):
+            raise ValueError("'golden' and 'files.golden' must be given together")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"field '{loc}': {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_manifest(pack_dir: Path) -> Manifest:
+    path = Path(pack_dir) / MANIFEST_NAME
+    if not Path(pack_dir).is_dir():
+        raise PackError(str(pack_dir), "pack directory not found")
+    if not path.is_file():
+        raise PackError(str(path), "manifest not found (a pack directory must contain pack.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PackError(str(path), f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PackError(str(path), f"expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise PackError(str(path), _format_validation(exc)) from exc

@@ -1,0 +1,114 @@
+"""The one Policy API: same observation in, same action chunk out, whatever the target."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ObservationError
+from .packs.pack import Check, Pack
+from .types import ActionChunk, Observation
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    family: str
+    target: str
+    pack_name: str
+    pack_dir: str
+    quant_recipe: str
+    bits_per_weight: float
+    weights_bytes: int
+    action_names: tuple[str, ...]
+    action_units: tuple[str, ...]
+    state_names: tuple[str, ...]
+    cameras: dict[str, str]  # model slot -> robot camera
+    required_cameras: tuple[str, ...]
+    horizon: int
+    control_period_s: float
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Policy:
+    """A pack bound to a target. Not thread-safe: one inference at a time per Policy."""
+
+    def __init__(self, pack: Pack, target: str, backend: Any, seed: int | None = None):
+        self.pack = pack
+        self.target = target
+        self._backend = backend
+        self._pre = pack.family.preprocessor(pack)
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        m = pack.manifest
+        self.info = PolicyInfo(
+            family=m.family, target=target, pack_name=m.name, pack_dir=str(pack.dir),
+            quant_recipe=m.quantization.recipe, bits_per_weight=m.quantization.bits_per_weight,
+            weights_bytes=m.files.weights.size, action_names=tuple(m.action_space.names),
+            action_units=tuple(m.action_space.units), state_names=tuple(m.state_space.names),
+            cameras=dict(m.cameras), required_cameras=tuple(m.required_cameras),
+            horizon=int(getattr(pack.config, "action_horizon")),
+            control_period_s=m.action_space.control_period_s, backend=backend.describe(),
+        )
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return self._pre.noise_shape()
+
+    def infer(self, obs: Observation, noise: np.ndarray | None = None) -> ActionChunk:
+        """Predict an action chunk for `obs`. Fresh Gaussian noise is drawn per call unless given
+        (pass it to reproduce a result exactly, e.g. golden checks or cross-target comparisons)."""
+        t0 = time.perf_counter()
+        if noise is None:
+            noise = self._rng.standard_normal(self.noise_shape).astype(np.float32)
+        elif not isinstance(noise, np.ndarray):
+            raise ObservationError("noise", f"float32 array {self.noise_shape}", type(noise).__name__)
+        inputs = self._pre(obs, noise)
+        t1 = time.perf_counter()
+        result = self._backend.sample_actions(inputs)
+        t2 = time.perf_counter()
+        actions = self.pack.family.postprocess(self.pack, result.actions, obs)
+        if not np.all(np.isfinite(actions)):
+            # Never hand a robot non-finite actions; the safety filter would hold, but say why here.
+            raise ObservationError("actions", "finite model output", "non-finite values from the target")
+        t3 = time.perf_counter()
+        latency = {"preprocess": (t1 - t0) * 1e3, **result.latency_ms, "postprocess": (t3 - t2) * 1e3,
+                   "total": (t3 - t0) * 1e3}
+        m = self.pack.manifest
+        return ActionChunk(actions=actions, control_period_s=m.action_space.control_period_s,
+                           timestamp=obs.timestamp, names=tuple(m.action_space.names),
+                           units=tuple(m.action_space.units), latency_ms=latency)
+
+    def reset(self) -> None:
+        """Start a new episode: re-seed the noise generator (same seed -> same noise sequence)."""
+        self._rng = np.random.default_rng(self._seed)
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> "Policy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_policy(pack: str | Path | Pack, target: str = "reference", seed: int | None = None,
+                check: Check = "auto", **options: Any) -> Policy:
+    """Open (and check) a pack and bind it to `target`; options go to the target backend."""
+    from vla_edge.targets.registry import create_backend
+
+    opened = pack if isinstance(pack, Pack) else Pack.open(pack, check=check)
+    if target not in opened.manifest.targets:
+        from .errors import TargetUnavailableError
+
+        raise TargetUnavailableError(
+            f"pack '{opened.manifest.name}' does not list target '{target}' (it supports {opened.manifest.targets})")
+    backend = create_backend(target, opened, **options)
+    return Policy(opened, target, backend, seed=seed)

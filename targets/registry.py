@@ -1,0 +1,48 @@
+"""Target registry: names -> modules, imported only when asked for.
+
+Each target module defines `availability() -> tuple[bool, str]` (can it run here, and if not why)
+and `create_backend(pack, **options) -> Backend`. Adding a target = one module + one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from vla_edge.errors import TargetUnavailableError
+
+TARGETS: dict[str, str] = {
+    "reference": "vla_edge.targets.reference.target",
+}
+
+
+def _module(name: str) -> ModuleType:
+    if name not in TARGETS:
+        raise TargetUnavailableError(f"unknown target '{name}'. {_summary()}")
+    return importlib.import_module(TARGETS[name])
+
+
+def target_status() -> dict[str, tuple[bool, str]]:
+    """name -> (available, reason) for every registered target; never raises."""
+    status: dict[str, tuple[bool, str]] = {}
+    for name in TARGETS:
+        try:
+            status[name] = _module(name).availability()
+        except Exception as exc:  # a broken target must not hide the others
+            status[name] = (False, f"failed to load: {exc}")
+    return status
+
+
+def _summary() -> str:
+    parts = [f"{n} ({'available' if ok else 'unavailable: ' + why})" for n, (ok, why) in target_status().items()]
+    return "Targets: " + "; ".join(parts)
+
+
+def create_backend(name: str, pack: Any, **options: Any):
+    """Instantiate target `name` for `pack`, or raise TargetUnavailableError listing what can run."""
+    module = _module(name)
+    ok, why = module.availability()
+    if not ok:
+        raise TargetUnavailableError(f"target '{name}' is unavailable: {why}. {_summary()}")
+    return module.create_backend(pack, **options)
