@@ -92,6 +92,23 @@ def demo_norm_stats(n: int) -> dict:
     return {"norm_stats": {"state": stats, "actions": stats}}
 
 
+def _matrix_dtype(size: str, dtype: str | None) -> str:
+    return (dtype or ("F32" if size == "tiny" else "F16")).upper()
+
+
+def _planned(cfg: Pi05Config, dtype: str, seed: int) -> list[PlannedTensor]:
+    def plan(spec: TensorSpec) -> PlannedTensor:
+        ggml_type = "F32" if len(spec.shape) == 1 else dtype
+        return PlannedTensor(spec.name, spec.shape, ggml_type, lambda: _tensor_values(spec, cfg, seed))
+
+    return [plan(s) for s in tensor_specs(cfg).values()]
+
+
+def weight_bytes(size: str, dtype: str | None = None) -> int:
+    """Bytes of tensor data a synthesised pack will hold (for progress bars and disk checks)."""
+    return sum(t.n_bytes for t in _planned(VARIANTS[size], _matrix_dtype(size, dtype), 0))
+
+
 def synth_pack(
     out: Path,
     size: str = "tiny",
@@ -104,17 +121,10 @@ def synth_pack(
     """Write a complete, verifiable pack. dtype defaults to F32 for tiny and F16 (as released)
     for full; the golden output is computed for tiny packs (full would take minutes on a CPU)."""
     cfg = VARIANTS[size]
-    dtype = (dtype or ("F32" if size == "tiny" else "F16")).upper()
+    dtype = _matrix_dtype(size, dtype)
     golden = (size == "tiny") if golden is None else golden
-    specs = tensor_specs(cfg)
-
-    def planned(spec: TensorSpec) -> PlannedTensor:
-        ggml_type = "F32" if len(spec.shape) == 1 else dtype
-        return PlannedTensor(spec.name, spec.shape, ggml_type, lambda: _tensor_values(spec, cfg, seed))
-
     with PackBuilder(out, overwrite=overwrite) as builder:
-        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg),
-                   [planned(s) for s in specs.values()],
+        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg), _planned(cfg, dtype, seed),
                    on_tensor=(lambda t: on_tensor(t.name, t.n_bytes)) if on_tensor else None)
         train_tokenizer(builder.staging / "tokenizer.model", seed)
         (builder.staging / "norm_stats.json").write_text(json.dumps(demo_norm_stats(len(DEMO_STATE_NAMES)), indent=1))
