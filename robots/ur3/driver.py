@@ -1,0 +1,235 @@
+"""The real UR3 / UR3e driver, through ur_rtde (RTDE receive + control interfaces).
+
+Shadow mode is structural: `connect()` only ever creates an RTDEReceiveInterface (read-only
+RTDE outputs; no dashboard, no script upload, no input registers), and `open_motion()` refuses
+in shadow mode, so no code path can construct the control interface.
+
+Live mode: `open_motion()` connects the control interface (dashboard + script upload + RTDE
+inputs), returns a `URMotionPort` and arms the exit guard (SIGINT, atexit). `disconnect()` (also
+the context manager's exit) stops motion, ends the control script and releases every socket.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from ...errors import ConfigError, VlaEdgeError
+from ..base import JointState, MotionPort, Robot, RobotCapabilities
+from ..config import RobotConfig
+from .connection import DASHBOARD_PORT, RTDE_PORT, SCRIPT_PORT, URConnectionError, parse_connection, probe
+from .exit_guard import ExitGuard
+from .motion import URMotionPort
+
+# The outputs the driver reads; asking for these only keeps the stream small at 500 Hz.
+RECEIVE_VARIABLES = [
+    "timestamp", "actual_q", "actual_qd", "actual_TCP_pose", "target_q", "robot_mode", "safety_mode",
+    "runtime_state", "robot_status_bits", "safety_status_bits",
+]
+
+
+class UR3Robot(Robot):
+    """One UR arm (6 DOF, no gripper) driven over RTDE."""
+
+    def __init__(self, config: RobotConfig, shadow: bool = True):
+        if config.dof != 6 or config.gripper_indices:
+            raise ConfigError("joints", f"the UR3 driver drives exactly 6 arm joints and no gripper, got {config.joints}")
+        self.name = config.name
+        self.shadow = shadow
+        self._config = config
+        self._settings = parse_connection(config.connection, config.control_rate_hz)
+        self._caps = RobotCapabilities(
+            joint_names=tuple(config.joints),
+            control_rate_hz=config.control_rate_hz,
+            arms=1,
+            camera_names=tuple(config.cameras),
+        )
+        self._receive: Any = None
+        self._control: Any = None
+        self._port: URMotionPort | None = None
+        self._epoch = 0  # bumped whenever the receive link is re-established
+        self._last_controller_time = math.nan
+        self._last_fresh = 0.0
+        self._lock = threading.RLock()
+        self._guard = ExitGuard(self._stop_motion)
+
+    @property
+    def capabilities(self) -> RobotCapabilities:
+        return self._caps
+
+    @property
+    def has_control_interface(self) -> bool:
+        return self._control is not None
+
+    # -- read path -------------------------------------------------------------------------
+    def connect(self) -> None:
+        if self._receive is not None:
+            return
+        s = self._settings
+        probe(s.host, (RTDE_PORT,), s.connect_timeout_s)
+        import rtde_receive  # noqa: PLC0415 - imported on connect so configs validate without ur_rtde
+
+        try:
+            self._receive = rtde_receive.RTDEReceiveInterface(
+                s.host, s.rtde_frequency or -1.0, RECEIVE_VARIABLES
+            )
+        except RuntimeError as exc:
+            raise URConnectionError(f"UR controller {s.host}:{RTDE_PORT}: RTDE receive setup failed: {exc}") from None
+        self._last_fresh = time.monotonic()
+
+    def read_state(self) -> JointState:
+        with self._lock:
+            if self._receive is None:
+                raise URConnectionError(f"UR3 {self._settings.host}: read_state() before connect()")
+            if not self._receive.isConnected():
+                self._reconnect_receive()
+            r = self._receive
+            controller_time = float(r.getTimestamp())
+            now = time.monotonic()
+            if controller_time != self._last_controller_time:
+                self._last_controller_time, self._last_fresh = controller_time, now
+            status: dict[str, object] = {
+                "robot_mode": int(r.getRobotMode()),
+                "safety_mode": int(r.getSafetyMode()),
+                "runtime_state": int(r.getRuntimeState()),
+                "protective_stop": bool(r.isProtectiveStopped()),
+                "emergency_stop": bool(r.isEmergencyStopped()),
+                "controller_time": controller_time,
+                "link_epoch": self._epoch,
+                "motion_open": self._port is not None and self._port.dead_reason is None,
+            }
+            return JointState(
+                q=_six(r.getActualQ()),
+                qd=_six(r.getActualQd()),
+                timestamp=self._last_fresh,  # when the controller last produced new data
+                tcp_pose=_six(r.getActualTCPPose()),
+                status=status,
+            )
+
+    def _reconnect_receive(self) -> None:
+        """Bring the receive stream back with backoff. Any open motion port dies first: the arm
+        is never commanded over a link that was re-established behind the caller's back."""
+        self._epoch += 1
+        if self._port is not None:
+            self._port_died(self._port, "receive connection lost")
+        s = self._settings
+        delay = s.reconnect_backoff_s
+        last_error = "no attempt allowed (connection.reconnect_attempts = 0)"
+        for _ in range(s.reconnect_attempts):
+            time.sleep(delay)
+            delay = min(delay * 2.0, 2.0)
+            try:
+                probe(s.host, (RTDE_PORT,), s.connect_timeout_s)
+                if self._receive.reconnect() and self._receive.isConnected():
+                    self._last_fresh = time.monotonic()
+                    return
+                last_error = "reconnect returned without a stream"
+            except (URConnectionError, RuntimeError) as exc:
+                last_error = str(exc)
+        raise URConnectionError(
+            f"UR controller {s.host}: receive connection lost and {s.reconnect_attempts} reconnect attempts failed "
+            f"({last_error})"
+        )
+
+    def _link_problem(self, epoch: int) -> str | None:
+        """Why the link a port was opened on is no longer trustworthy, or None."""
+        if epoch != self._epoch:
+            return "receive link was re-established after motion was opened"
+        r = self._receive
+        if r is None or not r.isConnected():
+            return "receive connection lost"
+        controller_time = float(r.getTimestamp())
+        now = time.monotonic()
+        if controller_time != self._last_controller_time:
+            self._last_controller_time, self._last_fresh = controller_time, now
+        elif now - self._last_fresh > self._config.stale_after_s:
+            return f"controller stream stale for {now - self._last_fresh:.3f} s"
+        return None
+
+    # -- motion path -----------------------------------------------------------------------
+    def open_motion(self) -> MotionPort:
+        if self.shadow:
+            raise VlaEdgeError("UR3 is in shadow mode: it has no motion path (no control interface is created)")
+        with self._lock:
+            if self._receive is None:
+                raise URConnectionError(f"UR3 {self._settings.host}: open_motion() before connect()")
+            if self._port is not None and self._port.dead_reason is None:
+                raise VlaEdgeError("UR3 motion is already open; one motion port at a time")
+            self._release_control()
+            s = self._settings
+            probe(s.host, (DASHBOARD_PORT, SCRIPT_PORT, RTDE_PORT), s.connect_timeout_s)
+            import rtde_control  # noqa: PLC0415
+
+            try:
+                self._control = rtde_control.RTDEControlInterface(s.host, self._config.control_rate_hz)
+            except RuntimeError as exc:
+                raise URConnectionError(
+                    f"UR controller {s.host}: control interface setup failed: {exc}. On e-Series, enable "
+                    "Remote Control on the pendant; check no other RTDE client owns input registers 0-23."
+                ) from None
+            epoch = self._epoch
+            self._port = URMotionPort(
+                self._control, s, self._config.control_period_s,
+                link_ok=lambda: self._link_problem(epoch), on_dead=lambda p: self._port_died(p, None),
+            )
+            self._guard.arm()
+            return self._port
+
+    def _port_died(self, port: URMotionPort, reason: str | None) -> None:
+        """Called once per port when it dies. Release ur_rtde's control interface so its internal
+        auto-reconnect cannot keep a session alive that nobody is supervising."""
+        if reason is not None and port.dead_reason is None:
+            port._die(reason)  # noqa: SLF001 - routes back here with reason None
+            return
+        self._release_control()
+
+    def _release_control(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            try:
+                control.disconnect()
+            except RuntimeError:
+                pass
+
+    def _stop_motion(self) -> None:
+        port = self._port
+        if port is not None and port.dead_reason is None:
+            port.stop()
+
+    def disconnect(self) -> None:
+        """Stop (servoStop + stopJ), end the control script, close every connection. Safe to call
+        on any path, repeatedly."""
+        with self._lock:
+            try:
+                self._stop_motion()
+            finally:
+                control = self._control
+                if control is not None and control.isConnected():
+                    try:
+                        control.stopScript()
+                    except RuntimeError:
+                        pass
+                self._release_control()
+                self._port = None
+                self._guard.release()
+                receive, self._receive = self._receive, None
+                if receive is not None:
+                    try:
+                        receive.disconnect()
+                    except RuntimeError:
+                        pass
+
+
+def _six(values: Any) -> np.ndarray:
+    """ur_rtde returns lists; a missing/short value becomes NaN so downstream checks fail closed."""
+    arr = np.asarray(values, dtype=float)
+    return arr if arr.shape == (6,) else np.full(6, math.nan)
+
+
+def make_robot(config: RobotConfig, shadow: bool) -> Robot:
+    """Registry entry point (`vla_edge.robots.registry`)."""
+    return UR3Robot(config, shadow)
