@@ -1,0 +1,1 @@
+"""Universal Robots UR3 / UR3e: shipped config.yaml (limits, kinematics) and the RTDE driver."""
