@@ -54,6 +54,7 @@ def main() -> None:
         elif op == "state":
             reply = {**controller.snapshot(), "accepted": {k: v.accepted for k, v in listeners.items()}}
         elif op == "drop":
+            controller.record("controller", "connections_dropped", "other")
             for listener in listeners.values():
                 listener.close_all()
         elif op == "listen":

@@ -120,6 +120,7 @@ class RTDEServer:
             s.send(p.encode(msg_type, struct.pack(">B", 1) + ",".join(types).encode()))
         elif msg_type == p.SETUP_INPUTS:
             names = [n for n in payload.decode().split(",") if n]
+            self.controller.record("rtde", "setup_inputs", "other", names=names)
             with self.lock:
                 types = [
                     "IN_USE" if self.claims.get(n, s) is not s else p.INPUT_TYPES.get(n, "NOT_FOUND") for n in names
