@@ -80,6 +80,7 @@ def train_tokenizer(path: Path, seed: int) -> None:
         sentence_iterator=iter(lines), model_writer=model, vocab_size=TOKENIZER_VOCAB, model_type="bpe",
         pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True, user_defined_symbols=["\n"],
         normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=False,
+        add_dummy_prefix=False,  # as Gemma's tokenizer: "\n" encodes to one piece, no leading space
         num_threads=1, shuffle_input_sentence=False, minloglevel=2,
     )
     path.write_bytes(model.getvalue())

@@ -1,0 +1,30 @@
+"""Shared fixtures: one tiny synthetic pack per test session (synthesis takes < 1 s)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The demo pack goes to the user cache; tests must never touch the real one.
+    os.environ.setdefault("VLA_EDGE_CACHE_DIR", str(tmp_path_factory.mktemp("vla-edge-cache")))
+
+
+@pytest.fixture(scope="session")
+def tiny_pack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vla_edge.families.pi05.synth import synth_pack
+
+    return synth_pack(tmp_path_factory.mktemp("packs") / "tiny", size="tiny", seed=0)
+
+
+@pytest.fixture
+def tiny_pack_copy(tiny_pack_dir: Path, tmp_path: Path) -> Path:
+    """A private copy a test may damage."""
+    dst = tmp_path / "pack"
+    shutil.copytree(tiny_pack_dir, dst)
+    return dst
