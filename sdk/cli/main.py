@@ -30,7 +30,9 @@ for _module in COMMAND_MODULES:
 def main() -> None:
     """Entry point: VlaEdgeError becomes a one-line message and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns typer.Exit codes instead of raising them
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except VlaEdgeError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
