@@ -55,7 +55,7 @@ def _tensor_values(spec: TensorSpec, cfg: Pi05Config, seed: int) -> np.ndarray:
         if "_norm.weight" in name or "output_norm.weight" in name:  # AdaRMS modulation: keep it gentle
             scale *= 0.3
         values = scale * rng.standard_normal(shape, dtype=np.float32)
-    values = values.astype(np.float32)
+    values = values.astype(np.float32, copy=False)
     # The stored vision MLP is wider than the real one (alignment padding): padding must be zero.
     real, stored = cfg.vision.intermediate_size, cfg.vision.intermediate_size_stored
     if stored != real and name.startswith("v.blk."):
