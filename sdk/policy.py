@@ -30,10 +30,17 @@ class PolicyInfo:
     required_cameras: tuple[str, ...]
     horizon: int
     control_period_s: float
+    memory: dict[str, int] = field(default_factory=dict)  # bytes: weights file, process RSS after load
     backend: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _memory(weights_bytes: int) -> dict[str, int]:
+    import psutil
+
+    return {"weights_file_bytes": weights_bytes, "process_rss_bytes": psutil.Process().memory_info().rss}
 
 
 class Policy:
@@ -54,7 +61,8 @@ class Policy:
             action_units=tuple(m.action_space.units), state_names=tuple(m.state_space.names),
             cameras=dict(m.cameras), required_cameras=tuple(m.required_cameras),
             horizon=int(getattr(pack.config, "action_horizon")),
-            control_period_s=m.action_space.control_period_s, backend=backend.describe(),
+            control_period_s=m.action_space.control_period_s, memory=_memory(m.files.weights.size),
+            backend=backend.describe(),
         )
 
     @property
@@ -102,8 +110,9 @@ class Policy:
 def load_policy(pack: str | Path | Pack, target: str = "reference", seed: int | None = None,
                 check: Check = "auto", **options: Any) -> Policy:
     """Open (and check) a pack and bind it to `target`; options go to the target backend."""
-    from vla_edge.targets.registry import create_backend
+    from vla_edge.targets.registry import create_backend, require_known
 
+    require_known(target)
     opened = pack if isinstance(pack, Pack) else Pack.open(pack, check=check)
     if target not in opened.manifest.targets:
         from .errors import TargetUnavailableError

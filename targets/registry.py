@@ -23,6 +23,11 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(TARGETS[name])
 
 
+def require_known(name: str) -> None:
+    """Raise TargetUnavailableError listing every target if `name` is not registered."""
+    _module(name)
+
+
 def target_status() -> dict[str, tuple[bool, str]]:
     """name -> (available, reason) for every registered target; never raises."""
     status: dict[str, tuple[bool, str]] = {}

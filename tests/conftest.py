@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,14 @@ def tiny_pack_copy(tiny_pack_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "pack"
     shutil.copytree(tiny_pack_dir, dst)
     return dst
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `vla-edge ARGS` in a subprocess, as a user would (real exit codes and stderr)."""
+    return subprocess.run([sys.executable, "-m", "vla_edge.cli.main", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

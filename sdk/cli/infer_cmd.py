@@ -59,10 +59,11 @@ def infer(
             raise ConfigError("--golden", "this pack has no golden observation")
         obs, noise, _ = load_golden(policy.pack.path("golden"))
     else:
-        if not image or state is None:
+        images = _parse_images(image or [])
+        if not images or state is None:
             raise ConfigError("infer", "give --image NAME=PATH (one per camera) and --state, or use --golden")
         text = prompt or policy.pack.manifest.default_prompt or ""
-        obs = Observation(cameras=_parse_images(image), state=_parse_state(state), prompt=text)
+        obs = Observation(cameras=images, state=_parse_state(state), prompt=text)
     chunk = policy.infer(obs, noise=noise)
     if as_json:
         typer.echo(json.dumps({"info": policy.info.to_dict(), "chunk": chunk.to_dict()}, indent=1))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +14,6 @@ from vla_edge.packs.gguf_io import GGUFFile, PlannedTensor, write_gguf
 from vla_edge.packs.hashing import sha256_file
 from vla_edge.packs.pack import Pack
 from vla_edge.packs.verify import verify_pack
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vla_edge.cli.main", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300)
 
 
 def reseal(pack_dir: Path, role: str = "weights") -> None:
@@ -92,7 +84,7 @@ def test_synth_refuses_existing_dir_and_leaves_nothing_on_failure(tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["exists"]
 
 
-def test_cli_inspect_json_and_verify_exit_codes(tiny_pack_copy):
+def test_cli_inspect_json_and_verify_exit_codes(tiny_pack_copy, cli):
     out = cli("pack", "inspect", str(tiny_pack_copy), "--json")
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
@@ -119,7 +111,7 @@ def test_corrupt_byte_is_refused_at_load(tiny_pack_copy):
         load_policy(tiny_pack_copy)
 
 
-def test_missing_file(tiny_pack_copy):
+def test_missing_file(tiny_pack_copy, cli):
     (tiny_pack_copy / "norm_stats.json").unlink()
     assert any("norm_stats.json: missing norm_stats" in e for e in errors(tiny_pack_copy))
     with pytest.raises(PackError, match="missing norm_stats"):
