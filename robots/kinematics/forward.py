@@ -7,6 +7,7 @@ at once) and allocation-light; the simulator tests it against its MuJoCo models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .presets import CHAIN_PRESETS, DH_PRESETS, PRESET_TOOL_XYZ, known_presets
 from .transforms import axis_rotations, dh_transforms, fixed_transform
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ArmChain:
     """One arm's kinematic chain: base placement, per-joint link description, tool offset."""
 
@@ -38,12 +39,32 @@ class ArmChain:
         joint = self.chain[k]
         return fixed_transform(np.array(joint.xyz), np.array(joint.rpy)) @ axis_rotations(q[:, k], np.array(joint.axis))
 
+    @cached_property
+    def link_terms(self) -> np.ndarray:
+        """(n, 3, 4, 4): every link transform is exactly C0 + cos(q) C1 + sin(q) C2 (true for a DH
+        row and for a URDF origin followed by a Rodrigues rotation), so a batch of FK evaluations
+        is a handful of array operations instead of building matrices entry by entry."""
+        probe = np.array([0.0, np.pi / 2])
+        terms = np.empty((self.n_joints, 3, 4, 4))
+        for k in range(self.n_joints):
+            q = np.zeros((2, self.n_joints))
+            q[:, k] = probe
+            at0, at90 = self.link_transforms(q, k)  # cos=1,sin=0 and cos=0,sin=1
+            q[:, k] = [np.pi, 0.0]
+            at180 = self.link_transforms(q, k)[0]  # cos=-1,sin=0
+            terms[k, 0] = (at0 + at180) / 2
+            terms[k, 1] = (at0 - at180) / 2
+            terms[k, 2] = at90 - terms[k, 0]
+        return terms
+
     def tcp_transforms(self, q_arm: np.ndarray) -> np.ndarray:
         """World <- TCP for a batch of this arm's joint vectors (B, n_joints) -> (B,4,4)."""
         q_arm = np.atleast_2d(np.asarray(q_arm, dtype=float))
-        t = np.broadcast_to(self.base, (q_arm.shape[0], 4, 4))
-        for k in range(self.n_joints):
-            t = t @ self.link_transforms(q_arm, k)
+        c0, c1, c2 = self.link_terms[:, 0], self.link_terms[:, 1], self.link_terms[:, 2]
+        links = c0 + np.cos(q_arm)[..., None, None] * c1 + np.sin(q_arm)[..., None, None] * c2
+        t = self.base @ links[:, 0]
+        for k in range(1, self.n_joints):
+            t = t @ links[:, k]
         return t @ self.tool
 
 

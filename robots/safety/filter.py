@@ -252,11 +252,11 @@ class SafetyFilter:
         first_failure = None
         for fraction in _ESCALATION:
             v_new = v_brake + fraction * (v_cand - v_brake)
-            failure = self._checker.check(self._tcp, p + v_new * lim.dt, v_new, tcp_limit)
+            failure, tcp_new = self._checker.check(self._tcp, p + v_new * lim.dt, v_new, tcp_limit)
             if failure is None:
                 if first_failure is not None:
                     notes.append(Intervention(first_failure, f"step scaled to {fraction:g} of the limited step"))
-                return self._emit(v_new, notes, held=False, now=now)
+                return self._emit(v_new, notes, held=False, now=now, tcp_new=tcp_new)
             first_failure = first_failure or failure
         notes.append(Intervention(first_failure or "tcp_speed", "no shortened step passes; following the braking plan"))
         return self._emit(v_brake, notes, held=True, now=now)
@@ -281,7 +281,9 @@ class SafetyFilter:
         if self._port is not None:
             self._port.stop()
 
-    def _emit(self, v_new: np.ndarray, notes: list[Intervention], held: bool, now: float) -> FilterResult:
+    def _emit(
+        self, v_new: np.ndarray, notes: list[Intervention], held: bool, now: float, tcp_new: np.ndarray | None = None
+    ) -> FilterResult:
         p_new = self._p + v_new * self.limits.dt
         if not np.all(np.isfinite(p_new)):  # unreachable by construction; fail closed anyway
             self._stop_port()
@@ -296,7 +298,7 @@ class SafetyFilter:
                 finally:
                     raise SafetyError(f"driver failed while commanding joints: {exc}") from exc
         self._p, self._v = p_new, v_new
-        self._tcp = self._checker.tcp(p_new)[0]
+        self._tcp = self._checker.tcp(p_new)[0] if tcp_new is None else tcp_new
         return self._result(True, held, tuple(notes), now)
 
     def _result(self, sent: bool, held: bool, notes: tuple[Intervention, ...], now: float) -> FilterResult:

@@ -91,14 +91,16 @@ class PlanChecker:
     def tcp(self, q: np.ndarray) -> np.ndarray:
         return self.kin.tcp_positions(q)  # (B, arms, 3)
 
-    def check(self, tcp_now: np.ndarray, p_new: np.ndarray, v_new: np.ndarray, tcp_limit: float) -> str | None:
-        """None if acceptable, else the failed rule: "tcp_speed" or "workspace"."""
+    def check(
+        self, tcp_now: np.ndarray, p_new: np.ndarray, v_new: np.ndarray, tcp_limit: float
+    ) -> tuple[str | None, np.ndarray]:
+        """(None, TCP of p_new) if acceptable, else the failed rule: "tcp_speed" or "workspace"."""
         lim = self.lim
         path = np.vstack([p_new[None, :], brake_plan(p_new, v_new, lim.acceleration * lim.dt, lim.dt)])
         tcp = self.tcp(path)
         if np.any(tcp < lim.workspace_min) or np.any(tcp > lim.workspace_max):
-            return "workspace"
+            return "workspace", tcp[0]
         steps = np.diff(np.concatenate([tcp_now[None], tcp], axis=0), axis=0)
         if np.max(np.linalg.norm(steps, axis=-1)) > tcp_limit * lim.dt:
-            return "tcp_speed"
-        return None
+            return "tcp_speed", tcp[0]
+        return None, tcp[0]
