@@ -1,0 +1,1 @@
+"""Calibration: recorded observations -> activation scale tables (planned; no code yet)."""
