@@ -18,9 +18,11 @@ def limited_step(
     """One step of length dt; returns the new (q, v). Lands exactly on the target when it can."""
     err = target - q
     dist = np.abs(err)
-    # Fastest speed from which the arm can still stop at the target, no faster than the limit,
-    # and no faster than reaching it within this step.
-    speed = np.minimum(np.minimum(v_max, np.sqrt(2.0 * a_max * dist)), dist / dt)
+    # Fastest speed from which the arm can still stop at the target when it brakes by a*dt per
+    # step from the next step on (the discrete form of v^2 = 2 a d, solved for v after this step's
+    # move: v^2 / 2a + v dt / 2 <= d), no faster than the limit, and no faster than landing now.
+    brake = -0.5 * a_max * dt + np.sqrt((0.5 * a_max * dt) ** 2 + 2.0 * a_max * dist)
+    speed = np.minimum(np.minimum(v_max, brake), dist / dt)
     v_des = np.sign(err) * speed
     v_new = v + np.clip(v_des - v, -a_max * dt, a_max * dt)
     q_new = q + v_new * dt
