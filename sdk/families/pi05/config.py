@@ -36,30 +36,32 @@ class VisionConfig(_Frozen):
         return self.hidden_size // self.num_heads
 
 
-class LLMConfig(_Frozen):
+class _GemmaStack(_Frozen):
+    """A Gemma decoder stack; the LLM and the action expert differ only in widths and depth."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int = 18
+    num_heads: int = 8
+    num_kv_heads: int = 1
+    head_dim: int = 256
+    rms_norm_eps: float = 1e-6
+
+
+class LLMConfig(_GemmaStack):
     """PaliGemma's Gemma-2B language model: it turns the prefix into a per-layer KV cache."""
 
     vocab_size: int = 257152
     hidden_size: int = 2048
     intermediate_size: int = 16384
-    num_layers: int = 18
-    num_heads: int = 8
-    num_kv_heads: int = 1
-    head_dim: int = 256
     rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-6
 
 
-class ExpertConfig(_Frozen):
+class ExpertConfig(_GemmaStack):
     """Gemma-300M action expert with adaptive RMSNorm time conditioning (pi0.5)."""
 
     hidden_size: int = 1024
     intermediate_size: int = 4096
-    num_layers: int = 18
-    num_heads: int = 8
-    num_kv_heads: int = 1
-    head_dim: int = 256
-    rms_norm_eps: float = 1e-6
 
 
 class Pi05Config(_Frozen):
