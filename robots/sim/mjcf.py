@@ -120,8 +120,9 @@ def _tool_xml(arm: ArmChain, layout: ArmLayout, gripper_range: tuple[float, floa
     up = np.cross(approach, side)
     frame = np.column_stack([side, up, approach])  # finger frame: x = opening direction, z = approach
     parts = [f'<site name="{p}tcp" pos="{_vec(tcp)}" size="0.01" rgba="1 0 0 1"/>']
-    palm = tcp - approach * (FINGER_HALF[2] * 2.0)
-    parts.append(f'<geom type="capsule" size="0.02" fromto="0 0 0 {_vec(palm)}" rgba="0.25 0.25 0.25 1"/>')
+    palm = tcp - approach * min(FINGER_HALF[2] * 2.0, max(float(np.dot(tcp, approach)) - 0.01, 0.0))
+    if np.linalg.norm(palm) > 1e-3:
+        parts.append(f'<geom type="capsule" size="0.02" fromto="0 0 0 {_vec(palm)}" rgba="0.25 0.25 0.25 1"/>')
     if layout.finger_joints is not None and gripper_range is not None:
         half_max = gripper_range[1] / 2.0
         for sign, jname in zip((1.0, -1.0), layout.finger_joints):
@@ -133,8 +134,13 @@ def _tool_xml(arm: ArmChain, layout: ArmLayout, gripper_range: tuple[float, floa
             )
     if layout.wrist_camera is not None:
         # Behind and above the palm, looking along the approach axis; MuJoCo cameras look along -z.
-        cam_rot = np.column_stack([side, -up, approach]) @ np.diag([1.0, -1.0, -1.0])
-        cam_pos = palm - approach * 0.06 + up * 0.06
+        # Above the flange, looking at a point ahead of the fingertips (MuJoCo cameras look along -z).
+        cam_pos = up * 0.08
+        forward = tcp + approach * 0.15 - cam_pos
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, up)
+        right /= np.linalg.norm(right)
+        cam_rot = np.column_stack([right, np.cross(right, forward), -forward])
         parts.append(f'<camera name="{layout.wrist_camera}" pos="{_vec(cam_pos)}" quat="{_quat(cam_rot)}" fovy="75"/>')
     return "\n".join(parts)
 
@@ -201,22 +207,34 @@ def arm_layouts(config: RobotConfig) -> list[ArmLayout]:
     return layouts
 
 
+def _scene_center(kin: RobotKinematics, dof: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the table's objects go: 0.35 m from the arm bases in the horizontal direction the
+    arms point at q = 0 (+x for ARX5, -x for a UR3 in its DH base frame), on the table top."""
+    bases = np.array([a.base[:3, 3] for a in kin.arms])
+    tcps = kin.tcp_positions(np.zeros(dof))[0]
+    reach = (tcps - bases)[:, :2].mean(axis=0)
+    direction = reach / np.linalg.norm(reach) if np.linalg.norm(reach) > 1e-3 else np.array([1.0, 0.0])
+    center = bases.mean(axis=0)
+    center[:2] += 0.35 * direction
+    center[2] = 0.0
+    return center, np.append(direction, 0.0)
+
+
 def build_scene_xml(config: RobotConfig, timestep: float = 0.002, seed: int = 0) -> tuple[str, list[ArmLayout]]:
     """The whole scene as an MJCF string plus the name layout of each arm."""
     kin = RobotKinematics(config.kinematics)
     layouts = arm_layouts(config)
     hw = config.hardware_limits
     ranges = {g.index: (g.range[0], g.range[1]) for g in config.grippers}
-    bases = np.array([a.base[:3, 3] for a in kin.arms])
-    center = bases.mean(axis=0) + np.array([0.3, 0.0, 0.0])
-    center[2] = 0.0
+    center, direction = _scene_center(kin, config.dof)
     arms_xml = [
         _arm_xml(arm, lay, hw.position_min, hw.position_max, ranges.get(lay.gripper_index)) for arm, lay in zip(kin.arms, layouts)
     ]
     fixed_cams = [c for c in sim_camera_names(config) if c not in {lay.wrist_camera for lay in layouts}]
     cams = []
     for i, name in enumerate(fixed_cams):
-        eye = center + np.array([0.55, 0.0, 0.6]) if i == 0 else center + np.array([0.0, 0.0, 1.0]) + np.array([0.01, 0, 0])
+        # First fixed camera faces the arms from beyond the objects; any further ones look down.
+        eye = center + 0.55 * direction + np.array([0.0, 0.0, 0.6]) if i == 0 else center + np.array([0.01, 0.0, 1.0])
         cams.append(f'<camera name={quoteattr(name)} {_look_at(eye, center)} fovy="60"/>')
     xml = f"""<mujoco model={quoteattr(config.name)}>
   <compiler angle="radian" autolimits="true"/>
