@@ -168,9 +168,12 @@ class SimRobot(Robot):
         )
 
     def read_cameras(self) -> dict[str, np.ndarray]:
+        """Renders from a snapshot of the world, so the realtime clock keeps stepping meanwhile
+        (software GL takes tens of ms per camera)."""
         world = self._require_world()
-        with world.lock:
-            return self._renderer.render(world.data)
+        if self.settings.render == "off":
+            return {}
+        return self._renderer.render(world.snapshot())
 
     def open_motion(self) -> MotionPort:
         if self.shadow:

@@ -44,6 +44,7 @@ class SimWorld:
         self.target = self.q.copy()
         self.braking = False
         self.sim_time = 0.0
+        self._render_data = None  # private MjData for rendering outside the lock (snapshot())
         mujoco.mj_resetData(self.model, self.data)
         self._write_qpos(self.q)
         mujoco.mj_forward(self.model, self.data)
@@ -127,6 +128,18 @@ class SimWorld:
                 self._write_qpos(self.q)
                 mujoco.mj_forward(self.model, self.data)
                 self.sim_time += self.period
+
+    def snapshot(self):
+        """A private MjData at the current state, for rendering outside the lock."""
+        mujoco = self._mujoco
+        if self._render_data is None:
+            self._render_data = mujoco.MjData(self.model)
+        with self.lock:
+            self._render_data.qpos[:] = self.data.qpos
+            self._render_data.time = self.data.time
+        mujoco.mj_kinematics(self.model, self._render_data)
+        mujoco.mj_camlight(self.model, self._render_data)
+        return self._render_data
 
     def tcp_poses(self) -> np.ndarray:
         """[x, y, z, rx, ry, rz] per arm (rotation vector), concatenated."""
