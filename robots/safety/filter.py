@@ -67,6 +67,7 @@ class FilterResult:
 
 
 _SCALE_EPS = 1e-9
+_STATE_RANGE_TOL = 0.01  # rad/m: encoder noise at a hard stop is fine, a reading far outside is not
 _ESCALATION = (1.0, 0.5, 0.25, 0.1)  # fractions of the limited step tried against TCP speed / workspace
 
 
@@ -195,6 +196,9 @@ class SafetyFilter:
             return Intervention("bad_state", f"state q has shape {q.shape}, expected ({self.config.dof},)")
         if not np.all(np.isfinite(q)):
             return Intervention("non_finite_state", "state q contains NaN or Inf")
+        outside = np.flatnonzero((q < self.limits.hardware_min - _STATE_RANGE_TOL) | (q > self.limits.hardware_max + _STATE_RANGE_TOL))
+        if outside.size:
+            return Intervention("state_out_of_range", "measured joints beyond the hardware range", _idx(outside))
         ts = state.timestamp
         if not isinstance(ts, (int, float)) or not math.isfinite(ts) or now - ts > self.limits.stale_after_s:
             return Intervention("stale_state", f"state timestamp {ts!r}, now {now:.6f}")
