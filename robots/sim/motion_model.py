@@ -3,8 +3,9 @@
 Why not MuJoCo position actuators: their tracking depends on gains, gravity and contacts, so the
 simulated arm would move differently from the real one in ways that have nothing to do with the
 policy. Real arm controllers (UR servoJ, ARX joint controller) track streamed targets closely
-within their rate limits, so the simulator moves each DOF kinematically toward its target with
-the arm's hardware velocity and acceleration limits, braking early enough not to overshoot.
+within their rate limits, so the simulator moves each DOF kinematically: a target reachable within
+one period under the arm's hardware velocity and acceleration limits is reached exactly; a farther
+one is approached at those limits, braking early enough not to overshoot a fixed target.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 def limited_step(
     q: np.ndarray, v: np.ndarray, target: np.ndarray, dt: float, v_max: np.ndarray, a_max: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One step of length dt; returns the new (q, v). Lands exactly on the target when it can."""
+    """One step of length dt; returns the new (q, v)."""
     err = target - q
     dist = np.abs(err)
     # Fastest speed from which the arm can still stop at the target when it brakes by a*dt per
@@ -26,10 +27,13 @@ def limited_step(
     v_des = np.sign(err) * speed
     v_new = v + np.clip(v_des - v, -a_max * dt, a_max * dt)
     q_new = q + v_new * dt
-    # Snap when the remaining error is below what one acceleration step can resolve.
-    done = (dist <= a_max * dt * dt) & (np.abs(v) <= a_max * dt)
-    q_new = np.where(done, target, q_new)
-    v_new = np.where(done, 0.0, v_new)
+    # Streaming: when the target can be reached this very step within both limits, go there (a
+    # servo controller following a feasible stream tracks it exactly). Only infeasible jumps use
+    # the braking approach above; that is also how a fixed target is finally landed on.
+    v_direct = err / dt
+    direct = (np.abs(v_direct) <= v_max) & (np.abs(v_direct - v) <= a_max * dt)
+    q_new = np.where(direct, target, q_new)
+    v_new = np.where(direct, v_direct, v_new)
     return q_new, v_new
 
 

@@ -155,12 +155,19 @@ class SimRobot(Robot):
             raise VlaEdgeError(f"{self.name}: step() is for realtime: false; the realtime clock thread steps the sim")
         self._require_world().advance(periods)
 
+    def clock(self) -> float:
+        """Now, in the domain of this robot's state timestamps (give it to the safety filter in
+        fast mode so staleness is judged in simulated time)."""
+        if self.settings.realtime:
+            return time.monotonic()
+        return self._t0 + self._require_world().sim_time
+
     def read_state(self) -> JointState:
         world = self._require_world()
         with world.lock:
             q, v, t_sim = world.q.copy(), world.v.copy(), world.sim_time
             tcp = world.tcp_poses()
-        stamp = time.monotonic() if self.settings.realtime else self._t0 + t_sim
+        stamp = time.monotonic() if self.settings.realtime else self._t0 + t_sim  # == self.clock()
         source = "off" if self.settings.render == "off" else ("synthetic" if self._renderer.synthetic else "mujoco")
         return JointState(
             q=q, qd=v, timestamp=stamp, tcp_pose=tcp,
