@@ -1,0 +1,254 @@
+"""RunLoop: the control loop at the robot's rate, fed by an inference worker, through the filter.
+
+Every tick: read health limits -> take a new chunk if one arrived -> read robot state -> target =
+schedule.target_at(now) -> SafetyFilter.step -> log. The filter is the only thing that can move
+the arm; the loop never touches a MotionPort. Watchdogs:
+- inference: no chunk for `inference_timeout_s` (scaled by the health rate) -> target None (the
+  filter brakes and holds) and an event; the next chunk resumes.
+- control: a tick that ends after the next tick should have started is an overrun (event,
+  counted); the filter's own stale-state/stale-target checks hold the arm if ticks stall.
+Health "critical" (accept_new_chunks False): new chunks are refused, the current one runs out,
+the filter brakes to a stop and the run ends. Any exception or Ctrl-C ends in filter.stop().
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import VlaEdgeError
+from ..health.limits import NOMINAL, LimitsProvider, OperatingLimits
+from ..types import Observation
+from .cameras import CameraSource, capture
+from .inference import InferenceFailed, InlineInference, ThreadedInference
+from .mapping import JointMapping
+from .rundir import RunDirectory
+from .schedule import ActionSchedule
+from .stats import LoopStats
+
+# A stop caused only by these can be resumed when targets come back (gaps between chunks, the
+# inference watchdog). Anything else (tracking error, bad state, ...) ends the run: fail closed.
+RESUMABLE_CODES = frozenset({"missing_target"})
+_MAX_OVERRUN_EVENTS = 20
+
+
+class NominalLimits:
+    """Used when no health governor is configured."""
+
+    def current_limits(self) -> OperatingLimits:
+        return NOMINAL
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    duration_s: float
+    prompt: str
+    replan_s: float  # seconds between inference starts at full rate
+    inference_timeout_s: float  # no chunk for this long (at full rate) -> hold
+    blend_s: float = 0.0
+    status_every_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    reason: str  # "duration" | "interrupted" | "stopped" | "health_critical" | "safety_stop" | "error"
+    detail: str
+    summary: dict[str, Any]
+
+
+class RunLoop:
+    def __init__(
+        self,
+        robot,
+        safety,
+        infer: Callable[[Observation], Any],
+        mapping: JointMapping,
+        cameras: dict[str, CameraSource],
+        clock,
+        settings: LoopSettings,
+        rundir: RunDirectory,
+        health: LimitsProvider | None = None,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        self.robot, self.safety, self.mapping, self.cameras = robot, safety, mapping, cameras
+        self.clock, self.settings, self.rundir = clock, settings, rundir
+        self.health = health or NominalLimits()
+        self.on_status = on_status
+        self.period = robot.capabilities.control_period_s
+        self.schedule = ActionSchedule(settings.blend_s)
+        self.stats = LoopStats()
+        self.stop_event = threading.Event()
+        self._limits = NOMINAL
+        worker_cls = ThreadedInference if clock.realtime else InlineInference
+        self.worker = worker_cls(self._observe, infer, clock, settings.replan_s, lambda: self._limits.inference_rate_scale)
+        self._t0 = 0.0
+        self._last_chunk_t = 0.0
+        self._watchdog = False
+        self._hold_codes: set[str] = set()
+        self._ending: str | None = None
+        self._end: tuple[str, str] | None = None
+        self._overruns = 0
+
+    # -------------------------------------------------------------- producer side (worker thread)
+
+    def _observe(self) -> Observation:
+        images, t_img = capture(self.cameras, self.clock.now)
+        state = self.robot.read_state()
+        return Observation(cameras=images, state=self.mapping.state_for_policy(state.q),
+                           prompt=self.settings.prompt, timestamp=min(t_img, float(state.timestamp)))
+
+    # -------------------------------------------------------------- control side
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.stats.event(kind)
+        self.rundir.event(kind, round(self.clock.now() - self._t0, 6), **fields)
+
+    def run(self) -> RunOutcome:
+        """Run until the duration ends, stop_event is set, or a stop condition; always stops the
+        filter and writes the summary. KeyboardInterrupt is re-raised after the stop."""
+        clock, s = self.clock, self.settings
+        self._t0 = self._last_chunk_t = clock.now()
+        self._event("start", shadow=bool(self.safety.shadow), period_s=self.period)
+        reason, detail, raised = "duration", "", None
+        next_tick, next_status = self._t0, self._t0
+        self.worker.start()
+        try:
+            while True:
+                now = clock.now()
+                if self.stop_event.is_set():
+                    reason = "stopped"
+                    break
+                if now - self._t0 >= s.duration_s:
+                    break
+                started = time.perf_counter()
+                self._tick(now, late_s=now - next_tick)
+                work_ms = (time.perf_counter() - started) * 1e3
+                if self._end is not None:
+                    reason, detail = self._end
+                    break
+                next_tick += self.period
+                if clock.now() > next_tick:
+                    self._overrun(clock.now() - next_tick, work_ms)
+                    if clock.now() > next_tick + self.period:
+                        next_tick = clock.now()  # skip ahead; a real arm does not wait for us
+                if self.on_status is not None and now >= next_status:
+                    next_status = now + s.status_every_s
+                    self.on_status(self._status(now))
+                clock.sleep_until(next_tick)
+        except KeyboardInterrupt as exc:
+            reason, detail, raised = "interrupted", "Ctrl-C", exc
+        except InferenceFailed as exc:
+            reason, detail = "error", f"inference failed: {exc}"
+            raised = VlaEdgeError(f"inference failed during the run: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - every exit path must stop the arm
+            reason, detail, raised = "error", f"{type(exc).__name__}: {exc}", exc
+        outcome = self._finish(reason, detail)
+        if raised is not None:
+            raise raised
+        return outcome
+
+    def _tick(self, now: float, late_s: float) -> None:
+        t0 = time.perf_counter()
+        self._update_limits()
+        self._take_chunk(now)
+        state = self.robot.read_state()
+        target = self.schedule.target_at(now)
+        target = self._inference_watchdog(now, target)
+        if target is not None and self.safety.state == "stopped":
+            if not self._try_resume(state):
+                return
+        limits = self._limits
+        result = self.safety.step(target, now if target is not None else None, state, limits.velocity_scale)
+        if result.state in ("braking", "stopped"):
+            self._hold_codes.update(result.codes)
+        elif result.state == "running":
+            self._hold_codes.clear()
+        if result.state == "estopped":
+            self._end = ("safety_stop", "emergency stop latched")
+        elif self._ending and target is None and result.state == "stopped":
+            self._end = (self._ending, self._limits.reason)
+        tick_ms = (time.perf_counter() - t0) * 1e3
+        sent = result.sent and not self.safety.shadow  # shadow: the filter reports what it *would* send
+        self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state)
+        self.rundir.tick({
+            "i": self.stats.ticks - 1, "t": now - self._t0, "commanded": target, "filtered": result.command,
+            "sent": sent, "actual": state.q, "filter": result.state, "interventions": list(result.codes),
+            "chunk": self.schedule.chunk_id, "health": limits.state, "velocity_scale": limits.velocity_scale,
+            "tick_ms": tick_ms, "late_ms": max(0.0, late_s) * 1e3,
+        })
+
+    def _update_limits(self) -> None:
+        try:
+            limits = self.health.current_limits()
+        except Exception as exc:  # noqa: BLE001 - a broken health source fails closed
+            limits = OperatingLimits("critical", 0.0, 0.0, False, f"health provider failed: {exc}")
+        if limits.state != self._limits.state:
+            self._event("health", state=limits.state, reason=limits.reason,
+                        velocity_scale=limits.velocity_scale, inference_rate_scale=limits.inference_rate_scale)
+        self._limits = limits
+        if not limits.accept_new_chunks and self._ending is None:
+            self._ending = "health_critical"
+            self._event("finishing_segment", reason=limits.reason)
+
+    def _take_chunk(self, now: float) -> None:
+        delivery = self.worker.poll()
+        if delivery is None:
+            return
+        chunk = delivery.chunk
+        latency = float(chunk.latency_ms.get("total", (delivery.finished - delivery.started) * 1e3))
+        if self._ending is not None:
+            self._event("chunk_refused", reason=self._ending)
+            return
+        result = self.schedule.update(self.mapping.actions_for_robot(chunk.actions), chunk.timestamp,
+                                      chunk.control_period_s, now)
+        self.stats.chunk(result.accepted, latency, (now - chunk.timestamp) * 1e3, result.dropped_rows)
+        self._last_chunk_t = now
+        if not result.accepted:
+            self._event("chunk_rejected", reason=result.reason, latency_ms=latency)
+
+    def _inference_watchdog(self, now: float, target):
+        scale = max(min(self._limits.inference_rate_scale, 1.0), 1e-3)
+        late = now - self._last_chunk_t > self.settings.inference_timeout_s / scale
+        if late and not self._watchdog and self._ending is None:
+            self._event("inference_watchdog", since_last_chunk_s=now - self._last_chunk_t)
+        elif not late and self._watchdog:
+            self._event("inference_recovered")
+        self._watchdog = late and self._ending is None
+        return None if self._watchdog else target
+
+    def _try_resume(self, state) -> bool:
+        if self._hold_codes <= RESUMABLE_CODES:
+            self.safety.resume(state)
+            self._event("resume", after=sorted(self._hold_codes))
+            self._hold_codes.clear()
+            return True
+        self._end = ("safety_stop", f"filter stopped on {sorted(self._hold_codes)}")
+        self._event("safety_stop", codes=sorted(self._hold_codes))
+        return False
+
+    def _overrun(self, by_s: float, work_ms: float) -> None:
+        self._overruns += 1
+        if self._overruns <= _MAX_OVERRUN_EVENTS:
+            self._event("control_overrun", late_ms=by_s * 1e3, work_ms=work_ms)
+
+    def _status(self, now: float) -> dict[str, Any]:
+        return {**self.stats.snapshot(), "t": now - self._t0, "health": self._limits.state,
+                "filter": self.safety.state, "watchdog": self._watchdog, "shadow": bool(self.safety.shadow)}
+
+    def _finish(self, reason: str, detail: str) -> RunOutcome:
+        try:
+            self.safety.stop()
+        finally:
+            stopped_cleanly = self.worker.stop()
+            self._event("end", reason=reason, detail=detail, inference_thread_ended=stopped_cleanly is not False)
+            summary = {
+                "end_reason": reason, "detail": detail, "shadow": bool(self.safety.shadow),
+                "duration_s": self.clock.now() - self._t0, "control_period_s": self.period,
+                "control_overruns": self._overruns, "inferences_started": self.worker.started,
+                **self.stats.summary(),
+                "cameras": {name: {"kind": src.kind, **src.stats.to_dict()} for name, src in self.cameras.items()},
+            }
+            self.rundir.write_summary(summary)
+        return RunOutcome(reason, detail, summary)

@@ -1,0 +1,97 @@
+"""The run directory: what happened, readable even if the process dies mid-run.
+
+Layout:  config.yaml   resolved run config (robot config, pack, target, health, loop, mapping)
+         ticks.jsonl   one JSON object per control tick
+         events.jsonl  watchdog, health, safety and lifecycle events
+         summary.json  operational metrics, rewritten atomically (also periodically during the run)
+Lines are flushed at least every `flush_s` seconds of wall time, so a crash loses at most that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..errors import ConfigError
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: arrays to lists, non-finite floats to null (JSON has no NaN)."""
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return round(v, 7) if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDirectory:
+    """Owns the files of one run; `close()` flushes and writes the final summary."""
+
+    def __init__(self, path: Path, flush_s: float = 0.5):
+        self.path = Path(path)
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ConfigError("--run-dir", f"{self.path} exists and is not empty; choose a new run directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("--run-dir", f"cannot create {self.path}: {exc}") from exc
+        self._ticks = open(self.path / "ticks.jsonl", "w")
+        self._events = open(self.path / "events.jsonl", "w")
+        self._flush_s = flush_s
+        self._last_flush = time.monotonic()
+        self.closed = False
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
+
+    def tick(self, record: dict[str, Any]) -> None:
+        self._ticks.write(json.dumps(_plain(record), separators=(",", ":")) + "\n")
+        self._maybe_flush()
+
+    def event(self, kind: str, t: float, **fields: Any) -> None:
+        self._events.write(json.dumps(_plain({"t": t, "event": kind, **fields}), separators=(",", ":")) + "\n")
+        self._events.flush()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "summary.json", json.dumps(_plain(summary), indent=1) + "\n")
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last_flush >= self._flush_s:
+            self._ticks.flush()
+            self._last_flush = now
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._ticks.close()
+        self._events.close()
