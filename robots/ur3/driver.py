@@ -4,8 +4,9 @@ Shadow mode is structural: `connect()` only ever creates an RTDEReceiveInterface
 RTDE outputs; no dashboard, no script upload, no input registers), and `open_motion()` refuses
 in shadow mode, so no code path can construct the control interface.
 
-Live mode: `open_motion()` connects the control interface (dashboard + script upload + RTDE
-inputs), returns a `URMotionPort` and arms the exit guard (SIGINT, atexit). `disconnect()` (also
+Live mode: `open_motion()` starts the control worker (a child process owning ur_rtde's
+RTDEControlInterface: dashboard + script upload + RTDE inputs), returns a `URMotionPort`, starts
+a link monitor and arms the exit guard (SIGINT, atexit). `disconnect()` (also
 the context manager's exit) stops motion, ends the control script and releases every socket.
 """
 
@@ -22,8 +23,13 @@ from ...errors import ConfigError, VlaEdgeError
 from ..base import JointState, MotionPort, Robot, RobotCapabilities
 from ..config import RobotConfig
 from .connection import DASHBOARD_PORT, RTDE_PORT, SCRIPT_PORT, URConnectionError, parse_connection, probe
+from .control_process import ControlProcess, ControlWorkerError
 from .exit_guard import ExitGuard
 from .motion import URMotionPort
+
+RUNTIME_PLAYING = 2  # RTDE runtime_state while a program runs
+MONITOR_PERIOD_S = 0.004  # link monitor poll; well under the 100 ms a script re-upload takes
+CONTROL_START_TIMEOUT_S = 15.0  # script upload + program start; ur_rtde itself gives up after 5 s
 
 # The outputs the driver reads; asking for these only keeps the stream small at 500 Hz.
 RECEIVE_VARIABLES = [
@@ -51,6 +57,7 @@ class UR3Robot(Robot):
         self._receive: Any = None
         self._control: Any = None
         self._port: URMotionPort | None = None
+        self._monitor_thread: threading.Thread | None = None
         self._epoch = 0  # bumped whenever the receive link is re-established
         self._last_controller_time = math.nan
         self._last_fresh = 0.0
@@ -111,11 +118,11 @@ class UR3Robot(Robot):
             )
 
     def _reconnect_receive(self) -> None:
-        """Bring the receive stream back with backoff. Any open motion port dies first: the arm
-        is never commanded over a link that was re-established behind the caller's back."""
+        """Bring the receive stream back with backoff. Any open motion port is tripped first: the
+        arm is never commanded over a link that was re-established behind the caller's back."""
         self._epoch += 1
         if self._port is not None:
-            self._port_died(self._port, "receive connection lost")
+            self._port.trip("receive connection lost")
         s = self._settings
         delay = s.reconnect_backoff_s
         last_error = "no attempt allowed (connection.reconnect_attempts = 0)"
@@ -136,19 +143,37 @@ class UR3Robot(Robot):
         )
 
     def _link_problem(self, epoch: int) -> str | None:
-        """Why the link a port was opened on is no longer trustworthy, or None."""
-        if epoch != self._epoch:
-            return "receive link was re-established after motion was opened"
-        r = self._receive
-        if r is None or not r.isConnected():
-            return "receive connection lost"
-        controller_time = float(r.getTimestamp())
-        now = time.monotonic()
-        if controller_time != self._last_controller_time:
-            self._last_controller_time, self._last_fresh = controller_time, now
-        elif now - self._last_fresh > self._config.stale_after_s:
-            return f"controller stream stale for {now - self._last_fresh:.3f} s"
-        return None
+        """Why the link a port was opened on is no longer trustworthy, or None.
+
+        Besides the socket, the control script must have been PLAYING the whole time: ur_rtde
+        re-uploads it when it reconnects its control socket on its own, and the program is
+        STOPPED for at least 100 ms while it does; the monitor polls fast enough to see that."""
+        with self._lock:
+            if epoch != self._epoch:
+                return "receive link was re-established after motion was opened"
+            r = self._receive
+            if r is None or not r.isConnected():
+                return "receive connection lost"
+            controller_time = float(r.getTimestamp())
+            now = time.monotonic()
+            if controller_time != self._last_controller_time:
+                self._last_controller_time, self._last_fresh = controller_time, now
+            elif now - self._last_fresh > self._config.stale_after_s:
+                return f"controller stream stale for {now - self._last_fresh:.3f} s"
+            runtime_state = int(r.getRuntimeState())
+            if runtime_state != RUNTIME_PLAYING:
+                return f"control script not running on the controller (runtime_state {runtime_state})"
+            return None
+
+    def _monitor(self, port: URMotionPort, epoch: int) -> None:
+        """Watch the link while a port is open, so a drop is caught between commands too (and
+        while the loop is idle). Holds no lock while killing the port (lock order: port, robot)."""
+        while self._port is port and port.dead_reason is None:
+            problem = self._link_problem(epoch)
+            if problem is not None:
+                port.kill(problem)
+                return
+            time.sleep(MONITOR_PERIOD_S)
 
     # -- motion path -----------------------------------------------------------------------
     def open_motion(self) -> MotionPort:
@@ -162,59 +187,59 @@ class UR3Robot(Robot):
             self._release_control()
             s = self._settings
             probe(s.host, (DASHBOARD_PORT, SCRIPT_PORT, RTDE_PORT), s.connect_timeout_s)
-            import rtde_control  # noqa: PLC0415
-
             try:
-                self._control = rtde_control.RTDEControlInterface(s.host, self._config.control_rate_hz)
-            except RuntimeError as exc:
+                self._control = ControlProcess(
+                    s.host, self._config.control_rate_hz, s.stop_deceleration, CONTROL_START_TIMEOUT_S
+                )
+            except ControlWorkerError as exc:
                 raise URConnectionError(
                     f"UR controller {s.host}: control interface setup failed: {exc}. On e-Series, enable "
                     "Remote Control on the pendant; check no other RTDE client owns input registers 0-23."
                 ) from None
             epoch = self._epoch
-            self._port = URMotionPort(
+            port = URMotionPort(
                 self._control, s, self._config.control_period_s,
-                link_ok=lambda: self._link_problem(epoch), on_dead=lambda p: self._port_died(p, None),
+                link_ok=lambda: self._link_problem(epoch), on_dead=self._port_died,
             )
+            self._port = port
+            self._monitor_thread = threading.Thread(
+                target=self._monitor, args=(port, epoch), daemon=True, name="ur3-link-monitor"
+            )
+            self._monitor_thread.start()
             self._guard.arm()
-            return self._port
+            return port
 
-    def _port_died(self, port: URMotionPort, reason: str | None) -> None:
-        """Called once per port when it dies. Release ur_rtde's control interface so its internal
-        auto-reconnect cannot keep a session alive that nobody is supervising."""
-        if reason is not None and port.dead_reason is None:
-            port._die(reason)  # noqa: SLF001 - routes back here with reason None
-            return
-        self._release_control()
+    def _port_died(self, port: URMotionPort) -> None:
+        """Called once per port when it dies: end the control session at once (SIGKILL of the
+        worker closes its sockets), so ur_rtde cannot reconnect it behind the caller's back."""
+        if port is self._port:
+            self._release_control()
 
     def _release_control(self) -> None:
         control, self._control = self._control, None
         if control is not None:
-            try:
-                control.disconnect()
-            except RuntimeError:
-                pass
+            control.kill()
 
     def _stop_motion(self) -> None:
+        """Exit-guard action (SIGINT, atexit): stop and end the motion session."""
         port = self._port
         if port is not None and port.dead_reason is None:
-            port.stop()
+            port.close()
 
     def disconnect(self) -> None:
         """Stop (servoStop + stopJ), end the control script, close every connection. Safe to call
         on any path, repeatedly."""
-        with self._lock:
-            try:
-                self._stop_motion()
-            finally:
-                control = self._control
-                if control is not None and control.isConnected():
-                    try:
-                        control.stopScript()
-                    except RuntimeError:
-                        pass
+        port = self._port
+        try:
+            if port is not None:
+                port.close()  # port lock only: never hold the robot lock while taking it
+        finally:
+            self._port = None
+            monitor, self._monitor_thread = self._monitor_thread, None
+            if monitor is not None and monitor is not threading.current_thread():
+                monitor.join(timeout=1.0)
+            with self._lock:
                 self._release_control()
-                self._port = None
                 self._guard.release()
                 receive, self._receive = self._receive, None
                 if receive is not None:

@@ -219,3 +219,47 @@ def test_missing_host_is_a_config_error():
     cfg = ur3_config().model_copy(update={"connection": {}})
     with pytest.raises(ConfigError, match="connection.host"):
         UR3Robot(cfg, shadow=True)
+
+
+@pytest.mark.parametrize(
+    ("series", "rtde_frequency", "expected_stream_hz"),
+    [("cb3", None, 125.0), ("e", None, 500.0), ("e", 125, 125.0)],
+)
+def test_stream_rate_follows_the_controller_series(series, rtde_frequency, expected_stream_hz):
+    """rtde_frequency null = the controller's own rate (ur_rtde reads the version: 3.x -> 125 Hz,
+    5.x -> 500 Hz); the control interface always runs at control_rate_hz (the servoJ period)."""
+    cfg = ur3_config(rtde_frequency=rtde_frequency)
+    with EmulatorHandle(series=series) as emu:
+        with UR3Robot(cfg, shadow=False) as robot:
+            t0 = robot.read_state().status["controller_time"]
+            time.sleep(0.2)
+            t1 = robot.read_state().status["controller_time"]
+            robot.open_motion()
+        frequencies = emu.state()["output_frequencies"]
+    assert t1 > t0
+    assert frequencies == [expected_stream_hz, cfg.control_rate_hz]
+
+
+def test_control_socket_drop_alone_kills_the_port_before_any_more_motion():
+    """Only the control interface's RTDE session drops (the receive stream stays up). ur_rtde
+    would reconnect it on its own; the port must die and nothing more may move the arm."""
+    cfg = ur3_config()
+    with EmulatorHandle() as emu:
+        with UR3Robot(cfg, shadow=False) as robot:
+            port = robot.open_motion()
+            q = _stream(port, robot.read_state().q, 15, seed=21)[-1]
+            emu.drop_connections(only_control=True)
+            with pytest.raises(MotionLinkLost):
+                for _ in range(100):
+                    port.command_joints(q)
+            died_at = time.monotonic()  # same CLOCK_MONOTONIC as the emulator's log
+            assert robot.read_state().status["motion_open"] is False
+            time.sleep(0.5)  # anything ur_rtde might still do on its own would show up now
+        log = emu.log()
+    drop = _index(log, "control_connection_dropped")
+    after = [e for e in log[drop:] if e["kind"] == "motion"]
+    # Known limit (docs/ur3.md): ur_rtde retries a send that failed on the dropped socket over a
+    # session it re-establishes inside that same servoJ call, so the one target being commanded
+    # at that instant may still arrive. Nothing after it, and nothing once the port is dead.
+    assert len(after) <= 1, [(e["name"], e["session"]) for e in after]
+    assert [e for e in after if e["t"] > died_at] == []

@@ -50,8 +50,10 @@ class EmulatorHandle:
     def state(self) -> dict:
         return self._call("state")  # type: ignore[return-value]
 
-    def drop_connections(self) -> None:
-        self._call("drop")
+    def drop_connections(self, only_control: bool = False) -> None:
+        """Close every session (controller reboot / cable), or only the RTDE session that owns the
+        input registers (the control interface's), leaving read-only streams up."""
+        self._call("drop", only="control" if only_control else "all")
 
     def set_listening(self, on: bool) -> None:
         self._call("listen", on=on)

@@ -52,11 +52,16 @@ def main() -> None:
             with controller.lock:
                 reply = list(controller.log)
         elif op == "state":
-            reply = {**controller.snapshot(), "accepted": {k: v.accepted for k, v in listeners.items()}}
+            reply = {**controller.snapshot(), "accepted": {k: v.accepted for k, v in listeners.items()},
+                     "output_frequencies": list(rtde.output_frequencies)}
         elif op == "drop":
-            controller.record("controller", "connections_dropped", "other")
-            for listener in listeners.values():
-                listener.close_all()
+            if request.get("only") == "control":
+                controller.record("controller", "control_connection_dropped", "other")
+                rtde.listener.close_all(only=rtde.control_sockets())
+            else:
+                controller.record("controller", "connections_dropped", "other")
+                for listener in listeners.values():
+                    listener.close_all()
         elif op == "listen":
             for listener in listeners.values():
                 listener.open() if request["on"] else listener.close()

@@ -79,7 +79,7 @@ class Controller:
         with self.lock:
             self.log.append({"t": time.monotonic(), "source": source, "name": name, "kind": kind, "args": args})
 
-    def apply_inputs(self, values: dict[str, object]) -> None:
+    def apply_inputs(self, values: dict[str, object], session: int = 0) -> None:
         """A data package from a client: update registers, log the command it carries."""
         with self.lock:
             for name, value in values.items():
@@ -107,7 +107,7 @@ class Controller:
             elif cmd == 9:
                 args.update(qd=d[0:6], acceleration=d[6], time=d[7])
             self.log.append({"t": time.monotonic(), "source": "rtde", "name": COMMAND_NAMES.get(cmd, f"cmd{cmd}"),
-                             "kind": kind, "args": args})
+                             "kind": kind, "args": args, "session": session})
 
     def program_uploaded(self, text: str) -> None:
         """The script port received a whole program: a ur_rtde control script starts running."""

@@ -48,9 +48,10 @@ class Listener:
                 pass
             server.close()
 
-    def close_all(self) -> None:
+    def close_all(self, only: set[socket.socket] | None = None) -> None:
         with self.lock:
-            sessions, self.sessions = list(self.sessions), set()
+            sessions = [s for s in self.sessions if only is None or s in only]
+            self.sessions -= set(sessions)
         for sock in sessions:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -89,10 +90,14 @@ class RTDEServer:
         self.listener = Listener(port, self._session, "rtde")
         self.started: list[_RTDESession] = []
         self.claims: dict[str, _RTDESession] = {}
+        self.output_frequencies: list[float] = []  # what each output setup asked for, in order
+        self.sessions_opened = 0
         self.lock = threading.Lock()
 
     def _session(self, sock: socket.socket) -> None:
-        session = _RTDESession(sock)
+        with self.lock:
+            self.sessions_opened += 1
+            session = _RTDESession(sock, self.sessions_opened)
         try:
             while (msg := p.read_message(sock)) is not None:
                 self._handle(session, *msg)
@@ -111,6 +116,7 @@ class RTDEServer:
             s.send(p.encode(msg_type, struct.pack(">IIII", *series.version)))
         elif msg_type == p.SETUP_OUTPUTS:
             frequency = struct.unpack(">d", payload[:8])[0]
+            self.output_frequencies.append(frequency)
             names = [n for n in payload[8:].decode().split(",") if n]
             types = [p.OUTPUT_TYPES.get(n, "NOT_FOUND") for n in names]
             if "NOT_FOUND" not in types:
@@ -149,7 +155,12 @@ class RTDEServer:
                 return
             names, types, layout = recipe
             values = p.regroup(types, layout.unpack(payload[1 : 1 + layout.size]))
-            self.controller.apply_inputs(dict(zip(names, values)))
+            self.controller.apply_inputs(dict(zip(names, values)), s.number)
+
+    def control_sockets(self) -> set[socket.socket]:
+        """Sessions that set up input recipes (ur_rtde's control interface), not read-only ones."""
+        with self.lock:
+            return {s.sock for s in set(self.claims.values())}
 
     def publish(self, tick: int) -> None:
         """Push one output data package to every started session due at this tick."""
@@ -175,8 +186,9 @@ def _zero(rtde_type: str) -> object:
 
 
 class _RTDESession:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, number: int):
         self.sock = sock
+        self.number = number  # 1, 2, ... in accept order; commands in the log carry it
         self.send_lock = threading.Lock()
         self.output_names: list[str] = []
         self.output_types: list[str] = []
@@ -232,10 +244,11 @@ class DashboardServer:
         if command == "get robot model":
             return "UR3"
         if command == "stop":
+            # ur_rtde sends this right after stopScript has ended the program and requires
+            # "Stopped" back, so (as URSim does) it is answered whether or not a program runs.
             if playing:
                 c.stop_program("dashboard stop")
-                return "Stopped"
-            return "Failed to execute: stop"
+            return "Stopped"
         if command == "quit":
             return "Disconnected"
         return f"could not understand: '{command}'"
