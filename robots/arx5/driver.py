@@ -8,8 +8,9 @@ What goes on the bus, by mode (the reason this driver exists instead of the vend
   joints in shadow mode fails with an error that says so (an L5 is all DM and reads fine).
 - read_state(), live before open_motion(): as shadow, plus the vendor SDK's start-up probe for EC
   motors: an MIT frame with kp = kd = 0 and zero torque (passive; torque quantizes to -0.007 N m).
-- open_motion(): read every motor, enable DM motors, immediately command a hold at the measured
-  position with the configured kp/kd; the returned port streams MIT position targets.
+- open_motion(): read every motor (refused if any is silent or reports a fault), enable DM
+  motors, immediately command a hold at the measured position with the configured kp/kd; the
+  returned port streams MIT position targets.
 - stop(): hold at the last measured position with the configured gains (motors stay enabled).
 - emergency_stop(): DM disable frames and zero-gain, zero-torque EC frames at once; latched.
 - disconnect() after motion: damping (kp = 0) for `_SHUTDOWN_DAMPING_S`, then disable, like the
@@ -37,6 +38,10 @@ _SHUTDOWN_DAMPING_S = 0.5
 
 class MotorFeedbackError(VlaEdgeError):
     """Motors did not report in time; names the bus and motor ids."""
+
+
+class MotorFaultError(VlaEdgeError):
+    """A motor reports a fault (DM state >= 8, EC error bits); motion is refused."""
 
 
 def _arm_dofs(config: RobotConfig) -> list[tuple[list[int], int]]:
@@ -207,7 +212,8 @@ class Arx5Robot(Robot):
             raise VlaEdgeError(f"{self.name}: not connected; call connect() first")
         n = self.config.dof
         q, qd = np.zeros(n), np.zeros(n)
-        oldest, status = np.inf, {"motor_state": {}, "temperature_c": {}, "motion_open": self._port is not None}
+        oldest = np.inf
+        status: dict = {"motor_state": {}, "temperature_c": {}, "faults": {}, "motion_open": self._port is not None}
         for a, (joints, gripper) in enumerate(self._dofs):
             self._refresh(a, live=not self.shadow)
             bus = self._buses[a]
@@ -220,6 +226,9 @@ class Arx5Robot(Robot):
                 key = f"{bus.channel}:{motor.motor_id}"
                 status["motor_state"][key] = fb.state
                 status["temperature_c"][key] = fb.temperature
+                faulty = fb.state >= 8 if motor.kind is MotorKind.DM else fb.state != 0
+                if faulty:
+                    status["faults"][key] = fb.state
         return JointState(q=q, qd=qd, timestamp=float(oldest), status=status)
 
     def open_motion(self) -> MotionPort:
@@ -227,7 +236,12 @@ class Arx5Robot(Robot):
             raise VlaEdgeError(f"{self.name}: opened in shadow mode, which has no motion path")
         if not self._buses:
             raise VlaEdgeError(f"{self.name}: not connected; call connect() first")
-        self.read_state()  # every motor must be heard from before anything is enabled
+        state = self.read_state()  # every motor must be heard from before anything is enabled
+        if state.status["faults"]:
+            raise MotorFaultError(
+                f"{self.name}: motors report faults {state.status['faults']} (bus:id -> code); "
+                "clear them (power-cycle or the vendor tool) before enabling"
+            )
         for bus in self._buses:
             for m in self.motors.all:
                 if m.kind is MotorKind.DM:

@@ -189,10 +189,10 @@ def arm_layouts(config: RobotConfig) -> list[ArmLayout]:
     grippers = list(config.gripper_indices)
     layouts = []
     for a, (arm, p) in enumerate(zip(arms, prefixes)):
-        last = max(arm.joint_indices)
-        # A gripper belongs to the arm whose joints precede it (action order: arm joints, then its gripper).
-        mine = [g for g in grippers if g > last and all(not (last < j < g) for j in range(config.dof) if j not in grippers)]
-        gripper = mine[0] if mine else None
+        # Action order is [arm joints, that arm's gripper] per arm, so an arm's gripper (if any)
+        # is the DOF right after its last joint.
+        after = max(arm.joint_indices) + 1
+        gripper = after if after in grippers else None
         cam = f"{p}wrist"
         layouts.append(
             ArmLayout(

@@ -22,7 +22,7 @@ from can_emulator import MotorBusEmulator  # noqa: E402
 
 from vla_edge.errors import ConfigError, VlaEdgeError  # noqa: E402
 from vla_edge.robots.arx5.bus import CanBusError  # noqa: E402
-from vla_edge.robots.arx5.driver import MotorFeedbackError, make_robot  # noqa: E402
+from vla_edge.robots.arx5.driver import MotorFaultError, MotorFeedbackError, make_robot  # noqa: E402
 from vla_edge.robots.arx5.motors import PROFILES, gripper_motor_to_width, gripper_width_to_motor  # noqa: E402
 from vla_edge.robots.config import parse_robot_config  # noqa: E402
 from vla_edge.robots.registry import load_registered_config  # noqa: E402
@@ -185,6 +185,24 @@ def test_bad_target_holds_instead_of_sending(channel):
                 port.command_joints(bad)
             emu.settle()
             assert all(abs(f.pos) < 0.01 for f in emu.motion_frames[n:])  # hold at the measured 0, not 0.1
+        finally:
+            robot.disconnect()
+
+
+@pytest.mark.parametrize("faulty_id", [2, 6])  # one EC, one DM motor of an X5
+def test_motor_fault_refuses_motion_and_enables_nothing(channel, faulty_id):
+    cfg = _config("arx5", {"interface": channel, "can_backend": "virtual"})
+    with MotorBusEmulator(channel, _motors("X5")) as emu:
+        emu.motors[faulty_id].fault = 8
+        robot = make_robot(cfg, shadow=False)
+        robot.connect()
+        try:
+            assert list(robot.read_state().status["faults"].values()) == [8]
+            with pytest.raises(MotorFaultError, match=f"{channel}:{faulty_id}"):
+                robot.open_motion()
+            emu.settle()
+            assert not any(m.enabled for m in emu.motors.values())
+            assert all(f.kp == 0 and f.kd == 0 for f in emu.motion_frames)  # only the passive EC probes
         finally:
             robot.disconnect()
 

@@ -57,6 +57,7 @@ class EmulatedMotor:
     q: float = 0.0
     v: float = 0.0
     enabled: bool = False  # DM only; EC motors act on every MIT frame
+    fault: int = 0  # DM: state code >= 8 (e.g. 8 over-voltage); EC: error bits; 0 = healthy
     damping: float = 0.5  # N m s/rad of the gearbox, keeps the first-order model well posed
     cmd: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)  # pos, vel, kp, kd, tor
     last_t: float = field(default_factory=time.monotonic)
@@ -118,7 +119,7 @@ class MotorBusEmulator:
             return
         m.integrate(now)
         if m.kind == DM and d[:7] == b"\xff" * 7:
-            if d[7] == 0xFC:
+            if d[7] == 0xFC and not m.fault:
                 m.enabled = True
             elif d[7] == 0xFD:
                 m.enabled = False
@@ -145,11 +146,12 @@ class MotorBusEmulator:
     def _reply(self, m: EmulatedMotor) -> None:
         if m.kind == EC:
             p, v, c = _f2u(m.q, _EC["pos"]), _f2u(m.v, _EC["vel"]), _f2u(0.0, _EC["cur"])
-            data = [0x20, p >> 8, p & 0xFF, v >> 4, ((v & 0xF) << 4) | (c >> 8), c & 0xFF, 2 * 35 + 50, 0]
+            data = [0x20 | (m.fault & 0x1F), p >> 8, p & 0xFF, v >> 4, ((v & 0xF) << 4) | (c >> 8), c & 0xFF, 2 * 35 + 50, 0]
             out = can.Message(arbitration_id=m.motor_id, data=data, is_extended_id=False)
         else:
             p, v, t = _f2u(m.q, _DM["pos"]), _f2u(m.v, _DM["vel"]), _f2u(0.0, _DM["tor"])
-            data = [((1 if m.enabled else 0) << 4) | (m.motor_id & 0xF), p >> 8, p & 0xFF, v >> 4,
+            state = m.fault if m.fault else (1 if m.enabled else 0)
+            data = [(state << 4) | (m.motor_id & 0xF), p >> 8, p & 0xFF, v >> 4,
                     ((v & 0xF) << 4) | (t >> 8), t & 0xFF, 40, 35]
             out = can.Message(arbitration_id=m.motor_id + 0x10, data=data, is_extended_id=False)
         self._bus.send(out)
