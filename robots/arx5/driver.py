@@ -6,8 +6,9 @@ What goes on the bus, by mode (the reason this driver exists instead of the vend
   torque); EC motors are only listened to, because the published EC protocol has no request
   that does not also carry a torque command. If nothing else drives them, reading an X5's EC
   joints in shadow mode fails with an error that says so (an L5 is all DM and reads fine).
-- read_state(), live before open_motion(): as shadow, plus the vendor SDK's start-up probe for EC
-  motors: an MIT frame with kp = kd = 0 and zero torque (passive; torque quantizes to -0.007 N m).
+- read_state(), live before open_motion(): as shadow, plus a read probe for EC motors (they only
+  answer commands): an MIT frame with kp = 0 (no position target), the configured kd (damping,
+  like the SDK's damping mode) and zero feed-forward torque (its 12-bit code is -0.007 N m).
 - open_motion(): read every motor (refused if any is silent or reports a fault), enable DM
   motors, immediately command a hold at the measured position with the configured kp/kd; the
   returned port streams MIT position targets.
@@ -194,7 +195,10 @@ class Arx5Robot(Robot):
             elif self._port is not None and m.motor_id in self._last_cmd[a]:
                 self._mit(a, m, self._last_cmd[a][m.motor_id])  # repeat the standing command: no new motion
             elif live and self._port is None:
-                self._mit(a, m, MitCommand(0.0, 0.0, 0.0, 0.0, 0.0))  # SDK start-up probe (passive)
+                # Read probe: no position target (kp = 0), damping only, so an arm that something
+                # else left holding sinks slowly instead of dropping.
+                k = self.motors.all.index(m)
+                self._mit(a, m, MitCommand(0.0, 0.0, 0.0, self._gains(k if k < 6 else None)[1], 0.0))
         missing = bus.wait_fresh(stale, now, self.settings.feedback_timeout_s)
         if missing:
             ids = [m.motor_id for m in missing]

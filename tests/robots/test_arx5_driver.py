@@ -202,7 +202,9 @@ def test_motor_fault_refuses_motion_and_enables_nothing(channel, faulty_id):
                 robot.open_motion()
             emu.settle()
             assert not any(m.enabled for m in emu.motors.values())
-            assert all(f.kp == 0 and f.kd == 0 for f in emu.motion_frames)  # only the passive EC probes
+            # Only the EC read probes went out: no position target (kp 0), no torque, damping only.
+            assert emu.motion_frames and all(f.kp == 0 and abs(f.tor) < 0.02 for f in emu.motion_frames)
+            assert {f.motor_id for f in emu.motion_frames} == {1, 2, 4}
         finally:
             robot.disconnect()
 
