@@ -10,6 +10,7 @@ missing camera is an error up front, not a hold in the middle of a motion.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -62,19 +63,39 @@ class CameraSource(Protocol):
 
 
 class RobotCameras:
-    """Images the robot renders itself (simulators); one render serves all its cameras per call."""
+    """Images the robot renders itself (simulators).
+
+    Every render runs on one dedicated thread: an OpenGL context belongs to the thread that made
+    it, and the warm-up (main thread) and the inference worker (its own thread) both capture."""
 
     def __init__(self, robot, clock: Callable[[], float]):
         self._robot, self._clock = robot, clock
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def source(self, name: str) -> "RobotCamera":
         return RobotCamera(self, name)
 
-    def render(self) -> tuple[dict[str, np.ndarray], float]:
+    def _render_now(self) -> tuple[dict[str, np.ndarray], float]:
+        t = self._clock()
+        return self._robot.read_cameras(), t
+
+    def call(self, fn: Callable[[], object]) -> object:
+        """Run `fn` on the render thread (renders, and the robot's disconnect, which frees the
+        GL context and must happen where the context was made)."""
         with self._lock:
-            t = self._clock()
-            return self._robot.read_cameras(), t
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-edge-render")
+            return self._executor.submit(fn).result()
+
+    def render(self) -> tuple[dict[str, np.ndarray], float]:
+        return self.call(self._render_now)  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
 
 class RobotCamera:
@@ -95,7 +116,7 @@ class RobotCamera:
         return images[self.name], t
 
     def close(self) -> None:
-        pass
+        pass  # the group outlives its cameras: see disconnect_robot()
 
 
 class SyntheticCamera:
@@ -231,3 +252,20 @@ def capture(sources: dict[str, CameraSource], clock: Callable[[], float]) -> tup
         images[name], t = src.read()
         times.append(t)
     return images, (min(times) if times else clock())
+
+
+def disconnect_robot(robot, sources: dict[str, CameraSource]) -> None:
+    """Close every camera, then disconnect the robot — on the render thread if the robot renders
+    the cameras itself, so its GL context is released by the thread that owns it."""
+    groups = {id(s._group): s._group for s in sources.values() if isinstance(s, RobotCamera)}
+    for src in sources.values():
+        src.close()
+    if groups:
+        group = next(iter(groups.values()))
+        try:
+            group.call(robot.disconnect)
+        finally:
+            for g in groups.values():
+                g.shutdown()
+    else:
+        robot.disconnect()

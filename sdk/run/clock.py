@@ -68,7 +68,7 @@ class SimStepClock:
         self._period = period_s
 
     def now(self) -> float:
-        return float(self._robot.read_state().timestamp)
+        return float(self._robot.clock())
 
     def sleep_until(self, t: float) -> None:
         periods = int(round((t - self.now()) / self._period))

@@ -250,5 +250,23 @@ class RunLoop:
                 **self.stats.summary(),
                 "cameras": {name: {"kind": src.kind, **src.stats.to_dict()} for name, src in self.cameras.items()},
             }
+            summary["diagnosis"] = _diagnose(summary)
             self.rundir.write_summary(summary)
         return RunOutcome(reason, detail, summary)
+
+
+def _diagnose(summary: dict[str, Any]) -> list[str]:
+    """Plain-language reasons a run did not execute the policy, for the summary and the CLI."""
+    notes = []
+    chunks = summary["chunks"]
+    if chunks["received"] and chunks["rejected"] == chunks["received"]:
+        notes.append(
+            "every chunk arrived after its last row was due (inference + capture latency "
+            f"p50 {summary['chunk_age_at_arrival_ms']['p50']:.0f} ms is longer than the chunk): "
+            "the arm only held; use a faster target or a pack with a longer action horizon"
+        )
+    elif summary["ticks"] and summary["ticks_without_target"] > 0.5 * summary["ticks"]:
+        notes.append(f"{summary['ticks_without_target']} of {summary['ticks']} ticks had no target (held)")
+    if summary["control_overruns"]:
+        notes.append(f"{summary['control_overruns']} control ticks overran their period")
+    return notes

@@ -1,0 +1,111 @@
+"""`vla-edge run`: drive a robot with a policy — in shadow mode unless --live is given and confirmed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import ConfigError
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _status_printer():
+    """A one-line status on a terminal (rewritten in place), a plain line every ~5 s otherwise."""
+    tty = sys.stderr.isatty()
+    last = {"t": -1e9}
+
+    def show(s: dict[str, Any]) -> None:
+        p50 = s["inference_p50_ms"]
+        line = (f"{'SHADOW' if s['shadow'] else 'LIVE'} t={s['t']:6.1f}s ticks={s['ticks']} chunks={s['chunks']} "
+                f"infer_p50={'-' if p50 is None else f'{p50:.0f}ms'} interventions={s['interventions']} "
+                f"held={s['held']} filter={s['filter']} health={s['health']}"
+                + (" WATCHDOG" if s["watchdog"] else ""))
+        if tty:
+            sys.stderr.write("\r" + line[:160].ljust(120))
+            sys.stderr.flush()
+        elif s["t"] - last["t"] >= 5.0:
+            last["t"] = s["t"]
+            sys.stderr.write(line + "\n")
+
+    return show
+
+
+def _confirm_live(robot: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _err.print("[red]refusing --live without a terminal to confirm on; pass --yes to confirm non-interactively[/red]")
+        raise typer.Exit(2)
+    if not typer.confirm(f"LIVE mode: the policy will move robot '{robot}'. Is the workspace clear and the e-stop in reach?"):
+        _err.print("live run not confirmed; nothing moved")
+        raise typer.Exit(2)
+
+
+def run(
+    robot: Annotated[Optional[str], typer.Option(help="Robot name (see robots docs), e.g. ur3-sim")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Execution target, e.g. reference")] = None,
+    pack: Annotated[Optional[str], typer.Option(help="Pack directory, or 'demo' (default)")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Instruction (default: the pack's default prompt)")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Seconds to run (real seconds; sim time in fast sim)")] = None,
+    live: Annotated[bool, typer.Option("--live/--shadow", help="Shadow (default): nothing can move. Live: moves the arm")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --live without a prompt")] = False,
+    robot_config: Annotated[Optional[Path], typer.Option(help="Robot YAML overriding a registry robot's settings")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Run YAML with robot/loop/cameras/health sections")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default ./runs/<time>-<robot>)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Noise seed for reproducible chunks")] = None,
+    camera: Annotated[Optional[list[str]], typer.Option(help="NAME=SPEC: device index, /dev/videoN or 'synthetic'")] = None,
+) -> None:
+    """Run a policy on a robot: cameras -> policy -> safety filter -> robot, logged to a run directory."""
+    from ..run.cameras import parse_camera_spec
+    from ..run.config import load_run_file, resolve_relative
+    from ..run.session import RunRequest, execute, prepare
+
+    file = load_run_file(config)
+    cams = {str(k): str(v) for k, v in file.cameras.items()}
+    for spec in camera or []:
+        name, value = parse_camera_spec(spec)
+        cams[name] = value
+    if robot is None and robot_config is None and file.robot is None and file.robot_config is None:
+        raise ConfigError("--robot", "name the robot (e.g. --robot ur3-sim) or give --robot-config FILE")
+    req = RunRequest(
+        robot=robot or file.robot,
+        robot_config=robot_config or resolve_relative(config, file.robot_config),
+        pack=pack or file.pack, target=target or file.target or "reference",
+        prompt=prompt or file.prompt, duration_s=duration or file.duration_s or 10.0,
+        live=live, run_dir=run_dir, seed=seed, cameras=cams, loop=file.loop, health=file.health,
+    )
+    if live:
+        _confirm_live(req.robot or str(req.robot_config), yes)
+    prepared = prepare(req)
+    mode = "[bold red]LIVE: the arm will move[/bold red]" if live else \
+        "[bold green]SHADOW MODE[/bold green]: policy and safety filter run, the arm cannot move (use --live to move it)"
+    _err.print(mode)
+    _err.print(f"robot {prepared.robot_config.name}, pack {prepared.policy.info.pack_name}, target {req.target}, "
+               f"run directory {prepared.rundir.path}")
+    try:
+        outcome = execute(prepared, on_status=_status_printer())
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        _err.print(f"interrupted: arm stopped; run directory {prepared.rundir.path}")
+        raise typer.Exit(130) from None
+    sys.stderr.write("\n")
+    s = outcome.summary
+    lat = s["inference_latency_ms"]["p50"]
+    _err.print(f"run ended ({outcome.reason}{': ' + outcome.detail if outcome.detail else ''}): {s['ticks']} ticks, "
+               f"{s['chunks']['received']} chunks, inference p50 "
+               f"{'-' if lat is None else f'{lat:.0f} ms'}, {s['ticks_with_intervention']} ticks with interventions, "
+               f"{s['commands_sent']} commands sent")
+    for note in s.get("diagnosis", []):
+        _err.print(f"note: {note}")
+    typer.echo(str(prepared.rundir.path))
+    if outcome.reason in ("safety_stop", "error"):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

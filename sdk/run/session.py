@@ -1,0 +1,209 @@
+"""Build a run in an order that fails before anything can move, then run it.
+
+Order (each step can refuse with a VlaEdgeError naming the problem): robot config -> pack and
+target -> action/state names vs robot joints -> robot driver (shadow unless live) and connection
+-> cameras opened and test-read -> one warm-up inference on a real observation -> run directory
+-> safety filter (the only step that opens the motion path, and only in live mode).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ConfigError
+from .cameras import CameraSource, build_sources, disconnect_robot, open_sources
+from .clock import MonotonicClock, SimStepClock
+from .config import LoopConfig
+from .loop import LoopSettings, RunLoop, RunOutcome
+from .mapping import JointMapping
+from .rundir import RunDirectory
+
+
+@dataclass
+class RunRequest:
+    robot: str | None = None
+    robot_config: Path | None = None
+    pack: str | None = None
+    target: str = "reference"
+    prompt: str | None = None
+    duration_s: float = 10.0
+    live: bool = False
+    run_dir: Path | None = None
+    seed: int | None = None
+    cameras: dict[str, str] = field(default_factory=dict)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    health: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedRun:
+    request: RunRequest
+    robot_config: Any
+    policy: Any
+    robot: Any
+    cameras: dict[str, CameraSource]
+    mapping: JointMapping
+    clock: Any
+    safety: Any
+    rundir: RunDirectory
+    settings: LoopSettings
+    health: Any
+    warmup_ms: float
+
+    def close(self) -> None:
+        try:
+            disconnect_robot(self.robot, self.cameras)
+        finally:
+            self.rundir.close()
+            self.policy.close()
+
+
+def resolve_robot_config(robot: str | None, robot_config: Path | None):
+    from ..robots.config import load_robot_config  # noqa: PLC0415
+    from ..robots.registry import load_overlay_config  # noqa: PLC0415
+
+    if robot_config is not None:
+        cfg = load_overlay_config(Path(robot_config))
+        if robot is not None and cfg.name != robot:
+            raise ConfigError("--robot", f"{robot!r} differs from robot {cfg.name!r} named in {robot_config}")
+        return cfg
+    if robot is None:
+        raise ConfigError("--robot", "name the robot (e.g. --robot ur3-sim) or give --robot-config FILE")
+    return load_robot_config(robot)
+
+
+def _state_fill(policy, user_fill: dict[str, float]) -> np.ndarray:
+    names = policy.info.state_names
+    unknown = sorted(set(user_fill) - set(names))
+    if unknown:
+        raise ConfigError("loop.state_fill", f"{unknown} are not state entries of the policy ({list(names)})")
+    mean = np.asarray(policy.pack.norm_stats.state.mean, dtype=float)
+    fill = np.array([mean[i] if i < mean.shape[0] else 0.0 for i in range(len(names))])
+    for name, value in user_fill.items():
+        fill[names.index(name)] = float(value)
+    return fill
+
+
+def _health_provider(config: dict[str, Any]):
+    """The health module's governor when it is available; else nominal limits (and a health
+    section in the config is an error, because it would silently do nothing)."""
+    try:
+        from ..health import governor  # noqa: PLC0415
+    except ImportError:
+        if config:
+            raise ConfigError("health", "this build has no health governor (vla_edge.health.governor); remove the section")
+        return None, "nominal (no health governor in this build)"
+    return governor.from_run_config(config), "health governor"
+
+
+def default_run_dir(robot_name: str) -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"{stamp}-{robot_name}"
+
+
+def prepare(req: RunRequest) -> PreparedRun:
+    """Everything up to (and, in live mode, including) opening the motion path."""
+    from ..packs.demo import resolve_pack  # noqa: PLC0415
+    from ..policy import load_policy  # noqa: PLC0415
+    from ..robots.registry import create_robot  # noqa: PLC0415
+    from ..robots.safety import SafetyFilter  # noqa: PLC0415
+    from ..types import Observation  # noqa: PLC0415
+
+    if not req.duration_s > 0:
+        raise ConfigError("--duration", f"expected seconds > 0, got {req.duration_s}")
+    cfg = resolve_robot_config(req.robot, req.robot_config)
+    health, health_kind = _health_provider(req.health)
+    policy = load_policy(resolve_pack(req.pack), target=req.target, seed=req.seed)
+    robot = None
+    cameras: dict[str, CameraSource] = {}
+    try:
+        info = policy.info
+        mapping = JointMapping.build(info.action_names, info.state_names, tuple(cfg.joints),
+                                     _state_fill(policy, dict(req.loop.state_fill)), where=f"pack {info.pack_name}")
+        prompt = req.prompt or policy.pack.manifest.default_prompt
+        if not prompt:
+            raise ConfigError("--prompt", "this pack has no default prompt; give --prompt TEXT")
+        robot = create_robot(cfg, shadow=not req.live)
+        robot.connect()
+        fast_sim = getattr(getattr(robot, "settings", None), "realtime", True) is False
+        clock = SimStepClock(robot, cfg.control_period_s) if fast_sim else MonotonicClock()
+        cameras = build_sources(info.cameras, info.required_cameras, req.cameras, robot, clock.now,
+                                seed=req.seed or 0)
+        open_sources(cameras)
+        settings = _loop_settings(req, policy, prompt)
+        warm = _warmup(policy, robot, cameras, mapping, prompt, clock, Observation)
+        if req.loop.inference_timeout_s is None:
+            settings = LoopSettings(settings.duration_s, prompt, settings.replan_s,
+                                    max(settings.inference_timeout_s, 3.0 * warm / 1e3), settings.blend_s)
+        rundir = RunDirectory(req.run_dir or default_run_dir(cfg.name))
+        try:
+            rundir.write_config(_describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm))
+            safety = SafetyFilter(robot, cfg, shadow=not req.live, clock=clock.now)
+        except BaseException:
+            rundir.close()
+            raise
+    except BaseException:
+        try:
+            if robot is not None:
+                disconnect_robot(robot, cameras)
+        finally:
+            policy.close()
+        raise
+    return PreparedRun(req, cfg, policy, robot, cameras, mapping, clock, safety, rundir, settings, health, warm)
+
+
+def _loop_settings(req: RunRequest, policy, prompt: str) -> LoopSettings:
+    span = policy.info.horizon * policy.info.control_period_s
+    replan = req.loop.replan_s or span / 2.0
+    timeout = req.loop.inference_timeout_s or 4.0 * replan
+    return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s)
+
+
+def _warmup(policy, robot, cameras, mapping, prompt, clock, observation_cls) -> float:
+    """One inference on a real observation: any image/state/policy problem surfaces now."""
+    from .cameras import capture  # noqa: PLC0415
+
+    images, t = capture(cameras, clock.now)
+    state = robot.read_state()
+    chunk = policy.infer(observation_cls(images, mapping.state_for_policy(state.q), prompt, t))
+    return float(chunk.latency_ms.get("total", 0.0))
+
+
+def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm_ms) -> dict[str, Any]:
+    info = policy.info.to_dict()
+    info.pop("memory", None)
+    return {
+        "mode": "live" if req.live else "shadow",
+        "robot": cfg.model_dump(mode="json"),
+        "pack": {"dir": info["pack_dir"], "name": info["pack_name"]},
+        "target": req.target, "seed": req.seed, "prompt": settings.prompt,
+        "duration_s": req.duration_s,
+        "policy": info,
+        "mapping": mapping.describe(),
+        "cameras": {name: {"kind": src.kind, "spec": req.cameras.get(name, "robot")} for name, src in cameras.items()},
+        "loop": {"replan_s": settings.replan_s, "inference_timeout_s": settings.inference_timeout_s,
+                 "blend_s": settings.blend_s, "control_rate_hz": cfg.control_rate_hz,
+                 "clock": type(clock).__name__, "warmup_inference_ms": warm_ms},
+        "health": {"provider": health_kind, "config": req.health},
+        "host": {"python": platform.python_version(), "machine": platform.machine()},
+    }
+
+
+def execute(prepared: PreparedRun, on_status: Callable[[dict[str, Any]], None] | None = None,
+            loop_hook: Callable[[RunLoop], None] | None = None) -> RunOutcome:
+    """Run the loop; always closes cameras, robot, run directory and policy."""
+    p = prepared
+    loop = RunLoop(p.robot, p.safety, p.policy.infer, p.mapping, p.cameras, p.clock, p.settings, p.rundir,
+                   health=p.health, on_status=on_status)
+    if loop_hook is not None:
+        loop_hook(loop)
+    try:
+        return loop.run()
+    finally:
+        p.close()
