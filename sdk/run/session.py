@@ -130,11 +130,13 @@ def prepare(req: RunRequest) -> PreparedRun:
         if not prompt:
             raise ConfigError("--prompt", "this pack has no default prompt; give --prompt TEXT")
         robot = create_robot(cfg, shadow=not req.live)
-        robot.connect()
         fast_sim = getattr(getattr(robot, "settings", None), "realtime", True) is False
         clock = SimStepClock(robot, cfg.control_period_s) if fast_sim else MonotonicClock()
-        cameras = build_sources(info.cameras, info.required_cameras, req.cameras, robot, clock.now,
+        # Camera mapping is checked from the robot's capabilities, before connecting to anything.
+        sources = build_sources(info.cameras, info.required_cameras, req.cameras, robot, clock.now,
                                 seed=req.seed or 0)
+        robot.connect()
+        cameras = sources
         open_sources(cameras)
         settings = _loop_settings(req, policy, prompt)
         warm = _warmup(policy, robot, cameras, mapping, prompt, clock, Observation)

@@ -1,0 +1,105 @@
+"""`vla-edge run` as a user runs it: subprocess, real exit codes, run directory on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from conftest import run_cli  # noqa: E402
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_shadow_run_on_ur3_sim_with_demo_pack_writes_a_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    r = run_cli("run", "--target", "reference", "--robot", "ur3-sim", "--duration", "2", "--run-dir", str(run_dir),
+                "--seed", "1", timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert "SHADOW MODE" in r.stderr
+    ticks = read_jsonl(run_dir / "ticks.jsonl")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # 2 s at 125 Hz; a loaded host may skip ticks (counted as overruns) but not most of them.
+    assert 150 <= len(ticks) <= 251 and summary["ticks"] == len(ticks)
+    assert summary["end_reason"] == "duration" and summary["shadow"] is True
+    assert summary["commands_sent"] == 0 and not any(t["sent"] for t in ticks)
+    assert summary["chunks"]["received"] >= 1  # the policy ran inside the loop (plus the warm-up)
+    assert set(ticks[0]) >= {"t", "commanded", "filtered", "actual", "interventions", "tick_ms", "health"}
+    assert len(ticks[0]["actual"]) == 6
+    cfg = (run_dir / "config.yaml").read_text()
+    assert "mode: shadow" in cfg and "dropped_actions:\n  - gripper" in cfg
+    assert summary["cameras"]["base"]["frames"] >= 2
+
+
+def _robot_file(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "robot.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "args_fn, expect",
+    [
+        (lambda tmp: ["--robot", "ur5-sim"], "unknown robot 'ur5-sim'"),
+        (lambda tmp: ["--robot-config", str(_robot_file(tmp, "robot: ur3-sim\nlimits:\n  velocityy: [1, 1, 1, 1, 1, 1]\n"))],
+         "velocityy"),
+        (lambda tmp: ["--robot-config", str(_robot_file(
+            tmp, "robot: ur3-sim\nlimits:\n  velocity: [9.0, 0.5, 0.5, 0.5, 0.5, 0.5]\n"))],
+         "exceeds the arm's hardware limit"),
+        (lambda tmp: ["--robot-config", str(_robot_file(tmp, "robot: ur3-sim\ncameras: [front]\n"))],
+         "camera 'base'"),
+        (lambda tmp: ["--robot", "ur3-sim", "--camera", "base=/dev/video97"], "camera 'base'"),
+        (lambda tmp: ["--robot-config", str(_robot_file(
+            tmp, "robot: ur3\nconnection: {host: 127.0.0.2, connect_timeout_s: 0.3}\n")), "--camera", "base=synthetic"],
+         "127.0.0.2"),
+    ],
+    ids=["unknown-robot", "unknown-key", "above-hardware-limit", "camera-missing", "camera-device", "unreachable"],
+)
+def test_bad_input_is_a_clear_error_before_anything_moves(tmp_path, args_fn, expect):
+    run_dir = tmp_path / "run"
+    r = run_cli("run", *args_fn(tmp_path), "--duration", "1", "--run-dir", str(run_dir), "--live", "--yes", timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert expect in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (run_dir / "ticks.jsonl").exists()  # refused before the run (and the motion path) started
+
+
+def test_live_without_terminal_or_yes_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "vla_edge.cli.main", "run", "--robot", "ur3-sim", "--live",
+                        "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       env=os.environ.copy(), timeout=60)
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_is_a_controlled_stop_with_exit_code_130(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "vla_edge.cli.main", "run", "--robot", "ur3-sim", "--duration", "60",
+                             "--run-dir", str(run_dir), "--camera", "base=synthetic", "--camera", "wrist=synthetic"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ticks = run_dir / "ticks.jsonl"
+            if ticks.exists() and ticks.stat().st_size > 0:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["end_reason"] == "interrupted" and summary["ticks"] > 0
+    assert read_jsonl(run_dir / "events.jsonl")[-1]["event"] == "end"
