@@ -82,12 +82,7 @@ def run_episode(
     lim = FilterLimits.from_config(config)
     q0 = HOME[config.name.removesuffix("-sim")].copy()
     if rng.random() < 0.5:
-        # Start the DOFs that do not move any TCP (last wrist joint, grippers) near an end of their
-        # range, so braking against position limits is exercised without leaving the workspace.
-        for i in _tcp_neutral_dofs(config):
-            span = lim.position_max[i] - lim.position_min[i]
-            end = lim.position_max[i] if rng.random() < 0.5 else lim.position_min[i]
-            q0[i] = end - np.sign(end - (lim.position_min[i] + span / 2)) * rng.uniform(0, 0.05) * span
+        q0 = _start_near_limits(config, lim, q0, rng)
     robot = FakeRobot(config, q0)
     filt = SafetyFilter(robot, config, shadow=shadow, clock=clock)
     dt = config.control_period_s
@@ -126,9 +121,24 @@ def run_episode(
     return np.array(rows), filt, robot
 
 
-def _tcp_neutral_dofs(config: RobotConfig) -> list[int]:
-    """Grippers and each arm's last joint (it spins the tool about an axis through the TCP)."""
-    return [*config.gripper_indices, *(arm.joint_indices[-1] for arm in config.kinematics.arms)]
+def _start_near_limits(config: RobotConfig, lim: FilterLimits, q0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Put grippers, each arm's base joint and last joint within 5% of an end of their range, so
+    braking against position limits is exercised; base-joint moves that would put the TCP outside
+    the workspace box are undone (the filter refuses to move from outside the box)."""
+    kin = RobotKinematics(config.kinematics)
+    q = q0.copy()
+    dofs = [*config.gripper_indices]
+    for arm in config.kinematics.arms:
+        dofs += [arm.joint_indices[-1], arm.joint_indices[0]]
+    for i in dofs:
+        before = q[i]
+        span = lim.position_max[i] - lim.position_min[i]
+        at_max = rng.random() < 0.5
+        q[i] = lim.position_max[i] - rng.uniform(0, 0.05) * span if at_max else lim.position_min[i] + rng.uniform(0, 0.05) * span
+        tcp = kin.tcp_positions(q)
+        if np.any(tcp < lim.workspace_min) or np.any(tcp > lim.workspace_max):
+            q[i] = before
+    return q
 
 
 def assert_within_limits(config: RobotConfig, rows: np.ndarray, scale: float, kin: RobotKinematics | None = None) -> None:

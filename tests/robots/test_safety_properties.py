@@ -33,14 +33,14 @@ def ticks_strategy(draw: st.DrawFn) -> list[Tick]:
         resume=st.booleans(),
         noise=st.floats(-1.0, 1.0),
     )
-    return draw(st.lists(tick, min_size=1, max_size=150))
+    return draw(st.lists(tick, min_size=30, max_size=200))
 
 
 scale_strategy = st.sampled_from([1.0, 1.0, 0.5, 0.1]) | st.floats(0.01, 1.0)
 
 
 @pytest.mark.parametrize("name", ROBOTS)
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ticks=ticks_strategy(), scale=scale_strategy, seed=st.integers(0, 2**31 - 1))
 def test_no_emitted_command_breaks_a_limit(name: str, ticks: list[Tick], scale: float, seed: int) -> None:
     config = CONFIGS[name]
