@@ -13,7 +13,7 @@ from .pack import Pack
 
 log = logging.getLogger(__name__)
 
-DEMO_NAME = "pi05-tiny-demo-v1"
+DEMO_NAME = "pi05-tiny-ur3-demo-v2"
 
 
 def cache_dir() -> Path:

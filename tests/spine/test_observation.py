@@ -12,7 +12,7 @@ def _obs(rng: np.random.Generator, **overrides) -> Observation:
     fields = dict(
         cameras={"base": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
                  "wrist": rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)},
-        state=rng.uniform(-1, 1, 7).astype(np.float32),
+        state=rng.uniform(-0.2, 0.2, 6).astype(np.float32),
         prompt="open the drawer",
     )
     fields.update(overrides)
@@ -27,11 +27,11 @@ def policy(tiny_pack_dir):
 @pytest.mark.parametrize(
     "override, field, fragment",
     [
-        ({"state": np.array([0.1, np.nan, 0, 0, 0, 0, 0], np.float32)}, "state", "non-finite"),
-        ({"state": np.array([0.1, np.inf, 0, 0, 0, 0, 0], np.float32)}, "state", "non-finite"),
-        ({"state": np.zeros(6, np.float32) + 0.3}, "state", "length 7"),
-        ({"state": np.ones((7, 1), np.float32)}, "state", "1-D float"),
-        ({"state": np.arange(7)}, "state", "1-D float"),
+        ({"state": np.array([0.1, np.nan, 0, 0, 0, 0], np.float32)}, "state", "non-finite"),
+        ({"state": np.array([0.1, np.inf, 0, 0, 0, 0], np.float32)}, "state", "non-finite"),
+        ({"state": np.zeros(7, np.float32) + 0.3}, "state", "length 6"),
+        ({"state": np.ones((6, 1), np.float32)}, "state", "1-D float"),
+        ({"state": np.arange(6)}, "state", "1-D float"),
         ({"prompt": "   "}, "prompt", "non-empty"),
         ({"prompt": None}, "prompt", "non-empty"),
         ({"cameras": {"wrist": np.zeros((8, 8, 3), np.uint8) + 7}}, "cameras.base", "missing"),
@@ -61,14 +61,14 @@ def test_optional_camera_may_be_absent_and_changes_the_result(policy):
     noise = rng.standard_normal(policy.noise_shape).astype(np.float32)
     both = policy.infer(obs, noise=noise).actions
     base_only = policy.infer(_obs(rng, cameras={"base": obs.cameras["base"]}, state=obs.state), noise=noise).actions
-    assert both.shape == base_only.shape == (10, 7)
+    assert both.shape == base_only.shape == (10, 6)
     assert not np.allclose(both, base_only)
 
 
 def test_chunk_carries_units_period_and_stage_latency(policy):
     rng = np.random.default_rng()
     chunk = policy.infer(_obs(rng))
-    assert chunk.names == policy.info.action_names and len(chunk.units) == chunk.action_dim == 7
+    assert chunk.names == policy.info.action_names and len(chunk.units) == chunk.action_dim == 6
     assert chunk.control_period_s == pytest.approx(0.05)
     for stage in ("preprocess", "vision", "prefix", "expert_total", "postprocess", "total"):
         assert chunk.latency_ms[stage] >= 0.0

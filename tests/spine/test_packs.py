@@ -195,3 +195,15 @@ def test_demo_pack_is_created_on_first_use_and_repaired(tmp_path, monkeypatch):
     (path / "pi05.gguf").write_bytes(b"junk")
     assert demo.demo_pack_path() == path
     assert errors(path) == []
+
+
+def test_synth_follows_the_robot_spaces(tmp_path):
+    from vla_edge.families.pi05.synth import synth_pack
+    from vla_edge.robots.registry import load_registered_config
+
+    pack_dir = synth_pack(tmp_path / "bi", size="tiny", seed=2, robot="arx5-bimanual")
+    pack = Pack.open(pack_dir)
+    joints = load_registered_config("arx5-bimanual").joints
+    assert pack.manifest.action_space.names == list(joints) and len(joints) == 14
+    assert set(pack.manifest.cameras.values()) == {"base", "left_wrist", "right_wrist"}
+    assert errors(pack_dir) == []

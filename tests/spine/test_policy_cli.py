@@ -41,13 +41,13 @@ def test_infer_cli_reads_images_and_state(tiny_pack_dir, tmp_path, cli):
     base, wrist = tmp_path / "base.png", tmp_path / "wrist.jpg"
     Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(base)
     Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(wrist)
-    state = ",".join(f"{v:.3f}" for v in rng.uniform(-0.5, 0.5, 7))
+    state = ",".join(f"{v:.3f}" for v in rng.uniform(-0.2, 0.2, 6))
     out = cli("infer", "--pack", str(tiny_pack_dir), "--image", f"base={base}", "--image", f"wrist={wrist}",
               "--state", state, "--prompt", "close the drawer", "--seed", "3", "--json")
     assert out.returncode == 0, out.stderr
     chunk = json.loads(out.stdout)["chunk"]
     actions = np.array(chunk["actions"])
-    assert actions.shape == (10, 7) and np.all(np.isfinite(actions))
+    assert actions.shape == (10, 6) and np.all(np.isfinite(actions))
     again = cli("infer", "--pack", str(tiny_pack_dir), "--image", f"base={base}", "--image", f"wrist={wrist}",
                 "--state", state, "--prompt", "close the drawer", "--seed", "3", "--json")
     assert json.loads(again.stdout)["chunk"]["actions"] == chunk["actions"]

@@ -68,16 +68,16 @@ def test_postprocess_crops_unnormalises_and_applies_delta_mask(tiny_pack_dir):
     model_actions = rng.uniform(-1, 1, (10, 32)).astype(np.float32)
     from vla_edge import Observation
 
-    obs = Observation(cameras={}, state=rng.uniform(-1, 1, 7).astype(np.float32), prompt="x")
+    obs = Observation(cameras={}, state=rng.uniform(-1, 1, 6).astype(np.float32), prompt="x")
     out = pack.family.postprocess(pack, model_actions, obs)
-    expected = pack.norm_stats.actions.unnormalize(model_actions[:, :7].astype(np.float64))
+    expected = pack.norm_stats.actions.unnormalize(model_actions[:, :6].astype(np.float64))
     np.testing.assert_allclose(out, expected, rtol=1e-6)
-    mask = [True] * 6 + [False]
+    mask = [True] * 5 + [False]
     space = pack.manifest.action_space.model_copy(update={"delta_mask": mask})
     pack.manifest = pack.manifest.model_copy(update={"action_space": space})
     delta = pack.family.postprocess(pack, model_actions, obs)
-    np.testing.assert_allclose(delta[:, :6], expected[:, :6] + obs.state[:6], rtol=1e-5)
-    np.testing.assert_allclose(delta[:, 6], expected[:, 6], rtol=1e-6)
+    np.testing.assert_allclose(delta[:, :5], expected[:, :5] + obs.state[:5], rtol=1e-5)
+    np.testing.assert_allclose(delta[:, 5], expected[:, 5], rtol=1e-6)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 500), (500, 3), (224, 225)])

@@ -25,11 +25,13 @@ from .tensors import TensorSpec, tensor_specs
 
 TOKENIZER_VOCAB = 512
 
-# The demo robot: a UR3 with a parallel gripper; joint stats around a ready pose.
-DEMO_STATE_NAMES = ["shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3", "gripper"]
-DEMO_UNITS = ["rad"] * 6 + ["fraction"]
-DEMO_HOME = np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0, 0.5])
-DEMO_SPREAD = np.array([0.5, 0.4, 0.4, 0.5, 0.5, 0.6, 0.5])
+# Robot the synthesised pack is shaped for (spaces, cameras, stats); the demo drives a UR3.
+DEFAULT_ROBOT = "ur3"
+# model slot -> robot camera, by how many cameras the robot's simulator renders
+_CAMERA_SLOTS = {
+    "single": {"base_0_rgb": "base", "left_wrist_0_rgb": "wrist"},
+    "bimanual": {"base_0_rgb": "base", "left_wrist_0_rgb": "left_wrist", "right_wrist_0_rgb": "right_wrist"},
+}
 
 _TASKS = [
     "pick up the red block and place it in the bowl", "open the top drawer", "close the drawer",
@@ -86,11 +88,29 @@ def train_tokenizer(path: Path, seed: int) -> None:
     path.write_bytes(model.getvalue())
 
 
-def demo_norm_stats(n: int) -> dict:
-    q01, q99 = DEMO_HOME - DEMO_SPREAD, DEMO_HOME + DEMO_SPREAD
-    stats = {"mean": DEMO_HOME.tolist(), "std": (DEMO_SPREAD / 2).tolist(), "q01": q01.tolist(), "q99": q99.tolist()}
-    assert len(DEMO_HOME) == n
-    return {"norm_stats": {"state": stats, "actions": stats}}
+def robot_spaces(robot: str) -> dict:
+    """State/action spaces, cameras and norm stats for a robot from its shipped config: joints in
+    the robot's order, stats centred on where its simulator starts (0 clipped into the operating
+    range) so a random policy's chunks stay near the start pose."""
+    from ...robots.registry import load_registered_config
+
+    cfg = load_registered_config(robot)
+    grippers = {g.index for g in cfg.grippers}
+    units = ["m" if i in grippers else "rad" for i in range(len(cfg.joints))]
+    lo = np.array(cfg.limits.position_min or cfg.hardware_limits.position_min) + cfg.limits.position_margin
+    hi = np.array(cfg.limits.position_max or cfg.hardware_limits.position_max) - cfg.limits.position_margin
+    centre = np.clip(0.0, lo, hi)
+    spread = np.minimum((hi - lo) / 4, 0.3)
+    stats = {"mean": centre.tolist(), "std": (spread / 2).tolist(), "q01": (centre - spread).tolist(),
+             "q99": (centre + spread).tolist()}
+    cameras = _CAMERA_SLOTS["bimanual" if len(cfg.kinematics.arms) > 1 else "single"]
+    return {
+        "state_space": {"names": list(cfg.joints), "units": units},
+        "action_space": {"names": list(cfg.joints), "units": units, "control_period_s": 0.05},
+        "cameras": cameras,
+        "required_cameras": ["base"],
+        "norm_stats": {"norm_stats": {"state": stats, "actions": stats}},
+    }
 
 
 def _matrix_dtype(size: str, dtype: str | None) -> str:
@@ -117,29 +137,29 @@ def synth_pack(
     dtype: str | None = None,
     overwrite: bool = False,
     golden: bool | None = None,
+    robot: str = DEFAULT_ROBOT,
     on_tensor: Callable[[str, int], None] | None = None,
 ) -> Path:
     """Write a complete, verifiable pack. dtype defaults to F32 for tiny and F16 (as released)
     for full; the golden output is computed for tiny packs (full would take minutes on a CPU)."""
     cfg = VARIANTS[size]
+    spaces = robot_spaces(robot)
     dtype = _matrix_dtype(size, dtype)
     golden = (size == "tiny") if golden is None else golden
     with PackBuilder(out, overwrite=overwrite) as builder:
         write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg), _planned(cfg, dtype, seed),
                    on_tensor=(lambda t: on_tensor(t.name, t.n_bytes)) if on_tensor else None)
         train_tokenizer(builder.staging / "tokenizer.model", seed)
-        (builder.staging / "norm_stats.json").write_text(json.dumps(demo_norm_stats(len(DEMO_STATE_NAMES)), indent=1))
+        (builder.staging / "norm_stats.json").write_text(json.dumps(spaces.pop("norm_stats"), indent=1))
         return builder.finish(
             name=f"pi05-{size}-synthetic-seed{seed}",
             family="pi05",
             config=cfg.model_dump(mode="json"),
             recipe=dtype.lower(),
             targets=["reference", "x86"],
-            state_space={"names": DEMO_STATE_NAMES, "units": DEMO_UNITS},
-            action_space={"names": DEMO_STATE_NAMES, "units": DEMO_UNITS, "control_period_s": 0.05},
-            cameras={"base_0_rgb": "base", "left_wrist_0_rgb": "wrist"},
-            required_cameras=["base"],
+            **spaces,
             default_prompt=_TASKS[0],
-            source={"synthesized": True, "seed": seed, "size": size, "note": "random weights; not a trained policy"},
+            source={"synthesized": True, "seed": seed, "size": size, "robot": robot,
+                    "note": "random weights; not a trained policy"},
             golden_seed=seed if golden else None,
         )
