@@ -30,6 +30,9 @@ class LoopConfig(BaseModel):
     inference_timeout_s: float | None = Field(default=None, gt=0, le=60,
                                               description="no chunk for this long -> hold (default: 4 x replan_s)")
     blend_s: float = Field(default=0.0, ge=0, le=1, description="cross-fade between chunks")
+    simulated_latency_s: float | None = Field(default=None, ge=0, le=10,
+                                              description="fast simulation only: model inference as taking exactly "
+                                              "this long (reproducible runs); default: the measured latency")
     state_fill: dict[str, float] = Field(default_factory=dict,
                                          description="values for policy state entries the robot does not measure")
 

@@ -42,8 +42,10 @@ def _interval(replan_s: float, rate_scale: float) -> float:
 class InlineInference:
     """Deterministic, for simulated clocks: infer in the caller's thread, deliver after its latency."""
 
-    def __init__(self, observe: ObserveFn, infer: InferFn, clock, replan_s: float, rate: RateFn):
+    def __init__(self, observe: ObserveFn, infer: InferFn, clock, replan_s: float, rate: RateFn,
+                 latency_s: float | None = None):
         self._observe, self._infer, self._clock, self._replan, self._rate = observe, infer, clock, replan_s, rate
+        self._latency_s = latency_s  # fixed modelled latency (reproducible runs); None = as measured
         self._pending: Delivery | None = None
         self._next_start: float | None = None
         self.started = 0
@@ -63,7 +65,7 @@ class InlineInference:
             self.started += 1
             obs = self._observe()
             chunk = self._infer(obs)
-            latency = float(chunk.latency_ms.get("total", 0.0)) / 1e3
+            latency = self._latency_s if self._latency_s is not None else float(chunk.latency_ms.get("total", 0.0)) / 1e3
             self._pending = Delivery(chunk, now, now + latency)
             self._next_start = now + _interval(self._replan, self._rate())
             return self.poll()

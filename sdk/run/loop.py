@@ -5,8 +5,8 @@ schedule.target_at(now) -> SafetyFilter.step -> log. The filter is the only thin
 the arm; the loop never touches a MotionPort. Watchdogs:
 - inference: no chunk for `inference_timeout_s` (scaled by the health rate) -> target None (the
   filter brakes and holds) and an event; the next chunk resumes.
-- control: a tick that ends after the next tick should have started is an overrun (event,
-  counted); the filter's own stale-state/stale-target checks hold the arm if ticks stall.
+- control: a tick that ends more than half a period after the next tick should have started is
+  an overrun (event, counted); the filter's own stale-state/stale-target checks hold the arm if ticks stall.
 Health "critical" (accept_new_chunks False): new chunks are refused, the current one runs out,
 the filter brakes to a stop and the run ends. Any exception or Ctrl-C ends in filter.stop().
 """
@@ -49,6 +49,7 @@ class LoopSettings:
     inference_timeout_s: float  # no chunk for this long (at full rate) -> hold
     blend_s: float = 0.0
     status_every_s: float = 0.5
+    simulated_latency_s: float | None = None  # simulated clocks only: fixed inference latency
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,11 @@ class RunLoop:
         self.stats = LoopStats()
         self.stop_event = threading.Event()
         self._limits = NOMINAL
-        worker_cls = ThreadedInference if clock.realtime else InlineInference
-        self.worker = worker_cls(self._observe, infer, clock, settings.replan_s, lambda: self._limits.inference_rate_scale)
+        rate = lambda: self._limits.inference_rate_scale  # noqa: E731
+        if clock.realtime:
+            self.worker = ThreadedInference(self._observe, infer, clock, settings.replan_s, rate)
+        else:
+            self.worker = InlineInference(self._observe, infer, clock, settings.replan_s, rate, settings.simulated_latency_s)
         self._t0 = 0.0
         self._last_chunk_t = 0.0
         self._watchdog = False
@@ -129,7 +133,9 @@ class RunLoop:
                     reason, detail = self._end
                     break
                 next_tick += self.period
-                if clock.now() > next_tick:
+                # Half a period of slack: drivers that pace their own commands (UR servoJ with
+                # waitPeriod) block for part of the period, which is not a missed tick.
+                if clock.now() > next_tick + 0.5 * self.period:
                     self._overrun(clock.now() - next_tick, work_ms)
                     if clock.now() > next_tick + self.period:
                         next_tick = clock.now()  # skip ahead; a real arm does not wait for us

@@ -132,17 +132,16 @@ def prepare(req: RunRequest) -> PreparedRun:
         robot = create_robot(cfg, shadow=not req.live)
         fast_sim = getattr(getattr(robot, "settings", None), "realtime", True) is False
         clock = SimStepClock(robot, cfg.control_period_s) if fast_sim else MonotonicClock()
+        if req.loop.simulated_latency_s is not None and clock.realtime:
+            raise ConfigError("loop.simulated_latency_s", "only applies to a simulator with connection.realtime: false")
         # Camera mapping is checked from the robot's capabilities, before connecting to anything.
         sources = build_sources(info.cameras, info.required_cameras, req.cameras, robot, clock.now,
                                 seed=req.seed or 0)
         robot.connect()
         cameras = sources
         open_sources(cameras)
-        settings = _loop_settings(req, policy, prompt)
         warm = _warmup(policy, robot, cameras, mapping, prompt, clock, Observation)
-        if req.loop.inference_timeout_s is None:
-            settings = LoopSettings(settings.duration_s, prompt, settings.replan_s,
-                                    max(settings.inference_timeout_s, 3.0 * warm / 1e3), settings.blend_s)
+        settings = _loop_settings(req, policy, prompt, warm)
         rundir = RunDirectory(req.run_dir or default_run_dir(cfg.name))
         try:
             rundir.write_config(_describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm))
@@ -160,11 +159,14 @@ def prepare(req: RunRequest) -> PreparedRun:
     return PreparedRun(req, cfg, policy, robot, cameras, mapping, clock, safety, rundir, settings, health, warm)
 
 
-def _loop_settings(req: RunRequest, policy, prompt: str) -> LoopSettings:
+def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float) -> LoopSettings:
+    """Defaults: replan every half chunk; the inference watchdog trips after 4 replan periods or
+    3x the warm-up latency, whichever is longer (a slow target should hold, not trip constantly)."""
     span = policy.info.horizon * policy.info.control_period_s
     replan = req.loop.replan_s or span / 2.0
-    timeout = req.loop.inference_timeout_s or 4.0 * replan
-    return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s)
+    timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
+    return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s,
+                        simulated_latency_s=req.loop.simulated_latency_s)
 
 
 def _warmup(policy, robot, cameras, mapping, prompt, clock, observation_cls) -> float:
@@ -191,6 +193,7 @@ def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, 
         "cameras": {name: {"kind": src.kind, "spec": req.cameras.get(name, "robot")} for name, src in cameras.items()},
         "loop": {"replan_s": settings.replan_s, "inference_timeout_s": settings.inference_timeout_s,
                  "blend_s": settings.blend_s, "control_rate_hz": cfg.control_rate_hz,
+                 "simulated_latency_s": settings.simulated_latency_s,
                  "clock": type(clock).__name__, "warmup_inference_ms": warm_ms},
         "health": {"provider": health_kind, "config": req.health},
         "host": {"python": platform.python_version(), "machine": platform.machine()},

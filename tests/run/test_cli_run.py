@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "robots"))
 from conftest import run_cli  # noqa: E402
+from ur_emulator import free_loopback_host  # noqa: E402
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -27,6 +29,7 @@ def test_shadow_run_on_ur3_sim_with_demo_pack_writes_a_run_directory(tmp_path):
                 "--seed", "1", timeout=240)
     assert r.returncode == 0, r.stderr
     assert "SHADOW MODE" in r.stderr
+    assert "SHADOW t=" in r.stderr and "infer_p50=" in r.stderr  # the status line
     ticks = read_jsonl(run_dir / "ticks.jsonl")
     summary = json.loads((run_dir / "summary.json").read_text())
     # 2 s at 125 Hz; a loaded host may skip ticks (counted as overruns) but not most of them.
@@ -60,8 +63,9 @@ def _robot_file(tmp_path: Path, text: str) -> Path:
          "camera 'base'"),
         (lambda tmp: ["--robot", "ur3-sim", "--camera", "base=/dev/video97"], "camera 'base'"),
         (lambda tmp: ["--robot-config", str(_robot_file(
-            tmp, "robot: ur3\nconnection: {host: 127.0.0.2, connect_timeout_s: 0.3}\n")), "--camera", "base=synthetic"],
-         "127.0.0.2"),
+            tmp, f"robot: ur3\nconnection: {{host: {free_loopback_host()}, connect_timeout_s: 0.3}}\n")),
+            "--camera", "base=synthetic"],
+         "is unreachable"),
     ],
     ids=["unknown-robot", "unknown-key", "above-hardware-limit", "camera-missing", "camera-device", "unreachable"],
 )
