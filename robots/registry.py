@@ -84,14 +84,13 @@ def load_registered_config(name: str) -> RobotConfig:
 _FIXED_KEYS = ("hardware_limits", "driver", "joints")
 
 
-def _overlay(base: dict[str, Any], user: dict[str, Any], path: str, where: str) -> dict[str, Any]:
+def _overlay(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge mappings (lists and `connection` are replaced whole). Unknown keys survive the
     merge on purpose so that validation rejects them with their full key path."""
     merged = dict(base)
     for key, value in user.items():
-        key_path = f"{path}.{key}" if path else str(key)
         if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "connection":
-            merged[key] = _overlay(base[key], value, key_path, where)
+            merged[key] = _overlay(base[key], value)
         else:
             merged[key] = value
     return merged
@@ -118,7 +117,7 @@ def load_overlay_config(path: Path) -> RobotConfig:
     # Optional keys absent from the shipped YAML are still legal to set.
     for optional in ("connection", "grippers", "cameras", "stale_after_s", "name"):
         base.setdefault(optional, None)
-    merged = _overlay(base, user, "", where)
+    merged = _overlay(base, user)
     merged = {k: v for k, v in merged.items() if v is not None}
     merged["driver"] = entry.driver
     return parse_robot_config(merged, where)

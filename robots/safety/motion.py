@@ -58,8 +58,9 @@ class VelocityWindow:
     def feasible(self) -> bool:
         return bool(np.all(self.lower <= self.upper))
 
-    def contains(self, v: np.ndarray) -> bool:
-        return bool(np.all((v >= self.lower) & (v <= self.upper)))
+    def contains(self, v: np.ndarray, slack: float = 1e-12) -> bool:
+        """Membership with a round-off slack: the braking step sits exactly on a bound."""
+        return bool(np.all((v >= self.lower - slack) & (v <= self.upper + slack)))
 
 
 def velocity_window(p: np.ndarray, v: np.ndarray, lim: FilterLimits, scale: float) -> VelocityWindow:
