@@ -159,19 +159,23 @@ class SafetyFilter:
         thread (e.g. a timer) so that a hung run loop still stops the arm. True if it tripped."""
         with self._lock:
             now = self._clock() if now is None else now
-            if self._state in ("stopped", "estopped") or now - self._last_fresh <= self.limits.stale_after_s:
+            if self._state in ("stopped", "estopped") or self._p is None:
+                return False  # nothing commanded yet: there is no stream to stop
+            if now - self._last_fresh <= self.limits.stale_after_s:
                 return False
             self.stop()
             return True
 
     def resume(self, state: JointState) -> None:
         """Leave `stopped`: restart from the measured position at rest. Refused after e-stop or
-        while braking (the arm is still moving)."""
+        while braking (the arm is still moving); a no-op while running."""
         with self._lock:
             if self._state == "estopped":
                 raise SafetyError("emergency stop is latched; create a new SafetyFilter to move again")
             if self._state == "braking":
                 raise SafetyError("cannot resume while braking; wait until the filter reports 'stopped'")
+            if self._state == "running":
+                return  # re-anchoring a moving arm would be a velocity jump; nothing to resume
             now = self._clock()
             fault = self._check_state(state, now, require_tracking=False)
             if fault is not None:
@@ -191,7 +195,10 @@ class SafetyFilter:
     def _check_state(self, state: JointState | None, now: float, require_tracking: bool) -> Intervention | None:
         if state is None:
             return Intervention("missing_state", "no joint state this tick")
-        q = np.asarray(state.q)
+        try:
+            q = np.asarray(state.q, dtype=float)
+        except (TypeError, ValueError):
+            return Intervention("bad_state", f"state q is not numeric: {type(state.q).__name__}")
         if q.shape != (self.config.dof,):
             return Intervention("bad_state", f"state q has shape {q.shape}, expected ({self.config.dof},)")
         if not np.all(np.isfinite(q)):
@@ -199,8 +206,8 @@ class SafetyFilter:
         outside = np.flatnonzero((q < self.limits.hardware_min - _STATE_RANGE_TOL) | (q > self.limits.hardware_max + _STATE_RANGE_TOL))
         if outside.size:
             return Intervention("state_out_of_range", "measured joints beyond the hardware range", _idx(outside))
-        ts = state.timestamp
-        if not isinstance(ts, (int, float)) or not math.isfinite(ts) or now - ts > self.limits.stale_after_s:
+        ts = _finite_float(state.timestamp)
+        if ts is None or abs(now - ts) > self.limits.stale_after_s:  # future stamps: clock mismatch
             return Intervention("stale_state", f"state timestamp {ts!r}, now {now:.6f}")
         if require_tracking and self._p is not None:
             err = np.abs(q - self._p)
@@ -224,8 +231,10 @@ class SafetyFilter:
         out = np.flatnonzero((x < self.limits.hardware_min) | (x > self.limits.hardware_max))
         if out.size:
             return Intervention("out_of_range_target", "beyond the arm's hardware range", tuple(int(i) for i in out))
-        if target_time is None or not isinstance(target_time, (int, float)) or not math.isfinite(target_time):
+        t_time = _finite_float(target_time)
+        if t_time is None:
             return Intervention("missing_target_time", f"target_time {target_time!r}")
+        target_time = t_time
         if now - target_time > self.limits.stale_after_s:
             return Intervention("stale_target", f"target is {now - target_time:.3f} s old")
         if target_time - now > self.limits.stale_after_s:
@@ -308,6 +317,17 @@ class SafetyFilter:
     def _result(self, sent: bool, held: bool, notes: tuple[Intervention, ...], now: float) -> FilterResult:
         command = self._p.copy() if self._p is not None else None
         return FilterResult(command, sent, held, self._state, notes, now)
+
+
+def _finite_float(value: object) -> float | None:
+    """A finite float from any real number type (numpy scalars included), else None."""
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _sanitize_scale(scale: float) -> float:

@@ -250,3 +250,42 @@ def test_braking_speed_stops_within_distance_for_random_inputs():
         plan = brake_plan(np.array([0.0]), np.array([v]), np.array([a * dt]), dt)
         travelled = v * dt + (plan[-1, 0] if len(plan) else 0.0)
         assert travelled <= d + 1e-12
+
+
+def test_resume_is_a_noop_while_running_and_refused_while_braking():
+    filt, robot, clock = make()
+    for _ in range(20):
+        tick(filt, robot, clock, HOME + 0.3)
+    before = filt.last_command
+    filt.resume(JointState(q=HOME, qd=np.zeros(6), timestamp=clock.t))  # would be a jump if it re-anchored
+    np.testing.assert_array_equal(filt.last_command, before)
+    tick(filt, robot, clock, None)
+    assert filt.state == "braking"
+    with pytest.raises(SafetyError, match="braking"):
+        filt.resume(robot.read_state(clock.t))
+
+
+def test_watchdog_does_not_trip_before_anything_was_commanded():
+    filt, robot, clock = make()
+    assert not filt.check_watchdog(clock.t + 10.0)
+    assert filt.state == "running" and robot.port.stops == 0
+
+
+def test_numpy_scalar_timestamps_are_accepted_and_junk_state_is_a_hold():
+    filt, robot, clock = make()
+    clock.advance(DT)
+    r = filt.step(HOME + 0.001, np.float32(clock.t), robot.read_state(np.float64(clock.t)))
+    assert r.sent, r.codes
+    clock.advance(DT)
+    junk = JointState(q=np.array(["a"] * 6), qd=np.zeros(6), timestamp=clock.t)
+    r = filt.step(HOME, clock.t, junk)
+    assert "bad_state" in r.codes and r.held
+
+
+def test_first_tick_without_state_sends_nothing_and_stays_ready():
+    filt, robot, clock = make()
+    clock.advance(DT)
+    r = filt.step(HOME, clock.t, None)
+    assert r.command is None and not r.sent and r.held and "missing_state" in r.codes
+    r = tick(filt, robot, clock, HOME + 0.001)
+    assert r.sent and r.state == "running"
