@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,8 +40,10 @@ def test_shadow_run_on_ur3_sim_with_demo_pack_writes_a_run_directory(tmp_path):
     assert summary["chunks"]["received"] >= 1  # the policy ran inside the loop (plus the warm-up)
     assert set(ticks[0]) >= {"t", "commanded", "filtered", "actual", "interventions", "tick_ms", "health"}
     assert len(ticks[0]["actual"]) == 6
-    cfg = (run_dir / "config.yaml").read_text()
-    assert "mode: shadow" in cfg and "dropped_actions:\n  - gripper" in cfg
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["mode"] == "shadow"
+    assert sorted(cfg["mapping"]["robot_joints"]) == sorted(cfg["policy"]["action_names"])
+    assert cfg["robot"]["name"] == "ur3-sim" and cfg["target"] == "reference"
     assert summary["cameras"]["base"]["frames"] >= 2
 
 
