@@ -80,7 +80,9 @@ class ArmKinematics(_Model):
     chain: list[ChainJoint] | None = None
     base_xyz: list[float] = Field(default=[0.0, 0.0, 0.0], min_length=3, max_length=3)
     base_rpy: list[float] = Field(default=[0.0, 0.0, 0.0], min_length=3, max_length=3)
-    tool_xyz: list[float] = Field(default=[0.0, 0.0, 0.0], min_length=3, max_length=3)
+    tool_xyz: list[float] | None = Field(
+        default=None, min_length=3, max_length=3, description="flange -> TCP (m); None: the preset's, else 0"
+    )
 
     @model_validator(mode="after")
     def _one_description(self) -> "ArmKinematics":

@@ -70,7 +70,8 @@ class ArmChain:
 
 def _build_arm(index: int, arm: ArmKinematics) -> ArmChain:
     where = f"kinematics.arms[{index}]"
-    dh, chain, tool_xyz = arm.dh, arm.chain, list(arm.tool_xyz)
+    dh, chain = arm.dh, arm.chain
+    tool_xyz = list(arm.tool_xyz) if arm.tool_xyz is not None else [0.0, 0.0, 0.0]
     if arm.preset is not None:
         if arm.preset in DH_PRESETS:
             dh = DH_PRESETS[arm.preset]
@@ -78,7 +79,7 @@ def _build_arm(index: int, arm: ArmKinematics) -> ArmChain:
             chain = CHAIN_PRESETS[arm.preset]
         else:
             raise ConfigError(f"{where}.preset", f"unknown kinematics preset {arm.preset!r}; known: {known_presets()}")
-        if not any(tool_xyz) and arm.preset in PRESET_TOOL_XYZ:
+        if arm.tool_xyz is None and arm.preset in PRESET_TOOL_XYZ:
             tool_xyz = list(PRESET_TOOL_XYZ[arm.preset])
     n = len(arm.joint_indices)
     if dh is not None:

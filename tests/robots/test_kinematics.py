@@ -131,3 +131,14 @@ def test_batched_and_single_evaluation_agree():
     batched = kin.tcp_poses(q)[0]
     for i in range(0, 64, 9):
         np.testing.assert_allclose(kin.tcp_poses(q[i])[0][0], batched[i], atol=1e-15)
+
+
+def test_tool_offset_defaults_to_the_preset_and_can_be_overridden():
+    q = RNG.uniform(-1, 1, size=(10, 6))
+    flange = arm(preset="arx5", tool_xyz=[0.0, 0.0, 0.0]).tcp_poses(q)[0]
+    default = arm(preset="arx5").tcp_poses(q)[0]
+    # The preset TCP is 0.145 m along the flange x axis.
+    np.testing.assert_allclose(default[:, :3, 3], flange[:, :3, 3] + 0.145 * flange[:, :3, 0], atol=1e-12)
+    ur_tool = arm(preset="ur3", tool_xyz=[0.0, 0.0, 0.1]).tcp_poses(q)[0]
+    ur_flange = arm(preset="ur3").tcp_poses(q)[0]
+    np.testing.assert_allclose(ur_tool[:, :3, 3], ur_flange[:, :3, 3] + 0.1 * ur_flange[:, :3, 2], atol=1e-12)
