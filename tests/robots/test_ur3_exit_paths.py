@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
     from ur_emulator.testing import ur3_config
     from vla_edge.robots.ur3.driver import UR3Robot
 
-    robot = UR3Robot(ur3_config(), shadow=False)
+    robot = UR3Robot(ur3_config({host!r}), shadow=False)
     robot.connect()
     port = robot.open_motion()
     q = robot.read_state().q
@@ -41,10 +41,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def _run_child(ticks: int) -> subprocess.Popen:
+def _run_child(host: str, ticks: int) -> subprocess.Popen:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    code = CHILD.format(here=str(Path(__file__).resolve().parent), ticks=ticks)
+    code = CHILD.format(here=str(Path(__file__).resolve().parent), host=host, ticks=ticks)
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -58,7 +58,7 @@ def _stop_follows_last_motion(log: list[dict]) -> None:
 
 def test_sigint_while_streaming_stops_then_raises_keyboard_interrupt():
     with EmulatorHandle() as emu:
-        child = _run_child(ticks=100_000)  # ~13 minutes at 125 Hz: only SIGINT ends it
+        child = _run_child(emu.host, ticks=100_000)  # ~13 minutes at 125 Hz: only SIGINT ends it
         try:
             assert child.stdout.readline().strip() == "STREAMING"
             deadline = time.monotonic() + 5
@@ -76,7 +76,7 @@ def test_sigint_while_streaming_stops_then_raises_keyboard_interrupt():
 
 def test_falling_off_the_end_of_the_program_stops_via_atexit():
     with EmulatorHandle() as emu:
-        child = _run_child(ticks=25)
+        child = _run_child(emu.host, ticks=25)
         out, err = child.communicate(timeout=30)
         log = emu.log()
     assert child.returncode == 0, err

@@ -29,8 +29,8 @@ def _policy_targets(q0: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
 
 
 def _run(shadow: bool, ticks: int, seed: int):
-    cfg = ur3_config()
     with EmulatorHandle() as emu:
+        cfg = ur3_config(emu.host)
         robot = create_robot(cfg, shadow=shadow)
         with robot:
             safety = SafetyFilter(robot, cfg, shadow=shadow)

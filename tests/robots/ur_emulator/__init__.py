@@ -1,30 +1,34 @@
 """A UR controller emulator on loopback for testing the real `ur_rtde` client.
 
-`EmulatorHandle` starts the emulator in a child process (fixed UR ports 30004/29999/30003 on
-127.0.0.1, as ur_rtde hard-codes them) and gives tests its command log and fault injection.
+`EmulatorHandle` starts the emulator in a child process (the fixed UR ports 30004/29999/30003,
+as ur_rtde hard-codes them, on a free loopback address) and gives tests its command log and
+fault injection.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 UR_PORTS = (30004, 29999, 30003)
 
 
 class EmulatorHandle:
-    """Lifetime of one emulator process; use as a context manager so it always ends."""
+    """Lifetime of one emulator process; use as a context manager so it always ends.
+
+    ur_rtde hard-codes the ports, so concurrent test runs are kept apart by address instead:
+    each emulator takes its own free loopback address 127.0.0.N (`host`)."""
 
     def __init__(self, series: str = "cb3", q0: list[float] | None = None, start_timeout_s: float = 10.0):
-        _wait_ports_free(UR_PORTS, timeout_s=5.0)
+        self.host = free_loopback_host()
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [sys.executable, "-m", "ur_emulator", "--series", series]
+        cmd = [sys.executable, "-m", "ur_emulator", "--host", self.host, "--series", series]
         if q0 is not None:
             cmd += ["--q0", *map(str, q0)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -32,7 +36,7 @@ class EmulatorHandle:
         if not line.startswith("READY "):
             self.proc.kill()
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"UR emulator did not start: {line!r} {err}")
+            raise RuntimeError(f"UR emulator did not start on {self.host}: {line!r} {err}")
         self._sock = socket.create_connection(("127.0.0.1", int(line.split()[1])), timeout=start_timeout_s)
         self._reader = self._sock.makefile("r")
 
@@ -81,19 +85,24 @@ class EmulatorHandle:
         self.close()
 
 
-def _wait_ports_free(ports: tuple[int, ...], timeout_s: float) -> None:
-    """A previous emulator may still be exiting; refuse to start two on the same ports."""
-    deadline = time.monotonic() + timeout_s
-    for port in ports:
-        while True:
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"port {port} on 127.0.0.1 is busy; another UR emulator still running?")
-                time.sleep(0.1)
-            finally:
-                probe.close()
+def free_loopback_host() -> str:
+    """A loopback address on which none of the UR ports is in use (nothing listens there), so a
+    test can also use it as an "unreachable controller"."""
+    rng = random.Random()
+    for _ in range(200):
+        host = f"127.0.{rng.randrange(1, 255)}.{rng.randrange(2, 255)}"
+        if all(_bindable(host, port) for port in UR_PORTS):
+            return host
+    raise RuntimeError("no free loopback address for the UR emulator")
+
+
+def _bindable(host: str, port: int) -> bool:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

@@ -16,22 +16,25 @@ import threading
 import numpy as np
 
 from .controller import CB3, E_SERIES, Controller
-from .servers import HOST, DashboardServer, RTDEServer, ScriptServer, run_clock
+from .servers import DashboardServer, RTDEServer, ScriptServer, run_clock
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="UR controller emulator for ur_rtde tests (loopback only)")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address (127.0.0.0/8)")
     parser.add_argument("--series", choices=("cb3", "e"), default="cb3")
     parser.add_argument("--q0", type=float, nargs=6, default=[0.0, -1.57, 1.57, -1.57, -1.57, 0.0])
     parser.add_argument("--rtde-port", type=int, default=30004)
     parser.add_argument("--dashboard-port", type=int, default=29999)
     parser.add_argument("--script-port", type=int, default=30003)
     args = parser.parse_args()
+    if not args.host.startswith("127."):
+        parser.error("the emulator only listens on loopback addresses (127.0.0.0/8)")
 
     controller = Controller(CB3 if args.series == "cb3" else E_SERIES, np.array(args.q0))
-    rtde = RTDEServer(controller, args.rtde_port)
-    dashboard = DashboardServer(controller, args.dashboard_port)
-    script = ScriptServer(controller, args.script_port)
+    rtde = RTDEServer(controller, args.host, args.rtde_port)
+    dashboard = DashboardServer(controller, args.host, args.dashboard_port)
+    script = ScriptServer(controller, args.host, args.script_port)
     listeners = {"rtde": rtde.listener, "dashboard": dashboard.listener, "script": script.listener}
     for listener in listeners.values():
         listener.open()
@@ -39,7 +42,7 @@ def main() -> None:
     threading.Thread(target=run_clock, args=(controller, rtde, stop), daemon=True, name="clock").start()
 
     control = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    control.bind((HOST, 0))
+    control.bind(("127.0.0.1", 0))
     control.listen(1)
     print(f"READY {control.getsockname()[1]}", flush=True)
     conn, _ = control.accept()

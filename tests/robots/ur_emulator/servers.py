@@ -17,14 +17,11 @@ import time
 from . import protocol as p
 from .controller import RUNTIME_PLAYING, SAFETY_PROTECTIVE_STOP, Controller
 
-HOST = "127.0.0.1"
-
-
 class Listener:
-    """Accept loop on one loopback port; `close_all` drops every session, `listening` gates accept."""
+    """Accept loop on one loopback address:port; `close_all` drops sessions, `close` stops accepting."""
 
-    def __init__(self, port: int, handler, name: str):
-        self.port, self.handler, self.name = port, handler, name
+    def __init__(self, host: str, port: int, handler, name: str):
+        self.host, self.port, self.handler, self.name = host, port, handler, name
         self.sessions: set[socket.socket] = set()
         self.accepted = 0
         self.lock = threading.Lock()
@@ -33,7 +30,7 @@ class Listener:
     def open(self) -> None:
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((HOST, self.port))
+        server.bind((self.host, self.port))
         server.listen(8)
         self.server = server
         threading.Thread(target=self._accept_loop, args=(server,), daemon=True, name=f"{self.name}-accept").start()
@@ -85,9 +82,9 @@ class Listener:
 class RTDEServer:
     """RTDE sessions; input registers are claimed per session as on a real controller (IN_USE)."""
 
-    def __init__(self, controller: Controller, port: int):
+    def __init__(self, controller: Controller, host: str, port: int):
         self.controller = controller
-        self.listener = Listener(port, self._session, "rtde")
+        self.listener = Listener(host, port, self._session, "rtde")
         self.started: list[_RTDESession] = []
         self.claims: dict[str, _RTDESession] = {}
         self.output_frequencies: list[float] = []  # what each output setup asked for, in order
@@ -202,9 +199,9 @@ class _RTDESession:
 
 
 class DashboardServer:
-    def __init__(self, controller: Controller, port: int):
+    def __init__(self, controller: Controller, host: str, port: int):
         self.controller = controller
-        self.listener = Listener(port, self._session, "dashboard")
+        self.listener = Listener(host, port, self._session, "dashboard")
 
     def _session(self, sock: socket.socket) -> None:
         sock.sendall(b"Connected: Universal Robots Dashboard Server\n")
@@ -257,9 +254,9 @@ class DashboardServer:
 class ScriptServer:
     """Collects URScript text; a top-level `def ...:` ... `end` block is one program."""
 
-    def __init__(self, controller: Controller, port: int):
+    def __init__(self, controller: Controller, host: str, port: int):
         self.controller = controller
-        self.listener = Listener(port, self._session, "script")
+        self.listener = Listener(host, port, self._session, "script")
 
     def _session(self, sock: socket.socket) -> None:
         text = ""

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 
-def ur3_config(**connection: Any):
-    """The shipped UR3 config pointed at the loopback emulator, with connection overrides."""
+def ur3_config(host: str, **connection: Any):
+    """The shipped UR3 config pointed at `host` (an emulator's loopback address), with overrides."""
     import vla_edge.robots as robots_pkg
     from vla_edge.robots.config import parse_robot_config, read_yaml
 
     path = Path(robots_pkg.__file__).resolve().parent / "ur3" / "config.yaml"
     data = read_yaml(path)
     data.update(name="ur3", driver="ur3")
-    data["connection"] = {"host": "127.0.0.1", "connect_timeout_s": 0.5, **connection}
+    data["connection"] = {"host": host, "connect_timeout_s": 0.5, **connection}
     return parse_robot_config(data, str(path))
