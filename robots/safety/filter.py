@@ -65,6 +65,17 @@ class FilterResult:
     def codes(self) -> tuple[str, ...]:
         return tuple(i.code for i in self.interventions)
 
+    def to_dict(self) -> dict:
+        """JSON-ready record for run logs: what was sent and why it differs from what was asked."""
+        return {
+            "command": None if self.command is None else [float(x) for x in self.command],
+            "sent": self.sent,
+            "held": self.held,
+            "state": self.state,
+            "timestamp": self.timestamp,
+            "interventions": [{"code": i.code, "detail": i.detail, "joints": list(i.joints)} for i in self.interventions],
+        }
+
 
 _SCALE_EPS = 1e-9
 _STATE_RANGE_TOL = 0.01  # rad/m: encoder noise at a hard stop is fine, a reading far outside is not

@@ -289,3 +289,14 @@ def test_first_tick_without_state_sends_nothing_and_stays_ready():
     assert r.command is None and not r.sent and r.held and "missing_state" in r.codes
     r = tick(filt, robot, clock, HOME + 0.001)
     assert r.sent and r.state == "running"
+
+
+def test_result_record_is_json_ready():
+    import json
+
+    filt, robot, clock = make()
+    r = tick(filt, robot, clock, HOME + np.array([0.5, 0, 0, 0, 0, 0]))
+    record = json.loads(json.dumps(r.to_dict()))
+    assert record["sent"] and record["state"] == "running"
+    assert record["command"] == pytest.approx(list(r.command))
+    assert {"code": "velocity_limited", "detail": record["interventions"][0]["detail"], "joints": [0]} in record["interventions"]
