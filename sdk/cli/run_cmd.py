@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from ..errors import ConfigError
+from ..errors import ConfigError, VlaEdgeError
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -81,7 +81,11 @@ def run(
     )
     if live:
         _confirm_live(req.robot or str(req.robot_config), yes)
-    prepared = prepare(req)
+    try:
+        prepared = prepare(req)
+    except KeyboardInterrupt:
+        _err.print("\ninterrupted before the run started; nothing moved")
+        raise typer.Exit(130) from None
     mode = "[bold red]LIVE: the arm will move[/bold red]" if live else \
         "[bold green]SHADOW MODE[/bold green]: policy and safety filter run, the arm cannot move (use --live to move it)"
     _err.print(mode)
@@ -93,6 +97,10 @@ def run(
         sys.stderr.write("\n")
         _err.print(f"interrupted: arm stopped; run directory {prepared.rundir.path}")
         raise typer.Exit(130) from None
+    except VlaEdgeError as exc:  # during the run: not "bad input" (exit 2); the arm was stopped
+        sys.stderr.write("\n")
+        _err.print(f"[red]error during the run: {exc}[/red]; arm stopped; run directory {prepared.rundir.path}")
+        raise typer.Exit(1) from None
     sys.stderr.write("\n")
     s = outcome.summary
     lat = s["inference_latency_ms"]["p50"]

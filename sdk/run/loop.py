@@ -226,7 +226,12 @@ class RunLoop:
 
     def _try_resume(self, state) -> bool:
         if self._hold_codes <= RESUMABLE_CODES:
-            self.safety.resume(state)
+            try:
+                self.safety.resume(state)
+            except VlaEdgeError as exc:  # e.g. stale state: stay stopped, end the run
+                self._end = ("safety_stop", f"cannot resume: {exc}")
+                self._event("safety_stop", codes=sorted(self._hold_codes), detail=str(exc))
+                return False
             self._event("resume", after=sorted(self._hold_codes))
             self._hold_codes.clear()
             return True

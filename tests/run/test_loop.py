@@ -184,3 +184,38 @@ def test_health_throttles_then_critical_finishes_segment_and_stops(tmp_path):
     chunk_at_crit = [t["chunk"] for t in ticks if t["t"] <= t_crit][-1]
     assert chunk_ids_after <= {chunk_at_crit}  # no new chunk accepted once critical
     assert ticks[-1]["filter"] == "stopped" and robot.stops >= 1
+
+
+def test_threaded_inference_on_the_real_clock_and_a_failing_policy_stops_the_arm(tmp_path):
+    """The real-time path: inference in its own thread; its exception ends the run with a stop."""
+    import time
+
+    from vla_edge.errors import VlaEdgeError
+    from vla_edge.run.clock import MonotonicClock
+
+    class SlowThenBroken(FakePolicy):
+        def infer(self, obs):
+            time.sleep(0.03)
+            if len(self.calls) >= 4:
+                raise RuntimeError("accelerator lost")
+            return super().infer(obs)
+
+    cfg = ur3_config()
+    clock = MonotonicClock()
+    robot = FakeRobot(cfg, clock, shadow=False)
+    safety = SafetyFilter(robot, cfg, shadow=False, clock=clock.now)
+    policy = SlowThenBroken(POLICY_ACTIONS, latency_s=0.0, seed=9)
+    policy.state_index = {n: i for i, n in enumerate(POLICY_ACTIONS)}
+    mapping = JointMapping.build(POLICY_ACTIONS, POLICY_ACTIONS, JOINTS)
+    cams = build_sources({"base_0_rgb": "base"}, ("base",), {}, robot, clock.now)
+    settings = LoopSettings(duration_s=5.0, prompt="p", replan_s=0.1, inference_timeout_s=1.0)
+    rundir = RunDirectory(tmp_path / "run")
+    loop = RunLoop(robot, safety, policy.infer, mapping, cams, clock, settings, rundir)
+    t0 = time.monotonic()
+    with pytest.raises(VlaEdgeError, match="accelerator lost"):
+        loop.run()
+    rundir.close()
+    assert time.monotonic() - t0 < 3.0
+    assert len(robot.commands) > 0 and robot.stops >= 1
+    summary = json.loads((rundir.path / "summary.json").read_text())
+    assert summary["end_reason"] == "error" and summary["chunks"]["received"] >= 2
