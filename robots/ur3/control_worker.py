@@ -24,9 +24,14 @@ _PROTOCOL = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 
 
-def _reply(obj: object) -> None:
-    _PROTOCOL.write(json.dumps(obj) + "\n")
-    _PROTOCOL.flush()
+def _reply(obj: object) -> bool:
+    """False when the parent is gone (broken pipe)."""
+    try:
+        _PROTOCOL.write(json.dumps(obj) + "\n")
+        _PROTOCOL.flush()
+        return True
+    except OSError:
+        return False
 
 
 def _socket_inodes() -> frozenset[str]:
@@ -49,6 +54,7 @@ def _socket_inodes() -> frozenset[str]:
 
 
 MOTION_OPS = ("servoJ", "setWatchdog")
+OTHER_OPS = ("servoStop", "stopJ", "triggerProtectiveStop", "setWatchdog", "isConnected", "stopScript")
 
 
 def _stop_and_end(ctrl, decel: float) -> None:
@@ -57,6 +63,37 @@ def _stop_and_end(ctrl, decel: float) -> None:
             call()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
+
+
+def _serve(ctrl, session: frozenset[str]) -> bool:
+    """Answer requests until `close` (returns True) or until the parent is gone (False)."""
+    last_cycle = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request["op"]
+        if op in MOTION_OPS and _socket_inodes() != session:
+            reply: dict = {"error": "ur_rtde re-established the control session on its own (its sockets "
+                                    "changed); motion is refused on it"}
+        elif op == "close":
+            _stop_and_end(ctrl, request["decel"])
+            _reply({"ok": True})
+            return True
+        elif op == "servoJ" or op in OTHER_OPS:
+            try:
+                if op == "servoJ":
+                    if last_cycle is not None:
+                        ctrl.waitPeriod(last_cycle)  # controller-timed pacing across commands
+                    last_cycle = ctrl.initPeriod()
+                elif op in ("servoStop", "stopJ"):
+                    last_cycle = None
+                reply = {"ok": getattr(ctrl, op)(*request.get("args", []))}
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+        else:
+            reply = {"error": f"unknown op {op!r}"}
+        if not _reply(reply):
+            return False
+    return False
 
 
 def main() -> None:
@@ -71,41 +108,10 @@ def main() -> None:
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         os._exit(3)
     _reply({"ok": True})
-    session = _socket_inodes()
-    last_cycle = None
-    for line in sys.stdin:
-        request = json.loads(line)
-        op = request["op"]
-        if op in MOTION_OPS and _socket_inodes() != session:
-            _reply({"error": "ur_rtde re-established the control session on its own (its sockets changed); "
-                             "motion is refused on it"})
-            continue
-        try:
-            if op == "servoJ":
-                if last_cycle is not None:
-                    ctrl.waitPeriod(last_cycle)  # controller-timed pacing across commands
-                last_cycle = ctrl.initPeriod()
-                result = ctrl.servoJ(*request["args"])
-            elif op == "close":
-                _stop_and_end(ctrl, request["decel"])
-                _reply({"ok": True})
-                break
-            elif op in ("servoStop", "stopJ", "triggerProtectiveStop", "setWatchdog", "isConnected", "stopScript"):
-                result = getattr(ctrl, op)(*request.get("args", []))
-                if op in ("servoStop", "stopJ"):
-                    last_cycle = None
-            else:
-                _reply({"error": f"unknown op {op!r}"})
-                continue
-        except Exception as exc:  # noqa: BLE001
-            _reply({"error": f"{type(exc).__name__}: {exc}"})
-            continue
-        _reply({"ok": result})
-    else:
-        _stop_and_end(ctrl, decel)  # parent gone without saying goodbye
+    if not _serve(ctrl, _socket_inodes()):
+        _stop_and_end(ctrl, decel)  # the parent died or hung up without saying goodbye
     # Skip ur_rtde's disconnect (it sleeps and can race its own reconnect thread); exiting closes
     # the sockets, and the control script was ended above.
-    _PROTOCOL.flush()
     os._exit(0)
 
 

@@ -268,3 +268,21 @@ def test_control_socket_drop_alone_kills_the_port_before_any_more_motion():
         log = emu.log()
     drop = _index(log, "control_connection_dropped")
     _at_most_the_in_flight_command([e for e in log[drop:] if e["kind"] == "motion"])
+
+
+def test_rtde_watchdog_stops_the_script_when_commands_stop_and_the_port_dies():
+    with EmulatorHandle() as emu:
+        cfg = ur3_config(emu.host, watchdog_min_hz=20.0)
+        with UR3Robot(cfg, shadow=False) as robot:
+            port = robot.open_motion()
+            q = _stream(port, robot.read_state().q, 10, seed=13)[-1]
+            time.sleep(0.3)  # the loop stalls for 6 watchdog periods
+            assert robot.read_state().status["runtime_state"] == 1  # controller stopped the script
+            with pytest.raises(MotionLinkLost, match="control script not running"):
+                port.command_joints(q)
+        log = emu.log()
+    assert log[_index(log, "setWatchdog")]["args"]["value"] == 20.0
+    assert _index(log, "setWatchdog") < _index(log, "servoJ")
+    stopped = _index(log, "program_stopped")
+    assert "watchdog" in log[stopped]["args"]["reason"]
+    assert [e for e in log[stopped:] if e["kind"] == "motion"] == []

@@ -82,3 +82,26 @@ def test_falling_off_the_end_of_the_program_stops_via_atexit():
     assert child.returncode == 0, err
     assert "DONE" in out
     _stop_follows_last_motion(log)
+
+
+def test_killed_driver_process_still_stops_the_arm():
+    """kill -9 of the process running the driver: no Python code runs there any more, but the
+    control worker sees its pipe close and stops the arm and the control script itself."""
+    with EmulatorHandle() as emu:
+        child = _run_child(emu.host, ticks=100_000)
+        try:
+            assert child.stdout.readline().strip() == "STREAMING"
+            deadline = time.monotonic() + 5
+            while len(emu.commands(name="servoJ")) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            child.kill()
+            child.wait(timeout=5)
+            deadline = time.monotonic() + 5
+            while not emu.commands(name="stopScript") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        log = emu.log()
+    _stop_follows_last_motion(log)
+    assert [e["name"] for e in log].index("stopScript") > [e["name"] for e in log].index("servoStop")
