@@ -180,7 +180,8 @@ class RunLoop:
         self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state)
         self.rundir.tick({
             "i": self.stats.ticks - 1, "t": now - self._t0, "commanded": target, "filtered": result.command,
-            "sent": sent, "actual": state.q, "filter": result.state, "interventions": list(result.codes),
+            "sent": sent, "actual": state.q, "filter": result.state,
+            "interventions": result.to_dict()["interventions"],  # code, detail, joints
             "chunk": self.schedule.chunk_id, "health": limits.state, "velocity_scale": limits.velocity_scale,
             "tick_ms": tick_ms, "late_ms": max(0.0, late_s) * 1e3,
         })
