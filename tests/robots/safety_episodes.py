@@ -73,7 +73,7 @@ def _target(kind: str, noise: float, rng: np.random.Generator, q: np.ndarray, pr
 
 
 def run_episode(
-    config: RobotConfig, ticks: list[Tick], scale: float, seed: int, shadow: bool = False
+    config: RobotConfig, ticks: list[Tick], scale: float | list[float], seed: int, shadow: bool = False
 ) -> tuple[np.ndarray, SafetyFilter, FakeRobot]:
     """Feed `ticks` to a fresh filter; return the per-tick commanded positions (rows: q0, q0, then
     one per tick; ticks where nothing was sent repeat the previous command, as the arm holds)."""
@@ -88,7 +88,8 @@ def run_episode(
     dt = config.control_period_s
     rows = [robot.q.copy(), robot.q.copy()]
     prev_target = robot.q.copy()
-    for tick in ticks:
+    scales = scale if isinstance(scale, list) else [scale] * len(ticks)
+    for tick, tick_scale in zip(ticks, scales):
         clock.advance(dt)
         now = clock.t
         if tick.resume and filt.state == "stopped":
@@ -110,7 +111,7 @@ def run_episode(
             q = robot.q.copy()
             q[0] = np.nan
             state = robot.read_state(now).__class__(q=q, qd=np.zeros_like(q), timestamp=now)
-        result = filt.step(target, t_time, state, velocity_scale=scale)
+        result = filt.step(target, t_time, state, velocity_scale=tick_scale)
         if result.sent:
             assert result.command is not None
             robot.q = result.command.copy()  # perfect tracking: the arm is where it was told

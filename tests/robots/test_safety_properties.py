@@ -48,6 +48,24 @@ def test_no_emitted_command_breaks_a_limit(name: str, ticks: list[Tick], scale: 
     assert_within_limits(config, rows, scale, KINEMATICS[name])
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_changing_velocity_scale_never_breaks_acceleration_or_position(data: st.DataObject, seed: int) -> None:
+    """velocity_scale from device health may change every tick (including NaN, 0, > 1). After a
+    drop the arm decelerates at the acceleration limit, so the scaled velocity limit is reached a
+    few ticks later; what must hold at every tick: position, acceleration, workspace, and the
+    unscaled velocity and TCP-speed limits."""
+    name = data.draw(st.sampled_from(["ur3", "arx5-bimanual"]))
+    ticks = data.draw(ticks_strategy())
+    scales = data.draw(
+        st.lists(st.sampled_from([1.0, 0.5, 0.1, 0.0, 2.0, float("nan")]) | st.floats(0.0, 1.0),
+                 min_size=len(ticks), max_size=len(ticks))
+    )
+    config = CONFIGS[name]
+    rows, _, _ = run_episode(config, ticks, scales, seed)
+    assert_within_limits(config, rows, 1.0, KINEMATICS[name])
+
+
 @settings(max_examples=60, deadline=None)
 @given(ticks=ticks_strategy(), seed=st.integers(0, 2**31 - 1))
 def test_shadow_computes_the_same_commands_and_never_opens_motion(ticks: list[Tick], seed: int) -> None:
