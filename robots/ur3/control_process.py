@@ -76,7 +76,9 @@ class ControlProcess:
     def isConnected(self) -> bool:  # noqa: N802 - mirrors ur_rtde's name on purpose
         return bool(self._call("isConnected"))
 
-    def servoJ(self, q: list[float], speed: float, acceleration: float, t: float, lookahead: float, gain: float) -> bool:  # noqa: N802
+    def servoJ(  # noqa: N802
+        self, q: list[float], speed: float, acceleration: float, t: float, lookahead: float, gain: float
+    ) -> bool:
         return bool(self._call("servoJ", q, speed, acceleration, t, lookahead, gain, timeout_s=1.0))
 
     def servoStop(self, deceleration: float) -> bool:  # noqa: N802

@@ -43,7 +43,9 @@ class UR3Robot(Robot):
 
     def __init__(self, config: RobotConfig, shadow: bool = True):
         if config.dof != 6 or config.gripper_indices:
-            raise ConfigError("joints", f"the UR3 driver drives exactly 6 arm joints and no gripper, got {config.joints}")
+            raise ConfigError(
+                "joints", f"the UR3 driver drives exactly 6 arm joints and no gripper, got {config.joints}"
+            )
         self.name = config.name
         self.shadow = shadow
         self._config = config

@@ -116,11 +116,13 @@ class URMotionPort(MotionPort):
         """End of the motion session: controlled stop and end of the control script (done by the
         worker, which then exits). Idempotent."""
         with self._lock:
-            if self._dead_reason is None:
-                try:
-                    self._control.close(self._settings.stop_deceleration)
-                finally:
-                    self._die("motion closed")
+            if self._dead_reason is not None:
+                return
+            try:
+                self._control.close(self._settings.stop_deceleration)
+            except ControlWorkerError as exc:
+                raise self._die(f"controlled stop at close could not be confirmed ({exc})") from None
+            self._die("motion closed")
 
     def emergency_stop(self) -> None:
         """Protective stop (a human must unlock it on the pendant), falling back to the fastest
