@@ -286,3 +286,19 @@ def test_rtde_watchdog_stops_the_script_when_commands_stop_and_the_port_dies():
     stopped = _index(log, "program_stopped")
     assert "watchdog" in log[stopped]["args"]["reason"]
     assert [e for e in log[stopped:] if e["kind"] == "motion"] == []
+
+
+def test_second_controller_client_is_refused_and_the_first_keeps_streaming():
+    """Input registers belong to one RTDE client (the controller answers IN_USE): a second live
+    driver gets a clear error, and the first one's stream is not disturbed."""
+    with EmulatorHandle() as emu:
+        cfg = ur3_config(emu.host)
+        with UR3Robot(cfg, shadow=False) as first, UR3Robot(cfg, shadow=False) as second:
+            port = first.open_motion()
+            q = _stream(port, first.read_state().q, 5, seed=17)[-1]
+            with pytest.raises(URConnectionError, match="control interface setup failed.*already in use"):
+                second.open_motion()
+            sent = _stream(port, q, 5, seed=18)
+        servo = [e for e in emu.log() if e["name"] == "servoJ"]
+    assert len(servo) == 10 and len({e["session"] for e in servo}) == 1
+    np.testing.assert_array_equal(np.array(servo[-1]["args"]["q"]), sent[-1])
