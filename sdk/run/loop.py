@@ -28,10 +28,13 @@ from .rundir import RunDirectory
 from .schedule import ActionSchedule
 from .stats import LoopStats
 
-# A stop caused only by these can be resumed when targets come back (gaps between chunks, the
-# inference watchdog). Anything else (tracking error, bad state, ...) ends the run: fail closed.
-RESUMABLE_CODES = frozenset({"missing_target"})
-_MAX_OVERRUN_EVENTS = 20
+# A stop caused only by these can be resumed (from the measured position, at rest) when valid
+# targets come back: gaps between chunks, the inference watchdog, and policy outputs the filter
+# refused (outside the arm's range, non-finite). Anything about the robot's own state (tracking
+# error, stale or bad state) or the clock (future target) ends the run: fail closed.
+RESUMABLE_CODES = frozenset({"missing_target", "out_of_range_target", "non_finite_target", "bad_target"})
+_MAX_REPEATED_EVENTS = 20  # per kind below; summary.json has the full counts
+_RATE_LIMITED = frozenset({"control_overrun", "resume", "chunk_rejected"})
 
 
 class NominalLimits:
@@ -106,7 +109,10 @@ class RunLoop:
     # -------------------------------------------------------------- control side
 
     def _event(self, kind: str, **fields: Any) -> None:
+        """Log an event; repetitive kinds are written the first few times and counted always."""
         self.stats.event(kind)
+        if kind in _RATE_LIMITED and self.stats.events[kind] > _MAX_REPEATED_EVENTS:
+            return
         self.rundir.event(kind, round(self.clock.now() - self._t0, 6), **fields)
 
     def run(self) -> RunOutcome:
@@ -180,7 +186,7 @@ class RunLoop:
         self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state)
         self.rundir.tick({
             "i": self.stats.ticks - 1, "t": now - self._t0, "commanded": target, "filtered": result.command,
-            "sent": sent, "actual": state.q, "filter": result.state,
+            "sent": sent, "held": result.held, "actual": state.q, "filter": result.state,
             "interventions": result.to_dict()["interventions"],  # code, detail, joints
             "chunk": self.schedule.chunk_id, "health": limits.state, "velocity_scale": limits.velocity_scale,
             "tick_ms": tick_ms, "late_ms": max(0.0, late_s) * 1e3,
@@ -242,8 +248,7 @@ class RunLoop:
 
     def _overrun(self, by_s: float, work_ms: float) -> None:
         self._overruns += 1
-        if self._overruns <= _MAX_OVERRUN_EVENTS:
-            self._event("control_overrun", late_ms=by_s * 1e3, work_ms=work_ms)
+        self._event("control_overrun", late_ms=by_s * 1e3, work_ms=work_ms)
 
     def _status(self, now: float) -> dict[str, Any]:
         return {**self.stats.snapshot(), "t": now - self._t0, "health": self._limits.state,
