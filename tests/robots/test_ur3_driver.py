@@ -6,6 +6,7 @@ Every assertion about motion is made on what the emulator received on the wire.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -133,15 +134,18 @@ def test_live_servoj_targets_arrive_exactly_and_stop_on_exit():
 
 
 def test_exception_in_run_stops_the_arm():
+    handler_before = signal.getsignal(signal.SIGINT)
     with EmulatorHandle() as emu:
         cfg = ur3_config(emu.host)
         with pytest.raises(ZeroDivisionError):
             with UR3Robot(cfg, shadow=False) as robot:
                 port = robot.open_motion()
+                assert signal.getsignal(signal.SIGINT) is not handler_before  # the driver's stop handler
                 _stream(port, robot.read_state().q, 10, seed=3)
                 1 / 0
         log = emu.log()
     assert _index(log, "servoJ", last=True) < _index(log, "servoStop")
+    assert signal.getsignal(signal.SIGINT) is handler_before  # restored on disconnect
 
 
 @pytest.mark.parametrize("shadow", [True, False])
