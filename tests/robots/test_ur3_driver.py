@@ -306,3 +306,20 @@ def test_second_controller_client_is_refused_and_the_first_keeps_streaming():
         servo = [e for e in emu.log() if e["name"] == "servoJ"]
     assert len(servo) == 10 and len({e["session"] for e in servo}) == 1
     np.testing.assert_array_equal(np.array(servo[-1]["args"]["q"]), sent[-1])
+
+
+def test_e_series_streams_servoj_at_500_hz():
+    with EmulatorHandle(series="e") as emu:
+        cfg = ur3_config(emu.host, control_rate_hz=500.0)
+        with UR3Robot(cfg, shadow=False) as robot:
+            port = robot.open_motion()
+            t0 = time.monotonic()
+            sent = _stream(port, robot.read_state().q, 200, seed=23)
+            elapsed = time.monotonic() - t0
+        log = emu.log()
+        frequencies = emu.state()["output_frequencies"]
+    servo = [e for e in log if e["name"] == "servoJ"]
+    assert frequencies == [500.0, 500.0]
+    assert len(servo) == 200 and all(e["args"]["time"] == pytest.approx(0.002) for e in servo)
+    np.testing.assert_array_equal(np.array(servo[-1]["args"]["q"]), sent[-1])
+    assert elapsed >= 199 * 0.002 * 0.9  # paced by the controller-timed period, not faster
