@@ -80,8 +80,10 @@ class UR3Robot(Robot):
             return
         s = self._settings
         probe(s.host, (RTDE_PORT,), s.connect_timeout_s)
-        import rtde_receive  # noqa: PLC0415 - imported on connect so configs validate without ur_rtde
-
+        try:
+            import rtde_receive  # noqa: PLC0415 - imported on connect so configs validate without ur_rtde
+        except ImportError as exc:
+            raise VlaEdgeError(f"the UR3 driver needs ur_rtde (pip install ur_rtde): {exc}") from None
         try:
             self._receive = rtde_receive.RTDEReceiveInterface(
                 s.host, s.rtde_frequency or -1.0, RECEIVE_VARIABLES
