@@ -30,6 +30,8 @@ class LoopConfig(BaseModel):
     inference_timeout_s: float | None = Field(default=None, gt=0, le=60,
                                               description="no chunk for this long -> hold (default: 4 x replan_s)")
     blend_s: float = Field(default=0.0, ge=0, le=1, description="cross-fade between chunks")
+    control_timeout_s: float | None = Field(default=None, gt=0, le=5,
+                                            description="real time: no control tick for this long -> stop the arm")
     simulated_latency_s: float | None = Field(default=None, ge=0, le=10,
                                               description="fast simulation only: model inference as taking exactly "
                                               "this long (reproducible runs); default: the measured latency")

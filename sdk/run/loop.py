@@ -6,7 +6,9 @@ the arm; the loop never touches a MotionPort. Watchdogs:
 - inference: no chunk for `inference_timeout_s` (scaled by the health rate) -> target None (the
   filter brakes and holds) and an event; the next chunk resumes.
 - control: a tick that ends more than half a period after the next tick should have started is
-  an overrun (event, counted); the filter's own stale-state/stale-target checks hold the arm if ticks stall.
+  an overrun (event, counted). In real time a watchdog thread stops the arm (SafetyFilter.stop)
+  if no tick starts for `control_timeout_s` (default max(0.25 s, 10 periods)); a live run then
+  ends (`safety_stop`), a shadow run logs it and goes on.
 Health "critical" (accept_new_chunks False): new chunks are refused, the current one runs out,
 the filter brakes to a stop and the run ends. Any exception or Ctrl-C ends in filter.stop().
 """
@@ -27,6 +29,7 @@ from .mapping import JointMapping
 from .rundir import RunDirectory
 from .schedule import ActionSchedule
 from .stats import LoopStats
+from .watchdog import ControlWatchdog
 
 # A stop caused only by these can be resumed (from the measured position, at rest) when valid
 # targets come back: gaps between chunks, the inference watchdog, and policy outputs the filter
@@ -53,6 +56,7 @@ class LoopSettings:
     blend_s: float = 0.0
     status_every_s: float = 0.5
     simulated_latency_s: float | None = None  # simulated clocks only: fixed inference latency
+    control_timeout_s: float | None = None  # real time: no tick for this long -> stop (default max(0.25 s, 10 periods))
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class RunLoop:
             self.worker = ThreadedInference(self._observe, infer, clock, settings.replan_s, rate)
         else:
             self.worker = InlineInference(self._observe, infer, clock, settings.replan_s, rate, settings.simulated_latency_s)
+        self.control_watchdog: ControlWatchdog | None = None
+        if clock.realtime:
+            timeout = settings.control_timeout_s or max(0.25, 10 * self.period)
+            self.control_watchdog = ControlWatchdog(timeout, self.safety.stop)
         self._t0 = 0.0
         self._last_chunk_t = 0.0
         self._watchdog = False
@@ -124,8 +132,17 @@ class RunLoop:
         reason, detail, raised = "duration", "", None
         next_tick, next_status = self._t0, self._t0
         self.worker.start()
+        if self.control_watchdog is not None:
+            self.control_watchdog.start()
         try:
             while True:
+                if self.control_watchdog is not None:
+                    self.control_watchdog.beat()
+                    if self.control_watchdog.tripped_after_s is not None:
+                        if self._control_stalled():
+                            reason, detail = "safety_stop", (
+                                f"control loop stalled for {self.control_watchdog.tripped_after_s:.3f} s; arm stopped")
+                            break
                 now = clock.now()
                 if self.stop_event.is_set():
                     reason = "stopped"
@@ -246,6 +263,19 @@ class RunLoop:
         self._event("safety_stop", codes=sorted(self._hold_codes))
         return False
 
+    def _control_stalled(self) -> bool:
+        """The watchdog tripped (and stopped the filter). Live: end the run. Shadow: nothing can
+        move, so log it, re-arm the watchdog and let the filter resume on the next target."""
+        stalled = self.control_watchdog.tripped_after_s
+        self._event("control_watchdog", stalled_s=stalled)
+        if not self.safety.shadow:
+            return True
+        self._hold_codes.add("missing_target")
+        self.control_watchdog.stop()
+        self.control_watchdog = ControlWatchdog(self.control_watchdog.timeout_s, self.safety.stop)
+        self.control_watchdog.start()
+        return False
+
     def _overrun(self, by_s: float, work_ms: float) -> None:
         self._overruns += 1
         self._event("control_overrun", late_ms=by_s * 1e3, work_ms=work_ms)
@@ -258,6 +288,8 @@ class RunLoop:
         try:
             self.safety.stop()
         finally:
+            if self.control_watchdog is not None:
+                self.control_watchdog.stop()
             stopped_cleanly = self.worker.stop()
             self._event("end", reason=reason, detail=detail, inference_thread_ended=stopped_cleanly is not False)
             summary = {

@@ -166,7 +166,7 @@ def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float) -> Lo
     replan = req.loop.replan_s or span / 2.0
     timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
     return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s,
-                        simulated_latency_s=req.loop.simulated_latency_s)
+                        simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s)
 
 
 def _warmup(policy, robot, cameras, mapping, prompt, clock, observation_cls) -> float:
@@ -194,6 +194,7 @@ def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, 
         "loop": {"replan_s": settings.replan_s, "inference_timeout_s": settings.inference_timeout_s,
                  "blend_s": settings.blend_s, "control_rate_hz": cfg.control_rate_hz,
                  "simulated_latency_s": settings.simulated_latency_s,
+                 "control_timeout_s": settings.control_timeout_s,
                  "clock": type(clock).__name__, "warmup_inference_ms": warm_ms},
         "health": {"provider": health_kind, "config": req.health},
         "host": {"python": platform.python_version(), "machine": platform.machine()},

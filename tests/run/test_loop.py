@@ -219,3 +219,42 @@ def test_threaded_inference_on_the_real_clock_and_a_failing_policy_stops_the_arm
     assert len(robot.commands) > 0 and robot.stops >= 1
     summary = json.loads((rundir.path / "summary.json").read_text())
     assert summary["end_reason"] == "error" and summary["chunks"]["received"] >= 2
+
+
+def test_control_watchdog_stops_the_arm_while_the_loop_is_stalled(tmp_path):
+    """Real time: a read that hangs 0.6 s must not leave the arm streaming its last command; the
+    watchdog thread stops it during the stall and the run ends as a safety stop."""
+    import time
+
+    from vla_edge.run.clock import MonotonicClock
+
+    cfg = ur3_config()
+    clock = MonotonicClock()
+    robot = FakeRobot(cfg, clock, shadow=False)
+    safety = SafetyFilter(robot, cfg, shadow=False, clock=clock.now)
+    policy = FakePolicy(POLICY_ACTIONS, latency_s=0.0, seed=10)
+    policy.state_index = {n: i for i, n in enumerate(POLICY_ACTIONS)}
+    mapping = JointMapping.build(POLICY_ACTIONS, POLICY_ACTIONS, JOINTS)
+    cams = build_sources({"base_0_rgb": "base"}, ("base",), {}, robot, clock.now)
+    settings = LoopSettings(duration_s=5.0, prompt="p", replan_s=0.1, inference_timeout_s=1.0, control_timeout_s=0.15)
+    rundir = RunDirectory(tmp_path / "run")
+    loop = RunLoop(robot, safety, policy.infer, mapping, cams, clock, settings, rundir)
+    real_read, calls, seen = robot.read_state, {"n": 0}, {}
+
+    import threading
+
+    def read_state():
+        if threading.current_thread() is not threading.main_thread():
+            return real_read()  # the inference thread's reads are not the control loop's
+        calls["n"] += 1
+        if calls["n"] == 60:
+            time.sleep(0.6)
+            seen["stops_during_stall"] = robot.stops
+        return real_read()
+
+    robot.read_state = read_state
+    outcome = loop.run()
+    rundir.close()
+    assert seen["stops_during_stall"] >= 1  # stopped by the watchdog thread, not by the loop
+    assert outcome.reason == "safety_stop" and "stalled" in outcome.detail
+    assert outcome.summary["duration_s"] < 2.0
