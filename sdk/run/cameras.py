@@ -232,17 +232,28 @@ def build_sources(
     return sources
 
 
-def open_sources(sources: dict[str, CameraSource]) -> None:
-    """Open and test-read every source; on failure close those already opened and re-raise."""
+def open_sources(sources: dict[str, CameraSource], required: tuple[str, ...] = ()) -> dict[str, str]:
+    """Open and test-read every source. A required camera that fails is an error (those already
+    opened are closed); an optional one is removed from `sources` and returned as name -> reason,
+    so the run goes on without it and says so."""
     opened: list[CameraSource] = []
+    skipped: dict[str, str] = {}
     try:
-        for src in sources.values():
-            src.open()
+        for name, src in list(sources.items()):
+            try:
+                src.open()
+            except CameraError as exc:
+                if name in required:
+                    raise
+                skipped[name] = str(exc)
+                del sources[name]
+                continue
             opened.append(src)
     except Exception:
         for src in opened:
             src.close()
         raise
+    return skipped
 
 
 def capture(sources: dict[str, CameraSource], clock: Callable[[], float]) -> tuple[dict[str, np.ndarray], float]:

@@ -147,7 +147,7 @@ class RunLoop:
                 if self.stop_event.is_set():
                     reason = "stopped"
                     break
-                if now - self._t0 >= s.duration_s:
+                if now - self._t0 >= s.duration_s - 1e-9:  # sim time sums periods: allow rounding
                     break
                 started = time.perf_counter()
                 self._tick(now, late_s=now - next_tick)

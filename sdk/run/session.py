@@ -139,12 +139,14 @@ def prepare(req: RunRequest) -> PreparedRun:
                                 seed=req.seed or 0)
         robot.connect()
         cameras = sources
-        open_sources(cameras)
+        skipped = open_sources(cameras, info.required_cameras)
         warm = _warmup(policy, robot, cameras, mapping, prompt, clock, Observation)
         settings = _loop_settings(req, policy, prompt, warm)
         rundir = RunDirectory(req.run_dir or default_run_dir(cfg.name))
         try:
-            rundir.write_config(_describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm))
+            described = _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm)
+            described["cameras_skipped"] = skipped
+            rundir.write_config(described)
             safety = SafetyFilter(robot, cfg, shadow=not req.live, clock=clock.now)
         except BaseException:
             rundir.close()

@@ -110,3 +110,24 @@ def test_ctrl_c_is_a_controlled_stop_with_exit_code_130(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["end_reason"] == "interrupted" and summary["ticks"] > 0
     assert read_jsonl(run_dir / "events.jsonl")[-1]["event"] == "end"
+
+
+def test_run_file_with_relative_robot_config_in_fast_sim(tmp_path):
+    (tmp_path / "cell.yaml").write_text("robot: ur3-sim\nconnection: {realtime: false, render: \"off\"}\n")
+    (tmp_path / "run.yaml").write_text(
+        "robot_config: cell.yaml\nduration_s: 0.8\nprompt: stack the blocks\n"
+        "cameras: {base: synthetic}\nloop: {simulated_latency_s: 0.05, replan_s: 0.2}\n")
+    run_dir = tmp_path / "run"
+    r = run_cli("run", "--config", str(tmp_path / "run.yaml"), "--run-dir", str(run_dir), "--seed", "0", timeout=120)
+    assert r.returncode == 0, r.stderr
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["prompt"] == "stack the blocks" and cfg["loop"]["clock"] == "SimStepClock"
+    assert cfg["cameras"] == {"base": {"kind": "synthetic", "spec": "synthetic"}}
+    assert "wrist" in cfg["cameras_skipped"]  # optional, and the sim renders nothing with render: off
+    assert len(read_jsonl(run_dir / "ticks.jsonl")) == 100  # 0.8 s of sim time at 125 Hz, exactly
+
+
+def test_run_file_unknown_key_is_named(tmp_path):
+    (tmp_path / "run.yaml").write_text("robot: ur3-sim\nloop: {replan: 0.2}\n")
+    r = run_cli("run", "--config", str(tmp_path / "run.yaml"), timeout=60)
+    assert r.returncode == 2 and "loop.replan" in r.stderr, r.stderr
