@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import VlaEdgeError
 from ..health.limits import NOMINAL, LimitsProvider, OperatingLimits
@@ -30,6 +30,12 @@ from .rundir import RunDirectory
 from .schedule import ActionSchedule
 from .stats import LoopStats
 from .watchdog import ControlWatchdog
+
+if TYPE_CHECKING:
+    from ..robots.base import Robot
+    from ..robots.safety import SafetyFilter
+    from ..types import ActionChunk
+    from .clock import Clock
 
 # A stop caused only by these can be resumed (from the measured position, at rest) when valid
 # targets come back: gaps between chunks, the inference watchdog, and policy outputs the filter
@@ -69,12 +75,12 @@ class RunOutcome:
 class RunLoop:
     def __init__(
         self,
-        robot,
-        safety,
-        infer: Callable[[Observation], Any],
+        robot: Robot,
+        safety: SafetyFilter,
+        infer: Callable[[Observation], ActionChunk],
         mapping: JointMapping,
         cameras: dict[str, CameraSource],
-        clock,
+        clock: Clock,
         settings: LoopSettings,
         rundir: RunDirectory,
         health: LimitsProvider | None = None,
