@@ -76,7 +76,8 @@ def run(
         robot=robot or file.robot,
         robot_config=robot_config or resolve_relative(config, file.robot_config),
         pack=pack or file.pack, target=target or file.target or "reference",
-        prompt=prompt or file.prompt, duration_s=duration or file.duration_s or 10.0,
+        prompt=prompt or file.prompt,
+        duration_s=duration if duration is not None else (file.duration_s if file.duration_s is not None else 10.0),
         live=live, run_dir=run_dir, seed=seed, cameras=cams, loop=file.loop, health=file.health,
     )
     if live:
