@@ -52,13 +52,19 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def check_run_dir(path: Path) -> Path:
+    """Refuse a run directory that would mix two runs' logs (checked before connecting)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError("--run-dir", f"{path} exists and is not an empty directory; choose a new run directory")
+    return path
+
+
 class RunDirectory:
     """Owns the files of one run; `close()` flushes and writes the final summary."""
 
     def __init__(self, path: Path, flush_s: float = 0.5):
-        self.path = Path(path)
-        if self.path.exists() and any(self.path.iterdir()):
-            raise ConfigError("--run-dir", f"{self.path} exists and is not empty; choose a new run directory")
+        self.path = check_run_dir(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

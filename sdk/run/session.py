@@ -22,7 +22,7 @@ from .clock import MonotonicClock, SimStepClock
 from .config import LoopConfig
 from .loop import LoopSettings, RunLoop, RunOutcome
 from .mapping import JointMapping
-from .rundir import RunDirectory
+from .rundir import RunDirectory, check_run_dir
 
 
 @dataclass
@@ -118,6 +118,7 @@ def prepare(req: RunRequest) -> PreparedRun:
     if not req.duration_s > 0:
         raise ConfigError("--duration", f"expected seconds > 0, got {req.duration_s}")
     cfg = resolve_robot_config(req.robot, req.robot_config)
+    run_dir = check_run_dir(req.run_dir or default_run_dir(cfg.name))
     health, health_kind = _health_provider(req.health)
     policy = load_policy(resolve_pack(req.pack), target=req.target, seed=req.seed)
     robot = None
@@ -142,7 +143,7 @@ def prepare(req: RunRequest) -> PreparedRun:
         skipped = open_sources(cameras, info.required_cameras)
         warm = _warmup(policy, robot, cameras, mapping, prompt, clock, Observation)
         settings = _loop_settings(req, policy, prompt, warm)
-        rundir = RunDirectory(req.run_dir or default_run_dir(cfg.name))
+        rundir = RunDirectory(run_dir)
         try:
             described = _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm)
             described["cameras_skipped"] = skipped

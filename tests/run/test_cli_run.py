@@ -58,6 +58,7 @@ def _robot_file(tmp_path: Path, text: str) -> Path:
     [
         (lambda tmp: ["--robot", "ur5-sim"], "unknown robot 'ur5-sim'"),
         (lambda tmp: ["--robot", "ur3-sim", "--duration", "0"], "--duration"),
+        (lambda tmp: ["--robot", "ur3-sim", "--run-dir", str(_robot_file(tmp, "not a run"))], "not an empty directory"),
         (lambda tmp: ["--robot-config", str(_robot_file(tmp, "robot: ur3-sim\nlimits:\n  velocityy: [1, 1, 1, 1, 1, 1]\n"))],
          "velocityy"),
         (lambda tmp: ["--robot-config", str(_robot_file(
@@ -71,14 +72,16 @@ def _robot_file(tmp_path: Path, text: str) -> Path:
             "--camera", "base=synthetic"],
          "is unreachable"),
     ],
-    ids=["unknown-robot", "zero-duration", "unknown-key", "above-hardware-limit", "camera-missing", "camera-device", "unreachable"],
+    ids=["unknown-robot", "zero-duration", "run-dir-taken", "unknown-key", "above-hardware-limit", "camera-missing", "camera-device", "unreachable"],
 )
 def test_bad_input_is_a_clear_error_before_anything_moves(tmp_path, args_fn, expect):
     run_dir = tmp_path / "run"
     args = args_fn(tmp_path)
     if "--duration" not in args:
         args += ["--duration", "1"]
-    r = run_cli("run", *args, "--run-dir", str(run_dir), "--live", "--yes", timeout=120)
+    if "--run-dir" not in args:
+        args += ["--run-dir", str(run_dir)]
+    r = run_cli("run", *args, "--live", "--yes", timeout=120)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert expect in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
