@@ -14,6 +14,7 @@ from vla_edge.errors import TargetUnavailableError
 
 TARGETS: dict[str, str] = {
     "reference": "vla_edge.targets.reference.target",
+    "x86": "vla_edge.targets.x86.target",
 }
 
 

@@ -1,0 +1,100 @@
+// vla_edge._native: the C++ runtime and ggml's quantisers for Python. C++ exceptions become
+// Python exceptions with the same text (pybind11 maps std::invalid_argument to ValueError,
+// std::runtime_error to RuntimeError); nothing returns a status code.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "ggml-cpu.h"
+#include "pi05_runtime.h"
+#include "quantize.h"
+
+namespace py = pybind11;
+using vla_edge::Pi05Runtime;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+py::tuple sample_actions(Pi05Runtime& rt, FloatArray images, IntArray tokens, FloatArray noise, int num_steps) {
+    const auto& hp = rt.hparams();
+    const int S = hp.image_size;
+    if (images.ndim() != 4 || images.shape(1) != S || images.shape(2) != S || images.shape(3) != 3) {
+        throw std::invalid_argument("images must be [n, " + std::to_string(S) + ", " + std::to_string(S) + ", 3] float32");
+    }
+    if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be 1-D int32");
+    if (noise.ndim() != 2 || noise.shape(0) != hp.horizon || noise.shape(1) != hp.action_dim) {
+        throw std::invalid_argument("noise must be [" + std::to_string(hp.horizon) + ", " +
+                                    std::to_string(hp.action_dim) + "] float32");
+    }
+    py::array_t<float> out({hp.horizon, hp.action_dim});
+    vla_edge::StageTimes times;
+    {
+        py::gil_scoped_release release;  // inference does not touch Python objects
+        rt.sample_actions(images.data(), static_cast<int>(images.shape(0)), tokens.data(),
+                          static_cast<int>(tokens.shape(0)), noise.data(), num_steps, out.mutable_data(), &times);
+    }
+    py::dict timings;
+    for (const auto& [name, ms] : times) timings[py::str(name)] = ms;
+    return py::make_tuple(out, timings);
+}
+
+py::array_t<uint8_t> quantize(FloatArray values, const std::string& type_name) {
+    if (values.ndim() != 2) throw std::invalid_argument("quantize expects a 2-D float32 array [rows, n_per_row]");
+    const ggml_type type = vla_edge::type_from_name(type_name);
+    const int64_t rows = values.shape(0), n = values.shape(1);
+    const size_t row_bytes = ggml_row_size(type, n);
+    py::array_t<uint8_t> out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(row_bytes)});
+    {
+        py::gil_scoped_release release;
+        vla_edge::quantize_rows(type, values.data(), out.mutable_data(), rows, n);
+    }
+    return out;
+}
+
+std::string system_info() {
+    std::string s = "ggml cpu:";
+    auto add = [&](const char* name, int on) {
+        if (on) s += std::string(" ") + name;
+    };
+    add("AVX", ggml_cpu_has_avx());
+    add("AVX2", ggml_cpu_has_avx2());
+    add("AVX512F", ggml_cpu_has_avx512());
+    add("FMA", ggml_cpu_has_fma());
+    add("F16C", ggml_cpu_has_f16c());
+    add("NEON", ggml_cpu_has_neon());
+#ifdef VLA_EDGE_WITH_CUDA
+    s += " | CUDA backend built";
+#endif
+    return s;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+    m.doc() = "vla-edge native core (ggml)";
+    py::class_<Pi05Runtime>(m, "Pi05Runtime")
+        .def(py::init([](const std::string& path, int n_threads, const std::string& device) {
+                 vla_edge::RuntimeOptions o;
+                 o.n_threads = n_threads;
+                 o.device = device;
+                 return std::make_unique<Pi05Runtime>(path, o);
+             }),
+             py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu")
+        .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
+             py::arg("num_steps"))
+        .def_property_readonly("horizon", [](const Pi05Runtime& r) { return r.hparams().horizon; })
+        .def_property_readonly("action_dim", [](const Pi05Runtime& r) { return r.hparams().action_dim; })
+        .def_property_readonly("image_size", [](const Pi05Runtime& r) { return r.hparams().image_size; })
+        .def_property_readonly("weight_bytes", &Pi05Runtime::weight_bytes)
+        .def_property_readonly("compute_buffer_bytes", &Pi05Runtime::compute_buffer_bytes)
+        .def_property_readonly("graph_builds", &Pi05Runtime::graph_builds)
+        .def_property_readonly("n_threads", &Pi05Runtime::n_threads)
+        .def_property_readonly("backend", &Pi05Runtime::backend_name);
+    m.def("quantize", &quantize, py::arg("values"), py::arg("type"),
+          "Quantise a [rows, n] float32 array with ggml's quantiser; returns [rows, row_bytes] uint8.");
+    m.def("system_info", &system_info);
+}

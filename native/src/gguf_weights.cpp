@@ -1,0 +1,141 @@
+#include "gguf_weights.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "ggml-cpu.h"
+
+namespace vla_edge {
+
+namespace {
+std::runtime_error fail(const std::string& path, const std::string& what) {
+    return std::runtime_error(path + ": " + what);
+}
+}  // namespace
+
+GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend) : path_(path) {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw fail(path, std::string("cannot open weights file: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+        ::close(fd);
+        throw fail(path, "empty or unreadable weights file");
+    }
+    file_size_ = static_cast<size_t>(st.st_size);
+    map_ = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (map_ == MAP_FAILED) {
+        map_ = nullptr;
+        throw fail(path, "mmap failed");
+    }
+
+    try {
+        load(backend);
+    } catch (...) {
+        release();
+        throw;
+    }
+}
+
+void GgufWeights::load(ggml_backend_t backend) {
+    const std::string& path = path_;
+    gguf_init_params params{/*no_alloc=*/true, /*ctx=*/&ctx_};
+    gguf_ = gguf_init_from_file(path.c_str(), params);
+    if (!gguf_) throw fail(path, "not a readable GGUF file (bad magic, version or header)");
+    const size_t data_offset = gguf_get_data_offset(gguf_);
+    const int64_t n = gguf_get_n_tensors(gguf_);
+    for (int64_t i = 0; i < n; ++i) {
+        const char* name = gguf_get_tensor_name(gguf_, i);
+        ggml_tensor* t = ggml_get_tensor(ctx_, name);
+        const size_t off = data_offset + gguf_get_tensor_offset(gguf_, i);
+        const size_t nbytes = ggml_nbytes(t);
+        if (off + nbytes > file_size_) {
+            throw fail(path, "tensor '" + std::string(name) + "' ends at byte " + std::to_string(off + nbytes) +
+                                 " but the file has " + std::to_string(file_size_) + " bytes (truncated?)");
+        }
+        by_name_[name] = t;
+        file_offset_[name] = off;
+        tensor_bytes_ += nbytes;
+    }
+
+    if (ggml_backend_is_cpu(backend)) {
+        // One buffer over the whole mapping; tensors are placed at their file offsets.
+        buffer_ = ggml_backend_cpu_buffer_from_ptr(map_, file_size_);
+        for (auto& [name, t] : by_name_) {
+            ggml_backend_tensor_alloc(buffer_, t, static_cast<uint8_t*>(map_) + file_offset_[name]);
+        }
+    } else {
+        buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
+        if (!buffer_) throw fail(path, "cannot allocate device memory for the weights");
+        for (auto& [name, t] : by_name_) {
+            ggml_backend_tensor_set(t, static_cast<uint8_t*>(map_) + file_offset_[name], 0, ggml_nbytes(t));
+        }
+    }
+    ggml_backend_buffer_set_usage(buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+}
+
+GgufWeights::~GgufWeights() { release(); }
+
+void GgufWeights::release() {
+    if (buffer_) ggml_backend_buffer_free(buffer_);
+    if (ctx_) ggml_free(ctx_);
+    if (gguf_) gguf_free(gguf_);
+    if (map_) ::munmap(map_, file_size_);
+    buffer_ = nullptr;
+    ctx_ = nullptr;
+    gguf_ = nullptr;
+    map_ = nullptr;
+}
+
+ggml_tensor* GgufWeights::find(const std::string& name) const {
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : it->second;
+}
+
+ggml_tensor* GgufWeights::get(const std::string& name) const {
+    ggml_tensor* t = find(name);
+    if (!t) throw fail(path_, "tensor '" + name + "' is missing");
+    return t;
+}
+
+const uint8_t* GgufWeights::host_data(const std::string& name) const {
+    get(name);
+    return static_cast<const uint8_t*>(map_) + file_offset_.at(name);
+}
+
+bool GgufWeights::has_key(const char* key) const { return gguf_find_key(gguf_, key) >= 0; }
+
+uint32_t GgufWeights::u32(const char* key, uint32_t fallback) const {
+    const int64_t id = gguf_find_key(gguf_, key);
+    if (id < 0) return fallback;
+    switch (gguf_get_kv_type(gguf_, id)) {
+        case GGUF_TYPE_UINT32: return gguf_get_val_u32(gguf_, id);
+        case GGUF_TYPE_INT32: return static_cast<uint32_t>(gguf_get_val_i32(gguf_, id));
+        case GGUF_TYPE_UINT64: return static_cast<uint32_t>(gguf_get_val_u64(gguf_, id));
+        default: throw fail(path_, std::string("metadata key '") + key + "' is not an integer");
+    }
+}
+
+float GgufWeights::f32(const char* key, float fallback) const {
+    const int64_t id = gguf_find_key(gguf_, key);
+    if (id < 0) return fallback;
+    switch (gguf_get_kv_type(gguf_, id)) {
+        case GGUF_TYPE_FLOAT32: return gguf_get_val_f32(gguf_, id);
+        case GGUF_TYPE_FLOAT64: return static_cast<float>(gguf_get_val_f64(gguf_, id));
+        default: throw fail(path_, std::string("metadata key '") + key + "' is not a float");
+    }
+}
+
+std::string GgufWeights::str(const char* key, const std::string& fallback) const {
+    const int64_t id = gguf_find_key(gguf_, key);
+    if (id < 0) return fallback;
+    if (gguf_get_kv_type(gguf_, id) != GGUF_TYPE_STRING) throw fail(path_, std::string("metadata key '") + key + "' is not a string");
+    return gguf_get_val_str(gguf_, id);
+}
+
+}  // namespace vla_edge

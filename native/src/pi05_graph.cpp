@@ -1,0 +1,306 @@
+#include "pi05_graph.h"
+
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+namespace vla_edge {
+
+namespace {
+
+// ---- hyper-parameters and tensor checks -------------------------------------------------------
+
+const std::set<ggml_type> kMatrixTypes = {GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0,
+                                          GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
+                                          GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+                                          GGML_TYPE_Q6_K};
+
+int64_t pad256(int64_t n) { return (n + 255) / 256 * 256; }
+
+// shape in numpy order [out, in]; `pad_in` allows the input dim stored padded to a 256 multiple.
+void expect(const GgufWeights& w, const std::string& name, std::vector<int64_t> shape, bool pad_in = false) {
+    ggml_tensor* t = w.get(name);
+    const int nd = static_cast<int>(shape.size());
+    std::string want, got;
+    bool ok = ggml_n_dims(t) <= nd;
+    for (int i = 0; i < nd; ++i) {
+        const int64_t expected = shape[nd - 1 - i];  // ggml ne is reversed
+        const int64_t have = t->ne[i];
+        const bool padded = pad_in && i == 0 && have == pad256(expected);
+        ok = ok && (have == expected || padded);
+    }
+    for (int i = nd; i < GGML_MAX_DIMS; ++i) ok = ok && t->ne[i] == 1;
+    if (!ok) {
+        for (int i = nd - 1; i >= 0; --i) want += (want.empty() ? "" : ", ") + std::to_string(shape[nd - 1 - i]);
+        for (int i = ggml_n_dims(t) - 1; i >= 0; --i) got += (got.empty() ? "" : ", ") + std::to_string(t->ne[i]);
+        throw std::runtime_error(w.path() + ": tensor '" + name + "' has shape [" + got + "], expected [" + want + "]");
+    }
+    const bool vector = nd == 1;
+    if (vector ? t->type != GGML_TYPE_F32 : kMatrixTypes.count(t->type) == 0) {
+        throw std::runtime_error(w.path() + ": tensor '" + name + "' has unsupported type " + ggml_type_name(t->type) +
+                                 (vector ? " (norms and biases must be F32)" : ""));
+    }
+}
+
+void check_tensors(const GgufWeights& w, const Pi05Hparams& hp) {
+    const int64_t H = hp.v_hidden, P = hp.patch;
+    expect(w, "v.patch_embd.weight", {H, 3, P, P});
+    expect(w, "v.patch_embd.bias", {H});
+    expect(w, "v.position_embd.weight", {hp.num_patches(), H});
+    for (int i = 0; i < hp.v_layers; ++i) {
+        const std::string b = "v.blk." + std::to_string(i) + ".";
+        for (const char* p : {"attn_q", "attn_k", "attn_v", "attn_out"}) {
+            expect(w, b + p + ".weight", {H, H}, true);
+            expect(w, b + p + ".bias", {H});
+        }
+        for (const char* p : {"ln1", "ln2"}) {
+            expect(w, b + p + ".weight", {H});
+            expect(w, b + p + ".bias", {H});
+        }
+        expect(w, b + "ffn_up.weight", {hp.v_ffn_stored, H}, true);
+        expect(w, b + "ffn_up.bias", {hp.v_ffn_stored});
+        expect(w, b + "ffn_down.weight", {H, hp.v_ffn_stored}, true);
+        expect(w, b + "ffn_down.bias", {H});
+    }
+    expect(w, "v.post_ln.weight", {H});
+    expect(w, "v.post_ln.bias", {H});
+    const auto& m = hp.llm;
+    expect(w, "mm.0.weight", {m.hidden, H});
+    expect(w, "mm.0.bias", {m.hidden});
+    expect(w, "embed.weight", {hp.vocab, m.hidden});
+    const int64_t q = m.heads * m.head_dim, kv = m.kv_heads * m.head_dim;
+    for (int i = 0; i < m.layers; ++i) {
+        const std::string b = "pali.blk." + std::to_string(i) + ".";
+        expect(w, b + "attn_norm.weight", {m.hidden});
+        expect(w, b + "attn_q.weight", {q, m.hidden}, true);
+        expect(w, b + "attn_k.weight", {kv, m.hidden}, true);
+        expect(w, b + "attn_v.weight", {kv, m.hidden}, true);
+        expect(w, b + "attn_o.weight", {m.hidden, q}, true);
+        expect(w, b + "ffn_norm.weight", {m.hidden});
+        expect(w, b + "ffn_gate.weight", {m.ffn, m.hidden}, true);
+        expect(w, b + "ffn_up.weight", {m.ffn, m.hidden}, true);
+        expect(w, b + "ffn_down.weight", {m.hidden, m.ffn}, true);
+    }
+    const auto& e = hp.expert;
+    const int64_t E = e.hidden, A = hp.action_dim;
+    expect(w, "action.action_in.weight", {E, A});
+    expect(w, "action.action_in.bias", {E});
+    expect(w, "action.action_out.weight", {A, E});
+    expect(w, "action.action_out.bias", {A});
+    for (const char* p : {"action.timestep_mlp.in", "action.timestep_mlp.out"}) {
+        expect(w, std::string(p) + ".weight", {E, E});
+        expect(w, std::string(p) + ".bias", {E});
+    }
+    expect(w, "action.output_norm.weight", {3 * E, E});
+    expect(w, "action.output_norm.bias", {3 * E});
+    const int64_t eq = e.heads * e.head_dim, ekv = e.kv_heads * e.head_dim;
+    for (int i = 0; i < e.layers; ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        expect(w, b + "attn_q.weight", {eq, E}, true);
+        expect(w, b + "attn_k.weight", {ekv, E}, true);
+        expect(w, b + "attn_v.weight", {ekv, E}, true);
+        expect(w, b + "attn_output.weight", {E, eq}, true);
+        for (const char* p : {"attn_norm", "ffn_norm"}) {
+            expect(w, b + p + ".weight", {3 * E, E});
+            expect(w, b + p + ".bias", {3 * E});
+        }
+        expect(w, b + "ffn_gate.weight", {e.ffn, E}, true);
+        expect(w, b + "ffn_up.weight", {e.ffn, E}, true);
+        expect(w, b + "ffn_down.weight", {E, e.ffn}, true);
+    }
+}
+
+// ---- graph helpers ----------------------------------------------------------------------------
+
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b = nullptr) {
+    if (w->ne[0] > x->ne[0]) x = ggml_pad(ctx, x, static_cast<int>(w->ne[0] - x->ne[0]), 0, 0, 0);
+    ggml_tensor* y = ggml_mul_mat(ctx, w, x);
+    return b ? ggml_add(ctx, y, b) : y;
+}
+
+// GELU with the tanh approximation, computed in float32. ggml_gelu uses an fp16 lookup table on
+// the CPU, which is ~1e-3 off and would break agreement with the float32 reference.
+ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x) {
+    const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
+    ggml_tensor* x3 = ggml_mul(ctx, ggml_sqr(ctx, x), x);
+    ggml_tensor* inner = ggml_scale(ctx, ggml_add(ctx, x, ggml_scale(ctx, x3, 0.044715f)), k);
+    return ggml_mul(ctx, x, ggml_scale_bias(ctx, ggml_tanh(ctx, inner), 0.5f, 0.5f));
+}
+
+ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b, float eps) {
+    return ggml_add(ctx, ggml_mul(ctx, ggml_norm(ctx, x, eps), w), b);
+}
+
+// Gemma stores RMSNorm weights as deltas from one: y = rms(x) * (1 + w) = rms(x) + rms(x) * w.
+ggml_tensor* gemma_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
+    ggml_tensor* n = ggml_rms_norm(ctx, x, eps);
+    return ggml_add(ctx, n, ggml_mul(ctx, n, w));
+}
+
+// pi0.5 adaptive RMSNorm: cond -> [scale | shift | gate]; returns normalised x and the gate.
+ggml_tensor* ada_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* cond, ggml_tensor* w, ggml_tensor* b,
+                          float eps, ggml_tensor** gate) {
+    const int64_t E = x->ne[0];
+    ggml_tensor* mod = linear(ctx, cond, w, b);  // [3E]
+    const size_t f = ggml_element_size(mod);
+    ggml_tensor* scale = ggml_view_1d(ctx, mod, E, 0);
+    ggml_tensor* shift = ggml_view_1d(ctx, mod, E, E * f);
+    *gate = ggml_view_1d(ctx, mod, E, 2 * E * f);
+    ggml_tensor* n = ggml_rms_norm(ctx, x, eps);
+    return ggml_add(ctx, ggml_mul(ctx, n, ggml_scale_bias(ctx, scale, 1.0f, 1.0f)), shift);
+}
+
+ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_dim, float theta) {
+    return ggml_rope_ext(ctx, x, pos, nullptr, head_dim, GGML_ROPE_TYPE_NEOX, 0, theta, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f);
+}
+
+// Unmasked softmax attention; K/V heads are shared by groups of query heads through ggml's
+// broadcasting matmul (no copies). q [d, heads, n], k/v [d, kv_heads, nk] -> [d*heads, n].
+ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v) {
+    const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2];
+    ggml_tensor* qp = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [d, n, heads]
+    ggml_tensor* kp = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [d, nk, kv]
+    ggml_tensor* kq = ggml_mul_mat(ctx, kp, qp);                         // [nk, n, heads]
+    kq = ggml_soft_max_ext(ctx, kq, nullptr, 1.0f / std::sqrt(static_cast<float>(d)), 0.0f);
+    ggml_tensor* vt = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [nk, d, kv]
+    ggml_tensor* out = ggml_mul_mat(ctx, vt, kq);                        // [d, n, heads]
+    out = ggml_permute(ctx, out, 0, 2, 1, 3);                            // [d, heads, n]
+    return ggml_cont_2d(ctx, out, d * heads, n);
+}
+
+ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b) {
+    ggml_tensor* gated = ggml_mul(ctx, gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_gate.weight"))),
+                                  linear(ctx, h, w.get(b + "ffn_up.weight")));
+    return linear(ctx, gated, w.get(b + "ffn_down.weight"));
+}
+
+}  // namespace
+
+Pi05Hparams Pi05Hparams::from_weights(const GgufWeights& w) {
+    Pi05Hparams hp;
+    const std::string arch = w.str("general.architecture", "");
+    if (arch != "pi05") {
+        throw std::runtime_error(w.path() + ": model family is '" + arch + "', this runtime executes 'pi05'");
+    }
+    hp.v_hidden = w.u32("clip.vision.embedding_length", hp.v_hidden);
+    hp.v_heads = w.u32("clip.vision.attention.head_count", hp.v_heads);
+    hp.v_layers = w.u32("clip.vision.block_count", hp.v_layers);
+    hp.image_size = w.u32("clip.vision.image_size", hp.image_size);
+    hp.patch = w.u32("clip.vision.patch_size", hp.patch);
+    hp.v_eps = w.f32("clip.vision.attention.layer_norm_epsilon", hp.v_eps);
+    if (ggml_tensor* up = w.find("v.blk.0.ffn_up.weight")) hp.v_ffn_stored = static_cast<int>(up->ne[1]);
+    hp.vocab = w.u32("embed.vocab_size", hp.vocab);
+    auto& m = hp.llm;
+    m.hidden = w.u32("embed.hidden_size", m.hidden);
+    m.ffn = w.u32("pi05.llm.feed_forward_length", m.ffn);
+    m.layers = w.u32("pi05.llm.block_count", m.layers);
+    m.heads = w.u32("pi05.llm.attention.head_count", m.heads);
+    m.kv_heads = w.u32("pi05.llm.attention.head_count_kv", m.kv_heads);
+    m.head_dim = w.u32("pi05.llm.attention.head_dim", m.head_dim);
+    m.eps = w.f32("pi05.llm.attention.layer_norm_rms_epsilon", m.eps);
+    hp.rope_theta = w.f32("pi05.llm.rope.freq_base", hp.rope_theta);
+    auto& e = hp.expert;
+    e.hidden = w.u32("pi05_action.hidden_size", e.hidden);
+    e.ffn = w.u32("pi05_action.intermediate_size", e.ffn);
+    e.layers = w.u32("pi05_action.block_count", e.layers);
+    e.heads = w.u32("pi05_action.attention.head_count", e.heads);
+    e.kv_heads = w.u32("pi05_action.attention.head_count_kv", e.kv_heads);
+    e.head_dim = w.u32("pi05_action.attention.head_dim", e.head_dim);
+    e.eps = w.f32("pi05_action.attention.layer_norm_rms_epsilon", e.eps);
+    hp.action_dim = w.u32("pi05_action.action_dim", hp.action_dim);
+    hp.horizon = w.u32("pi05_action.action_horizon", hp.horizon);
+    if (e.layers != m.layers || e.head_dim != m.head_dim || e.kv_heads != m.kv_heads) {
+        throw std::runtime_error(w.path() + ": action expert and LLM must share layers, head_dim and kv heads");
+    }
+    if (hp.v_heads <= 0 || hp.v_hidden % hp.v_heads || hp.image_size % hp.patch || e.hidden % 2) {
+        throw std::runtime_error(w.path() + ": inconsistent vision/expert hyper-parameters in metadata");
+    }
+    check_tensors(w, hp);
+    return hp;
+}
+
+ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* patches) {
+    const int64_t H = hp.v_hidden, N = hp.num_patches(), hd = H / hp.v_heads;
+    ggml_tensor* kernel = w.get("v.patch_embd.weight");
+    // the (kx, ky, channel) patch layout of the host-side patchify equals the kernel's memory order
+    ggml_tensor* k2d = ggml_reshape_2d(ctx, kernel, hp.patch * hp.patch * 3, H);
+    if (kernel->type != GGML_TYPE_F32) k2d = ggml_cast(ctx, k2d, GGML_TYPE_F32);
+    ggml_tensor* x = ggml_add(ctx, ggml_mul_mat(ctx, k2d, patches), w.get("v.patch_embd.bias"));
+    x = ggml_add(ctx, x, ggml_cast(ctx, w.get("v.position_embd.weight"), GGML_TYPE_F32));
+    for (int i = 0; i < hp.v_layers; ++i) {
+        const std::string b = "v.blk." + std::to_string(i) + ".";
+        ggml_tensor* h = layer_norm(ctx, x, w.get(b + "ln1.weight"), w.get(b + "ln1.bias"), hp.v_eps);
+        auto proj = [&](const char* p) {
+            ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
+            return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
+        };
+        ggml_tensor* a = attention(ctx, proj("attn_q"), proj("attn_k"), proj("attn_v"));
+        x = ggml_add(ctx, x, linear(ctx, a, w.get(b + "attn_out.weight"), w.get(b + "attn_out.bias")));
+        h = layer_norm(ctx, x, w.get(b + "ln2.weight"), w.get(b + "ln2.bias"), hp.v_eps);
+        h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")));
+        x = ggml_add(ctx, x, linear(ctx, h, w.get(b + "ffn_down.weight"), w.get(b + "ffn_down.bias")));
+    }
+    x = layer_norm(ctx, x, w.get("v.post_ln.weight"), w.get("v.post_ln.bias"), hp.v_eps);
+    return linear(ctx, x, w.get("mm.0.weight"), w.get("mm.0.bias"));
+}
+
+void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
+                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache) {
+    const auto& m = hp.llm;
+    const int64_t n = embeddings->ne[1];
+    ggml_tensor* x = embeddings;
+    for (int i = 0; i < m.layers; ++i) {
+        const std::string b = "pali.blk." + std::to_string(i) + ".";
+        ggml_tensor* h = gemma_rms_norm(ctx, x, w.get(b + "attn_norm.weight"), m.eps);
+        ggml_tensor* q = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_q.weight")), m.head_dim, m.heads, n);
+        ggml_tensor* k = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_k.weight")), m.head_dim, m.kv_heads, n);
+        ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), m.head_dim, m.kv_heads, n);
+        q = rope(ctx, q, positions, m.head_dim, hp.rope_theta);
+        k = rope(ctx, k, positions, m.head_dim, hp.rope_theta);
+        const int64_t row = m.head_dim * m.kv_heads;
+        ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, k, row, n),
+                                               ggml_view_2d(ctx, cache.k[i], row, n, cache.k[i]->nb[1], 0)));
+        ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, v, row, n),
+                                               ggml_view_2d(ctx, cache.v[i], row, n, cache.v[i]->nb[1], 0)));
+        if (i == m.layers - 1) break;  // only K/V are consumed downstream: the last block's rest is waste
+        x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v), w.get(b + "attn_o.weight")));
+        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b));
+    }
+}
+
+ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
+                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache, int n_prefix) {
+    const auto& e = hp.expert;
+    const int64_t H = x_t->ne[1];
+    ggml_tensor* cond = ggml_silu(ctx, linear(ctx, time_emb, w.get("action.timestep_mlp.in.weight"),
+                                              w.get("action.timestep_mlp.in.bias")));
+    cond = ggml_silu(ctx, linear(ctx, cond, w.get("action.timestep_mlp.out.weight"),
+                                 w.get("action.timestep_mlp.out.bias")));
+    ggml_tensor* x = linear(ctx, x_t, w.get("action.action_in.weight"), w.get("action.action_in.bias"));
+    for (int i = 0; i < e.layers; ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        ggml_tensor* gate = nullptr;
+        ggml_tensor* h = ada_rms_norm(ctx, x, cond, w.get(b + "attn_norm.weight"), w.get(b + "attn_norm.bias"),
+                                      e.eps, &gate);
+        ggml_tensor* q = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_q.weight")), e.head_dim, e.heads, H);
+        ggml_tensor* k = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_k.weight")), e.head_dim, e.kv_heads, H);
+        ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), e.head_dim, e.kv_heads, H);
+        q = rope(ctx, q, positions, e.head_dim, hp.rope_theta);
+        k = rope(ctx, k, positions, e.head_dim, hp.rope_theta);
+        auto prefix = [&](ggml_tensor* c) {
+            return ggml_view_3d(ctx, c, e.head_dim, e.kv_heads, n_prefix, e.head_dim * ggml_element_size(c), c->nb[1], 0);
+        };
+        ggml_tensor* keys = ggml_concat(ctx, prefix(cache.k[i]), k, 2);
+        ggml_tensor* values = ggml_concat(ctx, prefix(cache.v[i]), v, 2);
+        ggml_tensor* a = linear(ctx, attention(ctx, q, keys, values), w.get(b + "attn_output.weight"));
+        x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
+        h = ada_rms_norm(ctx, x, cond, w.get(b + "ffn_norm.weight"), w.get(b + "ffn_norm.bias"), e.eps, &gate);
+        x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b), gate));
+    }
+    ggml_tensor* gate = nullptr;
+    ggml_tensor* h = ada_rms_norm(ctx, x, cond, w.get("action.output_norm.weight"), w.get("action.output_norm.bias"),
+                                  e.eps, &gate);
+    return linear(ctx, h, w.get("action.action_out.weight"), w.get("action.action_out.bias"));
+}
+
+}  // namespace vla_edge

@@ -1,0 +1,46 @@
+// pi0.5 hyper-parameters (from GGUF metadata, real pi0.5 values when a key is absent) and the
+// ggml graph builders for its three stages. Semantics match targets/reference (the NumPy oracle).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ggml.h"
+#include "gguf_weights.h"
+
+namespace vla_edge {
+
+struct StackHparams {
+    int hidden, ffn, layers, heads, kv_heads, head_dim;
+    float eps;
+};
+
+struct Pi05Hparams {
+    int v_hidden = 1152, v_ffn_stored = 4352, v_layers = 27, v_heads = 16, image_size = 224, patch = 14;
+    float v_eps = 1e-6f;
+    int vocab = 257152;
+    StackHparams llm{2048, 16384, 18, 8, 1, 256, 1e-6f};
+    StackHparams expert{1024, 4096, 18, 8, 1, 256, 1e-6f};
+    float rope_theta = 10000.f;
+    int action_dim = 32, horizon = 50;
+    float time_min_period = 4e-3f, time_max_period = 4.0f;
+
+    int num_patches() const { return (image_size / patch) * (image_size / patch); }
+    // Reads the keys our packs and the released ActQuant pi05.gguf carry, then checks every
+    // tensor the graphs use for presence, shape (padded input dims allowed) and type.
+    static Pi05Hparams from_weights(const GgufWeights& w);
+};
+
+// Tensors a graph reads that are not weights.
+struct KvCache {
+    std::vector<ggml_tensor*> k, v;  // per layer [kv_heads*head_dim, max_tokens] F32
+};
+
+ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* patches);
+void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
+                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache);
+ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
+                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache, int n_prefix);
+
+}  // namespace vla_edge

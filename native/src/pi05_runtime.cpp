@@ -1,0 +1,276 @@
+#include "pi05_runtime.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "ggml-cpu.h"
+#ifdef VLA_EDGE_WITH_CUDA
+#include "ggml-cuda.h"
+#endif
+
+namespace vla_edge {
+
+namespace {
+
+constexpr size_t kMaxNodes = 16384;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+ggml_backend_t make_backend(const std::string& device) {
+    if (device == "cpu") return ggml_backend_cpu_init();
+    if (device.rfind("cuda", 0) == 0) {
+#ifdef VLA_EDGE_WITH_CUDA
+        const int index = device.size() > 5 ? std::stoi(device.substr(5)) : 0;
+        ggml_backend_t b = ggml_backend_cuda_init(index);
+        if (!b) throw std::runtime_error("cannot initialise CUDA device " + std::to_string(index));
+        return b;
+#else
+        throw std::runtime_error("device '" + device + "' needs a build with -DVLA_EDGE_CUDA=ON");
+#endif
+    }
+    throw std::runtime_error("unknown device '" + device + "' (expected 'cpu' or 'cuda[:N]')");
+}
+
+}  // namespace
+
+ggml_context* Pi05Runtime::Graph::begin(size_t max_nodes) {
+    release();
+    meta.resize(ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false));
+    ggml_init_params p{meta.size(), meta.data(), /*no_alloc=*/true};
+    ctx = ggml_init(p);
+    gf = ggml_new_graph_custom(ctx, max_nodes, false);
+    io.clear();
+    return ctx;
+}
+
+void Pi05Runtime::Graph::release() {
+    if (ctx) ggml_free(ctx);
+    ctx = nullptr;
+    gf = nullptr;
+    key = -1;
+}
+
+Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& options) {
+    if (options.n_threads <= 0) {
+        throw std::invalid_argument("n_threads must be >= 1, got " + std::to_string(options.n_threads));
+    }
+    n_threads_ = options.n_threads;
+    backend_ = make_backend(options.device);
+    try {
+        if (ggml_backend_is_cpu(backend_)) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
+        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_);
+        hp_ = Pi05Hparams::from_weights(*weights_);
+        max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
+
+        // Persistent prefix KV cache, written by the prefix graph, read by every expert step.
+        const int layers = hp_.llm.layers;
+        ggml_init_params p{ggml_tensor_overhead() * (2 * layers + 1), nullptr, true};
+        cache_ctx_ = ggml_init(p);
+        const int64_t row = static_cast<int64_t>(hp_.llm.head_dim) * hp_.llm.kv_heads;
+        for (int i = 0; i < layers; ++i) {
+            cache_.k.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, max_prefix_));
+            cache_.v.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, max_prefix_));
+        }
+        cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
+        if (!cache_buf_) throw std::runtime_error("cannot allocate the KV cache");
+        for (Graph* g : {&vision_, &prefix_, &expert_}) {
+            g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
+        }
+    } catch (...) {
+        release();
+        throw;
+    }
+}
+
+Pi05Runtime::~Pi05Runtime() { release(); }
+
+void Pi05Runtime::release() {
+    for (Graph* g : {&vision_, &prefix_, &expert_}) {
+        g->release();
+        if (g->alloc) ggml_gallocr_free(g->alloc);
+        g->alloc = nullptr;
+    }
+    if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
+    if (cache_ctx_) ggml_free(cache_ctx_);
+    cache_buf_ = nullptr;
+    cache_ctx_ = nullptr;
+    weights_.reset();
+    if (backend_) ggml_backend_free(backend_);
+    backend_ = nullptr;
+}
+
+std::string Pi05Runtime::backend_name() const { return ggml_backend_name(backend_); }
+
+size_t Pi05Runtime::compute_buffer_bytes() const {
+    size_t total = ggml_backend_buffer_get_size(cache_buf_);
+    for (const Graph* g : {&vision_, &prefix_, &expert_}) total += ggml_gallocr_get_buffer_size(g->alloc, 0);
+    return total;
+}
+
+void Pi05Runtime::finish(Graph& g, const char* stage) {
+    if (!ggml_gallocr_alloc_graph(g.alloc, g.gf)) {
+        throw std::runtime_error(std::string("cannot allocate compute memory for the ") + stage + " graph");
+    }
+    ++graph_builds_;
+}
+
+void Pi05Runtime::compute(Graph& g) {
+    if (ggml_backend_graph_compute(backend_, g.gf) != GGML_STATUS_SUCCESS) {
+        throw std::runtime_error("ggml graph computation failed on backend " + backend_name());
+    }
+}
+
+void Pi05Runtime::ensure_vision() {
+    if (vision_.key == 0) return;
+    ggml_context* ctx = vision_.begin(kMaxNodes);
+    const int64_t pp3 = static_cast<int64_t>(hp_.patch) * hp_.patch * 3;
+    ggml_tensor* patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, pp3, hp_.num_patches());
+    ggml_set_input(patches);
+    ggml_tensor* out = build_vision(ctx, *weights_, hp_, patches);
+    ggml_set_output(out);
+    ggml_build_forward_expand(vision_.gf, out);
+    vision_.io = {{"patches", patches}, {"out", out}};
+    finish(vision_, "vision");
+    vision_.key = 0;
+}
+
+void Pi05Runtime::ensure_prefix(int n) {
+    if (prefix_.key == n) return;
+    ggml_context* ctx = prefix_.begin(kMaxNodes);
+    ggml_tensor* emb = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.llm.hidden, n);
+    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
+    ggml_set_input(emb);
+    ggml_set_input(pos);
+    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, cache_);
+    prefix_.io = {{"emb", emb}, {"pos", pos}};
+    finish(prefix_, "prefix");
+    prefix_.key = n;
+}
+
+void Pi05Runtime::ensure_expert(int n_prefix) {
+    if (expert_.key == n_prefix) return;
+    ggml_context* ctx = expert_.begin(kMaxNodes);
+    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, hp_.horizon);
+    ggml_tensor* t = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, hp_.expert.hidden);
+    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, hp_.horizon);
+    for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
+    ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, t, pos, cache_, n_prefix);
+    ggml_set_output(v);
+    ggml_build_forward_expand(expert_.gf, v);
+    expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"v", v}};
+    finish(expert_, "expert");
+    expert_.key = n_prefix;
+}
+
+void Pi05Runtime::embed_tokens(const int32_t* tokens, int n_tokens, float* out) const {
+    // Only the rows of the prompt's tokens are dequantised, on the host, straight from the mapping.
+    ggml_tensor* table = weights_->get("embed.weight");
+    const uint8_t* base = weights_->host_data("embed.weight");
+    const size_t row_bytes = ggml_row_size(table->type, table->ne[0]);
+    const int64_t d = table->ne[0];
+    const float scale = std::sqrt(static_cast<float>(hp_.llm.hidden));
+    const auto* traits = ggml_get_type_traits(table->type);
+    for (int i = 0; i < n_tokens; ++i) {
+        const int32_t id = tokens[i];
+        if (id < 0 || id >= table->ne[1]) {
+            throw std::out_of_range("token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                                    " is outside the vocabulary [0, " + std::to_string(table->ne[1]) + ")");
+        }
+        float* dst = out + static_cast<size_t>(i) * d;
+        const uint8_t* row = base + row_bytes * id;
+        if (table->type == GGML_TYPE_F32) {
+            std::memcpy(dst, row, d * sizeof(float));
+        } else if (traits->to_float) {
+            traits->to_float(row, dst, d);
+        } else {
+            throw std::runtime_error(std::string("embedding type ") + ggml_type_name(table->type) + " cannot be decoded");
+        }
+        for (int64_t j = 0; j < d; ++j) dst[j] *= scale;
+    }
+}
+
+void Pi05Runtime::sample_actions(const float* images, int n_images, const int32_t* tokens, int n_tokens,
+                                 const float* noise, int num_steps, float* actions, StageTimes* times) {
+    const int N = hp_.num_patches(), S = hp_.image_size, P = hp_.patch, D = hp_.llm.hidden;
+    if (n_images < 1 || n_images > 3) throw std::invalid_argument("need 1 to 3 images, got " + std::to_string(n_images));
+    if (n_tokens < 1) throw std::invalid_argument("need at least one prompt token");
+    if (num_steps < 1) throw std::invalid_argument("num_steps must be >= 1, got " + std::to_string(num_steps));
+    const int n_prefix = n_images * N + n_tokens;
+    if (n_prefix > max_prefix_) {
+        throw std::invalid_argument("prefix of " + std::to_string(n_prefix) + " tokens exceeds the runtime limit " +
+                                    std::to_string(max_prefix_));
+    }
+    StageTimes local;
+    StageTimes& t = times ? *times : local;
+    t.clear();
+
+    // Vision: only the cameras that are present are encoded.
+    auto t0 = std::chrono::steady_clock::now();
+    ensure_vision();
+    host_prefix_.resize(static_cast<size_t>(n_prefix) * D);
+    host_patches_.resize(static_cast<size_t>(P) * P * 3 * N);
+    const int g = S / P;
+    for (int img = 0; img < n_images; ++img) {
+        const float* src = images + static_cast<size_t>(img) * S * S * 3;
+        float* dst = host_patches_.data();
+        for (int gy = 0; gy < g; ++gy)
+            for (int gx = 0; gx < g; ++gx)
+                for (int c = 0; c < 3; ++c)
+                    for (int ky = 0; ky < P; ++ky)
+                        for (int kx = 0; kx < P; ++kx)
+                            *dst++ = src[((gy * P + ky) * S + (gx * P + kx)) * 3 + c];
+        ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
+        compute(vision_);
+        ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + static_cast<size_t>(img) * N * D, 0,
+                                static_cast<size_t>(N) * D * sizeof(float));
+    }
+    t.emplace_back("vision", ms_since(t0));
+
+    // Prefix: image tokens + scaled text embeddings through the LLM once; K/V stay in the cache.
+    t0 = std::chrono::steady_clock::now();
+    embed_tokens(tokens, n_tokens, host_prefix_.data() + static_cast<size_t>(n_images) * N * D);
+    ensure_prefix(n_prefix);
+    host_pos_.resize(std::max(n_prefix, hp_.horizon));
+    for (int i = 0; i < n_prefix; ++i) host_pos_[i] = i;
+    ggml_backend_tensor_set(prefix_.io["emb"], host_prefix_.data(), 0, host_prefix_.size() * sizeof(float));
+    ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, n_prefix * sizeof(int32_t));
+    compute(prefix_);
+    t.emplace_back("prefix", ms_since(t0));
+
+    // Flow matching: Euler from t = 1 (noise) to t = 0, one expert graph reused for every step.
+    const int A = hp_.action_dim, H = hp_.horizon, E = hp_.expert.hidden;
+    ensure_expert(n_prefix);
+    for (int i = 0; i < H; ++i) host_pos_[i] = n_prefix + i;
+    ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * sizeof(int32_t));
+    host_x_.assign(noise, noise + static_cast<size_t>(H) * A);
+    host_v_.resize(host_x_.size());
+    host_time_.resize(E);
+    const float dt = -1.0f / static_cast<float>(num_steps);
+    const auto expert_start = std::chrono::steady_clock::now();
+    for (int step = 0; step < num_steps; ++step) {
+        t0 = std::chrono::steady_clock::now();
+        const double time = 1.0 - static_cast<double>(step) / num_steps;
+        const int half = E / 2;
+        for (int i = 0; i < half; ++i) {
+            const double frac = half > 1 ? static_cast<double>(i) / (half - 1) : 0.0;
+            const double period = hp_.time_min_period * std::pow(hp_.time_max_period / hp_.time_min_period, frac);
+            const double angle = time * 2.0 * M_PI / period;
+            host_time_[i] = static_cast<float>(std::sin(angle));
+            host_time_[half + i] = static_cast<float>(std::cos(angle));
+        }
+        ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+        ggml_backend_tensor_set(expert_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
+        compute(expert_);
+        ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
+        for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];
+        t.emplace_back("expert_step_" + std::to_string(step), ms_since(t0));
+    }
+    t.emplace_back("expert_total", ms_since(expert_start));
+    std::memcpy(actions, host_x_.data(), host_x_.size() * sizeof(float));
+}
+
+}  // namespace vla_edge

@@ -1,0 +1,80 @@
+// One loaded pi0.5 model on one ggml backend, with graphs and compute buffers reused across calls.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "gguf_weights.h"
+#include "pi05_graph.h"
+
+namespace vla_edge {
+
+struct RuntimeOptions {
+    int n_threads = 4;
+    std::string device = "cpu";  // "cpu" or "cuda[:N]" when built with VLA_EDGE_CUDA
+    int max_prefix_tokens = 0;   // 0 = 3 images + 256 text tokens
+};
+
+// Wall time per stage of the last call, milliseconds, in execution order.
+using StageTimes = std::vector<std::pair<std::string, double>>;
+
+class Pi05Runtime {
+  public:
+    Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& options);
+    ~Pi05Runtime();
+    Pi05Runtime(const Pi05Runtime&) = delete;
+    Pi05Runtime& operator=(const Pi05Runtime&) = delete;
+
+    // images: n_images x S x S x 3 float32 in [-1, 1] (HWC, present cameras only, slot order);
+    // tokens: valid prompt tokens (BOS first, no padding); noise: horizon x action_dim (x at t=1).
+    // Writes horizon x action_dim normalised actions to `actions`.
+    void sample_actions(const float* images, int n_images, const int32_t* tokens, int n_tokens, const float* noise,
+                        int num_steps, float* actions, StageTimes* times);
+
+    const Pi05Hparams& hparams() const { return hp_; }
+    size_t weight_bytes() const { return weights_->tensor_bytes(); }
+    size_t compute_buffer_bytes() const;
+    int graph_builds() const { return graph_builds_; }  // grows only when input shapes change
+    int n_threads() const { return n_threads_; }
+    std::string backend_name() const;
+
+  private:
+    struct Graph {
+        std::vector<uint8_t> meta;  // ggml context memory for tensor/graph metadata, reused
+        ggml_context* ctx = nullptr;
+        ggml_cgraph* gf = nullptr;
+        ggml_gallocr_t alloc = nullptr;
+        int key = -1;  // shape the graph was built for
+        std::map<std::string, ggml_tensor*> io;
+        ggml_context* begin(size_t max_nodes);
+        void release();
+    };
+
+    void release();
+    void ensure_vision();
+    void ensure_prefix(int n_prefix);
+    void ensure_expert(int n_prefix);
+    void finish(Graph& g, const char* stage);
+    void compute(Graph& g);
+    void embed_tokens(const int32_t* tokens, int n_tokens, float* out) const;
+
+    ggml_backend_t backend_ = nullptr;
+    std::unique_ptr<GgufWeights> weights_;
+    Pi05Hparams hp_;
+    int n_threads_ = 1;
+    int max_prefix_ = 0;
+    ggml_context* cache_ctx_ = nullptr;
+    ggml_backend_buffer_t cache_buf_ = nullptr;
+    KvCache cache_;
+    Graph vision_, prefix_, expert_;
+    int graph_builds_ = 0;
+    std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
+    std::vector<int32_t> host_pos_;
+};
+
+}  // namespace vla_edge

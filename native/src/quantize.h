@@ -1,0 +1,18 @@
+// ggml's own quantisers, exposed for `vla-edge pack quantize`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "ggml.h"
+
+namespace vla_edge {
+
+ggml_type type_from_name(const std::string& name);  // "Q4_K" -> GGML_TYPE_Q4_K; throws if unknown
+
+// Quantise n_rows x n_per_row float32 values into `dst` (ggml_row_size(type, n_per_row) * n_rows
+// bytes). Throws if the row length is not a multiple of the type's block size.
+size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row);
+
+}  // namespace vla_edge

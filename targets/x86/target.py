@@ -1,0 +1,69 @@
+"""`x86` target: pi0.5 on the native ggml core, weights memory-mapped from the pack's GGUF."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from vla_edge.errors import PackError, TargetUnavailableError
+from vla_edge.families.pi05.inputs import Pi05Inputs
+
+from ..base import Backend, BackendResult
+
+
+def _native():
+    try:
+        from vla_edge import _native
+    except ImportError as exc:
+        raise TargetUnavailableError(
+            f"native module vla_edge._native is not built ({exc}); reinstall with a C++ compiler and cmake "
+            "available (VLA_EDGE_BUILD_NATIVE=1 pip install . makes a build failure fatal and shows why)") from exc
+    return _native
+
+
+def availability() -> tuple[bool, str]:
+    try:
+        native = _native()
+    except TargetUnavailableError as exc:
+        return False, str(exc)
+    return True, native.system_info()
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+class X86Backend(Backend):
+    name = "x86"
+
+    def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu"):
+        if pack.manifest.family != "pi05":
+            raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
+        threads = default_threads() if threads is None else threads
+        if not isinstance(threads, int) or threads <= 0:
+            raise TargetUnavailableError(f"threads must be a positive integer, got {threads!r}")
+        native = _native()
+        try:
+            self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device)
+        except (RuntimeError, ValueError) as exc:
+            raise PackError(str(pack.weights_path), str(exc)) from exc
+        cfg = pack.config
+        if (self.runtime.horizon, self.runtime.action_dim) != (cfg.action_horizon, cfg.action_dim):
+            raise PackError(str(pack.weights_path), "GGUF metadata disagrees with pack.yaml on horizon/action_dim")
+
+    def sample_actions(self, inputs: Pi05Inputs) -> BackendResult:
+        actions, timings = self.runtime.sample_actions(inputs.images, inputs.tokens, inputs.noise, inputs.num_steps)
+        return BackendResult(np.asarray(actions, dtype=np.float32), dict(timings))
+
+    def describe(self) -> dict[str, Any]:
+        rt = self.runtime
+        return {"implementation": "ggml", "backend": rt.backend, "threads": rt.n_threads,
+                "weight_bytes": rt.weight_bytes, "compute_buffer_bytes": rt.compute_buffer_bytes}
+
+
+def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", **options: Any) -> X86Backend:
+    if options:
+        raise TargetUnavailableError(f"x86 target got unknown options {sorted(options)} (known: threads, device)")
+    return X86Backend(pack, threads=threads, device=device)
