@@ -25,19 +25,17 @@ SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 MEMBER_PREFIX = f"llama_cpp_python-{VERSION}/vendor/llama.cpp/ggml/"
 
 
-def _index_json_url() -> str:
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
-    base = index[: -len("/simple")] if index.endswith("/simple") else "https://pypi.org"
-    return f"{base}/pypi/{PACKAGE}/{VERSION}/json"
-
-
 def _download(dest: Path) -> None:
-    with urllib.request.urlopen(_index_json_url(), timeout=60) as resp:
-        meta = json.load(resp)
-    sdists = [u for u in meta["urls"] if u["packagetype"] == "sdist"]
-    if not sdists:
-        raise SystemExit(f"fetch_ggml: no source distribution of {PACKAGE}=={VERSION} on the index")
-    with urllib.request.urlopen(sdists[0]["url"], timeout=600) as resp, open(dest, "wb") as out:
+    """Find the sdist through the index's simple JSON API (PEP 691), as pip does, and fetch it."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    request = urllib.request.Request(f"{index}/{PACKAGE}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        files = json.load(resp)["files"]
+    wanted = f"{PACKAGE.replace('-', '_')}-{VERSION}.tar.gz"
+    match = [f for f in files if f["filename"] == wanted]
+    if not match:
+        raise SystemExit(f"fetch_ggml: {wanted} not found on {index}")
+    with urllib.request.urlopen(match[0]["url"], timeout=600) as resp, open(dest, "wb") as out:
         shutil.copyfileobj(resp, out)
 
 
