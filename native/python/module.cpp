@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "ggml-cpu.h"
+#include "bench.h"
 #include "pi05_runtime.h"
 #include "quantize.h"
 
@@ -97,4 +98,12 @@ PYBIND11_MODULE(_native, m) {
     m.def("quantize", &quantize, py::arg("values"), py::arg("type"),
           "Quantise a [rows, n] float32 array with ggml's quantiser; returns [rows, row_bytes] uint8.");
     m.def("system_info", &system_info);
+    m.def(
+        "bench_matmul",
+        [](const std::string& type, int n_out, int n_in, int n_tokens, int threads, int reps) {
+            py::gil_scoped_release release;
+            return vla_edge::bench_matmul(type, n_out, n_in, n_tokens, threads, reps);
+        },
+        py::arg("type_name"), py::arg("n_out"), py::arg("n_in"), py::arg("n_tokens"), py::arg("threads"),
+        py::arg("reps"), "Mean seconds per ggml mul_mat of an [n_out, n_in] weight with [n_in, n_tokens] F32.");
 }

@@ -1,0 +1,51 @@
+#include "bench.h"
+
+#include <chrono>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "ggml-cpu.h"
+#include "ggml.h"
+#include "quantize.h"
+
+namespace vla_edge {
+
+double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tokens, int threads, int reps) {
+    if (n_out <= 0 || n_in <= 0 || n_tokens <= 0 || threads <= 0 || reps <= 0) {
+        throw std::invalid_argument("bench_matmul: all sizes, threads and reps must be positive");
+    }
+    const ggml_type type = type_from_name(type_name);
+    const size_t w_bytes = ggml_row_size(type, n_in) * n_out;
+    const size_t x_bytes = sizeof(float) * static_cast<size_t>(n_in) * n_tokens;
+    const size_t y_bytes = sizeof(float) * static_cast<size_t>(n_out) * n_tokens;
+    // the CPU work buffer (activations converted to the weight's vec_dot type) also lives in ctx
+    ggml_init_params p{w_bytes + 3 * x_bytes + y_bytes + 16 * ggml_tensor_overhead() + ggml_graph_overhead() + (4 << 20),
+                       nullptr, false};
+    ggml_context* ctx = ggml_init(p);
+    if (!ctx) throw std::runtime_error("bench_matmul: cannot allocate " + std::to_string(p.mem_size) + " bytes");
+    ggml_tensor* w = ggml_new_tensor_2d(ctx, type, n_in, n_out);
+    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_in, n_tokens);
+    std::mt19937 gen(1234);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> values(static_cast<size_t>(n_in) * n_out);
+    for (float& v : values) v = normal(gen);
+    if (type == GGML_TYPE_F32) {
+        std::copy(values.begin(), values.end(), static_cast<float*>(w->data));
+    } else {
+        quantize_rows(type, values.data(), w->data, n_out, n_in);
+    }
+    float* xd = static_cast<float*>(x->data);
+    for (size_t i = 0; i < static_cast<size_t>(n_in) * n_tokens; ++i) xd[i] = normal(gen);
+    ggml_tensor* y = ggml_mul_mat(ctx, w, x);
+    ggml_cgraph* gf = ggml_new_graph(ctx);
+    ggml_build_forward_expand(gf, y);
+    ggml_graph_compute_with_ctx(ctx, gf, threads);  // warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) ggml_graph_compute_with_ctx(ctx, gf, threads);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+    ggml_free(ctx);
+    return s;
+}
+
+}  // namespace vla_edge
