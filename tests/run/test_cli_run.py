@@ -47,6 +47,21 @@ def test_shadow_run_on_ur3_sim_with_demo_pack_writes_a_run_directory(tmp_path):
     assert summary["cameras"]["base"]["frames"] >= 2
 
 
+def test_shadow_run_on_the_x86_target(tmp_path):
+    from vla_edge.targets.registry import target_status
+
+    ok, why = target_status().get("x86", (False, "not registered"))
+    if not ok:
+        pytest.skip(f"x86 target unavailable here: {why}")
+    run_dir = tmp_path / "run"
+    r = run_cli("run", "--target", "x86", "--robot", "ur3-sim", "--duration", "2", "--run-dir", str(run_dir),
+                timeout=240)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["chunks"]["received"] >= 1 and summary["commands_sent"] == 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["target"] == "x86"
+
+
 def _robot_file(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "robot.yaml"
     p.write_text(text)
