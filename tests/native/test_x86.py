@@ -1,0 +1,118 @@
+"""x86 target (ggml) against the NumPy reference, graph/buffer reuse, and bad input.
+
+Tolerance: F32 pack, whole action chunk, rel-L2 <= 1e-4 (float32 on both sides; ggml sums in a
+different order and uses its own exp/tanh).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vla_edge import PackError, TargetUnavailableError, load_policy
+from vla_edge.packs.golden import random_observation
+from vla_edge.packs.writer import rel_l2
+
+pytestmark = pytest.mark.native
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_pack_dir):
+    return load_policy(tiny_pack_dir, target="reference"), load_policy(tiny_pack_dir, target="x86", threads=2)
+
+
+@pytest.mark.parametrize("cameras", [("base",), ("base", "wrist")])
+def test_x86_matches_reference_on_fresh_inputs(pair, cameras):
+    ref, x86 = pair
+    rng = np.random.default_rng()
+    for _ in range(3):
+        obs = random_observation(ref.pack, rng, prompt="stack the blue cube on the green cube")
+        obs.cameras = {k: v for k, v in obs.cameras.items() if k in cameras}
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        expected = ref.infer(obs, noise=noise).actions
+        got = x86.infer(obs, noise=noise)
+        err = rel_l2(got.actions, expected)
+        assert err <= 1e-4, f"rel-L2 {err:.2e} with cameras {cameras}"
+        assert {"vision", "prefix", "expert_step_0", "expert_total"} <= set(got.latency_ms)
+
+
+def test_graphs_and_buffers_are_reused_across_calls(pair):
+    _, x86 = pair
+    rng = np.random.default_rng()
+    obs = random_observation(x86.pack, rng)
+    x86.infer(obs)
+    runtime = x86._backend.runtime
+    builds, buffers = runtime.graph_builds, runtime.compute_buffer_bytes
+    for _ in range(3):
+        x86.infer(obs)  # same shapes: no graph rebuild, no buffer growth
+    assert runtime.graph_builds == builds and runtime.compute_buffer_bytes == buffers
+    obs.prompt = obs.prompt + " carefully"  # more tokens: the prefix/expert graphs are rebuilt once
+    x86.infer(obs)
+    assert runtime.graph_builds == builds + 2
+
+
+@pytest.mark.parametrize("threads", [0, -3])
+def test_bad_thread_count_is_refused(tiny_pack_dir, threads):
+    with pytest.raises(TargetUnavailableError, match="threads must be a positive integer"):
+        load_policy(tiny_pack_dir, target="x86", threads=threads)
+
+
+def test_native_errors_carry_the_cpp_text(tiny_pack_dir, tmp_path):
+    from vla_edge import _native
+
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        _native.Pi05Runtime(str(tiny_pack_dir / "pi05.gguf"), 0)
+    with pytest.raises(RuntimeError, match="cannot open weights file"):
+        _native.Pi05Runtime(str(tmp_path / "nope.gguf"), 1)
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(np.random.default_rng().bytes(2048))
+    with pytest.raises(RuntimeError, match="not a readable GGUF"):
+        _native.Pi05Runtime(str(garbage), 1)
+    runtime = _native.Pi05Runtime(str(tiny_pack_dir / "pi05.gguf"), 1)
+    with pytest.raises(ValueError, match="images must be"):
+        runtime.sample_actions(np.zeros((1, 100, 100, 3), np.float32) + 0.5, np.array([2, 5], np.int32),
+                               np.ones((10, 32), np.float32), 10)
+    with pytest.raises(IndexError, match="outside the vocabulary"):
+        runtime.sample_actions(np.full((1, 224, 224, 3), 0.25, np.float32), np.array([2, 99999], np.int32),
+                               np.ones((10, 32), np.float32), 10)
+
+
+def _rewrite(pack_dir, change, arch="pi05"):
+    from vla_edge.packs.gguf_io import GGUFFile, PlannedTensor, write_gguf
+
+    src = GGUFFile(pack_dir / "pi05.gguf")
+    meta = src.metadata
+    meta.pop("general.architecture", None)
+    planned = []
+    for name, info in src.tensor_infos().items():
+        kind, value = change.get(name, ("F32", src.float32(name)))
+        planned.append(PlannedTensor(name, tuple(value.shape), kind, lambda v=value: v))
+    out = pack_dir / "other.gguf"
+    write_gguf(out, arch, meta, planned)
+    return out
+
+
+def test_wrong_shape_wrong_type_and_family_are_named(tiny_pack_copy):
+    from vla_edge import _native
+
+    rng = np.random.default_rng()
+    wrong = _rewrite(tiny_pack_copy, {"action.blk.1.attn_k.weight": ("F32", rng.standard_normal((64, 100)).astype(np.float32))})
+    with pytest.raises(RuntimeError, match=r"'action.blk.1.attn_k.weight' has shape \[64, 100\], expected \[64, 128\]"):
+        _native.Pi05Runtime(str(wrong), 1)
+    f16_norm = _rewrite(tiny_pack_copy, {"v.blk.0.ln1.bias": ("F16", rng.standard_normal(96).astype(np.float32))})
+    with pytest.raises(RuntimeError, match="'v.blk.0.ln1.bias' has unsupported type f16"):
+        _native.Pi05Runtime(str(f16_norm), 1)
+    llama = _rewrite(tiny_pack_copy, {}, arch="llama")
+    with pytest.raises(RuntimeError, match="model family is 'llama'"):
+        _native.Pi05Runtime(str(llama), 1)
+
+
+def test_truncated_gguf_is_an_error_not_a_crash(tiny_pack_copy):
+    from vla_edge import _native
+
+    path = tiny_pack_copy / "pi05.gguf"
+    data = path.read_bytes()
+    cut = tiny_pack_copy / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(RuntimeError, match="truncated"):
+        _native.Pi05Runtime(str(cut), 1)
