@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_runner import run_cli
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,12 +30,6 @@ def tiny_pack_copy(tiny_pack_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "pack"
     shutil.copytree(tiny_pack_dir, dst)
     return dst
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `vla-edge ARGS` in a subprocess, as a user would (real exit codes and stderr)."""
-    return subprocess.run([sys.executable, "-m", "vla_edge.cli.main", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=timeout)
 
 
 @pytest.fixture

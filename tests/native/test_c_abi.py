@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, native_lib_dir
+from native_paths import REPO, native_lib_dir
 
 pytestmark = pytest.mark.native
 

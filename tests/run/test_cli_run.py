@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "robots"))
-from conftest import run_cli  # noqa: E402
+from cli_runner import run_cli  # noqa: E402
 from ur_emulator import free_loopback_host  # noqa: E402
 
 

@@ -13,7 +13,7 @@ pytest.importorskip("rtde_control")
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "robots"))
 sys.path.insert(0, str(TESTS))
-from conftest import run_cli  # noqa: E402
+from cli_runner import run_cli  # noqa: E402
 from ur_emulator import EmulatorHandle  # noqa: E402
 
 
