@@ -8,7 +8,8 @@ chunk reports (`latency_ms['total']`), which is what the thread would have produ
 
 Timing rule (both): a new inference starts `replan_s / inference_rate_scale` after the previous
 one started (never more often than the previous one finishes). Health lowering the rate scale
-means fewer inferences, so more of each chunk is executed.
+means fewer inferences, so more of each chunk is executed. The scale is read again while
+waiting, so a pause (scale 0 in health critical) ends as soon as the scale comes back.
 """
 
 from __future__ import annotations
@@ -47,11 +48,18 @@ class InlineInference:
         self._observe, self._infer, self._clock, self._replan, self._rate = observe, infer, clock, replan_s, rate
         self._latency_s = latency_s  # fixed modelled latency (reproducible runs); None = as measured
         self._pending: Delivery | None = None
-        self._next_start: float | None = None
+        self._running = False
+        self._last_start: float | None = None
+        self._not_before = 0.0  # the previous chunk's delivery time
         self.started = 0
 
     def start(self) -> None:
-        self._next_start = self._clock.now()
+        self._running, self._last_start, self._not_before = True, None, self._clock.now()
+
+    def _due(self) -> float:
+        if self._last_start is None:
+            return self._not_before
+        return max(self._not_before, self._last_start + _interval(self._replan, self._rate()))
 
     def poll(self) -> Delivery | None:
         now = self._clock.now()
@@ -59,20 +67,20 @@ class InlineInference:
             if now < self._pending.finished:
                 return None
             out, self._pending = self._pending, None
-            self._next_start = max(self._next_start or now, out.finished)
+            self._not_before = max(self._not_before, out.finished)
             return out
-        if self._next_start is not None and now >= self._next_start:
+        if self._running and now >= self._due():
             self.started += 1
+            self._last_start = now
             obs = self._observe()
             chunk = self._infer(obs)
             latency = self._latency_s if self._latency_s is not None else float(chunk.latency_ms.get("total", 0.0)) / 1e3
             self._pending = Delivery(chunk, now, now + latency)
-            self._next_start = now + _interval(self._replan, self._rate())
             return self.poll()
         return None
 
     def stop(self) -> None:
-        self._next_start = None
+        self._running = False
 
 
 class ThreadedInference:
@@ -92,12 +100,14 @@ class ThreadedInference:
         self._thread.start()
 
     def _run(self) -> None:
-        next_start = self._clock.now()
+        last_start: float | None = None
         while not self._stop.is_set():
-            self._stop.wait(max(0.0, next_start - self._clock.now()))
-            if self._stop.is_set():
-                return
-            t0 = self._clock.now()
+            if last_start is not None:
+                wait = last_start + _interval(self._replan, self._rate()) - self._clock.now()
+                if wait > 0:  # re-read the rate at least every 50 ms: a paused worker resumes promptly
+                    self._stop.wait(min(wait, 0.05))
+                    continue
+            t0 = last_start = self._clock.now()
             try:
                 self.started += 1
                 chunk = self._infer(self._observe())
@@ -107,7 +117,6 @@ class ThreadedInference:
                 return
             with self._lock:
                 self._slot = Delivery(chunk, t0, self._clock.now())
-            next_start = t0 + _interval(self._replan, self._rate())
 
     def poll(self) -> Delivery | None:
         with self._lock:

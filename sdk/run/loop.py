@@ -10,7 +10,10 @@ the arm; the loop never touches a MotionPort. Watchdogs:
   if no tick starts for `control_timeout_s` (default max(0.25 s, 10 periods)); a live run then
   ends (`safety_stop`), a shadow run logs it and goes on.
 Health "critical" (accept_new_chunks False): new chunks are refused, the current one runs out,
-the filter brakes to a stop and the run ends. Any exception or Ctrl-C ends in filter.stop().
+the filter brakes to a stop. The run then ends, unless `critical_wait_s` > 0: the arm stays
+stopped while the loop waits that long for the provider to accept chunks again; then only
+chunks observed after the recovery are taken and the filter resumes from where the arm stands.
+Any exception or Ctrl-C ends in filter.stop().
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class LoopSettings:
     status_every_s: float = 0.5
     simulated_latency_s: float | None = None  # simulated clocks only: fixed inference latency
     control_timeout_s: float | None = None  # real time: no tick for this long -> stop (default max(0.25 s, 10 periods))
+    critical_wait_s: float = 0.0  # stopped in health critical: wait this long for recovery (0 = end the run)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class RunLoop:
         rundir: RunDirectory,
         health: LimitsProvider | None = None,
         on_status: Callable[[dict[str, Any]], None] | None = None,
+        stats: LoopStats | None = None,
     ):
         self.robot, self.safety, self.mapping, self.cameras = robot, safety, mapping, cameras
         self.clock, self.settings, self.rundir = clock, settings, rundir
@@ -92,7 +97,7 @@ class RunLoop:
         self.on_status = on_status
         self.period = robot.capabilities.control_period_s
         self.schedule = ActionSchedule(settings.blend_s)
-        self.stats = LoopStats()
+        self.stats = stats if stats is not None else LoopStats()
         self.stop_event = threading.Event()
         self._limits = NOMINAL
         rate = lambda: self._limits.inference_rate_scale  # noqa: E731
@@ -109,6 +114,8 @@ class RunLoop:
         self._watchdog = False
         self._hold_codes: set[str] = set()
         self._ending: str | None = None
+        self._held_since: float | None = None  # stopped in critical, waiting for recovery
+        self._taking_from = float("-inf")  # chunks observed before this (health recovery) are refused
         self._end: tuple[str, str] | None = None
         self._overruns = 0
 
@@ -203,7 +210,7 @@ class RunLoop:
         if result.state == "estopped":
             self._end = ("safety_stop", "emergency stop latched")
         elif self._ending and target is None and result.state == "stopped":
-            self._end = (self._ending, self._limits.reason)
+            self._hold_stopped(now)
         tick_ms = (time.perf_counter() - t0) * 1e3
         sent = result.sent and not self.safety.shadow  # shadow: the filter reports what it *would* send
         self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state)
@@ -227,6 +234,28 @@ class RunLoop:
         if not limits.accept_new_chunks and self._ending is None:
             self._ending = "health_critical"
             self._event("finishing_segment", reason=limits.reason)
+        elif limits.accept_new_chunks and self._ending == "health_critical":
+            self._recovered()
+
+    def _hold_stopped(self, now: float) -> None:
+        """Critical and the arm has stopped: end the run, or wait for recovery up to critical_wait_s."""
+        wait = self.settings.critical_wait_s
+        if self._held_since is None:
+            self._held_since = now
+            if wait > 0:
+                self._event("health_hold", reason=self._limits.reason, wait_s=wait)
+        if now - self._held_since >= wait:
+            self._end = (self._ending, self._limits.reason + (f" (no recovery within {wait:g} s)" if wait else ""))
+
+    def _recovered(self) -> None:
+        """The provider accepts chunks again: take only chunks observed from now on, restart the
+        inference watchdog's timer; the filter resumes (from the measured position) on the next target."""
+        now = self.clock.now()
+        self._event("health_recovered", state=self._limits.state, reason=self._limits.reason,
+                    stopped_for_s=None if self._held_since is None else now - self._held_since)
+        self._ending, self._held_since = None, None
+        self._taking_from = self._last_chunk_t = now
+        self._hold_codes.add("missing_target")  # the stop was ours, at rest: resumable
 
     def _take_chunk(self, now: float) -> None:
         delivery = self.worker.poll()
@@ -236,6 +265,9 @@ class RunLoop:
         latency = float(chunk.latency_ms.get("total", (delivery.finished - delivery.started) * 1e3))
         if self._ending is not None:
             self._event("chunk_refused", reason=self._ending)
+            return
+        if delivery.started < self._taking_from:
+            self._event("chunk_refused", reason="observed before the health recovery")
             return
         result = self.schedule.update(self.mapping.actions_for_robot(chunk.actions), chunk.timestamp,
                                       chunk.control_period_s, now)
@@ -288,6 +320,7 @@ class RunLoop:
 
     def _status(self, now: float) -> dict[str, Any]:
         return {**self.stats.snapshot(), "t": now - self._t0, "health": self._limits.state,
+                "health_reason": self._limits.reason,
                 "filter": self.safety.state, "watchdog": self._watchdog, "shadow": bool(self.safety.shadow)}
 
     def _finish(self, reason: str, detail: str) -> RunOutcome:
