@@ -17,9 +17,13 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 def _status_printer():
     """A one-line status on a terminal (rewritten in place), a plain line every ~5 s otherwise."""
     tty = sys.stderr.isatty()
-    last = {"t": -1e9}
+    last: dict[str, Any] = {"t": -1e9, "health": "nominal"}
 
     def show(s: dict[str, Any]) -> None:
+        if s["health"] != last["health"]:  # warm and worse are never silent: own line, with the cause
+            last["health"] = s["health"]
+            sys.stderr.write(("\n" if tty else "") + f"health: {s['health']}"
+                             + (f" ({s['health_reason']})" if s.get("health_reason") else "") + "\n")
         p50 = s["inference_p50_ms"]
         line = (f"{'SHADOW' if s['shadow'] else 'LIVE'} t={s['t']:6.1f}s ticks={s['ticks']} chunks={s['chunks']} "
                 f"infer_p50={'-' if p50 is None else f'{p50:.0f}ms'} interventions={s['interventions']} "

@@ -29,6 +29,7 @@ from .limits import OperatingLimits
 from .sample import HealthSample, Monitor, merge_samples
 
 log = logging.getLogger("vla_edge.health")
+log.addHandler(logging.NullHandler())  # a library logs; the application (or the CLI) decides what is shown
 
 
 @dataclass(frozen=True)

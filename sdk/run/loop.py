@@ -213,7 +213,7 @@ class RunLoop:
             self._hold_stopped(now)
         tick_ms = (time.perf_counter() - t0) * 1e3
         sent = result.sent and not self.safety.shadow  # shadow: the filter reports what it *would* send
-        self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state)
+        self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state, result.state)
         self.rundir.tick({
             "i": self.stats.ticks - 1, "t": now - self._t0, "commanded": target, "filtered": result.command,
             "sent": sent, "held": result.held, "actual": state.q, "filter": result.state,

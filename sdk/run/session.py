@@ -62,6 +62,8 @@ class PreparedRun:
         finally:
             self.rundir.close()
             self.policy.close()
+            if self.health is not None:
+                self.health.close()
 
 
 def resolve_robot_config(robot: str | None, robot_config: Path | None):
@@ -90,7 +92,7 @@ def _state_fill(policy, user_fill: dict[str, float]) -> np.ndarray:
     return fill
 
 
-def _health_provider(config: dict[str, Any]):
+def _health_provider(config: dict[str, Any], target: str):
     """The health module's governor when it is available; else nominal limits (and a health
     section in the config is an error, because it would silently do nothing)."""
     try:
@@ -99,7 +101,8 @@ def _health_provider(config: dict[str, Any]):
         if config:
             raise ConfigError("health", "this build has no health governor (vla_edge.health.governor); remove the section")
         return None, "nominal (no health governor in this build)"
-    return governor.from_run_config(config), "health governor"
+    provider = governor.from_run_config(config, target=target)
+    return provider, provider.describe() if provider is not None else "nominal (health.enabled: false)"
 
 
 def default_run_dir(robot_name: str) -> Path:
@@ -119,7 +122,7 @@ def prepare(req: RunRequest) -> PreparedRun:
         raise ConfigError("--duration", f"expected seconds > 0, got {req.duration_s}")
     cfg = resolve_robot_config(req.robot, req.robot_config)
     run_dir = check_run_dir(req.run_dir or default_run_dir(cfg.name))
-    health, health_kind = _health_provider(req.health)
+    health, health_kind = _health_provider(req.health, req.target)
     policy = load_policy(resolve_pack(req.pack), target=req.target, seed=req.seed)
     robot = None
     cameras: dict[str, CameraSource] = {}
@@ -142,7 +145,7 @@ def prepare(req: RunRequest) -> PreparedRun:
         cameras = sources
         skipped = open_sources(cameras, info.required_cameras)
         warm = _warmup(policy, robot, cameras, mapping, prompt, clock, Observation)
-        settings = _loop_settings(req, policy, prompt, warm)
+        settings = _loop_settings(req, policy, prompt, warm, health)
         rundir = RunDirectory(run_dir)
         try:
             described = _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, warm)
@@ -162,14 +165,15 @@ def prepare(req: RunRequest) -> PreparedRun:
     return PreparedRun(req, cfg, policy, robot, cameras, mapping, clock, safety, rundir, settings, health, warm)
 
 
-def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float) -> LoopSettings:
+def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float, health=None) -> LoopSettings:
     """Defaults: replan every half chunk; the inference watchdog trips after 4 replan periods or
     3x the warm-up latency, whichever is longer (a slow target should hold, not trip constantly)."""
     span = policy.info.horizon * policy.info.control_period_s
     replan = req.loop.replan_s or span / 2.0
     timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
     return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s,
-                        simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s)
+                        simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s,
+                        critical_wait_s=getattr(health, "recovery_wait_s", 0.0))
 
 
 def _warmup(policy, robot, cameras, mapping, prompt, clock, observation_cls) -> float:
@@ -207,9 +211,12 @@ def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, 
 def execute(prepared: PreparedRun, on_status: Callable[[dict[str, Any]], None] | None = None,
             loop_hook: Callable[[RunLoop], None] | None = None) -> RunOutcome:
     """Run the loop; always closes cameras, robot, run directory and policy."""
+    from ..health.metrics import RunMetrics  # noqa: PLC0415
+
     p = prepared
+    metrics = RunMetrics.for_robot(p.robot_config, p.cameras, p.rundir.path / "metrics.jsonl")
     loop = RunLoop(p.robot, p.safety, p.policy.infer, p.mapping, p.cameras, p.clock, p.settings, p.rundir,
-                   health=p.health, on_status=on_status)
+                   health=p.health, on_status=on_status, stats=metrics)
     if loop_hook is not None:
         loop_hook(loop)
     try:

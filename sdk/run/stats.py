@@ -35,7 +35,7 @@ class LoopStats:
         self.max_abs_filter_delta = 0.0  # largest |filtered - commanded| seen (rad / m)
 
     def tick(self, target: np.ndarray | None, command: np.ndarray | None, sent: bool, held: bool,
-             codes: tuple[str, ...], tick_ms: float, health: str) -> None:
+             codes: tuple[str, ...], tick_ms: float, health: str, filter_state: str | None = None) -> None:
         self.ticks += 1
         self.sent += int(sent)
         self.held += int(held)
