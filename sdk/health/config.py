@@ -68,7 +68,10 @@ class HealthConfig(_Model):
     stale_after_s: float = Field(default=5.0, gt=0, le=120, description="no completed sample for this long -> no_sensor_state")
     temperature_c: Thresholds = Field(default_factory=Thresholds)
     zones: dict[str, Thresholds] = Field(default_factory=dict, description="per-zone thresholds (fnmatch patterns)")
-    ignore_zones: list[str] = Field(default_factory=list, description="zones never used (fnmatch patterns)")
+    ignore_zones: list[str] = Field(
+        default_factory=lambda: ["PMIC-Die*"],
+        description="zones never used (fnmatch patterns); Jetson TX-family PMIC-Die reads a fixed 100 C "
+                    "(jetson-stats skips it too)")
     use_trip_points: bool = Field(default=True, description="a zone's own trip points lower its thresholds")
     trip_margin_c: float = Field(default=5.0, ge=0, le=50)
     hysteresis_c: float = Field(default=5.0, ge=0, le=50)

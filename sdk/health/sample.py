@@ -109,6 +109,9 @@ class SampleBuilder:
 
     def temperature(self, zone: str, celsius: float) -> None:
         value = _finite(celsius)
+        if value == 0.0:  # what unready sensors and unconnected thermistors report; no live chip is at 0.000 C
+            self.fail(f"temperature:{zone}", "reads exactly 0 C (sensor not ready)")
+            return
         if value is None or not PLAUSIBLE_C[0] < value < PLAUSIBLE_C[1]:
             self.fail(f"temperature:{zone}", f"implausible value {celsius!r} C (sensor offline or broken)")
             return

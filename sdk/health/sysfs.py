@@ -102,9 +102,6 @@ def read_thermal_zones(tree: SysfsTree, b: SampleBuilder, prefix: str = "") -> i
         except SensorError as exc:
             b.fail(f"temperature:{name}", str(exc))
             continue
-        if milli == 0:
-            b.fail(f"temperature:{name}", f"reads exactly 0 (sensor not ready) ({rel}/temp)")
-            continue
         b.temperature(name, milli / 1000.0)
         for trip in tree.children(rel, r"trip_point_\d+_temp"):
             try:
