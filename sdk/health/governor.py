@@ -81,7 +81,7 @@ class HealthGovernor:
             self.poll()  # the first call reads synchronously, so the first tick has real limits
             if self.background:
                 self._start_thread()
-        elif not self.background and now - self._sampled_at >= self.config.sample_period_s:
+        elif not self.background and now - self._sampled_at >= self.config.sample_period_s - 1e-9:  # summed sim periods
             self.poll()
         with self._lock:
             if self._sampled_at is not None and now - self._sampled_at > self.config.stale_after_s:
@@ -151,7 +151,7 @@ class HealthGovernor:
         if self._calm_target != target:
             self._calm_since, self._calm_target = now, target
         held = now - self._calm_since
-        if held >= self.config.recover_hold_s:
+        if held >= self.config.recover_hold_s - 1e-9:
             cause = (f"recovered: readings below {STATES[self._level]} thresholds - {self.config.hysteresis_c:g} C "
                      f"hysteresis for {held:.1f} s")
             if down.causes:

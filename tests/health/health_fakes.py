@@ -149,7 +149,7 @@ class ScriptedMonitor:
     def value_at(self, t: float):
         value = self.script[0][1]
         for t_from, v in self.script:
-            if t >= t_from:
+            if t >= t_from - 1e-9:
                 value = v
         return value
 
@@ -165,7 +165,7 @@ class ScriptedMonitor:
         else:
             b.temperature(self.zone, value)
         for t_from, t_to, kind in self.throttles:
-            if t_from <= t < t_to:
+            if t_from - 1e-9 <= t < t_to - 1e-9:
                 b.throttle("gpu0", f"scripted_{kind}", kind)
         return b.build(now)
 
