@@ -152,8 +152,8 @@ class HealthGovernor:
             self._calm_since, self._calm_target = now, target
         held = now - self._calm_since
         if held >= self.config.recover_hold_s - 1e-9:
-            cause = (f"recovered: readings below {STATES[self._level]} thresholds - {self.config.hysteresis_c:g} C "
-                     f"hysteresis for {held:.1f} s")
+            cause = (f"recovered: readings below the {STATES[target + 1]} thresholds - {self.config.hysteresis_c:g} C "
+                     f"hysteresis, and no flag above {STATES[target]}, for {held:.1f} s")
             if down.causes:
                 cause += "; still " + "; ".join(down.causes)
             self._calm_since = self._calm_target = None
