@@ -46,7 +46,8 @@ def doctor(
             table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/{_STYLE[c.status]}]", escape(c.summary))
         console = Console(soft_wrap=False)
         console.print(table)
-        console.print(f"[{'green' if report.can_run else 'red'}]{escape(report.verdict)}[/]", highlight=False)
+        console.print(f"[{'green' if report.can_run else 'red'}]{escape(report.verdict)}[/]", highlight=False,
+                      soft_wrap=True)
     if not report.can_run:
         raise typer.Exit(1)
 
