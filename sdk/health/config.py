@@ -64,8 +64,10 @@ class ClockRules(_Model):
 class HealthConfig(_Model):
     enabled: bool = True
     monitors: Literal["auto"] | list[MonitorName] = "auto"
-    sample_period_s: float = Field(default=0.5, gt=0, le=10, description="sensor reads happen this often, off the control thread")
-    stale_after_s: float = Field(default=5.0, gt=0, le=120, description="no completed sample for this long -> no_sensor_state")
+    sample_period_s: float = Field(default=0.5, gt=0, le=10,
+                                   description="sensor reads happen this often, off the control thread")
+    stale_after_s: float = Field(default=5.0, gt=0, le=120,
+                                 description="no completed sample for this long -> no_sensor_state")
     temperature_c: Thresholds = Field(default_factory=Thresholds)
     zones: dict[str, Thresholds] = Field(default_factory=dict, description="per-zone thresholds (fnmatch patterns)")
     ignore_zones: list[str] = Field(
@@ -79,7 +81,8 @@ class HealthConfig(_Model):
     throttle_flags: dict[Literal["thermal", "power", "slowdown"], State] = Field(
         default_factory=lambda: {"thermal": "throttled", "slowdown": "throttled", "power": "warm"})
     clocks: ClockRules = Field(default_factory=ClockRules)
-    memory_headroom_warm: float | None = Field(default=0.05, gt=0, lt=1, description="available memory fraction below this -> warm")
+    memory_headroom_warm: float | None = Field(default=0.05, gt=0, lt=1,
+                                               description="available memory fraction below this -> warm")
     no_sensor_state: Literal["warm", "throttled", "critical"] = Field(
         default="warm", description="state when no temperature is readable, or a readable one is lost")
     warm: StateAction = Field(default_factory=lambda: StateAction(inference_rate_scale=1.0, velocity_scale=1.0))

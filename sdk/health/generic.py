@@ -43,6 +43,7 @@ def read_psutil(ps: Any, b: SampleBuilder, temperatures: bool = True) -> None:
 
 class GenericLinuxMonitor:
     name = "generic"
+    hwmon = True  # psutil hwmon temperatures (platform monitors that read the same chips say False)
 
     def __init__(self, tree: SysfsTree | None = None, psutil_module: Any = None):
         self.tree = tree or SysfsTree()
@@ -52,9 +53,13 @@ class GenericLinuxMonitor:
         b = SampleBuilder(self.name)
         read_thermal_zones(self.tree, b)
         read_cpufreq(self.tree, b)
+        self.read_platform(b)
         read_cooling_devices(self.tree, b)
-        read_psutil(self._ps if self._ps is not None else load_psutil(), b)
+        read_psutil(self._ps if self._ps is not None else load_psutil(), b, temperatures=self.hwmon)
         return b.build(now)
+
+    def read_platform(self, b: SampleBuilder) -> None:
+        """Platform-specific readings (GPU clocks, power mode); none on a generic machine."""
 
     def available(self) -> tuple[bool, str]:
         s = self.sample(0.0)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from .generic import load_psutil, read_psutil
+from .generic import GenericLinuxMonitor
 from .sample import HealthSample, SampleBuilder, SensorError
-from .sysfs import SysfsTree, read_cooling_devices, read_cpufreq, read_devfreq, read_thermal_zones
+from .sysfs import SysfsTree, read_devfreq
 
 # devfreq names of Jetson GPUs (ga10b: Orin, gv11b: Xavier, gp10b: TX2, gm20b: Nano); Thor's name
 # is not known here, so any devfreq device with "gpu" in its name is taken too.
@@ -55,26 +55,19 @@ def read_power_mode(tree: SysfsTree) -> str:
     return f"{names[mode_id]} (id {mode_id})" if mode_id in names else f"id {mode_id}"
 
 
-class JetsonMonitor:
+class JetsonMonitor(GenericLinuxMonitor):
+    """The generic sysfs readings plus GPU devfreq and the nvpmodel power mode."""
+
     name = "jetson"
+    hwmon = False  # Jetson's hwmon chips are the thermal zones again
 
-    def __init__(self, tree: SysfsTree | None = None, psutil_module: Any = None):
-        self.tree = tree or SysfsTree()
-        self._ps = psutil_module
-
-    def sample(self, now: float) -> HealthSample:
-        b = SampleBuilder(self.name)
-        read_thermal_zones(self.tree, b)
-        read_cpufreq(self.tree, b)
+    def read_platform(self, b: SampleBuilder) -> None:
         if read_devfreq(self.tree, b, GPU_DEVFREQ) == 0:
             b.fail("clock:gpu", "no GPU devfreq device under /sys/class/devfreq")
-        read_cooling_devices(self.tree, b)
         try:
             b.power_mode = read_power_mode(self.tree)
         except SensorError as exc:
             b.fail("power_mode", str(exc))
-        read_psutil(self._ps if self._ps is not None else load_psutil(), b, temperatures=False)
-        return b.build(now)
 
     def available(self) -> tuple[bool, str]:
         if not is_jetson(self.tree):

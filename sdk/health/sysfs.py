@@ -112,6 +112,23 @@ def read_thermal_zones(tree: SysfsTree, b: SampleBuilder, prefix: str = "") -> i
     return len(zones)
 
 
+def _required(tree: SysfsTree, b: SampleBuilder, sensor: str, *rels: str) -> tuple[float, ...] | None:
+    """All of these numbers, or None with the sensor marked unavailable."""
+    try:
+        return tuple(tree.number(r) for r in rels)
+    except SensorError as exc:
+        b.fail(sensor, str(exc))
+        return None
+
+
+def _optional(read: Callable[[], float]) -> float | None:
+    """A refinement (cap, hardware max): missing or garbage only loses the refinement."""
+    try:
+        return read()
+    except (SensorError, ValueError):
+        return None
+
+
 def read_cpufreq(tree: SysfsTree, b: SampleBuilder) -> int:
     """CPU clocks per cpufreq policy (per CPU on kernels without policy directories)."""
     dirs = tree.children("sys/devices/system/cpu/cpufreq", r"policy\d+")
@@ -120,17 +137,11 @@ def read_cpufreq(tree: SysfsTree, b: SampleBuilder) -> int:
                 if tree.exists(f"{d}/cpufreq")]
     for rel in dirs:
         name = "cpu:" + (rel.rsplit("/", 1)[1] if "policy" in rel else rel.split("/")[-2])
-        try:
-            cur = tree.number(f"{rel}/scaling_cur_freq")
-            mx = tree.number(f"{rel}/cpuinfo_max_freq")
-        except SensorError as exc:
-            b.fail(f"clock:{name}", str(exc))
+        got = _required(tree, b, f"clock:{name}", f"{rel}/scaling_cur_freq", f"{rel}/cpuinfo_max_freq")
+        if got is None:
             continue
-        try:
-            cap = tree.number(f"{rel}/scaling_max_freq") * 1e3
-        except SensorError:
-            cap = None
-        b.clock(name, cur * 1e3, mx * 1e3, cap)
+        cap = _optional(lambda: tree.number(f"{rel}/scaling_max_freq") * 1e3)  # noqa: B023 - called at once
+        b.clock(name, got[0] * 1e3, got[1] * 1e3, cap)
     return len(dirs)
 
 
@@ -140,17 +151,12 @@ def read_devfreq(tree: SysfsTree, b: SampleBuilder, name_pattern: str = r".+") -
     devs = tree.children("sys/class/devfreq", name_pattern)
     for rel in devs:
         name = "devfreq:" + rel.rsplit("/", 1)[1]
-        try:
-            cur = tree.number(f"{rel}/cur_freq")
-            cap = tree.number(f"{rel}/max_freq")
-        except SensorError as exc:
-            b.fail(f"clock:{name}", str(exc))
+        got = _required(tree, b, f"clock:{name}", f"{rel}/cur_freq", f"{rel}/max_freq")
+        if got is None:
             continue
-        try:
-            hw_max = max(tree.numbers(f"{rel}/available_frequencies"))
-        except (SensorError, ValueError):
-            hw_max = cap
-        b.clock(name, cur, max(hw_max, cap), cap)
+        cur, cap = got
+        hw_max = _optional(lambda: max(tree.numbers(f"{rel}/available_frequencies")))  # noqa: B023
+        b.clock(name, cur, max(hw_max or cap, cap), cap)
     return len(devs)
 
 
@@ -167,12 +173,10 @@ def read_cooling_devices(tree: SysfsTree, b: SampleBuilder) -> int:
             continue
         if not _THROTTLING_COOLER.search(kind) or _NOT_THROTTLING.search(kind):
             continue
-        try:
-            state = tree.number(f"{rel}/cur_state")
-            top = tree.number(f"{rel}/max_state")
-        except SensorError as exc:
-            b.fail(f"cooling:{dev}", str(exc))
+        got = _required(tree, b, f"cooling:{dev}", f"{rel}/cur_state", f"{rel}/max_state")
+        if got is None:
             continue
+        state, top = got
         if state > 0:
             b.throttle(f"{dev} ({kind})", f"cooling state {int(state)}/{int(top)}", "thermal")
     return len(devs)

@@ -55,7 +55,8 @@ def test_states_follow_temperature_with_hysteresis_and_hold():
         ("nominal", "throttled"), ("throttled", "warm"), ("warm", "nominal")]
     up = gov.transitions[0].cause
     assert "soc-thermal 88.0 C >= throttled 85.0 C" in up
-    assert "recovered" in gov.transitions[1].cause and "still soc-thermal 78.0 C >= warm 75.0 C - 5 C hysteresis" in gov.transitions[1].cause
+    down = gov.transitions[1].cause
+    assert "recovered" in down and "still soc-thermal 78.0 C >= warm 75.0 C - 5 C hysteresis" in down
     limits = dict(trace)
     assert limits[101.5].velocity_scale == 0.5 and limits[101.5].inference_rate_scale == 0.5
     assert limits[101.5].accept_new_chunks and "88.0 C" in limits[101.5].reason
@@ -210,7 +211,8 @@ def test_background_sampling_never_blocks_the_caller_and_stale_samples_are_not_c
 def test_config_errors_name_the_key_and_disabled_means_no_governor():
     for bad, where in (({"bogus": 1}, "health.bogus"), ({"temperature_c": {"warm": 90}}, "health.temperature_c"),
                        ({"critical": {"velocity_scale": 0}}, "health.critical.velocity_scale"),
-                       ({"throttled": {"inference_rate_scale": 2, "velocity_scale": 0.5}}, "health.throttled.inference_rate_scale"),
+                       ({"throttled": {"inference_rate_scale": 2, "velocity_scale": 0.5}},
+                        "health.throttled.inference_rate_scale"),
                        ({"monitors": ["thermometer"]}, "health.monitors"),
                        ({"sample_period_s": 2, "stale_after_s": 1}, "health")):
         with pytest.raises(ConfigError) as err:
