@@ -174,6 +174,16 @@ ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, cons
     return linear(ctx, gated, w.get(b + "ffn_down.weight"));
 }
 
+// The LLM and the action expert name their attention keys the same way under different prefixes.
+void read_attention_keys(const GgufWeights& w, const std::string& prefix, StackHparams& s) {
+    auto key = [&](const char* suffix) { return prefix + suffix; };
+    s.layers = w.u32(key("block_count").c_str(), s.layers);
+    s.heads = w.u32(key("attention.head_count").c_str(), s.heads);
+    s.kv_heads = w.u32(key("attention.head_count_kv").c_str(), s.kv_heads);
+    s.head_dim = w.u32(key("attention.head_dim").c_str(), s.head_dim);
+    s.eps = w.f32(key("attention.layer_norm_rms_epsilon").c_str(), s.eps);
+}
+
 }  // namespace
 
 Pi05Hparams Pi05Hparams::from_weights(const GgufWeights& w) {
@@ -193,20 +203,12 @@ Pi05Hparams Pi05Hparams::from_weights(const GgufWeights& w) {
     auto& m = hp.llm;
     m.hidden = w.u32("embed.hidden_size", m.hidden);
     m.ffn = w.u32("pi05.llm.feed_forward_length", m.ffn);
-    m.layers = w.u32("pi05.llm.block_count", m.layers);
-    m.heads = w.u32("pi05.llm.attention.head_count", m.heads);
-    m.kv_heads = w.u32("pi05.llm.attention.head_count_kv", m.kv_heads);
-    m.head_dim = w.u32("pi05.llm.attention.head_dim", m.head_dim);
-    m.eps = w.f32("pi05.llm.attention.layer_norm_rms_epsilon", m.eps);
+    read_attention_keys(w, "pi05.llm.", m);
     hp.rope_theta = w.f32("pi05.llm.rope.freq_base", hp.rope_theta);
     auto& e = hp.expert;
     e.hidden = w.u32("pi05_action.hidden_size", e.hidden);
     e.ffn = w.u32("pi05_action.intermediate_size", e.ffn);
-    e.layers = w.u32("pi05_action.block_count", e.layers);
-    e.heads = w.u32("pi05_action.attention.head_count", e.heads);
-    e.kv_heads = w.u32("pi05_action.attention.head_count_kv", e.kv_heads);
-    e.head_dim = w.u32("pi05_action.attention.head_dim", e.head_dim);
-    e.eps = w.f32("pi05_action.attention.layer_norm_rms_epsilon", e.eps);
+    read_attention_keys(w, "pi05_action.", e);
     hp.action_dim = w.u32("pi05_action.action_dim", hp.action_dim);
     hp.horizon = w.u32("pi05_action.action_horizon", hp.horizon);
     if (e.layers != m.layers || e.head_dim != m.head_dim || e.kv_heads != m.kv_heads) {
