@@ -29,6 +29,11 @@ class Family(ABC):
         """Every tensor the weights file must hold, by name (see pi05/tensors.py)."""
 
     @abstractmethod
+    def gguf_header(self, config: Any) -> tuple[str, dict[str, Any]]:
+        """(architecture, metadata key-values) a weights file for this config carries; tools that
+        rewrite weights (quantize, importers) write it so every loader reads the same header."""
+
+    @abstractmethod
     def preprocessor(self, pack: "Pack") -> "Preprocessor":
         """Build the (stateful: tokenizer, stats) observation -> model-input converter."""
 

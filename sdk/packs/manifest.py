@@ -63,6 +63,8 @@ class Quantization(_Strict):
     # group -> {ggml type -> number of tensors}
     groups: dict[str, dict[str, int]]
     bits_per_weight: float = Field(gt=0)
+    # tensor -> why it is stored other than its recipe rule says (padded input dim, type fallback)
+    exceptions: dict[str, str] = Field(default_factory=dict)
 
 
 class Golden(_Strict):

@@ -19,7 +19,8 @@ from .hashing import sha256_file
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Golden, Manifest, PackFiles, Quantization
 
 
-def quantization_summary(weights: Path, specs: dict[str, Any], recipe: str) -> Quantization:
+def quantization_summary(weights: Path, specs: dict[str, Any], recipe: str,
+                         exceptions: dict[str, str] | None = None) -> Quantization:
     """Per-group tensor-type counts and overall bits per weight, read from the GGUF itself."""
     groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     total_bytes = total_elems = 0
@@ -27,11 +28,13 @@ def quantization_summary(weights: Path, specs: dict[str, Any], recipe: str) -> Q
         group = specs[name].group if name in specs else "other"
         groups[group][info.ggml_type] += 1
         total_bytes += info.n_bytes
-        total_elems += info.n_elements
+        # per *logical* weight: zero columns a K-quant needed for padding count as cost, not weights
+        total_elems += int(np.prod(specs[name].shape)) if name in specs else info.n_elements
     return Quantization(
         recipe=recipe,
         groups={g: dict(sorted(t.items())) for g, t in groups.items()},
         bits_per_weight=round(8.0 * total_bytes / max(total_elems, 1), 4),
+        exceptions=dict(exceptions or {}),
     )
 
 
@@ -78,6 +81,7 @@ class PackBuilder:
         weights: str = "pi05.gguf",
         tokenizer: str = "tokenizer.model",
         norm_stats: str = "norm_stats.json",
+        quant_exceptions: dict[str, str] | None = None,
     ) -> Path:
         """Write pack.yaml (optionally with a golden output from the reference target), then move
         the staging directory into place. golden_seed=None skips the golden (full-size packs)."""
@@ -86,7 +90,8 @@ class PackBuilder:
                           norm_stats=self._entry(norm_stats))
         manifest = Manifest(
             format_version=FORMAT_VERSION, name=name, family=family, config=config, files=files,
-            quantization=quantization_summary(self.staging / weights, specs, recipe), targets=targets,
+            quantization=quantization_summary(self.staging / weights, specs, recipe, quant_exceptions),
+            targets=targets,
             state_space=state_space, action_space=action_space, cameras=cameras,
             required_cameras=required_cameras, default_prompt=default_prompt, source=source or {},
         )

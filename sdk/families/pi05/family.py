@@ -11,6 +11,7 @@ from ..base import Family, Preprocessor
 from .config import Pi05Config
 from .images import resize_with_pad, to_model_range
 from .inputs import Pi05Inputs
+from .metadata import ARCH, config_to_metadata
 from .prompt import PromptTokenizer
 from .tensors import tensor_specs
 
@@ -75,6 +76,9 @@ class Pi05Family(Family):
 
     def tensor_specs(self, config: Pi05Config) -> dict[str, Any]:
         return tensor_specs(config)
+
+    def gguf_header(self, config: Pi05Config) -> tuple[str, dict[str, Any]]:
+        return ARCH, config_to_metadata(config)
 
     def preprocessor(self, pack: "Pack") -> Pi05Preprocessor:
         return Pi05Preprocessor(pack)
