@@ -20,6 +20,7 @@ app = typer.Typer(
 # One line per command module; each exposes `register(app)`.
 COMMAND_MODULES = [
     "vla_edge.cli.pack_cmd",
+    "vla_edge.cli.quantize_cmd",
     "vla_edge.cli.infer_cmd",
     "vla_edge.cli.run_cmd",
     "vla_edge.cli.doctor_cmd",

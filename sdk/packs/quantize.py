@@ -1,0 +1,101 @@
+"""`vla-edge pack quantize`: re-quantise a pack's weights with ggml's own quantisers.
+
+Every tensor is read from the source pack (dequantised to float32 if it is already quantised),
+cropped to its logical shape, re-padded as the recipe's plan says and quantised by ggml itself
+(through the native module), one tensor at a time, so a full-size pack needs memory for its
+largest tensor only. The output is written through `PackBuilder`: a complete pack (manifest,
+checksums, refreshed golden) or nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PackError, TargetUnavailableError
+from .gguf_io import GGUFFile, PlannedTensor, write_gguf
+from .pack import Pack
+from .recipes import TensorPlan, plan_pack
+from .writer import PackBuilder
+
+FLOAT_STORAGE = ("F32", "F16")
+
+
+def _native_quantize() -> Callable[[np.ndarray, str], np.ndarray]:
+    try:
+        from .. import _native
+    except ImportError as exc:
+        raise TargetUnavailableError(
+            "pack quantize uses ggml's own quantisers from the native module, which is not built "
+            f"({exc}); reinstall with VLA_EDGE_BUILD_NATIVE=1 to see why the build failed") from exc
+    return _native.quantize
+
+
+def _producer(src: GGUFFile, name: str, logical: tuple[int, ...], plan: TensorPlan,
+              quantize: Callable[[np.ndarray, str], np.ndarray]) -> Callable[[], np.ndarray]:
+    def produce() -> np.ndarray:
+        values = src.float32(name)
+        # a source tensor may itself be stored padded: the extra input columns are zeros
+        values = values[(slice(None),) * (values.ndim - 1) + (slice(0, logical[-1]),)]
+        if values.shape != logical:
+            raise PackError(f"{src.path}:{name}", f"shape {list(values.shape)}, expected {list(logical)}")
+        pad = plan.stored_shape[-1] - logical[-1]
+        if pad:
+            values = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(0, pad)])
+        if plan.ggml_type in FLOAT_STORAGE:
+            return values
+        return quantize(np.ascontiguousarray(values.reshape(-1, plan.stored_shape[-1]), np.float32), plan.ggml_type)
+    return produce
+
+
+def quantize_pack(
+    src_dir: str | Path,
+    recipe: str,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    golden: bool | None = None,
+    on_tensor: Callable[[str, int], None] | None = None,
+) -> Path:
+    """Write `out_dir` = the pack at `src_dir` with its weights re-quantised by `recipe`.
+
+    golden: record a fresh golden output on the reference target (default: when the source pack
+    has one; a full-size golden takes minutes on a CPU)."""
+    src = Pack.open(src_dir, check="sha256")
+    specs = src.family.tensor_specs(src.config)
+    plans = plan_pack(specs, recipe)
+    quantize = _native_quantize()
+    weights = src.weights
+    missing = [name for name in specs if name not in weights.tensor_infos()]
+    if missing:
+        raise PackError(str(src.weights_path), f"tensor '{missing[0]}' is missing (run `vla-edge pack verify`)")
+    arch, metadata = src.family.gguf_header(src.config)
+    planned = [PlannedTensor(name, plans[name].stored_shape, plans[name].ggml_type,
+                             _producer(weights, name, specs[name].shape, plans[name], quantize))
+               for name in specs]
+    m = src.manifest
+    want_golden = (m.golden is not None) if golden is None else golden
+    with PackBuilder(out_dir, overwrite=overwrite) as builder:
+        write_gguf(builder.staging / m.files.weights.path, arch, metadata, planned,
+                   on_tensor=(lambda t: on_tensor(t.name, t.n_bytes)) if on_tensor else None)
+        for entry in (m.files.tokenizer, m.files.norm_stats):
+            shutil.copyfile(src.dir / entry.path, builder.staging / entry.path)
+        return builder.finish(
+            name=f"{m.name}-{recipe}", family=m.family, config=m.config, recipe=recipe, targets=m.targets,
+            state_space=m.state_space.model_dump(), action_space=m.action_space.model_dump(),
+            cameras=m.cameras, required_cameras=m.required_cameras, default_prompt=m.default_prompt,
+            source={"quantized_from": m.name, "parent_weights_sha256": m.files.weights.sha256,
+                    "parent_recipe": m.quantization.recipe, "quantizer": "ggml (vla_edge._native.quantize)"},
+            golden_seed=0 if want_golden else None,
+            weights=m.files.weights.path, tokenizer=m.files.tokenizer.path, norm_stats=m.files.norm_stats.path,
+            quant_exceptions={name: p.note for name, p in plans.items() if p.note},
+        )
+
+
+def planned_bytes(src_dir: str | Path, recipe: str) -> int:
+    """Size of the weights the recipe will write (for progress bars)."""
+    src = Pack.open(src_dir, check="size")
+    plans = plan_pack(src.family.tensor_specs(src.config), recipe)
+    return sum(PlannedTensor(n, p.stored_shape, p.ggml_type, lambda: np.empty(0)).n_bytes for n, p in plans.items())
