@@ -93,6 +93,10 @@ class Policy:
                            timestamp=obs.timestamp, names=tuple(m.action_space.names),
                            units=tuple(m.action_space.units), latency_ms=latency)
 
+    def backend_status(self) -> dict[str, Any]:
+        """The backend's description now (graph builds, buffer sizes... change only while warming up)."""
+        return self._backend.describe()
+
     def reset(self) -> None:
         """Start a new episode: re-seed the noise generator (same seed -> same noise sequence)."""
         self._rng = np.random.default_rng(self._seed)

@@ -6,7 +6,8 @@
 namespace vla_edge {
 
 // Mean seconds per mul_mat of an [n_out, n_in] weight of `type_name` with an [n_in, n_tokens]
-// F32 activation on the CPU backend with `threads` threads, after one warm-up, over `reps` runs.
+// F32 activation on the CPU backend with `threads` threads, after one warm-up, over `reps` runs
+// (small products are batched into one graph so thread start-up is amortised as in the pipeline).
 double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tokens, int threads, int reps);
 
 }  // namespace vla_edge

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "vla_edge.cli.pack_cmd",
     "vla_edge.cli.quantize_cmd",
     "vla_edge.cli.infer_cmd",
+    "vla_edge.cli.bench_cmd",
     "vla_edge.cli.run_cmd",
     "vla_edge.cli.doctor_cmd",
 ]
