@@ -49,4 +49,4 @@ def test_workload_covers_every_matrix_the_graph_multiplies():
     assert used <= matrices
     last = f"pali.blk.{TINY.llm.num_layers - 1}."
     skipped = {last + t + ".weight" for t in ("attn_o", "ffn_gate", "ffn_up", "ffn_down")}  # only K/V needed
-    assert matrices - used == {"embed.weight"} | skipped
+    assert matrices - used == {"embed.weight", "v.position_embd.weight"} | skipped  # lookup and add
