@@ -9,8 +9,10 @@ checksums, refreshed golden) or nothing.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +49,19 @@ def _producer(src: GGUFFile, name: str, logical: tuple[int, ...], plan: TensorPl
             values = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(0, pad)])
         if plan.ggml_type in FLOAT_STORAGE:
             return values
-        return quantize(np.ascontiguousarray(values.reshape(-1, plan.stored_shape[-1]), np.float32), plan.ggml_type)
+        return _quantize_rows(values.reshape(-1, plan.stored_shape[-1]), plan.ggml_type, quantize)
     return produce
+
+
+def _quantize_rows(rows: np.ndarray, ggml_type: str, quantize: Callable[[np.ndarray, str], np.ndarray]) -> np.ndarray:
+    """Quantise row blocks on every CPU (the native quantiser releases the GIL; rows are independent)."""
+    workers = len(os.sched_getaffinity(0))
+    if workers == 1 or rows.shape[0] < 4 * workers:
+        return quantize(np.ascontiguousarray(rows, np.float32), ggml_type)
+    chunks = np.array_split(rows, workers * 4)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda c: quantize(np.ascontiguousarray(c, np.float32), ggml_type), chunks))
+    return np.concatenate(parts)
 
 
 def quantize_pack(
