@@ -22,7 +22,9 @@ import numpy as np
 from vla_edge import load_policy
 from vla_edge.families.pi05.synth import synth_pack
 from vla_edge.packs.golden import random_observation
+from vla_edge.packs.quantize import quantize_pack
 from vla_edge.packs.writer import rel_l2
+from vla_edge.bench import run_bench
 
 
 def correctness(tiny: Path) -> dict:
@@ -76,6 +78,8 @@ def main() -> None:
     ap.add_argument("--full-dir", default="/tmp/vla_full")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--recipe", default=None, help="also quantise the full pack with this recipe and time it")
+    ap.add_argument("--skip-f16", action="store_true", help="do not time the F16 full pack")
     args = ap.parse_args()
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "gpu": gpu_name()}}
@@ -89,8 +93,21 @@ def main() -> None:
         t0 = time.perf_counter()
         synth_pack(full, size="full", seed=0)
         result["full_synth_s"] = time.perf_counter() - t0
-    result["full_f16"] = [timing(full, "cuda", args.threads, args.runs), timing(full, "cpu", args.threads, args.runs)]
-    print(json.dumps(result["full_f16"], indent=1), flush=True)
+    if not args.skip_f16:
+        result["full_f16"] = [timing(full, "cuda", args.threads, args.runs), timing(full, "cpu", args.threads, args.runs)]
+        print(json.dumps(result["full_f16"], indent=1), flush=True)
+    if args.recipe:
+        quantized = full.parent / f"{full.name}-{args.recipe}"
+        if not quantized.exists():
+            t0 = time.perf_counter()
+            quantize_pack(full, args.recipe, quantized)
+            result["quantize_s"] = time.perf_counter() - t0
+        result[f"full_{args.recipe}_cuda"] = timing(quantized, "cuda", args.threads, args.runs)
+        print(json.dumps(result[f"full_{args.recipe}_cuda"], indent=1), flush=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        bench = run_bench(quantized, target="x86", threads=args.threads, runs=args.runs, warmup=1, reference=False)
+        result[f"full_{args.recipe}_cpu_bench"] = {**bench.data, "goals": bench.goals}
+        print(json.dumps(bench.goals, indent=1), flush=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
 
 

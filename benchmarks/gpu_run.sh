@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device-machine run: build the native core with ggml-CUDA (sm_90) and run gpu_check.py.
+# Device-machine run: build the native core with ggml-CUDA (sm_90) and run gpu_check.py (args passed on).
 # Expects the ggml tree in .ggml/ and wheels for missing packages in .whl/ (see docs/x86.md).
 set -euo pipefail
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader || true
