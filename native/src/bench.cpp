@@ -24,9 +24,8 @@ double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tok
     // graph compute (and thread start) per ~0.2 GFLOP instead of per product.
     const double flop = 2.0 * n_out * n_in * n_tokens;
     const int batch = static_cast<int>(std::clamp(2e8 / flop, 1.0, 64.0));
-    // the CPU work buffer (activations converted to the weight's vec_dot type) also lives in ctx
-    ggml_init_params p{w_bytes + 3 * x_bytes + batch * y_bytes + (batch + 16) * ggml_tensor_overhead() +
-                           ggml_graph_overhead() + (4 << 20),
+    ggml_init_params p{w_bytes + x_bytes + batch * y_bytes + (batch + 16) * ggml_tensor_overhead() +
+                           ggml_graph_overhead() + (1 << 20),
                        nullptr, false};
     ggml_context* ctx = ggml_init(p);
     if (!ctx) throw std::runtime_error("bench_matmul: cannot allocate " + std::to_string(p.mem_size) + " bytes");
@@ -45,9 +44,20 @@ double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tok
     for (size_t i = 0; i < static_cast<size_t>(n_in) * n_tokens; ++i) xd[i] = normal(gen);
     ggml_cgraph* gf = ggml_new_graph(ctx);
     for (int b = 0; b < batch; ++b) ggml_build_forward_expand(gf, ggml_mul_mat(ctx, w, x));
-    ggml_graph_compute_with_ctx(ctx, gf, threads);  // warm-up
+    // the work buffer (activations converted to the weight's vec_dot type, per-thread scratch)
+    // is sized by ggml's own plan for this thread count
+    ggml_cplan plan = ggml_graph_plan(gf, threads, nullptr);
+    std::vector<uint8_t> work(plan.work_size);
+    plan.work_data = work.data();
+    auto compute = [&] {
+        if (ggml_graph_compute(gf, &plan) != GGML_STATUS_SUCCESS) {
+            ggml_free(ctx);
+            throw std::runtime_error("bench_matmul: ggml_graph_compute failed");
+        }
+    };
+    compute();  // warm-up
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) ggml_graph_compute_with_ctx(ctx, gf, threads);
+    for (int i = 0; i < reps; ++i) compute();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / (static_cast<double>(reps) * batch);
     ggml_free(ctx);
     return s;
