@@ -202,6 +202,15 @@ Pi05Hparams Pi05Hparams::from_weights(const GgufWeights& w) {
     hp.vocab = w.u32("embed.vocab_size", hp.vocab);
     auto& m = hp.llm;
     m.hidden = w.u32("embed.hidden_size", m.hidden);
+    // Released files carry no pi05.llm.* keys (ActQuant's C++ compiles Gemma-2B in): start from
+    // what the tensors say (head_dim is shared with the expert); keys, where present, override.
+    int n_llm = 0;
+    while (w.find("pali.blk." + std::to_string(n_llm) + ".attn_q.weight")) ++n_llm;
+    if (n_llm > 0) m.layers = n_llm;
+    m.head_dim = w.u32("pi05_action.attention.head_dim", m.head_dim);
+    if (ggml_tensor* q = w.find("pali.blk.0.attn_q.weight")) m.heads = static_cast<int>(q->ne[1] / m.head_dim);
+    if (ggml_tensor* k = w.find("pali.blk.0.attn_k.weight")) m.kv_heads = static_cast<int>(k->ne[1] / m.head_dim);
+    if (ggml_tensor* g = w.find("pali.blk.0.ffn_gate.weight")) m.ffn = static_cast<int>(g->ne[1]);
     m.ffn = w.u32("pi05.llm.feed_forward_length", m.ffn);
     read_attention_keys(w, "pi05.llm.", m);
     hp.rope_theta = w.f32("pi05.llm.rope.freq_base", hp.rope_theta);

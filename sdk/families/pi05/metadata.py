@@ -68,6 +68,28 @@ def config_to_metadata(cfg: Pi05Config) -> dict[str, Any]:
     return meta
 
 
+def llm_keys_from_shapes(meta: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """The released exporter writes no `pi05.llm.*` keys (its C++ compiles Gemma-2B in); derive
+    what the tensors themselves say instead of assuming 2B: layer count, widths and head counts
+    (head_dim is shared with the action expert, whose key is written). RoPE base and epsilon
+    cannot be read from shapes and stay at pi0.5's values."""
+    out: dict[str, Any] = {}
+    layers = {int(n.split(".")[2]) for n in shapes if n.startswith("pali.blk.")}
+    head_dim = meta.get("pi05.llm.attention.head_dim", meta.get("pi05_action.attention.head_dim"))
+    q, k, gate = (shapes.get(f"pali.blk.0.{t}.weight") for t in ("attn_q", "attn_k", "ffn_gate"))
+    if layers:
+        out["pi05.llm.block_count"] = max(layers) + 1
+    if head_dim:
+        out["pi05.llm.attention.head_dim"] = int(head_dim)
+        if q:
+            out["pi05.llm.attention.head_count"] = q[0] // int(head_dim)
+        if k:
+            out["pi05.llm.attention.head_count_kv"] = k[0] // int(head_dim)
+    if gate:
+        out["pi05.llm.feed_forward_length"] = gate[0]
+    return out
+
+
 def config_from_metadata(
     meta: dict[str, Any], tensor_shapes: dict[str, tuple[int, ...]] | None = None
 ) -> tuple[Pi05Config, list[str]]:
@@ -78,6 +100,7 @@ def config_from_metadata(
     """
     sections: dict[str, dict[str, Any]] = {"vision": {}, "llm": {}, "expert": {}, "": {}}
     missing: list[str] = []
+    meta = {**llm_keys_from_shapes(meta, tensor_shapes or {}), **meta}
     for key, path in _KEYS:
         section, _, field = path.rpartition(".")
         if key in meta:
