@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .config import FULL, ExpertConfig, LLMConfig, Pi05Config, VisionConfig
 
 ARCH = "pi05"
@@ -106,6 +108,8 @@ def config_from_metadata(
         if key in meta:
             value = meta[key]
             default = _get(FULL, path)
+            if isinstance(default, float):  # stored as float32: take its shortest decimal (1e-06, not 9.99e-07)
+                value = float(str(np.float32(value)))
             sections[section][field] = type(default)(value)
         else:
             missing.append(key)

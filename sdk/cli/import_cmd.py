@@ -1,0 +1,63 @@
+"""`vla-edge pack import --from FORMAT SRC --out DIR` and `vla-edge pack compare A B --obs N`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .pack_cmd import console, pack_app
+
+
+def import_pack(
+    src: Annotated[Path, typer.Argument(help="Source artifact (directory or file)")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to create")],
+    fmt: Annotated[str, typer.Option("--from", help="actquant (omega-qvla, torchao-int8wo, checkpoint: planned)")],
+    robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow")] = "ur3",
+    golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden",
+                                                    help="Record a golden output (default: weights <= 1 GB)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
+) -> None:
+    """Turn an artifact built elsewhere into a verified pack (nothing is written if it is rejected)."""
+    from ..importers import get_importer
+
+    path = get_importer(fmt)(src, out, robot=robot, overwrite=overwrite, golden=golden)
+    console.print(f"wrote pack [bold]{path}[/bold] (check it with `vla-edge pack verify {path}`)")
+
+
+def compare(
+    a: Annotated[str, typer.Argument(help="First pack")],
+    b: Annotated[str, typer.Argument(help="Second pack (the baseline, e.g. the fp32 parent)")],
+    obs: Annotated[int, typer.Option("--obs", help="Random observations to compare on")] = 8,
+    target_a: Annotated[str, typer.Option(help="Target for A")] = "reference",
+    target_b: Annotated[str, typer.Option(help="Target for B")] = "reference",
+    seed: Annotated[Optional[int], typer.Option(help="Seed for observations and noise")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report here")] = None,
+) -> None:
+    """Action-chunk rel-L2, first-action error and max-abs error per action dim on shared inputs."""
+    from ..packs.compare import compare_policies
+    from ..packs.demo import resolve_pack
+    from ..policy import load_policy
+
+    report = compare_policies(load_policy(resolve_pack(a), target=target_a),
+                              load_policy(resolve_pack(b), target=target_b), obs, seed)
+    table = Table(title=f"{report['a']['pack']} ({target_a}) vs {report['b']['pack']} ({target_b}), "
+                        f"{obs} observations")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("chunk rel-L2 mean / max", f"{report['rel_l2']['mean']:.3e} / {report['rel_l2']['max']:.3e}")
+    table.add_row("first action L2 mean / max",
+                  f"{report['first_action_l2']['mean']:.3e} / {report['first_action_l2']['max']:.3e}")
+    for name, value in report["max_abs_per_dim"].items():
+        table.add_row(f"max |Δ| {name} ({report['units'][name]})", f"{value:.3e}")
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    pack_app.command("import")(import_pack)
+    pack_app.command("compare")(compare)
