@@ -156,8 +156,15 @@ ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_
 
 // Unmasked softmax attention; K/V heads are shared by groups of query heads through ggml's
 // broadcasting matmul (no copies). q [d, heads, n], k/v [d, kv_heads, nk] -> [d*heads, n].
-ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v) {
-    const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2];
+// n_seq > 1: the tokens are n_seq independent sequences of equal length, one after another
+// (the cameras in one vision call); each attends only within itself.
+ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, int64_t n_seq = 1) {
+    const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2] / n_seq;
+    if (n_seq > 1) {
+        q = ggml_reshape_4d(ctx, q, d, heads, n, n_seq);
+        k = ggml_reshape_4d(ctx, k, d, k->ne[1], k->ne[2] / n_seq, n_seq);
+        v = ggml_reshape_4d(ctx, v, d, v->ne[1], v->ne[2] / n_seq, n_seq);
+    }
     ggml_tensor* qp = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [d, n, heads]
     ggml_tensor* kp = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [d, nk, kv]
     ggml_tensor* kq = ggml_mul_mat(ctx, kp, qp);                         // [nk, n, heads]
@@ -165,7 +172,7 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
     ggml_tensor* vt = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [nk, d, kv]
     ggml_tensor* out = ggml_mul_mat(ctx, vt, kq);                        // [d, n, heads]
     out = ggml_permute(ctx, out, 0, 2, 1, 3);                            // [d, heads, n]
-    return ggml_cont_2d(ctx, out, d * heads, n);
+    return ggml_cont_2d(ctx, out, d * heads, n * n_seq);
 }
 
 ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b) {
@@ -231,7 +238,10 @@ Pi05Hparams Pi05Hparams::from_weights(const GgufWeights& w) {
 }
 
 ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* patches) {
-    const int64_t H = hp.v_hidden, N = hp.num_patches(), hd = H / hp.v_heads;
+    // patches: [patch pixels, n_images * N], cameras one after another; every product runs on all
+    // cameras' tokens at once, attention stays within each camera.
+    const int64_t H = hp.v_hidden, n_img = patches->ne[1] / hp.num_patches(), N = patches->ne[1],
+                  hd = H / hp.v_heads;
     ggml_tensor* kernel = w.get("v.patch_embd.weight");
     // the (kx, ky, channel) patch layout of the host-side patchify equals the kernel's memory order
     ggml_tensor* k2d = ggml_reshape_2d(ctx, kernel, hp.patch * hp.patch * 3, H);
@@ -245,7 +255,7 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
             ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
             return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
         };
-        ggml_tensor* a = attention(ctx, proj("attn_q"), proj("attn_k"), proj("attn_v"));
+        ggml_tensor* a = attention(ctx, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
         x = ggml_add(ctx, x, linear(ctx, a, w.get(b + "attn_out.weight"), w.get(b + "attn_out.bias")));
         h = layer_norm(ctx, x, w.get(b + "ln2.weight"), w.get(b + "ln2.bias"), hp.v_eps);
         h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")));

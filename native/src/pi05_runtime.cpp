@@ -124,18 +124,18 @@ void Pi05Runtime::compute(Graph& g) {
     }
 }
 
-void Pi05Runtime::ensure_vision() {
-    if (vision_.key == 0) return;
+void Pi05Runtime::ensure_vision(int n_images) {
+    if (vision_.key == n_images) return;
     ggml_context* ctx = vision_.begin(kMaxNodes);
     const int64_t pp3 = static_cast<int64_t>(hp_.patch) * hp_.patch * 3;
-    ggml_tensor* patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, pp3, hp_.num_patches());
+    ggml_tensor* patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, pp3, static_cast<int64_t>(hp_.num_patches()) * n_images);
     ggml_set_input(patches);
     ggml_tensor* out = build_vision(ctx, *weights_, hp_, patches);
     ggml_set_output(out);
     ggml_build_forward_expand(vision_.gf, out);
     vision_.io = {{"patches", patches}, {"out", out}};
     finish(vision_, "vision");
-    vision_.key = 0;
+    vision_.key = n_images;
 }
 
 void Pi05Runtime::ensure_prefix(int n) {
@@ -210,23 +210,25 @@ void Pi05Runtime::sample_actions(const float* images, int n_images, const int32_
 
     // Vision: only the cameras that are present are encoded.
     auto t0 = std::chrono::steady_clock::now();
-    ensure_vision();
     host_prefix_.resize(static_cast<size_t>(n_prefix) * D);
-    host_patches_.resize(static_cast<size_t>(P) * P * 3 * N);
-    const int g = S / P;
-    for (int img = 0; img < n_images; ++img) {
-        const float* src = images + static_cast<size_t>(img) * S * S * 3;
+    if (n_images > 0) {  // all present cameras in one graph call
+        ensure_vision(n_images);
+        host_patches_.resize(static_cast<size_t>(P) * P * 3 * N * n_images);
+        const int g = S / P;
         float* dst = host_patches_.data();
-        for (int gy = 0; gy < g; ++gy)
-            for (int gx = 0; gx < g; ++gx)
-                for (int c = 0; c < 3; ++c)
-                    for (int ky = 0; ky < P; ++ky)
-                        for (int kx = 0; kx < P; ++kx)
-                            *dst++ = src[((gy * P + ky) * S + (gx * P + kx)) * 3 + c];
+        for (int img = 0; img < n_images; ++img) {
+            const float* src = images + static_cast<size_t>(img) * S * S * 3;
+            for (int gy = 0; gy < g; ++gy)
+                for (int gx = 0; gx < g; ++gx)
+                    for (int c = 0; c < 3; ++c)
+                        for (int ky = 0; ky < P; ++ky)
+                            for (int kx = 0; kx < P; ++kx)
+                                *dst++ = src[((gy * P + ky) * S + (gx * P + kx)) * 3 + c];
+        }
         ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
         compute(vision_);
-        ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + static_cast<size_t>(img) * N * D, 0,
-                                static_cast<size_t>(N) * D * sizeof(float));
+        ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data(), 0,
+                                static_cast<size_t>(N) * n_images * D * sizeof(float));
     }
     t.emplace_back("vision", ms_since(t0));
 

@@ -56,7 +56,7 @@ class Pi05Runtime {
     };
 
     void release();
-    void ensure_vision();
+    void ensure_vision(int n_images);
     void ensure_prefix(int n_prefix);
     void ensure_expert(int n_prefix);
     void finish(Graph& g, const char* stage);
