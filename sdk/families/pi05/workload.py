@@ -5,8 +5,7 @@ ceiling the whole pipeline is compared with, so this mirrors what the native gra
 only present cameras, real prompt tokens, the last prefix layer's K/V only, and per flow step
 the action tokens through the expert plus one conditioning token through the time MLP and the
 AdaRMSNorm modulation layers. The token embedding is a row lookup, not a matmul.
-Vision products are counted with all present cameras' patches in one product, although the core
-encodes one camera per graph call: the ceiling is what batching the cameras would reach.
+Vision products carry all present cameras' patches at once, as the core runs them.
 """
 
 from __future__ import annotations
