@@ -80,11 +80,15 @@ setup(
             "hypothesis==6.155.2",
             # Independent oracle for the reference forward (SigLIP + Gemma modules).
             "torch==2.13.0",
+            "safetensors==0.8.0",  # checkpoint / torchao importer tests write safetensors files
             "transformers==5.23.0",
             "onnx==1.23.2",
             "onnxruntime==1.32.0",
         ],
         "cameras": ["opencv-python-headless==5.0.0.93"],
+        # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files
+        # (bf16 included; torch.load(weights_only=True) for .pt)
+        "import": ["torch==2.13.0", "safetensors==0.8.0"],
     },
     entry_points={"console_scripts": ["vla-edge=vla_edge.cli.main:main"]},
     **_native_build(),

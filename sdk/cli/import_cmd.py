@@ -15,16 +15,22 @@ from .pack_cmd import console, pack_app
 def import_pack(
     src: Annotated[Path, typer.Argument(help="Source artifact (directory or file)")],
     out: Annotated[Path, typer.Option("--out", help="Directory to create")],
-    fmt: Annotated[str, typer.Option("--from", help="actquant (omega-qvla, torchao-int8wo, checkpoint: planned)")],
+    fmt: Annotated[str, typer.Option("--from", help="actquant | checkpoint (omega-qvla, torchao-int8wo: planned)")],
     robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow")] = "ur3",
     golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden",
                                                     help="Record a golden output (default: weights <= 1 GB)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="PaliGemma tokenizer.model (checkpoint: default "
+                                                           "SRC/tokenizer.model)")] = None,
+    norm_stats: Annotated[Optional[Path], typer.Option(help="Statistics file (checkpoint: default found in "
+                                                            "SRC)")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="checkpoint: auto (F32 from fp32, else F16) | f32 | f16")] = None,
 ) -> None:
     """Turn an artifact built elsewhere into a verified pack (nothing is written if it is rejected)."""
-    from ..importers import get_importer
+    from ..importers import run_importer
 
-    path = get_importer(fmt)(src, out, robot=robot, overwrite=overwrite, golden=golden)
+    path = run_importer(fmt, src, out, robot=robot, overwrite=overwrite, golden=golden, tokenizer=tokenizer,
+                        norm_stats=norm_stats, dtype=dtype)
     console.print(f"wrote pack [bold]{path}[/bold] (check it with `vla-edge pack verify {path}`)")
 
 

@@ -7,18 +7,20 @@ are known but not implemented yet are listed with what is missing, never half-im
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from .actquant import import_actquant
+from .checkpoint import import_checkpoint
 
-IMPORTERS: dict[str, Callable[..., Path]] = {"actquant": import_actquant}
+IMPORTERS: dict[str, Callable[..., Path]] = {"actquant": import_actquant, "checkpoint": import_checkpoint}
 
 NOT_IMPLEMENTED = {
     "omega-qvla": "Omega-QVLA W4A4 quantized.pt (needs the W4A4 pack form and its reference kernels)",
     "torchao-int8wo": "torchao int8 weight-only pi0.5 (Shallow-pi pruned checkpoints)",
-    "checkpoint": "openpi / lerobot pi0.5 safetensors checkpoints",
 }
 
 
@@ -29,3 +31,16 @@ def get_importer(fmt: str) -> Callable[..., Path]:
         raise ConfigError("--from", f"'{fmt}' ({NOT_IMPLEMENTED[fmt]}) is recognised but its importer is not "
                                     f"implemented yet; available: {sorted(IMPORTERS)}")
     raise ConfigError("--from", f"expected one of {sorted(IMPORTERS) + sorted(NOT_IMPLEMENTED)}, got '{fmt}'")
+
+
+def run_importer(fmt: str, src: str | Path, out: str | Path, **options: Any) -> Path:
+    """Run the `fmt` importer; options left at None are not passed, and an option the format has
+    no use for is an error rather than silently ignored."""
+    importer = get_importer(fmt)
+    given = {k: v for k, v in options.items() if v is not None}
+    accepted = inspect.signature(importer).parameters
+    unused = sorted(k for k in given if k not in accepted)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise ConfigError(flags, f"does not apply to --from {fmt}")
+    return importer(src, out, **given)

@@ -15,16 +15,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import PackError
 from ..families import get_family
 from ..packs.gguf_io import GGUFFile
 from ..packs.hashing import sha256_file
 from ..packs.writer import PackBuilder
+from .common import STAT_FIELDS, check_tensor_shapes, check_tokenizer, openpi_stats, read_json_object, \
+    robot_spaces_for_stats
 
 COMPANIONS = ("pi05.gguf", "tokenizer.model", "norm_stats.json")
-STAT_FIELDS = ("mean", "std", "q01", "q99")
 GOLDEN_AUTO_LIMIT_BYTES = 1 << 30  # the reference target takes minutes per call on a full-size pack
 
 
@@ -56,56 +55,16 @@ def _reject_other_family(path: Path) -> None:
     raise PackError(str(path), f"GGUF architecture '{arch}' is not an ActQuant pi0.5 export (expected 'pi05')")
 
 
-def _flat_stats(data: dict[str, Any], prefix: str) -> dict[str, list[float]] | None:
-    if not any(f"{prefix}_{f}" in data for f in STAT_FIELDS):
-        return None
-    return {f: data[f"{prefix}_{f}"] for f in STAT_FIELDS if f"{prefix}_{f}" in data}
-
-
-def _gguf_stats(gguf: GGUFFile, prefix: str) -> dict[str, list[float]] | None:
+def _gguf_stats(gguf: GGUFFile) -> dict[str, dict[str, list[float]]]:
     infos = gguf.tensor_infos()
-    found = {f: gguf.float32(f"norm.{prefix}_{f}").tolist() for f in STAT_FIELDS if f"norm.{prefix}_{f}" in infos}
-    return found or None
+    return {key: {f: gguf.float32(f"norm.{prefix}_{f}").tolist() for f in STAT_FIELDS
+                  if f"norm.{prefix}_{f}" in infos} for key, prefix in (("state", "state"), ("actions", "action"))}
 
 
 def read_norm_stats(path: Path, gguf: GGUFFile) -> dict[str, Any]:
     """openpi-form norm stats from norm_stats.json (nested or flat) or the GGUF's norm.* tensors."""
-    data: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PackError(str(path), f"cannot read norm stats JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise PackError(str(path), "expected a JSON object")
-    nested = data.get("norm_stats") if isinstance(data.get("norm_stats"), dict) else None
-    out = {}
-    for key, prefix in (("state", "state"), ("actions", "action")):
-        # per field: the JSON wins, the GGUF's norm.* tensors fill what it lacks
-        stats = {**(_gguf_stats(gguf, prefix) or {}), **((nested or {}).get(key) or _flat_stats(data, prefix) or {})}
-        where = f"{path} (or {gguf.path} norm.{prefix}_*)"
-        if not stats:
-            raise PackError(where, f"no {key} statistics found")
-        absent = [f for f in ("q01", "q99") if f not in stats]
-        if absent:
-            raise PackError(where, f"{key} statistics lack {'/'.join(absent)}: pi0.5 normalises with quantiles "
-                                   "(re-export from an openpi checkpoint, whose norm_stats.json has q01/q99)")
-        n = len(stats["q01"])
-        stats = {"mean": stats.get("mean", ((np.asarray(stats["q01"]) + stats["q99"]) / 2).tolist()),
-                 "std": stats.get("std", [1.0] * n), "q01": stats["q01"], "q99": stats["q99"]}
-        out[key] = {f: [float(v) for v in stats[f]] for f in STAT_FIELDS}
-    return {"norm_stats": out}
-
-
-def _check_tensors(gguf: GGUFFile, specs: dict[str, Any]) -> None:
-    infos = gguf.tensor_infos()
-    for name, spec in specs.items():
-        info = infos.get(name)
-        if info is None:
-            raise PackError(f"{gguf.path}: tensor '{name}'", "missing (not a complete pi0.5 export)")
-        if info.shape not in spec.allowed_shapes():
-            raise PackError(f"{gguf.path}: tensor '{name}'", f"shape {list(info.shape)}, expected "
-                            f"{' or '.join(str(list(s)) for s in spec.allowed_shapes())}")
+    data = read_json_object(path) if path.is_file() else {}
+    return openpi_stats(data, f"{path} (or {gguf.path} norm.*)", fallback=_gguf_stats(gguf))
 
 
 def _recipe(meta: dict[str, Any]) -> str:
@@ -117,7 +76,6 @@ def import_actquant(src: str | Path, out: str | Path, robot: str = "ur3", overwr
                     golden: bool | None = None) -> Path:
     """Write a pack at `out` from the ActQuant pack at `src` (a directory or its pi05.gguf)."""
     from ..families.pi05.metadata import config_from_metadata
-    from ..families.pi05.synth import robot_spaces
     from ..families.pi05.tensors import tensor_specs
 
     files = _source_files(Path(src))
@@ -130,21 +88,10 @@ def import_actquant(src: str | Path, out: str | Path, robot: str = "ur3", overwr
         cfg, defaulted = config_from_metadata(meta, shapes)
     except ValueError as exc:
         raise PackError(f"{files['pi05.gguf']}: metadata", f"hyper-parameters do not form a pi0.5 config: {exc}") from exc
-    _check_tensors(gguf, tensor_specs(cfg))
+    check_tensor_shapes(str(gguf.path), shapes, tensor_specs(cfg))
     stats = read_norm_stats(files["norm_stats.json"], gguf)
-    spaces = robot_spaces(robot)
-    spaces.pop("norm_stats")
-    for key, space in (("state", "state_space"), ("actions", "action_space")):
-        if len(stats["norm_stats"][key]["q01"]) < len(spaces[space]["names"]):
-            raise PackError(f"{files['norm_stats.json']}: norm_stats.{key}",
-                            f"{len(stats['norm_stats'][key]['q01'])} dimensions, robot '{robot}' needs "
-                            f"{len(spaces[space]['names'])}")
-    try:
-        import sentencepiece as spm
-
-        spm.SentencePieceProcessor(model_file=str(files["tokenizer.model"]))
-    except Exception as exc:  # noqa: BLE001 - sentencepiece raises plain RuntimeError/OSError
-        raise PackError(str(files["tokenizer.model"]), f"not a SentencePiece model: {exc}") from exc
+    spaces = robot_spaces_for_stats(stats, robot, str(files["norm_stats.json"]))
+    check_tokenizer(files["tokenizer.model"])
     source_sha = sha256_file(files["pi05.gguf"])
     weights_bytes = files["pi05.gguf"].stat().st_size
     with PackBuilder(out, overwrite=overwrite) as builder:
