@@ -15,12 +15,13 @@ from typing import Any
 from ..errors import ConfigError
 from .actquant import import_actquant
 from .checkpoint import import_checkpoint
+from .torchao_int8wo import import_torchao_int8wo
 
-IMPORTERS: dict[str, Callable[..., Path]] = {"actquant": import_actquant, "checkpoint": import_checkpoint}
+IMPORTERS: dict[str, Callable[..., Path]] = {"actquant": import_actquant, "checkpoint": import_checkpoint,
+                                             "torchao-int8wo": import_torchao_int8wo}
 
 NOT_IMPLEMENTED = {
     "omega-qvla": "Omega-QVLA W4A4 quantized.pt (needs the W4A4 pack form and its reference kernels)",
-    "torchao-int8wo": "torchao int8 weight-only pi0.5 (Shallow-pi pruned checkpoints)",
 }
 
 

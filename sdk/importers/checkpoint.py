@@ -274,25 +274,43 @@ def plan_tensors(values: Callable[[str], np.ndarray], shapes: Mapping[str, tuple
     return planned, exceptions
 
 
-def import_checkpoint(src: str | Path, out: str | Path, robot: str = "ur3", overwrite: bool = False,
-                      golden: bool | None = None, tokenizer: Path | None = None, norm_stats: Path | None = None,
-                      dtype: str = "auto") -> Path:
-    """Write an F32/F16 pack at `out` from an openpi / LeRobot pi0.5 checkpoint directory (or its
-    model.safetensors)."""
-    from ..families.pi05.metadata import ARCH, config_to_metadata
-    from ..families.pi05.tensors import tensor_specs
-    from .actquant import GOLDEN_AUTO_LIMIT_BYTES
+@dataclass
+class Checkpoint:
+    """A checked openpi / LeRobot-layout checkpoint: where everything is and the config it forms."""
 
+    weights: Path
+    sources: dict[str, SourceTensor]
+    cfg: Any
+    defaulted: list[str]
+    specs: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]]  # as the pack will store them
+    stats: dict[str, Any]
+    stats_path: Path
+    spaces: dict[str, Any]
+    tokenizer: Path
+
+
+def weights_file(src: str | Path, what: str) -> Path:
     src = Path(src)
     weights = src if src.is_file() else src / WEIGHTS_NAME
-    root = weights.parent
     if not weights.is_file():
-        raise PackError(str(weights), "missing: an openpi / LeRobot pi0.5 checkpoint directory holds model.safetensors")
-    shapes, dtypes, _ = safetensors_header(weights)
+        raise PackError(str(weights), f"missing: {what} is a directory holding {WEIGHTS_NAME}")
+    return weights
+
+
+def read_checkpoint(weights: Path, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str], robot: str,
+                    tokenizer: Path | None, norm_stats: Path | None,
+                    check_layers: Callable[[dict[str, SourceTensor]], None] = lambda sources: None) -> Checkpoint:
+    """Everything is checked here, before a byte of the pack is written. `shapes`/`dtypes` are
+    the logical tensors (an importer of a quantised layout passes its dequantised view)."""
+    from ..families.pi05.tensors import tensor_specs
+
+    root = weights.parent
     cfg_json = read_json_object(root / "config.json") if (root / "config.json").is_file() else {}
     if cfg_json.get("type") not in (None, "pi05"):
         raise PackError(str(root / "config.json"), f"policy type '{cfg_json['type']}', expected 'pi05'")
     sources = map_keys(shapes, dtypes, str(weights))
+    check_layers(sources)
     cfg, defaulted = derive_config(sources, cfg_json, str(weights))
     specs = tensor_specs(cfg)
     shapes_out = logical_shapes(sources, cfg)
@@ -301,23 +319,44 @@ def import_checkpoint(src: str | Path, out: str | Path, robot: str = "ur3", over
     spaces = robot_spaces_for_stats(stats, robot, str(stats_path))
     tok = tokenizer or root / "tokenizer.model"
     check_tokenizer(tok)
-    matrix = matrix_type(dtype, {dtypes[s.key] for s in sources.values()})
-    loaded = SourceLoader(weights, sources, cfg)
-    planned, exceptions = plan_tensors(loaded, shapes_out, specs, matrix, str(weights))
+    return Checkpoint(weights, sources, cfg, defaulted, specs, shapes_out, stats, stats_path, spaces, tok)
+
+
+def write_pack(ck: Checkpoint, out: str | Path, planned: list[PlannedTensor], recipe: str, source: dict[str, Any],
+               exceptions: dict[str, str], overwrite: bool, golden: bool | None) -> Path:
+    from ..families.pi05.metadata import ARCH, config_to_metadata
+    from .actquant import GOLDEN_AUTO_LIMIT_BYTES
+
     with PackBuilder(out, overwrite=overwrite) as builder:
-        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg), planned)
-        (builder.staging / "tokenizer.model").write_bytes(tok.read_bytes())
-        (builder.staging / "norm_stats.json").write_text(json.dumps(stats, indent=1))
-        want_golden = weights.stat().st_size <= GOLDEN_AUTO_LIMIT_BYTES if golden is None else golden
+        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(ck.cfg), planned)
+        (builder.staging / "tokenizer.model").write_bytes(ck.tokenizer.read_bytes())
+        (builder.staging / "norm_stats.json").write_text(json.dumps(ck.stats, indent=1))
+        want_golden = ck.weights.stat().st_size <= GOLDEN_AUTO_LIMIT_BYTES if golden is None else golden
         return builder.finish(
-            name=f"pi05-{root.name}-{matrix.lower()}", family="pi05", config=cfg.model_dump(mode="json"),
-            recipe=matrix.lower(), targets=["reference", "x86"], **spaces,
-            source={"imported_from": "checkpoint", "path": str(weights), "norm_stats": str(stats_path),
-                    "source_dtypes": sorted({dtypes[s.key] for s in sources.values()}),
-                    "config_keys_defaulted": defaulted, "robot_layout": robot,
-                    "next_step": "vla-edge pack quantize for GGUF recipes (q8_0, q4_k_m, actquant-3.97)"},
+            name=f"pi05-{ck.weights.parent.name}-{recipe}", family="pi05", config=ck.cfg.model_dump(mode="json"),
+            recipe=recipe, targets=["reference", "x86"], **ck.spaces,
+            source={"path": str(ck.weights), "norm_stats": str(ck.stats_path),
+                    "config_keys_defaulted": ck.defaulted, **source},
             golden_seed=0 if want_golden else None, quant_exceptions=exceptions,
         )
+
+
+def import_checkpoint(src: str | Path, out: str | Path, robot: str = "ur3", overwrite: bool = False,
+                      golden: bool | None = None, tokenizer: Path | None = None, norm_stats: Path | None = None,
+                      dtype: str = "auto") -> Path:
+    """Write an F32/F16 pack at `out` from an openpi / LeRobot pi0.5 checkpoint directory (or its
+    model.safetensors)."""
+    weights = weights_file(src, "an openpi / LeRobot pi0.5 checkpoint")
+    shapes, dtypes, _ = safetensors_header(weights)
+    ck = read_checkpoint(weights, shapes, dtypes, robot, tokenizer, norm_stats)
+    source_dtypes = sorted({dtypes[s.key] for s in ck.sources.values()})
+    matrix = matrix_type(dtype, set(source_dtypes))
+    planned, exceptions = plan_tensors(SourceLoader(weights, ck.sources, ck.cfg), ck.shapes, ck.specs, matrix,
+                                       str(weights))
+    return write_pack(ck, out, planned, matrix.lower(), {
+        "imported_from": "checkpoint", "robot_layout": robot, "source_dtypes": source_dtypes,
+        "next_step": "vla-edge pack quantize for GGUF recipes (q8_0, q4_k_m, actquant-3.97)"},
+        exceptions, overwrite, golden)
 
 
 class SourceLoader:
