@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -58,6 +58,31 @@ class ActionSpace(Space):
     delta_mask: list[bool] | None = None
 
 
+class W4A4(_Strict):
+    """Layers stored as 4-bit weights with 4-bit activations (see docs/importers.md, "W4A4 pack
+    form"): the tensors of each listed layer replace its `.weight` in the GGUF. Only the
+    reference target executes them (integer-exact), so such a pack lists `targets: [reference]`."""
+
+    weight_bits: Literal[4] = 4
+    act_bits: Literal[4] = 4
+    # input columns of one output row that share one weight scale
+    weight_group_size: int = Field(gt=0)
+    # per_step: static scales from a [steps, in / act_group_size] table, row = flow step;
+    # per_token: dynamic, max|x| / 7 of each token's group of act_group_size channels
+    act_scales: Literal["per_step", "per_token"]
+    act_group_size: int = Field(gt=0)
+    # rows of every per-step table; must equal config.num_flow_steps
+    num_steps: int | None = Field(default=None, gt=0)
+    # pack tensor names (e.g. action.blk.0.attn_q.weight) held in W4A4 form
+    layers: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _steps_given(self) -> "W4A4":
+        if (self.act_scales == "per_step") != (self.num_steps is not None):
+            raise ValueError("num_steps is required with act_scales 'per_step' and not allowed otherwise")
+        return self
+
+
 class Quantization(_Strict):
     recipe: str
     # group -> {ggml type -> number of tensors}
@@ -65,6 +90,7 @@ class Quantization(_Strict):
     bits_per_weight: float = Field(gt=0)
     # tensor -> why it is stored other than its recipe rule says (padded input dim, type fallback)
     exceptions: dict[str, str] = Field(default_factory=dict)
+    w4a4: W4A4 | None = None
 
 
 class Golden(_Strict):
@@ -110,6 +136,12 @@ class Manifest(_Strict):
                 raise ValueError("action_space.delta_mask must have one entry per action dimension")
             if any(mask) and len(self.state_space.names) < len(mask):
                 raise ValueError("delta actions need a state dimension for every action dimension")
+        w4a4 = self.quantization.w4a4
+        if w4a4 is not None and set(self.targets) != {"reference"}:
+            raise ValueError(f"W4A4 layers run on the reference target only; targets {self.targets} must be [reference]")
+        if w4a4 is not None and w4a4.num_steps is not None and w4a4.num_steps != self.config.get("num_flow_steps"):
+            raise ValueError(f"quantization.w4a4.num_steps {w4a4.num_steps} (per-step scale table rows) does not "
+                             f"match config.num_flow_steps {self.config.get('num_flow_steps')}")
         if (self.golden is None) != (self.files.golden is None):
             raise ValueError("'golden' and 'files.golden' must be given together")
         return self
