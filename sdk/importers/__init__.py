@@ -21,7 +21,8 @@ IMPORTERS: dict[str, Callable[..., Path]] = {"actquant": import_actquant, "check
                                              "torchao-int8wo": import_torchao_int8wo}
 
 NOT_IMPLEMENTED = {
-    "omega-qvla": "Omega-QVLA W4A4 quantized.pt (needs the W4A4 pack form and its reference kernels)",
+    "omega-qvla": "Omega-QVLA W4A4 quantized.pt + fp16 base (waits for the W4A4 pack form and its reference "
+                  "execution)",
 }
 
 

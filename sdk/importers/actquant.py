@@ -87,7 +87,8 @@ def import_actquant(src: str | Path, out: str | Path, robot: str = "ur3", overwr
     try:
         cfg, defaulted = config_from_metadata(meta, shapes)
     except ValueError as exc:
-        raise PackError(f"{files['pi05.gguf']}: metadata", f"hyper-parameters do not form a pi0.5 config: {exc}") from exc
+        raise PackError(f"{files['pi05.gguf']}: metadata",
+                        f"hyper-parameters do not form a pi0.5 config: {exc}") from exc
     check_tensor_shapes(str(gguf.path), shapes, tensor_specs(cfg))
     stats = read_norm_stats(files["norm_stats.json"], gguf)
     spaces = robot_spaces_for_stats(stats, robot, str(files["norm_stats.json"]))

@@ -53,8 +53,9 @@ def split_quantized(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, 
         if is_int:
             scale = shapes.get(key + SCALE)
             if scale is None:
-                raise PackError(f"{where}: tensor '{name}'", f"int8 weights without their scales ('{key}{SCALE}' is "
-                                                              f"absent): the scales were stripped on export; {_REEXPORT}")
+                raise PackError(f"{where}: tensor '{name}'", f"int8 weights without their scales ('{key}{SCALE}' "
+                                                              f"is absent): the scales were stripped on export; "
+                                                              f"{_REEXPORT}")
             if int(np.prod(scale)) != shape[0]:
                 raise PackError(f"{where}: tensor '{key}{SCALE}'", f"{int(np.prod(scale))} scales, expected one per "
                                                                    f"output row ({shape[0]})")

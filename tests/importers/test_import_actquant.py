@@ -13,6 +13,7 @@ import pytest
 
 from actquant_layout import write_release
 from cli_runner import run_cli
+from import_checks import assert_refused, run_import
 from vla_edge import load_policy
 from vla_edge.packs.compare import compare_policies
 from vla_edge.packs.hashing import sha256_file
@@ -76,22 +77,14 @@ def test_norm_stats_forms(tiny_pack_dir, tmp_path, norm_json, norm_tensors):
 
 
 def _import(src, out):
-    return run_cli("pack", "import", "--from", "actquant", str(src), "--out", str(out))
-
-
-def _assert_refused(r, out, *words):
-    assert r.returncode == 2, r.stdout + r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.partial")]
+    return run_import("actquant", src, out)
 
 
 def test_missing_companion_file(release, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "pi05.gguf").symlink_to(release / "pi05.gguf")
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "tokenizer.model", "missing")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "tokenizer.model", "missing")
 
 
 def test_json_without_quantiles_falls_back_to_the_gguf_stat_tensors(release, tmp_path):
@@ -111,7 +104,7 @@ def test_stats_without_quantiles_anywhere(tiny_pack_dir, tmp_path):
     src = write_release(tiny_pack_dir, tmp_path / "release", tmp_path, norm_tensors=False)
     flat = json.loads((src / "norm_stats.json").read_text())
     (src / "norm_stats.json").write_text(json.dumps({k: v for k, v in flat.items() if "q99" not in k}))
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "q99", "quantiles")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "q99", "quantiles")
 
 
 def test_wrong_shape_and_missing_tensor(tiny_pack_dir, tmp_path):
@@ -119,10 +112,10 @@ def test_wrong_shape_and_missing_tensor(tiny_pack_dir, tmp_path):
         return np.zeros((values.shape[0], values.shape[1] + 8), np.float32) if name == "pali.blk.1.attn_k.weight" \
             else values
     src = write_release(tiny_pack_dir, tmp_path / "a", tmp_path / "wa", edit=widen)
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "pali.blk.1.attn_k.weight", "shape")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "pali.blk.1.attn_k.weight", "shape")
     src = write_release(tiny_pack_dir, tmp_path / "b", tmp_path / "wb",
                         edit=lambda name, v: None if name == "action.action_out.weight" else v)
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "action.action_out.weight", "missing")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "action.action_out.weight", "missing")
 
 
 def test_truncated_gguf(release, tmp_path):
@@ -132,7 +125,7 @@ def test_truncated_gguf(release, tmp_path):
     (src / "pi05.gguf").write_bytes(data[: len(data) // 2])
     for name in ("tokenizer.model", "norm_stats.json"):
         (src / name).symlink_to(release / name)
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "pi05.gguf")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "pi05.gguf")
 
 
 def test_openvla_export_is_recognised_as_unsupported(tmp_path):
@@ -143,9 +136,9 @@ def test_openvla_export_is_recognised_as_unsupported(tmp_path):
     values = np.random.default_rng().standard_normal((8, 32)).astype(np.float32)
     write_gguf(src / "openvla-oft.gguf", "llama", {"general.name": "openvla-7b-oft"},
                [PlannedTensor("action_head.fc1.weight", (8, 32), "F32", lambda: values)])
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "openvla-oft", "not supported yet")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "openvla-oft", "not supported yet")
 
 
 def test_planned_formats_say_so(tmp_path):
     r = run_cli("pack", "import", "--from", "omega-qvla", str(tmp_path), "--out", str(tmp_path / "out"))
-    _assert_refused(r, tmp_path / "out", "omega-qvla", "not implemented yet")
+    assert_refused(r, tmp_path / "out", "omega-qvla", "not implemented yet")

@@ -14,6 +14,7 @@ import torch
 
 from checkpoint_layout import PALI, VIS, write_checkpoint
 from cli_runner import run_cli
+from import_checks import assert_refused, run_import
 from vla_edge import load_policy
 from vla_edge.packs.compare import compare_policies
 from vla_edge.packs.gguf_io import GGUFFile
@@ -22,15 +23,7 @@ from vla_edge.packs.verify import verify_pack
 
 
 def _import(src, out, *extra):
-    return run_cli("pack", "import", "--from", "checkpoint", str(src), "--out", str(out), *extra)
-
-
-def _assert_refused(r, out, *words):
-    assert r.returncode == 2, r.stdout + r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.partial")]
+    return run_import("checkpoint", src, out, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +71,20 @@ def test_lerobot_bf16_checkpoint_imports_as_f16(tiny_pack_dir, tmp_path):
 def test_missing_tokenizer_and_stats(tiny_pack_dir, tmp_path):
     src = write_checkpoint(tiny_pack_dir, tmp_path / "src")
     (src / "tokenizer.model").unlink()
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "tokenizer.model", "--tokenizer")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "tokenizer.model", "--tokenizer")
     r = _import(src, tmp_path / "out", "--tokenizer", str(tiny_pack_dir / "tokenizer.model"), "--no-golden")
     assert r.returncode == 0, r.stderr
     src = write_checkpoint(tiny_pack_dir, tmp_path / "nostats", layout="lerobot", stats="meanstd")
-    _assert_refused(_import(src, tmp_path / "out2"), tmp_path / "out2", "q01", "quantiles")
+    assert_refused(_import(src, tmp_path / "out2"), tmp_path / "out2", "q01", "quantiles")
 
 
 def test_missing_and_wrong_shape_tensors(tiny_pack_dir, tmp_path):
     key = PALI + "layers.1.self_attn.k_proj.weight"
     src = write_checkpoint(tiny_pack_dir, tmp_path / "a", edit=lambda k, v: None if k == key else v)
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "pali.blk.1.attn_k.weight", "missing")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "pali.blk.1.attn_k.weight", "missing")
     fc1 = VIS + "encoder.layers.0.mlp.fc2.weight"
     src = write_checkpoint(tiny_pack_dir, tmp_path / "b", edit=lambda k, v: v[:, :-3] if k == fc1 else v)
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "v.blk.0.ffn_down.weight", "shape")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "v.blk.0.ffn_down.weight", "shape")
 
 
 def test_other_family_and_unknown_tensors(tiny_pack_dir, tmp_path):
@@ -103,12 +96,12 @@ def test_other_family_and_unknown_tensors(tiny_pack_dir, tmp_path):
     tensors = load_file(str(src / "model.safetensors"))
     tensors["state_proj.weight"] = torch.from_numpy(rng.standard_normal((128, 32)).astype(np.float32))
     save_file(tensors, str(src / "model.safetensors"))
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "state_proj", "pi0")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "state_proj", "pi0")
     src = write_checkpoint(tiny_pack_dir, tmp_path / "lr", layout="lerobot", config={"type": "act"})
-    _assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "config.json", "pi05")
+    assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "config.json", "pi05")
 
 
 def test_option_that_does_not_apply(tiny_pack_dir, tmp_path):
     r = run_cli("pack", "import", "--from", "actquant", str(tmp_path), "--out", str(tmp_path / "out"),
                 "--dtype", "f16")
-    _assert_refused(r, tmp_path / "out", "--dtype", "does not apply")
+    assert_refused(r, tmp_path / "out", "--dtype", "does not apply")

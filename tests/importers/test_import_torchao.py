@@ -9,7 +9,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from checkpoint_layout import PALI
-from cli_runner import run_cli
+from import_checks import assert_refused, run_import
 from torchao_layout import write_torchao
 from vla_edge import load_policy
 from vla_edge.packs.compare import compare_policies
@@ -18,21 +18,9 @@ from vla_edge.packs.pack import Pack
 from vla_edge.packs.verify import verify_pack
 
 
-def _import(fmt, src, out, *extra):
-    return run_cli("pack", "import", "--from", fmt, str(src), "--out", str(out), *extra)
-
-
-def _assert_refused(r, out, *words):
-    assert r.returncode == 2, r.stdout + r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.partial")]
-
-
 def test_pruned_int8_import(tiny_pack_dir, tmp_path):
     src = write_torchao(tiny_pack_dir, tmp_path / "src", llm=(0,), expert=(1,))
-    r = _import("torchao-int8wo", src, tmp_path / "pack")
+    r = run_import("torchao-int8wo", src, tmp_path / "pack")
     assert r.returncode == 0, r.stderr
     assert [f for f in verify_pack(tmp_path / "pack", golden_target="reference") if f.level == "error"] == []
     pack = Pack.open(tmp_path / "pack")
@@ -47,7 +35,7 @@ def test_pruned_int8_import(tiny_pack_dir, tmp_path):
     assert np.array_equal(stored, source.reshape(-1))
     # against the exact dequantised model (q * scale in fp32) imported as a plain checkpoint
     exact = write_torchao(tiny_pack_dir, tmp_path / "exact", llm=(0,), expert=(1,), dequantised=True)
-    assert _import("checkpoint", exact, tmp_path / "exact_pack", "--no-golden").returncode == 0
+    assert run_import("checkpoint", exact, tmp_path / "exact_pack", "--no-golden").returncode == 0
     report = compare_policies(load_policy(tmp_path / "pack", target="reference"),
                               load_policy(tmp_path / "exact_pack", target="reference"), n_obs=2)
     assert 0 < report["rel_l2"]["max"] <= 1e-3
@@ -55,18 +43,19 @@ def test_pruned_int8_import(tiny_pack_dir, tmp_path):
 
 def test_stripped_scales_are_refused(tiny_pack_dir, tmp_path):
     src = write_torchao(tiny_pack_dir, tmp_path / "src", strip_scales=True)
-    _assert_refused(_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", ":scale", "stripped",
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", ":scale", "stripped",
                     "re-export")
 
 
 def test_pruned_layer_counts_must_agree(tiny_pack_dir, tmp_path):
     src = write_torchao(tiny_pack_dir, tmp_path / "a", llm=(0, 1), expert=(0,))
-    _assert_refused(_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "disagree", "LLM has 2",
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "disagree", "LLM has 2",
                     "expert 1")
     src = write_torchao(tiny_pack_dir, tmp_path / "b", llm=(1,), expert=(1,), renumber=False)
-    _assert_refused(_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "[1]", "renumber")
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "[1]", "renumber")
 
 
 def test_plain_checkpoint_is_not_int8(tiny_pack_dir, tmp_path):
     src = write_torchao(tiny_pack_dir, tmp_path / "src", dequantised=True)
-    _assert_refused(_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "no int8", "--from checkpoint")
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "no int8",
+                   "--from checkpoint")
