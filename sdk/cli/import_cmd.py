@@ -15,14 +15,14 @@ from .pack_cmd import console, pack_app
 def import_pack(
     src: Annotated[Path, typer.Argument(help="Source artifact (directory or file)")],
     out: Annotated[Path, typer.Option("--out", help="Directory to create")],
-    fmt: Annotated[str, typer.Option("--from", help="actquant | checkpoint (omega-qvla, torchao-int8wo: planned)")],
+    fmt: Annotated[str, typer.Option("--from", help="actquant | checkpoint | torchao-int8wo (omega-qvla: planned)")],
     robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow")] = "ur3",
     golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden",
                                                     help="Record a golden output (default: weights <= 1 GB)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="PaliGemma tokenizer.model (checkpoint: default "
+    tokenizer: Annotated[Optional[Path], typer.Option(help="PaliGemma tokenizer.model (checkpoint, torchao-int8wo: default "
                                                            "SRC/tokenizer.model)")] = None,
-    norm_stats: Annotated[Optional[Path], typer.Option(help="Statistics file (checkpoint: default found in "
+    norm_stats: Annotated[Optional[Path], typer.Option(help="Statistics file (checkpoint, torchao-int8wo: default found in "
                                                             "SRC)")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="checkpoint: auto (F32 from fp32, else F16) | f32 | f16")] = None,
 ) -> None:
