@@ -20,10 +20,10 @@ def import_pack(
     golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden",
                                                     help="Record a golden output (default: weights <= 1 GB)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="PaliGemma tokenizer.model (checkpoint, torchao-int8wo: default "
-                                                           "SRC/tokenizer.model)")] = None,
-    norm_stats: Annotated[Optional[Path], typer.Option(help="Statistics file (checkpoint, torchao-int8wo: default found in "
-                                                            "SRC)")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(
+        help="PaliGemma tokenizer.model (checkpoint, torchao-int8wo: default SRC/tokenizer.model)")] = None,
+    norm_stats: Annotated[Optional[Path], typer.Option(
+        help="Statistics file (checkpoint, torchao-int8wo: default found in SRC)")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="checkpoint: auto (F32 from fp32, else F16) | f32 | f16")] = None,
 ) -> None:
     """Turn an artifact built elsewhere into a verified pack (nothing is written if it is rejected)."""
