@@ -12,6 +12,7 @@ from .gguf_io import GGUFFile
 from .hashing import sha256_file
 from .manifest import load_manifest
 from .pack import Pack
+from .w4a4 import is_w4a4_tensor, read_layers
 
 # ggml types the targets execute (reference dequantises them with gguf; x86 runs them natively).
 SUPPORTED_TYPES = {"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
@@ -32,6 +33,14 @@ def _check_tensors(pack: Pack, gguf: GGUFFile) -> list[Finding]:
     specs = pack.family.tensor_specs(pack.config)
     infos = gguf.tensor_infos()
     where = str(pack.weights_path)
+    w4a4 = pack.manifest.quantization.w4a4
+    if w4a4 is not None:  # those layers are stored as W4A4 tensors instead of their .weight
+        try:
+            read_layers(gguf, w4a4, specs)
+        except PackError as exc:
+            out.append(Finding("error", exc.where, exc.problem))
+        specs = {n: s for n, s in specs.items() if n not in set(w4a4.layers)}
+        infos = {n: i for n, i in infos.items() if not is_w4a4_tensor(n)}
     for name, spec in specs.items():
         info = infos.get(name)
         if info is None:
@@ -47,7 +56,8 @@ def _check_tensors(pack: Pack, gguf: GGUFFile) -> list[Finding]:
         if not name.startswith(ALLOWED_EXTRA_PREFIXES):
             out.append(Finding("warning", f"{where}: tensor '{name}'", "not used by this model family"))
     if not [f for f in out if f.level == "error"]:
-        out.append(Finding("ok", where, f"{len(specs)} tensors present with expected shapes and supported types"))
+        w4 = f" ({len(w4a4.layers)} layers in W4A4 form)" if w4a4 is not None else ""
+        out.append(Finding("ok", where, f"{len(specs)} tensors present with expected shapes and supported types{w4}"))
     return out
 
 

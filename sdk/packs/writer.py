@@ -16,18 +16,27 @@ from ..errors import PackError
 from ..families import get_family
 from .gguf_io import GGUFFile
 from .hashing import sha256_file
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Golden, Manifest, PackFiles, Quantization
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, W4A4, FileEntry, Golden, Manifest, PackFiles, Quantization
+from .w4a4 import is_w4a4_tensor, logical_weight
 
 
 def quantization_summary(weights: Path, specs: dict[str, Any], recipe: str,
-                         exceptions: dict[str, str] | None = None) -> Quantization:
-    """Per-group tensor-type counts and overall bits per weight, read from the GGUF itself."""
+                         exceptions: dict[str, str] | None = None, w4a4: W4A4 | None = None) -> Quantization:
+    """Per-group tensor-type counts and overall bits per weight, read from the GGUF itself. A W4A4
+    layer counts once (as "W4A4", its codes standing for the weight); its scales, rotations and
+    activation tables count as cost."""
     groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     total_bytes = total_elems = 0
     for name, info in GGUFFile(weights).tensor_infos().items():
+        total_bytes += info.n_bytes
+        if is_w4a4_tensor(name):
+            if name.endswith(".w4a4.codes"):
+                spec = specs[logical_weight(name)]
+                groups[spec.group]["W4A4"] += 1
+                total_elems += int(np.prod(spec.shape))
+            continue
         group = specs[name].group if name in specs else "other"
         groups[group][info.ggml_type] += 1
-        total_bytes += info.n_bytes
         # per *logical* weight: zero columns a K-quant needed for padding count as cost, not weights
         total_elems += int(np.prod(specs[name].shape)) if name in specs else info.n_elements
     return Quantization(
@@ -35,6 +44,7 @@ def quantization_summary(weights: Path, specs: dict[str, Any], recipe: str,
         groups={g: dict(sorted(t.items())) for g, t in groups.items()},
         bits_per_weight=round(8.0 * total_bytes / max(total_elems, 1), 4),
         exceptions=dict(exceptions or {}),
+        w4a4=w4a4,
     )
 
 
@@ -82,6 +92,7 @@ class PackBuilder:
         tokenizer: str = "tokenizer.model",
         norm_stats: str = "norm_stats.json",
         quant_exceptions: dict[str, str] | None = None,
+        w4a4: W4A4 | None = None,
     ) -> Path:
         """Write pack.yaml (optionally with a golden output from the reference target), then move
         the staging directory into place. golden_seed=None skips the golden (full-size packs)."""
@@ -90,7 +101,7 @@ class PackBuilder:
                           norm_stats=self._entry(norm_stats))
         manifest = Manifest(
             format_version=FORMAT_VERSION, name=name, family=family, config=config, files=files,
-            quantization=quantization_summary(self.staging / weights, specs, recipe, quant_exceptions),
+            quantization=quantization_summary(self.staging / weights, specs, recipe, quant_exceptions, w4a4),
             targets=targets,
             state_space=state_space, action_space=action_space, cameras=cameras,
             required_cameras=required_cameras, default_prompt=default_prompt, source=source or {},

@@ -34,7 +34,12 @@ def gemma_rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
 
 def ada_rms_norm(x: np.ndarray, cond: np.ndarray, dense_w: np.ndarray, dense_b: np.ndarray, eps: float):
     """pi0.5 adaptive RMSNorm: the time condition predicts [scale | shift | gate]."""
-    scale, shift, gate = np.split(linear(cond, dense_w, dense_b), 3, axis=-1)
+    return ada_rms_modulate(x, linear(cond, dense_w, dense_b), eps)
+
+
+def ada_rms_modulate(x: np.ndarray, modulation: np.ndarray, eps: float):
+    """AdaRMSNorm given the modulation Dense's output [scale | shift | gate] (however computed)."""
+    scale, shift, gate = np.split(modulation, 3, axis=-1)
     return rms_normalize(x, eps) * (np.float32(1.0) + scale) + shift, gate
 
 

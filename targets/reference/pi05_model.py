@@ -20,6 +20,9 @@ from vla_edge.families.pi05.inputs import Pi05Inputs
 from . import ops
 
 Weights = Callable[[str], np.ndarray]  # name -> float32 array, numpy order [out, in]
+# A layer stored in a quantised form the reference executes itself (W4A4): called with the input,
+# the flow step and the number of steps, since per-step activation scales depend on both.
+QuantizedLinear = Callable[[np.ndarray, "int | None", "int | None"], np.ndarray]
 
 
 @dataclass
@@ -33,9 +36,20 @@ class PrefixCache:
 
 
 class Pi05Reference:
-    def __init__(self, config: Pi05Config, weights: Weights):
+    def __init__(self, config: Pi05Config, weights: Weights, quantized: dict[str, QuantizedLinear] | None = None):
         self.cfg = config
         self.w = weights
+        self.quantized = quantized or {}
+
+    def _linear(self, x: np.ndarray, name: str, flow: tuple[int, int] | None = None,
+                bias: str | None = None) -> np.ndarray:
+        """x @ W.T (+ b), through the layer's quantised kernel when the pack stores it that way;
+        `flow` = (step, num_steps) of the expert call (None outside the flow loop)."""
+        layer = self.quantized.get(name)
+        if layer is None:
+            return ops.linear(x, self.w(name), None if bias is None else self.w(bias))
+        y = layer(x, *(flow or (None, None)))
+        return y if bias is None else y + self.w(bias)
 
     # ---- vision -------------------------------------------------------------------------
     def vision(self, image: np.ndarray) -> np.ndarray:
@@ -89,34 +103,40 @@ class Pi05Reference:
         return PrefixCache(keys, values)
 
     # ---- action expert ------------------------------------------------------------------
-    def time_condition(self, t: float) -> np.ndarray:
-        cfg, w = self.cfg, self.w
+    def time_condition(self, t: float, flow: tuple[int, int] | None = None) -> np.ndarray:
+        cfg, lin = self.cfg, self._linear
         emb = ops.sinusoidal_time(t, cfg.expert.hidden_size, cfg.time_min_period, cfg.time_max_period)
-        h = ops.silu(ops.linear(emb, w("action.timestep_mlp.in.weight"), w("action.timestep_mlp.in.bias")))
-        return ops.silu(ops.linear(h, w("action.timestep_mlp.out.weight"), w("action.timestep_mlp.out.bias")))
+        h = ops.silu(lin(emb, "action.timestep_mlp.in.weight", flow, "action.timestep_mlp.in.bias"))
+        return ops.silu(lin(h, "action.timestep_mlp.out.weight", flow, "action.timestep_mlp.out.bias"))
 
-    def velocity(self, x_t: np.ndarray, t: float, cache: PrefixCache) -> np.ndarray:
-        """Flow-matching velocity for the noisy chunk x_t [horizon, action_dim] at time t."""
-        e, w, theta = self.cfg.expert, self.w, self.cfg.llm.rope_theta
-        cond = self.time_condition(t)
-        x = ops.linear(x_t, w("action.action_in.weight"), w("action.action_in.bias"))
+    def velocity(self, x_t: np.ndarray, t: float, cache: PrefixCache, flow: tuple[int, int] | None = None) -> np.ndarray:
+        """Flow-matching velocity for the noisy chunk x_t [horizon, action_dim] at time t;
+        `flow` = (step, num_steps) selects quantised layers' per-step activation scales."""
+        e, theta = self.cfg.expert, self.cfg.llm.rope_theta
+
+        def lin(x: np.ndarray, name: str, bias: str | None = None) -> np.ndarray:
+            return self._linear(x, name, flow, bias)
+
+        def ada(x: np.ndarray, cond: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+            return ops.ada_rms_modulate(x, lin(cond, name + ".weight", name + ".bias"), e.rms_norm_eps)
+
+        cond = self.time_condition(t, flow)
+        x = lin(x_t, "action.action_in.weight", "action.action_in.bias")
         positions = cache.length + np.arange(len(x))
         for i in range(e.num_layers):
             b = f"action.blk.{i}."
-            h, gate = ops.ada_rms_norm(x, cond, w(b + "attn_norm.weight"), w(b + "attn_norm.bias"), e.rms_norm_eps)
-            q = ops.rope(ops.linear(h, w(b + "attn_q.weight")).reshape(len(h), e.num_heads, e.head_dim),
-                         positions, theta)
-            k = ops.rope(ops.linear(h, w(b + "attn_k.weight")).reshape(len(h), e.num_kv_heads, e.head_dim),
-                         positions, theta)
-            val = ops.linear(h, w(b + "attn_v.weight")).reshape(len(h), e.num_kv_heads, e.head_dim)
+            h, gate = ada(x, cond, b + "attn_norm")
+            q = ops.rope(lin(h, b + "attn_q.weight").reshape(len(h), e.num_heads, e.head_dim), positions, theta)
+            k = ops.rope(lin(h, b + "attn_k.weight").reshape(len(h), e.num_kv_heads, e.head_dim), positions, theta)
+            val = lin(h, b + "attn_v.weight").reshape(len(h), e.num_kv_heads, e.head_dim)
             keys = np.concatenate([cache.keys[i], k])
             values = np.concatenate([cache.values[i], val])
-            x = x + gate * ops.linear(ops.attention(q, keys, values), w(b + "attn_output.weight"))
-            h, gate = ops.ada_rms_norm(x, cond, w(b + "ffn_norm.weight"), w(b + "ffn_norm.bias"), e.rms_norm_eps)
-            gated = ops.gelu_tanh(ops.linear(h, w(b + "ffn_gate.weight"))) * ops.linear(h, w(b + "ffn_up.weight"))
-            x = x + gate * ops.linear(gated, w(b + "ffn_down.weight"))
-        h, _ = ops.ada_rms_norm(x, cond, w("action.output_norm.weight"), w("action.output_norm.bias"), e.rms_norm_eps)
-        return ops.linear(h, w("action.action_out.weight"), w("action.action_out.bias"))
+            x = x + gate * lin(ops.attention(q, keys, values), b + "attn_output.weight")
+            h, gate = ada(x, cond, b + "ffn_norm")
+            gated = ops.gelu_tanh(lin(h, b + "ffn_gate.weight")) * lin(h, b + "ffn_up.weight")
+            x = x + gate * lin(gated, b + "ffn_down.weight")
+        h, _ = ada(x, cond, "action.output_norm")
+        return lin(h, "action.action_out.weight", "action.action_out.bias")
 
     # ---- whole pipeline -----------------------------------------------------------------
     def sample_actions(self, inputs: Pi05Inputs) -> tuple[np.ndarray, dict[str, float]]:
@@ -136,7 +156,7 @@ class Pi05Reference:
         for step in range(inputs.num_steps):
             step_start = time.perf_counter()
             t = 1.0 - step / inputs.num_steps
-            x = x + np.float32(dt) * self.velocity(x, t, cache)
+            x = x + np.float32(dt) * self.velocity(x, t, cache, (step, inputs.num_steps))
             timings[f"expert_step_{step}"] = (time.perf_counter() - step_start) * 1e3
         timings["expert_total"] = (time.perf_counter() - expert_start) * 1e3
         return x, timings
