@@ -323,7 +323,9 @@ def read_checkpoint(weights: Path, shapes: Mapping[str, tuple[int, ...]], dtypes
 
 
 def write_pack(ck: Checkpoint, out: str | Path, planned: list[PlannedTensor], recipe: str, source: dict[str, Any],
-               exceptions: dict[str, str], overwrite: bool, golden: bool | None) -> Path:
+               exceptions: dict[str, str], overwrite: bool, golden: bool | None,
+               targets: tuple[str, ...] = ("reference", "x86"), w4a4: Any = None) -> Path:
+    """`w4a4`: the manifest's quantization.w4a4 section when some layers are W4A4 (reference only)."""
     from ..families.pi05.metadata import ARCH, config_to_metadata
     from .actquant import GOLDEN_AUTO_LIMIT_BYTES
 
@@ -334,10 +336,10 @@ def write_pack(ck: Checkpoint, out: str | Path, planned: list[PlannedTensor], re
         want_golden = ck.weights.stat().st_size <= GOLDEN_AUTO_LIMIT_BYTES if golden is None else golden
         return builder.finish(
             name=f"pi05-{ck.weights.parent.name}-{recipe}", family="pi05", config=ck.cfg.model_dump(mode="json"),
-            recipe=recipe, targets=["reference", "x86"], **ck.spaces,
+            recipe=recipe, targets=list(targets), **ck.spaces,
             source={"path": str(ck.weights), "norm_stats": str(ck.stats_path),
                     "config_keys_defaulted": ck.defaulted, **source},
-            golden_seed=0 if want_golden else None, quant_exceptions=exceptions,
+            golden_seed=0 if want_golden else None, quant_exceptions=exceptions, w4a4=w4a4,
         )
 
 
