@@ -15,7 +15,7 @@ from .pack_cmd import console, pack_app
 def import_pack(
     src: Annotated[Path, typer.Argument(help="Source artifact (directory or file)")],
     out: Annotated[Path, typer.Option("--out", help="Directory to create")],
-    fmt: Annotated[str, typer.Option("--from", help="actquant | checkpoint | torchao-int8wo (omega-qvla: planned)")],
+    fmt: Annotated[str, typer.Option("--from", help="actquant | checkpoint | torchao-int8wo | omega-qvla")],
     robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow")] = "ur3",
     golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden",
                                                     help="Record a golden output (default: weights <= 1 GB)")] = None,
@@ -25,12 +25,19 @@ def import_pack(
     norm_stats: Annotated[Optional[Path], typer.Option(
         help="Statistics file (checkpoint, torchao-int8wo: default found in SRC)")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="checkpoint: auto (F32 from fp32, else F16) | f32 | f16")] = None,
+    base: Annotated[Optional[Path], typer.Option(
+        help="omega-qvla: the fp16 pi0.5 base checkpoint the quantized.pt applies to (tokenizer/stats from it)")] = None,
+    allow_sensitive_a4: Annotated[Optional[bool], typer.Option(
+        "--allow-sensitive-a4", help="omega-qvla: accept W4A4 on state/action in/out and time-MLP layers")] = None,
+    group_size: Annotated[Optional[int], typer.Option(
+        help="omega-qvla: input columns per weight scale (the builder's --gptq-block-size, default 128)")] = None,
 ) -> None:
     """Turn an artifact built elsewhere into a verified pack (nothing is written if it is rejected)."""
     from ..importers import run_importer
 
     path = run_importer(fmt, src, out, robot=robot, overwrite=overwrite, golden=golden, tokenizer=tokenizer,
-                        norm_stats=norm_stats, dtype=dtype)
+                        norm_stats=norm_stats, dtype=dtype, base=base, allow_sensitive_a4=allow_sensitive_a4,
+                        group_size=group_size)
     console.print(f"wrote pack [bold]{path}[/bold] (check it with `vla-edge pack verify {path}`)")
 
 

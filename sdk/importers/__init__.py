@@ -15,15 +15,13 @@ from typing import Any
 from ..errors import ConfigError
 from .actquant import import_actquant
 from .checkpoint import import_checkpoint
+from .omega_qvla import import_omega_qvla
 from .torchao_int8wo import import_torchao_int8wo
 
 IMPORTERS: dict[str, Callable[..., Path]] = {"actquant": import_actquant, "checkpoint": import_checkpoint,
-                                             "torchao-int8wo": import_torchao_int8wo}
+                                             "torchao-int8wo": import_torchao_int8wo, "omega-qvla": import_omega_qvla}
 
-NOT_IMPLEMENTED = {
-    "omega-qvla": "Omega-QVLA W4A4 quantized.pt + fp16 base (waits for the W4A4 pack form and its reference "
-                  "execution)",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 
 def get_importer(fmt: str) -> Callable[..., Path]:
