@@ -26,7 +26,7 @@ def import_pack(
         help="Statistics file (checkpoint, torchao-int8wo: default found in SRC)")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="checkpoint: auto (F32 from fp32, else F16) | f32 | f16")] = None,
     base: Annotated[Optional[Path], typer.Option(
-        help="omega-qvla: the fp16 pi0.5 base checkpoint the quantized.pt applies to (tokenizer/stats from it)")] = None,
+        help="omega-qvla: the fp16 pi0.5 base checkpoint quantized.pt applies to (tokenizer/stats from it)")] = None,
     allow_sensitive_a4: Annotated[Optional[bool], typer.Option(
         "--allow-sensitive-a4", help="omega-qvla: accept W4A4 on state/action in/out and time-MLP layers")] = None,
     group_size: Annotated[Optional[int], typer.Option(

@@ -24,8 +24,8 @@ to load is refused, never run.
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,12 @@ import numpy as np
 
 from ..errors import ConfigError, PackError
 from ..packs.manifest import W4A4
-from ..packs.w4a4 import QMAX, QMIN, W4A4Layer
+from ..packs.w4a4 import QMAX, QMIN, W4A4Layer, layer_group
 from .checkpoint import (SourceLoader, map_keys, matrix_type, plan_tensors, read_checkpoint, weights_file,
                          write_pack)
 from .common import load_torch_weights_only, safetensors_header, to_numpy
+
+log = logging.getLogger(__name__)
 
 PACK_NAME = "quantized.pt"
 META_FORMAT = "pi05_a2lite_gptq_perstep_v1"
@@ -217,17 +219,14 @@ def import_omega_qvla(src: str | Path, out: str | Path, base: Path | None = None
                 raise PackError(where, f"{name} is kept in its original precision by vla-edge because "
                                        f"{_SENSITIVE_WHY}; pass --allow-sensitive-a4 to import it as W4A4 anyway")
             sensitive.append(name)
-        layer, errors[name] = convert_record(name, record, spec.shape, steps, min(group_size, spec.shape[1]), where)
-        layer.check(spec.shape, _section([name], layer.weight_group, steps), where)
+        layer, errors[name] = convert_record(name, record, spec.shape, steps, layer_group(group_size, spec.shape[1]),
+                                             where)
+        layer.check(spec.shape, _section([name], group_size, steps), where)
         layers[name] = layer
     if sensitive:
-        warnings.warn(f"W4A4 kept on sensitive layers {sensitive} (--allow-sensitive-a4): {_SENSITIVE_WHY}; "
-                      "compare the pack with its fp32 parent (vla-edge pack compare) before using it",
-                      stacklevel=2)
-    groups = {layer.weight_group for layer in layers.values()}
-    if len(groups) != 1:
-        raise PackError(str(qpath), f"layers need different weight group sizes {sorted(groups)}; one pack has one")
-    section = _section(sorted(layers, key=list(ck.specs).index), groups.pop(), steps)
+        log.warning("warning: W4A4 kept on sensitive layers %s (--allow-sensitive-a4): %s; compare the pack with "
+                    "its fp32 parent (vla-edge pack compare) before using it", sensitive, _SENSITIVE_WHY)
+    section = _section(sorted(layers, key=list(ck.specs).index), group_size, steps)
     matrix = matrix_type("auto", {dtypes[s.key] for s in ck.sources.values()})
     rest = {n: s for n, s in ck.specs.items() if n not in layers}
     planned, exceptions = plan_tensors(SourceLoader(weights, ck.sources, ck.cfg), ck.shapes, rest, matrix,

@@ -11,7 +11,8 @@ A W4A4 layer `L.weight` (numpy shape [out, in]) is stored as:
   L.w4a4.rot_out    F32 [m, C, C]     optional block-diagonal output rotation (m * C = out)
   L.w4a4.act_scale  F32 [steps, in/A] per-step static activation scales (absent for per-token)
 
-The manifest's `quantization.w4a4` section names the layers and the group sizes. Both the
+The manifest's `quantization.w4a4` section names the layers and the group sizes (a layer
+narrower than the weight group has one group per row). Both the
 quantised weights and the rotation are stored as they were built (nothing is folded), so a
 GPU kernel can be checked against the reference target bit for bit on the integer part.
 """
@@ -101,11 +102,11 @@ class W4A4Layer:
         name = lambda part: f"{where}: tensor '{part_name(self.name, part)}'"  # noqa: E731
         if (out, n_in) != tuple(shape):
             raise PackError(name("codes"), f"holds a [{out}, {n_in}] weight, the layer is {list(shape)}")
-        if n_in % 2 or n_in % section.weight_group_size or n_in % section.act_group_size:
+        group = layer_group(section.weight_group_size, n_in)
+        if n_in % 2 or n_in % group or n_in % section.act_group_size or self.weight_group != group:
             raise PackError(name("codes"), f"input width {n_in} must be even and a multiple of the weight group "
-                                           f"({section.weight_group_size}) and activation group "
-                                           f"({section.act_group_size})")
-        _expect(self.wscale, (out, n_in // section.weight_group_size), name("wscale"), positive=False)
+                                           f"({group}) and activation group ({section.act_group_size})")
+        _expect(self.wscale, (out, n_in // group), name("wscale"), positive=False)
         if not np.array_equal(np.sort(self.perm), np.arange(n_in)):
             raise PackError(name("rot_perm"), f"not a permutation of 0..{n_in - 1}")
         _check_rotation(self.rot_in, n_in, name("rot_in"))
@@ -121,6 +122,12 @@ class W4A4Layer:
             _expect(self.act_scale, (steps, n_in // section.act_group_size), name("act_scale"), positive=True)
         elif self.act_scale is not None:
             raise PackError(name("act_scale"), "present, but act_scales is 'per_token' (dynamic)")
+
+
+def layer_group(group: int, n_in: int) -> int:
+    """A layer narrower than the pack's weight group has one group per row (GPTQ blocks are cut
+    at the layer's width)."""
+    return min(group, n_in)
 
 
 def _expect(a: np.ndarray, shape: tuple[int, ...], where: str, positive: bool) -> None:
@@ -167,11 +174,11 @@ def read_layers(gguf: GGUFFile, section: W4A4, specs: Mapping[str, object]) -> d
                 raise PackError(f"{where}: tensor '{tname}'", f"type {qtype.name}, expected {want}")
             return np.array(data).reshape(infos[tname].shape)
 
-        codes = get("codes")
+        codes = unpack_nibbles(get("codes"))
         layer = W4A4Layer(
-            name=name, codes=unpack_nibbles(codes), wscale=get("wscale"),
+            name=name, codes=codes, wscale=get("wscale"),
             perm=get("rot_perm").astype(np.int64), rot_in=get("rot_in"), rot_out=get("rot_out", False),
-            act_scale=get("act_scale", False), weight_group=section.weight_group_size,
+            act_scale=get("act_scale", False), weight_group=layer_group(section.weight_group_size, codes.shape[1]),
             act_group=section.act_group_size,
         )
         layer.check(spec.shape, section, where)  # type: ignore[attr-defined]

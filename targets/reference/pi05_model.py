@@ -109,7 +109,8 @@ class Pi05Reference:
         h = ops.silu(lin(emb, "action.timestep_mlp.in.weight", flow, "action.timestep_mlp.in.bias"))
         return ops.silu(lin(h, "action.timestep_mlp.out.weight", flow, "action.timestep_mlp.out.bias"))
 
-    def velocity(self, x_t: np.ndarray, t: float, cache: PrefixCache, flow: tuple[int, int] | None = None) -> np.ndarray:
+    def velocity(self, x_t: np.ndarray, t: float, cache: PrefixCache,
+                 flow: tuple[int, int] | None = None) -> np.ndarray:
         """Flow-matching velocity for the noisy chunk x_t [horizon, action_dim] at time t;
         `flow` = (step, num_steps) selects quantised layers' per-step activation scales."""
         e, theta = self.cfg.expert, self.cfg.llm.rope_theta

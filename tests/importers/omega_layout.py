@@ -52,7 +52,8 @@ def capture_inputs(pack_dir: Path, names: list[str], n_obs: int, seed: int) -> d
     model.quantized = {n: recorder(n) for n in names}
     rng = np.random.default_rng(seed)
     for _ in range(n_obs):
-        policy.infer(random_observation(policy.pack, rng), noise=rng.standard_normal(policy.noise_shape).astype(np.float32))
+        noise = rng.standard_normal(policy.noise_shape).astype(np.float32)
+        policy.infer(random_observation(policy.pack, rng), noise=noise)
     return {n: {t: np.concatenate(v) for t, v in steps.items()} for n, steps in seen.items()}
 
 

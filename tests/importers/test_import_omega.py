@@ -1,0 +1,208 @@
+"""`pack import --from omega-qvla` on quantized.pt files written in the released layout
+(omega_layout.py) over an fp16 base checkpoint written from the tiny pack (checkpoint_layout.py).
+
+Tolerances: an imported layer must reproduce Omega-QVLA's own runtime formula (GptqLinear:
+rotate, fake-quantise with the step's table row, dense fp16 weight, rotate back), evaluated here
+in torch from the record, to rel <= 1e-3 (int4 codes recovered from fp16 values: ~2^-10 relative;
+activations landing on a rounding tie may move one code). The whole W4A4 pack is only reported
+against its fp32 parent (4-bit activations: measured rel-L2 ~1e-2 on the tiny model), bounded
+loosely at 0.1 and required to be non-zero."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from checkpoint_layout import write_checkpoint
+from import_checks import assert_refused, run_import
+from omega_layout import build_records, module_name, write_quantized_pt
+from vla_edge import load_policy
+from vla_edge.errors import VlaEdgeError
+from vla_edge.packs.compare import compare_policies
+from vla_edge.packs.gguf_io import GGUFFile
+from vla_edge.packs.pack import Pack
+from vla_edge.packs.verify import verify_pack
+from vla_edge.packs.w4a4 import read_layers
+from vla_edge.targets.reference.w4a4 import W4A4Linear
+
+Q_PROJ = "paligemma_with_expert.gemma_expert.model.layers.0.self_attn.q_proj"
+
+
+class NotAWeight:
+    """Stands for any custom class in a pickle: loading it needs code to run."""
+
+
+@pytest.fixture(scope="module")
+def omega(tiny_pack_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("omega")
+    base = write_checkpoint(tiny_pack_dir, work / "base", dtype=torch.float16)
+    records = build_records(tiny_pack_dir)
+    src = write_quantized_pt(records, work / "omega")
+    out = work / "pack"
+    r = run_import("omega-qvla", src.parent, out, "--base", str(base))
+    assert r.returncode == 0, r.stderr
+    return {"work": work, "base": base, "records": records, "pack": out}
+
+
+def _refused(omega, tmp_path, records, *words, extra=()):
+    src = write_quantized_pt(records, tmp_path / "src")
+    out = tmp_path / "pack"
+    r = run_import("omega-qvla", src, out, "--base", str(omega["base"]), *extra)
+    assert_refused(r, out, *words)
+    return r
+
+
+def _edit(records, module, **changes):
+    new = dict(records)
+    new[module] = {**records[module], **changes}
+    return new
+
+
+def test_imported_pack_verifies_and_holds_the_expert_as_w4a4(omega):
+    assert [f for f in verify_pack(omega["pack"]) if f.level == "error"] == []
+    pack = Pack.open(omega["pack"])
+    section = pack.manifest.quantization.w4a4
+    assert pack.manifest.targets == ["reference"]
+    assert section.num_steps == pack.config.num_flow_steps == 10
+    assert (section.weight_group_size, section.act_group_size, section.act_scales) == (128, 1, "per_step")
+    assert len(section.layers) == 2 * 7 and all(n.startswith("action.blk.") for n in section.layers)
+    infos = GGUFFile(pack.weights_path).tensor_infos()
+    assert "action.blk.0.attn_q.weight" not in infos
+    assert infos["action.blk.0.attn_q.w4a4.codes"].n_bytes == 256 * 128 // 2
+    assert infos["action.action_in.weight"].ggml_type == "F16"  # sensitive layers keep the base precision
+    assert pack.manifest.source["w4a4_weight_max_rel_error"] < 2e-3
+    with pytest.raises(VlaEdgeError, match="x86"):
+        load_policy(omega["pack"], target="x86")
+
+
+def _omega_runtime(record, x, step):
+    """GptqLinear.forward for a rank-0 dit_svdquant_v1 record, written from its source."""
+    x = torch.from_numpy(x)
+    blocks, perm = record["duquant_rotation_blocks"].float(), record["duquant_rotation_perm"]
+    n, b = blocks.shape[0], blocks.shape[1]
+    x = torch.bmm(x[:, perm].reshape(-1, n, b).transpose(0, 1), blocks).transpose(0, 1).reshape(len(x), -1)
+    s = record["act_scale_table"].clamp_min(1e-8)[step]
+    xq = torch.clamp(torch.round(x / s), -8, 7) * s
+    y = torch.nn.functional.linear(xq, record["weight_res_q"].float())
+    ob = record["duquant_rotation_out_blocks"].float()
+    y = torch.bmm(y.reshape(-1, ob.shape[0], ob.shape[1]).transpose(0, 1), ob).transpose(0, 1).reshape(len(y), -1)
+    return y.double().numpy()
+
+
+def test_layers_reproduce_the_omega_runtime(omega):
+    pack = Pack.open(omega["pack"])
+    section = pack.manifest.quantization.w4a4
+    layers = read_layers(pack.weights, section, pack.family.tensor_specs(pack.config))
+    rng = np.random.default_rng()
+    for name in ("action.blk.0.attn_q.weight", "action.blk.1.ffn_down.weight", "action.blk.1.attn_v.weight"):
+        record = omega["records"][module_name(name)]
+        n_in = layers[name].shape[1]
+        lin = W4A4Linear(layers[name], "per_step", section.num_steps)
+        for step in (0, 4, 9):
+            # activations at the calibrated range: table row * 7 is the channel's 99.9 % |x| in the rotated basis
+            x = (rng.standard_normal((6, n_in)) * float(record["act_scale_table"][step].mean()) * 3).astype(np.float32)
+            ours, theirs = lin(x, step, 10), _omega_runtime(record, x, step)
+            assert np.linalg.norm(ours - theirs) <= 1e-3 * np.linalg.norm(theirs), (name, step)
+
+
+def test_w4a4_pack_stays_close_to_its_fp32_parent(omega, tiny_pack_dir):
+    report = compare_policies(load_policy(omega["pack"], target="reference"),
+                              load_policy(tiny_pack_dir, target="reference"), n_obs=3, seed=5)
+    print("omega W4A4 vs fp32 parent:", report["rel_l2"], report["first_action_l2"])
+    assert 0 < report["rel_l2"]["max"] < 0.1
+    assert all(0 < v for v in report["max_abs_per_dim"].values())
+
+
+def test_table_must_match_the_configured_steps(omega, tmp_path):
+    """A pack whose config runs another number of flow steps than its tables hold does not run."""
+    import shutil
+
+    pack_dir = tmp_path / "p"
+    shutil.copytree(omega["pack"], pack_dir)
+    manifest = yaml.safe_load((pack_dir / "pack.yaml").read_text())
+    manifest["config"]["num_flow_steps"] = 5
+    (pack_dir / "pack.yaml").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(VlaEdgeError, match=r"num_steps 10 .*num_flow_steps 5"):
+        Pack.open(pack_dir)
+    manifest["quantization"]["w4a4"]["num_steps"] = 5
+    (pack_dir / "pack.yaml").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(VlaEdgeError, match=r"act_scale'.*\[10, 128\]: expected 5 rows"):
+        load_policy(pack_dir, target="reference")
+
+
+def test_sensitive_layer_needs_the_flag_and_warns(omega, tiny_pack_dir, tmp_path):
+    records = dict(omega["records"])
+    records.update({k: v for k, v in build_records(tiny_pack_dir, ["action.action_in.weight"]).items()
+                    if k != "__meta__"})
+    _refused(omega, tmp_path / "a", records, "action_in_proj", "--allow-sensitive-a4", "collapse")
+    src = write_quantized_pt(records, tmp_path / "b")
+    r = run_import("omega-qvla", src, tmp_path / "b" / "pack", "--base", str(omega["base"]), "--allow-sensitive-a4")
+    assert r.returncode == 0, r.stderr
+    assert "sensitive" in r.stderr and "action.action_in.weight" in r.stderr
+    pack = Pack.open(tmp_path / "b" / "pack")
+    assert "action.action_in.weight" in pack.manifest.quantization.w4a4.layers
+    assert pack.manifest.source["sensitive_layers_a4"] == ["action.action_in.weight"]
+    assert [f for f in verify_pack(tmp_path / "b" / "pack") if f.level == "error"] == []
+
+
+def test_missing_companions(omega, tmp_path):
+    out = tmp_path / "pack"
+    (tmp_path / "empty").mkdir()
+    assert_refused(run_import("omega-qvla", tmp_path / "empty", out, "--base", str(omega["base"])), out,
+                   "quantized.pt", "missing")
+    src = write_quantized_pt(omega["records"], tmp_path / "src")
+    assert_refused(run_import("omega-qvla", src, out), out, "--base", "fp16 pi0.5 base checkpoint")
+    assert_refused(run_import("omega-qvla", src, out, "--base", str(tmp_path / "empty")), out, "model.safetensors")
+
+
+def test_pickle_needing_code_is_refused_not_run(omega, tmp_path):
+    records = _edit(omega["records"], Q_PROJ, calibration=NotAWeight())
+    _refused(omega, tmp_path, records, "weights_only", "refused")
+
+
+@pytest.mark.parametrize("case, words", [
+    ("gr00t", ("gr00t-n1.5", "not supported yet")),
+    ("meta_format", ("__meta__.format", "pi05_a2lite_gptq_perstep_v1")),
+    ("a8", ("__meta__.a_bits", "W4A4")),
+    ("table_rows", ("act_scale_table", "[10, 128]")),
+    ("steps", ("8 denoising steps", "runs 10")),
+    ("weight_shape", ("weight_res_q", "[256, 96]")),
+    ("weight_missing", ("weight_res_q", "missing")),
+    ("off_grid", ("not on a signed 4-bit grid", "--group-size")),
+    ("lowrank", ("low-rank", "rank 2")),
+    ("paligemma", ("outside the action expert",)),
+    ("pi0", ("pi0", "state_proj")),
+    ("extra_layer", ("action.blk.5.attn_q.weight", "2 layers")),
+])
+def test_bad_quantized_pt_is_refused(omega, tmp_path, case, words):
+    rec = omega["records"]
+    q = rec[Q_PROJ]
+    if case == "gr00t":
+        bad = {"action_head.model.transformer_blocks.0.attn1.to_q": q, "__meta__": rec["__meta__"]}
+    elif case in ("meta_format", "a8"):
+        meta = {**rec["__meta__"], **({"format": "gr_svdquant"} if case == "meta_format" else {"a_bits": 8})}
+        bad = {**rec, "__meta__": meta}
+    elif case == "table_rows":
+        bad = _edit(rec, Q_PROJ, act_scale_table=q["act_scale_table"][:8])
+    elif case == "steps":
+        bad = {k: ({**v, "act_scale_table": v["act_scale_table"][:8]} if k != "__meta__" else {**v, "num_steps": 8})
+               for k, v in rec.items()}
+    elif case == "weight_shape":
+        bad = _edit(rec, Q_PROJ, weight_res_q=q["weight_res_q"][:, :96])
+    elif case == "weight_missing":
+        bad = copy.copy(rec)
+        bad[Q_PROJ] = {k: v for k, v in q.items() if k != "weight_res_q"}
+    elif case == "off_grid":
+        bad = _edit(rec, Q_PROJ, weight_res_q=q["weight_res_q"] + 1e-2 * torch.randn(q["weight_res_q"].shape).half())
+    elif case == "lowrank":
+        bad = _edit(rec, Q_PROJ, rank=2, lowrank_A=torch.zeros(256, 2).half(), lowrank_B=torch.zeros(128, 2).half())
+    else:
+        module = {"paligemma": "paligemma_with_expert.paligemma.model.language_model.layers.0.self_attn.q_proj",
+                  "pi0": "state_proj",
+                  "extra_layer": "paligemma_with_expert.gemma_expert.model.layers.5.self_attn.q_proj"}[case]
+        bad = {**rec, module: q}
+    _refused(omega, tmp_path, bad, *words)
