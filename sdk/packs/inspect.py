@@ -6,7 +6,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .pack import Pack
+from .w4a4 import is_w4a4_tensor, logical_weight
 
 
 def inspect_pack(directory: str | Path) -> dict[str, Any]:
@@ -15,6 +18,14 @@ def inspect_pack(directory: str | Path) -> dict[str, Any]:
     specs = pack.family.tensor_specs(pack.config)
     per_group: dict[str, dict[str, float]] = defaultdict(lambda: {"tensors": 0, "params": 0, "bytes": 0})
     for name, info in pack.weights.tensor_infos().items():
+        if is_w4a4_tensor(name):  # a W4A4 layer: its codes stand for the weight, the rest is its cost
+            spec = specs[logical_weight(name)]
+            g = per_group[spec.group]
+            is_codes = name.endswith(".w4a4.codes")
+            g["tensors"] += int(is_codes)
+            g["params"] += int(np.prod(spec.shape)) if is_codes else 0
+            g["bytes"] += info.n_bytes
+            continue
         g = per_group[specs[name].group if name in specs else "other"]
         g["tensors"] += 1
         g["params"] += info.n_elements

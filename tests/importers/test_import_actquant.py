@@ -139,6 +139,6 @@ def test_openvla_export_is_recognised_as_unsupported(tmp_path):
     assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "openvla-oft", "not supported yet")
 
 
-def test_planned_formats_say_so(tmp_path):
-    r = run_cli("pack", "import", "--from", "omega-qvla", str(tmp_path), "--out", str(tmp_path / "out"))
-    assert_refused(r, tmp_path / "out", "omega-qvla", "not implemented yet")
+def test_unknown_formats_list_the_known_ones(tmp_path):
+    r = run_cli("pack", "import", "--from", "awq", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert_refused(r, tmp_path / "out", "awq", "omega-qvla", "torchao-int8wo")
