@@ -77,6 +77,9 @@ def quantize_pack(
     golden: record a fresh golden output on the reference target (default: when the source pack
     has one; a full-size golden takes minutes on a CPU)."""
     src = Pack.open(src_dir, check="sha256")
+    if src.manifest.quantization.w4a4 is not None:
+        raise PackError(str(src.dir / "pack.yaml"), "the pack holds W4A4 layers (quantization.w4a4), which GGUF "
+                                                    "recipes cannot re-quantise; quantize its fp base pack instead")
     specs = src.family.tensor_specs(src.config)
     plans = plan_pack(specs, recipe)
     quantize = _native_quantize()

@@ -206,3 +206,12 @@ def test_bad_quantized_pt_is_refused(omega, tmp_path, case, words):
                   "extra_layer": "paligemma_with_expert.gemma_expert.model.layers.5.self_attn.q_proj"}[case]
         bad = {**rec, module: q}
     _refused(omega, tmp_path, bad, *words)
+
+
+def test_gguf_recipes_refuse_a_w4a4_pack(omega, tmp_path):
+    from cli_runner import run_cli
+
+    out = tmp_path / "q8"
+    r = run_cli("pack", "quantize", str(omega["pack"]), "--recipe", "q8_0", "--out", str(out))
+    assert r.returncode == 2 and "W4A4" in r.stderr and "fp base pack" in r.stderr, r.stderr
+    assert not out.exists()
