@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "vla_edge.cli.bench_cmd",
     "vla_edge.cli.run_cmd",
     "vla_edge.cli.doctor_cmd",
+    "vla_edge.cli.report_cmd",
 ]
 
 for _module in COMMAND_MODULES:

@@ -271,7 +271,11 @@ class RunLoop:
             return
         result = self.schedule.update(self.mapping.actions_for_robot(chunk.actions), chunk.timestamp,
                                       chunk.control_period_s, now)
-        self.stats.chunk(result.accepted, latency, (now - chunk.timestamp) * 1e3, result.dropped_rows)
+        age_ms = (now - chunk.timestamp) * 1e3
+        self.stats.chunk(result.accepted, latency, age_ms, result.dropped_rows)
+        self.rundir.chunk({"t": now - self._t0, "id": self.schedule.chunk_id if result.accepted else None, "accepted": result.accepted,
+                           "reason": None if result.accepted else result.reason, "latency_ms": latency,
+                           "age_ms": age_ms, "rows": int(len(chunk.actions)), "rows_dropped": result.dropped_rows})
         self._last_chunk_t = now
         if not result.accepted:
             self._event("chunk_rejected", reason=result.reason, latency_ms=latency)

@@ -3,6 +3,8 @@
 Layout:  config.yaml   resolved run config (robot config, pack, target, health, loop, mapping)
          ticks.jsonl   one JSON object per control tick
          events.jsonl  watchdog, health, safety and lifecycle events
+         chunks.jsonl  one JSON object per action chunk delivered by the inference worker
+                       (latency, age at arrival, accepted or why not, rows already in the past)
          summary.json  operational metrics, rewritten atomically (also periodically during the run)
 Lines are flushed at least every `flush_s` seconds of wall time, so a crash loses at most that.
 """
@@ -71,6 +73,7 @@ class RunDirectory:
             raise ConfigError("--run-dir", f"cannot create {self.path}: {exc}") from exc
         self._ticks = open(self.path / "ticks.jsonl", "w")
         self._events = open(self.path / "events.jsonl", "w")
+        self._chunks = open(self.path / "chunks.jsonl", "w")
         self._flush_s = flush_s
         self._last_flush = time.monotonic()
         self.closed = False
@@ -85,6 +88,10 @@ class RunDirectory:
     def event(self, kind: str, t: float, **fields: Any) -> None:
         self._events.write(json.dumps(_plain({"t": t, "event": kind, **fields}), separators=(",", ":")) + "\n")
         self._events.flush()
+
+    def chunk(self, record: dict[str, Any]) -> None:
+        self._chunks.write(json.dumps(_plain(record), separators=(",", ":")) + "\n")
+        self._chunks.flush()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / "summary.json", json.dumps(_plain(summary), indent=1) + "\n")
@@ -101,3 +108,4 @@ class RunDirectory:
         self.closed = True
         self._ticks.close()
         self._events.close()
+        self._chunks.close()

@@ -1,0 +1,73 @@
+"""PNG plots for a run: joints over time (policy, filtered, measured, interventions shaded) and
+the chunk timing distribution. matplotlib is an optional dependency (`vla-edge[report]`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VlaEdgeError
+from .analysis import NOT_AN_INTERVENTION
+from .rundata import RunData
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise VlaEdgeError("plots need matplotlib: pip install 'vla-edge[report]' (or pass --no-plots)") from exc
+    matplotlib.use("Agg")  # files only; never open a window on a robot computer
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _spans(mask: np.ndarray, t: np.ndarray, period: float) -> list[tuple[float, float]]:
+    """[start, end) times of each stretch of consecutive True values."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(float(t[s]), float(t[e - 1] + period)) for s, e in zip(starts, ends)]
+
+
+def plot_joints(run: RunData, path: Path) -> None:
+    plt = _pyplot()
+    ticks, joints = run.ticks, run.joints
+    t = ticks.t - ticks.t[0]
+    intervened = np.array([any(c != NOT_AN_INTERVENTION for c in codes) for codes in ticks.codes])
+    fig, axes = plt.subplots(len(joints), 1, figsize=(10, 1.8 * len(joints) + 0.6), sharex=True, squeeze=False)
+    for j, (ax, name) in enumerate(zip(axes[:, 0], joints)):
+        for start, end in _spans(intervened, t, run.control_period_s):
+            ax.axvspan(start, end, color="tab:red", alpha=0.15, lw=0)
+        ax.plot(t, ticks.actual[:, j], color="black", lw=1.2, label="measured")
+        ax.plot(t, ticks.commanded[:, j], color="tab:blue", lw=0.9, label="policy target")
+        ax.plot(t, ticks.filtered[:, j], color="tab:orange", lw=0.9, ls="--",
+                label="filtered (would send)" if run.shadow else "filtered (sent)")
+        ax.set_ylabel(name, fontsize=8)
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=3)
+    axes[0, 0].set_title(f"{run.path.name}: joints (red: safety filter intervened)", fontsize=9)
+    axes[-1, 0].set_xlabel("time since start (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_timing(run: RunData, path: Path, chunk_duration_ms: float | None) -> bool:
+    """False (and no file) when the run directory has no per-chunk log to plot."""
+    if not run.chunks:
+        return False
+    plt = _pyplot()
+    latency = [c["latency_ms"] for c in run.chunks if c.get("latency_ms") is not None]
+    age = [c["age_ms"] for c in run.chunks if c.get("age_ms") is not None]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.hist([latency, age], bins=30, label=["inference latency", "chunk age at arrival"], color=["tab:blue", "tab:gray"])
+    if chunk_duration_ms:
+        ax.axvline(chunk_duration_ms, color="tab:red", ls="--", label="time one chunk covers")
+    ax.set_xlabel("ms")
+    ax.set_ylabel("chunks")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{run.path.name}: chunk timing", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
