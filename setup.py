@@ -73,6 +73,8 @@ setup(
         "mujoco==4.0.0",  # ur3-sim / arx5-sim robots
         "ur-rtde==1.6.5",  # UR3 driver
         "python-can==4.6.1",  # ARX R5 CAN driver
+        "websockets==17.4",  # `vla-edge serve` (openpi's websocket policy protocol)
+        "msgpack==1.2.4",  # `vla-edge serve` messages: data only, never code (unlike pickle)
     ],
     extras_require={
         "test": [
