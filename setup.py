@@ -84,12 +84,13 @@ setup(
             "torch==2.13.0",
             "safetensors==0.8.0",  # checkpoint / torchao importer tests write safetensors files
             "transformers==5.23.0",
-            "onnx==1.23.2",
+            "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
             "matplotlib==3.11.2",  # report plots are drawn in the report tests
         ],
         "cameras": ["opencv-python-headless==5.0.0.93"],
-        "report": ["matplotlib==3.11.2"],  # `vla-edge report` plots (report.md/json need nothing extra)
+        "report": ["matplotlib==3.11.2"],
+        "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`  # `vla-edge report` plots (report.md/json need nothing extra)
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files
         # (bf16 included; torch.load(weights_only=True) for .pt)
         "import": ["torch==2.13.0", "safetensors==0.8.0"],

@@ -114,11 +114,11 @@ class Policy:
 def load_policy(pack: str | Path | Pack, target: str = "reference", seed: int | None = None,
                 check: Check = "auto", **options: Any) -> Policy:
     """Open (and check) a pack and bind it to `target`; options go to the target backend."""
-    from vla_edge.targets.registry import create_backend, require_known
+    from vla_edge.targets.registry import create_backend, pack_supports, require_known
 
     require_known(target)
     opened = pack if isinstance(pack, Pack) else Pack.open(pack, check=check)
-    if target not in opened.manifest.targets:
+    if not pack_supports(target, opened.manifest.targets):
         from .errors import TargetUnavailableError
 
         raise TargetUnavailableError(

@@ -2,6 +2,8 @@
 
 Each target module defines `availability() -> tuple[bool, str]` (can it run here, and if not why)
 and `create_backend(pack, **options) -> Backend`. Adding a target = one module + one line here.
+A module may also set `RUNS_PACKS_OF = "<target>"`: it executes that target's arithmetic from the
+same weights (e.g. `onnx` exports the reference's graph), so any pack listing that target runs on it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from vla_edge.errors import TargetUnavailableError
 TARGETS: dict[str, str] = {
     "reference": "vla_edge.targets.reference.target",
     "x86": "vla_edge.targets.x86.target",
+    "onnx": "vla_edge.targets.onnx.target",
 }
 
 
@@ -27,6 +30,11 @@ def _module(name: str) -> ModuleType:
 def require_known(name: str) -> None:
     """Raise TargetUnavailableError listing every target if `name` is not registered."""
     _module(name)
+
+
+def pack_supports(name: str, pack_targets: list[str]) -> bool:
+    """Does a pack whose manifest lists `pack_targets` run on target `name`?"""
+    return name in pack_targets or getattr(_module(name), "RUNS_PACKS_OF", None) in pack_targets
 
 
 def target_status() -> dict[str, tuple[bool, str]]:

@@ -164,10 +164,10 @@ def check_tensorrt(env: DoctorEnv, gpus: int) -> Check:
     details = {"libnvinfer": lib, "python_tensorrt": module}
     if lib or module:
         found = " and ".join(x for x in (f"libnvinfer ({lib})" if lib else "", "python tensorrt" if module else "") if x)
-        return Check("tensorrt", "info", f"{found} found; no TensorRT target exists in this build yet", details)
+        return Check("tensorrt", "info", f"{found} found; no TensorRT runtime target exists in this build yet (engines: `vla-edge pack export-onnx`, then `pack build-engine` where TensorRT is installed)", details)
     why = ("needs an NVIDIA GPU with its driver, which this machine does not have, so it is not installable here"
            if gpus == 0 else "not installed (JetPack ships it on Jetson; pip install tensorrt elsewhere)")
-    return Check("tensorrt", "info", f"TensorRT not found: {why}; no TensorRT target exists in this build yet", details)
+    return Check("tensorrt", "info", f"TensorRT not found: {why}; no TensorRT runtime target exists in this build yet (engines: `vla-edge pack export-onnx`, then `pack build-engine` where TensorRT is installed)", details)
 
 
 # ---------------------------------------------------------------------------------------- health

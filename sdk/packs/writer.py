@@ -5,7 +5,6 @@ any point leaves no partial pack behind."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 
 from ..errors import PackError
 from ..families import get_family
+from ..staging import staging_dir_beside
 from .gguf_io import GGUFFile
 from .hashing import sha256_file
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, W4A4, FileEntry, Golden, Manifest, PackFiles, Quantization
@@ -55,8 +55,7 @@ class PackBuilder:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not overwrite:
             raise PackError(str(self.out_dir), "output directory already exists (use --overwrite to replace it)")
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=self.out_dir.parent))
+        self.staging = staging_dir_beside(self.out_dir)
         self._done = False
 
     def __enter__(self) -> "PackBuilder":

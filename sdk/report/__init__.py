@@ -4,12 +4,11 @@ readiness checks, written as report.md + report.json (+ plots) in one atomic ste
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..staging import atomic_dir
 from .analysis import analyse
 from .checks import Thresholds, readiness_checks, verdict
 from .rundata import RunData, load_run
@@ -63,21 +62,9 @@ def write_report(run_dirs: list[Path], out: Path, thresholds: Thresholds, plots:
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError("--out", f"{out} exists and is not empty; pass --force to replace it")
     report, runs = build_report(run_dirs, thresholds)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging."))
-    try:
+    with atomic_dir(out, "staging") as staging:
         if plots:
             _draw(report, runs, staging)
         (staging / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (staging / "report.md").write_text(render_markdown(report))
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-            out.replace(old / "previous")
-        staging.replace(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return report

@@ -215,3 +215,12 @@ def test_gguf_recipes_refuse_a_w4a4_pack(omega, tmp_path):
     r = run_cli("pack", "quantize", str(omega["pack"]), "--recipe", "q8_0", "--out", str(out))
     assert r.returncode == 2 and "W4A4" in r.stderr and "fp base pack" in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_onnx_export_refuses_a_w4a4_pack(omega, tmp_path):
+    from cli_runner import run_cli
+
+    out = tmp_path / "onnx"
+    r = run_cli("pack", "export-onnx", str(omega["pack"]), "--out", str(out))
+    assert r.returncode == 2 and "quantization.w4a4" in r.stderr and "no ONNX form" in r.stderr, r.stderr
+    assert not out.exists()

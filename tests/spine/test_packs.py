@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,10 @@ def test_synth_is_deterministic_and_verifies(tiny_pack_dir, tmp_path):
     assert sha256_file(other / "pi05.gguf") != sha256_file(tiny_pack_dir / "pi05.gguf")
     assert errors(tiny_pack_dir) == []
     assert not list(tmp_path.glob(".*partial*"))
+    # a pack folder gets mkdir's permissions, not a temp folder's owner-only 0700
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (again.stat().st_mode & 0o777) == 0o777 & ~umask
 
 
 def test_synth_refuses_existing_dir_and_leaves_nothing_on_failure(tmp_path, monkeypatch):

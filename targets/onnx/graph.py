@@ -1,0 +1,150 @@
+"""A small ONNX graph builder with the pi0.5 building blocks, each the same arithmetic as the
+reference's `ops.py` (so the exported graphs can be checked against it op for op).
+
+Opset 17: the newest that TensorRT 8.6 (JetPack 6) parses fully, and the first with
+LayerNormalization. Weights become float32 initializers laid out for `MatMul(x, W^T)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+class GraphBuilder:
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._count = 0
+        self._consts: dict[tuple, str] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1, **attrs) -> str | list[str]:
+        outs = [self.fresh(hint or op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def tensor(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))  # keeps 0-d
+        return name
+
+    def const(self, value, dtype=np.float32) -> str:
+        """A small constant initializer, shared by value."""
+        array = np.asarray(value, dtype=dtype)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.tensor(self.fresh("const"), array)
+        return self._consts[key]
+
+    def input(self, name: str, elem: int, shape: list) -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, elem, shape))
+        return name
+
+    def output(self, value: str, name: str, elem: int, shape: list) -> None:
+        self.nodes.append(helper.make_node("Identity", [value], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, elem, shape))
+
+    def model(self) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vla-edge")
+        model.ir_version = 8  # readable by onnxruntime >= 1.14 and TensorRT 8.6
+        return model
+
+    # ------------------------------------------------------------------ arithmetic
+
+    def add(self, a: str, b: str) -> str:
+        return self.op("Add", [a, b])
+
+    def mul(self, a: str, b: str) -> str:
+        return self.op("Mul", [a, b])
+
+    def reshape(self, x: str, shape: list[int]) -> str:
+        return self.op("Reshape", [x, self.const(shape, np.int64)], "reshape")
+
+    def transpose(self, x: str, perm: list[int]) -> str:
+        return self.op("Transpose", [x], "transpose", perm=perm)
+
+    def linear(self, x: str, weight: np.ndarray, bias: np.ndarray | None, in_dim: int, name: str) -> str:
+        """x @ W^T + b. Columns of W beyond the activation width `in_dim` are K-quant alignment
+        padding (the reference zero-pads x instead); they must be zero and are dropped."""
+        if weight.shape[1] > in_dim:
+            if np.any(weight[:, in_dim:]):
+                raise ValueError(f"{name}: columns {in_dim}..{weight.shape[1]} should be zero padding")
+            weight = weight[:, :in_dim]
+        y = self.op("MatMul", [x, self.tensor(name + ".T", weight.T.astype(np.float32))], "matmul")
+        return y if bias is None else self.add(y, self.tensor(name + ".bias", bias.astype(np.float32)))
+
+    def layer_norm(self, x: str, weight: np.ndarray, bias: np.ndarray, eps: float, name: str) -> str:
+        return self.op("LayerNormalization", [x, self.tensor(name + ".w", weight), self.tensor(name + ".b", bias)],
+                       "layernorm", axis=-1, epsilon=float(eps))
+
+    def rms_normalize(self, x: str, eps: float) -> str:
+        mean_sq = self.op("ReduceMean", [self.mul(x, x)], "meansq", axes=[-1], keepdims=1)
+        return self.op("Div", [x, self.op("Sqrt", [self.add(mean_sq, self.const(eps))])], "rms")
+
+    def gemma_rms_norm(self, x: str, weight: np.ndarray, eps: float, name: str) -> str:
+        return self.mul(self.rms_normalize(x, eps), self.tensor(name + ".1pw", np.float32(1.0) + weight))
+
+    def gelu_tanh(self, x: str) -> str:
+        cube = self.mul(x, self.mul(x, x))
+        inner = self.mul(self.add(x, self.mul(cube, self.const(0.044715))), self.const(math.sqrt(2.0 / math.pi)))
+        return self.mul(self.mul(x, self.const(0.5)), self.add(self.const(1.0), self.op("Tanh", [inner])))
+
+    def silu(self, x: str) -> str:
+        return self.op("Div", [x, self.add(self.const(1.0), self.op("Exp", [self.op("Neg", [x])]))], "silu")
+
+    def split_last(self, x: str, sizes: list[int]) -> list[str]:
+        return self.op("Split", [x, self.const(sizes, np.int64)], "split", n_out=len(sizes), axis=-1)
+
+    def rope(self, x: str, cos: str, sin: str, head_dim: int) -> str:
+        """Rotate-half RoPE; x [B, T, H, d], cos/sin [T, 1, d] (gathered from float64-built tables)."""
+        first, second = self.split_last(x, [head_dim // 2, head_dim // 2])
+        rotated = self.op("Concat", [self.op("Neg", [second]), first], "rot", axis=-1)
+        return self.add(self.mul(x, cos), self.mul(rotated, sin))
+
+    def attention(self, q: str, k: str, v: str, heads: int, kv_heads: int, head_dim: int) -> str:
+        """Unmasked softmax attention; q [B, Tq, H, d], k/v [B, Tk, KVH, d] -> [B, Tq, H*d].
+        KV heads are repeated to H in the reference's order (kv head j serves q heads jG..jG+G-1)."""
+        group = heads // kv_heads
+
+        def heads_first(t: str, n: int) -> str:
+            t = self.transpose(t, [0, 2, 1, 3])  # [B, n, T, d]
+            if group == 1 or n == heads:
+                return t
+            t = self.op("Unsqueeze", [t, self.const([2], np.int64)], "unsq")  # [B, KVH, 1, T, d]
+            shape = self.op("Shape", [t])
+            dims = self.split_last(shape, [1, 1, 1, 1, 1])
+            target = self.op("Concat", [dims[0], dims[1], self.const([group], np.int64), dims[3], dims[4]], "shape", axis=0)
+            t = self.op("Expand", [t, target], "expand")
+            return self.reshape(t, [0, heads, -1, head_dim])
+
+        qh, kh, vh = heads_first(q, heads), heads_first(k, kv_heads), heads_first(v, kv_heads)
+        scores = self.op("MatMul", [qh, self.transpose(kh, [0, 1, 3, 2])], "scores")
+        scores = self.op("Div", [scores, self.const(np.sqrt(np.float32(head_dim)))], "scaled")
+        probs = self.op("Softmax", [scores], "probs", axis=-1)
+        out = self.transpose(self.op("MatMul", [probs, vh], "attn"), [0, 2, 1, 3])  # [B, Tq, H, d]
+        return self.reshape(out, [0, 0, heads * head_dim])
+
+
+def rope_tables(max_positions: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [max_positions, head_dim] built in float64 then rounded, as the reference does."""
+    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    angles = np.arange(max_positions, dtype=np.float64)[:, None] * inv_freq[None, :]
+    full = np.concatenate([angles, angles], axis=-1)
+    return np.cos(full).astype(np.float32), np.sin(full).astype(np.float32)
+
+
+FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
