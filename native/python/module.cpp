@@ -9,6 +9,7 @@
 
 #include "ggml-cpu.h"
 #include "bench.h"
+#include "gelu_kernels.h"
 #include "pi05_runtime.h"
 #include "quantize.h"
 
@@ -78,13 +79,15 @@ std::string system_info() {
 PYBIND11_MODULE(_native, m) {
     m.doc() = "vla-edge native core (ggml)";
     py::class_<Pi05Runtime>(m, "Pi05Runtime")
-        .def(py::init([](const std::string& path, int n_threads, const std::string& device) {
+        .def(py::init([](const std::string& path, int n_threads, const std::string& device, bool unfused_ops) {
                  vla_edge::RuntimeOptions o;
                  o.n_threads = n_threads;
                  o.device = device;
+                 o.unfused_ops = unfused_ops;
                  return std::make_unique<Pi05Runtime>(path, o);
              }),
-             py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu")
+             py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu", py::arg("unfused_ops") = false)
+        .def_property_readonly("fused_ops", [](const Pi05Runtime& r) { return r.hparams().fused_cpu_ops; })
         .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
              py::arg("num_steps"))
         .def_property_readonly("horizon", [](const Pi05Runtime& r) { return r.hparams().horizon; })
@@ -95,6 +98,14 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("graph_builds", &Pi05Runtime::graph_builds)
         .def_property_readonly("n_threads", &Pi05Runtime::n_threads)
         .def_property_readonly("backend", &Pi05Runtime::backend_name);
+    m.def(
+        "gelu_tanh",
+        [](FloatArray x) {
+            FloatArray y(x.request().shape);
+            vla_edge::gelu_tanh_f32(x.data(), y.mutable_data(), x.size());
+            return y;
+        },
+        py::arg("x"), "The CPU graph's vectorised GELU (tanh form) over a float32 array, for tests.");
     m.def("quantize", &quantize, py::arg("values"), py::arg("type"),
           "Quantise a [rows, n] float32 array with ggml's quantiser; returns [rows, row_bytes] uint8.");
     m.def("system_info", &system_info);

@@ -1,5 +1,8 @@
 #include "pi05_graph.h"
 
+#include "gelu_kernels.h"
+
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -119,8 +122,35 @@ ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tens
 }
 
 // GELU with the tanh approximation, computed in float32. ggml_gelu uses an fp16 lookup table on
-// the CPU, which is ~1e-3 off and would break agreement with the float32 reference.
-ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x) {
+// the CPU, which is ~1e-3 off and would break agreement with the float32 reference; ggml's tanh
+// is libm's scalar tanhf. On the CPU one fused custom op per tensor runs the vectorised kernels
+// of gelu_kernels.cpp instead (other backends keep the element-wise chain).
+
+// This thread's share [begin, end) of n elements: contiguous blocks, one per thread.
+inline void thread_block(int64_t n, int ith, int nth, int64_t& begin, int64_t& end) {
+    const int64_t per = (n + nth - 1) / nth;
+    begin = std::min(n, per * ith);
+    end = std::min(n, begin + per);
+}
+
+void gelu_op(ggml_tensor* dst, const ggml_tensor* a, int ith, int nth, void*) {
+    GGML_ASSERT(ggml_is_contiguous(a) && ggml_is_contiguous(dst) && a->type == GGML_TYPE_F32);
+    int64_t begin, end;
+    thread_block(ggml_nelements(dst), ith, nth, begin, end);
+    gelu_tanh_f32(static_cast<const float*>(a->data) + begin, static_cast<float*>(dst->data) + begin, end - begin);
+}
+
+void geglu_op(ggml_tensor* dst, const ggml_tensor* gate, const ggml_tensor* up, int ith, int nth, void*) {
+    GGML_ASSERT(ggml_is_contiguous(gate) && ggml_is_contiguous(up) && ggml_is_contiguous(dst));
+    GGML_ASSERT(gate->type == GGML_TYPE_F32 && up->type == GGML_TYPE_F32 && ggml_are_same_shape(gate, up));
+    int64_t begin, end;
+    thread_block(ggml_nelements(dst), ith, nth, begin, end);
+    geglu_f32(static_cast<const float*>(gate->data) + begin, static_cast<const float*>(up->data) + begin,
+              static_cast<float*>(dst->data) + begin, end - begin);
+}
+
+ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x, bool fused) {
+    if (fused) return ggml_map_custom1(ctx, x, gelu_op, GGML_N_TASKS_MAX, nullptr);
     const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
     ggml_tensor* x3 = ggml_mul(ctx, ggml_sqr(ctx, x), x);
     ggml_tensor* inner = ggml_scale(ctx, ggml_add(ctx, x, ggml_scale(ctx, x3, 0.044715f)), k);
@@ -175,9 +205,11 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
     return ggml_cont_2d(ctx, out, d * heads, n * n_seq);
 }
 
-ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b) {
-    ggml_tensor* gated = ggml_mul(ctx, gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_gate.weight"))),
-                                  linear(ctx, h, w.get(b + "ffn_up.weight")));
+ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b, bool fused) {
+    ggml_tensor* gate = linear(ctx, h, w.get(b + "ffn_gate.weight"));
+    ggml_tensor* up = linear(ctx, h, w.get(b + "ffn_up.weight"));
+    ggml_tensor* gated = fused ? ggml_map_custom2(ctx, gate, up, geglu_op, GGML_N_TASKS_MAX, nullptr)
+                               : ggml_mul(ctx, gelu_tanh(ctx, gate, false), up);
     return linear(ctx, gated, w.get(b + "ffn_down.weight"));
 }
 
@@ -258,7 +290,7 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
         ggml_tensor* a = attention(ctx, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
         x = ggml_add(ctx, x, linear(ctx, a, w.get(b + "attn_out.weight"), w.get(b + "attn_out.bias")));
         h = layer_norm(ctx, x, w.get(b + "ln2.weight"), w.get(b + "ln2.bias"), hp.v_eps);
-        h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")));
+        h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")), hp.fused_cpu_ops);
         x = ggml_add(ctx, x, linear(ctx, h, w.get(b + "ffn_down.weight"), w.get(b + "ffn_down.bias")));
     }
     x = layer_norm(ctx, x, w.get("v.post_ln.weight"), w.get("v.post_ln.bias"), hp.v_eps);
@@ -285,7 +317,7 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
                                                ggml_view_2d(ctx, cache.v[i], row, n, cache.v[i]->nb[1], 0)));
         if (i == m.layers - 1) break;  // only K/V are consumed downstream: the last block's rest is waste
         x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v), w.get(b + "attn_o.weight")));
-        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b));
+        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b, hp.fused_cpu_ops));
     }
 }
 
@@ -316,7 +348,7 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         ggml_tensor* a = linear(ctx, attention(ctx, q, keys, values), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
         h = ada_rms_norm(ctx, x, cond, w.get(b + "ffn_norm.weight"), w.get(b + "ffn_norm.bias"), e.eps, &gate);
-        x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b), gate));
+        x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp.fused_cpu_ops), gate));
     }
     ggml_tensor* gate = nullptr;
     ggml_tensor* h = ada_rms_norm(ctx, x, cond, w.get("action.output_norm.weight"), w.get("action.output_norm.bias"),

@@ -25,6 +25,9 @@ struct Pi05Hparams {
     float rope_theta = 10000.f;
     int action_dim = 32, horizon = 50;
     float time_min_period = 4e-3f, time_max_period = 4.0f;
+    // Set by the runtime, not read from weights: GELU / GeGLU as one fused custom op per tensor
+    // (ggml custom ops run on the CPU backend only; other backends keep the element-wise chain).
+    bool fused_cpu_ops = false;
 
     int num_patches() const { return (image_size / patch) * (image_size / patch); }
     // Reads the keys our packs and the released ActQuant pi05.gguf carry, then checks every

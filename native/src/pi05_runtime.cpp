@@ -64,6 +64,7 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         if (ggml_backend_is_cpu(backend_)) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
         weights_ = std::make_unique<GgufWeights>(gguf_path, backend_);
         hp_ = Pi05Hparams::from_weights(*weights_);
+        hp_.fused_cpu_ops = ggml_backend_is_cpu(backend_) && !options.unfused_ops;
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
 
         // Persistent prefix KV cache, written by the prefix graph, read by every expert step.

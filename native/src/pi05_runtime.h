@@ -18,6 +18,7 @@ struct RuntimeOptions {
     int n_threads = 4;
     std::string device = "cpu";  // "cpu" or "cuda[:N]" when built with VLA_EDGE_CUDA
     int max_prefix_tokens = 0;   // 0 = 3 images + 256 text tokens
+    bool unfused_ops = false;    // CPU: keep GELU/GeGLU as ggml's element-wise chain (A/B checks)
 };
 
 // Wall time per stage of the last call, milliseconds, in execution order.

@@ -38,7 +38,7 @@ def default_threads() -> int:
 class X86Backend(Backend):
     name = "x86"
 
-    def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
@@ -46,7 +46,7 @@ class X86Backend(Backend):
             raise TargetUnavailableError(f"threads must be a positive integer, got {threads!r}")
         native = _native()
         try:
-            self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device)
+            self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops))
         except (RuntimeError, ValueError) as exc:
             raise PackError(str(pack.weights_path), str(exc)) from exc
         cfg = pack.config
@@ -60,10 +60,15 @@ class X86Backend(Backend):
     def describe(self) -> dict[str, Any]:
         rt = self.runtime
         return {"implementation": "ggml", "backend": rt.backend, "threads": rt.n_threads,
-                "weight_bytes": rt.weight_bytes, "compute_buffer_bytes": rt.compute_buffer_bytes}
+                "weight_bytes": rt.weight_bytes, "compute_buffer_bytes": rt.compute_buffer_bytes,
+                "fused_gelu_ops": rt.fused_ops}
 
 
-def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", **options: Any) -> X86Backend:
+def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
+                   **options: Any) -> X86Backend:
+    """unfused_ops: keep GELU/GeGLU as ggml's element-wise chain instead of the fused CPU op
+    (for same-run comparisons, benchmarks/bench_fused_ops.py)."""
     if options:
-        raise TargetUnavailableError(f"x86 target got unknown options {sorted(options)} (known: threads, device)")
-    return X86Backend(pack, threads=threads, device=device)
+        raise TargetUnavailableError(
+            f"x86 target got unknown options {sorted(options)} (known: threads, device, unfused_ops)")
+    return X86Backend(pack, threads=threads, device=device, unfused_ops=unfused_ops)

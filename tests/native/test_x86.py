@@ -36,6 +36,21 @@ def test_x86_matches_reference_on_fresh_inputs(pair, cameras):
         assert {"vision", "prefix", "expert_step_0", "expert_total"} <= set(got.latency_ms)
 
 
+def test_fused_and_element_wise_gelu_paths_agree(pair, tiny_pack_dir):
+    """The CPU's fused GELU/GeGLU custom ops against ggml's element-wise chain (kept for other
+    backends) and the reference: the same float32 formula, so only rounding differs."""
+    ref, fused = pair
+    unfused = load_policy(tiny_pack_dir, target="x86", threads=2, unfused_ops=True)
+    assert fused.info.backend["fused_gelu_ops"] and not unfused.info.backend["fused_gelu_ops"]
+    rng = np.random.default_rng()
+    for _ in range(2):
+        obs = random_observation(ref.pack, rng)
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        a, b = fused.infer(obs, noise=noise).actions, unfused.infer(obs, noise=noise).actions
+        assert rel_l2(a, b) <= 1e-5
+        assert rel_l2(a, ref.infer(obs, noise=noise).actions) <= 1e-4
+
+
 def test_graphs_and_buffers_are_reused_across_calls(pair):
     _, x86 = pair
     rng = np.random.default_rng()
