@@ -15,3 +15,9 @@ time cmake --build /tmp/b -j "$(nproc)" --target _native > /tmp/build.log 2>&1 |
 ln -sfn /tmp/b/native/_native*.so /tmp/dev/vla_edge/
 python3 -c "from vla_edge import _native; print(_native.system_info())"
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py "${OUT:-/tmp}/gpu_check.json" "$@" 2>&1 | tee "${OUT:-/tmp}/gpu_check.log"
+# Same-run A/B of the CPU's fused GELU against ggml's element-wise chain, on the quantised full pack
+# gpu_check.py made (only when it was asked for a recipe).
+quantized=$(ls -d /tmp/vla_full-* 2>/dev/null | head -1 || true)
+if [ -n "$quantized" ]; then
+  PYTHONUNBUFFERED=1 python3 benchmarks/bench_fused_ops.py "$quantized" --runs 3 --json "${OUT:-/tmp}/fused_vs_unfused.json"
+fi
