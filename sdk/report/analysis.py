@@ -86,8 +86,9 @@ def coverage(run: RunData) -> dict[str, Any]:
     return {
         "ticks_with_target": int(has_target.sum()),
         "first_target_s": None if first == len(ticks) else float(ticks.t[first] - ticks.t[0]),
-        "share_after_first_target": None if after_first.size == 0 else float(after_first.mean()),
-        "longest_gap_s": float(_longest_run(~after_first) * run.control_period_s),
+        # a run in which the policy never produced a target has coverage 0 (a failure), not "no data"
+        "share_after_first_target": 0.0 if after_first.size == 0 else float(after_first.mean()),
+        "longest_gap_s": float((_longest_run(~after_first) if after_first.size else len(ticks)) * run.control_period_s),
         "ticks_held": int(ticks.held.sum()),
     }
 

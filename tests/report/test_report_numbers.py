@@ -109,3 +109,13 @@ def test_an_arm_that_did_not_move_is_not_compared(tmp_path):
     assert entry["tracking"]["arm_moved"] is False and entry["tracking"]["policy_vs_actual"] is None
     check = _check(entry, "tracking_p95_rad")
     assert check["passed"] is None and "did not move" in check["why"]
+
+
+def test_a_run_in_which_the_policy_never_produced_a_target_fails_coverage(tmp_path):
+    spec = SyntheticRun(seed=4, first_target=10_000)  # every chunk came too late to be used
+    entry = _one(spec.write(tmp_path / "run"))
+    check = _check(entry, "coverage")
+    assert check["passed"] is False and check["value"] == 0.0
+    assert entry["coverage"]["ticks_with_target"] == 0 and entry["coverage"]["first_target_s"] is None
+    assert entry["coverage"]["longest_gap_s"] == pytest.approx(spec.ticks * DT)
+    assert entry["verdict"].startswith("NOT READY")
