@@ -137,9 +137,11 @@ def safety(run: RunData) -> dict[str, Any]:
         "intervention_share_of_target_ticks": None if not has_target.any()
         else float(np.sum(intervened & has_target) / has_target.sum()),
         "interventions_by_code": dict(by_code.most_common()),
-        "safety_stops": int(events.get("safety_stop", 0)),
+        # unknown (None, "not evaluated") rather than 0 when the run left no event log at all
+        "safety_stops": int(events.get("safety_stop", 0)) if run.events_known else None,
         "estopped_ticks": sum(1 for s in ticks.filter_state if s == "estopped"),
-        "watchdogs": {k: int(events.get(k, 0)) for k in ("inference_watchdog", "control_watchdog")},
+        "watchdogs": {k: int(events.get(k, 0)) if run.events_known else None
+                      for k in ("inference_watchdog", "control_watchdog")},
         "max_abs_filter_delta": dict(zip(run.joints, delta_peak)),
         "peak_velocity_share_of_limit": dict(zip(run.joints, v_peak)),
         "peak_acceleration_share_of_limit": dict(zip(run.joints, a_peak)),

@@ -49,8 +49,8 @@ def readiness_checks(report: dict[str, Any], th: Thresholds) -> list[Check]:
     ticks = timing["ticks"]
     age_p95 = (timing["chunks"].get("age_at_arrival_ms") or {}).get("p95")
     chunk_ms = timing.get("chunk_duration_ms")
-    stops = safety["safety_stops"] + safety["estopped_ticks"]
-    watchdogs = sum(safety["watchdogs"].values())
+    stops = None if safety["safety_stops"] is None else safety["safety_stops"] + safety["estopped_ticks"]
+    watchdogs = None if None in safety["watchdogs"].values() else sum(safety["watchdogs"].values())
     critical_s = report["health"]["seconds_by_state"].get("critical", 0.0)
     return [
         Check("coverage", None if cov["share_after_first_target"] is None else cov["share_after_first_target"] >= th.min_coverage,

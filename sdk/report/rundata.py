@@ -52,6 +52,7 @@ class RunData:
     chunks: list[dict[str, Any]] | None  # None: the run directory has no chunks.jsonl
     summary: dict[str, Any] | None  # None: the run ended before writing one
     notes: list[str] = field(default_factory=list)  # what was missing or cut off, for the report
+    events_known: bool = True  # False: neither events.jsonl nor summary.json exists (counts unknown)
 
     @property
     def joints(self) -> list[str]:
@@ -150,6 +151,9 @@ def load_run(path: Path) -> RunData:
         raise ConfigError(str(ticks_file), "empty: the run ended before its first control tick")
     ticks = parse_ticks(records, len(config["robot"]["joints"]), ticks_file)
     events = read_jsonl(path / "events.jsonl", notes) if (path / "events.jsonl").is_file() else []
+    events_known = (path / "events.jsonl").is_file() or (path / "summary.json").is_file()
+    if not events_known:
+        notes.append("events.jsonl and summary.json absent: safety stops and watchdog trips are unknown")
     chunks = read_jsonl(path / "chunks.jsonl", notes) if (path / "chunks.jsonl").is_file() else None
     if chunks is None:
         notes.append("chunks.jsonl absent: per-chunk latency comes from summary.json only")
@@ -162,4 +166,4 @@ def load_run(path: Path) -> RunData:
             raise ConfigError(str(summary_file), f"not valid JSON ({exc.msg})") from exc
     else:
         notes.append("summary.json absent (the run did not finish): counts come from the logs alone")
-    return RunData(path, config, ticks, events, chunks, summary, notes)
+    return RunData(path, config, ticks, events, chunks, summary, notes, events_known)

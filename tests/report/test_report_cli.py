@@ -103,3 +103,13 @@ def test_a_run_cut_off_mid_line_is_reported_with_a_note(tmp_path):
     entry = report["runs"][0]
     assert entry["timing"]["ticks"] == 600
     assert any("cut off" in n for n in entry["notes"]) and any("summary.json absent" in n for n in entry["notes"])
+
+
+def test_a_run_without_event_log_or_summary_leaves_stops_and_watchdogs_unknown(tmp_path):
+    run_dir = SyntheticRun(seed=1).write(tmp_path / "run")
+    (run_dir / "events.jsonl").unlink()  # the writer writes no summary.json: a crashed run
+    assert run_cli("report", str(run_dir), "--no-plots", "--min-coverage", "0.9").returncode == 0
+    entry = json.loads((run_dir / "report" / "report.json").read_text())["runs"][0]
+    checks = {c["name"]: c["passed"] for c in entry["checks"]}
+    assert checks["safety_stops"] is None and checks["watchdogs"] is None  # never "passed" on no data
+    assert any("safety stops and watchdog trips are unknown" in n for n in entry["notes"])
