@@ -46,6 +46,8 @@ class CMakeBuild(build_ext):
             args.append(f"-DVLA_EDGE_GGML_DIR={os.environ['VLA_EDGE_GGML_DIR']}")
         if os.environ.get("VLA_EDGE_CUDA") == "1":
             args.append("-DVLA_EDGE_CUDA=ON")
+        if os.environ.get("VLA_EDGE_LLAMAFILE") == "0":
+            args.append("-DVLA_EDGE_LLAMAFILE=OFF")
         cmake = shutil.which("cmake") or "cmake"
         subprocess.run([cmake, "-S", str(ext.source_dir), "-B", str(build), *args], check=True)
         jobs = str(max(1, min(os.cpu_count() or 1, 8)))
