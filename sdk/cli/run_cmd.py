@@ -115,6 +115,7 @@ def run(
                f"{s['commands_sent']} commands sent")
     for note in s.get("diagnosis", []):
         _err.print(f"note: {note}")
+    _err.print(f"report with readiness checks: vla-edge report {prepared.rundir.path}")
     typer.echo(str(prepared.rundir.path))
     if outcome.reason in ("safety_stop", "error"):
         raise typer.Exit(1)

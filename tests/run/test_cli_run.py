@@ -45,6 +45,7 @@ def test_shadow_run_on_ur3_sim_with_demo_pack_writes_a_run_directory(tmp_path):
     assert sorted(cfg["mapping"]["robot_joints"]) == sorted(cfg["policy"]["action_names"])
     assert cfg["robot"]["name"] == "ur3-sim" and cfg["target"] == "reference"
     assert summary["cameras"]["base"]["frames"] >= 2
+    assert f"vla-edge report {run_dir}" in r.stderr  # where to go next
 
 
 def test_shadow_run_on_the_x86_target(tmp_path):
