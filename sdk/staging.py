@@ -39,13 +39,19 @@ def atomic_dir(out: Path, label: str = "partial") -> Iterator[Path]:
     staging = staging_dir_beside(out, label)
     try:
         yield staging
-        previous = None
-        if out.exists():
-            previous = staging_dir_beside(out, "previous")
-            out.replace(previous / out.name)
-        staging.replace(out)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+        move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def move_into_place(staging: Path, out: Path) -> None:
+    """Make the finished `staging` folder `out`. An existing `out` is moved aside first and
+    deleted only after the swap, so there is never a moment with neither in place."""
+    previous = None
+    if out.exists():
+        previous = staging_dir_beside(out, "previous")
+        out.replace(previous / out.name)
+    staging.replace(out)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)

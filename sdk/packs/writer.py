@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import PackError
 from ..families import get_family
-from ..staging import staging_dir_beside
+from ..staging import move_into_place, staging_dir_beside
 from .gguf_io import GGUFFile
 from .hashing import sha256_file
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, W4A4, FileEntry, Golden, Manifest, PackFiles, Quantization
@@ -116,9 +116,7 @@ class PackBuilder:
             })
             self._write_manifest(manifest)
         Manifest.model_validate(manifest.model_dump())  # re-check cross-field rules after updates
-        if self.out_dir.exists():
-            shutil.rmtree(self.out_dir)
-        self.staging.rename(self.out_dir)
+        move_into_place(self.staging, self.out_dir)
         self._done = True
         return self.out_dir
 
