@@ -139,12 +139,4 @@ class GraphBuilder:
         return self.reshape(out, [0, 0, heads * head_dim])
 
 
-def rope_tables(max_positions: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos/sin [max_positions, head_dim] built in float64 then rounded, as the reference does."""
-    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    angles = np.arange(max_positions, dtype=np.float64)[:, None] * inv_freq[None, :]
-    full = np.concatenate([angles, angles], axis=-1)
-    return np.cos(full).astype(np.float32), np.sin(full).astype(np.float32)
-
-
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64

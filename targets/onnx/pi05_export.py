@@ -24,8 +24,9 @@ import onnx
 
 from vla_edge.errors import PackError, TargetUnavailableError
 from vla_edge.families.pi05.config import Pi05Config
+from vla_edge.targets.reference.ops import rope_cos_sin
 
-from .graph import FLOAT, INT64, GraphBuilder, rope_tables
+from .graph import FLOAT, INT64, GraphBuilder
 
 Weights = Callable[[str], np.ndarray]
 EXTERNAL_DATA_ABOVE = 1 << 30  # bytes: protobuf cannot hold 2 GiB, so big graphs keep weights beside
@@ -59,7 +60,7 @@ def vision_graph(cfg: Pi05Config, w: Weights) -> onnx.ModelProto:
 
 
 def _rope_inputs(b: GraphBuilder, positions: str, cfg: Pi05Config, max_positions: int) -> tuple[str, str]:
-    cos, sin = rope_tables(max_positions, cfg.llm.head_dim, cfg.llm.rope_theta)
+    cos, sin = rope_cos_sin(np.arange(max_positions), cfg.llm.head_dim, cfg.llm.rope_theta)
 
     def gathered(table: np.ndarray, name: str) -> str:  # [T, 1, d], broadcast over heads
         rows = b.op("Gather", [b.tensor(name, table), positions], name, axis=0)
@@ -142,8 +143,7 @@ def expert_graph(cfg: Pi05Config, w: Weights, max_positions: int) -> onnx.ModelP
 
 
 def max_positions(cfg: Pi05Config, max_images: int) -> int:
-    patches = (cfg.vision.image_size // cfg.vision.patch_size) ** 2
-    return max_images * patches + cfg.max_token_len + cfg.action_horizon
+    return max_images * cfg.vision.num_patches + cfg.max_token_len + cfg.action_horizon
 
 
 def export_pi05(pack, out_dir: Path, max_images: int | None = None) -> dict:
@@ -169,8 +169,7 @@ def export_pi05(pack, out_dir: Path, max_images: int | None = None) -> dict:
         onnx.checker.check_model(str(path))
         files[stage] = path.name
         del model
-    patches = (cfg.vision.image_size // cfg.vision.patch_size) ** 2
-    shapes = {"image_size": cfg.vision.image_size, "patches_per_image": patches, "llm_hidden": cfg.llm.hidden_size,
+    shapes = {"image_size": cfg.vision.image_size, "patches_per_image": cfg.vision.num_patches, "llm_hidden": cfg.llm.hidden_size,
               "max_prompt_tokens": cfg.max_token_len, "layers": cfg.llm.num_layers, "kv_heads": cfg.llm.num_kv_heads,
               "head_dim": cfg.llm.head_dim, "horizon": cfg.action_horizon, "action_dim": cfg.action_dim,
               "expert_hidden": cfg.expert.hidden_size}

@@ -51,14 +51,20 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (np.float32(1.0) + np.exp(-x))
 
 
+def rope_cos_sin(positions: np.ndarray, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [tokens, head_dim] of the rotary angles, built in float64 then rounded to float32
+    (also the tables the ONNX export stores, so both targets rotate by the same numbers)."""
+    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    angles = positions.astype(np.float64)[:, None] * inv_freq[None, :]
+    full = np.concatenate([angles, angles], axis=-1)
+    return np.cos(full).astype(np.float32), np.sin(full).astype(np.float32)
+
+
 def rope(x: np.ndarray, positions: np.ndarray, theta: float) -> np.ndarray:
     """Rotary embedding, rotate-half (NEOX) convention over the whole head dim.
     x: [tokens, heads, head_dim]; positions: [tokens]."""
     head_dim = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    angles = positions.astype(np.float64)[:, None] * inv_freq[None, :]
-    cos = np.cos(np.concatenate([angles, angles], axis=-1)).astype(np.float32)[:, None, :]
-    sin = np.sin(np.concatenate([angles, angles], axis=-1)).astype(np.float32)[:, None, :]
+    cos, sin = (table[:, None, :] for table in rope_cos_sin(positions, head_dim, theta))
     half = head_dim // 2
     rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * cos + rotated * sin
