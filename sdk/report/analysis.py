@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .rundata import RunData
+from .rundata import NOT_AN_INTERVENTION, RunData
 
 MOVED_RAD = 1e-3  # an arm whose measured joints span less than this did not move during the run
 RUNNING_STATES = ("running", "braking")
-NOT_AN_INTERVENTION = "missing_target"  # coverage counts these ticks; safety counts the rest
 
 
 def _stats(values: np.ndarray, *quantiles: int) -> dict[str, float | None]:
@@ -80,7 +79,7 @@ def timing(run: RunData) -> dict[str, Any]:
 
 def coverage(run: RunData) -> dict[str, Any]:
     ticks = run.ticks
-    has_target = np.all(np.isfinite(ticks.commanded), axis=1)
+    has_target = ticks.has_target
     first = int(np.argmax(has_target)) if has_target.any() else len(ticks)
     after_first = has_target[first:]
     return {
@@ -123,13 +122,12 @@ def _column_peaks(values: np.ndarray) -> list[float | None]:
 
 def safety(run: RunData) -> dict[str, Any]:
     ticks = run.ticks
-    has_target = np.all(np.isfinite(ticks.commanded), axis=1)
-    intervened = np.array([any(c != NOT_AN_INTERVENTION for c in codes) for codes in ticks.codes])
+    has_target, intervened = ticks.has_target, ticks.intervened
     by_code = Counter(c for codes in ticks.codes for c in codes if c != NOT_AN_INTERVENTION)
     delta = np.abs(ticks.filtered - ticks.commanded)
     delta_peak = _column_peaks(delta)
     v_peak, a_peak = _filtered_motion(run)
-    kinds = Counter(str(e.get("event")) for e in run.events)
+    kinds = Counter(str(e.get("event")) for e in run.events or [])
     counted = (run.summary or {}).get("events") or {}
     events = {k: max(int(counted.get(k, 0)), kinds.get(k, 0)) for k in set(kinds) | set(counted)}
     return {
@@ -182,7 +180,7 @@ def health(run: RunData) -> dict[str, Any]:
     for state in ticks.health:
         seconds[state] += run.control_period_s
     changes = [{"t": e.get("t"), "state": e.get("state"), "reason": e.get("reason")}
-               for e in run.events if e.get("event") == "health"]
+               for e in run.events or [] if e.get("event") == "health"]
     return {"seconds_by_state": {k: round(v, 3) for k, v in seconds.items()},
             "min_velocity_scale": float(np.min(ticks.velocity_scale)),
             "changes": changes}

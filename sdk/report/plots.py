@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VlaEdgeError
-from .analysis import NOT_AN_INTERVENTION
 from .rundata import RunData
 
 
@@ -34,10 +33,9 @@ def plot_joints(run: RunData, path: Path) -> None:
     plt = _pyplot()
     ticks, joints = run.ticks, run.joints
     t = ticks.t - ticks.t[0]
-    intervened = np.array([any(c != NOT_AN_INTERVENTION for c in codes) for codes in ticks.codes])
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 1.8 * len(joints) + 0.6), sharex=True, squeeze=False)
     for j, (ax, name) in enumerate(zip(axes[:, 0], joints)):
-        for start, end in _spans(intervened, t, run.control_period_s):
+        for start, end in _spans(ticks.intervened, t, run.control_period_s):
             ax.axvspan(start, end, color="tab:red", alpha=0.15, lw=0)
         ax.plot(t, ticks.actual[:, j], color="black", lw=1.2, label="measured")
         ax.plot(t, ticks.commanded[:, j], color="tab:blue", lw=0.9, label="policy target")

@@ -20,6 +20,8 @@ import yaml
 
 from ..errors import ConfigError
 
+NOT_AN_INTERVENTION = "missing_target"  # coverage counts these ticks; safety counts the rest
+
 
 @dataclass
 class Ticks:
@@ -42,17 +44,31 @@ class Ticks:
     def __len__(self) -> int:
         return len(self.t)
 
+    @property
+    def has_target(self) -> np.ndarray:
+        """bool per tick: the policy had a target (every joint finite)."""
+        return np.all(np.isfinite(self.commanded), axis=1)
+
+    @property
+    def intervened(self) -> np.ndarray:
+        """bool per tick: the filter changed or refused the command (a missing target is coverage)."""
+        return np.array([any(c != NOT_AN_INTERVENTION for c in codes) for codes in self.codes], dtype=bool)
+
 
 @dataclass
 class RunData:
     path: Path
     config: dict[str, Any]
     ticks: Ticks
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]] | None  # None: the run directory has no events.jsonl
     chunks: list[dict[str, Any]] | None  # None: the run directory has no chunks.jsonl
     summary: dict[str, Any] | None  # None: the run ended before writing one
     notes: list[str] = field(default_factory=list)  # what was missing or cut off, for the report
-    events_known: bool = True  # False: neither events.jsonl nor summary.json exists (counts unknown)
+
+    @property
+    def events_known(self) -> bool:
+        """False when neither events.jsonl nor summary.json exists: event counts are unknown."""
+        return self.events is not None or self.summary is not None
 
     @property
     def joints(self) -> list[str]:
@@ -150,10 +166,7 @@ def load_run(path: Path) -> RunData:
     if not records:
         raise ConfigError(str(ticks_file), "empty: the run ended before its first control tick")
     ticks = parse_ticks(records, len(config["robot"]["joints"]), ticks_file)
-    events = read_jsonl(path / "events.jsonl", notes) if (path / "events.jsonl").is_file() else []
-    events_known = (path / "events.jsonl").is_file() or (path / "summary.json").is_file()
-    if not events_known:
-        notes.append("events.jsonl and summary.json absent: safety stops and watchdog trips are unknown")
+    events = read_jsonl(path / "events.jsonl", notes) if (path / "events.jsonl").is_file() else None
     chunks = read_jsonl(path / "chunks.jsonl", notes) if (path / "chunks.jsonl").is_file() else None
     if chunks is None:
         notes.append("chunks.jsonl absent: per-chunk latency comes from summary.json only")
@@ -166,4 +179,7 @@ def load_run(path: Path) -> RunData:
             raise ConfigError(str(summary_file), f"not valid JSON ({exc.msg})") from exc
     else:
         notes.append("summary.json absent (the run did not finish): counts come from the logs alone")
-    return RunData(path, config, ticks, events, chunks, summary, notes, events_known)
+    run = RunData(path, config, ticks, events, chunks, summary, notes)
+    if not run.events_known:
+        notes.append("events.jsonl and summary.json absent: safety stops and watchdog trips are unknown")
+    return run

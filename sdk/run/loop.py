@@ -273,9 +273,10 @@ class RunLoop:
                                       chunk.control_period_s, now)
         age_ms = (now - chunk.timestamp) * 1e3
         self.stats.chunk(result.accepted, latency, age_ms, result.dropped_rows)
-        self.rundir.chunk({"t": now - self._t0, "id": self.schedule.chunk_id if result.accepted else None, "accepted": result.accepted,
-                           "reason": None if result.accepted else result.reason, "latency_ms": latency,
-                           "age_ms": age_ms, "rows": int(len(chunk.actions)), "rows_dropped": result.dropped_rows})
+        self.rundir.chunk({"t": now - self._t0, "id": self.schedule.chunk_id if result.accepted else None,
+                           "accepted": result.accepted, "reason": None if result.accepted else result.reason,
+                           "latency_ms": latency, "age_ms": age_ms, "rows": int(len(chunk.actions)),
+                           "rows_dropped": result.dropped_rows})
         self._last_chunk_t = now
         if not result.accepted:
             self._event("chunk_rejected", reason=result.reason, latency_ms=latency)

@@ -41,6 +41,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(_plain(record), separators=(",", ":")) + "\n"
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -82,15 +86,15 @@ class RunDirectory:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
 
     def tick(self, record: dict[str, Any]) -> None:
-        self._ticks.write(json.dumps(_plain(record), separators=(",", ":")) + "\n")
+        self._ticks.write(_json_line(record))
         self._maybe_flush()
 
     def event(self, kind: str, t: float, **fields: Any) -> None:
-        self._events.write(json.dumps(_plain({"t": t, "event": kind, **fields}), separators=(",", ":")) + "\n")
+        self._events.write(_json_line({"t": t, "event": kind, **fields}))
         self._events.flush()
 
     def chunk(self, record: dict[str, Any]) -> None:
-        self._chunks.write(json.dumps(_plain(record), separators=(",", ":")) + "\n")
+        self._chunks.write(_json_line(record))
         self._chunks.flush()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
