@@ -8,6 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.errors import TargetUnavailableError
+
+
+def check_threads(threads: Any) -> None:
+    """The `threads` option every CPU target takes: a positive integer."""
+    if not isinstance(threads, int) or threads <= 0:
+        raise TargetUnavailableError(f"threads must be a positive integer, got {threads!r}")
+
 
 @dataclass
 class BackendResult:

@@ -19,7 +19,7 @@ from vla_edge.errors import PackError, TargetUnavailableError
 from vla_edge.targets.reference import ops
 from vla_edge.targets.reference.pi05_model import Pi05Reference, PrefixCache
 
-from ..base import Backend, BackendResult
+from ..base import Backend, BackendResult, check_threads
 
 RUNS_PACKS_OF = "reference"
 
@@ -76,8 +76,8 @@ class OnnxBackend(Backend):
 
         from .pi05_export import export_pi05
 
-        if threads is not None and (not isinstance(threads, int) or threads <= 0):
-            raise TargetUnavailableError(f"threads must be a positive integer, got {threads!r}")
+        if threads is not None:
+            check_threads(threads)
         self._tmp = None
         if onnx_dir is None:  # export now into a private folder that lives as long as the backend
             self._tmp = tempfile.TemporaryDirectory(prefix="vla-edge-onnx-")

@@ -10,7 +10,7 @@ import numpy as np
 from vla_edge.errors import PackError, TargetUnavailableError
 from vla_edge.families.pi05.inputs import Pi05Inputs
 
-from ..base import Backend, BackendResult
+from ..base import Backend, BackendResult, check_threads
 
 
 def _native():
@@ -42,8 +42,7 @@ class X86Backend(Backend):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
-        if not isinstance(threads, int) or threads <= 0:
-            raise TargetUnavailableError(f"threads must be a positive integer, got {threads!r}")
+        check_threads(threads)
         native = _native()
         try:
             self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops))
