@@ -13,6 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli_runner import run_cli  # noqa: E402
+from fast_sim import UR3_SIM_FAST_YAML  # noqa: E402
 from health_fakes import ScriptedMonitor  # noqa: E402
 
 from vla_edge.health.config import parse_health_config  # noqa: E402
@@ -20,9 +21,6 @@ from vla_edge.health.governor import HealthGovernor  # noqa: E402
 from vla_edge.run.config import LoopConfig  # noqa: E402
 from vla_edge.run.session import RunRequest, execute, prepare  # noqa: E402
 
-ROBOT_YAML = """robot: ur3-sim
-connection: {realtime: false, render: auto, image_size: [48, 48], initial_q: [0.0, -1.2, 1.0, -1.4, -1.5, 0.0]}
-"""
 HEALTH = {"sample_period_s": 0.05, "recover_hold_s": 0.5, "critical": {"resume_wait_s": 5.0}}
 # 88 C: throttled at 1.0 s; 97 C: critical at 2.0 s; 72 C from 2.8 s is below every threshold but
 # not below warm - hysteresis (70 C), so critical holds; 60 C from 3.1 s: nominal after 0.5 s calm.
@@ -40,7 +38,7 @@ def _new_chunks(ticks: list[dict], t0: float, t1: float) -> set[int]:
 
 def test_fast_sim_run_throttles_stops_in_critical_and_resumes_after_hysteresis(tmp_path):
     cfg = tmp_path / "robot.yaml"
-    cfg.write_text(ROBOT_YAML)
+    cfg.write_text(UR3_SIM_FAST_YAML)
     req = RunRequest(robot_config=cfg, duration_s=4.5, live=True, run_dir=tmp_path / "run", seed=4,
                      loop=LoopConfig(simulated_latency_s=0.08), health=HEALTH)
     prepared = prepare(req)

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fast_sim import UR3_SIM_FAST_YAML
 
 from vla_edge.report import Thresholds, build_report
 from vla_edge.run.config import LoopConfig
 from vla_edge.run.session import RunRequest, execute, prepare
-
-ROBOT_YAML = """robot: ur3-sim
-connection: {realtime: false, render: auto, image_size: [48, 48], initial_q: [0.0, -1.2, 1.0, -1.4, -1.5, 0.0]}
-"""
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("report-runs")
     cfg = base / "robot.yaml"
-    cfg.write_text(ROBOT_YAML)
+    cfg.write_text(UR3_SIM_FAST_YAML)
     out = {}
     for mode in ("shadow", "live"):
         req = RunRequest(robot_config=cfg, duration_s=1.5, live=mode == "live", run_dir=base / mode, seed=4,

@@ -7,18 +7,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+from fast_sim import UR3_SIM_FAST_YAML
 
 from vla_edge.run.config import LoopConfig
 from vla_edge.run.session import RunRequest, execute, prepare
 
-ROBOT_YAML = """robot: ur3-sim
-connection: {realtime: false, render: auto, image_size: [48, 48], initial_q: [0.0, -1.2, 1.0, -1.4, -1.5, 0.0]}
-"""
-
 
 def _run(tmp_path: Path, name: str, live: bool, seed: int = 4):
     cfg = tmp_path / "robot.yaml"
-    cfg.write_text(ROBOT_YAML)
+    cfg.write_text(UR3_SIM_FAST_YAML)
     req = RunRequest(robot_config=cfg, duration_s=1.5, live=live, run_dir=tmp_path / name, seed=seed,
                      loop=LoopConfig(simulated_latency_s=0.08))
     prepared = prepare(req)
