@@ -53,7 +53,7 @@ def readiness_checks(report: dict[str, Any], th: Thresholds) -> list[Check]:
     watchdogs = None if None in safety["watchdogs"].values() else sum(safety["watchdogs"].values())
     critical_s = report["health"]["seconds_by_state"].get("critical", 0.0)
     return [
-        Check("coverage", None if cov["share_after_first_target"] is None else cov["share_after_first_target"] >= th.min_coverage,
+        Check("coverage", cov["share_after_first_target"] >= th.min_coverage,
               cov["share_after_first_target"], f">= {th.min_coverage:g}",
               "share of control ticks with a policy target after the first one; the rest the arm holds still"),
         _at_most("interventions", safety["intervention_share_of_target_ticks"], th.max_intervention_share,
