@@ -41,3 +41,14 @@ def write_export(pack_dir: Path, out: Path, max_images: int | None = None, overw
             description["golden_rel_l2"] = None  # nothing recorded to check against
         (staging / "onnx_export.json").write_text(json.dumps(description, indent=1) + "\n")
     return description
+
+
+def read_export_description(export_dir: Path) -> dict:
+    """onnx_export.json of an export directory (what the onnx target and engine builds start from)."""
+    description_file = Path(export_dir) / "onnx_export.json"
+    if not description_file.is_file():
+        raise PackError(str(description_file), "missing: not a directory written by `vla-edge pack export-onnx`")
+    try:
+        return json.loads(description_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise PackError(str(description_file), f"not valid JSON ({exc.msg}); re-run `vla-edge pack export-onnx`") from exc

@@ -8,7 +8,6 @@ pack's tensors dequantised to float32, so it runs any pack the reference runs (`
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -59,12 +58,12 @@ class OnnxPi05(Pi05Reference):
 
 
 def _read_export(onnx_dir: Path, pack: Any) -> dict:
-    description_file = onnx_dir / "onnx_export.json"
-    if not description_file.is_file():
-        raise PackError(str(description_file), "missing: not a directory written by `vla-edge pack export-onnx`")
-    description = json.loads(description_file.read_text())
+    from .export import read_export_description
+
+    description = read_export_description(onnx_dir)
     if description.get("pack") != pack.manifest.name:
-        raise PackError(str(description_file), f"exported from pack '{description.get('pack')}', not '{pack.manifest.name}'")
+        raise PackError(str(onnx_dir / "onnx_export.json"),
+                        f"exported from pack '{description.get('pack')}', not '{pack.manifest.name}'")
     return description
 
 

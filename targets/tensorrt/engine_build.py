@@ -22,6 +22,7 @@ from typing import Any
 
 from vla_edge.errors import PackError, TargetUnavailableError
 from vla_edge.staging import atomic_dir
+from vla_edge.targets.onnx.export import read_export_description
 
 PRECISIONS = ("fp32", "fp16")
 OPT_PROMPT_TOKENS = 48
@@ -91,10 +92,7 @@ def build_engines(export_dir: Path, out: Path, precision: str = "fp16", workspac
                         + ("; INT8 needs calibration images from the robot's cameras, not supported yet"
                            if precision.lower() == "int8" else ""))
     export_dir, out = Path(export_dir), Path(out)
-    description_file = export_dir / "onnx_export.json"
-    if not description_file.is_file():
-        raise PackError(str(description_file), "missing: build engines from a `vla-edge pack export-onnx` directory")
-    description = json.loads(description_file.read_text())
+    description = read_export_description(export_dir)
     if out.exists() and not overwrite:
         raise PackError(str(out), "output directory already exists (use --overwrite to replace it)")
     trt = import_tensorrt()
