@@ -83,6 +83,8 @@ setup(
             # Independent oracle for the reference forward (SigLIP + Gemma modules).
             "torch==2.13.0",
             "safetensors==0.8.0",  # checkpoint / torchao importer tests write safetensors files
+            # torchao importer tests write their files with torchao's own quantiser and serialiser
+            "torchao==0.18.0",
             "transformers==5.23.0",
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",

@@ -1,22 +1,29 @@
 """The pruned int8 weight-only pi0.5 of the Shallow-π workflow (torchao `Int8WeightOnlyConfig`).
 
-Layout (an assumption, documented in docs/importers.md: no released Shallow-π file could be
-inspected here): a checkpoint directory like `--from checkpoint` (model.safetensors, config.json,
-statistics, tokenizer.model) whose quantised Linear weights were written with torchao's
-safetensors serialisation, which flattens a tensor subclass into `<key>:qdata` (int8 [out, in])
-and `<key>:scale` (per output row, torchao's default per-channel symmetric int8 weight-only
-scheme, zero point 0); other tensors are plain bf16/fp32 under the checkpoint key names.
+Layout: a checkpoint directory like `--from checkpoint` (model.safetensors, config.json,
+statistics, tokenizer.model) whose model.safetensors was written the way torchao writes tensor
+subclasses (torchao.prototype.safetensors `flatten_tensor_state_dict`, checked against torchao
+0.18 in the tests): an `Int8Tensor` weight `<module>.weight` becomes the tensors
+`<module>._weight_qdata` (int8 [out, in]), `<module>._weight_scale` and `<module>._weight_zero_point`
+(one per block of the tensor's `block_size`: [1, in] per row, the default; [1, g] per group;
+[out, in] per tensor), and the safetensors header metadata holds `tensor_names` (JSON list of
+the original keys) plus, per key, a JSON record with `_type` ("Int8Tensor" / "Tensor"), `_data`
+(block_size, dtype, act_quant_kwargs) and `_tensor_data_names`. Plain tensors keep their keys.
+The Shallow-π release itself could not be inspected here (docs/importers.md).
 
 Layer counts are read from the checkpoint itself (Shallow-π drops LLM and expert layers), never
-from pi0.5's 18. The int8 values are kept exactly: each row becomes Q8_0 blocks whose F16 block
-scale is the row's scale (a row whose scale is not representable in F16 to 1e-3 keeps its
-dequantised values in F16 instead, recorded in the manifest). A file whose int8 weights lost
-their scales (saving `int_repr()` / a plain state dict of the inner data) is refused.
+from pi0.5's 18. The int8 values are kept exactly: a weight whose scale is constant over every
+32-column block (per row, or per group of a multiple of 32) becomes Q8_0 blocks whose F16 block
+scale is that scale; anything else (scales not representable in F16 to 1e-3, non-zero zero
+points, groups that split a block) keeps its dequantised values in F16, recorded in the manifest.
+A file whose int8 weights lost their scales or their torchao metadata is refused.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,42 +35,114 @@ from .checkpoint import SourceLoader, SourceTensor, matrix_type, pad_vision_mlp,
     write_pack
 from .common import safetensors_header, to_numpy
 
-QDATA, SCALE = ":qdata", ":scale"
+INT8_TENSOR, PLAIN_TENSOR = "Int8Tensor", "Tensor"
 Q8_BLOCK = 32
 SCALE_REL_TOL = 1e-3
-_REEXPORT = ("re-export it with torchao's safetensors serialisation (each quantised weight as <key>:qdata + "
-             "<key>:scale), or dequantise the model (`weight.dequantize()`) and import the bf16 state dict "
-             "with --from checkpoint")
+_TORCH_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+_REEXPORT = ("re-export it with torchao's safetensors serialisation (torchao.prototype.safetensors "
+             "flatten_tensor_state_dict(model.state_dict()) -> safetensors save_file(tensors, path, metadata=metadata)), "
+             "or dequantise the model (`weight.dequantize()`) and import the bf16 state dict with --from checkpoint")
 
 
-def split_quantized(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str],
-                    where: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str], set[str]]:
-    """Logical view of the file: `<key>:qdata` + `<key>:scale` pairs become one `<key>` tensor.
-    Returns (shapes, dtypes, keys that are int8)."""
+@dataclass(frozen=True)
+class Int8Weight:
+    """Where one flattened torchao Int8Tensor lives in the file."""
+
+    qdata: str
+    scale: str
+    zero_point: str | None
+    block: tuple[int, int]
+
+
+def _json_entry(metadata: Mapping[str, str], key: str, where: str) -> Any:
+    text = metadata.get(key)
+    if text is None:
+        raise PackError(f"{where}: header metadata '{key}'", "missing (every name in tensor_names needs its torchao "
+                                                             "record)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PackError(f"{where}: header metadata '{key}'", f"not JSON ({exc})") from exc
+
+
+def _int8_weight(name: str, record: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]],
+                 dtypes: Mapping[str, str], where: str) -> Int8Weight:
+    """Checks one Int8Tensor record against the tensors the file holds for it."""
+    module, attr = name.rsplit(".", 1)
+    prefix = f"{module}._{attr}_"
+    qdata, scale, zero = prefix + "qdata", prefix + "scale", prefix + "zero_point"
+    attrs = record.get("_data") or {}
+    if attrs.get("act_quant_kwargs"):
+        raise PackError(f"{where}: tensor '{name}'", "int8 with dynamic activation quantisation "
+                                                     "(Int8DynamicActivationInt8WeightConfig), not weight-only: "
+                                                     "importing it as weight-only would silently change the "
+                                                     "model's arithmetic; quantise with Int8WeightOnlyConfig")
+    if qdata not in shapes:
+        raise PackError(f"{where}: tensor '{qdata}'", f"missing (the int8 values of '{name}')")
+    if dtypes[qdata] != "I8" or len(shapes[qdata]) != 2:
+        raise PackError(f"{where}: tensor '{qdata}'", f"{dtypes[qdata]} {list(shapes[qdata])}, expected int8 "
+                                                      "[out, in]")
+    if scale not in shapes:
+        raise PackError(f"{where}: tensor '{scale}'", f"absent: the int8 weights of '{name}' lost their scales (the "
+                                                      f"scales were stripped on export); {_REEXPORT}")
+    rows, cols = shapes[qdata]
+    block = attrs.get("block_size")
+    if not (isinstance(block, list) and len(block) == 2 and all(isinstance(b, int) and b > 0 for b in block)
+            and rows % block[0] == 0 and cols % block[1] == 0):
+        raise PackError(f"{where}: header metadata '{name}'", f"block_size {block}, expected two positive sizes "
+                                                              f"dividing the weight's shape [{rows}, {cols}]")
+    blocks = (rows // block[0]) * (cols // block[1])
+    for key in (scale, zero):
+        if key in shapes and int(np.prod(shapes[key])) != blocks:
+            raise PackError(f"{where}: tensor '{key}'", f"{int(np.prod(shapes[key]))} values, expected one per "
+                                                        f"block_size {block} block ({blocks})")
+    return Int8Weight(qdata, scale, zero if zero in shapes else None, (block[0], block[1]))
+
+
+def read_torchao_layout(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str],
+                        metadata: Mapping[str, str], where: str
+                        ) -> tuple[dict[str, tuple[int, ...]], dict[str, str], dict[str, Int8Weight]]:
+    """Logical view of a torchao-flattened file: returns (shapes, dtypes) by original key, and the
+    Int8Tensor weights by original key. Every tensor in the file must be accounted for."""
+    if "tensor_names" not in metadata:
+        int8 = sorted(n for n in shapes if dtypes[n] == "I8")
+        if int8:
+            raise PackError(f"{where}: tensor '{int8[0]}'", f"int8 values but no torchao metadata ('tensor_names' is "
+                                                            "absent from the safetensors header), so their scales and "
+                                                            f"block sizes are unknown: the scales were stripped on "
+                                                            f"export; {_REEXPORT}")
+        raise PackError(where, "no int8 weights: not a torchao int8 weight-only export (use --from checkpoint for a "
+                               "plain fp32/bf16 checkpoint)")
+    names = _json_entry(metadata, "tensor_names", where)
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise PackError(f"{where}: header metadata 'tensor_names'", "expected a JSON list of tensor names")
     logical_shapes: dict[str, tuple[int, ...]] = {}
     logical_dtypes: dict[str, str] = {}
-    int8: set[str] = set()
-    for name, shape in shapes.items():
-        if name.endswith(SCALE):
-            if name[: -len(SCALE)] + QDATA not in shapes:
-                raise PackError(f"{where}: tensor '{name}'", f"scale without its '{name[: -len(SCALE)]}{QDATA}'")
-            continue
-        key = name[: -len(QDATA)] if name.endswith(QDATA) else name
-        is_int = "int8" in dtypes[name].lower() or dtypes[name].upper() == "I8"
-        if is_int:
-            scale = shapes.get(key + SCALE)
-            if scale is None:
-                raise PackError(f"{where}: tensor '{name}'", f"int8 weights without their scales ('{key}{SCALE}' "
-                                                              f"is absent): the scales were stripped on export; "
-                                                              f"{_REEXPORT}")
-            if int(np.prod(scale)) != shape[0]:
-                raise PackError(f"{where}: tensor '{key}{SCALE}'", f"{int(np.prod(scale))} scales, expected one per "
-                                                                   f"output row ({shape[0]})")
-            int8.add(key)
-        elif name.endswith(QDATA):
-            raise PackError(f"{where}: tensor '{name}'", f"dtype {dtypes[name]}, expected int8")
-        logical_shapes[key] = tuple(shape)
-        logical_dtypes[key] = dtypes[name]
+    int8: dict[str, Int8Weight] = {}
+    used: set[str] = set()
+    for name in names:
+        record = _json_entry(metadata, name, where)
+        kind = record.get("_type") if isinstance(record, dict) else None
+        if kind == PLAIN_TENSOR:
+            if name not in shapes:
+                raise PackError(f"{where}: tensor '{name}'", "listed in tensor_names but absent")
+            logical_shapes[name], logical_dtypes[name] = tuple(shapes[name]), dtypes[name]
+            used.add(name)
+        elif kind == INT8_TENSOR:
+            weight = _int8_weight(name, record, shapes, dtypes, where)
+            dtype = ((record.get("_data") or {}).get("dtype") or {}).get("_data")
+            logical_shapes[name], logical_dtypes[name] = tuple(shapes[weight.qdata]), _TORCH_DTYPES.get(dtype, "F32")
+            int8[name] = weight
+            used.update(k for k in (weight.qdata, weight.scale, weight.zero_point) if k)
+        else:
+            raise PackError(f"{where}: tensor '{name}'", f"torchao type {kind!r}; --from torchao-int8wo imports "
+                                                         "Int8Tensor weights (Int8WeightOnlyConfig) and plain tensors "
+                                                         "only")
+    unlisted = sorted(set(shapes) - used)
+    if unlisted:
+        raise PackError(f"{where}: tensor '{unlisted[0]}'", f"not described by the torchao metadata ({len(unlisted)} "
+                                                            "such tensor(s)): the file was not written by "
+                                                            "flatten_tensor_state_dict or was edited afterwards")
     if not int8:
         raise PackError(where, "no int8 weights: not a torchao int8 weight-only export (use --from checkpoint for a "
                                "plain fp32/bf16 checkpoint)")
@@ -86,37 +165,74 @@ def check_layer_counts(sources: Mapping[str, SourceTensor], where: str) -> None:
                                "expert attends to the LLM's KV cache layer by layer, so both must keep the same count")
 
 
-def q8_0_blocks(qdata: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """int8 rows with one scale each -> raw Q8_0 (per 32 values: F16 scale, 32 int8)."""
+def q8_0_blocks(qdata: np.ndarray, block_scales: np.ndarray) -> np.ndarray:
+    """int8 rows + one scale per 32 values ([rows, cols/32]) -> raw Q8_0 (F16 scale, 32 int8)."""
     rows, cols = qdata.shape
-    d = np.repeat(scale.astype(np.float16).reshape(rows, 1), cols // Q8_BLOCK, axis=1)
-    blocks = np.concatenate([d.reshape(rows, -1, 1).view(np.uint8),
-                             qdata.astype(np.int8).reshape(rows, -1, Q8_BLOCK).view(np.uint8)], axis=2)
+    d = block_scales.astype(np.float16).reshape(rows, cols // Q8_BLOCK, 1)
+    blocks = np.concatenate([d.view(np.uint8), qdata.astype(np.int8).reshape(rows, -1, Q8_BLOCK).view(np.uint8)],
+                            axis=2)
     return np.ascontiguousarray(blocks).reshape(-1)
 
 
+@dataclass(frozen=True)
+class Int8Values:
+    """One weight as stored: per element its scale and zero point and (when read) its int8 codes,
+    padded like every SigLIP MLP tensor."""
+
+    scale: np.ndarray
+    zero: np.ndarray
+    q: np.ndarray | None = None
+
+    def q8_0_scales(self) -> tuple[np.ndarray | None, str]:
+        """The per-32-block scales when Q8_0 holds this weight exactly, else (None, why not)."""
+        rows, cols = self.scale.shape
+        if cols % Q8_BLOCK:
+            return None, f"input width {cols} not a multiple of 32"
+        if np.any(self.zero):
+            return None, "non-zero zero points (Q8_0 is symmetric)"
+        blocks = self.scale.reshape(rows, -1, Q8_BLOCK)
+        if np.any(blocks != blocks[:, :, :1]):
+            return None, "scale groups that split a 32-value block"
+        d = blocks[:, :, 0]
+        if np.any(np.abs(d.astype(np.float16).astype(np.float32) - d) > SCALE_REL_TOL * np.abs(d)):
+            return None, "scales not representable in F16"
+        return d, ""
+
+    def dequantised(self) -> np.ndarray:
+        assert self.q is not None
+        return (self.q.astype(np.float32) - self.zero) * self.scale
+
+
 class Int8Loader:
-    """int8 tensors by pack name, read on demand and padded like every SigLIP MLP tensor."""
+    """int8 weights by pack name, read on demand."""
 
-    def __init__(self, path: Path, sources: Mapping[str, SourceTensor], cfg: Any):
-        self.path, self.sources, self.cfg = path, sources, cfg
+    def __init__(self, path: Path, sources: Mapping[str, SourceTensor], weights: Mapping[str, Int8Weight], cfg: Any):
+        self.path, self.sources, self.weights, self.cfg = path, sources, weights, cfg
 
-    def _read(self, suffix: str, name: str) -> np.ndarray:
+    def __call__(self, name: str, codes: bool = True) -> Int8Values:
+        """codes=False reads only scales and zero points (enough to choose the storage type)."""
         from safetensors import safe_open
 
+        w = self.weights[self.sources[name].key]
         with safe_open(str(self.path), framework="pt") as f:
-            return to_numpy(f.get_tensor(self.sources[name].key + suffix))
+            rows, cols = f.get_slice(w.qdata).get_shape()
+            q = to_numpy(f.get_tensor(w.qdata)).astype(np.int8) if codes else np.empty((rows, cols), np.int8)
+            scale = to_numpy(f.get_tensor(w.scale)).astype(np.float32)
+            zero = to_numpy(f.get_tensor(w.zero_point)).astype(np.float32) if w.zero_point else np.zeros(1, np.float32)
 
-    def scale(self, name: str) -> np.ndarray:
-        s = self._read(SCALE, name).astype(np.float32).reshape(-1)
-        v = self.cfg.vision
-        return pad_vision_mlp(name, s, v.intermediate_size, v.intermediate_size_stored) \
-            if name.endswith("ffn_up.weight") else s
+        def per_element(v: np.ndarray) -> np.ndarray:
+            if v.size == 1:
+                return np.full(q.shape, v.reshape(-1)[0], np.float32)
+            return np.repeat(np.repeat(v.reshape(rows // w.block[0], cols // w.block[1]), w.block[0], axis=0),
+                             w.block[1], axis=1)
 
-    def qdata(self, name: str) -> np.ndarray:
         v = self.cfg.vision
-        return pad_vision_mlp(name, self._read(QDATA, name).astype(np.int8), v.intermediate_size,
-                              v.intermediate_size_stored)
+        padded = pad_vision_mlp(name, q, v.intermediate_size, v.intermediate_size_stored)
+        # scales of padded rows/columns repeat their neighbours: the values there are 0 either way,
+        # and a constant scale keeps the last real 32-block storable as Q8_0.
+        widths = [(0, p - s) for p, s in zip(padded.shape, q.shape)]
+        return Int8Values(np.pad(per_element(scale), widths, mode="edge"), np.pad(per_element(zero), widths, mode="edge"),
+                          padded if codes else None)
 
 
 def import_torchao_int8wo(src: str | Path, out: str | Path, robot: str = "ur3", overwrite: bool = False,
@@ -124,12 +240,12 @@ def import_torchao_int8wo(src: str | Path, out: str | Path, robot: str = "ur3", 
                           norm_stats: Path | None = None) -> Path:
     """Write a pack at `out` from a torchao int8 weight-only (Shallow-π pruned) pi0.5 checkpoint."""
     weights = weights_file(src, "a torchao int8 weight-only pi0.5 export")
-    raw_shapes, raw_dtypes, _ = safetensors_header(weights)
-    shapes, dtypes, int8 = split_quantized(raw_shapes, raw_dtypes, str(weights))
+    raw_shapes, raw_dtypes, metadata = safetensors_header(weights)
+    shapes, dtypes, int8 = read_torchao_layout(raw_shapes, raw_dtypes, metadata, str(weights))
     ck = read_checkpoint(weights, shapes, dtypes, robot, tokenizer, norm_stats,
                          check_layers=lambda sources: check_layer_counts(sources, str(weights)))
     floats = SourceLoader(weights, ck.sources, ck.cfg)
-    ints = Int8Loader(weights, ck.sources, ck.cfg)
+    ints = Int8Loader(weights, ck.sources, int8, ck.cfg)
     matrix = matrix_type("auto", {d for k, d in dtypes.items() if k not in int8})
     planned, exceptions = [], {}
     for name in ck.specs:
@@ -138,16 +254,27 @@ def import_torchao_int8wo(src: str | Path, out: str | Path, robot: str = "ur3", 
             planned.append(PlannedTensor(name, shape, "F32" if len(shape) == 1 else matrix,
                                          lambda n=name: floats(n)))
             continue
-        s = ints.scale(name)
-        fits = bool(np.all(np.abs(s.astype(np.float16).astype(np.float32) - s) <= SCALE_REL_TOL * np.abs(s)))
-        if shape[-1] % Q8_BLOCK == 0 and fits:
-            planned.append(PlannedTensor(name, shape, "Q8_0", lambda n=name, s=s: q8_0_blocks(ints.qdata(n), s)))
+        block_scales, why = ints(name, codes=False).q8_0_scales()
+        if block_scales is not None:
+            planned.append(PlannedTensor(name, shape, "Q8_0", lambda n=name: _q8_0(ints(n))))
         else:
-            why = f"input width {shape[-1]} not a multiple of 32" if fits else "row scales not representable in F16"
             exceptions[name] = f"F16 (dequantised int8): {why}"
-            planned.append(PlannedTensor(name, shape, "F16",
-                                         lambda n=name, s=s: ints.qdata(n).astype(np.float32) * s[:, None]))
+            planned.append(PlannedTensor(name, shape, "F16", lambda n=name: ints(n).dequantised()))
+    granularity = sorted({_granularity(w, shapes[k]) for k, w in int8.items()})
     return write_pack(ck, out, planned, "torchao-int8wo", {
         "imported_from": "torchao-int8wo", "robot_layout": robot, "int8_tensors": len(int8),
-        "llm_layers": ck.cfg.llm.num_layers, "expert_layers": ck.cfg.expert.num_layers,
-        "int8_storage": "Q8_0: int8 values exact, per-row scale as the F16 block scale"}, exceptions, overwrite, golden)
+        "int8_granularity": granularity, "llm_layers": ck.cfg.llm.num_layers, "expert_layers": ck.cfg.expert.num_layers,
+        "int8_storage": "Q8_0: int8 values exact, the int8 scale as the F16 block scale"}, exceptions, overwrite, golden)
+
+
+def _q8_0(values: Int8Values) -> np.ndarray:
+    block_scales, why = values.q8_0_scales()
+    assert block_scales is not None and values.q is not None, why  # decided from the same scales when planned
+    return q8_0_blocks(values.q, block_scales)
+
+
+def _granularity(weight: Int8Weight, shape: tuple[int, ...]) -> str:
+    rows, cols = weight.block
+    if (rows, cols) == tuple(shape):
+        return "per_tensor"
+    return "per_row" if (rows, cols) == (1, shape[1]) else f"block {rows}x{cols}"
