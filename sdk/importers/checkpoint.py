@@ -33,6 +33,7 @@ from ..packs.gguf_io import PlannedTensor, write_gguf
 from ..packs.writer import PackBuilder
 from .common import (check_tensor_shapes, check_tokenizer, lerobot_stats, openpi_stats, read_json_object,
                      robot_spaces_for_stats, safetensors_header)
+from .gemma_variants import check_stacks
 
 WEIGHTS_NAME = "model.safetensors"
 K_ALIGN = 256  # the released layout pads the SigLIP MLP (4304 -> 4352) so K-quants can be used later
@@ -312,6 +313,7 @@ def read_checkpoint(weights: Path, shapes: Mapping[str, tuple[int, ...]], dtypes
     sources = map_keys(shapes, dtypes, str(weights))
     check_layers(sources)
     cfg, defaulted = derive_config(sources, cfg_json, str(weights))
+    check_stacks(cfg_json, cfg, root / "config.json", weights)
     specs = tensor_specs(cfg)
     shapes_out = logical_shapes(sources, cfg)
     check_tensor_shapes(str(weights), shapes_out, specs)

@@ -65,6 +65,12 @@ def checkpoint_tensors(pack_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def stack_depths(pack: Pack) -> dict[str, int]:
+    """Released configs name the stacks by variant ("gemma_2b" / "gemma_300m"); a tiny model is
+    neither, so the fixture states its depths the way a pruned export does."""
+    return {"paligemma_depth": pack.config.llm.num_layers, "action_expert_depth": pack.config.expert.num_layers}
+
+
 def write_checkpoint(pack_dir: Path, out: Path, layout: str = "openpi", dtype: torch.dtype = torch.float32,
                      edit=None, stats: str = "quantiles", config: dict | None = None) -> Path:
     """layout 'openpi' (plain keys, assets/<id>/norm_stats.json) or 'lerobot' (`model.` prefix,
@@ -86,13 +92,13 @@ def write_checkpoint(pack_dir: Path, out: Path, layout: str = "openpi", dtype: t
         cfg = {"type": "pi05", "chunk_size": pack.config.action_horizon, "n_action_steps": pack.config.action_horizon,
                "max_state_dim": pack.config.state_dim, "max_action_dim": pack.config.action_dim,
                "num_inference_steps": pack.config.num_flow_steps, "tokenizer_max_length": pack.config.max_token_len,
-               "paligemma_variant": "gemma_2b", "action_expert_variant": "gemma_300m"}
+               **stack_depths(pack)}
     else:
         (out / "assets" / "ur3_demo").mkdir(parents=True)
         (out / "assets" / "ur3_demo" / "norm_stats.json").write_text(
             json.dumps({"norm_stats": {k: {f: norm[k][f] for f in fields} for k in ("state", "actions")}}))
         cfg = {"action_dim": pack.config.action_dim, "action_horizon": pack.config.action_horizon,
-               "paligemma_variant": "gemma_2b", "action_expert_variant": "gemma_300m", "precision": "float32"}
+               "precision": "float32", **stack_depths(pack)}
     (out / "config.json").write_text(json.dumps({**cfg, **(config or {})}))
     shutil.copyfile(pack_dir / "tokenizer.model", out / "tokenizer.model")
     return out

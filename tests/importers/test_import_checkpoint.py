@@ -101,6 +101,19 @@ def test_other_family_and_unknown_tensors(tiny_pack_dir, tmp_path):
     assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", "config.json", "pi05")
 
 
+def test_config_json_that_disagrees_with_the_tensors(tiny_pack_dir, tmp_path):
+    """Released configs name the stacks by openpi variant; a variant or stated depth that does not
+    match the tensors means mixed-up files and is refused, naming the config.json field."""
+    cases = [({"action_expert_depth": 5}, ["config.json: action_expert_depth", "5 action expert layers", "holds 2"]),
+             ({"action_expert_variant": "gemma_300m", "action_expert_depth": None},
+              ["action_expert_variant", "'gemma_300m' is width 1024", "width 128", "another model"]),
+             ({"paligemma_variant": "gemma_9b"}, ["paligemma_variant", "unknown Gemma variant 'gemma_9b'"]),
+             ({"paligemma_depth": "two"}, ["paligemma_depth", "positive layer count"])]
+    for i, (config, words) in enumerate(cases):
+        src = write_checkpoint(tiny_pack_dir, tmp_path / f"c{i}", config=config)
+        assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", *words)
+
+
 def test_option_that_does_not_apply(tiny_pack_dir, tmp_path):
     r = run_cli("pack", "import", "--from", "actquant", str(tmp_path), "--out", str(tmp_path / "out"),
                 "--dtype", "f16")

@@ -113,6 +113,15 @@ def test_pruned_layer_counts_must_agree(tiny_pack_dir, tmp_path):
     assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "[1]", "renumber")
 
 
+def test_pruned_file_with_a_stale_config_is_refused(tiny_pack_dir, tmp_path):
+    src = write_torchao(tiny_pack_dir, tmp_path / "a", config={"paligemma_depth": 2, "action_expert_depth": 2})
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "config.json: paligemma_depth",
+                   "2 LLM layers", "holds 1", '"paligemma_depth": 1')
+    src = write_torchao(tiny_pack_dir, tmp_path / "b", config={"paligemma_variant": "gemma_2b"})
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "paligemma_variant",
+                   "width 2048", "another model")
+
+
 def test_plain_checkpoint_is_not_int8(tiny_pack_dir, tmp_path):
     src = write_torchao(tiny_pack_dir, tmp_path / "src", dequantised=True)
     assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "no int8",

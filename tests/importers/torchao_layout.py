@@ -51,13 +51,16 @@ def torchao_int8(weight: torch.Tensor, kind: str, dynamic_act: bool = False) -> 
 
 
 def write_torchao(pack_dir, out, llm=(0,), expert=(0,), renumber=True, kind="row",
-                  edit: Callable[[dict, dict], None] | None = None, dequantised=False, dynamic_act=False):
+                  edit: Callable[[dict, dict], None] | None = None, dequantised=False, dynamic_act=False,
+                  config: dict | None = None):
     """kind: row | tensor | group32 | group16 (group16 splits Q8_0 blocks). dequantised=True writes the
     same model with torchao's own `dequantize()` in fp32 as a plain checkpoint instead. `edit`
-    may change (tensors, metadata) before saving, to damage the file."""
+    may change (tensors, metadata) before saving, to damage the file. config.json states the kept
+    depths (as a pruning export should) unless `config` overrides them."""
     from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
 
-    src = write_checkpoint(pack_dir, out)
+    depths = {"paligemma_depth": len(llm), "action_expert_depth": len(expert)}
+    src = write_checkpoint(pack_dir, out, config={**depths, **(config or {})})
     state = {}
     for key, t in load_file(str(src / "model.safetensors")).items():
         new = keep_layers(key, list(llm), list(expert))
