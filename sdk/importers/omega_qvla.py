@@ -17,8 +17,11 @@ block sizes, bits). A record (format `dit_svdquant_v1`, rank 0) holds
 
 The importer recovers integer codes and per-(row, group) scales from the dense grid (checking
 every value is reproduced to fp16 rounding), keeps rotations and the per-step table as they are,
-and writes them in the pack's W4A4 form (sdk/packs/w4a4.py); every other tensor comes from the
-base checkpoint. The file is loaded with torch.load(weights_only=True): a pickle that needs code
+and writes them in the pack's W4A4 form (sdk/packs/w4a4.py), with the rotation's block sizes in
+the manifest; every other tensor comes from the base checkpoint. Each recovered weight must match
+the base's weight put in the same rotated basis to within 4-bit rounding error
+(BASE_REL_ERROR_MAX), so a --base the file was not built from is refused rather than silently
+mixed with it. The file is loaded with torch.load(weights_only=True): a pickle that needs code
 to load is refused, never run.
 """
 
@@ -34,7 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError, PackError
 from ..packs.manifest import W4A4
-from ..packs.w4a4 import QMAX, QMIN, W4A4Layer, layer_group
+from ..packs.w4a4 import QMAX, QMIN, W4A4Layer, describe_rotation, layer_group
 from .checkpoint import (SourceLoader, map_keys, matrix_type, plan_tensors, read_checkpoint, weights_file,
                          write_pack)
 from .common import load_torch_weights_only, safetensors_header, to_numpy
@@ -47,6 +50,17 @@ RECORD_FORMAT = "dit_svdquant_v1"
 GPTQ_BLOCK = 128  # Omega-QVLA README: --gptq-block-size 128; not stored in the file
 GRID_REL_TOL = 2.0 ** -9  # fp16 storage of q * s: a few half-ulps
 ACT_SCALE_FLOOR = 1e-8  # GptqLinear clamps the table to this on load (fp16-underflow guard)
+# Largest relative Frobenius error between a record's dequantised weight and the --base weight in
+# the same rotated basis. Rounding to a symmetric 4-bit grid with s = max|v| / 7 per row and group
+# leaves errors of at most s/2, about uniform (RMS s/sqrt(12)); relative to the group's RMS that is
+# c / (7 sqrt(12)) with c = max|v| / RMS <= sqrt(G), so <= sqrt(128) / 24.2 = 0.47 for any weight
+# distribution (the MSE alpha search only lowers it; Hadamard-rotated weights have c ~ 3: ~0.12).
+# An unrelated base of the same scale gives ~sqrt(2) (independent weights). Measured on the test
+# model: 0.100-0.104 for the right base, 1.39-1.43 for another seed's weights. GPTQ (no real file
+# could be downloaded) trades some weight error for output error; the ~5x margin over the measured
+# RTN error is meant to cover that, but it is not measured on a GPTQ file.
+BASE_REL_ERROR_MAX = 0.5
+_EXPERT_EXAMPLE = "paligemma_with_expert.gemma_expert.model.layers.0.self_attn.q_proj"
 _GR00T = re.compile(r"(^|\.)(action_head\.model\.transformer_blocks|backbone\.eagle_model)\.")
 _SENSITIVE_WHY = ("small-dimension projections (state/action in/out, time MLP) collapse under 4-bit activations "
                   "(Omega-QVLA README, pitfalls)")
@@ -198,7 +212,8 @@ def import_omega_qvla(src: str | Path, out: str | Path, base: Path | None = None
         raise PackError(f"{qpath}: act_scale_table", f"per-step scales for {steps} denoising steps, but the base "
                                                       f"checkpoint runs {ck.cfg.num_flow_steps} (config.json); the "
                                                       "table is only valid for the step count it was calibrated with")
-    layers, errors, sensitive = {}, {}, []
+    layers, errors, base_errors, sensitive = {}, {}, {}, []
+    base_values = SourceLoader(weights, ck.sources, ck.cfg)
     for module, record in container.items():
         if module == "__meta__":
             continue
@@ -206,6 +221,9 @@ def import_omega_qvla(src: str | Path, out: str | Path, base: Path | None = None
         weight_key = f"{module}.weight"
         found = map_keys({weight_key: tuple(getattr(record.get("weight_res_q"), "shape", ()))}
                          if isinstance(record, dict) else {weight_key: ()}, {weight_key: "F16"}, where)
+        if not found:  # a tensor map_keys knows but pi0.5 inference does not use (LM heads, prefix norm)
+            raise PackError(where, f"names no Linear module of the pi0.5 action expert ('{weight_key}' is unused "
+                                   f"by pi0.5 inference); expected e.g. '{_EXPERT_EXAMPLE}'")
         name = next(iter(found))
         if not name.startswith("action."):
             raise PackError(where, "W4A4 outside the action expert is not supported: Omega-QVLA runs PaliGemma as "
@@ -221,24 +239,40 @@ def import_omega_qvla(src: str | Path, out: str | Path, base: Path | None = None
             sensitive.append(name)
         layer, errors[name] = convert_record(name, record, spec.shape, steps, layer_group(group_size, spec.shape[1]),
                                              where)
-        layer.check(spec.shape, _section([name], group_size, steps), where)
+        layer.check(spec.shape, _section({name: layer}, group_size, steps), where)
+        base_errors[name] = check_base_weight(layer, base_values(name), where)
         layers[name] = layer
     if sensitive:
         log.warning("warning: W4A4 kept on sensitive layers %s (--allow-sensitive-a4): %s; compare the pack with "
                     "its fp32 parent (vla-edge pack compare) before using it", sensitive, _SENSITIVE_WHY)
-    section = _section(sorted(layers, key=list(ck.specs).index), group_size, steps)
+    section = _section({n: layers[n] for n in sorted(layers, key=list(ck.specs).index)}, group_size, steps)
     matrix = matrix_type("auto", {dtypes[s.key] for s in ck.sources.values()})
     rest = {n: s for n, s in ck.specs.items() if n not in layers}
-    planned, exceptions = plan_tensors(SourceLoader(weights, ck.sources, ck.cfg), ck.shapes, rest, matrix,
-                                       str(weights))
+    planned, exceptions = plan_tensors(base_values, ck.shapes, rest, matrix, str(weights))
     planned += [t for n in section.layers for t in layers[n].planned()]
     return write_pack(ck, out, planned, "omega-qvla-w4a4", {
         "imported_from": "omega-qvla", "quantized_pt": str(qpath), "robot_layout": robot,
         "omega_meta": {k: v for k, v in meta.items() if isinstance(v, (int, float, str))},
-        "w4a4_weight_max_rel_error": max(errors.values()), "sensitive_layers_a4": sensitive,
+        "w4a4_weight_max_rel_error": max(errors.values()),
+        "w4a4_vs_base_max_rel_error": max(base_errors.values()), "sensitive_layers_a4": sensitive,
         "act_scale_floor": ACT_SCALE_FLOOR}, exceptions, overwrite, golden, targets=("reference",), w4a4=section)
 
 
-def _section(layers: list[str], group: int, steps: int) -> W4A4:
-    return W4A4(weight_group_size=group, act_scales="per_step", act_group_size=1, num_steps=steps, layers=layers)
+def check_base_weight(layer: W4A4Layer, base: np.ndarray, where: str) -> float:
+    """Relative Frobenius error of the layer's dequantised weight against the --base weight put
+    in the same rotated basis; refuses a base the quantised file was not made from (shapes alone
+    do not tell: every pi0.5 checkpoint has them)."""
+    expected = layer.rotate_weight(base)
+    err = float(np.linalg.norm(layer.dequantised() - expected) / max(float(np.linalg.norm(expected)), 1e-30))
+    if not err <= BASE_REL_ERROR_MAX:
+        raise PackError(where, f"its weight differs from the --base checkpoint's {layer.name} in the same rotated "
+                               f"basis (R_out W P R_in) by relative Frobenius error {err:.3g} > {BASE_REL_ERROR_MAX} "
+                               "(4-bit rounding stays below it): the --base checkpoint is not the one the quantised "
+                               "file was made from")
+    return err
+
+
+def _section(layers: Mapping[str, W4A4Layer], group: int, steps: int) -> W4A4:
+    return W4A4(weight_group_size=group, act_scales="per_step", act_group_size=1, num_steps=steps,
+                layers=list(layers), rotation=describe_rotation(layers))
 

@@ -58,6 +58,36 @@ class ActionSpace(Space):
     delta_mask: list[bool] | None = None
 
 
+class RotationBlocks(_Strict):
+    """Block sizes of one layer's rotation, as its GGUF tensors hold them."""
+
+    # B of `L.w4a4.rot_in` [in/B, B, B] (1: no input rotation beyond the permutation)
+    input: int = Field(gt=0)
+    # C of `L.w4a4.rot_out` [out/C, C, C]; absent: the layer has no output rotation tensor
+    output: int | None = Field(default=None, gt=0)
+
+
+class W4A4Rotation(_Strict):
+    """The basis change every W4A4 layer's codes live in, stated so that a manifest and its GGUF
+    tensors can be checked against each other (`pack verify`, loading) instead of trusting
+    whatever rotation tensors happen to be present.
+
+    kind `duquant` (DuQuant / block-Hadamard form, as Omega-QVLA builds it): an input permutation
+    `rot_perm`, then a block-diagonal orthogonal input rotation `rot_in`; optionally a
+    block-diagonal orthogonal output rotation `rot_out`. The codes hold R_out · W · P · R_in. The
+    blocks are stored as built (Omega: SVD·Hadamard input blocks, SVD output blocks), so any
+    orthogonal blocks are of this kind; `blocks` are the sizes most layers use and
+    `layer_blocks` lists every layer whose sizes differ (e.g. a width the block size does not
+    divide, which Omega rotates with one dense block of the full width)."""
+
+    kind: Literal["duquant"]
+    blocks: RotationBlocks
+    layer_blocks: dict[str, RotationBlocks] = Field(default_factory=dict)
+
+    def blocks_of(self, layer: str) -> RotationBlocks:
+        return self.layer_blocks.get(layer, self.blocks)
+
+
 class W4A4(_Strict):
     """Layers stored as 4-bit weights with 4-bit activations (see docs/importers.md, "W4A4 pack
     form"): the tensors of each listed layer replace its `.weight` in the GGUF. Only the
@@ -75,11 +105,20 @@ class W4A4(_Strict):
     num_steps: int | None = Field(default=None, gt=0)
     # pack tensor names (e.g. action.blk.0.attn_q.weight) held in W4A4 form
     layers: list[str] = Field(min_length=1)
+    # the basis the codes live in, checked against the rotation tensors on verify and load
+    rotation: W4A4Rotation
 
     @model_validator(mode="after")
     def _steps_given(self) -> "W4A4":
         if (self.act_scales == "per_step") != (self.num_steps is not None):
             raise ValueError("num_steps is required with act_scales 'per_step' and not allowed otherwise")
+        return self
+
+    @model_validator(mode="after")
+    def _rotation_layers_listed(self) -> "W4A4":
+        stray = sorted(set(self.rotation.layer_blocks) - set(self.layers))
+        if stray:
+            raise ValueError(f"rotation.layer_blocks names '{stray[0]}', which is not in layers")
         return self
 
 

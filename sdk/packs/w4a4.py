@@ -12,7 +12,8 @@ A W4A4 layer `L.weight` (numpy shape [out, in]) is stored as:
   L.w4a4.act_scale  F32 [steps, in/A] per-step static activation scales (absent for per-token)
 
 The manifest's `quantization.w4a4` section names the layers and the group sizes (a layer
-narrower than the weight group has one group per row). Both the
+narrower than the weight group has one group per row) and states the rotation's block sizes,
+which reading checks against rot_in / rot_out. Both the
 quantised weights and the rotation are stored as they were built (nothing is folded), so a
 GPU kernel can be checked against the reference target bit for bit on the integer part.
 """
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..errors import PackError
 from .gguf_io import GGUFFile, PlannedTensor
-from .manifest import W4A4
+from .manifest import RotationBlocks, W4A4, W4A4Rotation
 
 QMIN, QMAX = -8, 7
 PARTS = ("codes", "wscale", "rot_perm", "rot_in", "rot_out", "act_scale")
@@ -80,6 +81,28 @@ class W4A4Layer:
     def shape(self) -> tuple[int, int]:
         return tuple(self.codes.shape)  # type: ignore[return-value]
 
+    def dequantised(self) -> np.ndarray:
+        """float64 [out, in]: codes times their group's scale, the weight in the rotated basis."""
+        return self.codes.astype(np.float64) * np.repeat(self.wscale.astype(np.float64), self.weight_group, axis=1)
+
+    def rotate_weight(self, weight: np.ndarray) -> np.ndarray:
+        """float64 R_out · W · P · R_in of a float weight [out, in]: the basis the codes live in
+        (x · Wᵀ = (x P R_in) · (R_out W P R_in)ᵀ · R_out with orthogonal blocks), so a float
+        weight can be compared with `dequantised()` directly."""
+        out, n_in = self.shape
+        n, b, _ = self.rot_in.shape
+        w = np.asarray(weight, np.float64)[:, self.perm].reshape(out, n, b)
+        w = np.einsum("onb,nbc->onc", w, self.rot_in.astype(np.float64)).reshape(out, n_in)
+        if self.rot_out is None:
+            return w
+        m, c, _ = self.rot_out.shape
+        return np.einsum("mdc,mcj->mdj", self.rot_out.astype(np.float64), w.reshape(m, c, n_in)).reshape(out, n_in)
+
+    def blocks(self) -> RotationBlocks:
+        """The block sizes its rotation tensors have (what the manifest's rotation must state)."""
+        return RotationBlocks(input=int(self.rot_in.shape[1]),
+                              output=None if self.rot_out is None else int(self.rot_out.shape[1]))
+
     def planned(self) -> list[PlannedTensor]:
         """GGUF tensors for write_gguf, in PARTS order."""
         out, n_in = self.shape
@@ -112,6 +135,7 @@ class W4A4Layer:
         _check_rotation(self.rot_in, n_in, name("rot_in"))
         if self.rot_out is not None:
             _check_rotation(self.rot_out, out, name("rot_out"))
+        self._check_stated_blocks(section.rotation, where)
         if section.act_scales == "per_step":
             if self.act_scale is None:
                 raise PackError(name("act_scale"), "missing: act_scales is 'per_step'")
@@ -122,6 +146,28 @@ class W4A4Layer:
             _expect(self.act_scale, (steps, n_in // section.act_group_size), name("act_scale"), positive=True)
         elif self.act_scale is not None:
             raise PackError(name("act_scale"), "present, but act_scales is 'per_token' (dynamic)")
+
+    def _check_stated_blocks(self, rotation: W4A4Rotation, where: str) -> None:
+        field = (f"quantization.w4a4.rotation.layer_blocks['{self.name}']" if self.name in rotation.layer_blocks
+                 else "quantization.w4a4.rotation.blocks")
+        stated, held = rotation.blocks_of(self.name), self.blocks()
+        for side, part in (("input", "rot_in"), ("output", "rot_out")):
+            want, got = getattr(stated, side), getattr(held, side)
+            if want != got:
+                has = f"blocks of {got}" if got is not None else "no such tensor"
+                raise PackError(f"{where}: tensor '{part_name(self.name, part)}'",
+                                f"{has}, but pack.yaml {field}.{side} says "
+                                f"{want if want is not None else 'no output rotation'}")
+
+
+def describe_rotation(layers: Mapping[str, W4A4Layer]) -> W4A4Rotation:
+    """The manifest's rotation entry for these layers: the most common block sizes, plus every
+    layer whose sizes differ (ties go to the first layer's sizes)."""
+    held = {name: layer.blocks() for name, layer in layers.items()}
+    sizes = list(held.values())
+    common = max(sizes, key=sizes.count)
+    return W4A4Rotation(kind="duquant", blocks=common,
+                        layer_blocks={name: b for name, b in held.items() if b != common})
 
 
 def layer_group(group: int, n_in: int) -> int:

@@ -106,13 +106,18 @@ def rtn_mse(w: np.ndarray) -> np.ndarray:
     return out
 
 
-def omega_record(w: np.ndarray, per_step: dict[int, np.ndarray], num_steps: int) -> dict:
+def omega_record(w: np.ndarray, per_step: dict[int, np.ndarray], num_steps: int, rotate: bool = True) -> dict:
+    """rotate=False: a record without any duquant_* key (GptqLinear then runs the layer
+    unrotated), the weight quantised as it is."""
     out_f, in_f = w.shape
-    perm = _zigzag(0.85 * (w ** 2).mean(axis=0) + 0.15 * (w ** 2).mean())
+    perm = _zigzag(0.85 * (w ** 2).mean(axis=0) + 0.15 * (w ** 2).mean()) if rotate else np.arange(in_f)
     wp = w[:, perm]
     bi, bo = min(BLOCK, in_f), min(BLOCK_OUT, out_f)  # a narrow layer is one short block
-    r_in = np.stack([np.linalg.svd(wp[:, b:b + bi].T)[0] @ _hadamard(bi) for b in range(0, in_f, bi)])
-    r_out = np.stack([np.linalg.svd(w[b:b + bo, :])[0] for b in range(0, out_f, bo)])
+    if rotate:
+        r_in = np.stack([np.linalg.svd(wp[:, b:b + bi].T)[0] @ _hadamard(bi) for b in range(0, in_f, bi)])
+        r_out = np.stack([np.linalg.svd(w[b:b + bo, :])[0] for b in range(0, out_f, bo)])
+    else:
+        r_in, r_out = np.ones((in_f, 1, 1)), np.ones((out_f, 1, 1))  # identity, as blocks of one
     r_in_full, r_out_full = _block_diag(r_in), _block_diag(r_out)
     w_rot = r_out_full @ wp @ r_in_full
     table = np.zeros((num_steps, in_f), np.float32)
@@ -123,7 +128,7 @@ def omega_record(w: np.ndarray, per_step: dict[int, np.ndarray], num_steps: int)
     dense_rot[perm, np.arange(in_f)] = 1
     dense_rot = dense_rot @ r_in_full
     f16 = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(torch.float16)  # noqa: E731
-    return {
+    record = {
         "format": "dit_svdquant_v1",
         "weight_res_q": f16(rtn_mse(w_rot)),
         "lowrank_A": torch.zeros(out_f, 0, dtype=torch.float16),
@@ -139,9 +144,11 @@ def omega_record(w: np.ndarray, per_step: dict[int, np.ndarray], num_steps: int)
         "duquant_rotation_out": f16(r_out_full),
         "duquant_rotation_out_blocks": f16(_pad_blocks(r_out, BLOCK_OUT)),
     }
+    return record if rotate else {k: v for k, v in record.items() if not k.startswith("duquant_")}
 
 
-def build_records(pack_dir: Path, names: list[str] | None = None, n_obs: int = 2, seed: int = 7) -> dict:
+def build_records(pack_dir: Path, names: list[str] | None = None, n_obs: int = 2, seed: int = 7,
+                  rotate: bool = True) -> dict:
     """{module name: record, "__meta__": meta} for the base pack's expert linears (fp16 weights)."""
     policy = load_policy(pack_dir, target="reference")
     cfg = policy.pack.config
@@ -151,7 +158,7 @@ def build_records(pack_dir: Path, names: list[str] | None = None, n_obs: int = 2
     records: dict = {}
     for name in names:
         w = gguf.float32(name).astype(np.float16).astype(np.float64)  # as the fp16 base checkpoint holds it
-        records[module_name(name)] = omega_record(w, captured[name], cfg.num_flow_steps)
+        records[module_name(name)] = omega_record(w, captured[name], cfg.num_flow_steps, rotate)
     records["__meta__"] = {
         "format": "pi05_a2lite_gptq_perstep_v1", "checkpoint": "/ckpts/pi05_libero_pytorch", "max_samples": n_obs,
         "gptq_damp_percent": 0.05, "duquant_block_size": BLOCK, "duquant_block_out": BLOCK_OUT,

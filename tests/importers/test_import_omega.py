@@ -6,27 +6,36 @@ rotate, fake-quantise with the step's table row, dense fp16 weight, rotate back)
 in torch from the record, to rel <= 1e-3 (int4 codes recovered from fp16 values: ~2^-10 relative;
 activations landing on a rounding tie may move one code). The whole W4A4 pack is only reported
 against its fp32 parent (4-bit activations: measured rel-L2 ~1e-2 on the tiny model), bounded
-loosely at 0.1 and required to be non-zero."""
+loosely at 0.1 and required to be non-zero.
+
+The --base check: a record's dequantised weight against the base weight in the same rotated basis
+is ~0.10 relative Frobenius error for the right base (4-bit rounding of Hadamard-rotated weights,
+predicted 3 / (7 sqrt 12) ~ 0.12) and ~sqrt(2) for independent weights of the same RMS; the
+importer refuses above BASE_REL_ERROR_MAX = 0.5."""
 
 from __future__ import annotations
 
 import copy
+import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from checkpoint_layout import write_checkpoint
+from checkpoint_layout import source_key, write_checkpoint
 from import_checks import assert_refused, run_import
-from omega_layout import build_records, module_name, write_quantized_pt
+from omega_layout import BLOCK, BLOCK_OUT, build_records, module_name, write_quantized_pt
 from vla_edge import load_policy
 from vla_edge.errors import VlaEdgeError
+from vla_edge.importers.omega_qvla import BASE_REL_ERROR_MAX
 from vla_edge.packs.compare import compare_policies
 from vla_edge.packs.gguf_io import GGUFFile
+from vla_edge.packs.manifest import Manifest, RotationBlocks
 from vla_edge.packs.pack import Pack
 from vla_edge.packs.verify import verify_pack
-from vla_edge.packs.w4a4 import read_layers
+from vla_edge.packs.w4a4 import part_name, read_layers
 from vla_edge.targets.reference.w4a4 import W4A4Linear
 
 Q_PROJ = "paligemma_with_expert.gemma_expert.model.layers.0.self_attn.q_proj"
@@ -119,8 +128,6 @@ def test_w4a4_pack_stays_close_to_its_fp32_parent(omega, tiny_pack_dir):
 
 def test_table_must_match_the_configured_steps(omega, tmp_path):
     """A pack whose config runs another number of flow steps than its tables hold does not run."""
-    import shutil
-
     pack_dir = tmp_path / "p"
     shutil.copytree(omega["pack"], pack_dir)
     manifest = yaml.safe_load((pack_dir / "pack.yaml").read_text())
@@ -177,6 +184,10 @@ def test_pickle_needing_code_is_refused_not_run(omega, tmp_path):
     ("paligemma", ("outside the action expert",)),
     ("pi0", ("pi0", "state_proj")),
     ("extra_layer", ("action.blk.5.attn_q.weight", "2 layers")),
+    ("expert_lm_head", ("record 'paligemma_with_expert.gemma_expert.lm_head'",
+                        "no Linear module of the pi0.5 action expert")),
+    ("llm_norm", ("record 'paligemma_with_expert.paligemma.model.language_model.norm'",
+                  "no Linear module of the pi0.5 action expert")),
 ])
 def test_bad_quantized_pt_is_refused(omega, tmp_path, case, words):
     rec = omega["records"]
@@ -203,9 +214,103 @@ def test_bad_quantized_pt_is_refused(omega, tmp_path, case, words):
     else:
         module = {"paligemma": "paligemma_with_expert.paligemma.model.language_model.layers.0.self_attn.q_proj",
                   "pi0": "state_proj",
-                  "extra_layer": "paligemma_with_expert.gemma_expert.model.layers.5.self_attn.q_proj"}[case]
+                  "extra_layer": "paligemma_with_expert.gemma_expert.model.layers.5.self_attn.q_proj",
+                  "expert_lm_head": "paligemma_with_expert.gemma_expert.lm_head",
+                  "llm_norm": "paligemma_with_expert.paligemma.model.language_model.norm"}[case]
         bad = {**rec, module: q}
     _refused(omega, tmp_path, bad, *words)
+
+
+def test_right_base_passes_with_its_4bit_error_recorded(omega, tiny_pack_dir):
+    """The recorded error, recomputed independently from the record's dense matrices
+    (duquant_rotation_out · W · duquant_rotation vs weight_res_q) instead of the pack's blocks and
+    codes: codes · scales reproduce weight_res_q to 2^-9 per value, so the two agree to 2e-3."""
+    pack = Pack.open(omega["pack"])
+    base = GGUFFile(Pack.open(tiny_pack_dir).weights_path)
+    errors = []
+    for name in pack.manifest.quantization.w4a4.layers:
+        record = omega["records"][module_name(name)]
+        w = base.float32(name).astype(np.float16).astype(np.float64)  # the fp16 base checkpoint's values
+        expect = record["duquant_rotation_out"].double().numpy() @ w @ record["duquant_rotation"].double().numpy()
+        got = record["weight_res_q"].double().numpy()
+        errors.append(np.linalg.norm(got - expect) / np.linalg.norm(expect))
+    recorded = pack.manifest.source["w4a4_vs_base_max_rel_error"]
+    print("omega W4A4 vs base, rel Frobenius per layer:", np.round(errors, 4))
+    assert recorded == pytest.approx(max(errors), abs=2e-3)
+    assert 0.05 < recorded < 0.2  # 4-bit rounding: ~0.12 predicted, well under the 0.5 refusal threshold
+
+
+def test_base_the_file_was_not_made_from_is_refused(omega, tiny_pack_dir, tmp_path):
+    """One expert linear of the base replaced by fresh random values of the same RMS: every shape
+    still matches, only the values say the file was built from another model."""
+    rng = np.random.default_rng()
+    swapped = "action.blk.1.ffn_down.weight"
+
+    def edit(key, values):
+        return rng.standard_normal(values.shape) * np.sqrt(np.mean(values ** 2)) if key == source_key(swapped) \
+            else values
+
+    base = write_checkpoint(tiny_pack_dir, tmp_path / "base", dtype=torch.float16, edit=edit)
+    src = write_quantized_pt(omega["records"], tmp_path / "src")
+    out = tmp_path / "pack"
+    r = run_import("omega-qvla", src, out, "--base", str(base))
+    assert_refused(r, out, f"record '{module_name(swapped)}'", swapped, f"> {BASE_REL_ERROR_MAX}",
+                   "the --base checkpoint is not the one the quantised file was made from")
+    err = float(re.search(r"relative Frobenius error ([0-9.]+) >", r.stderr)[1])
+    # independent weights of equal RMS: sqrt(1 + 1 + 4-bit error^2) ~ 1.42, sampling noise < 1 %
+    assert 1.3 < err < 1.55, err
+
+
+def test_manifest_states_the_rotation_its_tensors_hold(omega):
+    pack = Pack.open(omega["pack"])
+    section = pack.manifest.quantization.w4a4
+    rotation = section.rotation
+    # every tiny expert width is a multiple of the builder's 64-wide blocks: no layer differs
+    assert (rotation.kind, rotation.blocks, rotation.layer_blocks) == (
+        "duquant", RotationBlocks(input=BLOCK, output=BLOCK_OUT), {})
+    infos = GGUFFile(pack.weights_path).tensor_infos()
+    for name in section.layers:
+        assert infos[part_name(name, "rot_in")].shape[1:] == (BLOCK, BLOCK)
+        assert infos[part_name(name, "rot_out")].shape[1:] == (BLOCK_OUT, BLOCK_OUT)
+    written = yaml.safe_load((omega["pack"] / "pack.yaml").read_text())["quantization"]["w4a4"]["rotation"]
+    assert written == {"kind": "duquant", "blocks": {"input": BLOCK, "output": BLOCK_OUT}, "layer_blocks": {}}
+    assert Manifest.model_validate(yaml.safe_load(pack.manifest.to_yaml())).quantization.w4a4.rotation == rotation
+
+
+def test_unrotated_layer_is_listed_with_its_own_blocks(omega, tiny_pack_dir, tmp_path):
+    """A record without duquant_* keys (GptqLinear runs it unrotated) is imported with identity
+    blocks of one and no output rotation, and the manifest lists it as the exception."""
+    name = "action.blk.1.attn_v.weight"
+    records = {**omega["records"], **{k: v for k, v in build_records(tiny_pack_dir, [name], rotate=False).items()
+                                      if k != "__meta__"}}
+    src = write_quantized_pt(records, tmp_path / "src")
+    r = run_import("omega-qvla", src, tmp_path / "pack", "--base", str(omega["base"]))
+    assert r.returncode == 0, r.stderr
+    rotation = Pack.open(tmp_path / "pack").manifest.quantization.w4a4.rotation
+    assert rotation.blocks == RotationBlocks(input=BLOCK, output=BLOCK_OUT)
+    assert rotation.layer_blocks == {name: RotationBlocks(input=1)}
+    assert [f for f in verify_pack(tmp_path / "pack") if f.level == "error"] == []
+
+
+@pytest.mark.parametrize("claim, words", [
+    (lambda r: r["blocks"].update(input=32),
+     ("action.blk.0.attn_q.w4a4.rot_in", "blocks of 64", "quantization.w4a4.rotation.blocks.input says 32")),
+    (lambda r: r["blocks"].pop("output"),
+     ("action.blk.0.attn_q.w4a4.rot_out", "blocks of 64", "rotation.blocks.output says no output rotation")),
+    (lambda r: r["layer_blocks"].update({"action.blk.1.ffn_down.weight": {"input": 128, "output": 64}}),
+     ("action.blk.1.ffn_down.w4a4.rot_in", "layer_blocks['action.blk.1.ffn_down.weight'].input says 128")),
+])
+def test_manifest_claiming_other_rotation_blocks_is_refused(omega, tmp_path, claim, words):
+    pack_dir = tmp_path / "p"
+    shutil.copytree(omega["pack"], pack_dir)
+    manifest = yaml.safe_load((pack_dir / "pack.yaml").read_text())
+    claim(manifest["quantization"]["w4a4"]["rotation"])
+    (pack_dir / "pack.yaml").write_text(yaml.safe_dump(manifest))
+    errors = [f"{f.where}: {f.message}" for f in verify_pack(pack_dir) if f.level == "error"]
+    assert any(all(w in e for w in words) for e in errors), errors
+    with pytest.raises(VlaEdgeError) as exc:
+        load_policy(pack_dir, target="reference")
+    assert all(w in str(exc.value) for w in words), str(exc.value)
 
 
 def test_gguf_recipes_refuse_a_w4a4_pack(omega, tmp_path):

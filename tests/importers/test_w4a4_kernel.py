@@ -17,7 +17,7 @@ import pytest
 from vla_edge.errors import PackError
 from vla_edge.packs.gguf_io import GGUFFile, write_gguf
 from vla_edge.packs.manifest import W4A4
-from vla_edge.packs.w4a4 import W4A4Layer, pack_nibbles, read_layers, unpack_nibbles
+from vla_edge.packs.w4a4 import W4A4Layer, describe_rotation, pack_nibbles, read_layers, unpack_nibbles
 from vla_edge.targets.reference.w4a4 import (W4A4Linear, integer_accumulators, per_token_scales, quantize,
                                              rotate_input, rotate_output)
 
@@ -156,7 +156,7 @@ def test_wrong_table_size_or_step_is_an_error():
 
 def _section(layer, **kw):
     return W4A4(weight_group_size=layer.weight_group, act_scales="per_step", act_group_size=layer.act_group,
-                num_steps=kw.get("steps", 3), layers=[layer.name])
+                num_steps=kw.get("steps", 3), layers=[layer.name], rotation=describe_rotation({layer.name: layer}))
 
 
 def _write(tmp_path, layer):
