@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from .pack_cmd import console, pack_app
+
+if TYPE_CHECKING:
+    from ..policy import Policy
 
 
 def import_pack(
@@ -41,24 +44,38 @@ def import_pack(
     console.print(f"wrote pack [bold]{path}[/bold] (check it with `vla-edge pack verify {path}`)")
 
 
+def _load_compared(label: str, arg: str, target: str) -> Policy:
+    """Load one side of `pack compare`; a bad pack is reported as argument A or B."""
+    from ..errors import PackError
+    from ..packs.demo import resolve_pack
+    from ..policy import load_policy
+
+    try:
+        return load_policy(resolve_pack(arg), target=target)
+    except PackError as exc:
+        raise PackError(f"pack {label} ({exc.where})", exc.problem) from exc
+
+
 def compare(
     a: Annotated[str, typer.Argument(help="First pack")],
     b: Annotated[str, typer.Argument(help="Second pack (the baseline, e.g. the fp32 parent)")],
     obs: Annotated[int, typer.Option("--obs", help="Random observations to compare on")] = 8,
     target_a: Annotated[str, typer.Option(help="Target for A")] = "reference",
     target_b: Annotated[str, typer.Option(help="Target for B")] = "reference",
-    seed: Annotated[Optional[int], typer.Option(help="Seed for observations and noise")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for observations and noise (default: a fresh one, "
+                                                     "printed and stored in the report)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report here")] = None,
 ) -> None:
     """Action-chunk rel-L2, first-action error and max-abs error per action dim on shared inputs."""
-    from ..packs.compare import compare_policies
-    from ..packs.demo import resolve_pack
-    from ..policy import load_policy
+    from ..errors import ConfigError
+    from ..packs.compare import compare_policies, require_observations
 
-    report = compare_policies(load_policy(resolve_pack(a), target=target_a),
-                              load_policy(resolve_pack(b), target=target_b), obs, seed)
+    require_observations(obs)
+    if json_out is not None and not json_out.parent.is_dir():
+        raise ConfigError("--json", f"directory {json_out.parent} does not exist")
+    report = compare_policies(_load_compared("A", a, target_a), _load_compared("B", b, target_b), obs, seed)
     table = Table(title=f"{report['a']['pack']} ({target_a}) vs {report['b']['pack']} ({target_b}), "
-                        f"{obs} observations")
+                        f"{obs} observations, seed {report['seed']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("chunk rel-L2 mean / max", f"{report['rel_l2']['mean']:.3e} / {report['rel_l2']['max']:.3e}")

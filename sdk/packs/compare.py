@@ -2,31 +2,56 @@
 
 Used to show where a quantised or imported pack sits relative to its fp32 parent: both policies
 see identical random observations and identical initial noise, so every difference is the
-weights' or the target's."""
+weights' or the target's. The inputs come from one seed, recorded in the report, so any
+comparison can be re-run (or re-checked) on exactly the same inputs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..policy import Policy
+from ..types import Observation
 from .golden import random_observation
 from .writer import rel_l2
 
+Inputs = Sequence[tuple[Observation, np.ndarray]]
 
-def compare_policies(a: Policy, b: Policy, n_obs: int, seed: int | None = None) -> dict[str, Any]:
+
+def require_observations(n_obs: int) -> None:
+    """Refuse a comparison over no observations before anything is loaded."""
     if n_obs < 1:
         raise ConfigError("--obs", f"expected at least 1 observation, got {n_obs}")
+
+
+def require_comparable(a: Policy, b: Policy) -> None:
+    """Two policies can be compared only if they emit the same actions from the same noise."""
     if a.info.action_names != b.info.action_names or a.noise_shape != b.noise_shape:
         raise ConfigError("packs", f"not comparable: actions {a.info.action_names} / noise {a.noise_shape} vs "
                                    f"{b.info.action_names} / {b.noise_shape}")
+
+
+def comparison_inputs(policy: Policy, n_obs: int, seed: int) -> list[tuple[Observation, np.ndarray]]:
+    """The n_obs (observation, initial noise) pairs `compare_policies` uses for `seed`."""
+    require_observations(n_obs)
     rng = np.random.default_rng(seed)
-    rel, first, max_abs = [], [], np.zeros(len(a.info.action_names))
+    inputs = []
     for _ in range(n_obs):
-        obs = random_observation(a.pack, rng)
-        noise = rng.standard_normal(a.noise_shape).astype(np.float32)
+        obs = random_observation(policy.pack, rng)
+        inputs.append((obs, rng.standard_normal(policy.noise_shape).astype(np.float32)))
+    return inputs
+
+
+def compare_on(a: Policy, b: Policy, inputs: Inputs) -> dict[str, Any]:
+    """Chunk rel-L2 ||a-b||/||b|| (mean, max over inputs), first-action L2 ||a[0]-b[0]|| (mean,
+    max) and max |a-b| per action dim over every input and step, in the robot's units."""
+    require_comparable(a, b)
+    require_observations(len(inputs))
+    rel, first, max_abs = [], [], np.zeros(len(a.info.action_names))
+    for obs, noise in inputs:
         x, y = a.infer(obs, noise=noise).actions, b.infer(obs, noise=noise).actions
         rel.append(rel_l2(x, y))
         first.append(float(np.linalg.norm(x[0] - y[0])))
@@ -34,9 +59,19 @@ def compare_policies(a: Policy, b: Policy, n_obs: int, seed: int | None = None) 
     return {
         "a": {"pack": a.info.pack_name, "target": a.target, "recipe": a.info.quant_recipe},
         "b": {"pack": b.info.pack_name, "target": b.target, "recipe": b.info.quant_recipe},
-        "observations": n_obs,
+        "observations": len(inputs),
         "rel_l2": {"mean": float(np.mean(rel)), "max": float(np.max(rel))},
         "first_action_l2": {"mean": float(np.mean(first)), "max": float(np.max(first))},
         "max_abs_per_dim": dict(zip(a.info.action_names, map(float, max_abs))),
         "units": dict(zip(a.info.action_names, a.info.action_units)),
     }
+
+
+def compare_policies(a: Policy, b: Policy, n_obs: int, seed: int | None = None) -> dict[str, Any]:
+    """compare_on over n_obs random inputs drawn from `seed` (a fresh one when None; the report
+    says which, so the run can be repeated)."""
+    require_observations(n_obs)
+    require_comparable(a, b)
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**63 - 1))
+    return {**compare_on(a, b, comparison_inputs(a, n_obs, seed)), "seed": seed}
