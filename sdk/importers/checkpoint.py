@@ -324,6 +324,20 @@ def read_checkpoint(weights: Path, shapes: Mapping[str, tuple[int, ...]], dtypes
     return Checkpoint(weights, sources, cfg, defaulted, specs, shapes_out, stats, stats_path, spaces, tok)
 
 
+def finite_only(tensor: PlannedTensor, where: str) -> PlannedTensor:
+    """The same tensor, refusing inf/nan values as they are produced: a damaged source must not
+    become a pack that verifies (its checksums would be of the damage). Raw pre-quantised blocks
+    are checked by their importer before planning."""
+    def produce() -> np.ndarray:
+        values = tensor.produce()
+        if values.dtype != np.uint8 and not np.all(np.isfinite(values)):
+            raise PackError(f"{where}: tensor '{tensor.name}'", f"holds {int(np.sum(~np.isfinite(values)))} inf/nan "
+                                                                "value(s): the source file is damaged")
+        return values
+
+    return PlannedTensor(tensor.name, tensor.shape, tensor.ggml_type, produce)
+
+
 def write_pack(ck: Checkpoint, out: str | Path, planned: list[PlannedTensor], recipe: str, source: dict[str, Any],
                exceptions: dict[str, str], overwrite: bool, golden: bool | None,
                targets: tuple[str, ...] = ("reference", "x86"), w4a4: Any = None) -> Path:
@@ -332,7 +346,8 @@ def write_pack(ck: Checkpoint, out: str | Path, planned: list[PlannedTensor], re
     from .actquant import GOLDEN_AUTO_LIMIT_BYTES
 
     with PackBuilder(out, overwrite=overwrite) as builder:
-        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(ck.cfg), planned)
+        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(ck.cfg),
+                   [finite_only(t, str(ck.weights)) for t in planned])
         (builder.staging / "tokenizer.model").write_bytes(ck.tokenizer.read_bytes())
         (builder.staging / "norm_stats.json").write_text(json.dumps(ck.stats, indent=1))
         want_golden = ck.weights.stat().st_size <= GOLDEN_AUTO_LIMIT_BYTES if golden is None else golden

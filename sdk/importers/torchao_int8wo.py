@@ -254,7 +254,12 @@ def import_torchao_int8wo(src: str | Path, out: str | Path, robot: str = "ur3", 
             planned.append(PlannedTensor(name, shape, "F32" if len(shape) == 1 else matrix,
                                          lambda n=name: floats(n)))
             continue
-        block_scales, why = ints(name, codes=False).q8_0_scales()
+        values = ints(name, codes=False)
+        if not (np.all(np.isfinite(values.scale)) and np.all(np.isfinite(values.zero))):
+            key = int8[ck.sources[name].key]
+            raise PackError(f"{weights}: tensor '{key.scale}'", "holds inf/nan scales or zero points: the source file "
+                                                                "is damaged")
+        block_scales, why = values.q8_0_scales()
         if block_scales is not None:
             planned.append(PlannedTensor(name, shape, "Q8_0", lambda n=name: _q8_0(ints(n))))
         else:

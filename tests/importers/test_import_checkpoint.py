@@ -114,6 +114,33 @@ def test_config_json_that_disagrees_with_the_tensors(tiny_pack_dir, tmp_path):
         assert_refused(_import(src, tmp_path / "out"), tmp_path / "out", *words)
 
 
+def test_damage_found_mid_write_leaves_the_old_pack_untouched(openpi_import, tiny_pack_dir, tmp_path):
+    """A NaN in the last tensor written (action_out_proj) is found only while the GGUF is being
+    written in the staging directory: the import fails naming it, the staging directory is removed,
+    and the pack being replaced with --overwrite is still there byte for byte."""
+    import shutil
+
+    from vla_edge.packs.hashing import sha256_file
+
+    rng = np.random.default_rng()
+
+    def nan_in_out_proj(key, v):
+        if key == "action_out_proj.weight":
+            v = v.copy()
+            v.reshape(-1)[rng.integers(v.size)] = np.nan
+        return v
+
+    src = write_checkpoint(tiny_pack_dir, tmp_path / "src", edit=nan_in_out_proj)
+    out = tmp_path / "pack"
+    shutil.copytree(openpi_import, out)
+    before = {p.name: sha256_file(p) for p in out.iterdir()}
+    r = _import(src, out, "--overwrite")
+    assert r.returncode == 2, r.stderr
+    assert "action.action_out.weight" in r.stderr and "1 inf/nan" in r.stderr, r.stderr
+    assert {p.name: sha256_file(p) for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
 def test_option_that_does_not_apply(tiny_pack_dir, tmp_path):
     r = run_cli("pack", "import", "--from", "actquant", str(tmp_path), "--out", str(tmp_path / "out"),
                 "--dtype", "f16")

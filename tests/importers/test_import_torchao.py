@@ -104,6 +104,14 @@ def test_damaged_metadata_names_the_entry(tiny_pack_dir, tmp_path):
     assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", "stray.tensor",
                    "not described")
 
+    def nan_scale(tensors, metadata):
+        scale = tensors[Q_PROJ + "._weight_scale"]
+        scale.view(-1)[np.random.default_rng().integers(scale.numel())] = float("nan")
+
+    src = write_torchao(tiny_pack_dir, tmp_path / "c", edit=nan_scale)
+    assert_refused(run_import("torchao-int8wo", src, tmp_path / "out"), tmp_path / "out", Q_PROJ + "._weight_scale",
+                   "inf/nan")
+
 
 def test_pruned_layer_counts_must_agree(tiny_pack_dir, tmp_path):
     src = write_torchao(tiny_pack_dir, tmp_path / "a", llm=(0, 1), expert=(0,))
