@@ -34,8 +34,9 @@ def _run(tmp_path: Path, *extra: str):
 
 def test_shadow_run_sends_zero_motion_commands_on_the_wire(tmp_path):
     r, run_dir, log, state = _run(tmp_path)
-    assert r.returncode == 0, r.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
+    # On a loaded host the filter may stop on stale state (exit 1); nothing may reach the wire either way.
+    assert r.returncode == 0 or (r.returncode == 1 and summary["end_reason"] == "safety_stop"), r.stderr
     assert summary["ticks"] > 200 and summary["shadow"] is True
     assert summary["chunks"]["received"] >= 1  # the policy and the filter did run
     assert [e for e in log if e["kind"] in ("motion", "stop")] == []
