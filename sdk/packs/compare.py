@@ -69,9 +69,7 @@ def compare_on(a: Policy, b: Policy, inputs: Inputs) -> dict[str, Any]:
 
 def compare_policies(a: Policy, b: Policy, n_obs: int, seed: int | None = None) -> dict[str, Any]:
     """compare_on over n_obs random inputs drawn from `seed` (a fresh one when None; the report
-    says which, so the run can be repeated)."""
-    require_observations(n_obs)
-    require_comparable(a, b)
+    says which, so the run can be repeated). comparison_inputs checks n_obs, compare_on the pair."""
     if seed is None:
         seed = int(np.random.default_rng().integers(2**63 - 1))
     return {**compare_on(a, b, comparison_inputs(a, n_obs, seed)), "seed": seed}
