@@ -95,8 +95,9 @@ class PolicyServer:
         A refusal says only what was wrong with the request - nothing about the pack."""
         if request.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "OK\n")
-        if self.api_key is not None and not self.api_key.accepts(request.headers.get("Authorization")):
-            why = "no" if "Authorization" not in request.headers else "a wrong"
+        offered = request.headers.get_all("Authorization")
+        if self.api_key is not None and not (len(offered) == 1 and self.api_key.accepts(offered[0])):
+            why = "no" if not offered else "a wrong"
             log.warning("refused %s: %s API key", peer_name(connection), why)
             response = connection.respond(http.HTTPStatus.UNAUTHORIZED,
                                           "401 Unauthorized: send the header 'Authorization: Api-Key <key>'\n")
