@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from serve_client import TimedPolicy, client, observation, request
 from websockets.exceptions import InvalidMessage, InvalidStatus
+from websockets.sync.client import connect
 
 from vla_edge.errors import ConfigError
 from vla_edge.serve import ApiKey, load_api_key, tls_context
@@ -38,11 +39,11 @@ def test_no_key_and_wrong_keys_are_refused_with_401_revealing_nothing_about_the_
         body = response.body.decode()
         for secret in (tiny_policy.info.pack_name, tiny_policy.info.quant_recipe, "horizon", "action"):
             assert secret not in body
-    # The right key under another scheme is not the openpi header either.
-    with pytest.raises(InvalidStatus):
-        from websockets.sync.client import connect
-
-        connect(f"ws://127.0.0.1:{port}", additional_headers={"Authorization": f"Bearer {KEY}"}, open_timeout=10)
+    # The right key under another scheme is not openpi's header; two headers are not one.
+    for headers in ({"Authorization": f"Bearer {KEY}"}, [("Authorization", f"Api-Key {KEY}")] * 2):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}", additional_headers=headers, open_timeout=10)
+        assert refused.value.response.status_code == 401
 
 
 def test_the_right_key_is_served_and_health_needs_none(tiny_policy, start_server):
