@@ -42,7 +42,6 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill")] = 2.0,
 ) -> None:
     """Serve a policy over a websocket (openpi protocol): observations in, action chunks out. No safety filter."""
-    from ..errors import ConfigError
     from ..packs.demo import resolve_pack
     from ..policy import load_policy
     from ..serve import Batching, ConnectionLimits, KeyMap, PolicyServer, load_api_key, tls_context
@@ -59,14 +58,9 @@ def serve(
     if api_key_file is not None and (warning := key_file_warning(api_key_file)):
         _err.print(f"[yellow]warning: {warning}[/yellow]")
     tls = tls_context(tls_cert, tls_key)
-    for name, value in (("--max-message-mb", max_message_mb), ("--max-in-flight", max_in_flight),
-                        ("--max-connections", max_connections)):
-        if value <= 0:
-            raise ConfigError(name, f"must be positive, got {value}")
-    if idle_timeout < 0:
-        raise ConfigError("--idle-timeout", f"must be >= 0 (0: never), got {idle_timeout}")
     limits = ConnectionLimits(max_message_bytes=int(max_message_mb * 2**20), max_in_flight=max_in_flight,
-                              idle_timeout_s=idle_timeout or None, max_connections=max_connections)
+                              idle_timeout_s=None if idle_timeout == 0 else idle_timeout,
+                              max_connections=max_connections)
     batching = Batching(max_batch, batch_wait_ms)
 
     policy = load_policy(resolve_pack(pack), target=target, seed=seed)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ObservationError
+from ..errors import ConfigError, ObservationError
 from . import wire
 from .messages import RESETTING_CONTROLS, KeyMap, control_of, control_seed, to_observation
 from .scheduler import ClientQueue, FairScheduler
@@ -38,6 +38,13 @@ class ConnectionLimits:
     max_in_flight: int = 2  # requests sent but not yet answered
     idle_timeout_s: float | None = None
     max_connections: int = 16  # checked at the handshake
+
+    def __post_init__(self) -> None:
+        for name, option in (("max_message_bytes", "--max-message-mb"), ("max_in_flight", "--max-in-flight"),
+                             ("max_connections", "--max-connections"), ("idle_timeout_s", "--idle-timeout")):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{option} (ConnectionLimits.{name})", f"must be positive, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_message_bytes": self.max_message_bytes, "max_in_flight": self.max_in_flight,
@@ -176,6 +183,9 @@ class Session:
                     raise task.exception()
         except ConnectionClosed:
             pass
+        except Exception as exc:
+            self.reason = f"server error ({type(exc).__name__}: {exc})"
+            raise  # websockets logs it and closes with 1011
         finally:
             for task in tasks:
                 task.cancel()

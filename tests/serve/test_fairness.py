@@ -16,6 +16,7 @@ import pytest
 from serve_client import TimedPolicy, client, observation, request
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
+from vla_edge.errors import ConfigError
 from vla_edge.serve import ConnectionLimits, wire
 
 PASS_S = 0.08
@@ -181,3 +182,10 @@ def test_connection_log_lines_say_who_when_how_many_and_why_closed(tiny_policy, 
     closed = _wait_for_log(caplog, f"client {peer} closed after")
     assert "1 connection(s) open" in connected
     assert "2 chunk(s), 1 error reply(ies): client closed (1000)" in closed
+
+
+@pytest.mark.parametrize("field, option", [("max_in_flight", "--max-in-flight"), ("max_connections", "--max-connections"),
+                                           ("max_message_bytes", "--max-message-mb"), ("idle_timeout_s", "--idle-timeout")])
+def test_limits_that_would_lock_every_client_out_are_refused_by_name(field, option):
+    with pytest.raises(ConfigError, match=f"{option} \\(ConnectionLimits.{field}\\): must be positive, got 0"):
+        ConnectionLimits(**{field: 0})
