@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vla_edge.health.jetson import jetson_model, read_power_mode
@@ -90,17 +91,24 @@ def _tensorrt(module: str) -> tuple[str | None, str | None]:
     return str(getattr(mod, "__version__", "unknown")), None
 
 
-def _native() -> tuple[bool, str]:
+def _native_info() -> str:
+    from vla_edge import _native
+
+    return str(_native.system_info())
+
+
+def _native(info: Callable[[], str]) -> tuple[bool, str]:
     try:
-        from vla_edge import _native
-    except ImportError as exc:
-        return False, f"native module vla_edge._native is not built ({exc})"
-    info = str(_native.system_info())
-    return "CUDA backend built" in info, info
+        text = info()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken .so
+        return False, f"native module vla_edge._native is not available ({exc})"
+    return "CUDA backend built" in text, text
 
 
-def probe(tree: SysfsTree | None = None, session: NvmlSession | None = None) -> DeviceFacts:
-    """Read this machine's facts (NVML, /etc/nv_tegra_release, nvpmodel, the native build, TensorRT)."""
+def probe(tree: SysfsTree | None = None, session: NvmlSession | None = None,
+          native_info: Callable[[], str] = _native_info) -> DeviceFacts:
+    """Read this machine's facts (NVML, /etc/nv_tegra_release, nvpmodel, the native build, TensorRT);
+    `vla-edge doctor` passes its own (injectable) tree, NVML session and native module."""
     from .flavours import FLAVOURS
 
     tree = tree or SysfsTree()
@@ -123,11 +131,11 @@ def probe(tree: SysfsTree | None = None, session: NvmlSession | None = None) -> 
         jetson = _jetson_gpu(model)
         if not gpus and jetson is not None:
             gpus, gpu_error = (jetson,), None
-    native_cuda, native_info = _native()
+    native_cuda, native_text = _native(native_info)
     versions, errors = {}, {}
     for flavour in FLAVOURS.values():
         versions[flavour.module], err = _tensorrt(flavour.module)
         if err:
             errors[flavour.module] = err
-    return DeviceFacts(gpus, gpu_error, tegra, model, power, native_cuda, native_info, versions, errors,
+    return DeviceFacts(gpus, gpu_error, tegra, model, power, native_cuda, native_text, versions, errors,
                        os.environ.get(DEV_FALLBACK_ENV) == "1")
