@@ -25,16 +25,23 @@ from .precision import INT4_BLOCK, PRECISIONS, ExportPrecision
 NUMPY_TYPES = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16, TensorProto.BFLOAT16: ml_dtypes.bfloat16}
 
 
+def _positive_scale(scale: np.ndarray, scale_type: type) -> np.ndarray:
+    """The scale as stored; an all-zero group (scale 0, or below the type's range) gets 1, since
+    TensorRT refuses scales that are not positive. Its codes are 0 either way."""
+    stored = np.asarray(scale, dtype=np.float32).astype(scale_type)
+    stored[stored.astype(np.float32) <= 0] = 1
+    return stored
+
+
 def _symmetric_codes(w: np.ndarray, scale: np.ndarray, limit: int) -> np.ndarray:
-    """round(w / scale) clipped to [-limit - 1, limit]; an all-zero group has scale 0 -> codes 0."""
-    safe = np.where(scale == 0, np.float32(1), scale)
-    return np.clip(np.rint(w / safe), -limit - 1, limit).astype(np.int8)
+    """round(w / scale) clipped to [-limit - 1, limit]."""
+    return np.clip(np.rint(w / scale), -limit - 1, limit).astype(np.int8)
 
 
 def int8_per_channel(wt: np.ndarray, scale_type: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """wt [in, out] -> (int8 codes [in, out], scale [out] in `scale_type`): one symmetric scale per
     output column; codes are rounded against the scale as stored."""
-    scale = (np.abs(wt).max(axis=0) / np.float32(127)).astype(scale_type)
+    scale = _positive_scale(np.abs(wt).max(axis=0) / np.float32(127), scale_type)
     return _symmetric_codes(wt, scale.astype(np.float32)[None, :], 127), scale
 
 
@@ -42,7 +49,7 @@ def int4_blocked(wt: np.ndarray, scale_type: type = np.float32, block: int = INT
     """wt [in, out] -> (int4 codes in int8 [in, out], scale [in / block, out] in `scale_type`): one
     symmetric scale per `block` consecutive input rows of each output column."""
     k, n = wt.shape
-    scale = (np.abs(wt.reshape(k // block, block, n)).max(axis=1) / np.float32(7)).astype(scale_type)
+    scale = _positive_scale(np.abs(wt.reshape(k // block, block, n)).max(axis=1) / np.float32(7), scale_type)
     return _symmetric_codes(wt, np.repeat(scale.astype(np.float32), block, axis=0), 7), scale
 
 
