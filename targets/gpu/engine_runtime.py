@@ -88,7 +88,11 @@ def deserialize(trt: Any, flavour: Flavour, runtime: Any, logger: Any, path: Pat
         if validity == trt.EngineValidity.INVALID:
             reasons = _diagnostics(trt, int(bits)) or ["TensorRT says it is invalid here"]
             raise EngineRefused(str(path), "; ".join(reasons) + f" (this GPU: {gpu.name}, compute capability {gpu.cc})")
-    engine = runtime.deserialize_cuda_engine(data)
+    try:
+        engine = runtime.deserialize_cuda_engine(data)
+    except Exception as exc:  # noqa: BLE001 - some versions raise instead of returning None
+        logger.errors.append(f"{type(exc).__name__}: {exc}")
+        engine = None
     if engine is None:
         logged = " | ".join(logger.errors[-2:]) or "no error logged"
         problem = unsupported_gpu(trt, flavour, gpu)
