@@ -143,3 +143,15 @@ def test_tensorrt_rtx_refuses_compute_capability_9_in_our_words(engine_pack):
     logger = CollectingLogger(trt)
     with pytest.raises(EngineRefused, match=f"{path}: compute capability 9.0"):
         deserialize(trt, flavour, trt.Runtime(logger), logger, path, h200_gpu)
+
+
+def test_reports_say_when_a_gpu_target_ran_its_fallback():
+    from vla_edge.report.analysis import execution_notes
+
+    backend = {"target": "gb10", "path": "fallback", "development_fallback": True, "path_note": "DEVELOPMENT FALLBACK (...)"}
+    assert execution_notes({"backend": backend}) == [
+        "DEVELOPMENT FALLBACK on other hardware: target gb10 ran ggml-CUDA, not its engines: DEVELOPMENT FALLBACK (...)"]
+    assert execution_notes({"backend": {**backend, "development_fallback": False}})[0].startswith("target gb10 ran")
+    assert execution_notes({"backend": {**backend, "path": "engine"}}) == []
+    assert execution_notes({"backend": {"target": "cuda", "path": "fallback"}}) == []
+    assert execution_notes({}) == []
