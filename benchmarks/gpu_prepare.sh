@@ -6,7 +6,8 @@
 #   .gpu-trt-a/ .gpu-trt-b/  libtensorrt_rtx.so.1 (220 MB), xz-compressed and split in two: one device call
 #               carries at most 64 MiB, so part a travels in a first call and stays on the warm machine.
 set -euo pipefail
-grep -qxF '/.gpu/' .git/info/exclude 2>/dev/null || printf '/.gpu/\n/.gpu-trt-a/\n/.gpu-trt-b/\n/.whl/\n' >> "$(git rev-parse --git-path info/exclude)"
+exclude=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$exclude")"
+grep -qxF '/.gpu/' "$exclude" 2>/dev/null || printf '/.gpu/\n/.gpu-trt-a/\n/.gpu-trt-b/\n/.whl/\n' >> "$exclude"
 PY=${PYTHON:-python3}
 mkdir -p .whl .gpu .gpu-trt-a .gpu-trt-b
 plat="--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
