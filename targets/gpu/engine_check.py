@@ -10,9 +10,8 @@ visible fallback to ggml-CUDA, or an error where there is nothing to fall back t
 from __future__ import annotations
 
 from vla_edge.errors import PackError
-from vla_edge.packs.hashing import sha256_file
 from vla_edge.packs.manifest import EngineSet
-from vla_edge.packs.pack import Pack
+from vla_edge.packs.pack import Pack, check_listed_file
 
 from .facts import Gpu
 from .flavours import Flavour
@@ -34,16 +33,10 @@ def engine_sets(pack: Pack, target: str, precision: str | None = None) -> list[E
 def check_files(pack: Pack, engines: EngineSet) -> None:
     """Size and sha256 of every engine file against pack.yaml."""
     for stage, entry in engines.files.items():
-        path = pack.dir / entry.path
-        if not path.is_file():
-            raise EngineRefused(str(path), f"{stage} engine listed in pack.yaml is missing")
-        size = path.stat().st_size
-        if size != entry.size:
-            raise EngineRefused(str(path), f"{size} bytes, pack.yaml says {entry.size}: truncated or replaced")
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise EngineRefused(str(path), f"sha256 {digest[:12]}… does not match pack.yaml ({entry.sha256[:12]}…): "
-                                "corrupted or replaced")
+        try:
+            check_listed_file(pack.dir, f"{stage} engine", entry, "sha256")
+        except PackError as exc:
+            raise EngineRefused(exc.where, exc.problem) from exc
 
 
 def check_fit(pack: Pack, engines: EngineSet, flavour: Flavour, installed_version: str | None, gpu: Gpu | None) -> None:

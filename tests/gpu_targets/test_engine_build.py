@@ -16,6 +16,7 @@ from vla_edge.errors import PackError
 from vla_edge.packs.hashing import sha256_file
 from vla_edge.packs.pack import Pack
 from vla_edge.packs.quantize import quantize_pack
+from vla_edge.packs.verify import verify_pack
 from vla_edge.targets.gpu import engine_build
 from vla_edge.targets.gpu.flavours import FLAVOURS, CollectingLogger, build_serialized, parse_onnx
 from vla_edge.targets.onnx.pi05_export import export_pi05
@@ -125,3 +126,15 @@ def test_bad_requests_are_refused_by_name(tiny_pack_copy):
     r = run_cli("pack", "build-engine", str(tiny_pack_copy), "--target", "orin")
     assert r.returncode != 0 and "has not run in the vla-edge development workplace" in " ".join((r.stdout + r.stderr).split())
     assert not (tiny_pack_copy / "engines").exists() and not any(p.name.startswith(".") for p in tiny_pack_copy.iterdir())
+
+
+def test_pack_verify_checks_the_engines(engine_pack_copy):
+    r = run_cli("pack", "verify", str(engine_pack_copy))
+    assert r.returncode == 0, r.stdout + r.stderr
+    engine = engine_pack_copy / Pack.open(engine_pack_copy).manifest.engines[1].files["expert"].path
+    engine.write_bytes(engine.read_bytes()[:-10])
+    r = run_cli("pack", "verify", str(engine_pack_copy))
+    assert r.returncode == 1 and "1 defect(s)" in r.stdout
+    errors = [f for f in verify_pack(engine_pack_copy) if f.level == "error"]
+    assert [(f.where, f.message) for f in errors] == [(str(engine), f"size {engine.stat().st_size} bytes, pack.yaml says "
+                                                                    f"{engine.stat().st_size + 10}")]
