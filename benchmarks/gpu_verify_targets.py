@@ -127,7 +127,7 @@ def main() -> None:
         step(result, "tensorrt_rtx_refuses_cc_9_0", lambda: engine_refusal(tiny, work))
     else:
         result["tensorrt_rtx_refuses_cc_9_0"] = {"ok": False, "error": f"not run: TensorRT-RTX library {args.trt} "
-                                                 "(see docs/gpu.md: part a travels in a first call)"}
+                                                 "(see docs/gpu.md: parts 1 and 2 travel in a first call)"}
     Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
     failed = [k for k, v in result.items() if isinstance(v, dict) and v.get("ok") is False]
     print("FAILED: " + ", ".join(failed) if failed else "all GPU target checks passed", flush=True)

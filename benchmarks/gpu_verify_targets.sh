@@ -8,12 +8,15 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_verify}; mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_verify.log") 2>&1
 T0=$(date +%s)
+for d in .gpu .whl; do
+  [ -d "$d" ] || { echo "$d is missing: run benchmarks/gpu_prepare.sh here, and make both device calls of docs/gpu.md back to back (the machine keeps the first call's folders only while warm)"; exit 2; }
+done
 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader || true
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 cp -r .gpu/site/. /tmp/site/
 trt_note="not carried"
-if [ -f .gpu-trt-a/part ] && [ -f .gpu-trt-b/part ]; then
-  cat .gpu-trt-a/part .gpu-trt-b/part | python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.decompress(sys.stdin.buffer.read()))" \
+if [ -f .gpu-trt-1/part ] && [ -f .gpu-trt-2/part ] && [ -f .gpu-trt-3/part ]; then
+  cat .gpu-trt-1/part .gpu-trt-2/part .gpu-trt-3/part | python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.decompress(sys.stdin.buffer.read()))" \
     > /tmp/site/tensorrt_rtx_libs/libtensorrt_rtx.so.1
   if [ "$(sha256sum /tmp/site/tensorrt_rtx_libs/libtensorrt_rtx.so.1 | cut -d' ' -f1)" = "$(cat .gpu/libtensorrt_rtx.sha256)" ]; then
     trt_note="present"
