@@ -27,8 +27,8 @@ RUNS_PACKS_OF = "x86"
 class GpuBackend(Backend):
     """The chosen path's backend plus the plan that chose it."""
 
-    def __init__(self, name: str, inner: Backend, chosen: Plan):
-        self.name, self.inner, self.plan = name, inner, chosen
+    def __init__(self, name: str, inner: Backend, chosen: Plan, facts: DeviceFacts):
+        self.name, self.inner, self.plan, self.facts = name, inner, chosen, facts
 
     def sample_actions(self, inputs: Any) -> BackendResult:
         return self.inner.sample_actions(inputs)
@@ -37,7 +37,15 @@ class GpuBackend(Backend):
         p = self.plan
         return {**self.inner.describe(), "target": self.name, "path": p.path, "path_note": p.note,
                 "gpu": {"index": p.gpu.index, "name": p.gpu.name, "compute_capability": p.gpu.cc},
-                "development_fallback": p.development, "refused_engines": list(p.refused)}
+                "development_fallback": p.development, "refused_engines": list(p.refused),
+                **self._jetson()}
+
+    def _jetson(self) -> dict[str, Any]:
+        """On a Jetson, the power mode goes into every run's record (jetson_clocks has no status file)."""
+        f = self.facts
+        if f.tegra_release is None:
+            return {}
+        return {"jetson": {"release": f.tegra_release, "model": f.jetson_model, "power_mode": f.power_mode}}
 
     def close(self) -> None:
         self.inner.close()
@@ -98,6 +106,6 @@ def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callabl
             if name != "cuda":
                 log.warning("%s target: %s", name, chosen.note)
             inner = _fallback_backend(pack, gpu)
-        return GpuBackend(name, inner, chosen)
+        return GpuBackend(name, inner, chosen, facts)
 
     return target_availability, create_backend

@@ -126,9 +126,17 @@ def test_fallback_backend_is_visible_in_logs_and_info(tiny_pack_dir, monkeypatch
     assert info["path"] == "fallback" and info["development_fallback"] and info["target"] == "gb10"
     assert info["path_note"].startswith("DEVELOPMENT FALLBACK") and info["gpu"]["compute_capability"] == "9.0"
     assert any("gb10 target: DEVELOPMENT FALLBACK" in r.message for r in caplog.records)
+    assert "jetson" not in info
     with pytest.raises(TargetUnavailableError, match="unknown options"):
         create(Pack.open(tiny_pack_dir), facts=gb10(), threads=3)
     backend.close()
+    # on a Jetson the power mode is part of what every run records
+    _, create_orin = gpu_target.target_functions("orin")
+    jetson = create_orin(Pack.open(tiny_pack_dir), facts=orin())
+    assert jetson.describe()["jetson"] == {"release": "# R36 (release), REVISION: 4.0", "model": "NVIDIA Jetson AGX Orin",
+                                           "power_mode": "MAXN (id 0)"}
+    assert jetson.describe()["path_note"].startswith("FALLBACK to ggml-CUDA: pack 'pi05-tiny-synthetic-seed0' has no orin engines")
+    jetson.close()
 
 
 def test_tensorrt_rtx_refuses_compute_capability_9_in_our_words(engine_pack):
