@@ -94,6 +94,8 @@ def engine_refusal(pack: Path, work: Path) -> dict:
     flavour = FLAVOURS["gb10"]
     trt = import_flavour(flavour)
     gpu = probe().gpu(0)
+    if gpu is None:
+        raise RuntimeError(f"no GPU: {probe().describe_gpus()}")
     out = {"gpu": f"{gpu.name} {gpu.cc}", "tensorrt_rtx": trt.__version__}
     for precheck in (True, False):
         try:
