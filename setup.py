@@ -89,6 +89,7 @@ setup(
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
             "matplotlib==3.11.2",  # report plots are drawn in the report tests
+            "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
             # real gb10 engine builds in CI (TensorRT-RTX's builder runs without a GPU; ~90 MB)
             "tensorrt-rtx-cu12-bindings==1.7.1.116",
             "tensorrt-rtx-cu12-libs==1.7.1.116",

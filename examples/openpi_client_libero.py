@@ -4,6 +4,10 @@ does. Start the server first (the demo pack's cameras are `base` and `wrist`):
     vla-edge serve --pack demo --port 8000 \
         --image base=observation/image --image wrist=observation/wrist_image
 
+A server started with a key ($VLA_EDGE_API_KEY or --api-key-file) needs the same key here: this
+script passes $VLA_EDGE_API_KEY as openpi's `api_key=` (sent as `Authorization: Api-Key <key>`).
+For a TLS server give the host as wss://HOST (a private certificate: set SSL_CERT_FILE to it).
+
 The client package pins numpy<2 in its metadata but runs with numpy 2; install it without
 dependencies next to vla-edge: pip install --no-deps openpi-client==0.1.2 dm-tree==0.1.10
 (checked by hand with those versions; CI cannot install them alongside numpy 2).
@@ -11,6 +15,7 @@ dependencies next to vla-edge: pip install --no-deps openpi-client==0.1.2 dm-tre
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -18,7 +23,8 @@ from openpi_client import action_chunk_broker, websocket_client_policy
 
 
 def main(host: str = "127.0.0.1", port: int = 8000) -> None:
-    client = websocket_client_policy.WebsocketClientPolicy(host=host, port=port)
+    client = websocket_client_policy.WebsocketClientPolicy(host=host, port=port,
+                                                           api_key=os.environ.get("VLA_EDGE_API_KEY"))
     meta = client.get_server_metadata()
     print(f"server: pack {meta['pack']} on {meta['target']}, chunk {meta['horizon']} x {len(meta['action_names'])}")
     print(f"note: {meta['safety']}")

@@ -66,6 +66,11 @@ class Policy:
         )
 
     @property
+    def seed(self) -> int | None:
+        """The noise seed given at load (None: fresh entropy); reset() restarts its sequence."""
+        return self._seed
+
+    @property
     def noise_shape(self) -> tuple[int, ...]:
         return self._pre.noise_shape()
 

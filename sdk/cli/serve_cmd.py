@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -14,35 +15,69 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 def serve(
     pack: Annotated[str, typer.Option(help="Pack directory, or 'demo'")] = "demo",
     target: Annotated[str, typer.Option(help="Execution target (see `vla-edge doctor`)")] = "reference",
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; 127.0.0.1 = this machine only. Another address needs an API key")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (openpi's default is 8000; 0 picks a free one)")] = 8000,
     image: Annotated[Optional[list[str]], typer.Option(
         help="Flat requests: robot camera CAMERA is in request key KEY, as CAMERA=KEY (repeatable)")] = None,
     state_key: Annotated[str, typer.Option(help="Flat requests: key of the state vector")] = "observation/state",
     prompt_key: Annotated[str, typer.Option(help="Flat requests: key of the instruction")] = "prompt",
     prompt: Annotated[Optional[str], typer.Option(help="Instruction when a request has none (default: pack's)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Noise seed; a reset/episode_start restarts its sequence")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Noise seed of every connection's generator; a reset/episode_start restarts its sequence")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option(
+        help="File holding the API key clients must send (openpi: api_key=); else $VLA_EDGE_API_KEY")] = None,
+    api_key: Annotated[Optional[str], typer.Option(
+        help="The API key itself (visible to every user in the process list: prefer --api-key-file)")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(help="PEM certificate chain: serve wss:// (needs --tls-key)")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
+    max_message_mb: Annotated[float, typer.Option(help="Largest request a client may send, MiB")] = 64.0,
+    max_in_flight: Annotated[int, typer.Option(
+        help="Requests one connection may have unanswered; past it the server stops reading it")] = 2,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Close a connection with nothing sent or owed for this many seconds (0: never)")] = 0.0,
+    max_connections: Annotated[int, typer.Option(help="Open connections; more are refused (HTTP 503)")] = 16,
+    max_batch: Annotated[int, typer.Option(
+        help="Requests (from different connections) per forward pass; >1 needs a target that batches")] = 1,
+    batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill")] = 2.0,
 ) -> None:
     """Serve a policy over a websocket (openpi protocol): observations in, action chunks out. No safety filter."""
     from ..packs.demo import resolve_pack
     from ..policy import load_policy
-    from ..serve import KeyMap, PolicyServer
+    from ..serve import Batching, ConnectionLimits, KeyMap, PolicyServer, load_api_key, tls_context
+    from ..serve.access import key_file_warning
     from ..serve.server import SAFETY_NOTE
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # Everything about access and limits is checked before the (slow) pack load.
     keys = KeyMap.parse(image or [], state_key, prompt_key)
+    key = load_api_key(api_key_file, api_key)
+    if api_key is not None:
+        _err.print("[yellow]warning: --api-key puts the key in the process list (ps, /proc), visible to every "
+                   "user of this machine; use --api-key-file or $VLA_EDGE_API_KEY[/yellow]")
+    if api_key_file is not None and (warning := key_file_warning(api_key_file)):
+        _err.print(f"[yellow]warning: {warning}[/yellow]")
+    tls = tls_context(tls_cert, tls_key)
+    limits = ConnectionLimits(max_message_bytes=int(max_message_mb * 2**20), max_in_flight=max_in_flight,
+                              idle_timeout_s=None if idle_timeout == 0 else idle_timeout,
+                              max_connections=max_connections)
+    batching = Batching(max_batch, batch_wait_ms)
+
     policy = load_policy(resolve_pack(pack), target=target, seed=seed)
-    server = PolicyServer(policy, keys, default_prompt=prompt, host=host, port=port)
-    bound = server.start()
-    info = policy.info
-    _err.print(f"serving pack '{info.pack_name}' ({info.quant_recipe}) on target {target} at ws://{host}:{bound} "
-               f"(health: http://{host}:{bound}/healthz); cameras {sorted(set(info.cameras.values()))}, "
-               f"state {len(info.state_names)}, chunk {info.horizon} x {len(info.action_names)}")
-    _err.print(f"[yellow]{SAFETY_NOTE}[/yellow]")
     try:
-        server.wait()
-    except KeyboardInterrupt:
-        _err.print(f"stopped after {server.served} chunk(s)")
+        server = PolicyServer(policy, keys, default_prompt=prompt, host=host, port=port, api_key=key, tls=tls,
+                              limits=limits, batching=batching)
+        bound = server.start()
+        info = policy.info
+        scheme, http = ("wss", "https") if tls else ("ws", "http")
+        _err.print(f"serving pack '{info.pack_name}' ({info.quant_recipe}) on target {target} at {scheme}://{host}:{bound} "
+                   f"(health: {http}://{host}:{bound}/healthz); cameras {sorted(set(info.cameras.values()))}, "
+                   f"state {len(info.state_names)}, chunk {info.horizon} x {len(info.action_names)}")
+        _err.print(f"[yellow]{SAFETY_NOTE}[/yellow]")
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            _err.print(f"stopped after {server.served} chunk(s)")
     finally:
         policy.close()
 

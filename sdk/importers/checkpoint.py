@@ -8,6 +8,12 @@ language_model}.*`, `paligemma_with_expert.gemma_expert.model.*`, `action_in_pro
 older transformers releases wrote `paligemma.language_model.model.*` / `paligemma.vision_tower.*`,
 accepted as aliases. Gemma RMSNorm weights are stored as deltas from one, as in our packs.
 
+The text embedding is `language_model.embed_tokens`: pi0.5 never uses the LM head. openpi's
+converted checkpoints tie the two and safetensors keeps only `lm_head`, which then stands in for
+the embedding. LeRobot 0.6.1 (transformers 5) saves both *untied*: after fine-tuning (or any
+perturbation) they differ, and only `embed_tokens` is what LeRobot's forward reads - taking
+`lm_head` there put the wrong matrix into the prefix (1.2% chunk error against LeRobot, issue 15).
+
 The structure is read from the tensors themselves (layer counts, widths, vocabulary, action
 width). Two facts are not in any shape and are taken as documented assumptions: every pi0.5
 Gemma stack is multi-query (one KV head; gemma_2b, gemma_300m and openpi's dummy all are), so
@@ -128,8 +134,8 @@ def map_keys(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str], w
         if name is None or "?" in name:
             unknown.append(key)
             continue
-        if name == "embed.weight" and name in out and "lm_head" not in key:
-            continue  # tied: lm_head and embed_tokens hold the same matrix; either is enough
+        if name == "embed.weight" and name in out and "lm_head" in key:
+            continue  # the forward embeds with embed_tokens; lm_head only stands in when it is absent
         out[name] = SourceTensor(key, tuple(shapes[key]), dtypes[key])
     if unknown:
         raise PackError(where, f"{len(unknown)} tensor(s) that are not part of pi0.5, e.g. {unknown[:3]} "
@@ -374,6 +380,7 @@ def import_checkpoint(src: str | Path, out: str | Path, robot: str = "ur3", over
                                        str(weights))
     return write_pack(ck, out, planned, matrix.lower(), {
         "imported_from": "checkpoint", "robot_layout": robot, "source_dtypes": source_dtypes,
+        "text_embedding": ck.sources["embed.weight"].key,
         "next_step": "vla-edge pack quantize for GGUF recipes (q8_0, q4_k_m, actquant-3.97)"},
         exceptions, overwrite, golden)
 

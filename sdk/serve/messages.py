@@ -5,8 +5,9 @@ Two request layouts are accepted:
   flat:      openpi-style keys such as {"observation/image": .., "observation/state": .., "prompt": ..};
              the server is told which key holds which robot camera (`KeyMap`), because those
              names differ per robot setup.
-Control messages ({"__ctrl__": "reset" | "episode_start" | "episode_end"}) restart the noise
-sequence at episode boundaries. Anything malformed raises ObservationError naming the key.
+Control messages ({"__ctrl__": "reset" | "episode_start" | "episode_end"}) restart the
+connection's noise sequence at episode boundaries; a resetting one may carry {"seed": N} to start
+that connection's sequence from seed N. Anything malformed raises ObservationError naming the key.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ def control_of(message: dict[str, Any]) -> str | None:
     return control
 
 
+def control_seed(message: dict[str, Any], control: str) -> int | None:
+    """The seed a resetting control asks for (None: the server's --seed)."""
+    seed = message.get("seed")
+    if seed is None:
+        return None
+    if control not in RESETTING_CONTROLS:
+        raise ObservationError("seed", f"only with {sorted(RESETTING_CONTROLS)}", f"a seed with {control!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ObservationError("seed", "a non-negative integer", repr(seed))
+    return int(seed)
+
+
 def _images(message: dict[str, Any], keys: KeyMap) -> dict[str, Any]:
     if "images" in message:
         images = message["images"]
@@ -96,12 +109,14 @@ def to_observation(message: Any, keys: KeyMap, default_prompt: str | None,
     return obs, noise
 
 
-def reply(chunk: ActionChunk, infer_ms: float, queue_ms: float) -> dict[str, Any]:
-    """`actions` as openpi clients read it, plus what a robot needs to schedule the rows."""
+def reply(chunk: ActionChunk, infer_ms: float, queue_ms: float, batch_size: int = 1) -> dict[str, Any]:
+    """`actions` as openpi clients read it, plus what a robot needs to schedule the rows.
+    queue_ms: from the request's arrival to the start of its forward pass (waiting for other
+    clients' turns); infer_ms: that pass, which served `batch_size` requests."""
     return {
         "actions": np.asarray(chunk.actions, dtype=np.float32),
         "names": list(chunk.names), "units": list(chunk.units),
         "control_period_s": chunk.control_period_s,
         "policy_timing": {k: float(v) for k, v in chunk.latency_ms.items()},
-        "server_timing": {"infer_ms": infer_ms, "queue_ms": queue_ms},
+        "server_timing": {"infer_ms": infer_ms, "queue_ms": queue_ms, "batch_size": batch_size},
     }

@@ -68,6 +68,24 @@ def test_lerobot_bf16_checkpoint_imports_as_f16(tiny_pack_dir, tmp_path):
     assert np.allclose(stats["actions"]["q99"], parent["actions"]["q99"], rtol=1e-6)
 
 
+def test_untied_lerobot_embedding_comes_from_embed_tokens(tiny_pack_dir, tmp_path):
+    """LeRobot 0.6.1 (transformers 5) saves `embed_tokens` and `lm_head` untied; its forward embeds
+    with `embed_tokens` only. Taking `lm_head` (openpi's tied copy) put the wrong matrix into the
+    prefix: 1.2% chunk error against LeRobot (issue 15, tests/oracle)."""
+    from safetensors.torch import load_file, save_file
+
+    src = write_checkpoint(tiny_pack_dir, tmp_path / "lerobot", layout="lerobot")
+    tensors = load_file(str(src / "model.safetensors"))
+    lm_head = tensors["model.paligemma_with_expert.paligemma.lm_head.weight"]
+    trained = lm_head + 0.05 * torch.randn(lm_head.shape)  # fine-tuning moved the embedding only
+    tensors[f"model.{PALI}embed_tokens.weight"] = trained
+    save_file(tensors, str(src / "model.safetensors"))
+    assert _import(src, tmp_path / "pack", "--no-golden").returncode == 0
+    pack = Pack.open(tmp_path / "pack")
+    np.testing.assert_array_equal(GGUFFile(pack.weights_path).float32("embed.weight"), trained.numpy())
+    assert pack.manifest.source["text_embedding"] == f"model.{PALI}embed_tokens.weight"
+
+
 def test_missing_tokenizer_and_stats(tiny_pack_dir, tmp_path):
     src = write_checkpoint(tiny_pack_dir, tmp_path / "src")
     (src / "tokenizer.model").unlink()

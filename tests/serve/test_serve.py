@@ -9,18 +9,18 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from contextlib import contextmanager
 
 import msgpack
 import numpy as np
 import pytest
+from serve_client import FLAT
+from serve_client import client as _client
+from serve_client import observation as _observation
+from serve_client import request as _request
 from websockets.exceptions import ConnectionClosedError
-from websockets.sync.client import connect
 
 from vla_edge.policy import load_policy
-from vla_edge.serve import KeyMap, PolicyServer, wire
-
-FLAT = KeyMap(images={"base": "observation/image", "wrist": "observation/wrist_image"})
+from vla_edge.serve import PolicyServer, wire
 
 
 @pytest.fixture(scope="module")
@@ -35,26 +35,6 @@ def server(tiny_pack_dir):
 def oracle(tiny_pack_dir):
     """A second Policy on the same pack: what the server must reproduce."""
     return load_policy(tiny_pack_dir, target="reference")
-
-
-@contextmanager
-def _client(port):
-    with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None, open_timeout=10) as ws:
-        yield ws, wire.unpackb(ws.recv(timeout=10))
-
-
-def _request(ws, message):
-    ws.send(wire.packb(message))
-    answer = ws.recv(timeout=60)
-    return answer if isinstance(answer, str) else wire.unpackb(answer)
-
-
-def _observation(rng, oracle):
-    return {"images": {"base": rng.integers(0, 256, (96, 128, 3), dtype=np.uint8),
-                       "wrist": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)},
-            "state": rng.standard_normal(len(oracle.info.state_names)),
-            "prompt": "put the cup on the plate",
-            "noise": rng.standard_normal(oracle.noise_shape).astype(np.float32)}
 
 
 def test_metadata_describes_the_pack_and_says_there_is_no_safety_filter(server, oracle):
