@@ -90,6 +90,9 @@ setup(
             "onnxruntime==1.32.0",
             "matplotlib==3.11.2",  # report plots are drawn in the report tests
             "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
+            # real gb10 engine builds in CI (TensorRT-RTX's builder runs without a GPU; ~90 MB)
+            "tensorrt-rtx-cu12-bindings==1.7.1.116",
+            "tensorrt-rtx-cu12-libs==1.7.1.116",
         ],
         "cameras": ["opencv-python-headless==5.0.0.93"],
         "report": ["matplotlib==3.11.2"],
@@ -97,6 +100,12 @@ setup(
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files
         # (bf16 included; torch.load(weights_only=True) for .pt)
         "import": ["torch==2.13.0", "safetensors==0.8.0"],
+        # `pack build-engine --target gb10`: TensorRT-RTX's builder and ONNX parser (no GPU needed)
+        "trt": ["tensorrt-rtx-cu12-bindings==1.7.1.116", "tensorrt-rtx-cu12-libs==1.7.1.116",
+                "onnx==1.23.2", "onnxruntime==1.32.0"],
+        # running gb10 engines on the GB10: the builder's libraries plus CUDA device memory from Python
+        "gb10": ["tensorrt-rtx-cu12-bindings==1.7.1.116", "tensorrt-rtx-cu12-libs==1.7.1.116",
+                 "cuda-python==13.4.4"],
     },
     entry_points={"console_scripts": ["vla-edge=vla_edge.cli.main:main"]},
     **_native_build(),

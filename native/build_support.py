@@ -66,4 +66,9 @@ class CMakeBuild(build_ext):
 
 
 def setup_kwargs(root: Path) -> dict:
+    if os.environ.get("VLA_EDGE_BUILD_NATIVE") == "0":
+        # No extension at all: an editable install would otherwise try to copy a module that was
+        # never built ("can't copy ..._native...so") and fail.
+        print("vla-edge: VLA_EDGE_BUILD_NATIVE=0, skipping the native core", file=sys.stderr)
+        return {}
     return {"ext_modules": [CMakeExtension("vla_edge._native", root)], "cmdclass": {"build_ext": CMakeBuild}}

@@ -18,6 +18,9 @@ TARGETS: dict[str, str] = {
     "reference": "vla_edge.targets.reference.target",
     "x86": "vla_edge.targets.x86.target",
     "onnx": "vla_edge.targets.onnx.target",
+    "cuda": "vla_edge.targets.gpu.cuda",
+    "gb10": "vla_edge.targets.gpu.gb10",
+    "orin": "vla_edge.targets.gpu.orin",
 }
 
 

@@ -24,7 +24,8 @@ from .select import MONITOR_NAMES, MachineProbe, auto_monitor_names, build_monit
 from .sysfs import SysfsTree
 
 # Targets named in the docs/roadmap but not in this build's registry.
-PLANNED_TARGETS = {"orin": "Jetson Orin (CUDA/TensorRT)", "thor": "Jetson Thor", "gb10": "GB10 / DGX Spark (CUDA)"}
+PLANNED_TARGETS = {"thor": "Jetson Thor"}
+GPU_TARGETS = ("cuda", "gb10", "orin")
 # ggml build feature -> /proc/cpuinfo flag (x86 "flags", ARM "Features").
 GGML_CPU_FLAGS = {"AVX": "avx", "AVX2": "avx2", "AVX512F": "avx512f", "FMA": "fma", "F16C": "f16c", "NEON": "asimd"}
 CPU_FLAGS_SHOWN = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
@@ -81,6 +82,7 @@ class DoctorEnv:
     rtde: Callable[[str, int, float], bool] = rtde_handshake
     target_status: Callable[[], dict[str, tuple[bool, str]]] | None = None
     machine: str = field(default_factory=platform.machine)
+    gpu_facts: Callable[[], Any] | None = None  # -> targets.gpu.facts.DeviceFacts (tests pass fakes)
 
     @classmethod
     def local(cls) -> "DoctorEnv":
@@ -90,6 +92,13 @@ class DoctorEnv:
             return _native
 
         return cls(MachineProbe.local(), native)
+
+    def device_facts(self) -> Any:
+        if self.gpu_facts is not None:
+            return self.gpu_facts()
+        from vla_edge.targets.gpu.facts import probe  # noqa: PLC0415
+
+        return probe(self.probe.tree, NvmlSession(), lambda: str(self.native().system_info()))
 
     def targets(self) -> dict[str, tuple[bool, str]]:
         if self.target_status is not None:
@@ -158,16 +167,37 @@ def check_cuda(env: DoctorEnv) -> Check:
     return Check("cuda", "ok", names, {"devices": devices})
 
 
-def check_tensorrt(env: DoctorEnv, gpus: int) -> Check:
+def check_tensorrt(env: DoctorEnv, facts: Any) -> Check:
+    """Both flavours: TensorRT-RTX (gb10; builds engines on any machine) and TensorRT 10 (orin)."""
     lib = env.find_library("nvinfer")
-    module = env.has_module("tensorrt")
-    details = {"libnvinfer": lib, "python_tensorrt": module}
-    if lib or module:
-        found = " and ".join(x for x in (f"libnvinfer ({lib})" if lib else "", "python tensorrt" if module else "") if x)
-        return Check("tensorrt", "info", f"{found} found; no TensorRT runtime target exists in this build yet (engines: `vla-edge pack export-onnx`, then `pack build-engine` where TensorRT is installed)", details)
-    why = ("needs an NVIDIA GPU with its driver, which this machine does not have, so it is not installable here"
-           if gpus == 0 else "not installed (JetPack ships it on Jetson; pip install tensorrt elsewhere)")
-    return Check("tensorrt", "info", f"TensorRT not found: {why}; no TensorRT runtime target exists in this build yet (engines: `vla-edge pack export-onnx`, then `pack build-engine` where TensorRT is installed)", details)
+    details = {"libnvinfer": lib, "modules": dict(facts.tensorrt), "import_errors": dict(facts.tensorrt_errors)}
+    found = [f"{m} {v}" for m, v in facts.tensorrt.items() if v]
+    if lib:
+        found.append(f"libnvinfer ({lib})")
+    summary = (", ".join(found) + " found" if found else "no TensorRT flavour found") + (
+        "; gb10 engines build here with TensorRT-RTX (`vla-edge pack build-engine PACK --target gb10`), orin engines "
+        "on the Orin (pip install 'vla-edge[trt]' for TensorRT-RTX)")
+    return Check("tensorrt", "info", summary, details)
+
+
+def check_gpu_targets(env: DoctorEnv, facts: Any) -> Check:
+    """cuda / gb10 / orin: would each run here, on which path, and why not."""
+    from vla_edge.targets.gpu.selection import availability  # noqa: PLC0415
+
+    per = {}
+    for name in GPU_TARGETS:
+        ok, why = availability(name, facts)
+        path = ("ggml-CUDA" if name == "cuda" else "development fallback (ggml-CUDA)" if "DEVELOPMENT" in why
+                else "engines, else ggml-CUDA fallback") if ok else None
+        per[name] = {"would_run": ok, "path": path, "why": why}
+    details: dict[str, Any] = {"targets": per, "facts": facts.to_dict()}
+    if facts.tegra_release is not None:
+        details["jetson"] = {"release": facts.tegra_release, "model": facts.jetson_model, "power_mode": facts.power_mode,
+                             "clocks": "jetson_clocks state is not read (no status file); not run here"}
+    summary = "; ".join(f"{n}: {'yes, ' + d['path'] if d['would_run'] else 'no'}" for n, d in per.items())
+    if facts.power_mode:
+        summary += f"; Jetson power mode {facts.power_mode}"
+    return Check("gpu targets", "info", summary, details)
 
 
 # ---------------------------------------------------------------------------------------- health
@@ -350,7 +380,8 @@ def run_doctor(target: str, robot_cfg: Any = None, timeout_s: float = 2.0, env: 
     env = env or DoctorEnv.local()
     cpu, flags = check_cpu(env)
     cuda = check_cuda(env)
-    checks = [cpu, check_native(env, flags), cuda, check_tensorrt(env, len(cuda.details.get("devices", []))),
+    facts = env.device_facts()
+    checks = [cpu, check_native(env, flags), cuda, check_tensorrt(env, facts), check_gpu_targets(env, facts),
               check_monitors(env, target), check_target(env, target)]
     if robot_cfg is not None:
         checks.append(check_robot(env, robot_cfg, timeout_s))

@@ -139,6 +139,22 @@ class Golden(_Strict):
     rel_l2_tolerance: float = Field(gt=0, le=1.0)
 
 
+class EngineSet(_Strict):
+    """TensorRT engines for one target and precision, built by `vla-edge pack build-engine` from
+    this pack's ONNX export. Loading checks every field against the files, the pack's weights, the
+    installed TensorRT and the GPU before an engine is used (targets/gpu/engine_check.py)."""
+
+    target: str  # gb10 | orin
+    precision: str  # the export's: fp16, bf16, fp16-w8, fp16-w4w8, ...
+    runtime: str  # tensorrt-rtx | tensorrt
+    runtime_version: str
+    compute_capability: str  # "12.1"
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # the pack weights the engines were built from
+    files: dict[Literal["vision", "prefix", "expert"], FileEntry]
+    # how they were built: opset, profiles (min/opt/max shapes), workspace, max images, golden check
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
 class Manifest(_Strict):
     format_version: int
     name: str = Field(min_length=1)
@@ -155,6 +171,7 @@ class Manifest(_Strict):
     default_prompt: str | None = None
     golden: Golden | None = None
     source: dict[str, Any] = Field(default_factory=dict)
+    engines: list[EngineSet] = Field(default_factory=list)
 
     @field_validator("format_version")
     @classmethod
@@ -186,7 +203,10 @@ class Manifest(_Strict):
         return self
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        data = self.model_dump(mode="json", exclude_none=True)
+        if not data.get("engines"):
+            data.pop("engines", None)  # packs without engines keep the manifest they always had
+        return yaml.safe_dump(data, sort_keys=False)
 
 
 def _format_validation(exc: ValidationError) -> str:

@@ -26,6 +26,23 @@ AUTO_HASH_LIMIT = 2 << 30
 Check = Literal["auto", "sha256", "size"]
 
 
+def check_listed_file(directory: Path, role: str, entry: FileEntry, check: Check = "sha256") -> None:
+    """A file pack.yaml lists (weights, tokenizer, an engine...) is there with its size and, per
+    `check`, its sha256; PackError naming the file otherwise."""
+    path = directory / entry.path
+    if not path.is_file():
+        raise PackError(str(path), f"missing {role} file listed in pack.yaml")
+    size = path.stat().st_size
+    if size != entry.size:
+        raise PackError(str(path), f"size {size} bytes, pack.yaml says {entry.size} (truncated or replaced?)")
+    if check == "sha256" or (check == "auto" and size <= AUTO_HASH_LIMIT):
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise PackError(str(path), f"sha256 {digest} does not match pack.yaml ({entry.sha256}): file corrupted")
+    elif check == "auto":
+        log.info("skipping sha256 of %s (%.1f GB); run `vla-edge pack verify` to check it", path, size / 1e9)
+
+
 class Pack:
     def __init__(self, directory: Path, manifest: Manifest, family: Family, config: Any):
         self.dir = directory
@@ -56,18 +73,7 @@ class Pack:
         return entries
 
     def _check_file(self, role: str, entry: FileEntry, check: Check) -> None:
-        path = self.dir / entry.path
-        if not path.is_file():
-            raise PackError(str(path), f"missing {role} file listed in pack.yaml")
-        size = path.stat().st_size
-        if size != entry.size:
-            raise PackError(str(path), f"size {size} bytes, pack.yaml says {entry.size} (truncated or replaced?)")
-        if check == "sha256" or (check == "auto" and size <= AUTO_HASH_LIMIT):
-            digest = sha256_file(path)
-            if digest != entry.sha256:
-                raise PackError(str(path), f"sha256 {digest} does not match pack.yaml ({entry.sha256}): file corrupted")
-        elif check == "auto":
-            log.info("skipping sha256 of %s (%.1f GB); run `vla-edge pack verify` to check it", path, size / 1e9)
+        check_listed_file(self.dir, role, entry, check)
 
     def path(self, role: str) -> Path:
         return self.dir / self.file_entries()[role].path

@@ -119,6 +119,11 @@ def verify_pack(directory: str | Path, golden_target: str | None = None,
     # Hash every file first so a corrupted byte is reported as such, whatever else it breaks.
     files = {"weights": manifest.files.weights, "tokenizer": manifest.files.tokenizer,
              "norm_stats": manifest.files.norm_stats, "golden": manifest.files.golden}
+    for engines in manifest.engines:  # TensorRT engines (docs/gpu.md): files, and built from these weights
+        files.update({f"{engines.target} {engines.precision} {stage} engine": entry for stage, entry in engines.files.items()})
+        if engines.weights_sha256 != manifest.files.weights.sha256:
+            findings.append(Finding("error", str(directory / "pack.yaml") + f" engines {engines.target} {engines.precision}",
+                                    "built from other weights than the pack's; rebuild with `vla-edge pack build-engine`"))
     for role, entry in files.items():
         if entry is None:
             continue

@@ -186,6 +186,16 @@ def health(run: RunData) -> dict[str, Any]:
             "changes": changes}
 
 
+def execution_notes(policy: dict[str, Any]) -> list[str]:
+    """A GPU target's path (engines / ggml-CUDA fallback), said in the report when it was not the
+    target's own engines; a development fallback on other hardware is marked as such."""
+    backend = policy.get("backend") or {}
+    if backend.get("path") != "fallback" or backend.get("target") == "cuda":
+        return []
+    mark = "DEVELOPMENT FALLBACK on other hardware: " if backend.get("development_fallback") else ""
+    return [f"{mark}target {backend.get('target')} ran ggml-CUDA, not its engines: {backend.get('path_note')}"]
+
+
 def analyse(run: RunData) -> dict[str, Any]:
     policy = run.config.get("policy") or {}
     return {
@@ -203,5 +213,5 @@ def analyse(run: RunData) -> dict[str, Any]:
         "safety": safety(run),
         "tracking": tracking(run),
         "health": health(run),
-        "notes": list(run.notes),
+        "notes": execution_notes(policy) + list(run.notes),
     }

@@ -9,7 +9,10 @@
 The host keeps what is cheap and exact there: the embedding lookup (the 257k-row table stays out
 of device memory), the sinusoidal time embedding, and the Euler loop over flow steps. Every
 weight is the pack's tensor dequantised to float32 (the graphs are the fp32 oracle's
-arithmetic; TensorRT's INT8/FP16 precision is chosen when an engine is built from them).
+arithmetic) by default; `precision` fp16/bf16 writes the reduced-precision graphs a strongly
+typed TensorRT engine is built from, weight matrices in the pack's own precision where ONNX has a
+form for it (precision.py). Initializers are streamed to `<stage>.weights` as they are made, so
+a full-size pack exports in the memory of its largest tensor, whatever the graph's size.
 W4A4 packs are refused: their layers have no ONNX form yet.
 """
 
@@ -26,16 +29,16 @@ from vla_edge.errors import PackError, TargetUnavailableError
 from vla_edge.families.pi05.config import Pi05Config
 from vla_edge.targets.reference.ops import rope_cos_sin
 
+from .external import ExternalWeights
 from .graph import FLOAT, INT64, GraphBuilder
+from .precision import PRECISIONS, ExportPrecision, weight_label
 
 Weights = Callable[[str], np.ndarray]
-EXTERNAL_DATA_ABOVE = 1 << 30  # bytes: protobuf cannot hold 2 GiB, so big graphs keep weights beside
 
 
-def vision_graph(cfg: Pi05Config, w: Weights) -> onnx.ModelProto:
+def vision_graph(cfg: Pi05Config, w: Weights, b: GraphBuilder) -> onnx.ModelProto:
     v, d_llm = cfg.vision, cfg.llm.hidden_size
     p, g = v.patch_size, v.image_size // v.patch_size
-    b = GraphBuilder("pi05_vision")
     x = b.input("images", FLOAT, ["n", v.image_size, v.image_size, 3])
     x = b.reshape(x, [-1, g, p, g, p, 3])
     x = b.reshape(b.transpose(x, [0, 1, 3, 5, 2, 4]), [-1, g * g, 3 * p * p])  # (gy, gx, c, ky, kx) like the conv
@@ -69,9 +72,8 @@ def _rope_inputs(b: GraphBuilder, positions: str, cfg: Pi05Config, max_positions
     return gathered(cos, "rope_cos"), gathered(sin, "rope_sin")
 
 
-def prefix_graph(cfg: Pi05Config, w: Weights, max_positions: int) -> onnx.ModelProto:
+def prefix_graph(cfg: Pi05Config, w: Weights, b: GraphBuilder, max_positions: int) -> onnx.ModelProto:
     m = cfg.llm
-    b = GraphBuilder("pi05_prefix")
     x = b.op("Unsqueeze", [b.input("prefix", FLOAT, ["t", m.hidden_size]), b.const([0], np.int64)], "batch")
     cos, sin = _rope_inputs(b, b.input("positions", INT64, ["t"]), cfg, max_positions)
     keys, values = [], []
@@ -100,9 +102,8 @@ def prefix_graph(cfg: Pi05Config, w: Weights, max_positions: int) -> onnx.ModelP
     return b.model()
 
 
-def expert_graph(cfg: Pi05Config, w: Weights, max_positions: int) -> onnx.ModelProto:
+def expert_graph(cfg: Pi05Config, w: Weights, b: GraphBuilder, max_positions: int) -> onnx.ModelProto:
     e, m = cfg.expert, cfg.llm
-    b = GraphBuilder("pi05_expert_step")
     x_t = b.input("x_t", FLOAT, [cfg.action_horizon, cfg.action_dim])
     emb = b.input("time_emb", FLOAT, [e.hidden_size])
     cos, sin = _rope_inputs(b, b.input("positions", INT64, [cfg.action_horizon]), cfg, max_positions)
@@ -146,8 +147,11 @@ def max_positions(cfg: Pi05Config, max_images: int) -> int:
     return max_images * cfg.vision.num_patches + cfg.max_token_len + cfg.action_horizon
 
 
-def export_pi05(pack, out_dir: Path, max_images: int | None = None) -> dict:
-    """Write vision/prefix/expert .onnx files (+ external weight files when large) and
+STAGES = {"vision": "pi05_vision", "prefix": "pi05_prefix", "expert": "pi05_expert_step"}
+
+
+def export_pi05(pack, out_dir: Path, max_images: int | None = None, precision: ExportPrecision = PRECISIONS["fp32"]) -> dict:
+    """Write vision/prefix/expert .onnx files (+ `<stage>.weights` external data) and
     onnx_export.json describing them; returns that description."""
     if pack.manifest.family != "pi05":
         raise TargetUnavailableError(f"ONNX export has no graphs for family '{pack.manifest.family}'")
@@ -157,24 +161,35 @@ def export_pi05(pack, out_dir: Path, max_images: int | None = None) -> dict:
     images = max_images or len(pack.manifest.cameras)
     positions = max_positions(cfg, images)
     w = pack.weights.float32
+    infos = pack.weights.tensor_infos()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for stage, build in (("vision", lambda: vision_graph(cfg, w)), ("prefix", lambda: prefix_graph(cfg, w, positions)),
-                         ("expert", lambda: expert_graph(cfg, w, positions))):
-        model = build()
+    files, forms = {}, {}
+    for stage, graph_name in STAGES.items():
+        external = ExternalWeights(out_dir / f"{stage}.weights")
+        try:
+            b = GraphBuilder(graph_name, external, precision, weight_types=lambda name: infos[name].ggml_type)
+            if stage == "vision":
+                model = vision_graph(cfg, w, b)
+            else:
+                model = (prefix_graph if stage == "prefix" else expert_graph)(cfg, w, b, positions)
+        finally:
+            external.close()
         path = out_dir / f"{stage}.onnx"
-        large = model.ByteSize() > EXTERNAL_DATA_ABOVE
-        onnx.save_model(model, str(path), save_as_external_data=large, location=f"{stage}.weights" if large else None)
+        onnx.save_model(model, str(path))  # initializers already point into <stage>.weights
         onnx.checker.check_model(str(path))
         files[stage] = path.name
-        del model
+        forms[stage] = dict(b.weight_forms)
+        del model, b
+    all_forms = {k: sum(f.get(k, 0) for f in forms.values()) for k in ("float", "int8", "int4")}
     shapes = {"image_size": cfg.vision.image_size, "patches_per_image": cfg.vision.num_patches, "llm_hidden": cfg.llm.hidden_size,
               "max_prompt_tokens": cfg.max_token_len, "layers": cfg.llm.num_layers, "kv_heads": cfg.llm.num_kv_heads,
               "head_dim": cfg.llm.head_dim, "horizon": cfg.action_horizon, "action_dim": cfg.action_dim,
               "expert_hidden": cfg.expert.hidden_size}
-    description = {"family": "pi05", "pack": pack.manifest.name, "opset": 17, "max_positions": positions,
+    description = {"family": "pi05", "pack": pack.manifest.name, "opset": precision.opset, "max_positions": positions,
                    "max_images": images, "shapes": shapes, "files": files,
-                   "precision": "float32 (dequantised pack weights)"}
+                   "precision": precision.name + ("" if precision.is_reference else weight_label(all_forms)),
+                   "weight_forms": forms,
+                   "weights_sha256": pack.manifest.files.weights.sha256}
     (out_dir / "onnx_export.json").write_text(json.dumps(description, indent=1) + "\n")
     return description

@@ -22,6 +22,7 @@ from vla_edge.health.nvml import NvmlSession  # noqa: E402
 from vla_edge.health.select import MachineProbe  # noqa: E402
 from vla_edge.health.sysfs import SysfsTree  # noqa: E402
 from vla_edge.robots.registry import load_registered_config  # noqa: E402
+from vla_edge.targets.gpu.facts import probe as facts_probe  # noqa: E402
 
 NO_GPU = "NVML Shared Library Not Found"
 
@@ -45,8 +46,13 @@ def env(root: Path, native: str | None = "ggml cpu: AVX AVX2 FMA F16C", nvml: Fa
         return {"reference": (True, "numpy"), "x86": (native is not None, native or "not built")}
 
     probe = MachineProbe(SysfsTree(root), NvmlSession(nvml or FakeNvml(init_error=NO_GPU)), lambda: False, FakePsutil())
+
+    def gpu_facts():  # the real probe, reading the fake tree, NVML and native module
+        return facts_probe(SysfsTree(root), NvmlSession(nvml or FakeNvml(init_error=NO_GPU)),
+                           lambda: load_native().system_info())
+
     return DoctorEnv(probe, load_native, find_library=lambda name: nvinfer, has_module=lambda name: name in modules,
-                     target_status=targets, machine="x86_64")
+                     target_status=targets, machine="x86_64", gpu_facts=gpu_facts)
 
 
 def by_name(report):
@@ -77,15 +83,30 @@ def test_missing_native_module_fails_only_the_x86_target():
 def test_cuda_tensorrt_and_monitors():
     c = by_name(run_doctor("reference", env=env(FIXTURES / "x86")))
     assert c["cuda"].status == "info" and NO_GPU in c["cuda"].summary
-    assert "not installable here" in c["tensorrt"].summary
+    assert "gb10 engines build here with TensorRT-RTX" in c["tensorrt"].summary
+    gpu = c["gpu targets"].details["targets"]
+    assert not any(t["would_run"] for t in gpu.values()) and NO_GPU in gpu["cuda"]["why"]
     assert c["health monitors"].details["auto"] == ["generic"] and c["health monitors"].status == "ok"
     c = by_name(run_doctor("gb10", env=env(FIXTURES / "x86", nvml=FakeNvml(), nvinfer="libnvinfer.so.10")))
     assert c["cuda"].summary == "gpu0 NVIDIA H100 80GB HBM3 (compute 9.0)"
     assert "libnvinfer (libnvinfer.so.10) found" in c["tensorrt"].summary
     assert c["health monitors"].details["auto"] == ["nvml", "generic"]
-    assert c["target"].status == "fail" and "planned, not in this build" in c["target"].summary
+    gpu = c["gpu targets"].details["targets"]
+    # an H100 with a CPU-only native build: no ggml-CUDA, and not a GB10 (compute capability 9.0)
+    assert not gpu["cuda"]["would_run"] and "VLA_EDGE_CUDA=1" in gpu["cuda"]["why"]
+    assert "gb10 runs on NVIDIA GB10 (DGX Spark) only and gpu0 is NVIDIA H100 80GB HBM3 (compute capability 9.0)" \
+        in gpu["gb10"]["why"]
+    cuda_build = by_name(run_doctor("cuda", env=env(FIXTURES / "x86", nvml=FakeNvml(), native="ggml cpu: AVX | CUDA backend built")))
+    gpu = cuda_build["gpu targets"].details["targets"]
+    assert gpu["cuda"] == {"would_run": True, "path": "ggml-CUDA", "why": "ggml-CUDA on gpu0 NVIDIA H100 80GB HBM3"}
+    assert not gpu["gb10"]["would_run"] and "use --target cuda" in gpu["gb10"]["why"]
     orin = by_name(run_doctor("reference", env=env(FIXTURES / "orin")))
     assert orin["health monitors"].details["monitors"]["jetson"]["available"]
+    # a Jetson Orin (release file, device-tree model, no NVML) with a ggml-CUDA build: orin would run,
+    # its power mode is shown
+    jetson = by_name(run_doctor("reference", env=env(FIXTURES / "orin", native="ggml cpu: NEON | CUDA backend built")))
+    assert jetson["gpu targets"].details["targets"]["orin"]["would_run"]
+    assert "Jetson power mode" in jetson["gpu targets"].summary
 
 
 def test_no_sensor_machine_is_a_warning_not_a_failure(tmp_path):
@@ -181,10 +202,11 @@ def test_cli_json_and_exit_codes():
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["can_run"] and report["target"] == "reference" and report["robot"] == "ur3-sim"
-    assert [c["name"] for c in report["checks"]] == ["cpu", "native", "cuda", "tensorrt", "health monitors",
-                                                     "target", "robot", "cameras"]
+    assert [c["name"] for c in report["checks"]] == ["cpu", "native", "cuda", "tensorrt", "gpu targets",
+                                                     "health monitors", "target", "robot", "cameras"]
     r = run_cli("doctor", "--target", "orin")
-    assert r.returncode == 1 and "orin: cannot run here: orin (Jetson Orin (CUDA/TensorRT)) is planned" in r.stdout
+    assert r.returncode == 1 and "orin: cannot run here: orin: unavailable (orin runs on Jetson Orin (JetPack 6) only" \
+        in " ".join(r.stdout.split())
     r = run_cli("doctor", "--robot", "nosuchbot")
     assert r.returncode == 2 and "unknown robot 'nosuchbot'" in r.stderr
     r = run_cli("doctor", "--timeout", "0")
