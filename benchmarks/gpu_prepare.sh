@@ -32,4 +32,10 @@ split -n 3 -d -a 1 "$tmp/lib.xz" "$tmp/part"
 for i in 1 2 3; do mv "$tmp/part$((i - 1))" ".gpu-trt-$i/part"; done
 sha256sum "$tmp/tensorrt_rtx_libs/libtensorrt_rtx.so.1" | cut -d' ' -f1 > .gpu/libtensorrt_rtx.sha256
 rm -rf "$tmp"
-du -sh .whl .gpu .gpu-trt-1 .gpu-trt-2 .gpu-trt-3
+# GL loaders for the simulator's EGL rendering (the GPU image has the driver's EGL vendor library only)
+grep -qxF '/.gl/' "$exclude" || echo '/.gl/' >> "$exclude"
+mkdir -p .gl /tmp/amd64/partial
+apt_opts="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64"
+apt-get $apt_opts update > /dev/null
+(cd .gl && apt-get $apt_opts download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+du -sh .whl .gpu .gl .gpu-trt-1 .gpu-trt-2 .gpu-trt-3

@@ -12,6 +12,11 @@ for d in .gpu .whl; do
   [ -d "$d" ] || { echo "$d is missing: run benchmarks/gpu_prepare.sh here, and make both device calls of docs/gpu.md back to back (the machine keeps the first call's folders only while warm)"; exit 2; }
 done
 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader || true
+# the simulator renders its cameras through EGL: the image has the NVIDIA driver but not the GL loaders
+if [ -d .gl ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 cp -r .gpu/site/. /tmp/site/
 trt_note="not carried"
@@ -46,4 +51,4 @@ cp /tmp/run_cuda_report/report.md "$OUT/report_cuda_run.md" 2>/dev/null || true
 python3 -m pytest tests/gpu -q -p no:cacheprovider > "$OUT/pytest_gpu.log" 2>&1
 rc_tests=$?
 echo "{\"verify_py\": $rc_py, \"run_cuda\": $rc_run, \"report_strict\": $rc_report, \"pytest_gpu\": $rc_tests, \"tensorrt_rtx_lib\": \"$trt_note\", \"wall_s\": $(( $(date +%s) - T0 ))}" | tee "$OUT/exit_codes.json"
-tail -3 "$OUT/run_cuda.log" "$OUT/report.log" "$OUT/pytest_gpu.log"
+tail -n 3 "$OUT/run_cuda.log" "$OUT/report.log" "$OUT/pytest_gpu.log"
