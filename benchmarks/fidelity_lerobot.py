@@ -51,6 +51,10 @@ def main() -> None:
     from vla_edge.targets.registry import create_backend
 
     result: dict = {"lerobot": "0.6.1", "depth": "full", "obs": args.obs, "seed": args.seed}
+    if args.reuse and args.out.is_file():  # same recording: add to what earlier runs measured
+        earlier = json.loads(args.out.read_text())
+        if all(earlier.get(k) == result[k] for k in ("obs", "seed")):
+            result = earlier
     if not (args.reuse and (args.work / "stages.npz").is_file()):
         python = lerobot_python()
         if python is None:
@@ -70,7 +74,7 @@ def main() -> None:
     pack = Pack.open(pack_dir)
 
     targets = [t for t in args.targets.split(",") if t]
-    result["targets"] = {}
+    result.setdefault("targets", {})
     if "reference" in targets:
         model = Pi05Reference(pack.config, pack.weights.float32)
         per_obs = [reference_stage_errors(model, obs) for obs in runs]
@@ -84,7 +88,7 @@ def main() -> None:
         result["targets"][target] = {"chunk": max(errs), "per_obs": errs}
         print(target, f"chunk rel-L2 vs LeRobot {max(errs):.2e}")
 
-    result["recipes_vs_f32_on_x86"] = {}
+    result.setdefault("recipes_vs_f32_on_x86", {})
     recipes = [r for r in args.recipes.split(",") if r]
     if recipes:
         parent = create_backend("x86", pack)
