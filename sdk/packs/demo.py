@@ -34,8 +34,9 @@ def demo_pack_path() -> Path:
     return synth_pack(path, size="tiny", seed=0, overwrite=True)
 
 
-def resolve_pack(arg: str | Path | None) -> Path:
-    """CLI helper: no value or 'demo' means the built-in demo pack."""
+def resolve_pack(arg: str | Path | None, robot: str | None = None) -> Path:
+    """CLI helper: no value or 'demo' means the built-in demo pack (for `robot` once per-robot
+    demo packs exist)."""
     if arg is None or str(arg) == "demo":
         return demo_pack_path()
     return Path(arg)

@@ -30,7 +30,7 @@ class RunRequest:
     robot: str | None = None
     robot_config: Path | None = None
     pack: str | None = None
-    target: str = "reference"
+    target: str = "auto"
     prompt: str | None = None
     duration_s: float = 10.0
     live: bool = False
@@ -122,11 +122,11 @@ def prepare(req: RunRequest) -> PreparedRun:
         raise ConfigError("--duration", f"expected seconds > 0, got {req.duration_s}")
     cfg = resolve_robot_config(req.robot, req.robot_config)
     run_dir = check_run_dir(req.run_dir or default_run_dir(cfg.name))
-    health, health_kind = _health_provider(req.health, req.target)
-    policy = load_policy(resolve_pack(req.pack), target=req.target, seed=req.seed)
-    robot = None
+    policy = load_policy(resolve_pack(req.pack, robot=cfg.name), target=req.target, seed=req.seed)
+    robot, health = None, None
     cameras: dict[str, CameraSource] = {}
     try:
+        health, health_kind = _health_provider(req.health, policy.target)
         info = policy.info
         mapping = JointMapping.build(info.action_names, info.state_names, tuple(cfg.joints),
                                      _state_fill(policy, dict(req.loop.state_fill)), where=f"pack {info.pack_name}")
@@ -161,6 +161,8 @@ def prepare(req: RunRequest) -> PreparedRun:
                 disconnect_robot(robot, cameras)
         finally:
             policy.close()
+            if health is not None:
+                health.close()
         raise
     return PreparedRun(req, cfg, policy, robot, cameras, mapping, clock, safety, rundir, settings, health, warm)
 
@@ -193,7 +195,7 @@ def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, 
         "mode": "live" if req.live else "shadow",
         "robot": cfg.model_dump(mode="json"),
         "pack": {"dir": info["pack_dir"], "name": info["pack_name"]},
-        "target": req.target, "seed": req.seed, "prompt": settings.prompt,
+        "target": policy.target, "target_reason": policy.target_reason, "seed": req.seed, "prompt": settings.prompt,
         "duration_s": req.duration_s,
         "policy": info,
         "mapping": mapping.describe(),
