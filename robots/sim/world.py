@@ -45,6 +45,8 @@ class SimWorld:
         self.braking = False
         self.sim_time = 0.0
         self._render_data = None  # private MjData for rendering outside the lock (snapshot())
+        # Shadow mode with a scripted operator: sim time -> joint target, applied every period.
+        self.driver = None
         mujoco.mj_resetData(self.model, self.data)
         self._write_qpos(self.q)
         mujoco.mj_forward(self.model, self.data)
@@ -112,6 +114,9 @@ class SimWorld:
         mujoco = self._mujoco
         with self.lock:
             for _ in range(periods):
+                if self.driver is not None:
+                    self.target = np.clip(self.driver(self.sim_time + self.period), self.q_min, self.q_max)
+                    self.braking = False
                 q0 = self.q
                 if self.braking:
                     self.v = braking_step(self.v, self.period, self.a_max)
@@ -140,6 +145,11 @@ class SimWorld:
         mujoco.mj_kinematics(self.model, self._render_data)
         mujoco.mj_camlight(self.model, self._render_data)
         return self._render_data
+
+    def body_position(self, name: str) -> np.ndarray:
+        """World position (m) of a body, e.g. 'object0' (the red cube)."""
+        with self.lock:
+            return self.data.xpos[self.model.body(name).id].copy()
 
     def tcp_poses(self) -> np.ndarray:
         """[x, y, z, rx, ry, rz] per arm (rotation vector), concatenated."""

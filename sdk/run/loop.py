@@ -270,7 +270,7 @@ class RunLoop:
             self._event("chunk_refused", reason="observed before the health recovery")
             return
         result = self.schedule.update(self.mapping.actions_for_robot(chunk.actions), chunk.timestamp,
-                                      chunk.control_period_s, now)
+                                      chunk.control_period_s, now, hold=self.safety.last_command)
         age_ms = (now - chunk.timestamp) * 1e3
         self.stats.chunk(result.accepted, latency, age_ms, result.dropped_rows)
         self.rundir.chunk({"t": now - self._t0, "id": self.schedule.chunk_id if result.accepted else None,

@@ -112,7 +112,7 @@ def default_run_dir(robot_name: str) -> Path:
 
 def prepare(req: RunRequest) -> PreparedRun:
     """Everything up to (and, in live mode, including) opening the motion path."""
-    from ..packs.demo import resolve_pack  # noqa: PLC0415
+    from ..packs.demo import is_demo, resolve_pack  # noqa: PLC0415
     from ..policy import load_policy  # noqa: PLC0415
     from ..robots.registry import create_robot  # noqa: PLC0415
     from ..robots.safety import SafetyFilter  # noqa: PLC0415
@@ -121,6 +121,10 @@ def prepare(req: RunRequest) -> PreparedRun:
     if not req.duration_s > 0:
         raise ConfigError("--duration", f"expected seconds > 0, got {req.duration_s}")
     cfg = resolve_robot_config(req.robot, req.robot_config)
+    if is_demo(req.pack) and not req.live and _is_simulator(cfg) and "operator" not in (cfg.connection or {}):
+        # The demo: the simulated operator repeats the demonstration the demo policy was fitted
+        # to, and the policy runs beside it in shadow mode (robots/sim/operator.py).
+        cfg = cfg.model_copy(update={"connection": {**dict(cfg.connection or {}), "operator": "demo"}})
     run_dir = check_run_dir(req.run_dir or default_run_dir(cfg.name))
     policy = load_policy(resolve_pack(req.pack, robot=cfg.name), target=req.target, seed=req.seed)
     robot, health = None, None
@@ -167,13 +171,26 @@ def prepare(req: RunRequest) -> PreparedRun:
     return PreparedRun(req, cfg, policy, robot, cameras, mapping, clock, safety, rundir, settings, health, warm)
 
 
+def _is_simulator(cfg) -> bool:
+    from ..robots.registry import is_simulator  # noqa: PLC0415
+
+    return is_simulator(cfg.name)
+
+
 def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float, health=None) -> LoopSettings:
-    """Defaults: replan every half chunk; the inference watchdog trips after 4 replan periods or
-    3x the warm-up latency, whichever is longer (a slow target should hold, not trip constantly)."""
+    """Defaults: replan every half chunk (the demo pack: every DEMO_REPLAN_S, cross-faded over
+    the same time, since its chunk is one target pose); the inference watchdog trips after 4
+    replan periods or 3x the warm-up latency, whichever is longer (a slow target should hold,
+    not trip constantly)."""
+    from ..packs.demo import DEMO_REPLAN_S, is_demo  # noqa: PLC0415
+
     span = policy.info.horizon * policy.info.control_period_s
-    replan = req.loop.replan_s or span / 2.0
+    demo = is_demo(req.pack)
+    replan = req.loop.replan_s or (DEMO_REPLAN_S if demo else span / 2.0)
+    # the fade ends before the next chunk can arrive (a fade cut short would be a velocity step)
+    blend = req.loop.blend_s if req.loop.blend_s is not None else (0.7 * replan if demo else 0.0)
     timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
-    return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s,
+    return LoopSettings(req.duration_s, prompt, replan, timeout, blend,
                         simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s,
                         critical_wait_s=getattr(health, "recovery_wait_s", 0.0))
 
