@@ -21,7 +21,7 @@ DEMO_VERSION = "v3"  # bump when the demo policy or its demonstration changes: o
 DEFAULT_ROBOT = "ur3"
 # Replan and cross-fade used when a run drives the demo pack (unless the run file sets them):
 # one target per chunk, reached with a smoothstep fade that lasts until the next chunk is due.
-DEMO_REPLAN_S = 1.0
+DEMO_REPLAN_S = 1.5
 
 
 def cache_dir() -> Path:

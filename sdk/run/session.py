@@ -188,7 +188,7 @@ def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float, healt
     demo = is_demo(req.pack)
     replan = req.loop.replan_s or (DEMO_REPLAN_S if demo else span / 2.0)
     # the fade ends before the next chunk can arrive (a fade cut short would be a velocity step)
-    blend = req.loop.blend_s if req.loop.blend_s is not None else (0.7 * replan if demo else 0.0)
+    blend = req.loop.blend_s if req.loop.blend_s is not None else (0.8 * replan if demo else 0.0)
     timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
     return LoopSettings(req.duration_s, prompt, replan, timeout, blend,
                         simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s,
