@@ -116,10 +116,22 @@ def run(
                f"{s['commands_sent']} commands sent")
     for note in s.get("diagnosis", []):
         _err.print(f"note: {note}")
-    _err.print(f"report with readiness checks: vla-edge report {prepared.rundir.path}")
+    _err.print(f"{_what_happened(prepared.rundir.path)}. Watch it: vla-edge report {prepared.rundir.path} "
+               "(report.html with plots and, for simulators, video.mp4; readiness checks)")
     typer.echo(str(prepared.rundir.path))
     if outcome.reason in ("safety_stop", "error"):
         raise typer.Exit(1)
+
+
+def _what_happened(run_dir: Path) -> str:
+    """The run's one-line outcome from its logs (never fails the run: a log problem says so)."""
+    from ..report.outcome import what_the_arm_did
+    from ..report.rundata import load_run
+
+    try:
+        return what_the_arm_did(load_run(run_dir))
+    except (VlaEdgeError, OSError, ValueError, KeyError) as exc:
+        return f"the run's logs could not be summarised ({exc})"
 
 
 def register(app: typer.Typer) -> None:

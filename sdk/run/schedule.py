@@ -82,7 +82,7 @@ class ActionSchedule:
         self._prev = self._cur
         if self._prev is None and hold is not None and self.blend_s > 0:
             still = np.repeat(np.asarray(hold, dtype=float)[None], 2, axis=0)
-            self._prev = _Segment(np.array([now, now + self.blend_s]), still, -1)
+            self._prev = _Segment(np.array([min(timestamp, now), now + self.blend_s]), still, -1)
         self._cur = seg
         self._switch_t = now
         return UpdateResult(True, first)
@@ -98,10 +98,13 @@ class ActionSchedule:
                 return prev.at(now)
             return None
         target = cur.at(now)
-        if self.blend_s > 0 and prev is not None and prev.covers(now) and now < self._switch_t + self.blend_s:
-            s = (now - self._switch_t) / self.blend_s
+        if self.blend_s > 0 and prev is not None and prev.times[0] <= now < self._switch_t + self.blend_s:
+            # A previous chunk that ends during the fade fades out from its last row (cutting
+            # the fade short would be a step in the target).
+            s = min(max((now - self._switch_t) / self.blend_s, 0.0), 1.0)
             w = s * s * (3.0 - 2.0 * s)
-            target = (1.0 - w) * prev.at(now) + w * target
+            before = prev.at(now) if prev.covers(now) else prev.rows[-1]
+            target = (1.0 - w) * before + w * target
         return target
 
     def clear(self) -> None:
