@@ -81,11 +81,19 @@ class SimWorld:
             q[g.index] = 0.5 * (g.range[0] + g.range[1])
         return q
 
-    def _write_qpos(self, q: np.ndarray) -> None:
+    def _write_qpos(self, q: np.ndarray, data=None) -> None:
+        data = self.data if data is None else data
         for i, adrs in enumerate(self._adr):
             value = q[i] / 2.0 if self.gripper[i] else q[i]
             for a in adrs:
-                self.data.qpos[a] = value
+                data.qpos[a] = value
+
+    def pose(self, data, q: np.ndarray) -> None:
+        """Put the arm(s) of another MjData of this model at DOF vector q (kinematics only): how
+        the report's video shows logged joint positions."""
+        self._write_qpos(np.asarray(q, dtype=float), data)
+        self._mujoco.mj_kinematics(self.model, data)
+        self._mujoco.mj_camlight(self.model, data)  # cameras and lights follow the bodies
 
     def _write_qvel(self, v: np.ndarray) -> None:
         for i, adrs in enumerate(self._vadr):
