@@ -26,10 +26,11 @@ from ..errors import VlaEdgeError
 log = logging.getLogger(__name__)
 
 DEMO_HORIZON = 50  # rows per chunk: pi0.5's own horizon
-DEMO_PERIOD_S = 0.05  # a chunk covers 2.5 s: well over one inference even on the NumPy reference
+DEMO_PERIOD_S = 0.1  # a chunk covers 5 s: latency + one replan interval (1.5 s) with room, even on the NumPy reference
 LOOKAHEAD_S = 1.5  # the target is where the demonstrated arm is this much later (latency + cross-fade)
 DEMO_SAMPLES = 40  # observations rendered along one demonstration loop
 DEMO_PROMPT = "reach toward the red cube"
+DEMO_FLOW_STEPS = 1
 _RIDGE = 1e-3  # ridge strength, relative to the mean feature variance
 _BIAS = 1e4  # constant residual component: keeps RMSNorm's scale fixed, so the expert stays linear
 
@@ -157,7 +158,10 @@ def build_demo_pack(out: Path, robot: str, seed: int = 0) -> Path:
     from ..families.pi05.synth import synth_pack
     from .norm_stats import Stats
 
-    cfg = TINY.model_copy(update={"action_horizon": DEMO_HORIZON, "discrete_state_input": False})
+    # One flow step: the set expert lands on its target in the first Euler step anyway, and ten
+    # steps over 50 action tokens would cost the NumPy reference seconds per chunk.
+    cfg = TINY.model_copy(update={"action_horizon": DEMO_HORIZON, "discrete_state_input": False,
+                                  "num_flow_steps": DEMO_FLOW_STEPS})
     images, states, future, loop, robot_cfg = _render_demonstration(robot)
     deltas = future - states
     spaces = _spaces(robot, deltas)

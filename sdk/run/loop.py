@@ -18,6 +18,7 @@ Any exception or Ctrl-C ends in filter.stop().
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 RESUMABLE_CODES = frozenset({"missing_target", "out_of_range_target", "non_finite_target", "bad_target"})
 _MAX_REPEATED_EVENTS = 20  # per kind below; summary.json has the full counts
 _RATE_LIMITED = frozenset({"control_overrun", "resume", "chunk_rejected"})
+_GIL_SWITCH_S = 0.001
 
 
 class NominalLimits:
@@ -144,6 +146,11 @@ class RunLoop:
         self._event("start", shadow=bool(self.safety.shadow), period_s=self.period)
         reason, detail, raised = "duration", "", None
         next_tick, next_status = self._t0, self._t0
+        # The inference thread (NumPy reference: thousands of small ops) shares the GIL with this
+        # loop; a 1 ms switch interval (default 5 ms) bounds how long a tick waits for it.
+        switch_interval = sys.getswitchinterval()
+        if clock.realtime:
+            sys.setswitchinterval(min(switch_interval, _GIL_SWITCH_S))
         self.worker.start()
         if self.control_watchdog is not None:
             self.control_watchdog.start()
@@ -186,6 +193,7 @@ class RunLoop:
             raised = VlaEdgeError(f"inference failed during the run: {exc}")
         except BaseException as exc:  # noqa: BLE001 - every exit path must stop the arm
             reason, detail, raised = "error", f"{type(exc).__name__}: {exc}", exc
+        sys.setswitchinterval(switch_interval)
         outcome = self._finish(reason, detail)
         if raised is not None:
             raise raised
