@@ -5,7 +5,7 @@ What it is (and is not): the vision tower and language model keep seeded random 
 action expert is *set* so that the flow lands, in its first Euler step, on a target read out
 linearly from the prefix (the expert attends uniformly to the cached prefix values, and its
 output projection holds the readout); the readout is *fitted* by ridge regression (closed form,
-float64) to the simulator's scripted demonstration (robots/sim/operator.py): base-camera
+float64) to the simulator's scripted demonstration (robots/sim/operator.py): the camera
 images of the arm along its reach toward the red cube, each paired with where the arm is
 `LOOKAHEAD_S` later. It is a real pi0.5 pack run by the real forward pass on every target, with
 delta joint actions; it is not a trained VLA: it follows one demonstration it has seen, from the
@@ -51,8 +51,8 @@ def sim_robot_name(robot: str) -> str:
 
 
 def _render_demonstration(robot: str):
-    """(images [n,H,W,3], states [n,dof], future [n,dof], loop, config) along one loop of the
-    scripted operator, from the simulator in fast mode."""
+    """(camera images: n dicts name -> [H,W,3], states [n,dof], future [n,dof], loop, config)
+    along one loop of the scripted operator, from the simulator in fast mode."""
     from ..robots.config import load_robot_config
     from ..robots.registry import create_robot
 
@@ -67,7 +67,7 @@ def _render_demonstration(robot: str):
         images, states, times = [], [], []
         for _ in range(DEMO_SAMPLES):
             state = sim.read_state()
-            images.append(sim.read_cameras()["base"])
+            images.append(sim.read_cameras())  # every camera the simulator renders, as in a run
             states.append(state.q.copy())
             times.append(float(state.status["sim_time"]))
             sim.step(every)
@@ -77,7 +77,7 @@ def _render_demonstration(robot: str):
     future = loop.positions(np.asarray(times) + LOOKAHEAD_S)
     if synthetic:
         log.warning("demo pack fitted to SYNTHETIC camera images (MuJoCo rendering unavailable here)")
-    return np.stack(images), np.stack(states), future, loop, cfg
+    return images, np.stack(states), future, loop, cfg
 
 
 def _spaces(robot: str, deltas: np.ndarray) -> dict:
@@ -93,12 +93,10 @@ def _spaces(robot: str, deltas: np.ndarray) -> dict:
                         "q01": lo.tolist(), "q99": hi.tolist()}
     spaces["action_space"] = {**spaces["action_space"], "control_period_s": DEMO_PERIOD_S,
                               "delta_mask": [True] * dof}
-    spaces["cameras"] = {"base_0_rgb": "base"}
-    spaces["required_cameras"] = ["base"]
-    return spaces
+    return spaces  # cameras: the robot's (base required, wrists optional), as the demonstration renders them
 
 
-def _prefix_features(pack_dir: Path, images: np.ndarray, states: np.ndarray) -> np.ndarray:
+def _prefix_features(pack_dir: Path, images: list[dict[str, np.ndarray]], states: np.ndarray) -> np.ndarray:
     """What the expert's uniform attention reads: per LLM layer, the prefix values summed and
     divided by (prefix + horizon) tokens - exactly as the forward computes it."""
     from ..families.pi05.pi05_features import prefix_value_pool

@@ -170,7 +170,10 @@ class RunLoop:
                 if now - self._t0 >= s.duration_s - 1e-9:  # sim time sums periods: allow rounding
                     break
                 started = time.perf_counter()
-                self._tick(now, late_s=now - next_tick, nominal=min(next_tick, now))
+                # nominal time: absorbs jitter up to one period; a longer stall uses the real time
+                # (the target must not go stale; the loop skips ahead after this tick anyway)
+                nominal = min(next_tick, now) if now - next_tick <= self.period else now
+                self._tick(now, late_s=now - next_tick, nominal=nominal)
                 work_ms = (time.perf_counter() - started) * 1e3
                 if self._end is not None:
                     reason, detail = self._end
@@ -201,9 +204,10 @@ class RunLoop:
 
     def _tick(self, now: float, late_s: float, nominal: float | None = None) -> None:
         """One control tick. The target is the schedule at the tick's *nominal* time (start +
-        k periods, never later than now): the filter and the arm's servo both assume one period
-        per command, so a tick the host ran a few ms late must not ask for a longer step (a late
-        tick followed by a catch-up tick would otherwise look like a velocity spike)."""
+        k periods, when the tick is at most one period late): the filter and the arm's servo both
+        assume one period per command, so a tick the host ran a few ms late must not ask for a
+        longer step (a late tick followed by a catch-up tick would otherwise look like a velocity
+        spike)."""
         t0 = time.perf_counter()
         nominal = now if nominal is None else nominal
         self._update_limits()

@@ -27,7 +27,7 @@ def test_forward_pass_lands_on_the_demonstration_whatever_the_noise(ur3_demo):
     rng = np.random.default_rng(7)
     with load_policy(pack, target="reference") as policy:
         for k in rng.choice(len(images), 4, replace=False):
-            obs = Observation(cameras={"base": images[k]}, state=states[k].astype(np.float32), prompt=DEMO_PROMPT)
+            obs = Observation(cameras=images[k], state=states[k].astype(np.float32), prompt=DEMO_PROMPT)
             a = policy.infer(obs).actions
             b = policy.infer(obs, noise=(3.0 * rng.standard_normal(policy.noise_shape)).astype(np.float32)).actions
             np.testing.assert_allclose(a, b, atol=1e-4)  # the flow cancels the noise exactly

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 
-def prefix_value_pool(pack_dir: Path, images: np.ndarray, states: np.ndarray, prompt: str) -> np.ndarray:
-    """[n, layers * kv_heads * head_dim] pooled prefix values for n base-camera observations."""
+def prefix_value_pool(pack_dir: Path, images: list[dict[str, np.ndarray]], states: np.ndarray,
+                      prompt: str) -> np.ndarray:
+    """[n, layers * kv_heads * head_dim] pooled prefix values for n observations (camera name ->
+    image dicts, as a robot's cameras deliver them)."""
     from ...packs.pack import Pack
     from ...targets.reference.pi05_model import Pi05Reference
     from ...types import Observation
@@ -26,7 +28,7 @@ def prefix_value_pool(pack_dir: Path, images: np.ndarray, states: np.ndarray, pr
     noise = np.zeros(pre.noise_shape(), np.float32)  # unused by the prefix; required by the preprocessor
     rows = []
     for image, state in zip(images, states):
-        inputs = pre(Observation(cameras={"base": image}, state=np.asarray(state, np.float32), prompt=prompt), noise)
+        inputs = pre(Observation(cameras=dict(image), state=np.asarray(state, np.float32), prompt=prompt), noise)
         tokens = [model.vision(img) for img in inputs.images]
         prefix = np.concatenate(tokens + [model.embed_text(inputs.tokens)]).astype(np.float32)
         cache = model.prefix_cache(prefix)
