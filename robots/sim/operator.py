@@ -25,12 +25,15 @@ _ABOVE_CUBE_M = 0.06  # the reach ends this far above the cube's centre
 _SIDE_SHARE = 0.3  # the return path is offset sideways by this share of the reach (phase is visible)
 _MAX_REACH_RAD = 0.5  # per joint: keeps speeds far inside every robot's operating limits
 _ARM_JOINTS_USED = 3  # the reach uses each arm's first joints (base, shoulder, elbow)
+_INSET = 0.2  # share of the reach the loop keeps away from the start pose
 
 
 @dataclass(frozen=True)
 class DemoLoop:
-    """q(t) = start + (1 - cos wt)/2 * reach + sin(wt) * side: smooth, periodic, starts at rest at
-    `start` with zero velocity... up to the small sideways term, whose speed at t=0 is |side| w."""
+    """q(t) = start + (INSET + (1 - INSET)(1 - cos wt)/2) * reach + sin(wt) * side: smooth and
+    periodic. The loop stays INSET of the reach away from the start pose, which on some arms sits
+    right at a joint limit (ARX5 joint2 = 0), so a policy's small errors near the start are not
+    beyond the arm's range; the arm moves from its start pose onto the loop in the first instants."""
 
     start: np.ndarray
     reach: np.ndarray
@@ -39,7 +42,8 @@ class DemoLoop:
 
     def position(self, t: float) -> np.ndarray:
         w = 2.0 * np.pi / self.period_s
-        return self.start + 0.5 * (1.0 - np.cos(w * t)) * self.reach + np.sin(w * t) * self.side
+        share = _INSET + (1.0 - _INSET) * 0.5 * (1.0 - np.cos(w * t))
+        return self.start + share * self.reach + np.sin(w * t) * self.side
 
     def positions(self, times: np.ndarray) -> np.ndarray:
         """position() for many times: (n, dof)."""

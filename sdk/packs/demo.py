@@ -17,7 +17,7 @@ from .pack import Pack
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = "v5"  # bump when the demo policy or its demonstration changes: old caches are rebuilt
+DEMO_VERSION = "v6"  # bump when the demo policy or its demonstration changes: old caches are rebuilt
 DEFAULT_ROBOT = "ur3"
 # Replan and cross-fade used when a run drives the demo pack (unless the run file sets them):
 # one target per chunk, reached with a smoothstep fade that lasts until the next chunk is due.
