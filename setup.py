@@ -75,6 +75,8 @@ setup(
         "python-can==4.6.1",  # ARX R5 CAN driver
         "websockets==17.4",  # `vla-edge serve` (openpi's websocket policy protocol)
         "msgpack==1.2.4",  # `vla-edge serve` messages: data only, never code (unlike pickle)
+        "matplotlib==3.11.2",  # `vla-edge report` plots, embedded in report.html
+        "imageio-ffmpeg==0.8.1",  # `vla-edge report` simulator videos as MP4 (bundles an ffmpeg binary)
     ],
     extras_require={
         "test": [
@@ -88,15 +90,14 @@ setup(
             "transformers==5.23.0",
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
-            "matplotlib==3.11.2",  # report plots are drawn in the report tests
             "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
             # real gb10 engine builds in CI (TensorRT-RTX's builder runs without a GPU; ~90 MB)
             "tensorrt-rtx-cu12-bindings==1.7.1.116",
             "tensorrt-rtx-cu12-libs==1.7.1.116",
         ],
         "cameras": ["opencv-python-headless==5.0.0.93"],
-        "report": ["matplotlib==3.11.2"],
-        "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`  # `vla-edge report` plots (report.md/json need nothing extra)
+        "report": [],  # kept so `pip install 'vla-edge[report]'` still works: plots are in the default install now
+        "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files
         # (bf16 included; torch.load(weights_only=True) for .pt)
         "import": ["torch==2.13.0", "safetensors==0.8.0"],

@@ -20,7 +20,9 @@ from setuptools.command.build_ext import build_ext
 
 class CMakeExtension(Extension):
     def __init__(self, name: str, source_dir: Path):
-        super().__init__(name, sources=[])
+        # optional: when the build is skipped or fails (VLA_EDGE_BUILD_NATIVE=0/auto), setuptools'
+        # editable install must not try to copy a module that was never built.
+        super().__init__(name, sources=[], optional=True)
         self.source_dir = source_dir
 
 

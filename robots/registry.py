@@ -59,6 +59,11 @@ def is_known_robot(name: str) -> bool:
     return name in _BY_NAME
 
 
+def is_simulator(name: str) -> bool:
+    """A registered MuJoCo simulator (the demo's scripted operator can move it in shadow mode)."""
+    return name in _BY_NAME and _BY_NAME[name].driver_module == "vla_edge.robots.sim.robot"
+
+
 def robot_entry(name: str) -> RobotEntry:
     """The registry entry for `name`; unknown names list the known ones."""
     try:

@@ -46,9 +46,11 @@ def _memory(weights_bytes: int) -> dict[str, int]:
 class Policy:
     """A pack bound to a target. Not thread-safe: one inference at a time per Policy."""
 
-    def __init__(self, pack: Pack, target: str, backend: Any, seed: int | None = None):
+    def __init__(self, pack: Pack, target: str, backend: Any, seed: int | None = None,
+                 target_reason: str = "chosen explicitly"):
         self.pack = pack
         self.target = target
+        self.target_reason = target_reason  # why this target (what `auto` passed over, if it chose)
         self._backend = backend
         self._pre = pack.family.preprocessor(pack)
         self._seed = seed
@@ -118,15 +120,20 @@ class Policy:
 
 def load_policy(pack: str | Path | Pack, target: str = "reference", seed: int | None = None,
                 check: Check = "auto", **options: Any) -> Policy:
-    """Open (and check) a pack and bind it to `target`; options go to the target backend."""
-    from vla_edge.targets.registry import create_backend, pack_supports, require_known
+    """Open (and check) a pack and bind it to `target`; options go to the target backend.
+    target="auto" picks the fastest target that can run the pack here (`Policy.target_reason` says
+    which and why)."""
+    from vla_edge.targets.registry import choose_auto, create_backend, pack_supports, require_known
 
-    require_known(target)
     opened = pack if isinstance(pack, Pack) else Pack.open(pack, check=check)
+    reason = "chosen explicitly"
+    if target == "auto":
+        target, reason = choose_auto(list(opened.manifest.targets))
+    require_known(target)
     if not pack_supports(target, opened.manifest.targets):
         from .errors import TargetUnavailableError
 
         raise TargetUnavailableError(
             f"pack '{opened.manifest.name}' does not list target '{target}' (it supports {opened.manifest.targets})")
     backend = create_backend(target, opened, **options)
-    return Policy(opened, target, backend, seed=seed)
+    return Policy(opened, target, backend, seed=seed, target_reason=reason)

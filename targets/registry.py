@@ -26,6 +26,8 @@ TARGETS: dict[str, str] = {
 
 def _module(name: str) -> ModuleType:
     if name not in TARGETS:
+        if name == "auto":
+            raise TargetUnavailableError("'auto' is resolved by load_policy (choose_auto), not a target module")
         raise TargetUnavailableError(f"unknown target '{name}'. {_summary()}")
     return importlib.import_module(TARGETS[name])
 
@@ -49,6 +51,36 @@ def target_status() -> dict[str, tuple[bool, str]]:
         except Exception as exc:  # a broken target must not hide the others
             status[name] = (False, f"failed to load: {exc}")
     return status
+
+
+# `--target auto`: tried in this order, the first that is registered, available here and able to run
+# the pack wins. GPU targets first (registered or not yet: absent names are skipped), then the
+# native CPU core, then the NumPy oracle. Registered targets missing from this list come after x86.
+# `onnx` is never chosen: it needs an export directory (`pack export-onnx`) and is fp32 on CPU.
+AUTO_PREFERENCE: tuple[str, ...] = ("gb10", "orin", "cuda", "x86")
+AUTO_LAST: tuple[str, ...] = ("reference",)
+AUTO_NEVER: frozenset[str] = frozenset({"onnx"})
+
+
+def choose_auto(pack_targets: list[str]) -> tuple[str, str]:
+    """The target `auto` means for a pack listing `pack_targets`: (name, why it was chosen, naming
+    each faster candidate and why it was passed over). TargetUnavailableError if none can run it."""
+    rest = [n for n in TARGETS if n not in AUTO_PREFERENCE and n not in AUTO_LAST and n not in AUTO_NEVER]
+    order = [n for n in (*AUTO_PREFERENCE, *rest, *AUTO_LAST) if n in TARGETS]
+    passed: list[str] = []
+    for name in order:
+        if not pack_supports(name, pack_targets):
+            passed.append(f"{name}: the pack does not list it")
+            continue
+        try:
+            ok, why = _module(name).availability()
+        except Exception as exc:  # a broken target must not stop auto from trying the next
+            ok, why = False, f"failed to load: {exc}"
+        if ok:
+            reason = f"fastest target that can run this pack here ({why})"
+            return name, reason + (f"; passed over {'; '.join(passed)}" if passed else "")
+        passed.append(f"{name}: {why}")
+    raise TargetUnavailableError(f"--target auto: no target can run a pack listing {pack_targets}: {'; '.join(passed)}")
 
 
 def _summary() -> str:

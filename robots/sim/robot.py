@@ -75,6 +75,7 @@ class SimRobot(Robot):
             camera_names=sim_camera_names(config),
         )
         self._world = None
+        self.operator = None  # the scripted demonstration moving the arm in shadow mode, if any
         self._renderer: CameraRenderer | None = None
         self._port: SimMotionPort | None = None
         self._thread: threading.Thread | None = None
@@ -110,6 +111,12 @@ class SimRobot(Robot):
             self.settings.render,
         )
         self._t0 = time.monotonic()
+        self.operator = None
+        if self.settings.operator == "demo" and self.shadow:
+            from .operator import demo_loop
+
+            self.operator = demo_loop(self.config, self._world.q.copy(), self._world.body_position("object0"))
+            self._world.driver = self.operator.position
         if self.settings.realtime:
             self._running.set()
             self._thread = threading.Thread(target=self._run_realtime, name=f"{self.name}-clock", daemon=True)
@@ -185,7 +192,8 @@ class SimRobot(Robot):
     def open_motion(self) -> MotionPort:
         if self.shadow:
             raise VlaEdgeError(f"{self.name}: opened in shadow mode, which has no motion path")
-        self._require_world()
+        world = self._require_world()
+        world.driver = None  # the filter is the only thing that moves the arm from now on
         self._port = SimMotionPort(self)
         return self._port
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ConfigError
+from .operator import OPERATORS
 from .render import RENDER_MODES
 
 _KEYS = {
@@ -17,6 +18,8 @@ _KEYS = {
     "timestep": "physics step in seconds (default 0.002)",
     "seed": "integer seed for object placement (default 0)",
     "initial_q": "one start position per DOF (default: 0 clipped into the operating range)",
+    "operator": "demo: in shadow mode the arm repeats the demo policy's demonstration (a reach toward the "
+    "red cube and back), like an operator moving the arm during a shadow trial (default: none, the arm stays put)",
 }
 
 
@@ -29,6 +32,7 @@ class SimSettings:
     timestep: float = 0.002
     seed: int = 0
     initial_q: tuple[float, ...] | None = None
+    operator: str | None = None
 
 
 def parse_sim_settings(connection: dict[str, Any] | None, dof: int) -> SimSettings:
@@ -64,4 +68,7 @@ def parse_sim_settings(connection: dict[str, Any] | None, dof: int) -> SimSettin
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in initial_q):
             raise ConfigError("connection.initial_q", f"expected finite numbers, got {initial_q!r}")
         initial_q = tuple(float(v) for v in initial_q)
-    return SimSettings(render, size[0], size[1], realtime, float(timestep), seed, initial_q)
+    operator = conn.get("operator")
+    if operator is not None and operator not in OPERATORS:
+        raise ConfigError("connection.operator", f"expected one of {', '.join(OPERATORS)} (or leave it out), got {operator!r}")
+    return SimSettings(render, size[0], size[1], realtime, float(timestep), seed, initial_q, operator)

@@ -45,6 +45,8 @@ class SimWorld:
         self.braking = False
         self.sim_time = 0.0
         self._render_data = None  # private MjData for rendering outside the lock (snapshot())
+        # Shadow mode with a scripted operator: sim time -> joint target, applied every period.
+        self.driver = None
         mujoco.mj_resetData(self.model, self.data)
         self._write_qpos(self.q)
         mujoco.mj_forward(self.model, self.data)
@@ -79,11 +81,19 @@ class SimWorld:
             q[g.index] = 0.5 * (g.range[0] + g.range[1])
         return q
 
-    def _write_qpos(self, q: np.ndarray) -> None:
+    def _write_qpos(self, q: np.ndarray, data=None) -> None:
+        data = self.data if data is None else data
         for i, adrs in enumerate(self._adr):
             value = q[i] / 2.0 if self.gripper[i] else q[i]
             for a in adrs:
-                self.data.qpos[a] = value
+                data.qpos[a] = value
+
+    def pose(self, data, q: np.ndarray) -> None:
+        """Put the arm(s) of another MjData of this model at DOF vector q (kinematics only): how
+        the report's video shows logged joint positions."""
+        self._write_qpos(np.asarray(q, dtype=float), data)
+        self._mujoco.mj_kinematics(self.model, data)
+        self._mujoco.mj_camlight(self.model, data)  # cameras and lights follow the bodies
 
     def _write_qvel(self, v: np.ndarray) -> None:
         for i, adrs in enumerate(self._vadr):
@@ -112,6 +122,9 @@ class SimWorld:
         mujoco = self._mujoco
         with self.lock:
             for _ in range(periods):
+                if self.driver is not None:
+                    self.target = np.clip(self.driver(self.sim_time + self.period), self.q_min, self.q_max)
+                    self.braking = False
                 q0 = self.q
                 if self.braking:
                     self.v = braking_step(self.v, self.period, self.a_max)
@@ -140,6 +153,11 @@ class SimWorld:
         mujoco.mj_kinematics(self.model, self._render_data)
         mujoco.mj_camlight(self.model, self._render_data)
         return self._render_data
+
+    def body_position(self, name: str) -> np.ndarray:
+        """World position (m) of a body, e.g. 'object0' (the red cube)."""
+        with self.lock:
+            return self.data.xpos[self.model.body(name).id].copy()
 
     def tcp_poses(self) -> np.ndarray:
         """[x, y, z, rx, ry, rz] per arm (rotation vector), concatenated."""

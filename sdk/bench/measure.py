@@ -49,7 +49,7 @@ class BenchResult:
     goals: list[tuple[str, bool | None, str]] = field(default_factory=list)  # (goal, met?, detail)
 
 
-def run_bench(pack_dir: str | Path, target: str = "x86", threads: int | None = None, runs: int = 10,
+def run_bench(pack_dir: str | Path, target: str = "auto", threads: int | None = None, runs: int = 10,
               warmup: int = 2, reference: bool | None = None, ceiling_reps: int = 3, seed: int = 0) -> BenchResult:
     if runs < 1 or warmup < 0:
         raise ConfigError("--runs/--warmup", f"expected runs >= 1 and warmup >= 0, got {runs} and {warmup}")
@@ -58,6 +58,7 @@ def run_bench(pack_dir: str | Path, target: str = "x86", threads: int | None = N
     opts = {"threads": threads} if threads is not None else {}
     policy = load_policy(pack_dir, target=target, seed=seed, check="size", **opts)
     load_s = time.perf_counter() - t0
+    target = policy.target  # what "auto" resolved to
     pack = policy.pack
     rng = np.random.default_rng(seed)
     obs = random_observation(pack, rng)
@@ -80,7 +81,7 @@ def run_bench(pack_dir: str | Path, target: str = "x86", threads: int | None = N
     d["pack"] = {"dir": str(pack.dir), "name": m.name, "recipe": m.quantization.recipe,
                  "bits_per_weight": m.quantization.bits_per_weight, "weights_bytes": weights_bytes,
                  "pack_bytes": pack_bytes, "variant": getattr(pack.config, "variant", None)}
-    d["target"] = {"name": target, "backend": backend_after}
+    d["target"] = {"name": target, "chosen_because": policy.target_reason, "backend": backend_after}
     d["runs"], d["warmup"] = runs, warmup
     d["load_s"] = load_s
     d["latency_ms"] = stages

@@ -15,7 +15,7 @@ console = Console()
 
 def bench(
     pack: Annotated[str, typer.Option(help="Pack directory, or 'demo'")] = "demo",
-    target: Annotated[str, typer.Option(help="Target to time")] = "x86",
+    target: Annotated[str, typer.Option(help="Target to time, or auto: the fastest that can run the pack here")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: all usable CPUs)")] = None,
     runs: Annotated[int, typer.Option(help="Timed runs after warm-up")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs")] = 2,
@@ -30,8 +30,10 @@ def bench(
     result = run_bench(resolve_pack(pack), target=target, threads=threads, runs=runs, warmup=warmup,
                        reference=reference)
     d = result.data
+    if target == "auto":
+        console.print(f"target {d['target']['name']}: {d['target']['chosen_because']}")
     table = Table(title=f"{d['pack']['name']} ({d['pack']['recipe']}, {d['pack']['bits_per_weight']:.2f} bpw) "
-                        f"on {target}, {d['target']['backend'].get('threads', '?')} threads, {runs} runs")
+                        f"on {d['target']['name']}, {d['target']['backend'].get('threads', '?')} threads, {runs} runs")
     for col in ("stage", "p50 ms", "p95 ms", "max ms"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for stage, s in d["latency_ms"].items():

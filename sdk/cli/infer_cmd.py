@@ -38,7 +38,7 @@ def _parse_state(text: str) -> np.ndarray:
 
 def infer(
     pack: Annotated[str, typer.Option(help="Pack directory, or 'demo' for the built-in demo pack")] = "demo",
-    target: Annotated[str, typer.Option(help="Execution target (see `vla-edge doctor`)")] = "reference",
+    target: Annotated[str, typer.Option(help="Execution target, or auto: the fastest that can run the pack here")] = "auto",
     image: Annotated[Optional[list[str]], typer.Option(help="Camera image NAME=PATH (repeatable)")] = None,
     state: Annotated[Optional[str], typer.Option(help="Robot state, comma-separated, robot units")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Instruction (default: the pack's default prompt)")] = None,
@@ -72,6 +72,7 @@ def infer(
     for i, row in enumerate(chunk.actions):
         table.add_row(f"{i * chunk.control_period_s:.2f}", *[f"{v:+.4f}" for v in row])
     console = Console()
+    console.print(f"target {policy.target}: {policy.target_reason}")
     console.print(table)
     console.print("latency ms: " + ", ".join(f"{k}={v:.1f}" for k, v in chunk.latency_ms.items()
                                               if not k.startswith("expert_step_")))

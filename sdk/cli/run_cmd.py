@@ -52,7 +52,7 @@ def _confirm_live(robot: str, yes: bool) -> None:
 
 def run(
     robot: Annotated[Optional[str], typer.Option(help="Robot name (see robots docs), e.g. ur3-sim")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Execution target, e.g. reference")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Execution target, or auto (default): the fastest that can run the pack here")] = None,
     pack: Annotated[Optional[str], typer.Option(help="Pack directory, or 'demo' (default)")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Instruction (default: the pack's default prompt)")] = None,
     duration: Annotated[Optional[float], typer.Option(help="Seconds to run (real seconds; sim time in fast sim)")] = None,
@@ -79,7 +79,7 @@ def run(
     req = RunRequest(
         robot=robot or file.robot,
         robot_config=robot_config or resolve_relative(config, file.robot_config),
-        pack=pack or file.pack, target=target or file.target or "reference",
+        pack=pack or file.pack, target=target or file.target or "auto",
         prompt=prompt or file.prompt,
         duration_s=duration if duration is not None else (file.duration_s if file.duration_s is not None else 10.0),
         live=live, run_dir=run_dir, seed=seed, cameras=cams, loop=file.loop, health=file.health,
@@ -94,7 +94,8 @@ def run(
     mode = "[bold red]LIVE: the arm will move[/bold red]" if live else \
         "[bold green]SHADOW MODE[/bold green]: policy and safety filter run, the arm cannot move (use --live to move it)"
     _err.print(mode)
-    _err.print(f"robot {prepared.robot_config.name}, pack {prepared.policy.info.pack_name}, target {req.target}, "
+    _err.print(f"robot {prepared.robot_config.name}, pack {prepared.policy.info.pack_name}, target {prepared.policy.target} "
+               f"({prepared.policy.target_reason}), "
                f"run directory {prepared.rundir.path}")
     try:
         outcome = execute(prepared, on_status=_status_printer())
@@ -115,10 +116,22 @@ def run(
                f"{s['commands_sent']} commands sent")
     for note in s.get("diagnosis", []):
         _err.print(f"note: {note}")
-    _err.print(f"report with readiness checks: vla-edge report {prepared.rundir.path}")
+    _err.print(f"{_what_happened(prepared.rundir.path)}. Watch it: vla-edge report {prepared.rundir.path} "
+               "(report.html with plots and, for simulators, video.mp4; readiness checks)")
     typer.echo(str(prepared.rundir.path))
     if outcome.reason in ("safety_stop", "error"):
         raise typer.Exit(1)
+
+
+def _what_happened(run_dir: Path) -> str:
+    """The run's one-line outcome from its logs (never fails the run: a log problem says so)."""
+    from ..report.outcome import what_the_arm_did
+    from ..report.rundata import load_run
+
+    try:
+        return what_the_arm_did(load_run(run_dir))
+    except (VlaEdgeError, OSError, ValueError, KeyError) as exc:
+        return f"the run's logs could not be summarised ({exc})"
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def serve(
     pack: Annotated[str, typer.Option(help="Pack directory, or 'demo'")] = "demo",
-    target: Annotated[str, typer.Option(help="Execution target (see `vla-edge doctor`)")] = "reference",
+    target: Annotated[str, typer.Option(help="Execution target, or auto: the fastest that can run the pack here")] = "auto",
     host: Annotated[str, typer.Option(
         help="Address to listen on; 127.0.0.1 = this machine only. Another address needs an API key")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (openpi's default is 8000; 0 picks a free one)")] = 8000,
@@ -70,9 +70,10 @@ def serve(
         bound = server.start()
         info = policy.info
         scheme, http = ("wss", "https") if tls else ("ws", "http")
-        _err.print(f"serving pack '{info.pack_name}' ({info.quant_recipe}) on target {target} at {scheme}://{host}:{bound} "
+        _err.print(f"serving pack '{info.pack_name}' ({info.quant_recipe}) on target {info.target} at {scheme}://{host}:{bound} "
                    f"(health: {http}://{host}:{bound}/healthz); cameras {sorted(set(info.cameras.values()))}, "
                    f"state {len(info.state_names)}, chunk {info.horizon} x {len(info.action_names)}")
+        _err.print(f"target {info.target}: {policy.target_reason}")
         _err.print(f"[yellow]{SAFETY_NOTE}[/yellow]")
         try:
             server.wait()

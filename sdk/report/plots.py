@@ -1,5 +1,6 @@
-"""PNG plots for a run: joints over time (policy, filtered, measured, interventions shaded) and
-the chunk timing distribution. matplotlib is an optional dependency (`vla-edge[report]`)."""
+"""PNG plots for a run: joints over time (policy, filtered, measured, interventions shaded), a
+timeline of what the safety side did, and the chunk timing distribution (matplotlib, installed
+with vla-edge)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as exc:
-        raise VlaEdgeError("plots need matplotlib: pip install 'vla-edge[report]' (or pass --no-plots)") from exc
+        raise VlaEdgeError("plots need matplotlib (a vla-edge dependency; reinstall vla-edge, or pass --no-plots)") from exc
     matplotlib.use("Agg")  # files only; never open a window on a robot computer
     import matplotlib.pyplot as plt
 
@@ -45,6 +46,41 @@ def plot_joints(run: RunData, path: Path) -> None:
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=3)
     axes[0, 0].set_title(f"{run.path.name}: joints (red: safety filter intervened)", fontsize=9)
     axes[-1, 0].set_xlabel("time since start (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def timeline_rows(run: RunData) -> list[tuple[str, np.ndarray, str]]:
+    """(label, bool per tick, colour) for the timeline strip (report plot and video): when the
+    filter changed the command, held the arm, was stopped, and when health throttled the run."""
+    ticks = run.ticks
+    stopped = np.array([s in ("stopped", "estopped") for s in ticks.filter_state])
+    return [
+        ("intervention", ticks.intervened, "#d62728"),
+        ("held (no target)", ~ticks.has_target, "#7f7f7f"),
+        ("held by filter", ticks.held & ticks.has_target & ~stopped, "#ff7f0e"),
+        ("safety stop", stopped & ticks.has_target, "#000000"),
+        ("throttled", (ticks.velocity_scale < 1.0) | np.array([h not in ("nominal", "warm") for h in ticks.health]),
+         "#9467bd"),
+    ]
+
+
+def plot_timeline(run: RunData, path: Path) -> None:
+    plt = _pyplot()
+    t = run.ticks.t - run.ticks.t[0]
+    rows = timeline_rows(run)
+    fig, ax = plt.subplots(figsize=(10, 0.4 * len(rows) + 0.9))
+    for i, (label, mask, colour) in enumerate(rows):
+        for start, end in _spans(mask, t, run.control_period_s):
+            ax.axvspan(start, end, ymin=(len(rows) - 1 - i) / len(rows), ymax=(len(rows) - i) / len(rows),
+                       color=colour, lw=0)
+    ax.set_yticks([(len(rows) - 0.5 - i) / len(rows) for i in range(len(rows))],
+                  [f"{label} ({int(mask.sum())} ticks)" for label, mask, _ in rows], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_xlim(0, float(t[-1] + run.control_period_s) if len(t) else 1.0)
+    ax.set_xlabel("time since start (s)")
+    ax.set_title(f"{run.path.name}: timeline", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

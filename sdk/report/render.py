@@ -56,7 +56,8 @@ def _run_section(run: dict[str, Any]) -> list[str]:
              f"{run['mode']} run of robot `{run['robot']}`, pack `{run['pack']}` ({run['quant_recipe']}) on target "
              f"`{run['target']}`; prompt: {run['prompt']!r}; ended: {run['end_reason'] or 'not recorded'}; "
              f"{t['duration_s']:.1f} s, {t['ticks']} ticks at {1e3 / t['control_period_ms']:.0f} Hz.", "",
-             f"**{run['verdict']}**", "", "### Readiness checks", ""]
+             f"**{run['verdict']}**", "", f"What the arm did: {run.get('outcome', 'not recorded')}.", "",
+             "### Readiness checks", ""]
     lines += _table(["check", "value", "threshold", "result", "what it measures"],
                     [[c["name"], c["value"], c["threshold"], _result(c["passed"]), c["why"]] for c in run["checks"]])
     lat, age = chunks.get("latency_ms") or {}, chunks.get("age_at_arrival_ms") or {}

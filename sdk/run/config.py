@@ -29,7 +29,8 @@ class LoopConfig(BaseModel):
                                    description="seconds between inference starts (default: half a chunk)")
     inference_timeout_s: float | None = Field(default=None, gt=0, le=60,
                                               description="no chunk for this long -> hold (default: 4 x replan_s)")
-    blend_s: float = Field(default=0.0, ge=0, le=1, description="cross-fade between chunks")
+    blend_s: float | None = Field(default=None, ge=0, le=1,
+                                  description="cross-fade between chunks (default 0; the demo pack: replan_s)")
     control_timeout_s: float | None = Field(default=None, gt=0, le=5,
                                             description="real time: no control tick for this long -> stop the arm")
     simulated_latency_s: float | None = Field(default=None, ge=0, le=10,

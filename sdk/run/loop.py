@@ -1,7 +1,7 @@
 """RunLoop: the control loop at the robot's rate, fed by an inference worker, through the filter.
 
-Every tick: read health limits -> take a new chunk if one arrived -> read robot state -> target =
-schedule.target_at(now) -> SafetyFilter.step -> log. The filter is the only thing that can move
+Every tick: read health limits -> read robot state -> take a new chunk if one arrived -> target =
+schedule.target_at(the tick's nominal time) -> SafetyFilter.step -> log. The filter is the only thing that can move
 the arm; the loop never touches a MotionPort. Watchdogs:
 - inference: no chunk for `inference_timeout_s` (scaled by the health rate) -> target None (the
   filter brakes and holds) and an event; the next chunk resumes.
@@ -18,6 +18,7 @@ Any exception or Ctrl-C ends in filter.stop().
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 RESUMABLE_CODES = frozenset({"missing_target", "out_of_range_target", "non_finite_target", "bad_target"})
 _MAX_REPEATED_EVENTS = 20  # per kind below; summary.json has the full counts
 _RATE_LIMITED = frozenset({"control_overrun", "resume", "chunk_rejected"})
+_GIL_SWITCH_S = 0.001
 
 
 class NominalLimits:
@@ -144,6 +146,11 @@ class RunLoop:
         self._event("start", shadow=bool(self.safety.shadow), period_s=self.period)
         reason, detail, raised = "duration", "", None
         next_tick, next_status = self._t0, self._t0
+        # The inference thread (NumPy reference: thousands of small ops) shares the GIL with this
+        # loop; a 1 ms switch interval (default 5 ms) bounds how long a tick waits for it.
+        switch_interval = sys.getswitchinterval()
+        if clock.realtime:
+            sys.setswitchinterval(min(switch_interval, _GIL_SWITCH_S))
         self.worker.start()
         if self.control_watchdog is not None:
             self.control_watchdog.start()
@@ -163,7 +170,10 @@ class RunLoop:
                 if now - self._t0 >= s.duration_s - 1e-9:  # sim time sums periods: allow rounding
                     break
                 started = time.perf_counter()
-                self._tick(now, late_s=now - next_tick)
+                # nominal time: absorbs jitter up to one period; a longer stall uses the real time
+                # (the target must not go stale; the loop skips ahead after this tick anyway)
+                nominal = min(next_tick, now) if now - next_tick <= self.period else now
+                self._tick(now, late_s=now - next_tick, nominal=nominal)
                 work_ms = (time.perf_counter() - started) * 1e3
                 if self._end is not None:
                     reason, detail = self._end
@@ -186,23 +196,30 @@ class RunLoop:
             raised = VlaEdgeError(f"inference failed during the run: {exc}")
         except BaseException as exc:  # noqa: BLE001 - every exit path must stop the arm
             reason, detail, raised = "error", f"{type(exc).__name__}: {exc}", exc
+        sys.setswitchinterval(switch_interval)
         outcome = self._finish(reason, detail)
         if raised is not None:
             raise raised
         return outcome
 
-    def _tick(self, now: float, late_s: float) -> None:
+    def _tick(self, now: float, late_s: float, nominal: float | None = None) -> None:
+        """One control tick. The target is the schedule at the tick's *nominal* time (start +
+        k periods, when the tick is at most one period late): the filter and the arm's servo both
+        assume one period per command, so a tick the host ran a few ms late must not ask for a
+        longer step (a late tick followed by a catch-up tick would otherwise look like a velocity
+        spike)."""
         t0 = time.perf_counter()
+        nominal = now if nominal is None else nominal
         self._update_limits()
-        self._take_chunk(now)
-        state = self.robot.read_state()
-        target = self.schedule.target_at(now)
+        state = self.robot.read_state()  # once: a new chunk fades in from this very reading
+        self._take_chunk(now, state)
+        target = self.schedule.target_at(nominal)
         target = self._inference_watchdog(now, target)
         if target is not None and self.safety.state == "stopped":
             if not self._try_resume(state):
                 return
         limits = self._limits
-        result = self.safety.step(target, now if target is not None else None, state, limits.velocity_scale)
+        result = self.safety.step(target, nominal if target is not None else None, state, limits.velocity_scale)
         if result.state in ("braking", "stopped"):
             self._hold_codes.update(result.codes)
         elif result.state == "running":
@@ -257,7 +274,7 @@ class RunLoop:
         self._taking_from = self._last_chunk_t = now
         self._hold_codes.add("missing_target")  # the stop was ours, at rest: resumable
 
-    def _take_chunk(self, now: float) -> None:
+    def _take_chunk(self, now: float, state) -> None:
         delivery = self.worker.poll()
         if delivery is None:
             return
@@ -270,7 +287,7 @@ class RunLoop:
             self._event("chunk_refused", reason="observed before the health recovery")
             return
         result = self.schedule.update(self.mapping.actions_for_robot(chunk.actions), chunk.timestamp,
-                                      chunk.control_period_s, now)
+                                      chunk.control_period_s, now, hold=self._held_at(state))
         age_ms = (now - chunk.timestamp) * 1e3
         self.stats.chunk(result.accepted, latency, age_ms, result.dropped_rows)
         self.rundir.chunk({"t": now - self._t0, "id": self.schedule.chunk_id if result.accepted else None,
@@ -280,6 +297,13 @@ class RunLoop:
         self._last_chunk_t = now
         if not result.accepted:
             self._event("chunk_rejected", reason=result.reason, latency_ms=latency)
+
+    def _held_at(self, state):
+        """Where the arm is held while no chunk runs: the last command, or, when the filter is
+        stopped (it resumes from the measured joints), the measured joints."""
+        if self.safety.state == "running" and self.safety.last_command is not None:
+            return self.safety.last_command
+        return state.q
 
     def _inference_watchdog(self, now: float, target):
         scale = max(min(self._limits.inference_rate_scale, 1.0), 1e-3)

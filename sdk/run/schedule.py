@@ -44,7 +44,9 @@ class ActionSchedule:
     """Holds the chunk being executed; `target_at(now)` is what the filter is asked to follow.
 
     blend_s > 0 cross-fades from the previous chunk to a new one over that many seconds (both
-    interpolated at the same instant), which avoids a step when consecutive chunks disagree."""
+    interpolated at the same instant), which avoids a step when consecutive chunks disagree. The
+    weight follows smoothstep (3s^2 - 2s^3), so the target's velocity has no step at either end
+    of the fade either (a linear fade would ask for one velocity jump at each end)."""
 
     def __init__(self, blend_s: float = 0.0):
         self.blend_s = max(0.0, float(blend_s))
@@ -62,9 +64,12 @@ class ActionSchedule:
         """Time of the current chunk's last row (after which target_at is None)."""
         return None if self._cur is None else float(self._cur.times[-1])
 
-    def update(self, rows: np.ndarray, timestamp: float, period_s: float, now: float) -> UpdateResult:
+    def update(self, rows: np.ndarray, timestamp: float, period_s: float, now: float,
+               hold: np.ndarray | None = None) -> UpdateResult:
         """Install a new chunk (robot-ordered rows); rows whose time has passed are dropped, keeping
-        the one just before `now` so the target at `now` is an interpolation, not a jump."""
+        the one just before `now` so the target at `now` is an interpolation, not a jump. `hold`:
+        where the arm is held when no chunk is running (the first chunk, with blend_s > 0, fades
+        in from there instead of starting with a step)."""
         rows = np.asarray(rows, dtype=float)
         if rows.ndim != 2 or rows.shape[0] == 0 or not period_s > 0:
             return UpdateResult(False, 0, f"bad chunk: rows shape {rows.shape}, period {period_s}")
@@ -75,6 +80,9 @@ class ActionSchedule:
         seg = _Segment(times[first:], rows[first:], self._next_id)
         self._next_id += 1
         self._prev = self._cur
+        if self._prev is None and hold is not None and self.blend_s > 0:
+            still = np.repeat(np.asarray(hold, dtype=float)[None], 2, axis=0)
+            self._prev = _Segment(np.array([min(timestamp, now), now + self.blend_s]), still, -1)
         self._cur = seg
         self._switch_t = now
         return UpdateResult(True, first)
@@ -90,9 +98,13 @@ class ActionSchedule:
                 return prev.at(now)
             return None
         target = cur.at(now)
-        if self.blend_s > 0 and prev is not None and prev.covers(now) and now < self._switch_t + self.blend_s:
-            w = (now - self._switch_t) / self.blend_s
-            target = (1.0 - w) * prev.at(now) + w * target
+        if self.blend_s > 0 and prev is not None and prev.times[0] <= now < self._switch_t + self.blend_s:
+            # A previous chunk that ends during the fade fades out from its last row (cutting
+            # the fade short would be a step in the target).
+            s = min(max((now - self._switch_t) / self.blend_s, 0.0), 1.0)
+            w = s * s * (3.0 - 2.0 * s)
+            before = prev.at(now) if prev.covers(now) else prev.rows[-1]
+            target = (1.0 - w) * before + w * target
         return target
 
     def clear(self) -> None:

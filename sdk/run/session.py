@@ -30,7 +30,7 @@ class RunRequest:
     robot: str | None = None
     robot_config: Path | None = None
     pack: str | None = None
-    target: str = "reference"
+    target: str = "auto"
     prompt: str | None = None
     duration_s: float = 10.0
     live: bool = False
@@ -112,7 +112,7 @@ def default_run_dir(robot_name: str) -> Path:
 
 def prepare(req: RunRequest) -> PreparedRun:
     """Everything up to (and, in live mode, including) opening the motion path."""
-    from ..packs.demo import resolve_pack  # noqa: PLC0415
+    from ..packs.demo import is_demo, resolve_pack  # noqa: PLC0415
     from ..policy import load_policy  # noqa: PLC0415
     from ..robots.registry import create_robot  # noqa: PLC0415
     from ..robots.safety import SafetyFilter  # noqa: PLC0415
@@ -121,12 +121,16 @@ def prepare(req: RunRequest) -> PreparedRun:
     if not req.duration_s > 0:
         raise ConfigError("--duration", f"expected seconds > 0, got {req.duration_s}")
     cfg = resolve_robot_config(req.robot, req.robot_config)
+    if is_demo(req.pack) and not req.live and _is_simulator(cfg) and "operator" not in (cfg.connection or {}):
+        # The demo: the simulated operator repeats the demonstration the demo policy was fitted
+        # to, and the policy runs beside it in shadow mode (robots/sim/operator.py).
+        cfg = cfg.model_copy(update={"connection": {**dict(cfg.connection or {}), "operator": "demo"}})
     run_dir = check_run_dir(req.run_dir or default_run_dir(cfg.name))
-    health, health_kind = _health_provider(req.health, req.target)
-    policy = load_policy(resolve_pack(req.pack), target=req.target, seed=req.seed)
-    robot = None
+    policy = load_policy(resolve_pack(req.pack, robot=cfg.name), target=req.target, seed=req.seed)
+    robot, health = None, None
     cameras: dict[str, CameraSource] = {}
     try:
+        health, health_kind = _health_provider(req.health, policy.target)
         info = policy.info
         mapping = JointMapping.build(info.action_names, info.state_names, tuple(cfg.joints),
                                      _state_fill(policy, dict(req.loop.state_fill)), where=f"pack {info.pack_name}")
@@ -161,17 +165,32 @@ def prepare(req: RunRequest) -> PreparedRun:
                 disconnect_robot(robot, cameras)
         finally:
             policy.close()
+            if health is not None:
+                health.close()
         raise
     return PreparedRun(req, cfg, policy, robot, cameras, mapping, clock, safety, rundir, settings, health, warm)
 
 
+def _is_simulator(cfg) -> bool:
+    from ..robots.registry import is_simulator  # noqa: PLC0415
+
+    return is_simulator(cfg.name)
+
+
 def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float, health=None) -> LoopSettings:
-    """Defaults: replan every half chunk; the inference watchdog trips after 4 replan periods or
-    3x the warm-up latency, whichever is longer (a slow target should hold, not trip constantly)."""
+    """Defaults: replan every half chunk (the demo pack: every DEMO_REPLAN_S, cross-faded over
+    the same time, since its chunk is one target pose); the inference watchdog trips after 4
+    replan periods or 3x the warm-up latency, whichever is longer (a slow target should hold,
+    not trip constantly)."""
+    from ..packs.demo import DEMO_REPLAN_S, is_demo  # noqa: PLC0415
+
     span = policy.info.horizon * policy.info.control_period_s
-    replan = req.loop.replan_s or span / 2.0
+    demo = is_demo(req.pack)
+    replan = req.loop.replan_s or (DEMO_REPLAN_S if demo else span / 2.0)
+    # the fade ends before the next chunk can arrive (a fade cut short would be a velocity step)
+    blend = req.loop.blend_s if req.loop.blend_s is not None else (0.8 * replan if demo else 0.0)
     timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
-    return LoopSettings(req.duration_s, prompt, replan, timeout, req.loop.blend_s,
+    return LoopSettings(req.duration_s, prompt, replan, timeout, blend,
                         simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s,
                         critical_wait_s=getattr(health, "recovery_wait_s", 0.0))
 
@@ -193,7 +212,7 @@ def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, 
         "mode": "live" if req.live else "shadow",
         "robot": cfg.model_dump(mode="json"),
         "pack": {"dir": info["pack_dir"], "name": info["pack_name"]},
-        "target": req.target, "seed": req.seed, "prompt": settings.prompt,
+        "target": policy.target, "target_reason": policy.target_reason, "seed": req.seed, "prompt": settings.prompt,
         "duration_s": req.duration_s,
         "policy": info,
         "mapping": mapping.describe(),

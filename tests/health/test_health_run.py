@@ -36,10 +36,12 @@ def _new_chunks(ticks: list[dict], t0: float, t1: float) -> set[int]:
     return {t["chunk"] for t in ticks if t0 <= t["t"] < t1 and t["chunk"] is not None} - before
 
 
-def test_fast_sim_run_throttles_stops_in_critical_and_resumes_after_hysteresis(tmp_path):
+def test_fast_sim_run_throttles_stops_in_critical_and_resumes_after_hysteresis(tmp_path, tiny_pack_dir):
     cfg = tmp_path / "robot.yaml"
     cfg.write_text(UR3_SIM_FAST_YAML)
+    # A short-chunk pack (0.45 s) on the reference target: a chunk runs out well inside the critical phase.
     req = RunRequest(robot_config=cfg, duration_s=4.5, live=True, run_dir=tmp_path / "run", seed=4,
+                     pack=str(tiny_pack_dir), target="reference",
                      loop=LoopConfig(simulated_latency_s=0.08), health=HEALTH)
     prepared = prepare(req)
     assert prepared.settings.critical_wait_s == 5.0  # from health.critical.resume_wait_s

@@ -84,7 +84,8 @@ def test_switch_and_blend_between_chunks():
     soft.update(b, t1, period, now=now)
     for frac in rng.uniform(0, 1, 10):
         t = now + frac * blend_s
-        w = (t - now) / blend_s
+        s = (t - now) / blend_s
+        w = s * s * (3.0 - 2.0 * s)  # smoothstep: no velocity step at either end of the fade
         expected = (1 - w) * reference(a, period, t0, t) + w * reference(b, period, t1, t)
         np.testing.assert_allclose(soft.target_at(t), expected, atol=1e-10)
     t_after = now + 1.5 * blend_s

@@ -117,10 +117,22 @@ def _matrix_dtype(size: str, dtype: str | None) -> str:
     return (dtype or ("F32" if size == "tiny" else "F16")).upper()
 
 
-def _planned(cfg: Pi05Config, dtype: str, seed: int) -> list[PlannedTensor]:
+TensorOverride = Callable[[str], "np.ndarray | None"]
+
+
+def tensor_values(cfg: Pi05Config, seed: int) -> dict[str, np.ndarray]:
+    """Every tensor of a synthesised pack, in memory (tiny packs only: the demo builder edits them)."""
+    return {spec.name: _tensor_values(spec, cfg, seed) for spec in tensor_specs(cfg).values()}
+
+
+def _planned(cfg: Pi05Config, dtype: str, seed: int, override: TensorOverride | None = None) -> list[PlannedTensor]:
+    def values(spec: TensorSpec) -> np.ndarray:
+        given = override(spec.name) if override is not None else None
+        return _tensor_values(spec, cfg, seed) if given is None else np.asarray(given, dtype=np.float32)
+
     def plan(spec: TensorSpec) -> PlannedTensor:
         ggml_type = "F32" if len(spec.shape) == 1 else dtype
-        return PlannedTensor(spec.name, spec.shape, ggml_type, lambda: _tensor_values(spec, cfg, seed))
+        return PlannedTensor(spec.name, spec.shape, ggml_type, lambda: values(spec))
 
     return [plan(s) for s in tensor_specs(cfg).values()]
 
@@ -139,27 +151,35 @@ def synth_pack(
     golden: bool | None = None,
     robot: str = DEFAULT_ROBOT,
     on_tensor: Callable[[str, int], None] | None = None,
+    config: Pi05Config | None = None,
+    spaces: dict | None = None,
+    override: TensorOverride | None = None,
+    name: str | None = None,
+    source: dict | None = None,
+    default_prompt: str | None = None,
 ) -> Path:
     """Write a complete, verifiable pack. dtype defaults to F32 for tiny and F16 (as released)
-    for full; the golden output is computed for tiny packs (full would take minutes on a CPU)."""
-    cfg = VARIANTS[size]
-    spaces = robot_spaces(robot)
+    for full; the golden output is computed for tiny packs (full would take minutes on a CPU).
+    The demo builder passes its own config (horizon, state input), spaces (fitted norm stats),
+    `override` (name -> tensor, or None for the seeded random one), name and provenance."""
+    cfg = config or VARIANTS[size]
+    spaces = dict(spaces or robot_spaces(robot))
     dtype = _matrix_dtype(size, dtype)
     golden = (size == "tiny") if golden is None else golden
     with PackBuilder(out, overwrite=overwrite) as builder:
-        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg), _planned(cfg, dtype, seed),
+        write_gguf(builder.staging / "pi05.gguf", ARCH, config_to_metadata(cfg), _planned(cfg, dtype, seed, override),
                    on_tensor=(lambda t: on_tensor(t.name, t.n_bytes)) if on_tensor else None)
         train_tokenizer(builder.staging / "tokenizer.model", seed)
         (builder.staging / "norm_stats.json").write_text(json.dumps(spaces.pop("norm_stats"), indent=1))
         return builder.finish(
-            name=f"pi05-{size}-synthetic-seed{seed}",
+            name=name or f"pi05-{size}-synthetic-seed{seed}",
             family="pi05",
             config=cfg.model_dump(mode="json"),
             recipe=dtype.lower(),
             targets=["reference", "x86"],
             **spaces,
-            default_prompt=_TASKS[0],
-            source={"synthesized": True, "seed": seed, "size": size, "robot": robot,
-                    "note": "random weights; not a trained policy"},
+            default_prompt=default_prompt or _TASKS[0],
+            source=source or {"synthesized": True, "seed": seed, "size": size, "robot": robot,
+                                "note": "random weights; not a trained policy"},
             golden_seed=seed if golden else None,
         )
