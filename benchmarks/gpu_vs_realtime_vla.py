@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -134,8 +135,9 @@ def main() -> None:
         print(f"{views} view(s): ours {r['ours_ms']:.1f} ms (p95 {r['ours_p95_ms']:.1f}), anchor {r['anchor_ms']:.1f} ms "
               f"(p95 {r['anchor_p95_ms']:.1f}), ratio {r['ratio']:.2f}", flush=True)
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    # the device machine's copy of the tree carries an older .git: the caller passes the commit it sent
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    result["commit"] = commit.stdout.strip() or "unknown"
+    result["commit"] = os.environ.get("VLA_EDGE_COMMIT") or commit.stdout.strip() or "unknown"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
