@@ -149,7 +149,6 @@ def main() -> None:
     parser.add_argument("--action-dim", type=int, default=7)
     args = parser.parse_args()
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     policy = build_policy(args)
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(policy, args.out / "ckpt", args)
