@@ -79,14 +79,18 @@ std::string system_info() {
 PYBIND11_MODULE(_native, m) {
     m.doc() = "vla-edge native core (ggml)";
     py::class_<Pi05Runtime>(m, "Pi05Runtime")
-        .def(py::init([](const std::string& path, int n_threads, const std::string& device, bool unfused_ops) {
+        .def(py::init([](const std::string& path, int n_threads, const std::string& device, bool unfused_ops,
+                         const std::string& expert_graph, const std::string& device_weights) {
                  vla_edge::RuntimeOptions o;
                  o.n_threads = n_threads;
                  o.device = device;
                  o.unfused_ops = unfused_ops;
+                 o.expert_graph = expert_graph;
+                 o.device_weights = device_weights;
                  return std::make_unique<Pi05Runtime>(path, o);
              }),
-             py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu", py::arg("unfused_ops") = false)
+             py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu", py::arg("unfused_ops") = false,
+             py::arg("expert_graph") = "auto", py::arg("device_weights") = "stored")
         .def_property_readonly("fused_ops", [](const Pi05Runtime& r) { return r.hparams().fused_cpu_ops; })
         .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
              py::arg("num_steps"))
@@ -94,6 +98,8 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("action_dim", [](const Pi05Runtime& r) { return r.hparams().action_dim; })
         .def_property_readonly("image_size", [](const Pi05Runtime& r) { return r.hparams().image_size; })
         .def_property_readonly("weight_bytes", &Pi05Runtime::weight_bytes)
+        .def_property_readonly("device_weight_bytes", &Pi05Runtime::device_weight_bytes)
+        .def_property_readonly("expert_graph", &Pi05Runtime::expert_graph)
         .def_property_readonly("compute_buffer_bytes", &Pi05Runtime::compute_buffer_bytes)
         .def_property_readonly("graph_builds", &Pi05Runtime::graph_builds)
         .def_property_readonly("n_threads", &Pi05Runtime::n_threads)

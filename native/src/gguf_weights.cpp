@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <stdexcept>
 
 #include "ggml-cpu.h"
@@ -13,12 +15,15 @@
 namespace vla_edge {
 
 namespace {
+// Bytes of `t` as the file stores it (its type may have been widened for the device).
+size_t stored_bytes(ggml_type stored, const ggml_tensor* t) { return ggml_row_size(stored, t->ne[0]) * ggml_nrows(t); }
+
 std::runtime_error fail(const std::string& path, const std::string& what) {
     return std::runtime_error(path + ": " + what);
 }
 }  // namespace
 
-GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend) : path_(path) {
+GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16) : path_(path) {
     int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0) throw fail(path, std::string("cannot open weights file: ") + std::strerror(errno));
     struct stat st {};
@@ -35,14 +40,17 @@ GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend) : path
     }
 
     try {
-        load(backend);
+        load(backend, widen_to_f16);
     } catch (...) {
         release();
         throw;
     }
 }
 
-void GgufWeights::load(ggml_backend_t backend) {
+// The embedding table is looked up row by row on the host; it never goes through a device product.
+constexpr const char* kHostTable = "embed.weight";
+
+void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16) {
     const std::string& path = path_;
     gguf_init_params params{/*no_alloc=*/true, /*ctx=*/&ctx_};
     gguf_ = gguf_init_from_file(path.c_str(), params);
@@ -69,14 +77,54 @@ void GgufWeights::load(ggml_backend_t backend) {
         for (auto& [name, t] : by_name_) {
             ggml_backend_tensor_alloc(buffer_, t, static_cast<uint8_t*>(map_) + file_offset_[name]);
         }
+        device_bytes_ = tensor_bytes_;
     } else {
+        std::unordered_map<std::string, ggml_type> stored;
+        for (auto& [name, t] : by_name_) {
+            stored[name] = t->type;
+            if (widen_to_f16 && ggml_is_quantized(t->type) && name != kHostTable) {
+                t->type = GGML_TYPE_F16;  // re-derive the strides for the wider type before allocation
+                t->nb[0] = ggml_type_size(GGML_TYPE_F16);
+                for (int d = 1; d < GGML_MAX_DIMS; ++d) t->nb[d] = t->nb[d - 1] * t->ne[d - 1];
+            }
+        }
         buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
         if (!buffer_) throw fail(path, "cannot allocate device memory for the weights");
+        const long page = ::sysconf(_SC_PAGESIZE);
         for (auto& [name, t] : by_name_) {
-            ggml_backend_tensor_set(t, static_cast<uint8_t*>(map_) + file_offset_[name], 0, ggml_nbytes(t));
+            uint8_t* src = static_cast<uint8_t*>(map_) + file_offset_[name];
+            upload(t, stored[name], src);
+            device_bytes_ += ggml_nbytes(t);
+            if (name == kHostTable) continue;
+            // Drop the uploaded pages from this process (a shared read-only file mapping: they are
+            // re-read from the file if ever touched again); whole pages inside the tensor only.
+            const uintptr_t begin = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
+            const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + stored_bytes(stored[name], t)) / page * page;
+            if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
         }
     }
     ggml_backend_buffer_set_usage(buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+}
+
+void GgufWeights::upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* src) const {
+    if (t->type == stored_type) {
+        ggml_backend_tensor_set(t, src, 0, ggml_nbytes(t));
+        return;
+    }
+    // Widened: decode each row with ggml's own dequantiser, round to F16, upload row by row.
+    const auto* traits = ggml_get_type_traits(stored_type);
+    const int64_t n = t->ne[0], rows = ggml_nrows(t);
+    const size_t stored_row = ggml_row_size(stored_type, n);
+    std::vector<float> f32(static_cast<size_t>(n));
+    std::vector<ggml_fp16_t> f16(static_cast<size_t>(n) * std::min<int64_t>(rows, 256));
+    for (int64_t r0 = 0; r0 < rows; r0 += 256) {
+        const int64_t nr = std::min<int64_t>(256, rows - r0);
+        for (int64_t r = 0; r < nr; ++r) {
+            traits->to_float(src + stored_row * (r0 + r), f32.data(), n);
+            ggml_fp32_to_fp16_row(f32.data(), f16.data() + r * n, n);
+        }
+        ggml_backend_tensor_set(t, f16.data(), r0 * t->nb[1], nr * t->nb[1]);
+    }
 }
 
 GgufWeights::~GgufWeights() { release(); }

@@ -59,10 +59,22 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         throw std::invalid_argument("n_threads must be >= 1, got " + std::to_string(options.n_threads));
     }
     n_threads_ = options.n_threads;
+    if (options.expert_graph != "auto" && options.expert_graph != "chunk" && options.expert_graph != "step") {
+        throw std::invalid_argument("expert_graph must be 'auto', 'chunk' or 'step', got '" + options.expert_graph + "'");
+    }
+    if (options.device_weights != "stored" && options.device_weights != "f16") {
+        throw std::invalid_argument("device_weights must be 'stored' or 'f16', got '" + options.device_weights + "'");
+    }
     backend_ = make_backend(options.device);
     try {
-        if (ggml_backend_is_cpu(backend_)) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
-        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_);
+        const bool cpu = ggml_backend_is_cpu(backend_);
+        if (cpu) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
+        if (cpu && options.device_weights != "stored") {
+            throw std::invalid_argument("device_weights='" + options.device_weights +
+                                        "' applies to GPU devices only; the CPU runs the pack's stored types");
+        }
+        chunk_expert_ = options.expert_graph == "chunk" || (options.expert_graph == "auto" && !cpu);
+        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16");
         hp_ = Pi05Hparams::from_weights(*weights_);
         hp_.fused_cpu_ops = ggml_backend_is_cpu(backend_) && !options.unfused_ops;
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
@@ -78,7 +90,7 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         }
         cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
         if (!cache_buf_) throw std::runtime_error("cannot allocate the KV cache");
-        for (Graph* g : {&vision_, &prefix_, &expert_}) {
+        for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
         }
     } catch (...) {
@@ -90,7 +102,7 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
 Pi05Runtime::~Pi05Runtime() { release(); }
 
 void Pi05Runtime::release() {
-    for (Graph* g : {&vision_, &prefix_, &expert_}) {
+    for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
         g->release();
         if (g->alloc) ggml_gallocr_free(g->alloc);
         g->alloc = nullptr;
@@ -108,7 +120,7 @@ std::string Pi05Runtime::backend_name() const { return ggml_backend_name(backend
 
 size_t Pi05Runtime::compute_buffer_bytes() const {
     size_t total = ggml_backend_buffer_get_size(cache_buf_);
-    for (const Graph* g : {&vision_, &prefix_, &expert_}) total += ggml_gallocr_get_buffer_size(g->alloc, 0);
+    for (const Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) total += ggml_gallocr_get_buffer_size(g->alloc, 0);
     return total;
 }
 
@@ -165,6 +177,43 @@ void Pi05Runtime::ensure_expert(int n_prefix) {
     expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"v", v}};
     finish(expert_, "expert");
     expert_.key = n_prefix;
+}
+
+void Pi05Runtime::ensure_expert_chunk(int n_prefix, int num_steps) {
+    const int key = n_prefix * 4096 + num_steps;
+    if (chunk_.key == key) return;
+    // Per flow step and layer the expert adds well under 128 tensors (views included).
+    ggml_context* ctx = chunk_.begin(4096 + static_cast<size_t>(num_steps) * (hp_.expert.layers + 2) * 128);
+    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, hp_.horizon);
+    ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, num_steps);
+    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, hp_.horizon);
+    for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
+    // Euler from t = 1 (noise) to t = 0, as the host loop of the per-step graph does it.
+    const float dt = -1.0f / static_cast<float>(num_steps);
+    ggml_tensor* xs = x;
+    for (int step = 0; step < num_steps; ++step) {
+        ggml_tensor* time_emb = ggml_view_1d(ctx, t, hp_.expert.hidden, step * t->nb[1]);
+        ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, xs, time_emb, pos, cache_, n_prefix);
+        xs = ggml_add(ctx, xs, ggml_scale(ctx, v, dt));
+    }
+    ggml_set_output(xs);
+    ggml_build_forward_expand(chunk_.gf, xs);
+    chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"out", xs}};
+    finish(chunk_, "expert");
+    chunk_.key = key;
+}
+
+void Pi05Runtime::time_embedding(int step, int num_steps, float* out) const {
+    // Sinusoidal embedding of the flow time of `step` (t = 1 at step 0), periods log-spaced.
+    const int half = hp_.expert.hidden / 2;
+    const double time = 1.0 - static_cast<double>(step) / num_steps;
+    for (int i = 0; i < half; ++i) {
+        const double frac = half > 1 ? static_cast<double>(i) / (half - 1) : 0.0;
+        const double period = hp_.time_min_period * std::pow(hp_.time_max_period / hp_.time_min_period, frac);
+        const double angle = time * 2.0 * M_PI / period;
+        out[i] = static_cast<float>(std::sin(angle));
+        out[half + i] = static_cast<float>(std::cos(angle));
+    }
 }
 
 void Pi05Runtime::embed_tokens(const int32_t* tokens, int n_tokens, float* out) const {
@@ -244,33 +293,34 @@ void Pi05Runtime::sample_actions(const float* images, int n_images, const int32_
     compute(prefix_);
     t.emplace_back("prefix", ms_since(t0));
 
-    // Flow matching: Euler from t = 1 (noise) to t = 0, one expert graph reused for every step.
+    // Flow matching: Euler from t = 1 (noise) to t = 0.
     const int A = hp_.action_dim, H = hp_.horizon, E = hp_.expert.hidden;
-    ensure_expert(n_prefix);
     for (int i = 0; i < H; ++i) host_pos_[i] = n_prefix + i;
-    ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * sizeof(int32_t));
     host_x_.assign(noise, noise + static_cast<size_t>(H) * A);
-    host_v_.resize(host_x_.size());
-    host_time_.resize(E);
-    const float dt = -1.0f / static_cast<float>(num_steps);
+    host_time_.resize(static_cast<size_t>(E) * num_steps);
+    for (int step = 0; step < num_steps; ++step) time_embedding(step, num_steps, host_time_.data() + static_cast<size_t>(step) * E);
     const auto expert_start = std::chrono::steady_clock::now();
-    for (int step = 0; step < num_steps; ++step) {
-        t0 = std::chrono::steady_clock::now();
-        const double time = 1.0 - static_cast<double>(step) / num_steps;
-        const int half = E / 2;
-        for (int i = 0; i < half; ++i) {
-            const double frac = half > 1 ? static_cast<double>(i) / (half - 1) : 0.0;
-            const double period = hp_.time_min_period * std::pow(hp_.time_max_period / hp_.time_min_period, frac);
-            const double angle = time * 2.0 * M_PI / period;
-            host_time_[i] = static_cast<float>(std::sin(angle));
-            host_time_[half + i] = static_cast<float>(std::cos(angle));
+    if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
+        ensure_expert_chunk(n_prefix, num_steps);
+        ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * sizeof(int32_t));
+        ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+        ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
+        compute(chunk_);
+        ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+    } else {  // one graph reused for every step, x updated on the host
+        ensure_expert(n_prefix);
+        ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * sizeof(int32_t));
+        host_v_.resize(host_x_.size());
+        const float dt = -1.0f / static_cast<float>(num_steps);
+        for (int step = 0; step < num_steps; ++step) {
+            t0 = std::chrono::steady_clock::now();
+            ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+            ggml_backend_tensor_set(expert_.io["t"], host_time_.data() + static_cast<size_t>(step) * E, 0, E * sizeof(float));
+            compute(expert_);
+            ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
+            for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];
+            t.emplace_back("expert_step_" + std::to_string(step), ms_since(t0));
         }
-        ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
-        ggml_backend_tensor_set(expert_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
-        compute(expert_);
-        ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
-        for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];
-        t.emplace_back("expert_step_" + std::to_string(step), ms_since(t0));
     }
     t.emplace_back("expert_total", ms_since(expert_start));
     std::memcpy(actions, host_x_.data(), host_x_.size() * sizeof(float));

@@ -19,6 +19,14 @@ struct RuntimeOptions {
     std::string device = "cpu";  // "cpu" or "cuda[:N]" when built with VLA_EDGE_CUDA
     int max_prefix_tokens = 0;   // 0 = 3 images + 256 text tokens
     bool unfused_ops = false;    // CPU: keep GELU/GeGLU as ggml's element-wise chain (A/B checks)
+    // "chunk": every flow step in one graph (one launch, no host round trip per step: what a GPU
+    // needs, and what lets ggml-CUDA replay the whole loop as one CUDA graph); "step": one graph per
+    // flow step (per-step timings); "auto": chunk on GPU backends, step on the CPU.
+    std::string expert_graph = "auto";
+    // Off-CPU only. "stored": matrices keep the pack's types; "f16": K-quant / legacy-quant matrices
+    // are widened to F16 when uploaded (cuBLAS tensor-core products instead of ggml's quantised
+    // kernels, at ~3-4x the device memory of those matrices; values are the pack's, rounded to F16).
+    std::string device_weights = "stored";
 };
 
 // Wall time per stage of the last call, milliseconds, in execution order.
@@ -43,6 +51,8 @@ class Pi05Runtime {
     int graph_builds() const { return graph_builds_; }  // grows only when input shapes change
     int n_threads() const { return n_threads_; }
     std::string backend_name() const;
+    const char* expert_graph() const { return chunk_expert_ ? "chunk" : "step"; }
+    size_t device_weight_bytes() const { return weights_->device_bytes(); }
 
   private:
     struct Graph {
@@ -60,6 +70,8 @@ class Pi05Runtime {
     void ensure_vision(int n_images);
     void ensure_prefix(int n_prefix);
     void ensure_expert(int n_prefix);
+    void ensure_expert_chunk(int n_prefix, int num_steps);
+    void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
     void compute(Graph& g);
     void embed_tokens(const int32_t* tokens, int n_tokens, float* out) const;
@@ -72,7 +84,8 @@ class Pi05Runtime {
     ggml_context* cache_ctx_ = nullptr;
     ggml_backend_buffer_t cache_buf_ = nullptr;
     KvCache cache_;
-    Graph vision_, prefix_, expert_;
+    Graph vision_, prefix_, expert_, chunk_;
+    bool chunk_expert_ = false;
     int graph_builds_ = 0;
     std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
     std::vector<int32_t> host_pos_;

@@ -80,10 +80,14 @@ class EngineBackend(Backend):
                 "engine_files": {s: f.path for s, f in e.files.items()}}
 
 
-def _fallback_backend(pack: Any, gpu_index: int) -> Backend:
+# Options of the ggml-CUDA path (the x86 core on a GPU device), see native/src/pi05_runtime.h.
+GGML_CUDA_OPTIONS = {"expert_graph": ("chunk", "step"), "device_weights": ("stored", "f16")}
+
+
+def _fallback_backend(pack: Any, gpu_index: int, **ggml_options: str) -> Backend:
     from vla_edge.targets.x86.target import X86Backend
 
-    return X86Backend(pack, threads=None, device=f"cuda:{gpu_index}")
+    return X86Backend(pack, threads=None, device=f"cuda:{gpu_index}", **ggml_options)
 
 
 def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callable[..., GpuBackend]]:
@@ -95,9 +99,16 @@ def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callabl
     def create_backend(pack: Any, precision: str | None = None, gpu: int = 0, facts: DeviceFacts | None = None,
                        **options: Any) -> GpuBackend:
         """precision: which of the pack's engine sets (default: the first that fits); gpu: device index;
-        facts: this machine's (tests pass fakes)."""
-        if options:
-            raise TargetUnavailableError(f"{name} target got unknown options {sorted(options)} (known: precision, gpu)")
+        facts: this machine's (tests pass fakes); expert_graph / device_weights: the ggml-CUDA path's
+        choices (GGML_CUDA_OPTIONS; ignored by engines)."""
+        unknown = sorted(set(options) - set(GGML_CUDA_OPTIONS))
+        if unknown:
+            raise TargetUnavailableError(f"{name} target got unknown options {unknown} "
+                                         f"(known: precision, gpu, {', '.join(GGML_CUDA_OPTIONS)})")
+        for key, value in options.items():
+            if value not in GGML_CUDA_OPTIONS[key]:
+                raise TargetUnavailableError(f"{name} target: option {key}={value!r}, expected one of "
+                                             f"{', '.join(GGML_CUDA_OPTIONS[key])}")
         facts = facts or probe()
         chosen = plan(name, facts, pack, precision, gpu)
         if chosen.path == ENGINE:
@@ -105,7 +116,7 @@ def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callabl
         else:
             if name != "cuda":
                 log.warning("%s target: %s", name, chosen.note)
-            inner = _fallback_backend(pack, gpu)
+            inner = _fallback_backend(pack, gpu, **options)
         return GpuBackend(name, inner, chosen, facts)
 
     return target_availability, create_backend

@@ -38,15 +38,19 @@ def default_threads() -> int:
 class X86Backend(Backend):
     name = "x86"
 
-    def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False):
+    def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
+                 expert_graph: str = "auto", device_weights: str = "stored"):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
         check_threads(threads)
         native = _native()
         try:
-            self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops))
-        except (RuntimeError, ValueError) as exc:
+            self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops),
+                                              expert_graph, device_weights)
+        except ValueError as exc:  # an option the runtime refuses: the caller's mistake, not the pack's
+            raise TargetUnavailableError(f"{self.name} target: {exc}") from exc
+        except RuntimeError as exc:
             raise PackError(str(pack.weights_path), str(exc)) from exc
         cfg = pack.config
         if (self.runtime.horizon, self.runtime.action_dim) != (cfg.action_horizon, cfg.action_dim):
@@ -59,15 +63,17 @@ class X86Backend(Backend):
     def describe(self) -> dict[str, Any]:
         rt = self.runtime
         return {"implementation": "ggml", "backend": rt.backend, "threads": rt.n_threads,
-                "weight_bytes": rt.weight_bytes, "compute_buffer_bytes": rt.compute_buffer_bytes,
-                "fused_gelu_ops": rt.fused_ops}
+                "weight_bytes": rt.weight_bytes, "device_weight_bytes": rt.device_weight_bytes,
+                "compute_buffer_bytes": rt.compute_buffer_bytes, "fused_gelu_ops": rt.fused_ops,
+                "expert_graph": rt.expert_graph}
 
 
 def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
-                   **options: Any) -> X86Backend:
+                   expert_graph: str = "auto", **options: Any) -> X86Backend:
     """unfused_ops: keep GELU/GeGLU as ggml's element-wise chain instead of the fused CPU op
-    (for same-run comparisons, benchmarks/bench_fused_ops.py)."""
+    (for same-run comparisons, benchmarks/bench_fused_ops.py); expert_graph: 'step' (default on the
+    CPU: per-step timings) or 'chunk' (all flow steps in one graph)."""
     if options:
         raise TargetUnavailableError(
-            f"x86 target got unknown options {sorted(options)} (known: threads, device, unfused_ops)")
-    return X86Backend(pack, threads=threads, device=device, unfused_ops=unfused_ops)
+            f"x86 target got unknown options {sorted(options)} (known: threads, device, unfused_ops, expert_graph)")
+    return X86Backend(pack, threads=threads, device=device, unfused_ops=unfused_ops, expert_graph=expert_graph)

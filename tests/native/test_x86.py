@@ -51,6 +51,38 @@ def test_fused_and_element_wise_gelu_paths_agree(pair, tiny_pack_dir):
         assert rel_l2(a, ref.infer(obs, noise=noise).actions) <= 1e-4
 
 
+def test_expert_loop_in_one_graph_equals_the_per_step_loop(pair, tiny_pack_dir):
+    """expert_graph='chunk' (all flow steps in one graph, the GPU default) against 'step' (one graph
+    per step, the x in between updated on the host): the same float32 Euler update, in-graph
+    instead of on the host, so the chunks agree to rounding; and both against the reference."""
+    ref, step = pair
+    chunk = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
+    assert (step.info.backend["expert_graph"], chunk.info.backend["expert_graph"]) == ("step", "chunk")
+    rng = np.random.default_rng()
+    for num_steps in (10, 3):
+        obs = random_observation(ref.pack, rng)
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        a = step._backend.runtime.sample_actions(*_native_inputs(step, obs, noise), num_steps)[0]
+        b, timings = chunk._backend.runtime.sample_actions(*_native_inputs(step, obs, noise), num_steps)
+        assert rel_l2(b, a) <= 1e-6, f"{num_steps} steps: rel-L2 {rel_l2(b, a):.2e}"
+        assert "expert_total" in timings and not any(k.startswith("expert_step_") for k in timings)
+    got = chunk.infer(obs, noise=noise).actions
+    assert rel_l2(got, ref.infer(obs, noise=noise).actions) <= 1e-4
+
+
+def _native_inputs(policy, obs, noise):
+    """The model-space inputs Policy.infer hands the backend (images, tokens, noise)."""
+    inputs = policy._pre(obs, noise)
+    return inputs.images, inputs.tokens, inputs.noise
+
+
+@pytest.mark.parametrize("option, message", [({"expert_graph": "fused"}, "expert_graph must be"),
+                                             ({"device_weights": "f16"}, "unknown options")])
+def test_bad_runtime_options_are_refused(tiny_pack_dir, option, message):
+    with pytest.raises(TargetUnavailableError, match=message):
+        load_policy(tiny_pack_dir, target="x86", threads=1, **option)
+
+
 def test_graphs_and_buffers_are_reused_across_calls(pair):
     _, x86 = pair
     rng = np.random.default_rng()
