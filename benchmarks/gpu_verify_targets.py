@@ -1,7 +1,9 @@
 """GPU machine: the checks of issue 12 that need a GPU (run by benchmarks/gpu_verify_targets.sh).
 
 1. `cuda` vs `reference` on the tiny pack, fresh random observations and noise: rel-L2 <= 5e-3
-   (ggml-CUDA's F32 products use TF32 tensor cores: 5e-4..7e-4 measured before, docs/x86.md).
+   (ggml-CUDA's F32 products use TF32 tensor cores: 5e-4..7e-4 measured before, docs/x86.md), with
+   the default path (all flow steps in one graph, replayed as a CUDA graph) and with one graph per
+   flow step; on a q4_k_m copy of the tiny pack also with its matrices widened to F16 on the GPU.
 2. gb10 on this GPU: unavailable with a message pointing to cuda; with VLA_EDGE_GPU_DEV_FALLBACK=1
    it runs its ggml-CUDA fallback, marked as development, within the same tolerance.
 3. TensorRT-RTX engines built here (CPU build for 12.1) and loaded on this GPU: refused with
@@ -35,13 +37,13 @@ def step(result: dict, name: str, fn) -> None:
     print(name, json.dumps({k: v for k, v in result[name].items() if k != "traceback"}, default=str)[:1500], flush=True)
 
 
-def compare(pack: Path, target: str, runs: int = 3) -> dict:
+def compare(pack: Path, target: str, runs: int = 3, **options: str) -> dict:
     from vla_edge import load_policy
     from vla_edge.packs.golden import random_observation
     from vla_edge.packs.writer import rel_l2
 
     ref = load_policy(pack, target="reference")
-    pol = load_policy(pack, target=target)
+    pol = load_policy(pack, target=target, **options)
     rng = np.random.default_rng()
     errs = []
     for _ in range(runs):
@@ -53,6 +55,15 @@ def compare(pack: Path, target: str, runs: int = 3) -> dict:
     if not max(errs) <= CUDA_TOLERANCE:
         raise AssertionError(f"{target} vs reference rel-L2 {max(errs):.2e} above {CUDA_TOLERANCE:g}")
     return {"rel_l2": errs, "tolerance": CUDA_TOLERANCE, "backend": info}
+
+
+def quantize(pack: Path, out: Path, recipe: str) -> dict:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "vla_edge.cli.main", "pack", "quantize", str(pack), "--recipe", recipe,
+                    "--out", str(out)], check=True, capture_output=True)
+    return {"pack": str(out)}
 
 
 def gb10_unavailable(pack: Path) -> dict:
@@ -123,6 +134,11 @@ def main() -> None:
     tiny = synth_pack(work / "tiny", size="tiny", seed=0)
     result: dict = {"facts": probe().to_dict()}
     step(result, "cuda_vs_reference", lambda: compare(tiny, "cuda"))
+    step(result, "cuda_vs_reference_graph_per_step", lambda: compare(tiny, "cuda", expert_graph="step"))
+    tiny_q4 = work / "tiny-q4_k_m"
+    step(result, "quantize_tiny_q4_k_m", lambda: quantize(tiny, tiny_q4, "q4_k_m"))
+    step(result, "cuda_vs_reference_q4_k_m", lambda: compare(tiny_q4, "cuda"))
+    step(result, "cuda_f16_weights_vs_reference_q4_k_m", lambda: compare(tiny_q4, "cuda", device_weights="f16"))
     step(result, "gb10_unavailable_on_h200", lambda: gb10_unavailable(tiny))
     step(result, "gb10_development_fallback", lambda: dev_fallback(tiny))
     if args.trt == "present":

@@ -3,7 +3,7 @@
 # Carry the anchor as an ignored folder: here, `mkdir -p .anchor && git --git-dir=<fetched realtime-vla>
 # archive HEAD pi0_infer.py pi05_infer.py | tar -x -C .anchor` (it is run, never committed), plus what
 # gpu_verify_targets.sh carries (docs/gpu.md). Reuses the warm machine's native build when there is one.
-#   usage: bash benchmarks/gpu_vs_realtime_vla.sh [RECIPE] [extra args for gpu_vs_realtime_vla.py]
+#   usage: bash benchmarks/gpu_vs_realtime_vla.sh [RECIPE] [extra args for gpu_vs_realtime_vla.py, e.g. --variant ...]
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 recipe=${1:-actquant-3.97}; shift || true
@@ -17,6 +17,8 @@ if [ "$recipe" != f16 ]; then
   [ -f "$pack/pack.yaml" ] || python3 -m vla_edge.cli.main pack quantize "$full" --recipe "$recipe" --out "$pack" --no-golden \
     > "$OUT/quantize.log" 2>&1 || { tail -20 "$OUT/quantize.log"; exit 1; }
 fi
-echo "pack ready after $(( $(date +%s) - T0 )) s"
-PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" \
+tiny=/tmp/vla_tiny
+[ -f "$tiny/pack.yaml" ] || python3 -m vla_edge.cli.main pack synth --size tiny --out "$tiny" > /dev/null 2>&1 || exit 1
+echo "packs ready after $(( $(date +%s) - T0 )) s"
+PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" --tiny-pack "$tiny" \
   --out "$OUT/gpu_vs_realtime_vla.json" "$@"

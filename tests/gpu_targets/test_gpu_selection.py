@@ -163,3 +163,27 @@ def test_reports_say_when_a_gpu_target_ran_its_fallback():
     assert execution_notes({"backend": {**backend, "path": "engine"}}) == []
     assert execution_notes({"backend": {"target": "cuda", "path": "fallback"}}) == []
     assert execution_notes({}) == []
+
+
+def test_ggml_cuda_options_reach_the_fallback_and_bad_values_are_refused(tiny_pack_dir, monkeypatch):
+    """expert_graph / device_weights go to the ggml-CUDA path (the CPU core stands in for it here,
+    so only expert_graph, which it also knows, is checked end to end); bad names and values are
+    refused before anything loads, naming the option and the choices."""
+    from vla_edge.targets.x86.target import X86Backend
+
+    seen = {}
+
+    def fallback(pack, index, **options):
+        seen.update(options)
+        return X86Backend(pack, threads=1, expert_graph=options.get("expert_graph", "auto"))
+
+    monkeypatch.setattr(gpu_target, "_fallback_backend", fallback)
+    _, create = gpu_target.target_functions("cuda")
+    backend = create(Pack.open(tiny_pack_dir), facts=h200(), expert_graph="chunk", device_weights="f16")
+    assert seen == {"expert_graph": "chunk", "device_weights": "f16"}
+    assert backend.describe()["expert_graph"] == "chunk"
+    backend.close()
+    with pytest.raises(TargetUnavailableError, match=r"option device_weights='int3', expected one of stored, f16"):
+        create(Pack.open(tiny_pack_dir), facts=h200(), device_weights="int3")
+    with pytest.raises(TargetUnavailableError, match=r"unknown options \['fast'\]"):
+        create(Pack.open(tiny_pack_dir), facts=h200(), fast=True)
