@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
 
 #include "ggml-cpu.h"
@@ -44,15 +45,23 @@ py::tuple sample_actions(Pi05Runtime& rt, FloatArray images, IntArray tokens, Fl
     return py::make_tuple(out, timings);
 }
 
-py::array_t<uint8_t> quantize(FloatArray values, const std::string& type_name) {
+py::array_t<uint8_t> quantize(FloatArray values, const std::string& type_name, std::optional<FloatArray> importance) {
     if (values.ndim() != 2) throw std::invalid_argument("quantize expects a 2-D float32 array [rows, n_per_row]");
     const ggml_type type = vla_edge::type_from_name(type_name);
     const int64_t rows = values.shape(0), n = values.shape(1);
+    const float* weights = nullptr;
+    if (importance) {
+        if (importance->ndim() != 1 || importance->shape(0) != n) {
+            throw std::invalid_argument("importance must be a 1-D float32 array of " + std::to_string(n) +
+                                        " values (one per input column)");
+        }
+        weights = importance->data();
+    }
     const size_t row_bytes = ggml_row_size(type, n);
     py::array_t<uint8_t> out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(row_bytes)});
     {
         py::gil_scoped_release release;
-        vla_edge::quantize_rows(type, values.data(), out.mutable_data(), rows, n);
+        vla_edge::quantize_rows(type, values.data(), out.mutable_data(), rows, n, weights);
     }
     return out;
 }
@@ -112,8 +121,9 @@ PYBIND11_MODULE(_native, m) {
             return y;
         },
         py::arg("x"), "The CPU graph's vectorised GELU (tanh form) over a float32 array, for tests.");
-    m.def("quantize", &quantize, py::arg("values"), py::arg("type"),
-          "Quantise a [rows, n] float32 array with ggml's quantiser; returns [rows, row_bytes] uint8.");
+    m.def("quantize", &quantize, py::arg("values"), py::arg("type"), py::arg("importance") = py::none(),
+          "Quantise a [rows, n] float32 array with ggml's quantiser; returns [rows, row_bytes] uint8. "
+          "importance: optional [n] float32 per-column weights (imatrix) for the K-quant quantisers.");
     m.def("system_info", &system_info);
     m.def(
         "bench_matmul",

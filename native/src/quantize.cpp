@@ -17,17 +17,18 @@ ggml_type type_from_name(const std::string& name) {
     throw std::invalid_argument("unknown ggml type '" + name + "'");
 }
 
-size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row) {
+size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                     const float* importance) {
     const int64_t block = ggml_blck_size(type);
     if (n_per_row % block != 0) {
         throw std::invalid_argument(std::string(ggml_type_name(type)) + " needs rows that are a multiple of " +
                                     std::to_string(block) + " values, got " + std::to_string(n_per_row));
     }
-    if (ggml_quantize_requires_imatrix(type)) {
+    if (importance == nullptr && ggml_quantize_requires_imatrix(type)) {
         throw std::invalid_argument(std::string(ggml_type_name(type)) + " needs an importance matrix");
     }
     ggml_quantize_init(type);
-    return ggml_quantize_chunk(type, src, dst, 0, n_rows, n_per_row, nullptr);
+    return ggml_quantize_chunk(type, src, dst, 0, n_rows, n_per_row, importance);
 }
 
 }  // namespace vla_edge

@@ -13,6 +13,10 @@ ggml_type type_from_name(const std::string& name);  // "Q4_K" -> GGML_TYPE_Q4_K;
 
 // Quantise n_rows x n_per_row float32 values into `dst` (ggml_row_size(type, n_per_row) * n_rows
 // bytes). Throws if the row length is not a multiple of the type's block size.
-size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row);
+// `importance` (nullable): n_per_row non-negative weights per input column, the same for every
+// row (llama.cpp's imatrix: mean squared activation per input channel); ggml's K-quant quantisers
+// minimise the error weighted by it (`quant_weights` of ggml_quantize_chunk; Q8_0 ignores it).
+size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                     const float* importance = nullptr);
 
 }  // namespace vla_edge

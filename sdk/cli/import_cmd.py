@@ -1,4 +1,4 @@
-"""`vla-edge pack import --from FORMAT SRC --out DIR` and `vla-edge pack compare A B --obs N`."""
+"""`vla-edge pack import --from FORMAT SRC --out DIR` and `vla-edge pack compare A B --obs N | --obs-from PATH`."""
 
 from __future__ import annotations
 
@@ -65,17 +65,29 @@ def compare(
     seed: Annotated[Optional[int], typer.Option(help="Seed for observations and noise (default: a fresh one, "
                                                      "printed and stored in the report)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report here")] = None,
+    obs_from: Annotated[Optional[Path], typer.Option("--obs-from", help="Compare on recorded observations instead: "
+                                                     "a calibration file (its held-out ones), a run directory "
+                                                     "or an observation folder")] = None,
 ) -> None:
     """Action-chunk rel-L2, first-action error and max-abs error per action dim on shared inputs."""
     from ..errors import ConfigError
-    from ..packs.compare import compare_policies, require_observations
+    from ..packs.compare import compare_on, compare_policies, recorded_inputs, require_observations
 
     require_observations(obs)
     if json_out is not None and not json_out.parent.is_dir():
         raise ConfigError("--json", f"directory {json_out.parent} does not exist")
-    report = compare_policies(_load_compared("A", a, target_a), _load_compared("B", b, target_b), obs, seed)
+    if obs_from is not None and not obs_from.exists():
+        raise ConfigError("--obs-from", f"{obs_from} does not exist")
+    policy_a, policy_b = _load_compared("A", a, target_a), _load_compared("B", b, target_b)
+    if obs_from is None:
+        report = compare_policies(policy_a, policy_b, obs, seed)
+        source = f"seed {report['seed']}"
+    else:
+        inputs, ids = recorded_inputs(policy_a, obs_from)
+        report = {**compare_on(policy_a, policy_b, inputs), "obs_from": str(obs_from), "observation_ids": ids}
+        source = f"from {obs_from}"
     table = Table(title=f"{report['a']['pack']} ({target_a}) vs {report['b']['pack']} ({target_b}), "
-                        f"{obs} observations, seed {report['seed']}")
+                        f"{report['observations']} observations, {source}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("chunk rel-L2 mean / max", f"{report['rel_l2']['mean']:.3e} / {report['rel_l2']['max']:.3e}")

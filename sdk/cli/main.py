@@ -21,6 +21,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "vla_edge.cli.pack_cmd",
     "vla_edge.cli.quantize_cmd",
+    "vla_edge.cli.calibrate_cmd",
     "vla_edge.cli.export_cmd",
     "vla_edge.cli.import_cmd",
     "vla_edge.cli.infer_cmd",

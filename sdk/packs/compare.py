@@ -8,6 +8,7 @@ comparison can be re-run (or re-checked) on exactly the same inputs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,16 @@ def compare_on(a: Policy, b: Policy, inputs: Inputs) -> dict[str, Any]:
         "max_abs_per_dim": dict(zip(a.info.action_names, map(float, max_abs))),
         "units": dict(zip(a.info.action_names, a.info.action_units)),
     }
+
+
+def recorded_inputs(policy: Policy, obs_from: str | Path) -> tuple[list[tuple[Observation, np.ndarray]], list[str]]:
+    """(observation, noise) pairs read from disk: a calibration file's held-out observations or a
+    run directory / observation folder, each with the noise `calibrate` ran it with; and their ids."""
+    from vla_edge.calibration.calibrate import evaluation_samples, sample_noise
+
+    samples, seed = evaluation_samples(Path(obs_from))
+    inputs = [(s.load(), sample_noise(s.id, seed, policy.noise_shape)) for s in samples]
+    return inputs, [s.id for s in samples]
 
 
 def compare_policies(a: Policy, b: Policy, n_obs: int, seed: int | None = None) -> dict[str, Any]:

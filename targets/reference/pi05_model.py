@@ -23,6 +23,10 @@ Weights = Callable[[str], np.ndarray]  # name -> float32 array, numpy order [out
 # A layer stored in a quantised form the reference executes itself (W4A4): called with the input,
 # the flow step and the number of steps, since per-step activation scales depend on both.
 QuantizedLinear = Callable[[np.ndarray, "int | None", "int | None"], np.ndarray]
+# Sees every matmul input before the product: (weight name, activation [tokens, n_in] as the
+# layer receives it, (step, num_steps) inside the flow loop else None). `vla-edge calibrate`
+# collects activation statistics through it; it must not modify the activation.
+LinearObserver = Callable[[str, np.ndarray, "tuple[int, int] | None"], None]
 
 
 @dataclass
@@ -40,11 +44,14 @@ class Pi05Reference:
         self.cfg = config
         self.w = weights
         self.quantized = quantized or {}
+        self.observer: LinearObserver | None = None
 
     def _linear(self, x: np.ndarray, name: str, flow: tuple[int, int] | None = None,
                 bias: str | None = None) -> np.ndarray:
         """x @ W.T (+ b), through the layer's quantised kernel when the pack stores it that way;
         `flow` = (step, num_steps) of the expert call (None outside the flow loop)."""
+        if self.observer is not None:
+            self.observer(name, x, flow)
         layer = self.quantized.get(name)
         if layer is None:
             return ops.linear(x, self.w(name), None if bias is None else self.w(bias))
@@ -59,21 +66,23 @@ class Pi05Reference:
         # patch (gy, gx) flattened in the conv weight's (channel, ky, kx) order
         patches = image.reshape(g, p, g, p, 3).transpose(0, 2, 4, 1, 3).reshape(g * g, 3 * p * p)
         kernel = w("v.patch_embd.weight").reshape(v.hidden_size, -1)
+        if self.observer is not None:
+            self.observer("v.patch_embd.weight", patches, None)
         x = ops.linear(patches, kernel, w("v.patch_embd.bias")) + w("v.position_embd.weight")
-        heads = v.num_heads
+        heads, lin = v.num_heads, self._linear
         for i in range(v.num_layers):
             b = f"v.blk.{i}."
             h = ops.layer_norm(x, w(b + "ln1.weight"), w(b + "ln1.bias"), v.layer_norm_eps)
             q, k, val = (
-                ops.linear(h, w(b + f"attn_{n}.weight"), w(b + f"attn_{n}.bias")).reshape(len(h), heads, -1)
+                lin(h, b + f"attn_{n}.weight", bias=b + f"attn_{n}.bias").reshape(len(h), heads, -1)
                 for n in ("q", "k", "v")
             )
-            x = x + ops.linear(ops.attention(q, k, val), w(b + "attn_out.weight"), w(b + "attn_out.bias"))
+            x = x + lin(ops.attention(q, k, val), b + "attn_out.weight", bias=b + "attn_out.bias")
             h = ops.layer_norm(x, w(b + "ln2.weight"), w(b + "ln2.bias"), v.layer_norm_eps)
-            h = ops.gelu_tanh(ops.linear(h, w(b + "ffn_up.weight"), w(b + "ffn_up.bias")))
-            x = x + ops.linear(h, w(b + "ffn_down.weight"), w(b + "ffn_down.bias"))
+            h = ops.gelu_tanh(lin(h, b + "ffn_up.weight", bias=b + "ffn_up.bias"))
+            x = x + lin(h, b + "ffn_down.weight", bias=b + "ffn_down.bias")
         x = ops.layer_norm(x, w("v.post_ln.weight"), w("v.post_ln.bias"), v.layer_norm_eps)
-        return ops.linear(x, w("mm.0.weight"), w("mm.0.bias"))
+        return lin(x, "mm.0.weight", bias="mm.0.bias")
 
     def embed_text(self, tokens: np.ndarray) -> np.ndarray:
         """Token embeddings scaled by sqrt(hidden) (Gemma); image tokens are not scaled."""
@@ -83,23 +92,23 @@ class Pi05Reference:
     # ---- prefix -------------------------------------------------------------------------
     def prefix_cache(self, prefix: np.ndarray) -> PrefixCache:
         """Run the LLM over the prefix (bidirectional) and keep each layer's K and V."""
-        m, w = self.cfg.llm, self.w
+        m, w, lin = self.cfg.llm, self.w, self._linear
         positions = np.arange(len(prefix))
         x, keys, values = prefix, [], []
         for i in range(m.num_layers):
             b = f"pali.blk.{i}."
             h = ops.gemma_rms_norm(x, w(b + "attn_norm.weight"), m.rms_norm_eps)
-            q = ops.rope(ops.linear(h, w(b + "attn_q.weight")).reshape(len(h), m.num_heads, m.head_dim),
+            q = ops.rope(lin(h, b + "attn_q.weight").reshape(len(h), m.num_heads, m.head_dim),
                          positions, m.rope_theta)
-            k = ops.rope(ops.linear(h, w(b + "attn_k.weight")).reshape(len(h), m.num_kv_heads, m.head_dim),
+            k = ops.rope(lin(h, b + "attn_k.weight").reshape(len(h), m.num_kv_heads, m.head_dim),
                          positions, m.rope_theta)
-            val = ops.linear(h, w(b + "attn_v.weight")).reshape(len(h), m.num_kv_heads, m.head_dim)
+            val = lin(h, b + "attn_v.weight").reshape(len(h), m.num_kv_heads, m.head_dim)
             keys.append(k)
             values.append(val)
-            x = x + ops.linear(ops.attention(q, k, val), w(b + "attn_o.weight"))
+            x = x + lin(ops.attention(q, k, val), b + "attn_o.weight")
             h = ops.gemma_rms_norm(x, w(b + "ffn_norm.weight"), m.rms_norm_eps)
-            gated = ops.gelu_tanh(ops.linear(h, w(b + "ffn_gate.weight"))) * ops.linear(h, w(b + "ffn_up.weight"))
-            x = x + ops.linear(gated, w(b + "ffn_down.weight"))
+            gated = ops.gelu_tanh(lin(h, b + "ffn_gate.weight")) * lin(h, b + "ffn_up.weight")
+            x = x + lin(gated, b + "ffn_down.weight")
         return PrefixCache(keys, values)
 
     # ---- action expert ------------------------------------------------------------------
