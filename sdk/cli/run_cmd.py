@@ -63,6 +63,8 @@ def run(
     run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default ./runs/<time>-<robot>)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Noise seed for reproducible chunks")] = None,
     camera: Annotated[Optional[list[str]], typer.Option(help="NAME=SPEC: device index, /dev/videoN or 'synthetic'")] = None,
+    record_obs: Annotated[Optional[int], typer.Option("--record-obs", min=1, help="Store every N-th observation the "
+                                                      "policy saw in <run>/observations/ (for `vla-edge calibrate`)")] = None,
 ) -> None:
     """Run a policy on a robot: cameras -> policy -> safety filter -> robot, logged to a run directory."""
     from ..run.cameras import parse_camera_spec
@@ -82,7 +84,8 @@ def run(
         pack=pack or file.pack, target=target or file.target or "auto",
         prompt=prompt or file.prompt,
         duration_s=duration if duration is not None else (file.duration_s if file.duration_s is not None else 10.0),
-        live=live, run_dir=run_dir, seed=seed, cameras=cams, loop=file.loop, health=file.health,
+        live=live, run_dir=run_dir, seed=seed, cameras=cams, health=file.health,
+        loop=file.loop if record_obs is None else file.loop.model_copy(update={"record_obs_every": record_obs}),
     )
     if live:
         _confirm_live(req.robot or str(req.robot_config), yes)

@@ -36,6 +36,9 @@ class LoopConfig(BaseModel):
     simulated_latency_s: float | None = Field(default=None, ge=0, le=10,
                                               description="fast simulation only: model inference as taking exactly "
                                               "this long (reproducible runs); default: the measured latency")
+    record_obs_every: int | None = Field(default=None, ge=1,
+                                         description="store every N-th observation the policy saw under "
+                                         "<run>/observations/ (calibration data for `vla-edge calibrate`)")
     state_fill: dict[str, float] = Field(default_factory=dict,
                                          description="values for policy state entries the robot does not measure")
 

@@ -69,6 +69,7 @@ class LoopSettings:
     simulated_latency_s: float | None = None  # simulated clocks only: fixed inference latency
     control_timeout_s: float | None = None  # real time: no tick for this long -> stop (default max(0.25 s, 10 periods))
     critical_wait_s: float = 0.0  # stopped in health critical: wait this long for recovery (0 = end the run)
+    record_obs_every: int = 0  # > 0: store every N-th observation in the run directory (calibration data)
 
 
 @dataclass(frozen=True)
@@ -120,14 +121,20 @@ class RunLoop:
         self._taking_from = float("-inf")  # chunks observed before this (health recovery) are refused
         self._end: tuple[str, str] | None = None
         self._overruns = 0
+        self._observed = 0
 
     # -------------------------------------------------------------- producer side (worker thread)
 
     def _observe(self) -> Observation:
         images, t_img = capture(self.cameras, self.clock.now)
         state = self.robot.read_state()
-        return Observation(cameras=images, state=self.mapping.state_for_policy(state.q),
-                           prompt=self.settings.prompt, timestamp=min(t_img, float(state.timestamp)))
+        obs = Observation(cameras=images, state=self.mapping.state_for_policy(state.q),
+                          prompt=self.settings.prompt, timestamp=min(t_img, float(state.timestamp)))
+        every = self.settings.record_obs_every
+        if every and self._observed % every == 0:
+            self.rundir.observation(self._observed, obs)
+        self._observed += 1
+        return obs
 
     # -------------------------------------------------------------- control side
 

@@ -6,6 +6,8 @@ Layout:  config.yaml   resolved run config (robot config, pack, target, health, 
          chunks.jsonl  one JSON object per action chunk delivered by the inference worker
                        (latency, age at arrival, accepted or why not, rows already in the past)
          summary.json  operational metrics, rewritten atomically (also periodically during the run)
+         observations/<n>/  (only with --record-obs N) every N-th observation the policy saw, in
+                       the observation-folder layout `vla-edge calibrate --from` reads
 Lines are flushed at least every `flush_s` seconds of wall time, so a crash loses at most that.
 """
 
@@ -96,6 +98,12 @@ class RunDirectory:
     def chunk(self, record: dict[str, Any]) -> None:
         self._chunks.write(_json_line(record))
         self._chunks.flush()
+
+    def observation(self, index: int, obs: Any) -> None:
+        """Store observation number `index` (images as PNG + state.json) for calibration."""
+        from vla_edge.calibration.observations import write_observation
+
+        write_observation(self.path / "observations" / f"{index:06d}", obs)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / "summary.json", json.dumps(_plain(summary), indent=1) + "\n")

@@ -192,7 +192,8 @@ def _loop_settings(req: RunRequest, policy, prompt: str, warmup_ms: float, healt
     timeout = req.loop.inference_timeout_s or max(4.0 * replan, 3.0 * warmup_ms / 1e3)
     return LoopSettings(req.duration_s, prompt, replan, timeout, blend,
                         simulated_latency_s=req.loop.simulated_latency_s, control_timeout_s=req.loop.control_timeout_s,
-                        critical_wait_s=getattr(health, "recovery_wait_s", 0.0))
+                        critical_wait_s=getattr(health, "recovery_wait_s", 0.0),
+                        record_obs_every=req.loop.record_obs_every or 0)
 
 
 def _warmup(policy, robot, cameras, mapping, prompt, clock, observation_cls) -> float:
@@ -220,7 +221,7 @@ def _describe(req, cfg, policy, mapping, cameras, settings, clock, health_kind, 
         "loop": {"replan_s": settings.replan_s, "inference_timeout_s": settings.inference_timeout_s,
                  "blend_s": settings.blend_s, "control_rate_hz": cfg.control_rate_hz,
                  "simulated_latency_s": settings.simulated_latency_s,
-                 "control_timeout_s": settings.control_timeout_s,
+                 "control_timeout_s": settings.control_timeout_s, "record_obs_every": settings.record_obs_every,
                  "clock": type(clock).__name__, "warmup_inference_ms": warm_ms},
         "health": {"provider": health_kind, "config": req.health},
         "host": {"python": platform.python_version(), "machine": platform.machine()},
