@@ -17,6 +17,9 @@ from vla_edge.packs.hashing import sha256_file
 from .calibfile import Calibration
 
 
+TABLES = ("embed.weight", "v.position_embd.weight")
+
+
 def pack_identity(pack: Any) -> dict[str, Any]:
     """What a calibration file says about the pack it was collected on."""
     m = pack.manifest
@@ -31,9 +34,10 @@ def pack_identity(pack: Any) -> dict[str, Any]:
 
 def input_widths(pack: Any) -> dict[str, int]:
     """Weight tensor -> input channels of its matmul (a conv kernel: channels x kernel area).
-    The token embedding is a table lookup, not a matmul: it has no activation statistics."""
+    The token and position embeddings are tables (looked up / added), not matmul weights: they
+    have no input activations."""
     return {name: math.prod(spec.shape[1:]) for name, spec in pack.family.tensor_specs(pack.config).items()
-            if spec.is_matrix and name != "embed.weight"}
+            if spec.is_matrix and name not in TABLES}
 
 
 def expert_tensor(name: str) -> bool:
