@@ -51,20 +51,27 @@ def compare_on(a: Policy, b: Policy, inputs: Inputs) -> dict[str, Any]:
     max) and max |a-b| per action dim over every input and step, in the robot's units."""
     require_comparable(a, b)
     require_observations(len(inputs))
-    rel, first, max_abs = [], [], np.zeros(len(a.info.action_names))
-    for obs, noise in inputs:
-        x, y = a.infer(obs, noise=noise).actions, b.infer(obs, noise=noise).actions
-        rel.append(rel_l2(x, y))
-        first.append(float(np.linalg.norm(x[0] - y[0])))
-        max_abs = np.maximum(max_abs, np.max(np.abs(x - y), axis=0))
+    chunks_a = [a.infer(obs, noise=noise).actions for obs, noise in inputs]
+    chunks_b = [b.infer(obs, noise=noise).actions for obs, noise in inputs]
     return {
         "a": {"pack": a.info.pack_name, "target": a.target, "recipe": a.info.quant_recipe},
         "b": {"pack": b.info.pack_name, "target": b.target, "recipe": b.info.quant_recipe},
-        "observations": len(inputs),
+        **chunk_errors(chunks_a, chunks_b, a.info.action_names, a.info.action_units),
+    }
+
+
+def chunk_errors(chunks_a: Sequence[np.ndarray], chunks_b: Sequence[np.ndarray], names: Sequence[str],
+                 units: Sequence[str]) -> dict[str, Any]:
+    """The error measures of `compare_on` for chunks already computed (b is the baseline)."""
+    rel = [rel_l2(x, y) for x, y in zip(chunks_a, chunks_b)]
+    first = [float(np.linalg.norm(x[0] - y[0])) for x, y in zip(chunks_a, chunks_b)]
+    max_abs = np.max([np.max(np.abs(x - y), axis=0) for x, y in zip(chunks_a, chunks_b)], axis=0)
+    return {
+        "observations": len(rel),
         "rel_l2": {"mean": float(np.mean(rel)), "max": float(np.max(rel))},
         "first_action_l2": {"mean": float(np.mean(first)), "max": float(np.max(first))},
-        "max_abs_per_dim": dict(zip(a.info.action_names, map(float, max_abs))),
-        "units": dict(zip(a.info.action_names, a.info.action_units)),
+        "max_abs_per_dim": dict(zip(names, map(float, max_abs))),
+        "units": dict(zip(names, units)),
     }
 
 
