@@ -19,12 +19,15 @@ def export_onnx(
     precision: Annotated[str, typer.Option(help="fp32 (reference arithmetic), fp16 or bf16 (matrix products in "
                                            "that type, the pack's quantised weights as INT8/INT4 Q/DQ)")] = "fp32",
     check: Annotated[bool, typer.Option(help="Reproduce the golden chunk with onnxruntime before keeping the export")] = True,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="`vla-edge calibrate` file of SRC: non-sensitive "
+                                                  "matmuls become INT8 W8A8 explicit Q/DQ (fp32 only)")] = None,
 ) -> None:
     """Export the model as ONNX graphs (the input of TensorRT engine builds), checked against the golden chunk."""
     from ..packs.demo import resolve_pack
     from ..targets.onnx.export import write_export
 
-    d = write_export(resolve_pack(src), out, max_images=max_images, overwrite=overwrite, precision=precision, check=check)
+    d = write_export(resolve_pack(src), out, max_images=max_images, overwrite=overwrite, precision=precision, check=check,
+                     calib=calib)
     verdict = (f"golden chunk reproduced by onnxruntime, rel-L2 {d['golden_rel_l2']:.1e}" if d["golden_checked"] else
                "golden chunk not checked (" + ("--no-check" if not check else "no golden in the pack, or a bf16 graph "
                                                "onnxruntime cannot run") + ")")

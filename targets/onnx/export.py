@@ -25,7 +25,7 @@ REDUCED_PRECISION_BOUND = 5e-2
 NOT_RUNNABLE_ON_ORT = {"bf16"}
 
 
-def check_golden(pack, export_dir: Path, precision: ExportPrecision) -> float | None:
+def check_golden(pack, export_dir: Path, precision: ExportPrecision, quantized: bool = False) -> float | None:
     """Run the pack's golden observation through onnxruntime on `export_dir`; the rel-L2 to the
     recorded chunk, or None when there is nothing to check (no golden, or a bf16 graph). Raises
     PackError when the export misses its bound: the caller then keeps nothing."""
@@ -39,7 +39,8 @@ def check_golden(pack, export_dir: Path, precision: ExportPrecision) -> float | 
     obs, noise, expected = load_golden(pack.path("golden"))
     with load_policy(pack, target="onnx", onnx_dir=export_dir) as policy:
         err = rel_l2(policy.infer(obs, noise=noise).actions, expected)
-    bound = golden.rel_l2_tolerance if precision.is_reference else REDUCED_PRECISION_BOUND
+    exact = precision.is_reference and not quantized  # W8A8 Q/DQ layers are held to the reduced-precision bound
+    bound = golden.rel_l2_tolerance if exact else REDUCED_PRECISION_BOUND
     if not err <= bound:
         raise PackError(f"{export_dir} ({precision.name} onnx export)", f"golden chunk reproduced with rel-L2 {err:.2e}, "
                         f"above the bound {bound:.0e} for {precision.name}; export not kept")
@@ -47,9 +48,10 @@ def check_golden(pack, export_dir: Path, precision: ExportPrecision) -> float | 
 
 
 def write_export(pack_dir: Path, out: Path, max_images: int | None = None, overwrite: bool = False,
-                 precision: str = "fp32", check: bool = True) -> dict:
+                 precision: str = "fp32", check: bool = True, calib: Path | None = None) -> dict:
     """check=False skips the golden run (full-size packs on small machines: onnxruntime would hold
-    the whole model); the description then says so."""
+    the whole model); the description then says so. calib: a `vla-edge calibrate` file of this
+    pack; its activation ranges make the non-sensitive matmuls W8A8 explicit Q/DQ (fp32 only)."""
     from vla_edge.packs.pack import Pack
 
     from .pi05_export import export_pi05
@@ -59,9 +61,19 @@ def write_export(pack_dir: Path, out: Path, max_images: int | None = None, overw
     if out.exists() and not overwrite:
         raise PackError(str(out), "output directory already exists (use --overwrite to replace it)")
     pack = Pack.open(pack_dir)
+    act_scales = None
+    if calib is not None:
+        from vla_edge.calibration.scales import int8_activation_scales
+
+        if not export_precision.is_reference:
+            raise PackError("--calib", f"W8A8 Q/DQ is exported around fp32 graphs only, not {precision}")
+        act_scales = int8_activation_scales(Path(calib), pack)
     with atomic_dir(out) as staging:
-        description = export_pi05(pack, staging, max_images, export_precision)
-        description["golden_rel_l2"] = check_golden(pack, staging, export_precision) if check else None
+        description = export_pi05(pack, staging, max_images, export_precision, act_scales)
+        if act_scales:
+            description["activation_quantization"] = {"calibration": str(Path(calib).resolve()), "layers": len(act_scales),
+                                                      "form": "int8 symmetric per tensor, percentile 99.99 / 127"}
+        description["golden_rel_l2"] = check_golden(pack, staging, export_precision, bool(act_scales)) if check else None
         description["golden_checked"] = check and description["golden_rel_l2"] is not None
         (staging / "onnx_export.json").write_text(json.dumps(description, indent=1) + "\n")
     return description

@@ -63,10 +63,13 @@ def pack_int4(codes: np.ndarray) -> bytes:
 
 class GraphBuilder:
     def __init__(self, name: str, weights: ExternalWeights | None = None, precision: ExportPrecision = PRECISIONS["fp32"],
-                 weight_types: Callable[[str], str] | None = None):
+                 weight_types: Callable[[str], str] | None = None, act_scales: dict[str, float] | None = None):
         """weights: stream large initializers there (None: keep them in the graph, small graphs only);
-        weight_types: tensor name -> its GGUF type, which decides each matrix's weight form."""
+        weight_types: tensor name -> its GGUF type, which decides each matrix's weight form;
+        act_scales: weight name -> INT8 scale of its input activation (from a calibration): those
+        products become W8A8 explicit Q/DQ (activation per tensor, weight per output channel)."""
         self.name = name
+        self.act_scales = act_scales or {}
         self.external = weights
         self.precision = precision
         self.weight_types = weight_types
@@ -151,6 +154,12 @@ class GraphBuilder:
             if np.any(weight[:, in_dim:]):
                 raise ValueError(f"{name}: columns {in_dim}..{weight.shape[1]} should be zero padding")
             weight = weight[:, :in_dim]
+        act_scale = self.act_scales.get(name + ".weight")
+        if act_scale is not None:
+            self.weight_forms["w8a8"] += 1
+            y = self.op("MatMul", [self._qdq_activation(x, act_scale), self._low_weight(weight.T.astype(np.float32), "int8", name)],
+                        "matmul")
+            return y if bias is None else self.add(y, self.tensor(name + ".bias", bias.astype(np.float32)))
         ggml_type = self.weight_types(name + ".weight") if self.weight_types else None
         form = self.precision.weight_form(ggml_type, in_dim)
         self.weight_forms[form] += 1
@@ -161,6 +170,12 @@ class GraphBuilder:
             y = self.op("MatMul", [low, self._low_weight(weight.T.astype(np.float32), form, name)], "matmul")
             y = self.op("Cast", [y], "cast", to=TensorProto.FLOAT)
         return y if bias is None else self.add(y, self.tensor(name + ".bias", bias.astype(np.float32)))
+
+    def _qdq_activation(self, x: str, scale: float) -> str:
+        """x rounded to symmetric INT8 with one calibrated scale (saturating), back in float32: the
+        explicit Q/DQ pair TensorRT fuses into an INT8 product."""
+        s, zero = self.const(np.float32(scale)), self.const(np.int8(0), np.int8)
+        return self.op("DequantizeLinear", [self.op("QuantizeLinear", [x, s, zero], "q8x"), s, zero], "dq8x")
 
     def _low_weight(self, wt: np.ndarray, form: str, name: str) -> str:
         """wt [in, out] as a tensor of the product type: stored in it, or dequantised from INT8/INT4."""

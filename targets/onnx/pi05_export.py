@@ -150,9 +150,11 @@ def max_positions(cfg: Pi05Config, max_images: int) -> int:
 STAGES = {"vision": "pi05_vision", "prefix": "pi05_prefix", "expert": "pi05_expert_step"}
 
 
-def export_pi05(pack, out_dir: Path, max_images: int | None = None, precision: ExportPrecision = PRECISIONS["fp32"]) -> dict:
+def export_pi05(pack, out_dir: Path, max_images: int | None = None, precision: ExportPrecision = PRECISIONS["fp32"],
+                act_scales: dict[str, float] | None = None) -> dict:
     """Write vision/prefix/expert .onnx files (+ `<stage>.weights` external data) and
-    onnx_export.json describing them; returns that description."""
+    onnx_export.json describing them; returns that description. act_scales (weight name -> INT8
+    activation scale, from `calibration_act_scales`): those matmuls become W8A8 Q/DQ."""
     if pack.manifest.family != "pi05":
         raise TargetUnavailableError(f"ONNX export has no graphs for family '{pack.manifest.family}'")
     if pack.manifest.quantization.w4a4 is not None:
@@ -168,7 +170,8 @@ def export_pi05(pack, out_dir: Path, max_images: int | None = None, precision: E
     for stage, graph_name in STAGES.items():
         external = ExternalWeights(out_dir / f"{stage}.weights")
         try:
-            b = GraphBuilder(graph_name, external, precision, weight_types=lambda name: infos[name].ggml_type)
+            b = GraphBuilder(graph_name, external, precision, weight_types=lambda name: infos[name].ggml_type,
+                             act_scales=act_scales)
             if stage == "vision":
                 model = vision_graph(cfg, w, b)
             else:
@@ -181,14 +184,15 @@ def export_pi05(pack, out_dir: Path, max_images: int | None = None, precision: E
         files[stage] = path.name
         forms[stage] = dict(b.weight_forms)
         del model, b
-    all_forms = {k: sum(f.get(k, 0) for f in forms.values()) for k in ("float", "int8", "int4")}
+    all_forms = {k: sum(f.get(k, 0) for f in forms.values()) for k in ("float", "int8", "int4", "w8a8")}
     shapes = {"image_size": cfg.vision.image_size, "patches_per_image": cfg.vision.num_patches, "llm_hidden": cfg.llm.hidden_size,
               "max_prompt_tokens": cfg.max_token_len, "layers": cfg.llm.num_layers, "kv_heads": cfg.llm.num_kv_heads,
               "head_dim": cfg.llm.head_dim, "horizon": cfg.action_horizon, "action_dim": cfg.action_dim,
               "expert_hidden": cfg.expert.hidden_size}
     description = {"family": "pi05", "pack": pack.manifest.name, "opset": precision.opset, "max_positions": positions,
                    "max_images": images, "shapes": shapes, "files": files,
-                   "precision": precision.name + ("" if precision.is_reference else weight_label(all_forms)),
+                   "precision": precision.name + ("" if precision.is_reference else weight_label(all_forms))
+                   + ("-w8a8" if all_forms["w8a8"] else ""),
                    "weight_forms": forms,
                    "weights_sha256": pack.manifest.files.weights.sha256}
     (out_dir / "onnx_export.json").write_text(json.dumps(description, indent=1) + "\n")
