@@ -89,13 +89,13 @@ def calibrate(pack_dir: Path, sources: Sequence[Path], out: Path, samples: int |
         raise ConfigError("--out", f"directory {out.parent} does not exist")
     if samples is not None and samples < 1:
         raise ConfigError("--samples", f"expected at least 1, got {samples}")
-    pack = Pack.open(pack_dir, check="sha256")
-    if pack.manifest.family != "pi05":
-        raise TargetUnavailableError(f"calibrate has no implementation for family '{pack.manifest.family}'")
     everything = gather_samples(sources)
     calib_samples, held = split_held_out(everything, held_out, seed)
     calib_samples = calib_samples[:samples] if samples is not None else calib_samples
     loaded = [(s.id, s.load()) for s in calib_samples]  # read every file before the model runs
+    pack = Pack.open(pack_dir, check="sha256")
+    if pack.manifest.family != "pi05":
+        raise TargetUnavailableError(f"calibrate has no implementation for family '{pack.manifest.family}'")
     collector = collect(pack, loaded, seed, on_sample)
     header = {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
