@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -190,6 +191,11 @@ void GgufWeights::load_cpu(int fd) {
     for (auto& [name, t] : by_name_) {
         if (!t->buffer) ggml_backend_tensor_alloc(buffer_, t, static_cast<uint8_t*>(map_) + file_offset_[name]);
     }
+    // ggml logs one debug line per repacked tensor (hundreds on a full pack): drop debug lines
+    // while repacking, keep everything else on ggml's default logger.
+    ggml_log_set([](ggml_log_level level, const char* text, void*) {
+        if (level != GGML_LOG_LEVEL_DEBUG) fputs(text, stderr);
+    }, nullptr);
     // Repack: each tensor is read from the file into a private scratch row and re-laid out by
     // ggml's set_tensor; tensors are independent, so the cores share the work.
     std::atomic<size_t> next{0};
@@ -214,6 +220,7 @@ void GgufWeights::load_cpu(int fd) {
     for (unsigned i = 1; i < n_workers; ++i) pool.emplace_back(worker);
     worker();
     for (auto& th : pool) th.join();
+    ggml_log_set(nullptr, nullptr);
     if (failed) throw std::runtime_error(error);
     device_bytes_ = tensor_bytes_;
 }
