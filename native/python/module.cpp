@@ -89,17 +89,23 @@ PYBIND11_MODULE(_native, m) {
     m.doc() = "vla-edge native core (ggml)";
     py::class_<Pi05Runtime>(m, "Pi05Runtime")
         .def(py::init([](const std::string& path, int n_threads, const std::string& device, bool unfused_ops,
-                         const std::string& expert_graph, const std::string& device_weights) {
+                         const std::string& expert_graph, const std::string& device_weights,
+                         const std::string& cpu_weights) {
                  vla_edge::RuntimeOptions o;
                  o.n_threads = n_threads;
                  o.device = device;
                  o.unfused_ops = unfused_ops;
                  o.expert_graph = expert_graph;
                  o.device_weights = device_weights;
+                 o.cpu_weights = cpu_weights;
                  return std::make_unique<Pi05Runtime>(path, o);
              }),
              py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu", py::arg("unfused_ops") = false,
-             py::arg("expert_graph") = "auto", py::arg("device_weights") = "stored")
+             py::arg("expert_graph") = "auto", py::arg("device_weights") = "stored",
+             py::arg("cpu_weights") = "repacked")
+        .def_property_readonly("cpu_weights", [](const Pi05Runtime& r) { return vla_edge::to_string(r.weights().cpu_weights()); })
+        .def_property_readonly("repacked_bytes", [](const Pi05Runtime& r) { return r.weights().repacked_bytes(); })
+        .def_property_readonly("repacked_tensors", [](const Pi05Runtime& r) { return r.weights().repacked_tensors(); })
         .def_property_readonly("fused_ops", [](const Pi05Runtime& r) { return r.hparams().fused_cpu_ops; })
         .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
              py::arg("num_steps"))
@@ -127,10 +133,12 @@ PYBIND11_MODULE(_native, m) {
     m.def("system_info", &system_info);
     m.def(
         "bench_matmul",
-        [](const std::string& type, int n_out, int n_in, int n_tokens, int threads, int reps) {
+        [](const std::string& type, int n_out, int n_in, int n_tokens, int threads, int reps, const std::string& layout) {
             py::gil_scoped_release release;
-            return vla_edge::bench_matmul(type, n_out, n_in, n_tokens, threads, reps);
+            return vla_edge::bench_matmul(type, n_out, n_in, n_tokens, threads, reps, layout);
         },
         py::arg("type_name"), py::arg("n_out"), py::arg("n_in"), py::arg("n_tokens"), py::arg("threads"),
-        py::arg("reps"), "Mean seconds per ggml mul_mat of an [n_out, n_in] weight with [n_in, n_tokens] F32.");
+        py::arg("reps"), py::arg("layout") = "stored",
+        "Mean seconds per ggml mul_mat of an [n_out, n_in] weight with [n_in, n_tokens] F32; layout 'stored' or "
+        "'repacked' (ggml's interleaved layout; -1 when ggml has none for this type/shape here).");
 }

@@ -6,15 +6,22 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpu_extra_buffers.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
 #include "quantize.h"
 
 namespace vla_edge {
 
-double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tokens, int threads, int reps) {
+double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tokens, int threads, int reps,
+                    const std::string& layout) {
     if (n_out <= 0 || n_in <= 0 || n_tokens <= 0 || threads <= 0 || reps <= 0) {
         throw std::invalid_argument("bench_matmul: all sizes, threads and reps must be positive");
+    }
+    if (layout != "stored" && layout != "repacked") {
+        throw std::invalid_argument("bench_matmul: layout must be 'stored' or 'repacked', got '" + layout + "'");
     }
     const ggml_type type = type_from_name(type_name);
     const size_t w_bytes = ggml_row_size(type, n_in) * n_out;
@@ -40,6 +47,27 @@ double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tok
     } else {
         quantize_rows(type, values.data(), w->data, n_out, n_in);
     }
+    // Repacked: the same bytes, moved into the extra buffer type's layout; the product then runs on
+    // that layout's kernels (ggml_graph_compute dispatches on the weight's buffer type).
+    ggml_backend_buffer_t repacked = nullptr;
+    if (layout == "repacked") {
+        ggml_backend_buffer_type_t buft = cpu_extra_buffer_for(w);
+        if (!buft) {
+            ggml_free(ctx);
+            return -1.0;
+        }
+        void* stored = w->data;
+        const size_t align = ggml_backend_buft_get_alignment(buft);
+        repacked = ggml_backend_buft_alloc_buffer(buft, ggml_backend_buft_get_alloc_size(buft, w) + align);
+        w->data = nullptr;
+        ggml_tallocr talloc = ggml_tallocr_new(repacked);
+        if (!repacked || ggml_tallocr_alloc(&talloc, w) != GGML_STATUS_SUCCESS) {
+            if (repacked) ggml_backend_buffer_free(repacked);
+            ggml_free(ctx);
+            throw std::runtime_error("bench_matmul: cannot allocate the repacked weight");
+        }
+        ggml_backend_tensor_set(w, stored, 0, ggml_nbytes(w));
+    }
     float* xd = static_cast<float*>(x->data);
     for (size_t i = 0; i < static_cast<size_t>(n_in) * n_tokens; ++i) xd[i] = normal(gen);
     ggml_cgraph* gf = ggml_new_graph(ctx);
@@ -49,9 +77,13 @@ double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tok
     ggml_cplan plan = ggml_graph_plan(gf, threads, nullptr);
     std::vector<uint8_t> work(plan.work_size);
     plan.work_data = work.data();
+    auto done = [&] {
+        ggml_free(ctx);
+        if (repacked) ggml_backend_buffer_free(repacked);
+    };
     auto compute = [&] {
         if (ggml_graph_compute(gf, &plan) != GGML_STATUS_SUCCESS) {
-            ggml_free(ctx);
+            done();
             throw std::runtime_error("bench_matmul: ggml_graph_compute failed");
         }
     };
@@ -59,7 +91,7 @@ double bench_matmul(const std::string& type_name, int n_out, int n_in, int n_tok
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < reps; ++i) compute();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / (static_cast<double>(reps) * batch);
-    ggml_free(ctx);
+    done();
     return s;
 }
 

@@ -6,9 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstring>
-#include <vector>
+#include <map>
 #include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "cpu_extra_buffers.h"
+#include "ggml-alloc.h"
 
 #include "ggml-cpu.h"
 
@@ -21,9 +28,39 @@ size_t stored_bytes(ggml_type stored, const ggml_tensor* t) { return ggml_row_si
 std::runtime_error fail(const std::string& path, const std::string& what) {
     return std::runtime_error(path + ": " + what);
 }
+
+// Reads [off, off + n) of `fd` into dst (page cache -> private memory; the file pages are not
+// mapped into this process, so they do not count towards its resident set).
+void read_exact(int fd, size_t off, size_t n, uint8_t* dst, const std::string& path) {
+    while (n > 0) {
+        const ssize_t got = ::pread(fd, dst, std::min<size_t>(n, size_t(1) << 30), static_cast<off_t>(off));
+        if (got <= 0) throw fail(path, std::string("read failed: ") + (got < 0 ? std::strerror(errno) : "unexpected end of file"));
+        dst += got;
+        off += static_cast<size_t>(got);
+        n -= static_cast<size_t>(got);
+    }
+}
+
 }  // namespace
 
-GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16) : path_(path) {
+CpuWeights cpu_weights_from_string(const std::string& value) {
+    if (value == "mapped") return CpuWeights::mapped;
+    if (value == "anonymous") return CpuWeights::anonymous;
+    if (value == "repacked") return CpuWeights::repacked;
+    throw std::invalid_argument("cpu_weights must be 'mapped', 'anonymous' or 'repacked', got '" + value + "'");
+}
+
+const char* to_string(CpuWeights mode) {
+    switch (mode) {
+        case CpuWeights::mapped: return "mapped";
+        case CpuWeights::anonymous: return "anonymous";
+        case CpuWeights::repacked: return "repacked";
+    }
+    return "?";
+}
+
+GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16, CpuWeights cpu_weights)
+    : path_(path), cpu_weights_(ggml_backend_is_cpu(backend) ? cpu_weights : CpuWeights::mapped) {
     int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0) throw fail(path, std::string("cannot open weights file: ") + std::strerror(errno));
     struct stat st {};
@@ -32,19 +69,34 @@ GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool w
         throw fail(path, "empty or unreadable weights file");
     }
     file_size_ = static_cast<size_t>(st.st_size);
-    map_ = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
-    if (map_ == MAP_FAILED) {
-        map_ = nullptr;
-        throw fail(path, "mmap failed");
-    }
-
     try {
+        if (cpu_weights_ == CpuWeights::anonymous) {
+            read_into_anonymous(fd);
+        } else {
+            map_ = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd, 0);
+            if (map_ == MAP_FAILED) {
+                map_ = nullptr;
+                throw fail(path, "mmap failed");
+            }
+        }
         load(backend, widen_to_f16);
+        if (cpu_weights_ == CpuWeights::repacked) load_cpu(fd);
     } catch (...) {
+        ::close(fd);
         release();
         throw;
     }
+    ::close(fd);
+}
+
+void GgufWeights::read_into_anonymous(int fd) {
+    map_ = ::mmap(nullptr, file_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map_ == MAP_FAILED) {
+        map_ = nullptr;
+        throw fail(path_, "cannot allocate " + std::to_string(file_size_) + " bytes of anonymous memory for the weights");
+    }
+    advise_huge_pages(map_, file_size_);
+    read_exact(fd, 0, file_size_, static_cast<uint8_t*>(map_), path_);
 }
 
 // The embedding table is looked up row by row on the host; it never goes through a device product.
@@ -72,7 +124,9 @@ void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16) {
     }
 
     if (ggml_backend_is_cpu(backend)) {
-        // One buffer over the whole mapping; tensors are placed at their file offsets.
+        // Placed in load_cpu (repacked) or here: one buffer over the whole mapping, tensors at their
+        // file offsets.
+        if (cpu_weights_ == CpuWeights::repacked) return;
         buffer_ = ggml_backend_cpu_buffer_from_ptr(map_, file_size_);
         for (auto& [name, t] : by_name_) {
             ggml_backend_tensor_alloc(buffer_, t, static_cast<uint8_t*>(map_) + file_offset_[name]);
@@ -106,6 +160,71 @@ void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16) {
     ggml_backend_buffer_set_usage(buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
 }
 
+void GgufWeights::load_cpu(int fd) {
+    // Which matrices go to which extra buffer type (first one that runs them wins).
+    std::map<ggml_backend_buffer_type_t, std::vector<std::pair<std::string, ggml_tensor*>>> placed;
+    for (auto& [name, t] : by_name_) {
+        if (name == kHostTable) continue;
+        if (ggml_backend_buffer_type_t buft = cpu_extra_buffer_for(t)) placed[buft].emplace_back(name, t);
+    }
+    // Everything else: one buffer over the mapping, as in the mapped mode.
+    buffer_ = ggml_backend_cpu_buffer_from_ptr(map_, file_size_);
+    ggml_backend_buffer_set_usage(buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    std::vector<std::pair<std::string, ggml_tensor*>> jobs;
+    for (auto& [buft, tensors] : placed) {
+        const size_t align = ggml_backend_buft_get_alignment(buft);
+        size_t total = align;
+        for (auto& [name, t] : tensors) total += GGML_PAD(ggml_backend_buft_get_alloc_size(buft, t), align);
+        ggml_backend_buffer_t buf = ggml_backend_buft_alloc_buffer(buft, total);
+        if (!buf) throw fail(path_, "cannot allocate " + std::to_string(total) + " bytes for repacked weights");
+        extra_buffers_.push_back(buf);
+        ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        advise_huge_pages(ggml_backend_buffer_get_base(buf), ggml_backend_buffer_get_size(buf));
+        ggml_tallocr talloc = ggml_tallocr_new(buf);
+        for (auto& [name, t] : tensors) {
+            if (ggml_tallocr_alloc(&talloc, t) != GGML_STATUS_SUCCESS) throw fail(path_, "cannot place '" + name + "'");
+            jobs.emplace_back(name, t);
+            repacked_bytes_ += ggml_nbytes(t);
+            ++repacked_tensors_;
+        }
+    }
+    for (auto& [name, t] : by_name_) {
+        if (!t->buffer) ggml_backend_tensor_alloc(buffer_, t, static_cast<uint8_t*>(map_) + file_offset_[name]);
+    }
+    // ggml logs one debug line per repacked tensor (hundreds on a full pack): drop debug lines
+    // while repacking, keep everything else on ggml's default logger.
+    ggml_log_set([](ggml_log_level level, const char* text, void*) {
+        if (level != GGML_LOG_LEVEL_DEBUG) fputs(text, stderr);
+    }, nullptr);
+    // Repack: each tensor is read from the file into a private scratch row and re-laid out by
+    // ggml's set_tensor; tensors are independent, so the cores share the work.
+    std::atomic<size_t> next{0};
+    std::string error;
+    std::atomic<bool> failed{false};
+    auto worker = [&]() {
+        std::vector<uint8_t> scratch;
+        for (size_t i = next++; i < jobs.size() && !failed; i = next++) {
+            ggml_tensor* t = jobs[i].second;
+            scratch.resize(ggml_nbytes(t));
+            try {
+                read_exact(fd, file_offset_[jobs[i].first], scratch.size(), scratch.data(), path_);
+            } catch (const std::exception& e) {
+                if (!failed.exchange(true)) error = e.what();
+                return;
+            }
+            ggml_backend_tensor_set(t, scratch.data(), 0, scratch.size());
+        }
+    };
+    const unsigned n_workers = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < n_workers; ++i) pool.emplace_back(worker);
+    worker();
+    for (auto& th : pool) th.join();
+    ggml_log_set(nullptr, nullptr);
+    if (failed) throw std::runtime_error(error);
+    device_bytes_ = tensor_bytes_;
+}
+
 void GgufWeights::upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* src) const {
     if (t->type == stored_type) {
         ggml_backend_tensor_set(t, src, 0, ggml_nbytes(t));
@@ -130,6 +249,8 @@ void GgufWeights::upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* s
 GgufWeights::~GgufWeights() { release(); }
 
 void GgufWeights::release() {
+    for (ggml_backend_buffer_t b : extra_buffers_) ggml_backend_buffer_free(b);
+    extra_buffers_.clear();
     if (buffer_) ggml_backend_buffer_free(buffer_);
     if (ctx_) ggml_free(ctx_);
     if (gguf_) gguf_free(gguf_);

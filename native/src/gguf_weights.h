@@ -4,12 +4,28 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "gguf.h"
 
 namespace vla_edge {
+
+// Where a CPU backend keeps the weights (other backends upload them to the device and ignore this).
+//   mapped:    tensors point straight into the file mapping (4 KiB page-cache pages, zero copy,
+//              shared with other processes mapping the same pack; the fastest load).
+//   anonymous: the file is read into anonymous memory advised MADV_HUGEPAGE (transparent huge
+//              pages where the kernel allows them: fewer TLB misses, private memory).
+//   repacked:  every matrix that ggml's CPU backend can re-lay out for its own gemm kernels (its
+//              "extra" buffer types: interleaved Q4_0/Q4_K/Q5_K/Q6_K/Q8_0/... blocks) is copied
+//              into such a buffer (anonymous, huge-page advised); the rest stays mapped. Costs a
+//              copy at load time, but the pack's file pages are dropped again, so memory stays ~1x.
+enum class CpuWeights { mapped, anonymous, repacked };
+
+// Parses "mapped" / "anonymous" / "repacked"; throws std::invalid_argument naming the bad value.
+CpuWeights cpu_weights_from_string(const std::string& value);
+const char* to_string(CpuWeights mode);
 
 class GgufWeights {
   public:
@@ -19,7 +35,9 @@ class GgufWeights {
     // host, stays mapped in use), so host memory does not hold a second copy of the weights.
     // widen_to_f16 (other backends only): quantised matrices are uploaded as F16. Throws
     // std::runtime_error with the file name and the problem (missing file, not GGUF, truncated).
-    GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16 = false);
+    // cpu_weights: see CpuWeights (CPU backends only).
+    GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16 = false,
+                CpuWeights cpu_weights = CpuWeights::mapped);
     ~GgufWeights();
     GgufWeights(const GgufWeights&) = delete;
     GgufWeights& operator=(const GgufWeights&) = delete;
@@ -39,9 +57,14 @@ class GgufWeights {
     size_t file_size() const { return file_size_; }
     size_t tensor_bytes() const { return tensor_bytes_; }          // as stored in the file
     size_t device_bytes() const { return device_bytes_; }          // as held by the backend
+    size_t repacked_bytes() const { return repacked_bytes_; }      // in ggml's CPU extra buffers
+    int repacked_tensors() const { return repacked_tensors_; }
+    CpuWeights cpu_weights() const { return cpu_weights_; }
 
   private:
     void load(ggml_backend_t backend, bool widen_to_f16);
+    void read_into_anonymous(int fd);
+    void load_cpu(int fd);  // repacked: places every tensor
     void upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* src) const;
     void release();
 
@@ -49,7 +72,11 @@ class GgufWeights {
     size_t file_size_ = 0;
     size_t tensor_bytes_ = 0;
     size_t device_bytes_ = 0;
-    void* map_ = nullptr;
+    size_t repacked_bytes_ = 0;
+    int repacked_tensors_ = 0;
+    CpuWeights cpu_weights_ = CpuWeights::mapped;
+    void* map_ = nullptr;  // the file mapping, or (anonymous) the private copy of the file
+    std::vector<ggml_backend_buffer_t> extra_buffers_;  // repacked: one per ggml extra buffer type
     gguf_context* gguf_ = nullptr;
     ggml_context* ctx_ = nullptr;
     ggml_backend_buffer_t buffer_ = nullptr;

@@ -74,7 +74,8 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
                                         "' applies to GPU devices only; the CPU runs the pack's stored types");
         }
         chunk_expert_ = options.expert_graph == "chunk" || (options.expert_graph == "auto" && !cpu);
-        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16");
+        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16",
+                                                 cpu_weights_from_string(options.cpu_weights));
         hp_ = Pi05Hparams::from_weights(*weights_);
         hp_.fused_cpu_ops = ggml_backend_is_cpu(backend_) && !options.unfused_ops;
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;

@@ -27,6 +27,10 @@ struct RuntimeOptions {
     // are widened to F16 when uploaded (cuBLAS tensor-core products instead of ggml's quantised
     // kernels, at ~3-4x the device memory of those matrices; values are the pack's, rounded to F16).
     std::string device_weights = "stored";
+    // CPU only: where the weights live, "mapped", "anonymous" or "repacked" (see CpuWeights in
+    // gguf_weights.h; "repacked": ggml's interleaved layouts and their gemm kernels, at a one-off
+    // copy during load). Ignored by GPU backends.
+    std::string cpu_weights = "repacked";
 };
 
 // Wall time per stage of the last call, milliseconds, in execution order.
@@ -53,6 +57,7 @@ class Pi05Runtime {
     std::string backend_name() const;
     const char* expert_graph() const { return chunk_expert_ ? "chunk" : "step"; }
     size_t device_weight_bytes() const { return weights_->device_bytes(); }
+    const GgufWeights& weights() const { return *weights_; }
 
   private:
     struct Graph {

@@ -50,12 +50,15 @@ class BenchResult:
 
 
 def run_bench(pack_dir: str | Path, target: str = "auto", threads: int | None = None, runs: int = 10,
-              warmup: int = 2, reference: bool | None = None, ceiling_reps: int = 3, seed: int = 0) -> BenchResult:
+              warmup: int = 2, reference: bool | None = None, ceiling_reps: int = 3, seed: int = 0,
+              target_options: dict[str, Any] | None = None) -> BenchResult:
     if runs < 1 or warmup < 0:
         raise ConfigError("--runs/--warmup", f"expected runs >= 1 and warmup >= 0, got {runs} and {warmup}")
     rss_before_load = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
-    opts = {"threads": threads} if threads is not None else {}
+    opts = dict(target_options or {})
+    if threads is not None:
+        opts["threads"] = threads
     policy = load_policy(pack_dir, target=target, seed=seed, check="size", **opts)
     load_s = time.perf_counter() - t0
     target = policy.target  # what "auto" resolved to

@@ -22,13 +22,16 @@ def bench(
     reference: Annotated[Optional[bool], typer.Option("--reference/--no-reference",
                                                       help="Also time the reference target (default: packs <= 1 GB)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every number to this JSON file")] = None,
+    cpu_weights: Annotated[Optional[str], typer.Option(
+        help="x86 target: 'repacked' (default: ggml's interleaved layouts, a copy at load), 'mapped' "
+             "(zero-copy file mapping, fastest load) or 'anonymous' (private copy on huge pages)")] = None,
 ) -> None:
     """Per-stage latency, memory and efficiency, with ratios against baselines measured in this run."""
     from ..bench import run_bench
     from ..packs.demo import resolve_pack
 
     result = run_bench(resolve_pack(pack), target=target, threads=threads, runs=runs, warmup=warmup,
-                       reference=reference)
+                       reference=reference, target_options={"cpu_weights": cpu_weights} if cpu_weights else None)
     d = result.data
     if target == "auto":
         console.print(f"target {d['target']['name']}: {d['target']['chosen_because']}")
