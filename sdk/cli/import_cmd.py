@@ -19,7 +19,7 @@ def import_pack(
     src: Annotated[Path, typer.Argument(help="Source artifact (directory or file)")],
     out: Annotated[Path, typer.Option("--out", help="Directory to create")],
     fmt: Annotated[str, typer.Option("--from", help="actquant | checkpoint | torchao-int8wo | omega-qvla")],
-    robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow")] = "ur3",
+    robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow, or libero (LIBERO's end-effector spaces)")] = "ur3",
     golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden",
                                                     help="Record a golden output (default: weights <= 1 GB)")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,

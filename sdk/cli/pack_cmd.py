@@ -28,7 +28,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; same seed -> byte-identical pack")] = 0,
     dtype: Annotated[Optional[str], typer.Option(help="F32 or F16 for matrices (default: F32 tiny, F16 full)")] = None,
     golden: Annotated[Optional[bool], typer.Option("--golden/--no-golden", help="Record a golden output (default: tiny only)")] = None,
-    robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow")] = "ur3",
+    robot: Annotated[str, typer.Option(help="Robot whose joints/cameras the pack's spaces follow, or libero (LIBERO's end-effector spaces)")] = "ur3",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory")] = False,
 ) -> None:
     """Write a deterministic random-weight pack (weights, tokenizer, norm stats, golden)."""

@@ -91,8 +91,14 @@ def train_tokenizer(path: Path, seed: int) -> None:
 def robot_spaces(robot: str) -> dict:
     """State/action spaces, cameras and norm stats for a robot from its shipped config: joints in
     the robot's order, stats centred on where its simulator starts (0 clipped into the operating
-    range) so a random policy's chunks stay near the start pose."""
+    range) so a random policy's chunks stay near the start pose. `libero` is not a robot but the
+    LIBERO benchmark's spaces (end-effector state and delta actions, see eval/conventions.py)."""
     from ...robots.registry import load_registered_config
+
+    if robot == "libero":
+        from ...eval.conventions import libero_spaces
+
+        return libero_spaces()
 
     cfg = load_registered_config(robot)
     grippers = {g.index for g in cfg.grippers}
