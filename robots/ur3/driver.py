@@ -13,6 +13,7 @@ the context manager's exit) stops motion, ends the control script and releases e
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from typing import Any
@@ -83,7 +84,9 @@ class UR3Robot(Robot):
         try:
             import rtde_receive  # noqa: PLC0415 - imported on connect so configs validate without ur_rtde
         except ImportError as exc:
-            raise VlaEdgeError(f"the UR3 driver needs ur_rtde (pip install ur_rtde): {exc}") from None
+            why = ("ur_rtde 1.6.5 publishes no wheel for this Python " + sys.version.split()[0] + "; use Python 3.11 or 3.12"
+                   if sys.version_info >= (3, 13) else "pip install ur_rtde==1.6.5")
+            raise VlaEdgeError(f"the UR3 driver needs ur_rtde ({why}): {exc}") from None
         try:
             self._receive = rtde_receive.RTDEReceiveInterface(
                 s.host, s.rtde_frequency or -1.0, RECEIVE_VARIABLES
