@@ -13,11 +13,16 @@
 #   - the OpenVLA-OFT tool and the quantize tools are left out (not needed for pi0.5).
 # Build: Release, GGML_NATIVE=ON, BUILD_PI05_PYTHON=ON, targets pi05 and pi05_py (pi05.so), with
 # the Python that runs this script (it needs pybind11: pip install pybind11).
+# BUILD_DIR (default SCRATCH_DIR/build) and CMAKE_EXTRA (extra cmake arguments, e.g. ggml's ISA
+# switches) make a second build beside the first, such as one without AMX (docs/x86.md):
+#   BUILD_DIR=$S/build-noamx CMAKE_EXTRA="-DGGML_NATIVE=OFF -DGGML_AVX512=ON ..." build_actquant.sh $S
 set -euo pipefail
 SCRATCH=${1:?usage: build_actquant.sh SCRATCH_DIR [SOURCE]}
 SOURCE=${2:-https://github.com/arashakb/ActQuant.git}
 JOBS=${JOBS:-2}
 PY=${PYTHON:-python3}
+BUILD=${BUILD_DIR:-$SCRATCH/build}
+read -r -a EXTRA <<< "${CMAKE_EXTRA:-}"
 mkdir -p "$SCRATCH"
 SRC="$SCRATCH/src"
 if [ ! -f "$SRC/tools/pi0.5/CMakeLists.txt" ]; then
@@ -39,8 +44,8 @@ CM
 sed -i 's/sentencepiece-static/sentencepiece/g' "$SRC/tools/pi0.5/CMakeLists.txt"
 [ -f /usr/include/sentencepiece_processor.h ] || {
   echo "build_actquant.sh: /usr/include/sentencepiece_processor.h missing: apt-get install libsentencepiece-dev" >&2; exit 1; }
-cmake -S "$SRC" -B "$SCRATCH/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
   -DBUILD_PI05_PYTHON=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-  -DLLAMA_BUILD_SERVER=OFF -DPython_EXECUTABLE="$(command -v "$PY")"
-cmake --build "$SCRATCH/build" -j "$JOBS" --target pi05 pi05_py
-find "$SCRATCH/build" -name 'pi05*.so' -o -name pi05 -type f | head
+  -DLLAMA_BUILD_SERVER=OFF -DPython_EXECUTABLE="$(command -v "$PY")" "${EXTRA[@]}"
+cmake --build "$BUILD" -j "$JOBS" --target pi05 pi05_py
+find "$BUILD" -name 'pi05*.so' -o -name pi05 -type f | head

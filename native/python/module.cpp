@@ -102,7 +102,7 @@ PYBIND11_MODULE(_native, m) {
              }),
              py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu", py::arg("unfused_ops") = false,
              py::arg("expert_graph") = "auto", py::arg("device_weights") = "stored",
-             py::arg("cpu_weights") = "repacked")
+             py::arg("cpu_weights") = "mapped")
         .def_property_readonly("cpu_weights", [](const Pi05Runtime& r) { return vla_edge::to_string(r.weights().cpu_weights()); })
         .def_property_readonly("repacked_bytes", [](const Pi05Runtime& r) { return r.weights().repacked_bytes(); })
         .def_property_readonly("repacked_tensors", [](const Pi05Runtime& r) { return r.weights().repacked_tensors(); })

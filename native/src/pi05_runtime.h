@@ -28,9 +28,9 @@ struct RuntimeOptions {
     // kernels, at ~3-4x the device memory of those matrices; values are the pack's, rounded to F16).
     std::string device_weights = "stored";
     // CPU only: where the weights live, "mapped", "anonymous" or "repacked" (see CpuWeights in
-    // gguf_weights.h; "repacked": ggml's interleaved layouts and their gemm kernels, at a one-off
-    // copy during load). Ignored by GPU backends.
-    std::string cpu_weights = "repacked";
+    // gguf_weights.h). "mapped" is the default because it measured fastest (and loads in 0.25 s at
+    // the lowest RSS) beside the other two in benchmarks/vs_actquant.py. Ignored by GPU backends.
+    std::string cpu_weights = "mapped";
 };
 
 // Wall time per stage of the last call, milliseconds, in execution order.

@@ -23,8 +23,8 @@ def bench(
                                                       help="Also time the reference target (default: packs <= 1 GB)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every number to this JSON file")] = None,
     cpu_weights: Annotated[Optional[str], typer.Option(
-        help="x86 target: 'repacked' (default: ggml's interleaved layouts, a copy at load), 'mapped' "
-             "(zero-copy file mapping, fastest load) or 'anonymous' (private copy on huge pages)")] = None,
+        help="x86 target: 'mapped' (default: zero-copy file mapping, fastest load), 'repacked' "
+             "(ggml's interleaved layouts, a copy at load) or 'anonymous' (private copy on huge pages)")] = None,
 ) -> None:
     """Per-stage latency, memory and efficiency, with ratios against baselines measured in this run."""
     from ..bench import run_bench

@@ -1,10 +1,11 @@
 """`x86` target: pi0.5 on the native ggml core.
 
-Weights (cpu_weights): "repacked" (default) copies every matrix ggml's CPU backend has an
+Weights (cpu_weights): "mapped" (default) points straight into the pack's GGUF (zero copy,
+fastest load, shared page cache); "repacked" copies every matrix ggml's CPU backend has an
 interleaved layout for into that layout (its own gemm kernels; one copy at load, file pages dropped
-again, so memory stays ~1x the pack); "mapped" points straight into the pack's GGUF (zero copy,
-fastest load, shared page cache); "anonymous" reads the file into private memory advised for
-transparent huge pages. docs/bench.md has the same-run A/B of the three.
+again, so memory stays ~1x the pack); "anonymous" reads the file into private memory advised for
+transparent huge pages. Mapped is the default because it was the fastest of the three in the
+same-run A/B of benchmarks/vs_actquant.py (docs/x86.md).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class X86Backend(Backend):
     name = "x86"
 
     def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
-                 expert_graph: str = "auto", device_weights: str = "stored", cpu_weights: str = "repacked"):
+                 expert_graph: str = "auto", device_weights: str = "stored", cpu_weights: str = "mapped"):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
@@ -77,11 +78,11 @@ class X86Backend(Backend):
 
 
 def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
-                   expert_graph: str = "auto", cpu_weights: str = "repacked", **options: Any) -> X86Backend:
+                   expert_graph: str = "auto", cpu_weights: str = "mapped", **options: Any) -> X86Backend:
     """unfused_ops: keep GELU/GeGLU as ggml's element-wise chain instead of the fused CPU op
     (for same-run comparisons, benchmarks/bench_fused_ops.py); expert_graph: 'step' (default on the
-    CPU: per-step timings) or 'chunk' (all flow steps in one graph); cpu_weights: 'repacked'
-    (default), 'mapped' or 'anonymous' (see the module docstring)."""
+    CPU: per-step timings) or 'chunk' (all flow steps in one graph); cpu_weights: 'mapped'
+    (default), 'repacked' or 'anonymous' (see the module docstring)."""
     if options:
         raise TargetUnavailableError(
             f"x86 target got unknown options {sorted(options)} "

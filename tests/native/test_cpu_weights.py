@@ -40,6 +40,8 @@ def test_weight_placements_give_the_same_chunk(packs, recipe):
     ref = load_policy(packs[recipe], target="reference")
     for mode, policy in policies.items():
         assert policy.info.backend["cpu_weights"] == mode
+    # The default is the placement that measured fastest (docs/x86.md): mapped.
+    assert load_policy(packs[recipe], target="x86", threads=2).info.backend["cpu_weights"] == "mapped"
     repacked = policies["repacked"].info.backend
     # The tiny packs' K-quant matrices have shapes ggml interleaves on AVX2 CPUs: the test must
     # exercise the repacked kernels there, not fall back to the stored layout everywhere. (ggml
