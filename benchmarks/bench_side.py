@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-STAGE_LINE = re.compile(r"^\s+(Vision|embed_prefix|compute_kv_cache|ODE loop total|Total)\s*:\s*([0-9.]+) ms")
+# ActQuant's timing summary; run_multi times each camera ("Vision (base)", "Vision (left_wrist)").
+STAGE_LINE = re.compile(r"^\s+(Vision(?: \([^)]*\))?|embed_prefix|compute_kv_cache|ODE loop total|Total)\s*:\s*([0-9.]+) ms")
 
 
 def _peak_rss() -> int:
@@ -55,10 +56,13 @@ class ActQuantSide:
         ctypes.CDLL(None).fflush(None)
         text = self.log.read_text(errors="replace")[self.offset:]
         self.offset += len(text)
-        found = {m.group(1): float(m.group(2)) for m in map(STAGE_LINE.match, text.splitlines()) if m}
-        names = {"Vision": "vision", "embed_prefix": "embed_prefix", "compute_kv_cache": "prefix",
-                 "ODE loop total": "expert_total", "Total": "total"}
-        return {names[k]: v for k, v in found.items()}
+        names = {"embed_prefix": "embed_prefix", "compute_kv_cache": "prefix", "ODE loop total": "expert_total",
+                 "Total": "total"}
+        stages: dict[str, float] = {}
+        for m in filter(None, map(STAGE_LINE.match, text.splitlines())):
+            key = "vision" if m.group(1).startswith("Vision") else names[m.group(1)]
+            stages[key] = stages.get(key, 0.0) + float(m.group(2))
+        return stages
 
     def run(self, obs: dict) -> dict:
         base, wrist = obs["cameras"][:2]

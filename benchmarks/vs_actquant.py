@@ -1,11 +1,14 @@
 """vla-edge `x86` against ActQuant's pi0.5 runtime on this machine, side by side in one run.
 
-    python benchmarks/vs_actquant.py --pack DIR --actquant-lib DIR --threads N [--rounds 5]
-                                     [--cpu-weights repacked mapped ...]
+    python benchmarks/vs_actquant.py --pack DIR --actquant-lib [LABEL=]DIR ... --threads N [--rounds 5]
+                                     [--cpu-weights mapped repacked ...]
 
 --pack: a full-size pack vla-edge wrote (`vla-edge pack synth --size full` + `vla-edge pack quantize
 --recipe actquant-3.97`); ActQuant's runtime loads its pi05.gguf and tokenizer.model unchanged.
---actquant-lib: the folder with ActQuant's pi05*.so (benchmarks/build_actquant.sh builds it).
+--actquant-lib: the folder with ActQuant's pi05*.so (benchmarks/build_actquant.sh builds it); several
+builds (e.g. `native=.../build noamx=.../build-noamx`) each run as their own side, and the headline
+ratio is against the FASTEST of them, so a build setting that happens to slow ActQuant down on this
+CPU cannot flatter us. Each anchor's ggml ISA settings are read from its CMakeCache.txt and recorded.
 
 Each side runs in its own process (benchmarks/bench_side.py; two ggml builds cannot share one).
 Every round gives each side the same FRESH random observation (2 cameras at 224x224, state,
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -79,6 +83,50 @@ def actquant_noise(n: int, tmp: Path) -> np.ndarray:
     return np.array(out.split(), dtype=np.float32)
 
 
+def cpu_description() -> dict:
+    """Model name and the ISA extensions ggml's x86 kernels choose between (the CPU differs between
+    sessions here: AVX2-only, AVX-512, AVX-512 + AMX)."""
+    text = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    wanted = ["avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512vbmi",
+              "amx_tile", "amx_int8", "amx_bf16"]
+    return {"model": fields.get("model name", platform.processor() or platform.machine()),
+            "isa": [f for f in wanted if f in flags], "cores": os.cpu_count()}
+
+
+def anchor_build(lib: Path) -> dict:
+    """ActQuant's commit and the ggml ISA switches its build used (from the CMake cache above `lib`)."""
+    info: dict = {"lib": str(lib)}
+    for up in (lib, *lib.parents[:3]):
+        cache = up / "CMakeCache.txt"
+        if cache.is_file():
+            keys = ("CMAKE_BUILD_TYPE", "GGML_NATIVE", "GGML_AVX512", "GGML_AMX_INT8", "GGML_AMX_TILE", "GGML_OPENMP",
+                    "GGML_LLAMAFILE")
+            for line in cache.read_text(errors="replace").splitlines():
+                name = line.split(":", 1)[0]
+                if name in keys:
+                    info[name] = line.split("=", 1)[1]
+            source = Path(next((ln.split("=", 1)[1] for ln in cache.read_text(errors="replace").splitlines()
+                                if ln.startswith("CMAKE_HOME_DIRECTORY")), ""))
+            if (source / "ACTQUANT_COMMIT").is_file():
+                info["actquant_commit"] = (source / "ACTQUANT_COMMIT").read_text().strip()
+            break
+    return info
+
+
+def parse_anchors(values: list[str]) -> dict[str, Path]:
+    anchors: dict[str, Path] = {}
+    for v in values:
+        label, _, path = v.rpartition("=")
+        lib = Path(path)
+        if not any(lib.glob("pi05*.so")):
+            raise SystemExit(f"--actquant-lib {v}: no pi05*.so in {lib} (benchmarks/build_actquant.sh builds it)")
+        anchors[f"actquant:{label}" if label else ("actquant" if len(values) == 1 else f"actquant:{lib.name}")] = lib
+    return anchors
+
+
 def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
             "all": values}
@@ -87,11 +135,12 @@ def spread(values: list[float]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pack", type=Path, required=True)
-    ap.add_argument("--actquant-lib", type=Path, required=True)
+    ap.add_argument("--actquant-lib", nargs="+", required=True, metavar="[LABEL=]DIR",
+                    help="one or more ActQuant builds; the headline ratio is against the fastest")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--cpu-weights", nargs="+", default=["repacked"],
+    ap.add_argument("--cpu-weights", nargs="+", default=["mapped"],
                     help="our variants, each its own process (first one is the headline ratio)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
@@ -105,7 +154,9 @@ def main() -> None:
     pack = Pack.open(args.pack, check="size")
     pack_bytes = sum(f.stat().st_size for f in args.pack.iterdir() if f.is_file())
     common = ["--pack", str(args.pack), "--threads", str(args.threads)]
-    sides = {"actquant": Side("actquant", ["--side", "actquant", "--actquant-lib", str(args.actquant_lib), *common])}
+    anchors = parse_anchors(args.actquant_lib)
+    sides = {name: Side(name, ["--side", "actquant", "--actquant-lib", str(lib), *common])
+             for name, lib in anchors.items()}
     for mode in args.cpu_weights:
         sides[f"ours:{mode}"] = Side(f"ours:{mode}", ["--side", "ours", "--cpu-weights", mode, *common])
     rng = np.random.default_rng(args.seed)
@@ -142,10 +193,16 @@ def main() -> None:
     for s in sides.values():
         s.close()
 
-    aq = statistics.median(times["actquant"])
+    medians = {name: statistics.median(times[name]) for name in sides}
+    best = min(anchors, key=medians.get)
+    aq = medians[best]
+    first = next(iter(anchors))
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "note": "2-core machine shared with other jobs: see the spread"},
+        "machine": {"cpu": cpu_description(), "threads": args.threads, "load_before": os.getloadavg()},
+        "commit": subprocess.run(["git", "-C", str(HERE), "rev-parse", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip(),
+        "anchors": {name: anchor_build(lib) for name, lib in anchors.items()},
+        "headline_anchor": best,
         "pack": {"path": str(args.pack), "bytes": pack_bytes, "recipe": pack.manifest.quantization.recipe},
         "rounds": args.rounds, "warmup": args.warmup, "fresh_observation_every_call": True,
         "prompt": PROMPT, "sides": {},
@@ -161,23 +218,25 @@ def main() -> None:
             "rss_goal_bytes": pack_bytes * 1.15 + 300e6,
             "describe": sides[name].loaded["describe"],
             "ratio_vs_actquant_median": med / aq,
-            "ratio_vs_actquant_per_round": [a / b for a, b in zip(times[name], times["actquant"])],
+            "ratio_vs_actquant_per_round": [a / b for a, b in zip(times[name], times[best])],
+            "ratio_vs_each_anchor": {a: med / medians[a] for a in anchors},
         }
-        if name != "actquant":
-            result["sides"][name]["agreement_rel_l2_vs_actquant_1image"] = rel_l2(
-                chunks[name].reshape(horizon, dim), chunks["actquant"].reshape(horizon, dim))
+        if name != first:
+            result["sides"][name][f"agreement_rel_l2_vs_{first}_1image"] = rel_l2(
+                chunks[name].reshape(horizon, dim), chunks[first].reshape(horizon, dim))
     out = args.out or HERE / "results" / f"x86_vs_actquant_{args.threads}t.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"\n{args.threads} threads, {args.rounds} rounds, fresh observations; pack {pack_bytes / 1e9:.2f} GB")
+    print(f"\n{result['machine']['cpu']['model']} ({' '.join(result['machine']['cpu']['isa'])}); {args.threads} threads, "
+          f"{args.rounds} rounds, fresh observations; pack {pack_bytes / 1e9:.2f} GB; ratios against {best}")
     for name, d in result["sides"].items():
         c = d["chunk_s"]
         st = ", ".join(f"{k} {v['median']:.0f}" for k, v in d["stages_ms"].items())
-        agree = d.get("agreement_rel_l2_vs_actquant_1image")
+        agree = d.get(f"agreement_rel_l2_vs_{first}_1image")
         print(f"{name:16s} chunk median {c['median']:.2f} s ({c['min']:.2f}..{c['max']:.2f}); "
               f"ours/actquant {d['ratio_vs_actquant_median']:.2f}; load {d['load_s']:.2f} s; "
               f"peak RSS {d['peak_rss_bytes'] / 1e9:.2f} GB (goal <= {d['rss_goal_bytes'] / 1e9:.2f})"
-              + (f"; 1-image chunk vs ActQuant rel-L2 {agree:.2e}" if agree is not None else "")
+              + (f"; 1-image chunk vs {first} rel-L2 {agree:.2e}" if agree is not None else "")
               + f"\n{'':16s} stages ms: {st}")
     print(f"wrote {out}")
 
