@@ -4,7 +4,9 @@ worker processes on this machine, append each record as it ends, summarise.
 A unit of work is one task instance (task, episode) for every pack that still lacks it: the
 first pack (the parent) drives its episode with the others probed on its observations, then
 each other pack drives its own episode on the same instance and seeds. Each worker process
-holds its own policies and its own simulator process; nothing is shared between workers.
+(or Ray actor, `ray_runner.py`) holds its own policies and its own simulator process; nothing is
+shared between workers. Records are appended here, in this process, as units end: local, parallel
+and Ray runs resume the same way and give the same records for the same seeds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import ConfigError, VlaEdgeError
 from .episode import run_episode
 from .plan import EpisodeSpec, EvalSettings, plan_episodes, select_tasks
-from .policies import ChunkPolicy, labels_for, open_policy
+from .policies import ChunkPolicy, PolicyOpener, labels_for
+from .ray_runner import RaySettings
 from .records import EpisodeLog, record_key
 from .sim_env import LiberoProcess, SimEnvironment
 from .summary import print_summary, summarise
@@ -42,9 +45,10 @@ class EvalRequest:
     workers: int = 1
     video: bool = False
     confidence: float = 0.95
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # for ws:// / wss:// policy servers
     sim_python: str | None = None
     labels: list[str] = field(default_factory=list)
+    ray: RaySettings | None = None  # None: this machine only
 
     def __post_init__(self) -> None:
         if not self.packs:
@@ -52,6 +56,8 @@ class EvalRequest:
         if self.workers < 1:
             raise ConfigError("--workers", f"expected >= 1, got {self.workers}")
         self.labels = self.labels or labels_for(self.packs)
+        if self.ray is not None and self.workers < 1:
+            raise ConfigError("--workers", f"the number of Ray actors must be >= 1, got {self.workers}")
 
 
 @dataclass
@@ -131,10 +137,13 @@ class _LiberoFactory:
         return LiberoProcess(self.sim_python)
 
 
-def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_factory: PolicyFactory = open_policy,
+def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_factory: PolicyFactory | None = None,
              console: Console | None = None) -> EvalOutcome:
     console = console or Console(stderr=True)
     env_factory = env_factory or default_env_factory(req.sim_python)
+    policy_factory = policy_factory or PolicyOpener(req.api_key)
+    if req.ray is not None:
+        req.ray.check_installed()  # before the packs load: a missing extra is named at once
     local = _Worker(req, env_factory, policy_factory)  # checks packs, spaces and simulator before any episode
     try:
         tasks = select_tasks(local.env.tasks(req.settings.suite), req.tasks)
@@ -155,7 +164,13 @@ def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_fac
                 console.print(f"resuming: {skipped} episode(s) already in {log.path}, {total} to run")
             with _progress(console) as progress:
                 bar = progress.add_task(f"{req.settings.suite}", total=total)
-                if req.workers == 1 or len(units) <= 1:
+                if req.ray is not None and units:
+                    from .ray_runner import run_on_ray  # noqa: PLC0415
+
+                    local.close()
+                    local = None
+                    run_on_ray(req, env_factory, policy_factory, units, log, lambda: progress.advance(bar), console)
+                elif req.workers == 1 or len(units) <= 1:
                     for spec, missing in units:
                         for record in local.run_unit(spec, missing):
                             log.append(record)
@@ -185,14 +200,19 @@ def _run_parallel(req: EvalRequest, env_factory: EnvFactory, policy_factory: Pol
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    for record in future.result():
-                        if record_key(record) not in log.done:
-                            log.append(record)
-                            advance()
+                    append_new(log, future.result(), advance)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
+
+
+def append_new(log: EpisodeLog, records: list[dict[str, Any]], advance: Callable[[], None]) -> None:
+    """Append a finished unit's records (any already recorded are skipped: a unit may be retried)."""
+    for record in records:
+        if record_key(record) not in log.done:
+            log.append(record)
+            advance()
 
 
 def _progress(console: Console) -> Progress:

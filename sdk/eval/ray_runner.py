@@ -1,0 +1,164 @@
+"""Episodes spread over a Ray cluster (`vla-edge eval --ray [ADDRESS]`): Ray schedules, we do not.
+
+Each Ray actor is what a local worker process is (`runner._Worker`: its own policies and its own
+simulator process, built once) and runs one unit (a task instance for every pack that lacks it) at
+a time; the driver hands the next unit to whichever actor finishes and appends the records to
+episodes.jsonl itself, as they arrive. Seeds live in the units, so which actor runs a unit does not
+change its records: a Ray run equals a local run, and an interrupted one resumes the same way.
+
+Videos are encoded on the actor's machine and sent back as bytes, so `--out` need not be on a
+filesystem the cluster's nodes share. Every node needs vla-edge (and, for LIBERO, the simulator
+environment of `vla-edge eval --setup-sim`) installed: Ray ships the work, not the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from rich.console import Console
+
+from ..errors import ConfigError, VlaEdgeError
+
+if TYPE_CHECKING:
+    from .plan import EpisodeSpec
+    from .records import EpisodeLog
+    from .runner import EnvFactory, EvalRequest, PolicyFactory
+
+RAY_EXTRA = "pip install 'vla-edge[ray]'"
+
+
+def import_ray() -> Any:
+    """Ray, or a ConfigError naming the extra that installs it."""
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError("--ray", f"needs Ray, an optional extra: {RAY_EXTRA} ({exc})") from exc
+    return ray
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where the cluster is and what one actor asks of it.
+
+    address None: `ray.init()`'s own choice ($RAY_ADDRESS, else a cluster started on this machine
+    with `ray start`, else a new local instance). Otherwise `ray.init(address=...)`: `auto`,
+    `HOST:6379` on a cluster node, or `ray://HOST:10001` (Ray Client) from outside it."""
+
+    address: str | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # e.g. 1 (or 0.5: two actors share a GPU) for `--target cuda` packs
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
+            raise ConfigError("--ray-cpus/--ray-gpus", "resources per Ray actor cannot be negative")
+
+    def check_installed(self) -> None:
+        import_ray()
+
+
+class _RayWorker:
+    """A `runner._Worker` inside a Ray actor. Errors travel as plain VlaEdgeError text (subclasses
+    with extra constructor arguments do not unpickle), and a failure to build the worker is
+    reported by the first unit rather than as an opaque dead actor."""
+
+    def __init__(self, req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory):
+        from .runner import _Worker  # noqa: PLC0415
+
+        self._videos = tempfile.TemporaryDirectory(prefix="vla-edge-eval-") if req.video else None
+        local_req = dataclasses.replace(req, out=Path(self._videos.name)) if self._videos else req
+        self._worker: Any = None
+        self._error: str | None = None
+        try:
+            self._worker = _Worker(local_req, env_factory, policy_factory)
+        except VlaEdgeError as exc:
+            self._error = str(exc)
+
+    def run_unit(self, spec: EpisodeSpec, labels: list[str]) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        if self._worker is None:
+            raise VlaEdgeError(f"a Ray worker could not start: {self._error}")
+        try:
+            records = self._worker.run_unit(spec, labels)
+        except VlaEdgeError as exc:
+            raise VlaEdgeError(str(exc)) from None
+        videos = {}
+        for record in records:
+            if record.get("video"):
+                path = Path(self._worker.req.out) / record["video"]
+                videos[record["video"]] = path.read_bytes()
+                path.unlink()
+        return records, videos
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        if self._videos is not None:
+            self._videos.cleanup()
+
+
+def _failure(ray: Any, exc: Exception) -> VlaEdgeError:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, VlaEdgeError):
+        return VlaEdgeError(str(cause))
+    if isinstance(exc, ray.exceptions.RayTaskError) and cause is not None:
+        return VlaEdgeError(f"a Ray worker failed: {type(cause).__name__}: {cause}")
+    return VlaEdgeError(f"a Ray worker failed: {exc}")
+
+
+def _write_video(out: Path, relative: str, data: bytes) -> None:
+    path = Path(out) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def run_on_ray(req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory,
+               units: list[tuple[EpisodeSpec, list[str]]], log: EpisodeLog, advance: Callable[[], None],
+               console: Console) -> None:
+    """Run `units` on `req.workers` Ray actors, appending each unit's records as it ends. Uses the
+    Ray session already initialised in this process if there is one (and leaves it running)."""
+    from .runner import append_new  # noqa: PLC0415
+
+    assert req.ray is not None
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=req.ray.address, include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray names the cause
+            raise ConfigError(f"--ray {req.ray.address or ''}".strip(), f"cannot start or join a Ray cluster: {exc}") from exc
+    actors: list[Any] = []
+    try:
+        actor_class = ray.remote(num_cpus=req.ray.cpus_per_worker, num_gpus=req.ray.gpus_per_worker,
+                                 max_restarts=0)(_RayWorker)
+        actors = [actor_class.remote(req, env_factory, policy_factory) for _ in range(min(req.workers, len(units)))]
+        console.print(f"Ray: {len(actors)} actor(s) on {ray.cluster_resources().get('CPU', 0):g} CPU(s), "
+                      f"{len(units)} unit(s)")
+        queue = list(units)
+        running: dict[Any, Any] = {}
+        for actor in actors:
+            if queue:
+                running[actor.run_unit.remote(*queue.pop(0))] = actor
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            actor = running.pop(ref)
+            try:
+                records, videos = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                raise _failure(ray, exc) from None
+            for relative, data in videos.items():
+                _write_video(req.out, relative, data)
+            append_new(log, records, advance)
+            if queue:
+                running[actor.run_unit.remote(*queue.pop(0))] = actor
+    finally:
+        for actor in actors:
+            try:
+                ray.get(actor.close.remote(), timeout=60)
+            except Exception:  # noqa: BLE001 - the actor may already be dead; it is killed either way
+                pass
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
