@@ -64,9 +64,10 @@ def eval_command(
     sim_python: Annotated[Optional[str], typer.Option(help="Python of an environment with LIBERO (default: the one --setup-sim builds)")] = None,
     setup_sim: Annotated[bool, typer.Option("--setup-sim", help="Build the LIBERO simulator's own Python environment from PyPI and exit")] = False,
     api_key_file: Annotated[Optional[Path], typer.Option(help="API key of a ws:// / wss:// policy server (first line of the file; default $VLA_EDGE_API_KEY)")] = None,
-    ray: Annotated[Optional[str], typer.Option("--ray", is_flag=False, flag_value="", metavar="[ADDRESS]",
-                                               help="Spread episodes over a Ray cluster (extra 'ray'): --workers actors; "
-                                                    "no ADDRESS: Ray's default (a running local cluster, else a new one)")] = None,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", help="Spread episodes over a Ray cluster (extra 'ray') on --workers actors: 'local' "
+        "(Ray's default: $RAY_ADDRESS, a cluster started here, else a new local instance), 'auto', HOST:PORT or "
+        "ray://HOST:10001")] = None,
     ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (e.g. 1 for --target cuda; 0.5 shares one GPU between two)")] = 0.0,
     ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor")] = 1.0,
 ) -> None:
@@ -90,7 +91,7 @@ def eval_command(
     req = EvalRequest(packs=list(pack or []), settings=settings, out=out, target=target, tasks=_task_ids(tasks or []),
                       workers=workers, video=video, confidence=confidence, api_key=_server_key(api_key_file),
                       sim_python=sim_python,
-                      ray=None if ray is None else RaySettings(ray or None, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus))
+                      ray=None if ray is None else RaySettings(ray, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus))
     outcome = run_eval(req)
     typer.echo(f"{outcome.ran} episode(s) run, {outcome.skipped} resumed; results in {outcome.out}")
 

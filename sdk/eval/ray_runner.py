@@ -44,15 +44,17 @@ def import_ray() -> Any:
 class RaySettings:
     """Where the cluster is and what one actor asks of it.
 
-    address None: `ray.init()`'s own choice ($RAY_ADDRESS, else a cluster started on this machine
-    with `ray start`, else a new local instance). Otherwise `ray.init(address=...)`: `auto`,
-    `HOST:6379` on a cluster node, or `ray://HOST:10001` (Ray Client) from outside it."""
+    address 'local': `ray.init()`'s own choice ($RAY_ADDRESS, else a cluster started on this
+    machine with `ray start`, else a new local instance). Otherwise `ray.init(address=...)`:
+    `auto`, `HOST:6379` on a cluster node, or `ray://HOST:10001` (Ray Client) from outside it."""
 
-    address: str | None = None
+    address: str = "local"
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0  # e.g. 1 (or 0.5: two actors share a GPU) for `--target cuda` packs
 
     def __post_init__(self) -> None:
+        if not self.address.strip():
+            raise ConfigError("--ray", "give the cluster's address, or 'local' for Ray's default")
         if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
             raise ConfigError("--ray-cpus/--ray-gpus", "resources per Ray actor cannot be negative")
 
@@ -126,9 +128,10 @@ def run_on_ray(req: EvalRequest, env_factory: EnvFactory, policy_factory: Policy
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=req.ray.address, include_dashboard=False, log_to_driver=False)
+            address = None if req.ray.address == "local" else req.ray.address
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray names the cause
-            raise ConfigError(f"--ray {req.ray.address or ''}".strip(), f"cannot start or join a Ray cluster: {exc}") from exc
+            raise ConfigError(f"--ray {req.ray.address}", f"cannot start or join a Ray cluster: {exc}") from exc
     actors: list[Any] = []
     try:
         actor_class = ray.remote(num_cpus=req.ray.cpus_per_worker, num_gpus=req.ray.gpus_per_worker,
