@@ -219,3 +219,36 @@ def build_app(args: dict[str, str]) -> Any:
                            api_key=load_api_key(key_file=None if key_file is None else Path(key_file)))
     return application(config, replicas=_number(args, "replicas", int, 1), gpus_per_replica=_number(args, "gpus", float, 0.0),
                        cpus_per_replica=_number(args, "cpus", float, 1.0))
+
+
+APP_NAME = "vla-edge"
+
+
+def serve_until_interrupted(config: ReplicaConfig, *, host: str, port: int, address: str = "local", replicas: int = 1,
+                            gpus_per_replica: float = 0.0, tls_cert: Path | None = None, tls_key: Path | None = None,
+                            on_ready: Any = print) -> None:
+    """`vla-edge serve --ray-serve`: join (or start) a Ray cluster, deploy the pack as the Serve
+    application 'vla-edge' on HOST:PORT, block until Ctrl-C, then delete the application (and stop
+    the Ray instance if this process started it). Serve's HTTP options apply only when Serve is not
+    already running on the cluster (Ray's rule): then the running proxy's address is used."""
+    import ray  # noqa: PLC0415
+
+    application_ = application(config, replicas=replicas, gpus_per_replica=gpus_per_replica)
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False)
+    except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray names the cause
+        raise ConfigError(f"--ray-address {address}", f"cannot start or join a Ray cluster: {exc}") from exc
+    try:
+        http: dict[str, Any] = {"host": host, "port": port}
+        if tls_cert is not None and tls_key is not None:
+            http.update(ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key))
+        serve.start(http_options=http)
+        serve.run(application_, name=APP_NAME, route_prefix="/")
+        on_ready()
+        while True:
+            time.sleep(0.5)
+    finally:
+        try:
+            serve.delete(APP_NAME)
+        finally:
+            ray.shutdown()
