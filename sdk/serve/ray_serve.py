@@ -74,7 +74,7 @@ class _Replica:
         self.noise_shape = tuple(self.policy.noise_shape)
         self.metadata = {**metadata(self.policy, config.keys), "engine": "ray-serve"}
         self._lock = threading.Lock()  # a Policy is not thread-safe: one forward pass at a time per replica
-        self._rng = self.new_rng(None)
+        self.rng = self.new_rng(None)  # /infer without noise: this replica's draws
 
     def new_rng(self, seed: int | None) -> np.random.Generator:
         return np.random.default_rng(seed if seed is not None else self.config.seed)
@@ -126,7 +126,7 @@ def _ingress(config: ReplicaConfig) -> FastAPI:
             message = wire.unpackb(await request.body())
             if control_of(message if isinstance(message, dict) else {}) is not None:
                 raise ObservationError("__ctrl__", "an observation (controls exist on the websocket only)", "a control")
-            return Response(wire.packb(await replica.infer(message, replica._rng)), media_type=MSGPACK)
+            return Response(wire.packb(await replica.infer(message, replica.rng)), media_type=MSGPACK)
         except (ObservationError, wire.WireError) as exc:
             return Response(f"error: {exc}\n", status_code=400, media_type="text/plain")
         except VlaEdgeError as exc:
