@@ -1,9 +1,10 @@
 """Episodes spread over a Ray cluster (`vla-edge eval --ray [ADDRESS]`): Ray schedules, we do not.
 
-Each Ray actor is what a local worker process is (`runner._Worker`: its own policies and its own
-simulator process, built once) and runs one unit (a task instance for every pack that lacks it) at
-a time; the driver hands the next unit to whichever actor finishes and appends the records to
-episodes.jsonl itself, as they arrive. Seeds live in the units, so which actor runs a unit does not
+Each Ray actor is what a local worker process is (`runner.UnitWorker`: its own policies and its
+own simulator process, built once) and runs one unit (a task instance for every pack that lacks it)
+at a time; the driver hands the next unit to whichever actor finishes and appends the records to
+episodes.jsonl itself, as they arrive. The driver loads no pack: the suite's tasks and the packs'
+descriptions come from the first actor (a cluster's head node may lack the workers' GPUs). Seeds live in the units, so which actor runs a unit does not
 change its records: a Ray run equals a local run, and an interrupted one resumes the same way.
 
 Videos are encoded on the actor's machine and sent back as bytes, so `--out` need not be on a
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .plan import EpisodeSpec
     from .records import EpisodeLog
     from .runner import EnvFactory, EvalRequest, PolicyFactory
+    from .sim_env import TaskInfo
 
 RAY_EXTRA = "pip install 'vla-edge[ray]'"
 
@@ -58,38 +60,45 @@ class RaySettings:
         if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
             raise ConfigError("--ray-cpus/--ray-gpus", "resources per Ray actor cannot be negative")
 
-    def check_installed(self) -> None:
-        import_ray()
-
 
 class _RayWorker:
-    """A `runner._Worker` inside a Ray actor. Errors travel as plain VlaEdgeError text (subclasses
+    """A `runner.UnitWorker` inside a Ray actor. Errors travel as plain VlaEdgeError text (subclasses
     with extra constructor arguments do not unpickle), and a failure to build the worker is
-    reported by the first unit rather than as an opaque dead actor."""
+    reported by the actor's first call rather than as an opaque dead actor."""
 
     def __init__(self, req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory):
-        from .runner import _Worker  # noqa: PLC0415
+        from .runner import UnitWorker  # noqa: PLC0415
 
         self._videos = tempfile.TemporaryDirectory(prefix="vla-edge-eval-") if req.video else None
         local_req = dataclasses.replace(req, out=Path(self._videos.name)) if self._videos else req
-        self._worker: Any = None
+        self._worker: UnitWorker | None = None
         self._error: str | None = None
         try:
-            self._worker = _Worker(local_req, env_factory, policy_factory)
+            self._worker = UnitWorker(local_req, env_factory, policy_factory)
         except VlaEdgeError as exc:
             self._error = str(exc)
 
-    def run_unit(self, spec: EpisodeSpec, labels: list[str]) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    def _ready(self) -> Any:
         if self._worker is None:
             raise VlaEdgeError(f"a Ray worker could not start: {self._error}")
+        return self._worker
+
+    def tasks(self, suite: str) -> list[TaskInfo]:
+        return self._ready().tasks(suite)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return self._ready().describe()
+
+    def run_unit(self, spec: EpisodeSpec, labels: list[str]) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        worker = self._ready()
         try:
-            records = self._worker.run_unit(spec, labels)
+            records = worker.run_unit(spec, labels)
         except VlaEdgeError as exc:
             raise VlaEdgeError(str(exc)) from None
         videos = {}
         for record in records:
             if record.get("video"):
-                path = Path(self._worker.req.out) / record["video"]
+                path = Path(worker.req.out) / record["video"]
                 videos[record["video"]] = path.read_bytes()
                 path.unlink()
         return records, videos
@@ -116,52 +125,76 @@ def _write_video(out: Path, relative: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def run_on_ray(req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory,
-               units: list[tuple[EpisodeSpec, list[str]]], log: EpisodeLog, advance: Callable[[], None],
-               console: Console) -> None:
-    """Run `units` on `req.workers` Ray actors, appending each unit's records as it ends. Uses the
-    Ray session already initialised in this process if there is one (and leaves it running)."""
-    from .runner import append_new  # noqa: PLC0415
+class RayPool:
+    """The Ray side of `run_eval`: joins (or starts) the cluster, answers `tasks`/`describe` from
+    its first actor, runs units on up to `req.workers` actors. Uses the Ray session already
+    initialised in this process if there is one (and leaves it running)."""
 
-    assert req.ray is not None
-    ray = import_ray()
-    started = not ray.is_initialized()
-    if started:
-        try:
-            address = None if req.ray.address == "local" else req.ray.address
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray names the cause
-            raise ConfigError(f"--ray {req.ray.address}", f"cannot start or join a Ray cluster: {exc}") from exc
-    actors: list[Any] = []
-    try:
-        actor_class = ray.remote(num_cpus=req.ray.cpus_per_worker, num_gpus=req.ray.gpus_per_worker,
+    def __init__(self, req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory):
+        assert req.ray is not None
+        self._ray = ray = import_ray()
+        self._req, self._args = req, (req, env_factory, policy_factory)
+        self._started = not ray.is_initialized()
+        if self._started:
+            try:
+                ray.init(address=None if req.ray.address == "local" else req.ray.address, include_dashboard=False,
+                         log_to_driver=False)
+            except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray names the cause
+                raise ConfigError(f"--ray {req.ray.address}", f"cannot start or join a Ray cluster: {exc}") from exc
+        self._class = ray.remote(num_cpus=req.ray.cpus_per_worker, num_gpus=req.ray.gpus_per_worker,
                                  max_restarts=0)(_RayWorker)
-        actors = [actor_class.remote(req, env_factory, policy_factory) for _ in range(min(req.workers, len(units)))]
-        console.print(f"Ray: {len(actors)} actor(s) on {ray.cluster_resources().get('CPU', 0):g} CPU(s), "
-                      f"{len(units)} unit(s)")
+        self._actors: list[Any] = []
+        try:
+            self._actors.append(self._class.remote(*self._args))
+        except BaseException:
+            self.close()
+            raise
+
+    def _get(self, ref: Any) -> Any:
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayError as exc:
+            raise _failure(self._ray, exc) from None
+
+    def tasks(self, suite: str) -> list[TaskInfo]:
+        return self._get(self._actors[0].tasks.remote(suite))
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return self._get(self._actors[0].describe.remote())
+
+    def run(self, units: list[tuple[EpisodeSpec, list[str]]], log: EpisodeLog, advance: Callable[[], None],
+            console: Console) -> None:
+        """Each actor runs one unit at a time; the next goes to whichever finishes first."""
+        from .runner import append_new  # noqa: PLC0415
+
+        if not units:
+            return
+        while len(self._actors) < min(self._req.workers, len(units)):
+            self._actors.append(self._class.remote(*self._args))
+        console.print(f"Ray: {len(self._actors)} actor(s), {self._ray.cluster_resources().get('CPU', 0):g} CPU(s) in "
+                      f"the cluster, {len(units)} unit(s)")
         queue = list(units)
         running: dict[Any, Any] = {}
-        for actor in actors:
+        for actor in self._actors:
             if queue:
                 running[actor.run_unit.remote(*queue.pop(0))] = actor
         while running:
-            (ref,), _ = ray.wait(list(running), num_returns=1)
+            (ref,), _ = self._ray.wait(list(running), num_returns=1)
             actor = running.pop(ref)
-            try:
-                records, videos = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                raise _failure(ray, exc) from None
+            records, videos = self._get(ref)
             for relative, data in videos.items():
-                _write_video(req.out, relative, data)
+                _write_video(self._req.out, relative, data)
             append_new(log, records, advance)
             if queue:
                 running[actor.run_unit.remote(*queue.pop(0))] = actor
-    finally:
-        for actor in actors:
+
+    def close(self) -> None:
+        for actor in self._actors:
             try:
-                ray.get(actor.close.remote(), timeout=60)
+                self._ray.get(actor.close.remote(), timeout=60)
             except Exception:  # noqa: BLE001 - the actor may already be dead; it is killed either way
                 pass
-            ray.kill(actor)
-        if started:
-            ray.shutdown()
+            self._ray.kill(actor)
+        self._actors = []
+        if self._started:
+            self._ray.shutdown()

@@ -25,9 +25,9 @@ from ..errors import ConfigError, VlaEdgeError
 from .episode import run_episode
 from .plan import EpisodeSpec, EvalSettings, plan_episodes, select_tasks
 from .policies import ChunkPolicy, PolicyOpener, labels_for
-from .ray_runner import RaySettings
+from .ray_runner import RayPool, RaySettings
 from .records import EpisodeLog, record_key
-from .sim_env import LiberoProcess, SimEnvironment
+from .sim_env import LiberoProcess, SimEnvironment, TaskInfo
 from .summary import print_summary, summarise
 from .video import EpisodeVideo
 
@@ -68,8 +68,8 @@ class EvalOutcome:
     summary: dict[str, Any]
 
 
-class _Worker:
-    """One process's policies and simulator (built once per process)."""
+class UnitWorker:
+    """One process's (or Ray actor's) policies and simulator, built once."""
 
     def __init__(self, req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory):
         self.req = req
@@ -81,6 +81,12 @@ class _Worker:
         except BaseException:
             self.close()
             raise
+
+    def tasks(self, suite: str) -> list[TaskInfo]:
+        return self.env.tasks(suite)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {label: policy.describe() for label, policy in self.policies.items()}
 
     def run_unit(self, spec: EpisodeSpec, labels: list[str]) -> list[dict[str, Any]]:
         parent = self.req.labels[0]
@@ -103,7 +109,7 @@ class _Worker:
         self.env.close()
 
 
-_PROCESS_WORKER: _Worker | None = None
+_PROCESS_WORKER: UnitWorker | None = None
 
 
 def _init_process(req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory) -> None:
@@ -111,7 +117,7 @@ def _init_process(req: EvalRequest, env_factory: EnvFactory, policy_factory: Pol
     import atexit  # noqa: PLC0415
 
     try:
-        _PROCESS_WORKER = _Worker(req, env_factory, policy_factory)
+        _PROCESS_WORKER = UnitWorker(req, env_factory, policy_factory)
     except VlaEdgeError as exc:  # re-raised as the base type: subclasses with extra args do not unpickle
         raise VlaEdgeError(str(exc)) from None
     atexit.register(_PROCESS_WORKER.close)
@@ -142,13 +148,14 @@ def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_fac
     console = console or Console(stderr=True)
     env_factory = env_factory or default_env_factory(req.sim_python)
     policy_factory = policy_factory or PolicyOpener(req.api_key)
-    if req.ray is not None:
-        req.ray.check_installed()  # before the packs load: a missing extra is named at once
-    local = _Worker(req, env_factory, policy_factory)  # checks packs, spaces and simulator before any episode
+    # Packs, spaces and simulator are checked before any episode: here, or on the first Ray actor
+    # (a cluster's driver may lack the workers' GPUs, so it loads no pack itself)
+    first: UnitWorker | RayPool | None
+    first = RayPool(req, env_factory, policy_factory) if req.ray is not None else UnitWorker(req, env_factory, policy_factory)
     try:
-        tasks = select_tasks(local.env.tasks(req.settings.suite), req.tasks)
+        tasks = select_tasks(first.tasks(req.settings.suite), req.tasks)
         run = {"settings": req.settings.to_dict(), "packs": [{"label": lbl, "spec": spec} for lbl, spec in zip(req.labels, req.packs)],
-               "target": req.target, "policies": {lbl: p.describe() for lbl, p in local.policies.items()},
+               "target": req.target, "policies": first.describe(),
                "conventions": "openpi examples/libero (see vla_edge.eval.conventions)"}
         log = EpisodeLog(req.out, run)
         try:
@@ -164,28 +171,23 @@ def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_fac
                 console.print(f"resuming: {skipped} episode(s) already in {log.path}, {total} to run")
             with _progress(console) as progress:
                 bar = progress.add_task(f"{req.settings.suite}", total=total)
-                if req.ray is not None and units:
-                    from .ray_runner import run_on_ray  # noqa: PLC0415
-
-                    local.close()
-                    local = None
-                    run_on_ray(req, env_factory, policy_factory, units, log, lambda: progress.advance(bar), console)
+                advance = lambda: progress.advance(bar)  # noqa: E731
+                if isinstance(first, RayPool):
+                    first.run(units, log, advance, console)
                 elif req.workers == 1 or len(units) <= 1:
                     for spec, missing in units:
-                        for record in local.run_unit(spec, missing):
-                            log.append(record)
-                            progress.advance(bar)
+                        append_new(log, first.run_unit(spec, missing), advance)
                 else:
-                    local.close()
-                    local = None
-                    _run_parallel(req, env_factory, policy_factory, units, log, lambda: progress.advance(bar))
+                    first.close()
+                    first = None
+                    _run_parallel(req, env_factory, policy_factory, units, log, advance)
             summary = summarise(log.records, req.labels, req.confidence)
             (Path(req.out) / "summary.json").write_text(json.dumps(summary, indent=1))
         finally:
             log.close()
     finally:
-        if local is not None:
-            local.close()
+        if first is not None:
+            first.close()
     print_summary(summary, console)
     return EvalOutcome(Path(req.out), total, skipped, summary)
 

@@ -77,21 +77,16 @@ def test_ray_brings_videos_back_and_names_a_failing_worker(tmp_path, local_ray):
         next(reader)
         assert sum(1 for _ in reader) == record["env_steps"] + 1
 
+    # the driver opens no policy itself (a head node may lack the workers' GPUs): an actor that
+    # cannot open one is named before any episode
     with pytest.raises(VlaEdgeError, match="a Ray worker could not start: .*no such pack on the workers"):
-        _eval(tmp_path / "broken", ray=RaySettings(), workers=2, policy_factory=FailingOnWorkers(os.getpid()),
+        _eval(tmp_path / "broken", ray=RaySettings(), workers=2, policy_factory=failing_policy_factory,
               settings=settings)
+    assert not (tmp_path / "broken" / EPISODES_FILE).exists()
 
 
-class FailingOnWorkers:
-    """Opens policies in the driver (so the run starts) but not on the Ray workers."""
-
-    def __init__(self, driver_pid: int):
-        self.driver_pid = driver_pid
-
-    def __call__(self, spec, target, label):
-        if os.getpid() != self.driver_pid:
-            raise ConfigError("--pack", "no such pack on the workers")
-        return NoisePolicyFactory()(spec, target, label)
+def failing_policy_factory(spec, target, label):
+    raise ConfigError("--pack", "no such pack on the workers")
 
 
 def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
