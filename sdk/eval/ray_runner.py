@@ -133,7 +133,10 @@ class RayPool:
     def __init__(self, req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory):
         assert req.ray is not None
         self._ray = ray = import_ray()
-        self._req, self._args = req, (req, env_factory, policy_factory)
+        # actors run in other working directories (other machines): local pack directories go absolute
+        shipped = dataclasses.replace(req, packs=[str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+                                                  for spec in req.packs])
+        self._req, self._args = req, (shipped, env_factory, policy_factory)
         self._started = not ray.is_initialized()
         if self._started:
             try:

@@ -96,3 +96,11 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
     assert not (tmp_path / EPISODES_FILE).exists()  # refused before anything ran
     with pytest.raises(ConfigError, match="--ray-cpus/--ray-gpus"):
         RaySettings(gpus_per_worker=-1)
+
+
+def test_cli_ray_options_are_checked(tmp_path, cli):
+    done = cli("eval", "--pack", str(tmp_path / "p"), "--ray", " ", "--out", str(tmp_path / "o"))
+    assert done.returncode != 0 and "--ray" in done.stderr and "'local'" in done.stderr
+    done = cli("eval", "--pack", str(tmp_path / "p"), "--ray", "local", "--ray-gpus", "-1", "--out", str(tmp_path / "o"))
+    assert done.returncode != 0 and "--ray-cpus/--ray-gpus" in done.stderr
+    assert not (tmp_path / "o").exists()
