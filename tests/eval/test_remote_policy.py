@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import socket
 
 import numpy as np
 import pytest
@@ -143,3 +144,26 @@ def test_cli_key_sources(tmp_path, monkeypatch):
         _server_key(path)
     with pytest.raises(ConfigError, match="cannot read"):
         _server_key(tmp_path / "missing")
+
+
+@pytest.mark.slow  # Ray and Ray Serve start in ~30 s on 2 shared cores
+def test_pack_behind_ray_serve_scores_like_the_pack(tmp_path, libero_pack):
+    """The same harness through Ray Serve's proxy (vla_edge.serve.ray_serve's websocket route)."""
+    ray = pytest.importorskip("ray")
+    serve = pytest.importorskip("ray.serve")
+    from vla_edge.serve.ray_serve import ReplicaConfig, application
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        config = ReplicaConfig(pack=str(libero_pack), target="reference", keys=LIBERO_KEYS, api_key=ApiKey(KEY, "test"))
+        serve.run(application(config), route_prefix="/libero")
+        remote, env_remote = _eval(tmp_path / "ray-serve", [f"ws://127.0.0.1:{port}/libero/"], api_key=KEY)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    direct, env_direct = _eval(tmp_path / "pack", [libero_pack])
+    _assert_same_episodes(direct, env_direct, remote, env_remote)

@@ -6,6 +6,7 @@ ws://...` scores the deployment like the pack; keys and bad requests are refused
 from __future__ import annotations
 
 import socket
+import sys
 import urllib.error
 import urllib.request
 
@@ -140,3 +141,12 @@ def test_build_app_arguments_are_checked():
         ray_serve.build_app({"pack": "p", "replicas": "two"})
     with pytest.raises(ConfigError, match="--ray-replicas"):
         ray_serve.build_app({"pack": "p", "replicas": "0"})
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    import importlib
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    monkeypatch.delitem(sys.modules, "vla_edge.serve.ray_serve")  # restored after the test
+    with pytest.raises(ConfigError, match=r"--ray-serve.*pip install 'vla-edge\[ray\]'"):
+        importlib.import_module("vla_edge.serve.ray_serve")
