@@ -93,11 +93,16 @@ setup(
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
             "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
+            # `eval --ray` and the Ray Serve deployment are tested on a local Ray instance
+            "ray[serve]==2.60.0",
             # real gb10 engine builds in CI (TensorRT-RTX's builder runs without a GPU; ~90 MB)
             "tensorrt-rtx-cu12-bindings==1.7.1.116",
             "tensorrt-rtx-cu12-libs==1.7.1.116",
         ],
         "cameras": ["opencv-python-headless==5.0.0.93"],
+        # `vla-edge eval --ray` (episodes on a Ray cluster) and `vla-edge serve --ray-serve` / the
+        # `vla_edge.serve.ray_serve` deployment (replicas over a cluster's GPUs): Ray schedules, not us
+        "ray": ["ray[serve]==2.60.0"],
         "report": [],  # kept so `pip install 'vla-edge[report]'` still works: plots are in the default install now
         "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files

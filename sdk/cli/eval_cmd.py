@@ -10,6 +10,8 @@ import typer
 
 from ..errors import ConfigError
 
+API_KEY_ENV = "VLA_EDGE_API_KEY"  # the variable `vla-edge serve` reads its key from
+
 
 def _task_ids(values: list[str]) -> list[int] | None:
     ids: list[int] = []
@@ -23,6 +25,26 @@ def _task_ids(values: list[str]) -> list[int] | None:
             except ValueError as exc:
                 raise ConfigError("--tasks", f"expected task ids (integers, comma-separated), got {part!r}") from exc
     return ids or None
+
+
+def _server_key(key_file: Path | None) -> str | None:
+    """The policy server's API key: the first line of --api-key-file, else $VLA_EDGE_API_KEY (never
+    a command-line argument: those are in every user's process list). Unlike `vla-edge serve`, no
+    minimum length: the server, maybe an openpi one, decides what a key is."""
+    if key_file is None:
+        value = os.environ.get(API_KEY_ENV, "").strip()
+        source = f"${API_KEY_ENV}"
+    else:
+        try:
+            lines = key_file.read_text().strip().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--api-key-file {key_file}", f"cannot read the key ({exc})") from exc
+        value, source = (lines[0].strip() if lines else ""), f"--api-key-file {key_file}"
+        if not value:
+            raise ConfigError(source, "the file is empty; expected the server's API key on its first line")
+    if value and any(ch.isspace() or not ch.isprintable() or not ch.isascii() for ch in value):
+        raise ConfigError(source, "the API key must be printable ASCII without spaces (it travels in an HTTP header)")
+    return value or None
 
 
 def eval_command(
@@ -41,10 +63,18 @@ def eval_command(
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals")] = 0.95,
     sim_python: Annotated[Optional[str], typer.Option(help="Python of an environment with LIBERO (default: the one --setup-sim builds)")] = None,
     setup_sim: Annotated[bool, typer.Option("--setup-sim", help="Build the LIBERO simulator's own Python environment from PyPI and exit")] = False,
+    api_key_file: Annotated[Optional[Path], typer.Option(help="API key of a ws:// / wss:// policy server (first line of the file; default $VLA_EDGE_API_KEY)")] = None,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", help="Spread episodes over a Ray cluster (extra 'ray') on --workers actors: 'local' "
+        "(Ray's default: $RAY_ADDRESS, a cluster started here, else a new local instance), 'auto', HOST:PORT or "
+        "ray://HOST:10001")] = None,
+    ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (e.g. 1 for --target cuda; 0.5 shares one GPU between two)")] = 0.0,
+    ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor")] = 1.0,
 ) -> None:
     """Closed-loop task success in the LIBERO simulator, with openpi's conventions; several packs
     run the same task instances and seeds and are compared pairwise against the first."""
     from ..eval.plan import EvalSettings
+    from ..eval.ray_runner import RaySettings
     from ..eval.runner import EvalRequest, run_eval
     from ..eval.sim_setup import build_environment
 
@@ -59,8 +89,9 @@ def eval_command(
     settings = EvalSettings(suite=suite, episodes=episodes, seed=seed, replan_steps=replan_steps,
                             num_steps_wait=num_steps_wait, max_steps=max_steps)
     req = EvalRequest(packs=list(pack or []), settings=settings, out=out, target=target, tasks=_task_ids(tasks or []),
-                      workers=workers, video=video, confidence=confidence, api_key=os.environ.get("VLA_EDGE_API_KEY"),
-                      sim_python=sim_python)
+                      workers=workers, video=video, confidence=confidence, api_key=_server_key(api_key_file),
+                      sim_python=sim_python,
+                      ray=None if ray is None else RaySettings(ray, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus))
     outcome = run_eval(req)
     typer.echo(f"{outcome.ran} episode(s) run, {outcome.skipped} resumed; results in {outcome.out}")
 

@@ -40,6 +40,12 @@ def serve(
     max_batch: Annotated[int, typer.Option(
         help="Requests (from different connections) per forward pass; >1 needs a target that batches")] = 1,
     batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill")] = 2.0,
+    ray_serve: Annotated[bool, typer.Option(
+        "--ray-serve", help="Serve through Ray Serve (extra 'ray'): replicas over a cluster's GPUs, same protocol")] = False,
+    ray_address: Annotated[str, typer.Option(
+        help="--ray-serve: 'local' (a cluster started here, else a new instance), 'auto', HOST:PORT, ray://HOST:10001")] = "local",
+    ray_replicas: Annotated[int, typer.Option(help="--ray-serve: replicas, each its own Policy")] = 1,
+    ray_gpus: Annotated[float, typer.Option(help="--ray-serve: GPUs per replica (1 for a GPU target; 0.5 shares one)")] = 0.0,
 ) -> None:
     """Serve a policy over a websocket (openpi protocol): observations in, action chunks out. No safety filter."""
     from ..packs.demo import resolve_pack
@@ -62,6 +68,10 @@ def serve(
                               idle_timeout_s=None if idle_timeout == 0 else idle_timeout,
                               max_connections=max_connections)
     batching = Batching(max_batch, batch_wait_ms)
+    if ray_serve:
+        _serve_on_ray(pack, target, seed, keys, prompt, key, host, port, tls_cert, tls_key, ray_address, ray_replicas,
+                      ray_gpus, max_batch)
+        return
 
     policy = load_policy(resolve_pack(pack), target=target, seed=seed)
     try:
@@ -81,6 +91,46 @@ def serve(
             _err.print(f"stopped after {server.served} chunk(s)")
     finally:
         policy.close()
+
+
+def _serve_on_ray(pack: str, target: str, seed: int | None, keys, prompt: str | None, key, host: str, port: int,
+                  tls_cert: Path | None, tls_key: Path | None, address: str, replicas: int, gpus: float,
+                  max_batch: int) -> None:
+    """Ray Serve runs the replicas and the HTTP/websocket proxy; the per-connection limits and the
+    fair scheduler of `vla-edge serve` are not in this path (Ray Serve's routing and queues are)."""
+    from ..errors import ConfigError
+    from ..packs.demo import resolve_pack
+    from ..serve.access import exposure_warnings
+    from ..serve.server import SAFETY_NOTE
+
+    if max_batch > 1:
+        raise ConfigError("--max-batch", "batching is not available with --ray-serve (no vla-edge target batches yet)")
+    from ..serve import ray_serve as rs  # the extra's import error names it
+
+    if port == 0:  # Ray Serve's proxy needs a real port to be told; pick a free one now
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    # absolute: replicas run in other working directories (and, on a cluster, need the pack at this path)
+    config = rs.ReplicaConfig(pack=str(resolve_pack(pack).resolve()), target=target, seed=seed, keys=keys, default_prompt=prompt,
+                              api_key=key)
+    for warning in exposure_warnings(host, port, key is not None, tls_cert is not None):
+        _err.print(f"[yellow]warning: {warning}[/yellow]")
+    scheme, http = ("wss", "https") if tls_cert else ("ws", "http")
+
+    def ready() -> None:
+        _err.print(f"serving pack {config.pack} on target {target} through Ray Serve ({replicas} replica(s), "
+                   f"{gpus:g} GPU(s) each) at {scheme}://{host}:{port}/ (openpi websocket), "
+                   f"{http}://{host}:{port}/infer (POST msgpack), {http}://{host}:{port}/healthz")
+        _err.print(f"[yellow]{SAFETY_NOTE}[/yellow]")
+
+    try:
+        rs.serve_until_interrupted(config, host=host, port=port, address=address, replicas=replicas,
+                                   gpus_per_replica=gpus, tls_cert=tls_cert, tls_key=tls_key, on_ready=ready)
+    except KeyboardInterrupt:
+        _err.print("stopped")
 
 
 def register(app: typer.Typer) -> None:

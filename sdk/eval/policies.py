@@ -9,6 +9,7 @@ columns of the chunk and the inference time as the harness measured it.
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -79,18 +80,27 @@ class WebsocketPolicy:
     """An openpi-protocol policy server (msgpack-numpy over a websocket)."""
 
     def __init__(self, uri: str, label: str, api_key: str | None = None, timeout_s: float = 600.0):
+        from websockets.exceptions import InvalidStatus  # noqa: PLC0415
         from websockets.sync.client import connect  # noqa: PLC0415
 
         from ..serve import wire  # noqa: PLC0415
 
         self.label, self._uri, self._timeout, self._wire = label, uri, timeout_s, wire
+        # openpi-client's scheme (`vla-edge serve` checks it): the key never goes into a URI or a log line
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         try:
-            self._ws = connect(uri, compression=None, max_size=None, open_timeout=30, additional_headers=headers)
+            # wss:// verifies the server against Python's default trust store (SSL_CERT_FILE honoured)
+            self._ws = connect(uri, compression=None, max_size=None, open_timeout=30, additional_headers=headers,
+                               legacy=True)  # a connection held across episodes, not a `with` block
             self._server = _Server(wire.unpackb(self._ws.recv(timeout=30)))
+        except InvalidStatus as exc:
+            raise ConfigError(f"--pack {uri}", _refusal(exc.response.status_code, api_key is not None)) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError(f"--pack {uri}", f"the server's TLS certificate is not trusted ({exc.verify_message}); "
+                              "for a private or self-signed certificate set SSL_CERT_FILE=cert.pem") from exc
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"--pack {uri}", f"cannot reach the policy server: {exc}") from exc
-        except Exception as exc:  # websockets' handshake errors (401, bad status) have several types
+        except Exception as exc:  # other handshake failures (not a websocket server, bad metadata) have several types
             raise ConfigError(f"--pack {uri}", f"handshake with the policy server failed: {exc}") from exc
         meta = self._server.metadata
         self.noise_shape = tuple(meta["noise_shape"]) if self._server.is_vla_edge and "noise_shape" in meta else None
@@ -133,6 +143,15 @@ class WebsocketPolicy:
         self._ws.close()
 
 
+def _refusal(status: int, sent_key: bool) -> str:
+    if status == 401:
+        return ("the server refused the API key (HTTP 401: wrong key)" if sent_key else
+                "the server wants an API key (HTTP 401); give it with --api-key-file PATH or $VLA_EDGE_API_KEY")
+    if status == 503:
+        return "the server is at its connection limit (HTTP 503); try again or raise its --max-connections"
+    return f"the server refused the websocket handshake (HTTP {status})"
+
+
 def is_server(spec: str) -> bool:
     return spec.startswith(("ws://", "wss://"))
 
@@ -149,3 +168,14 @@ def open_policy(spec: str, target: str, label: str, api_key: str | None = None) 
     if is_server(spec):
         return WebsocketPolicy(spec, label, api_key=api_key)
     return PackPolicy(spec, target, label)
+
+
+@dataclass(frozen=True)
+class PolicyOpener:
+    """The default `PolicyFactory`: picklable (worker processes and Ray actors build their own
+    policies with it) and carrying the server key, which it never shows in its repr."""
+
+    api_key: str | None = field(default=None, repr=False)
+
+    def __call__(self, spec: str, target: str, label: str) -> ChunkPolicy:
+        return open_policy(spec, target, label, api_key=self.api_key)

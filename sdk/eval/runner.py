@@ -4,7 +4,9 @@ worker processes on this machine, append each record as it ends, summarise.
 A unit of work is one task instance (task, episode) for every pack that still lacks it: the
 first pack (the parent) drives its episode with the others probed on its observations, then
 each other pack drives its own episode on the same instance and seeds. Each worker process
-holds its own policies and its own simulator process; nothing is shared between workers.
+(or Ray actor, `ray_runner.py`) holds its own policies and its own simulator process; nothing is
+shared between workers. Records are appended here, in this process, as units end: local, parallel
+and Ray runs resume the same way and give the same records for the same seeds.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import ConfigError, VlaEdgeError
 from .episode import run_episode
 from .plan import EpisodeSpec, EvalSettings, plan_episodes, select_tasks
-from .policies import ChunkPolicy, labels_for, open_policy
+from .policies import ChunkPolicy, PolicyOpener, labels_for
+from .ray_runner import RayPool, RaySettings
 from .records import EpisodeLog, record_key
-from .sim_env import LiberoProcess, SimEnvironment
+from .sim_env import LiberoProcess, SimEnvironment, TaskInfo
 from .summary import print_summary, summarise
 from .video import EpisodeVideo
 
@@ -42,9 +45,10 @@ class EvalRequest:
     workers: int = 1
     video: bool = False
     confidence: float = 0.95
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # for ws:// / wss:// policy servers
     sim_python: str | None = None
     labels: list[str] = field(default_factory=list)
+    ray: RaySettings | None = None  # None: this machine only
 
     def __post_init__(self) -> None:
         if not self.packs:
@@ -52,6 +56,8 @@ class EvalRequest:
         if self.workers < 1:
             raise ConfigError("--workers", f"expected >= 1, got {self.workers}")
         self.labels = self.labels or labels_for(self.packs)
+        if self.ray is not None and self.workers < 1:
+            raise ConfigError("--workers", f"the number of Ray actors must be >= 1, got {self.workers}")
 
 
 @dataclass
@@ -62,8 +68,8 @@ class EvalOutcome:
     summary: dict[str, Any]
 
 
-class _Worker:
-    """One process's policies and simulator (built once per process)."""
+class UnitWorker:
+    """One process's (or Ray actor's) policies and simulator, built once."""
 
     def __init__(self, req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory):
         self.req = req
@@ -75,6 +81,12 @@ class _Worker:
         except BaseException:
             self.close()
             raise
+
+    def tasks(self, suite: str) -> list[TaskInfo]:
+        return self.env.tasks(suite)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {label: policy.describe() for label, policy in self.policies.items()}
 
     def run_unit(self, spec: EpisodeSpec, labels: list[str]) -> list[dict[str, Any]]:
         parent = self.req.labels[0]
@@ -97,7 +109,7 @@ class _Worker:
         self.env.close()
 
 
-_PROCESS_WORKER: _Worker | None = None
+_PROCESS_WORKER: UnitWorker | None = None
 
 
 def _init_process(req: EvalRequest, env_factory: EnvFactory, policy_factory: PolicyFactory) -> None:
@@ -105,7 +117,7 @@ def _init_process(req: EvalRequest, env_factory: EnvFactory, policy_factory: Pol
     import atexit  # noqa: PLC0415
 
     try:
-        _PROCESS_WORKER = _Worker(req, env_factory, policy_factory)
+        _PROCESS_WORKER = UnitWorker(req, env_factory, policy_factory)
     except VlaEdgeError as exc:  # re-raised as the base type: subclasses with extra args do not unpickle
         raise VlaEdgeError(str(exc)) from None
     atexit.register(_PROCESS_WORKER.close)
@@ -131,15 +143,19 @@ class _LiberoFactory:
         return LiberoProcess(self.sim_python)
 
 
-def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_factory: PolicyFactory = open_policy,
+def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_factory: PolicyFactory | None = None,
              console: Console | None = None) -> EvalOutcome:
     console = console or Console(stderr=True)
     env_factory = env_factory or default_env_factory(req.sim_python)
-    local = _Worker(req, env_factory, policy_factory)  # checks packs, spaces and simulator before any episode
+    policy_factory = policy_factory or PolicyOpener(req.api_key)
+    # Packs, spaces and simulator are checked before any episode: here, or on the first Ray actor
+    # (a cluster's driver may lack the workers' GPUs, so it loads no pack itself)
+    first: UnitWorker | RayPool | None
+    first = RayPool(req, env_factory, policy_factory) if req.ray is not None else UnitWorker(req, env_factory, policy_factory)
     try:
-        tasks = select_tasks(local.env.tasks(req.settings.suite), req.tasks)
+        tasks = select_tasks(first.tasks(req.settings.suite), req.tasks)
         run = {"settings": req.settings.to_dict(), "packs": [{"label": lbl, "spec": spec} for lbl, spec in zip(req.labels, req.packs)],
-               "target": req.target, "policies": {lbl: p.describe() for lbl, p in local.policies.items()},
+               "target": req.target, "policies": first.describe(),
                "conventions": "openpi examples/libero (see vla_edge.eval.conventions)"}
         log = EpisodeLog(req.out, run)
         try:
@@ -155,22 +171,23 @@ def run_eval(req: EvalRequest, env_factory: EnvFactory | None = None, policy_fac
                 console.print(f"resuming: {skipped} episode(s) already in {log.path}, {total} to run")
             with _progress(console) as progress:
                 bar = progress.add_task(f"{req.settings.suite}", total=total)
-                if req.workers == 1 or len(units) <= 1:
+                advance = lambda: progress.advance(bar)  # noqa: E731
+                if isinstance(first, RayPool):
+                    first.run(units, log, advance, console)
+                elif req.workers == 1 or len(units) <= 1:
                     for spec, missing in units:
-                        for record in local.run_unit(spec, missing):
-                            log.append(record)
-                            progress.advance(bar)
+                        append_new(log, first.run_unit(spec, missing), advance)
                 else:
-                    local.close()
-                    local = None
-                    _run_parallel(req, env_factory, policy_factory, units, log, lambda: progress.advance(bar))
+                    first.close()
+                    first = None
+                    _run_parallel(req, env_factory, policy_factory, units, log, advance)
             summary = summarise(log.records, req.labels, req.confidence)
             (Path(req.out) / "summary.json").write_text(json.dumps(summary, indent=1))
         finally:
             log.close()
     finally:
-        if local is not None:
-            local.close()
+        if first is not None:
+            first.close()
     print_summary(summary, console)
     return EvalOutcome(Path(req.out), total, skipped, summary)
 
@@ -185,14 +202,19 @@ def _run_parallel(req: EvalRequest, env_factory: EnvFactory, policy_factory: Pol
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    for record in future.result():
-                        if record_key(record) not in log.done:
-                            log.append(record)
-                            advance()
+                    append_new(log, future.result(), advance)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
+
+
+def append_new(log: EpisodeLog, records: list[dict[str, Any]], advance: Callable[[], None]) -> None:
+    """Append a finished unit's records (any already recorded are skipped: a unit may be retried)."""
+    for record in records:
+        if record_key(record) not in log.done:
+            log.append(record)
+            advance()
 
 
 def _progress(console: Console) -> Progress:
