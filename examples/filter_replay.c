@@ -5,11 +5,14 @@
  * ROBOT.filter: the robot YAML's limits as `vla-edge robot export-filter ROBOT` writes them (one
  * "key value..." line per field, see docs/embedding.md). ticks.txt: one line per control tick,
  *   S now target_time velocity_scale has_target t_1..t_dof has_state state_time q_1..q_dof
- * or, to leave the stopped state,
- *   R now state_time q_1..q_dof
+ * or one of
+ *   R now state_time q_1..q_dof     resume from the stopped state
+ *   W now                           watchdog check (as a timer thread would)
+ *   T                               controlled stop
+ *   E                               emergency stop (latched)
  * ("nan" is a missing time). For every line it prints what the filter decided:
  *   S state sent held stop_driver has_command c_1..c_dof n_codes code...   (%.17g numbers)
- *   R rc
+ *   R rc | W tripped | T stop_driver | E rc
  * Build: cmake (find_package(vla_edge CONFIG), target vla_edge::safety) or
  *   cc filter_replay.c $(pkg-config --cflags --libs vla_edge_safety) -lm
  * tests/robots/test_filter_c_abi.py does both and compares every decision with Python's.
@@ -135,9 +138,17 @@ int main(int argc, char** argv) {
     while (fgets(line, sizeof line, stdin)) {
         char kind = line[0];
         int n = numbers(line + 1, v, 2 * dof + 8);
+        int flag = 0, rc = VLA_EDGE_FILTER_OK;
         if (kind == 'R' && n == dof + 2) {
-            int rc = vla_edge_filter_resume(filter, v + 2, v[1], v[0]);
-            printf("R %d\n", rc);
+            printf("R %d\n", vla_edge_filter_resume(filter, v + 2, v[1], v[0]));
+            continue;
+        }
+        if (kind == 'W' && n == 1) rc = vla_edge_filter_check_watchdog(filter, v[0], &flag);
+        else if (kind == 'T') rc = vla_edge_filter_stop(filter, &flag);
+        else if (kind == 'E') flag = vla_edge_filter_estop(filter);
+        if (rc != VLA_EDGE_FILTER_OK) return fail("filter call", vla_edge_filter_last_error());
+        if (kind == 'W' || kind == 'T' || kind == 'E') {
+            printf("%c %d\n", kind, flag);
             continue;
         }
         if (kind != 'S' || n != 2 * dof + 6) return fail("tick", "malformed line");

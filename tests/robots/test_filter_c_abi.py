@@ -2,7 +2,7 @@
 then examples/filter_replay.c built by a consumer project with find_package(vla_edge CONFIG) and
 by a plain compiler with pkg-config. The same random tick streams (thousands of ticks: targets
 anywhere in the hardware range, NaN/Inf/1e30, missing/stale/future times, missing/stale/NaN
-state, pushed arms, velocity_scale drops, resumes) go through that program and through Python's
+state, pushed arms, velocity_scale drops, resumes, watchdog checks, stops, an e-stop) go through that program and through Python's
 SafetyFilter; every tick's state, sent/held flags, driver stop, command (bit for bit) and
 intervention codes must be identical."""
 
@@ -103,10 +103,27 @@ def _record(config, n_ticks: int, seed: int) -> tuple[list[str], list[tuple]]:
     scale = 1.0
     lines: list[str] = []
     expected: list[tuple] = []
-    for _ in range(n_ticks):
+    for k in range(n_ticks):
         clock.advance(dt)
         now = clock.t
-        if filt.state == "stopped" and rng.random() < 0.2:
+        extra = rng.random()
+        if extra < 0.01:  # a timer thread's watchdog check, sometimes after a long silence
+            when = now + float(rng.choice([0.0, 0.5, 3.0])) * lim.stale_after_s
+            stops_before = robot.port.stops
+            tripped = filt.check_watchdog(when)
+            assert tripped == (robot.port.stops > stops_before)
+            lines.append(f"W {when!r}")
+            expected.append(("W", int(tripped)))
+        elif extra < 0.013:
+            stops_before = robot.port.stops
+            filt.stop()
+            lines.append("T")
+            expected.append(("T", int(robot.port.stops > stops_before)))
+        if k == n_ticks - 100:  # latched for the rest of the stream
+            filt.emergency_stop()
+            lines.append("E")
+            expected.append(("E", 0))
+        if filt.state in ("stopped", "estopped") and rng.random() < 0.2:
             state = robot.read_state(now)
             try:
                 filt.resume(state)
@@ -118,7 +135,11 @@ def _record(config, n_ticks: int, seed: int) -> tuple[list[str], list[tuple]]:
         draw = rng.random()
         if draw < 0.04:
             goal = rng.uniform(lim.hardware_min, lim.hardware_max)  # anywhere: clamps, limits, workspace
-        elif draw < 0.12:
+        elif draw < 0.06:  # one DOF to an end of the hardware range: beyond the operating range
+            goal = robot.q.copy()
+            i = rng.integers(dof)
+            goal[i] = lim.hardware_max[i] if rng.random() < 0.5 else lim.hardware_min[i]
+        elif draw < 0.14:
             goal = robot.q + rng.normal(0.0, 0.05, dof)
         if rng.random() < 0.03:
             scale = float(rng.choice([1.0, 0.5, 0.1, rng.uniform(0.0, 1.0), 0.0, np.nan, 2.0]))
@@ -168,8 +189,8 @@ def _parse(out: str, dof: int) -> list[tuple]:
     decisions = []
     for line in out.splitlines():
         f = line.split()
-        if f[0] == "R":
-            decisions.append(("R", int(f[1])))
+        if f[0] in "RWTE":
+            decisions.append((f[0], int(f[1])))
             continue
         command = [float(x) for x in f[6:6 + dof]]
         n = int(f[6 + dof])
@@ -185,6 +206,8 @@ def test_c_abi_and_python_make_identical_decisions_on_random_ticks(robot, replay
     # The stream must reach the interesting paths, or equality would prove little.
     assert {"velocity_limited", "position_clamped", "missing_target", "non_finite_target", "stale_state"} <= codes, codes
     assert any(e[0] == "S" and e[1] == "braking" for e in expected) and any(e[0] == "R" for e in expected)
+    assert any(e == ("W", 1) for e in expected) and any(e == ("T", 1) for e in expected)
+    assert expected[-1][1] == "estopped" and not expected[-1][2]
     cfg_file = tmp_path / f"{robot}.filter"
     cfg_file.write_text(filter_config_text(config))
     ticks = "\n".join(lines) + "\n"

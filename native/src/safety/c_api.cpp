@@ -3,6 +3,7 @@
 #include <cmath>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,7 +16,8 @@ using vla_edge::safety::SafetyFilter;
 using vla_edge::safety::TickVector;
 
 struct vla_edge_filter {
-    std::unique_ptr<SafetyFilter> impl;
+    std::unique_ptr<SafetyFilter> impl;  // locks itself
+    mutable std::mutex details_mutex;
     std::vector<std::string> details;  // of the last step, for vla_edge_filter_detail
 };
 
@@ -160,6 +162,7 @@ int vla_edge_filter_step(vla_edge_filter* filter, const double* target, double t
         out.sent = r.sent ? 1 : 0;
         out.held = r.held ? 1 : 0;
         out.stop_driver = r.stop_driver ? 1 : 0;
+        std::lock_guard<std::mutex> lock(filter->details_mutex);
         filter->details.clear();
         for (const auto& iv : r.interventions) {
             if (out.n_interventions == VLA_EDGE_FILTER_MAX_INTERVENTIONS) break;  // at most 4 arise per step
@@ -205,7 +208,9 @@ int vla_edge_filter_state(const vla_edge_filter* filter) {
 }
 
 const char* vla_edge_filter_detail(const vla_edge_filter* filter, int i) {
-    if (!filter || i < 0 || i >= static_cast<int>(filter->details.size())) return "";
+    if (!filter) return "";
+    std::lock_guard<std::mutex> lock(filter->details_mutex);
+    if (i < 0 || i >= static_cast<int>(filter->details.size())) return "";
     return filter->details[i].c_str();
 }
 
