@@ -1,4 +1,9 @@
-"""setup.py hook: build vla_edge._native (and libvla_edge) with CMake during `pip install .`.
+"""setup.py hook: build vla_edge._safety (+ libvla_edge_safety) and vla_edge._native (+ libvla_edge)
+with CMake during `pip install .`.
+
+The safety filter's core (vla_edge._safety) needs only a C++17 compiler, no ggml, and is always
+built; without it every robot run refuses to start (the filter fails closed). The VLA_EDGE_* build
+switches below are about the ggml runtime (vla_edge._native):
 
 VLA_EDGE_BUILD_NATIVE=auto (default): try, and if the build fails install without the native
 module, printing why (the `x86` target then reports itself unavailable with that reason).
@@ -19,15 +24,19 @@ from setuptools.command.build_ext import build_ext
 
 
 class CMakeExtension(Extension):
-    def __init__(self, name: str, source_dir: Path):
+    def __init__(self, name: str, source_dir: Path, runtime: bool = True):
         # optional: when the build is skipped or fails (VLA_EDGE_BUILD_NATIVE=0/auto), setuptools'
         # editable install must not try to copy a module that was never built.
         super().__init__(name, sources=[], optional=True)
         self.source_dir = source_dir
+        self.runtime = runtime
 
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
+        if not ext.runtime:
+            self._build_safety(ext)
+            return
         mode = os.environ.get("VLA_EDGE_BUILD_NATIVE", "auto")
         if mode == "0":
             print("vla-edge: VLA_EDGE_BUILD_NATIVE=0, skipping the native core", file=sys.stderr)
@@ -40,37 +49,70 @@ class CMakeBuild(build_ext):
             print(f"vla-edge: WARNING: native core not built ({exc}); the x86 target will be unavailable. "
                   "Set VLA_EDGE_BUILD_NATIVE=1 to make this an error.", file=sys.stderr)
 
-    def _cmake(self, ext: CMakeExtension) -> None:
-        build = Path(self.build_temp).resolve() / "cmake"
+    def _build_safety(self, ext: CMakeExtension) -> None:
+        """The safety filter only (-DVLA_EDGE_RUNTIME=OFF): seconds, no download."""
+        try:
+            build = self._configure(ext, "cmake-safety", ["-DVLA_EDGE_RUNTIME=OFF"])
+            self._build(build, "_safety", "vla_edge_safety")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            if os.environ.get("VLA_EDGE_BUILD_NATIVE") == "1":
+                raise
+            print(f"vla-edge: WARNING: safety filter core not built ({exc}); every robot run will refuse to start "
+                  "until it is (it needs a C++17 compiler and CMake).", file=sys.stderr)
+            return
+        self._install_module(build, ext, "_safety")
+        self._ship(build, ext, "libvla_edge_safety.so", "vla_edge_safety.h")
+
+    def _configure(self, ext: CMakeExtension, name: str, args: list[str]) -> Path:
+        build = Path(self.build_temp).resolve() / name
         build.mkdir(parents=True, exist_ok=True)
-        args = [f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"]
+        cmake = shutil.which("cmake") or "cmake"
+        base = [f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"]
+        subprocess.run([cmake, "-S", str(ext.source_dir), "-B", str(build), *base, *args], check=True)
+        return build
+
+    def _build(self, build: Path, *targets: str) -> None:
+        cmake = shutil.which("cmake") or "cmake"
+        jobs = str(max(1, min(os.cpu_count() or 1, 8)))
+        subprocess.run([cmake, "--build", str(build), "-j", jobs, "--target", *targets], check=True)
+
+    def _install_module(self, build: Path, ext: CMakeExtension, stem: str) -> None:
+        module = next((build / "native").glob(f"{stem}*.so"))
+        dest = Path(self.get_ext_fullpath(ext.name))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(module, dest)
+
+    def _ship(self, build: Path, ext: CMakeExtension, *names: str) -> None:
+        """The C ABI libraries, headers and example ship inside the package for vendor integration."""
+        lib_dir = Path(self.get_ext_fullpath(ext.name)).parent / "native_lib"
+        lib_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            src = ext.source_dir / "native" / "include" / name if name.endswith(".h") else build / "native" / name
+            shutil.copy2(src, lib_dir / name)
+
+    def _cmake(self, ext: CMakeExtension) -> None:
+        args = []
         if os.environ.get("VLA_EDGE_GGML_DIR"):
             args.append(f"-DVLA_EDGE_GGML_DIR={os.environ['VLA_EDGE_GGML_DIR']}")
         if os.environ.get("VLA_EDGE_CUDA") == "1":
             args.append("-DVLA_EDGE_CUDA=ON")
         if os.environ.get("VLA_EDGE_LLAMAFILE") == "0":
             args.append("-DVLA_EDGE_LLAMAFILE=OFF")
-        cmake = shutil.which("cmake") or "cmake"
-        subprocess.run([cmake, "-S", str(ext.source_dir), "-B", str(build), *args], check=True)
-        jobs = str(max(1, min(os.cpu_count() or 1, 8)))
-        subprocess.run([cmake, "--build", str(build), "-j", jobs, "--target", "_native", "vla_edge",
-                        "vla_edge_example"], check=True)
-        module = next((build / "native").glob("_native*.so"))
-        dest = Path(self.get_ext_fullpath(ext.name))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(module, dest)
-        # The C ABI library, header and example ship inside the package for vendor integration.
-        lib_dir = dest.parent / "native_lib"
-        lib_dir.mkdir(exist_ok=True)
-        shutil.copy2(build / "native" / "libvla_edge.so", lib_dir / "libvla_edge.so")
-        shutil.copy2(ext.source_dir / "native" / "include" / "vla_edge.h", lib_dir / "vla_edge.h")
-        shutil.copy2(build / "native" / "vla_edge_example", lib_dir / "vla_edge_example")
+        build = self._configure(ext, "cmake", args)
+        self._build(build, "_native", "vla_edge", "vla_edge_safety", "vla_edge_example")
+        self._install_module(build, ext, "_native")
+        # libvla_edge finds libvla_edge_safety next to it (RPATH $ORIGIN).
+        self._ship(build, ext, "libvla_edge.so", "libvla_edge_safety.so", "vla_edge.h", "vla_edge_safety.h",
+                   "vla_edge_example")
 
 
 def setup_kwargs(root: Path) -> dict:
+    modules = [CMakeExtension("vla_edge._safety", root, runtime=False)]
     if os.environ.get("VLA_EDGE_BUILD_NATIVE") == "0":
-        # No extension at all: an editable install would otherwise try to copy a module that was
-        # never built ("can't copy ..._native...so") and fail.
-        print("vla-edge: VLA_EDGE_BUILD_NATIVE=0, skipping the native core", file=sys.stderr)
-        return {}
-    return {"ext_modules": [CMakeExtension("vla_edge._native", root)], "cmdclass": {"build_ext": CMakeBuild}}
+        # No runtime extension at all: an editable install would otherwise try to copy a module
+        # that was never built ("can't copy ..._native...so") and fail.
+        print("vla-edge: VLA_EDGE_BUILD_NATIVE=0, skipping the native runtime (the safety core is still built)",
+              file=sys.stderr)
+    else:
+        modules.append(CMakeExtension("vla_edge._native", root))
+    return {"ext_modules": modules, "cmdclass": {"build_ext": CMakeBuild}}

@@ -75,4 +75,7 @@ VLA_EDGE_API void vla_edge_destroy(vla_edge_runtime* rt);
 }
 #endif
 
+/* The safety filter (libvla_edge_safety, linked by libvla_edge): put every command through it. */
+#include "vla_edge_safety.h"
+
 #endif /* VLA_EDGE_H */

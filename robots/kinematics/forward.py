@@ -68,7 +68,18 @@ class ArmChain:
         return t @ self.tool
 
 
-def _build_arm(index: int, arm: ArmKinematics) -> ArmChain:
+@dataclass(frozen=True)
+class ResolvedArm:
+    """An arm's description with its preset looked up: exactly one of `dh` / `chain` is set."""
+
+    dh: DHParams | None
+    chain: tuple[ChainJoint, ...] | None
+    tool_xyz: tuple[float, float, float]
+
+
+def resolve_arm(index: int, arm: ArmKinematics) -> ResolvedArm:
+    """Look up `preset`, apply the preset's tool offset unless the YAML sets one, and check the
+    table sizes; shared by this FK and the native safety filter's configuration."""
     where = f"kinematics.arms[{index}]"
     dh, chain = arm.dh, arm.chain
     tool_xyz = list(arm.tool_xyz) if arm.tool_xyz is not None else [0.0, 0.0, 0.0]
@@ -89,14 +100,19 @@ def _build_arm(index: int, arm: ArmKinematics) -> ArmChain:
                 raise ConfigError(f"{where}.dh.{name}", f"has {len(values)} values, the arm has {n} joints")
     elif chain is not None and len(chain) != n:
         raise ConfigError(f"{where}.chain", f"has {len(chain)} joints, joint_indices has {n}")
+    return ResolvedArm(dh=dh, chain=tuple(chain) if chain is not None else None, tool_xyz=tuple(tool_xyz))
+
+
+def _build_arm(index: int, arm: ArmKinematics) -> ArmChain:
+    resolved = resolve_arm(index, arm)
     tool = np.eye(4)
-    tool[:3, 3] = tool_xyz
+    tool[:3, 3] = resolved.tool_xyz
     return ArmChain(
         joint_indices=tuple(arm.joint_indices),
         base=fixed_transform(np.array(arm.base_xyz), np.array(arm.base_rpy)),
         tool=tool,
-        dh=dh,
-        chain=tuple(chain) if chain is not None else None,
+        dh=resolved.dh,
+        chain=resolved.chain,
     )
 
 

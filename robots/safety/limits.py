@@ -1,8 +1,9 @@
 """Per-DOF arrays of what the filter enforces, derived once from a RobotConfig.
 
-Keeping this separate from the filter makes the rule "which number wins" readable in one place:
-operating position range (or the hardware one) shrunk by the margin, gripper ranges intersected in,
-and the per-tick step cap folded into the velocity limit.
+The derivation ("which number wins": operating position range or the hardware one shrunk by the
+margin, gripper ranges intersected in, the per-tick step cap folded into the velocity limit) is
+done by the filter's C++ core (native/src/safety/filter_spec.cpp), so Python and the C ABI can
+never disagree on it; this dataclass is the Python view of its result.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import RobotConfig
+from .native import filter_spec, load_core
 
 
 @dataclass(frozen=True)
@@ -31,30 +33,8 @@ class FilterLimits:
 
     @classmethod
     def from_config(cls, cfg: RobotConfig) -> "FilterLimits":
-        hw, op = cfg.hardware_limits, cfg.limits
-        dt = cfg.control_period_s
-        lo = np.array(op.position_min if op.position_min is not None else hw.position_min, dtype=float)
-        hi = np.array(op.position_max if op.position_max is not None else hw.position_max, dtype=float)
-        vel = np.array(op.velocity, dtype=float)
-        if op.max_step is not None:
-            vel = np.minimum(vel, np.array(op.max_step, dtype=float) / dt)
-        margin = np.full(cfg.dof, op.position_margin)
-        for g in cfg.grippers:
-            margin[g.index] = 0.0
-            lo[g.index] = max(lo[g.index], g.range[0])
-            hi[g.index] = min(hi[g.index], g.range[1])
-            vel[g.index] = min(vel[g.index], g.max_rate)
-        return cls(
-            dt=dt,
-            position_min=lo + margin,
-            position_max=hi - margin,
-            hardware_min=np.array(hw.position_min, dtype=float),
-            hardware_max=np.array(hw.position_max, dtype=float),
-            velocity=vel,
-            acceleration=np.array(op.acceleration, dtype=float),
-            tcp_speed=float(op.tcp_speed),
-            tracking_error=float(op.tracking_error),
-            workspace_min=np.array(cfg.workspace.min, dtype=float),
-            workspace_max=np.array(cfg.workspace.max, dtype=float),
-            stale_after_s=float(cfg.stale_after_s),
-        )
+        return cls.from_native(load_core().derive_limits(filter_spec(cfg)))
+
+    @classmethod
+    def from_native(cls, derived: dict) -> "FilterLimits":
+        return cls(**{k: np.asarray(v, dtype=float) if isinstance(v, np.ndarray) else float(v) for k, v in derived.items()})

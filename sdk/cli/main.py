@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "vla_edge.cli.report_cmd",
     "vla_edge.cli.serve_cmd",
     "vla_edge.cli.eval_cmd",
+    "vla_edge.cli.robot_cmd",
 ]
 
 for _module in COMMAND_MODULES:
