@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from cli_runner import run_cli
+
+# Started as a background job of a non-interactive shell (`pytest ... &`, nohup), this process has
+# SIGINT ignored, every child inherits that, and a child Python then never raises
+# KeyboardInterrupt: the tests that press Ctrl-C on `run` / `serve` would wait out their timeouts.
+# Give children the normal disposition (an exec'd child gets SIG_DFL from a handled signal).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
