@@ -1,7 +1,7 @@
 """"Many robots per GPU": batched forward passes against one-at-a-time, same Policy, same run.
 
     python benchmarks/serve_batching.py PACK [--target x86|cuda] [--clients 1 2 4] [--requests 10]
-                                             [--batch-wait-ms 5] [--repeats 5] [--json out.json]
+                                             [--batch-wait-ms 5] [--repeats 5] [--rounds 3] [--json out.json]
 
 Two measurements, both with the one-at-a-time path as the baseline measured beside it:
   model   Policy.infer_batch of B observations (one pass per stage) against B calls of
@@ -9,8 +9,8 @@ Two measurements, both with the one-at-a-time path as the baseline measured besi
   serve   N robot clients (threads on loopback, each sending its next request after its reply,
           as a robot loop does) against a server with --max-batch max(N) and one with --max-batch 1,
           N in --clients, the two servers taking turns phase by phase so machine load drifts hit
-          both: robot chunks/s, per-client p50/p95 round trip, batch sizes seen, and the ratios
-          batched / one-at-a-time.
+          both (--rounds, order alternating): robot chunks/s, per-client p50/p95 round trip, batch
+          sizes seen, the ratios batched / one-at-a-time per round and their median.
 Printed and written as JSON (default benchmarks/results/serve_batching_<target>.json).
 """
 
@@ -60,7 +60,14 @@ def _model(policy, sizes: list[int], repeats: int, rng: np.random.Generator) -> 
     return out
 
 
-def _serve(policy, sizes: list[int], requests: int, wait_ms: float, rng: np.random.Generator) -> dict:
+def _ratios(one: dict, bat: dict) -> dict:
+    return {"throughput_batched_over_one_at_a_time": round(bat["robot_chunks_per_s"] / one["robot_chunks_per_s"], 3),
+            "p50_round_trip_batched_over_one_at_a_time": [
+                round(b["round_trip_ms"]["p50"] / o["round_trip_ms"]["p50"], 3)
+                for b, o in zip(bat["clients"], one["clients"])]}
+
+
+def _serve(policy, sizes: list[int], requests: int, wait_ms: float, rounds: int, rng: np.random.Generator) -> dict:
     limits = ConnectionLimits(max_connections=max(sizes) + 2)
     servers = {"one_at_a_time": PolicyServer(policy, host="127.0.0.1", port=0, limits=limits),
                "batched": PolicyServer(policy, host="127.0.0.1", port=0, limits=limits,
@@ -72,15 +79,16 @@ def _serve(policy, sizes: list[int], requests: int, wait_ms: float, rng: np.rand
     out: dict = {}
     try:
         for n in sizes:
-            out[str(n)] = {mode: _phase(ports[mode], messages[:n], requests) for mode in servers}
-            row = out[str(n)]
-            one, bat = row["one_at_a_time"], row["batched"]
-            row["ratios"] = {
-                "throughput_batched_over_one_at_a_time": round(bat["robot_chunks_per_s"] / one["robot_chunks_per_s"], 3),
-                "p50_round_trip_batched_over_one_at_a_time": [
-                    round(b["round_trip_ms"]["p50"] / o["round_trip_ms"]["p50"], 3)
-                    for b, o in zip(bat["clients"], one["clients"])],
-            }
+            row: list[dict] = []
+            for r in range(rounds):  # A B, B A, ...: a load drift hits both modes alike
+                order = list(servers) if r % 2 == 0 else list(reversed(servers))
+                phase = {mode: _phase(ports[mode], messages[:n], requests) for mode in order}
+                row.append({**phase, "ratios": _ratios(phase["one_at_a_time"], phase["batched"])})
+            throughput = [r["ratios"]["throughput_batched_over_one_at_a_time"] for r in row]
+            latency = [np.median(r["ratios"]["p50_round_trip_batched_over_one_at_a_time"]) for r in row]
+            out[str(n)] = {"rounds": row, "median_over_rounds": {
+                "throughput_batched_over_one_at_a_time": round(float(np.median(throughput)), 3),
+                "p50_round_trip_batched_over_one_at_a_time": round(float(np.median(latency)), 3)}}
     finally:
         for srv in servers.values():
             srv.stop()
@@ -95,6 +103,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--requests", type=int, default=10, help="per client and phase")
     ap.add_argument("--repeats", type=int, default=5, help="model measurement: timed repeats (min taken)")
+    ap.add_argument("--rounds", type=int, default=3, help="serve measurement: rounds per N, modes alternating")
     ap.add_argument("--batch-wait-ms", type=float, default=5.0)
     ap.add_argument("--note", default="", help="free text stored with the result (e.g. 'shared, loaded machine')")
     ap.add_argument("--json", type=Path, default=None)
@@ -108,7 +117,7 @@ def main() -> None:
     try:
         policy.infer(random_observation(policy.pack, rng))  # warm-up outside every measurement
         model = _model(policy, args.clients, args.repeats, rng)
-        serve = _serve(policy, args.clients, args.requests, args.batch_wait_ms, rng)
+        serve = _serve(policy, args.clients, args.requests, args.batch_wait_ms, args.rounds, rng)
     finally:
         policy.close()
     result = {"pack": policy.info.pack_name, "target": args.target, "backend": policy.info.backend.get("backend"),

@@ -38,6 +38,9 @@ class GpuBackend(Backend):
         return self.inner.batches  # the ggml-CUDA path batches; TensorRT engines do not (yet)
 
     def sample_actions_batch(self, batch: Sequence[Any]) -> list[BackendResult]:
+        if not self.inner.batches:
+            raise TargetUnavailableError(f"target '{self.name}' on its {self.plan.path} path cannot run several "
+                                         "observations in one forward pass (the ggml-CUDA path can)")
         return self.inner.sample_actions_batch(batch)
 
     def describe(self) -> dict[str, Any]:
