@@ -10,8 +10,8 @@ the websocket protocol over loopback):
   shared  --clients clients at once, --requests each
   flood   (--flood) the same clients plus one that keeps max_in_flight requests queued all the time
 Printed and written as JSON: per-client p50/p95 round trip and queue_ms, chunks/s, and the
-ratios shared/alone. With --max-batch > 1 the target must implement infer_batch (none does yet:
-docs/serve.md, Batching); the one-at-a-time numbers are the baseline a batching target must beat.
+ratios shared/alone. With --max-batch > 1 the target must batch (x86, cuda: docs/serve.md,
+Batching); benchmarks/serve_batching.py compares batched against one-at-a-time in one run.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def _robot(port: int, message: dict, requests: int, out: dict, start: threading.
             reply = wire.unpackb(ws.recv(timeout=600))
             out["round_trip_ms"].append((time.perf_counter() - t0) * 1e3)
             out["queue_ms"].append(reply["server_timing"]["queue_ms"])
+            out["batch_size"].append(reply["server_timing"]["batch_size"])
 
 
 def _flooder(port: int, message: dict, in_flight: int, stop: threading.Event, start: threading.Barrier) -> None:
@@ -69,7 +70,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
 
 
 def _phase(port: int, messages: list[dict], requests: int, flood_in_flight: int = 0) -> dict:
-    results = [{"round_trip_ms": [], "queue_ms": []} for _ in messages]
+    results = [{"round_trip_ms": [], "queue_ms": [], "batch_size": []} for _ in messages]
     start = threading.Barrier(len(messages) + (1 if flood_in_flight else 0))
     stop = threading.Event()
     robots = [threading.Thread(target=_robot, args=(port, m, requests, r, start)) for m, r in zip(messages, results)]
@@ -84,8 +85,8 @@ def _phase(port: int, messages: list[dict], requests: int, flood_in_flight: int 
     stop.set()
     if flooder:
         flooder.join()
-    return {"clients": [{"round_trip_ms": _summary(r["round_trip_ms"]), "queue_ms": _summary(r["queue_ms"])}
-                        for r in results],
+    return {"clients": [{"round_trip_ms": _summary(r["round_trip_ms"]), "queue_ms": _summary(r["queue_ms"]),
+                         "mean_batch_size": round(float(np.mean(r["batch_size"])), 2)} for r in results],
             "robot_chunks_per_s": round(len(messages) * requests / wall, 3)}
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ObservationError
+from .errors import ObservationError, TargetUnavailableError
 from .packs.pack import Check, Pack
 from .types import ActionChunk, Observation
 
@@ -80,20 +81,64 @@ class Policy:
         """Predict an action chunk for `obs`. Fresh Gaussian noise is drawn per call unless given
         (pass it to reproduce a result exactly, e.g. golden checks or cross-target comparisons)."""
         t0 = time.perf_counter()
+        inputs = self._inputs(obs, noise)
+        t1 = time.perf_counter()
+        result = self._backend.sample_actions(inputs)
+        return self._chunk(obs, result, (t1 - t0) * 1e3, t0)
+
+    @property
+    def batches(self) -> bool:
+        """Whether infer_batch runs several observations in one forward pass on this target
+        (x86 and the ggml-CUDA path do); the server batches only such a Policy."""
+        return bool(self._backend.batches)
+
+    def infer_batch(self, requests: Sequence[tuple[Observation, np.ndarray | None]]) -> list[ActionChunk | Exception]:
+        """One chunk per (observation, noise) from ONE forward pass per stage for all of them (each
+        weight read once for the batch), equal to `infer` on each alone within the target's
+        tolerance. An observation refused by pre-processing (or whose output is not finite) gets
+        its ObservationError in its place and the others are still served; a failure of the
+        target itself raises. Noise None draws from this Policy's generator, in request order."""
+        if not self.batches:
+            raise TargetUnavailableError(f"target '{self.target}' cannot run several observations in one forward "
+                                         "pass; call infer() per observation")
+        t0 = time.perf_counter()
+        prepared: list[Any] = []
+        for obs, noise in requests:
+            try:
+                prepared.append(self._inputs(obs, noise))
+            except ObservationError as exc:
+                prepared.append(exc)
+        valid = [inputs for inputs in prepared if not isinstance(inputs, Exception)]
+        pre_ms = (time.perf_counter() - t0) * 1e3
+        results = iter(self._backend.sample_actions_batch(valid) if valid else [])
+        out: list[ActionChunk | Exception] = []
+        for (obs, _), inputs in zip(requests, prepared):
+            if isinstance(inputs, Exception):
+                out.append(inputs)
+                continue
+            try:
+                out.append(self._chunk(obs, next(results), pre_ms, t0))
+            except ObservationError as exc:
+                out.append(exc)
+        return out
+
+    def _inputs(self, obs: Observation, noise: np.ndarray | None) -> Any:
+        """The backend's inputs object for `obs` (validation and pre-processing; noise drawn if None)."""
         if noise is None:
             noise = self._rng.standard_normal(self.noise_shape).astype(np.float32)
         elif not isinstance(noise, np.ndarray):
             raise ObservationError("noise", f"float32 array {self.noise_shape}", type(noise).__name__)
-        inputs = self._pre(obs, noise)
-        t1 = time.perf_counter()
-        result = self._backend.sample_actions(inputs)
+        return self._pre(obs, noise)
+
+    def _chunk(self, obs: Observation, result: Any, preprocess_ms: float, t0: float) -> ActionChunk:
+        """Post-process one backend result into the robot's units (refusing non-finite output)."""
         t2 = time.perf_counter()
         actions = self.pack.family.postprocess(self.pack, result.actions, obs)
         if not np.all(np.isfinite(actions)):
             # Never hand a robot non-finite actions; the safety filter would hold, but say why here.
             raise ObservationError("actions", "finite model output", "non-finite values from the target")
         t3 = time.perf_counter()
-        latency = {"preprocess": (t1 - t0) * 1e3, **result.latency_ms, "postprocess": (t3 - t2) * 1e3,
+        latency = {"preprocess": preprocess_ms, **result.latency_ms, "postprocess": (t3 - t2) * 1e3,
                    "total": (t3 - t0) * 1e3}
         m = self.pack.manifest
         return ActionChunk(actions=actions, control_period_s=m.action_space.control_period_s,
@@ -131,8 +176,6 @@ def load_policy(pack: str | Path | Pack, target: str = "reference", seed: int | 
         target, reason = choose_auto(list(opened.manifest.targets))
     require_known(target)
     if not pack_supports(target, opened.manifest.targets):
-        from .errors import TargetUnavailableError
-
         raise TargetUnavailableError(
             f"pack '{opened.manifest.name}' does not list target '{target}' (it supports {opened.manifest.targets})")
     backend = create_backend(target, opened, **options)

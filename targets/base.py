@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,17 @@ class Backend(ABC):
     @abstractmethod
     def sample_actions(self, inputs: Any) -> BackendResult:
         """Run vision -> prefix KV -> flow-matching expert for the family's inputs object."""
+
+    @property
+    def batches(self) -> bool:
+        """True when sample_actions_batch runs several observations in one forward pass."""
+        return False
+
+    def sample_actions_batch(self, batch: Sequence[Any]) -> list[BackendResult]:
+        """Several inputs objects in one forward pass per stage (each weight read once for all of
+        them); one result per input, equal to sample_actions on each alone within the target's
+        tolerance. Targets that cannot do that in one pass refuse: a loop would only add waiting."""
+        raise TargetUnavailableError(f"target '{self.name}' cannot run several observations in one forward pass")
 
     def describe(self) -> dict[str, Any]:
         """Target-specific facts for Policy.info (threads, memory, build features)."""

@@ -22,27 +22,62 @@ namespace {
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
-py::tuple sample_actions(Pi05Runtime& rt, FloatArray images, IntArray tokens, FloatArray noise, int num_steps) {
+// One observation's arrays checked against the model's shapes; `which` names it in errors.
+vla_edge::SampleInputs sample_inputs(const Pi05Runtime& rt, const FloatArray& images, const IntArray& tokens,
+                                     const FloatArray& noise, const std::string& which) {
     const auto& hp = rt.hparams();
     const int S = hp.image_size;
     if (images.ndim() != 4 || images.shape(1) != S || images.shape(2) != S || images.shape(3) != 3) {
-        throw std::invalid_argument("images must be [n, " + std::to_string(S) + ", " + std::to_string(S) + ", 3] float32");
+        throw std::invalid_argument(which + "images must be [n, " + std::to_string(S) + ", " + std::to_string(S) +
+                                    ", 3] float32");
     }
-    if (tokens.ndim() != 1) throw std::invalid_argument("tokens must be 1-D int32");
+    if (tokens.ndim() != 1) throw std::invalid_argument(which + "tokens must be 1-D int32");
     if (noise.ndim() != 2 || noise.shape(0) != hp.horizon || noise.shape(1) != hp.action_dim) {
-        throw std::invalid_argument("noise must be [" + std::to_string(hp.horizon) + ", " +
+        throw std::invalid_argument(which + "noise must be [" + std::to_string(hp.horizon) + ", " +
                                     std::to_string(hp.action_dim) + "] float32");
     }
+    return {images.data(), static_cast<int>(images.shape(0)), tokens.data(), static_cast<int>(tokens.shape(0)),
+            noise.data()};
+}
+
+py::dict timing_dict(const vla_edge::StageTimes& times) {
+    py::dict timings;
+    for (const auto& [name, ms] : times) timings[py::str(name)] = ms;
+    return timings;
+}
+
+py::tuple sample_actions(Pi05Runtime& rt, FloatArray images, IntArray tokens, FloatArray noise, int num_steps) {
+    const auto& hp = rt.hparams();
+    const vla_edge::SampleInputs in = sample_inputs(rt, images, tokens, noise, "");
     py::array_t<float> out({hp.horizon, hp.action_dim});
     vla_edge::StageTimes times;
     {
         py::gil_scoped_release release;  // inference does not touch Python objects
-        rt.sample_actions(images.data(), static_cast<int>(images.shape(0)), tokens.data(),
-                          static_cast<int>(tokens.shape(0)), noise.data(), num_steps, out.mutable_data(), &times);
+        rt.sample_actions_batch({in}, num_steps, out.mutable_data(), &times);
     }
-    py::dict timings;
-    for (const auto& [name, ms] : times) timings[py::str(name)] = ms;
-    return py::make_tuple(out, timings);
+    return py::make_tuple(out, timing_dict(times));
+}
+
+py::tuple sample_actions_batch(Pi05Runtime& rt, const std::vector<FloatArray>& images,
+                               const std::vector<IntArray>& tokens, const std::vector<FloatArray>& noise,
+                               int num_steps) {
+    const auto& hp = rt.hparams();
+    if (images.empty() || images.size() != tokens.size() || images.size() != noise.size()) {
+        throw std::invalid_argument("need one images, tokens and noise array per observation, got " +
+                                    std::to_string(images.size()) + ", " + std::to_string(tokens.size()) + " and " +
+                                    std::to_string(noise.size()));
+    }
+    std::vector<vla_edge::SampleInputs> batch;  // the arrays above keep the memory alive
+    for (size_t b = 0; b < images.size(); ++b) {
+        batch.push_back(sample_inputs(rt, images[b], tokens[b], noise[b], "observation " + std::to_string(b) + ": "));
+    }
+    py::array_t<float> out({static_cast<int>(batch.size()), hp.horizon, hp.action_dim});
+    vla_edge::StageTimes times;
+    {
+        py::gil_scoped_release release;
+        rt.sample_actions_batch(batch, num_steps, out.mutable_data(), &times);
+    }
+    return py::make_tuple(out, timing_dict(times));
 }
 
 py::array_t<uint8_t> quantize(FloatArray values, const std::string& type_name, std::optional<FloatArray> importance) {
@@ -109,6 +144,10 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("fused_ops", [](const Pi05Runtime& r) { return r.hparams().fused_cpu_ops; })
         .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
              py::arg("num_steps"))
+        .def("sample_actions_batch", &sample_actions_batch, py::arg("images"), py::arg("tokens"), py::arg("noise"),
+             py::arg("num_steps"),
+             "Several observations in one forward pass per stage: lists of per-observation images [n, S, S, 3], "
+             "tokens [n] and noise [horizon, action_dim]; returns ([B, horizon, action_dim], stage ms of the batch).")
         .def_property_readonly("horizon", [](const Pi05Runtime& r) { return r.hparams().horizon; })
         .def_property_readonly("action_dim", [](const Pi05Runtime& r) { return r.hparams().action_dim; })
         .def_property_readonly("image_size", [](const Pi05Runtime& r) { return r.hparams().image_size; })

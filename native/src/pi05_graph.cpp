@@ -205,6 +205,20 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
     return ggml_cont_2d(ctx, out, d * heads, n * n_seq);
 }
 
+// Tokens [first, first + count) of a [d, heads, tokens] tensor: one observation's tokens in a batch
+// whose observations lie one after another (the whole tensor when there is only one).
+ggml_tensor* token_rows(ggml_context* ctx, ggml_tensor* t, int64_t first, int64_t count) {
+    if (first == 0 && count == t->ne[2]) return t;
+    return ggml_view_3d(ctx, t, t->ne[0], t->ne[1], count, t->nb[1], t->nb[2], first * t->nb[2]);
+}
+
+// The per-observation attention outputs [d*heads, n_b], one after another again.
+ggml_tensor* concat_tokens(ggml_context* ctx, const std::vector<ggml_tensor*>& parts) {
+    ggml_tensor* out = parts[0];
+    for (size_t i = 1; i < parts.size(); ++i) out = ggml_concat(ctx, out, parts[i], 1);
+    return out;
+}
+
 ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b, bool fused) {
     ggml_tensor* gate = linear(ctx, h, w.get(b + "ffn_gate.weight"));
     ggml_tensor* up = linear(ctx, h, w.get(b + "ffn_up.weight"));
@@ -298,7 +312,8 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
 }
 
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
-                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache) {
+                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache,
+                  const std::vector<int>& lengths) {
     const auto& m = hp.llm;
     const int64_t n = embeddings->ne[1];
     ggml_tensor* x = embeddings;
@@ -316,15 +331,23 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
         ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, v, row, n),
                                                ggml_view_2d(ctx, cache.v[i], row, n, cache.v[i]->nb[1], 0)));
         if (i == m.layers - 1) break;  // only K/V are consumed downstream: the last block's rest is waste
-        x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v), w.get(b + "attn_o.weight")));
+        std::vector<ggml_tensor*> parts;  // each observation attends to its own prefix only
+        int64_t first = 0;
+        for (int len : lengths) {
+            parts.push_back(attention(ctx, token_rows(ctx, q, first, len), token_rows(ctx, k, first, len),
+                                      token_rows(ctx, v, first, len)));
+            first += len;
+        }
+        x = ggml_add(ctx, x, linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_o.weight")));
         x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b, hp.fused_cpu_ops));
     }
 }
 
 ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache, int n_prefix) {
+                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache,
+                               const std::vector<int>& n_prefix) {
     const auto& e = hp.expert;
-    const int64_t H = x_t->ne[1];
+    const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
     ggml_tensor* cond = ggml_silu(ctx, linear(ctx, time_emb, w.get("action.timestep_mlp.in.weight"),
                                               w.get("action.timestep_mlp.in.bias")));
     cond = ggml_silu(ctx, linear(ctx, cond, w.get("action.timestep_mlp.out.weight"),
@@ -340,12 +363,21 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), e.head_dim, e.kv_heads, H);
         q = rope(ctx, q, positions, e.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, e.head_dim, hp.rope_theta);
-        auto prefix = [&](ggml_tensor* c) {
-            return ggml_view_3d(ctx, c, e.head_dim, e.kv_heads, n_prefix, e.head_dim * ggml_element_size(c), c->nb[1], 0);
+        auto prefix = [&](ggml_tensor* c, int64_t first, int64_t count) {
+            return ggml_view_3d(ctx, c, e.head_dim, e.kv_heads, count, e.head_dim * ggml_element_size(c), c->nb[1],
+                                first * c->nb[1]);
         };
-        ggml_tensor* keys = ggml_concat(ctx, prefix(cache.k[i]), k, 2);
-        ggml_tensor* values = ggml_concat(ctx, prefix(cache.v[i]), v, 2);
-        ggml_tensor* a = linear(ctx, attention(ctx, q, keys, values), w.get(b + "attn_output.weight"));
+        // Observation s: its chunk's tokens attend to its own cached prefix and its own chunk.
+        std::vector<ggml_tensor*> parts;
+        int64_t cached = 0;
+        for (size_t s = 0; s < n_prefix.size(); ++s) {
+            const int64_t first = static_cast<int64_t>(s) * horizon;
+            ggml_tensor* keys = ggml_concat(ctx, prefix(cache.k[i], cached, n_prefix[s]), token_rows(ctx, k, first, horizon), 2);
+            ggml_tensor* values = ggml_concat(ctx, prefix(cache.v[i], cached, n_prefix[s]), token_rows(ctx, v, first, horizon), 2);
+            parts.push_back(attention(ctx, token_rows(ctx, q, first, horizon), keys, values));
+            cached += n_prefix[s];
+        }
+        ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
         h = ada_rms_norm(ctx, x, cond, w.get(b + "ffn_norm.weight"), w.get(b + "ffn_norm.bias"), e.eps, &gate);
         x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp.fused_cpu_ops), gate));

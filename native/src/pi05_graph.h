@@ -40,10 +40,17 @@ struct KvCache {
     std::vector<ggml_tensor*> k, v;  // per layer [kv_heads*head_dim, max_tokens] F32
 };
 
+// Batches: the token matrices carry every observation's tokens one after another (images, prefix
+// and chunk tokens alike), so each weight matrix is read once per batch; attention and RoPE
+// positions stay per observation. patches: all present cameras of all observations.
 ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* patches);
+// lengths: each observation's prefix tokens; their K/V land in the cache one after another.
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
-                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache);
+                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache,
+                  const std::vector<int>& lengths);
+// x_t: [action_dim, horizon * n_prefix.size()]; n_prefix: each observation's cached prefix length.
 ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache, int n_prefix);
+                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache,
+                               const std::vector<int>& n_prefix);
 
 }  // namespace vla_edge

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 
 #include "ggml-cpu.h"
@@ -51,7 +52,7 @@ void Pi05Runtime::Graph::release() {
     if (ctx) ggml_free(ctx);
     ctx = nullptr;
     gf = nullptr;
-    key = -1;
+    key.clear();
 }
 
 Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& options) {
@@ -80,17 +81,7 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         hp_.fused_cpu_ops = ggml_backend_is_cpu(backend_) && !options.unfused_ops;
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
 
-        // Persistent prefix KV cache, written by the prefix graph, read by every expert step.
-        const int layers = hp_.llm.layers;
-        ggml_init_params p{ggml_tensor_overhead() * (2 * layers + 1), nullptr, true};
-        cache_ctx_ = ggml_init(p);
-        const int64_t row = static_cast<int64_t>(hp_.llm.head_dim) * hp_.llm.kv_heads;
-        for (int i = 0; i < layers; ++i) {
-            cache_.k.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, max_prefix_));
-            cache_.v.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, max_prefix_));
-        }
-        cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
-        if (!cache_buf_) throw std::runtime_error("cannot allocate the KV cache");
+        allocate_cache(max_prefix_);
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
         }
@@ -101,6 +92,29 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
 }
 
 Pi05Runtime::~Pi05Runtime() { release(); }
+
+void Pi05Runtime::allocate_cache(int tokens) {
+    // Persistent prefix KV cache, written by the prefix graph, read by every expert step. The
+    // graphs that point into an old cache are dropped (rebuilt on their next call).
+    for (Graph* g : {&prefix_, &expert_, &chunk_}) g->release();
+    if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
+    if (cache_ctx_) ggml_free(cache_ctx_);
+    cache_buf_ = nullptr;
+    cache_.k.clear();
+    cache_.v.clear();
+    const int layers = hp_.llm.layers;
+    ggml_init_params p{ggml_tensor_overhead() * (2 * layers + 1), nullptr, true};
+    cache_ctx_ = ggml_init(p);
+    const int64_t row = static_cast<int64_t>(hp_.llm.head_dim) * hp_.llm.kv_heads;
+    for (int i = 0; i < layers; ++i) {
+        cache_.k.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, tokens));
+        cache_.v.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, tokens));
+    }
+    cache_tokens_ = 0;
+    cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
+    if (!cache_buf_) throw std::runtime_error("cannot allocate the KV cache for " + std::to_string(tokens) + " tokens");
+    cache_tokens_ = tokens;
+}
 
 void Pi05Runtime::release() {
     for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
@@ -120,7 +134,7 @@ void Pi05Runtime::release() {
 std::string Pi05Runtime::backend_name() const { return ggml_backend_name(backend_); }
 
 size_t Pi05Runtime::compute_buffer_bytes() const {
-    size_t total = ggml_backend_buffer_get_size(cache_buf_);
+    size_t total = cache_buf_ ? ggml_backend_buffer_get_size(cache_buf_) : 0;
     for (const Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) total += ggml_gallocr_get_buffer_size(g->alloc, 0);
     return total;
 }
@@ -139,7 +153,7 @@ void Pi05Runtime::compute(Graph& g) {
 }
 
 void Pi05Runtime::ensure_vision(int n_images) {
-    if (vision_.key == n_images) return;
+    if (vision_.key == std::vector<int>{n_images}) return;
     ggml_context* ctx = vision_.begin(kMaxNodes);
     const int64_t pp3 = static_cast<int64_t>(hp_.patch) * hp_.patch * 3;
     ggml_tensor* patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, pp3, static_cast<int64_t>(hp_.num_patches()) * n_images);
@@ -149,28 +163,30 @@ void Pi05Runtime::ensure_vision(int n_images) {
     ggml_build_forward_expand(vision_.gf, out);
     vision_.io = {{"patches", patches}, {"out", out}};
     finish(vision_, "vision");
-    vision_.key = n_images;
+    vision_.key = {n_images};
 }
 
-void Pi05Runtime::ensure_prefix(int n) {
-    if (prefix_.key == n) return;
+void Pi05Runtime::ensure_prefix(const std::vector<int>& n_prefix) {
+    if (prefix_.key == n_prefix) return;
+    const int n = std::accumulate(n_prefix.begin(), n_prefix.end(), 0);
     ggml_context* ctx = prefix_.begin(kMaxNodes);
     ggml_tensor* emb = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.llm.hidden, n);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
     ggml_set_input(emb);
     ggml_set_input(pos);
-    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, cache_);
+    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, cache_, n_prefix);
     prefix_.io = {{"emb", emb}, {"pos", pos}};
     finish(prefix_, "prefix");
-    prefix_.key = n;
+    prefix_.key = n_prefix;
 }
 
-void Pi05Runtime::ensure_expert(int n_prefix) {
+void Pi05Runtime::ensure_expert(const std::vector<int>& n_prefix) {
     if (expert_.key == n_prefix) return;
+    const int64_t tokens = static_cast<int64_t>(hp_.horizon) * n_prefix.size();
     ggml_context* ctx = expert_.begin(kMaxNodes);
-    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, hp_.horizon);
+    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
     ggml_tensor* t = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, hp_.expert.hidden);
-    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, hp_.horizon);
+    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
     for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
     ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, t, pos, cache_, n_prefix);
     ggml_set_output(v);
@@ -180,14 +196,18 @@ void Pi05Runtime::ensure_expert(int n_prefix) {
     expert_.key = n_prefix;
 }
 
-void Pi05Runtime::ensure_expert_chunk(int n_prefix, int num_steps) {
-    const int key = n_prefix * 4096 + num_steps;
+void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps) {
+    std::vector<int> key = n_prefix;
+    key.push_back(num_steps);
     if (chunk_.key == key) return;
-    // Per flow step and layer the expert adds well under 128 tensors (views included).
-    ggml_context* ctx = chunk_.begin(4096 + static_cast<size_t>(num_steps) * (hp_.expert.layers + 2) * 128);
-    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, hp_.horizon);
+    // Per flow step and layer the expert adds well under 128 tensors (views included), plus
+    // under 32 per further observation (its attention).
+    const size_t per_layer = 128 + 32 * (n_prefix.size() - 1);
+    ggml_context* ctx = chunk_.begin(4096 + static_cast<size_t>(num_steps) * (hp_.expert.layers + 2) * per_layer);
+    const int64_t tokens = static_cast<int64_t>(hp_.horizon) * n_prefix.size();
+    ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
     ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, num_steps);
-    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, hp_.horizon);
+    ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
     for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
     // Euler from t = 1 (noise) to t = 0, as the host loop of the per-step graph does it.
     const float dt = -1.0f / static_cast<float>(num_steps);
@@ -244,73 +264,109 @@ void Pi05Runtime::embed_tokens(const int32_t* tokens, int n_tokens, float* out) 
     }
 }
 
+void Pi05Runtime::patchify(const float* image, float* dst) const {
+    // (gy, gx) patches of an HWC image, each in the (channel, ky, kx) order of the patch kernel.
+    const int S = hp_.image_size, P = hp_.patch, g = S / P;
+    for (int gy = 0; gy < g; ++gy)
+        for (int gx = 0; gx < g; ++gx)
+            for (int c = 0; c < 3; ++c)
+                for (int ky = 0; ky < P; ++ky)
+                    for (int kx = 0; kx < P; ++kx) *dst++ = image[((gy * P + ky) * S + (gx * P + kx)) * 3 + c];
+}
+
 void Pi05Runtime::sample_actions(const float* images, int n_images, const int32_t* tokens, int n_tokens,
                                  const float* noise, int num_steps, float* actions, StageTimes* times) {
+    sample_actions_batch({SampleInputs{images, n_images, tokens, n_tokens, noise}}, num_steps, actions, times);
+}
+
+void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, int num_steps, float* actions,
+                                       StageTimes* times) {
     const int N = hp_.num_patches(), S = hp_.image_size, P = hp_.patch, D = hp_.llm.hidden;
-    if (n_images < 1 || n_images > 3) throw std::invalid_argument("need 1 to 3 images, got " + std::to_string(n_images));
-    if (n_tokens < 1) throw std::invalid_argument("need at least one prompt token");
+    if (batch.empty()) throw std::invalid_argument("need at least one observation");
     if (num_steps < 1) throw std::invalid_argument("num_steps must be >= 1, got " + std::to_string(num_steps));
-    const int n_prefix = n_images * N + n_tokens;
-    if (n_prefix > max_prefix_) {
-        throw std::invalid_argument("prefix of " + std::to_string(n_prefix) + " tokens exceeds the runtime limit " +
-                                    std::to_string(max_prefix_));
+    std::vector<int> n_prefix;
+    int n_images = 0;
+    for (size_t b = 0; b < batch.size(); ++b) {
+        const SampleInputs& in = batch[b];
+        const std::string which = batch.size() > 1 ? "observation " + std::to_string(b) + ": " : "";
+        if (in.n_images < 1 || in.n_images > 3) {
+            throw std::invalid_argument(which + "need 1 to 3 images, got " + std::to_string(in.n_images));
+        }
+        if (in.n_tokens < 1) throw std::invalid_argument(which + "need at least one prompt token");
+        n_prefix.push_back(in.n_images * N + in.n_tokens);
+        if (n_prefix.back() > max_prefix_) {
+            throw std::invalid_argument(which + "prefix of " + std::to_string(n_prefix.back()) +
+                                        " tokens exceeds the runtime limit " + std::to_string(max_prefix_));
+        }
+        n_images += in.n_images;
     }
+    const int total_prefix = std::accumulate(n_prefix.begin(), n_prefix.end(), 0);
+    if (total_prefix > cache_tokens_) allocate_cache(max_prefix_ * static_cast<int>(batch.size()));
     StageTimes local;
     StageTimes& t = times ? *times : local;
     t.clear();
 
-    // Vision: only the cameras that are present are encoded.
+    // Vision: every present camera of every observation in one graph call. Each observation's
+    // prefix block is [its image tokens | its text tokens]; the blocks lie one after another.
     auto t0 = std::chrono::steady_clock::now();
-    host_prefix_.resize(static_cast<size_t>(n_prefix) * D);
-    if (n_images > 0) {  // all present cameras in one graph call
-        ensure_vision(n_images);
-        host_patches_.resize(static_cast<size_t>(P) * P * 3 * N * n_images);
-        const int g = S / P;
-        float* dst = host_patches_.data();
-        for (int img = 0; img < n_images; ++img) {
-            const float* src = images + static_cast<size_t>(img) * S * S * 3;
-            for (int gy = 0; gy < g; ++gy)
-                for (int gx = 0; gx < g; ++gx)
-                    for (int c = 0; c < 3; ++c)
-                        for (int ky = 0; ky < P; ++ky)
-                            for (int kx = 0; kx < P; ++kx)
-                                *dst++ = src[((gy * P + ky) * S + (gx * P + kx)) * 3 + c];
-        }
-        ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
-        compute(vision_);
-        ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data(), 0,
-                                static_cast<size_t>(N) * n_images * D * sizeof(float));
+    host_prefix_.resize(static_cast<size_t>(total_prefix) * D);
+    ensure_vision(n_images);
+    const size_t patch_floats = static_cast<size_t>(P) * P * 3 * N, image_floats = static_cast<size_t>(S) * S * 3;
+    host_patches_.resize(patch_floats * n_images);
+    float* dst = host_patches_.data();
+    for (const SampleInputs& in : batch) {
+        for (int img = 0; img < in.n_images; ++img, dst += patch_floats) patchify(in.images + img * image_floats, dst);
+    }
+    ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
+    compute(vision_);
+    const size_t image_bytes = static_cast<size_t>(N) * D * sizeof(float);
+    size_t image_first = 0, block_first = 0;
+    for (size_t b = 0; b < batch.size(); ++b) {
+        ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + block_first * D, image_first * image_bytes,
+                                batch[b].n_images * image_bytes);
+        image_first += batch[b].n_images;
+        block_first += n_prefix[b];
     }
     t.emplace_back("vision", ms_since(t0));
 
     // Prefix: image tokens + scaled text embeddings through the LLM once; K/V stay in the cache.
+    // Positions restart at 0 for every observation.
     t0 = std::chrono::steady_clock::now();
-    embed_tokens(tokens, n_tokens, host_prefix_.data() + static_cast<size_t>(n_images) * N * D);
+    const int A = hp_.action_dim, H = hp_.horizon, E = hp_.expert.hidden;
+    const int B = static_cast<int>(batch.size());
+    host_pos_.resize(std::max(total_prefix, H * B));
+    block_first = 0;
+    for (size_t b = 0; b < batch.size(); ++b) {
+        const int text_first = static_cast<int>(block_first) + batch[b].n_images * N;
+        embed_tokens(batch[b].tokens, batch[b].n_tokens, host_prefix_.data() + static_cast<size_t>(text_first) * D);
+        std::iota(host_pos_.begin() + block_first, host_pos_.begin() + block_first + n_prefix[b], 0);
+        block_first += n_prefix[b];
+    }
     ensure_prefix(n_prefix);
-    host_pos_.resize(std::max(n_prefix, hp_.horizon));
-    for (int i = 0; i < n_prefix; ++i) host_pos_[i] = i;
     ggml_backend_tensor_set(prefix_.io["emb"], host_prefix_.data(), 0, host_prefix_.size() * sizeof(float));
-    ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, n_prefix * sizeof(int32_t));
+    ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, total_prefix * sizeof(int32_t));
     compute(prefix_);
     t.emplace_back("prefix", ms_since(t0));
 
-    // Flow matching: Euler from t = 1 (noise) to t = 0.
-    const int A = hp_.action_dim, H = hp_.horizon, E = hp_.expert.hidden;
-    for (int i = 0; i < H; ++i) host_pos_[i] = n_prefix + i;
-    host_x_.assign(noise, noise + static_cast<size_t>(H) * A);
+    // Flow matching: Euler from t = 1 (noise) to t = 0; chunk positions follow each own prefix.
+    host_x_.resize(static_cast<size_t>(B) * H * A);
+    for (int b = 0; b < B; ++b) {
+        std::iota(host_pos_.begin() + b * H, host_pos_.begin() + (b + 1) * H, n_prefix[b]);
+        std::memcpy(host_x_.data() + static_cast<size_t>(b) * H * A, batch[b].noise, sizeof(float) * H * A);
+    }
     host_time_.resize(static_cast<size_t>(E) * num_steps);
     for (int step = 0; step < num_steps; ++step) time_embedding(step, num_steps, host_time_.data() + static_cast<size_t>(step) * E);
     const auto expert_start = std::chrono::steady_clock::now();
     if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
         ensure_expert_chunk(n_prefix, num_steps);
-        ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * sizeof(int32_t));
+        ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
         ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
         ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
         compute(chunk_);
         ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
     } else {  // one graph reused for every step, x updated on the host
         ensure_expert(n_prefix);
-        ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * sizeof(int32_t));
+        ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
         host_v_.resize(host_x_.size());
         const float dt = -1.0f / static_cast<float>(num_steps);
         for (int step = 0; step < num_steps; ++step) {

@@ -36,6 +36,15 @@ struct RuntimeOptions {
 // Wall time per stage of the last call, milliseconds, in execution order.
 using StageTimes = std::vector<std::pair<std::string, double>>;
 
+// One observation of a batch, as sample_actions takes it (the caller owns the memory).
+struct SampleInputs {
+    const float* images;    // n_images x S x S x 3
+    int n_images;
+    const int32_t* tokens;  // n_tokens valid prompt tokens
+    int n_tokens;
+    const float* noise;     // horizon x action_dim
+};
+
 class Pi05Runtime {
   public:
     Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& options);
@@ -48,6 +57,11 @@ class Pi05Runtime {
     // Writes horizon x action_dim normalised actions to `actions`.
     void sample_actions(const float* images, int n_images, const int32_t* tokens, int n_tokens, const float* noise,
                         int num_steps, float* actions, StageTimes* times);
+    // Several observations in one pass per stage (each weight matrix read once for all of them);
+    // each gets the chunk sample_actions would give it alone, up to float summation order.
+    // Writes batch.size() x horizon x action_dim. Stage times are the batch's.
+    void sample_actions_batch(const std::vector<SampleInputs>& batch, int num_steps, float* actions,
+                              StageTimes* times);
 
     const Pi05Hparams& hparams() const { return hp_; }
     size_t weight_bytes() const { return weights_->tensor_bytes(); }
@@ -65,27 +79,30 @@ class Pi05Runtime {
         ggml_context* ctx = nullptr;
         ggml_cgraph* gf = nullptr;
         ggml_gallocr_t alloc = nullptr;
-        int key = -1;  // shape the graph was built for
+        std::vector<int> key;  // shapes the graph was built for (per observation of the batch)
         std::map<std::string, ggml_tensor*> io;
         ggml_context* begin(size_t max_nodes);
         void release();
     };
 
     void release();
+    void allocate_cache(int tokens);
     void ensure_vision(int n_images);
-    void ensure_prefix(int n_prefix);
-    void ensure_expert(int n_prefix);
-    void ensure_expert_chunk(int n_prefix, int num_steps);
+    void ensure_prefix(const std::vector<int>& n_prefix);
+    void ensure_expert(const std::vector<int>& n_prefix);
+    void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
     void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
     void compute(Graph& g);
     void embed_tokens(const int32_t* tokens, int n_tokens, float* out) const;
+    void patchify(const float* image, float* dst) const;
 
     ggml_backend_t backend_ = nullptr;
     std::unique_ptr<GgufWeights> weights_;
     Pi05Hparams hp_;
     int n_threads_ = 1;
-    int max_prefix_ = 0;
+    int max_prefix_ = 0;      // per observation
+    int cache_tokens_ = 0;    // KV cache capacity: max_prefix_ per observation of the largest batch so far
     ggml_context* cache_ctx_ = nullptr;
     ggml_backend_buffer_t cache_buf_ = nullptr;
     KvCache cache_;

@@ -104,7 +104,8 @@ def _serve_on_ray(pack: str, target: str, seed: int | None, keys, prompt: str | 
     from ..serve.server import SAFETY_NOTE
 
     if max_batch > 1:
-        raise ConfigError("--max-batch", "batching is not available with --ray-serve (no vla-edge target batches yet)")
+        raise ConfigError("--max-batch", "batching is not available with --ray-serve (its replicas run one request "
+                                         "per pass; use vla-edge serve --max-batch on x86 or cuda)")
     from ..serve import ray_serve as rs  # the extra's import error names it
 
     if port == 0:  # Ray Serve's proxy needs a real port to be told; pick a free one now

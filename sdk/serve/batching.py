@@ -4,8 +4,9 @@ Policy can run several observations in one forward pass.
 Why the batch path is an interface and not a loop: "many robots per GPU" pays off only when the
 target runs N observations through the model in *one* pass (one weight read for N robots). A loop
 of single passes behind a batch-shaped API would add waiting and gain nothing, so the server
-refuses `max_batch > 1` for a Policy without `infer_batch` instead of pretending. No vla-edge
-target implements `infer_batch` yet (docs/serve.md, "Batching").
+refuses `max_batch > 1` for a Policy that cannot batch instead of pretending. The native ggml core
+batches (targets x86 and cuda); the reference, onnx and TensorRT-engine paths do not
+(docs/serve.md, "Batching").
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .scheduler import Job
 
 @runtime_checkable
 class BatchPolicy(Protocol):
-    """A Policy whose target runs several observations in one forward pass."""
+    """A Policy whose target runs several observations in one forward pass. An object may also
+    carry `batches: bool`; False means it has the method but its target cannot batch (Policy on
+    the reference target), and the server then refuses max_batch > 1."""
 
     def infer_batch(self, requests: Sequence[tuple[Observation, np.ndarray]]) -> Sequence[ActionChunk | Exception]:
         """One chunk per (observation, noise), equal to `infer` on each alone within the target's
@@ -45,11 +48,11 @@ class Batching:
         if self.max_batch < 1 or self.wait_ms < 0:
             raise ConfigError("--max-batch / --batch-wait-ms", f"need max_batch >= 1 and wait_ms >= 0, got "
                                                                f"{self.max_batch} and {self.wait_ms}")
-        if self.max_batch > 1 and not isinstance(policy, BatchPolicy):
+        if self.max_batch > 1 and not (isinstance(policy, BatchPolicy) and getattr(policy, "batches", True)):
             target = getattr(getattr(policy, "info", None), "target", "?")
             raise ConfigError("--max-batch", f"target '{target}' cannot run several observations in one forward pass "
-                                             "(no vla-edge target can yet; see docs/serve.md, Batching); serve with "
-                                             "--max-batch 1: requests are then served one pass each, round-robin")
+                                             "(the native targets x86 and cuda can; see docs/serve.md, Batching); serve "
+                                             "with --max-batch 1: requests are then served one pass each, round-robin")
 
 
 class PolicyRunner:

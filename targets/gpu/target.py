@@ -10,7 +10,7 @@ other hardware is marked `development_fallback: true`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vla_edge.errors import TargetUnavailableError
@@ -32,6 +32,16 @@ class GpuBackend(Backend):
 
     def sample_actions(self, inputs: Any) -> BackendResult:
         return self.inner.sample_actions(inputs)
+
+    @property
+    def batches(self) -> bool:
+        return self.inner.batches  # the ggml-CUDA path batches; TensorRT engines do not (yet)
+
+    def sample_actions_batch(self, batch: Sequence[Any]) -> list[BackendResult]:
+        if not self.inner.batches:
+            raise TargetUnavailableError(f"target '{self.name}' on its {self.plan.path} path cannot run several "
+                                         "observations in one forward pass (the ggml-CUDA path can)")
+        return self.inner.sample_actions_batch(batch)
 
     def describe(self) -> dict[str, Any]:
         p = self.plan

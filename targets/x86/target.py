@@ -11,6 +11,7 @@ same-run A/B of benchmarks/vs_actquant.py (docs/x86.md).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,20 @@ class X86Backend(Backend):
     def sample_actions(self, inputs: Pi05Inputs) -> BackendResult:
         actions, timings = self.runtime.sample_actions(inputs.images, inputs.tokens, inputs.noise, inputs.num_steps)
         return BackendResult(np.asarray(actions, dtype=np.float32), dict(timings))
+
+    @property
+    def batches(self) -> bool:
+        return True
+
+    def sample_actions_batch(self, batch: Sequence[Pi05Inputs]) -> list[BackendResult]:
+        """One graph call per stage for the whole batch (per-observation cameras, prompt lengths and
+        noise); every result carries the batch's stage times."""
+        steps = {inputs.num_steps for inputs in batch}
+        if len(steps) != 1:
+            raise ValueError(f"a batch runs one flow-step count, got {sorted(steps)}")
+        actions, timings = self.runtime.sample_actions_batch([i.images for i in batch], [i.tokens for i in batch],
+                                                             [i.noise for i in batch], steps.pop())
+        return [BackendResult(np.asarray(a, dtype=np.float32), dict(timings)) for a in actions]
 
     def describe(self) -> dict[str, Any]:
         rt = self.runtime

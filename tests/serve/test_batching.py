@@ -1,8 +1,8 @@
 """Batch collection for "many robots per GPU": requests of different connections that arrive
 together go to one `infer_batch` call (after a bounded wait), each reply carries its own request's
 result, one connection never has two requests in a batch, and a Policy that cannot batch is not
-served batched at all. No vla-edge target implements `infer_batch` yet, so these tests drive the
-scheduler with a stand-in (serve_client.TimedBatchPolicy); see docs/serve.md, Batching."""
+served batched at all. These tests drive the scheduler with a stand-in whose pass takes a known
+time (serve_client.TimedBatchPolicy); test_batching_x86.py serves real batched passes."""
 
 from __future__ import annotations
 
