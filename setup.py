@@ -92,12 +92,16 @@ setup(
             "transformers==5.23.0",
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
+            "pyarrow==26.0.1",  # calibrate --from a LeRobot dataset (parquet), tests write such datasets
             "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
             # real gb10 engine builds in CI (TensorRT-RTX's builder runs without a GPU; ~90 MB)
             "tensorrt-rtx-cu12-bindings==1.7.1.116",
             "tensorrt-rtx-cu12-libs==1.7.1.116",
         ],
         "cameras": ["opencv-python-headless==5.0.0.93"],
+        # `calibrate --from` a LeRobot dataset: its frames are parquet files (~40 MB wheel, so not
+        # in the default install); its videos are decoded with imageio-ffmpeg's ffmpeg (default install)
+        "lerobot": ["pyarrow==26.0.1"],
         "report": [],  # kept so `pip install 'vla-edge[report]'` still works: plots are in the default install now
         "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from vla_edge.errors import ConfigError, TargetUnavailableError
+from vla_edge.packs.manifest import load_manifest
 from vla_edge.packs.pack import Pack
 from vla_edge.types import Observation
 
 from .calibfile import Calibration, load_calibration, save_calibration
+from .lerobot import spread
 from .matching import input_widths, is_calibration_file, pack_identity
-from .observations import Sample, samples_from, split_held_out
+from .observations import CameraSpec, Sample, samples_from, split_held_out
 from .stats import ActivationCollector
 
 CALIBRATION_TARGETS = ("reference",)
@@ -44,10 +46,11 @@ def require_target(target: str) -> None:
         raise ConfigError("--target", f"expected one of {list(CALIBRATION_TARGETS)}, got '{target}'")
 
 
-def gather_samples(sources: Sequence[Path]) -> list[Sample]:
+def gather_samples(sources: Sequence[Path], cameras: CameraSpec | None = None,
+                   frames: int | None = None) -> list[Sample]:
     if not sources:
-        raise ConfigError("--from", "give at least one run directory or observation folder")
-    samples = [s for src in sources for s in samples_from(Path(src))]
+        raise ConfigError("--from", "give at least one run directory, observation folder or LeRobot dataset")
+    samples = [s for src in sources for s in samples_from(Path(src), cameras, frames)]
     ids = [s.id for s in samples]
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup is not None:
@@ -76,9 +79,12 @@ def collect(pack: Pack, observations: Sequence[tuple[str, Observation]], seed: i
 
 def calibrate(pack_dir: Path, sources: Sequence[Path], out: Path, samples: int | None = None,
               held_out: float = 0.25, seed: int = 0, target: str = "reference", overwrite: bool = False,
-              on_sample: Callable[[str], None] | None = None) -> Calibration:
-    """Collect statistics on `samples` observations (all but the held-out ones by default) and
-    write them to `out`. Every argument is checked before the (slow) model runs."""
+              on_sample: Callable[[str], None] | None = None, camera_map: Mapping[str, str] | None = None,
+              frames: int | None = None) -> Calibration:
+    """Collect statistics on `samples` observations (all but the held-out ones by default, else
+    that many evenly spaced ones) and write them to `out`. Every argument is checked before the
+    (slow) model runs. LeRobot datasets: `frames` evenly spaced frames each (DEFAULT_FRAMES),
+    pack camera -> image key overrides in `camera_map` (default key observation.images.<camera>)."""
     require_target(target)
     out = Path(out)
     if out.suffix != ".npz":
@@ -89,9 +95,10 @@ def calibrate(pack_dir: Path, sources: Sequence[Path], out: Path, samples: int |
         raise ConfigError("--out", f"directory {out.parent} does not exist")
     if samples is not None and samples < 1:
         raise ConfigError("--samples", f"expected at least 1, got {samples}")
-    everything = gather_samples(sources)
+    cameras = CameraSpec.of(load_manifest(Path(pack_dir)), camera_map)
+    everything = gather_samples(sources, cameras, frames)
     calib_samples, held = split_held_out(everything, held_out, seed)
-    calib_samples = calib_samples[:samples] if samples is not None else calib_samples
+    calib_samples = spread(calib_samples, samples) if samples is not None else calib_samples
     loaded = [(s.id, s.load()) for s in calib_samples]  # read every file before the model runs
     pack = Pack.open(pack_dir, check="sha256")
     if pack.manifest.family != "pi05":
@@ -104,8 +111,8 @@ def calibrate(pack_dir: Path, sources: Sequence[Path], out: Path, samples: int |
         "data": {
             "sources": [str(Path(s).resolve()) for s in sources],
             "noise_seed": seed, "held_out_fraction": held_out,
-            "calibration": [{"id": s.id, "path": str(s.path)} for s in calib_samples],
-            "held_out": [{"id": s.id, "path": str(s.path)} for s in held],
+            "calibration": [s.record() for s in calib_samples],
+            "held_out": [s.record() for s in held],
         },
     }
     calib = Calibration(header, collector.tensors)
@@ -113,13 +120,14 @@ def calibrate(pack_dir: Path, sources: Sequence[Path], out: Path, samples: int |
     return calib
 
 
-def evaluation_samples(obs_from: Path) -> tuple[list[Sample], int]:
+def evaluation_samples(obs_from: Path, cameras: CameraSpec | None = None) -> tuple[list[Sample], int]:
     """Observations for `pack compare --obs-from`: a calibration file's held-out ones (and its
-    noise seed), or every sample of a run directory / observation folder (seed 0)."""
+    noise seed), or every sample of a run directory / observation folder / LeRobot dataset, its
+    images mapped to `cameras` (seed 0)."""
     obs_from = Path(obs_from)
     if is_calibration_file(obs_from):
         calib = load_calibration(obs_from)
-        held = [Sample(h["id"], Path(h["path"])) for h in calib.held_out]
+        held = [Sample.from_record(h) for h in calib.held_out]
         if not held:
             raise ConfigError(f"--obs-from {obs_from}", "the calibration kept no observations aside "
                                                         "(made with --held-out 0)")
@@ -127,4 +135,4 @@ def evaluation_samples(obs_from: Path) -> tuple[list[Sample], int]:
             if not s.path.is_dir():
                 raise ConfigError(f"--obs-from {obs_from}", f"held-out observation '{s.id}' is gone ({s.path})")
         return held, int(calib.header["data"]["noise_seed"])
-    return samples_from(obs_from), 0
+    return samples_from(obs_from, cameras), 0
