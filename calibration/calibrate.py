@@ -1,9 +1,10 @@
 """`vla-edge calibrate`: run a pack on recorded observations and keep its activation statistics.
 
 The statistics are taken on the `reference` target (the NumPy oracle, exact float32 activations),
-whose every matmul goes through one place (`Pi05Reference._linear`) that an observer can watch.
-The native `x86` graph has no such hook (its activations live inside one ggml graph), so
-`--target x86` is refused with that reason rather than approximated.
+whose every matmul goes through one place (`Pi05Reference._linear`) that an observer can watch,
+or on the native `x86` graph: its runtime, given a matmul observer, keeps the input of every
+product with a weight alive (the allocator would otherwise reuse that memory) and reports it after
+each graph runs — the activations ggml actually computed, at native speed plus one copy each.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from vla_edge.types import Observation
 
 from .calibfile import Calibration, load_calibration, save_calibration
 from .lerobot import spread
-from .matching import input_widths, is_calibration_file, pack_identity
+from .matching import expert_tensor, input_widths, is_calibration_file, pack_identity
 from .observations import CameraSpec, Sample, samples_from, split_held_out
 from .stats import ActivationCollector
 
-CALIBRATION_TARGETS = ("reference",)
+CALIBRATION_TARGETS = ("reference", "x86")
 _CACHE_LIMIT_BYTES = 2 << 30  # above this the reference dequantises per use instead of caching
 
 
@@ -38,12 +39,38 @@ def sample_noise(sample_id: str, seed: int, shape: tuple[int, ...]) -> np.ndarra
 
 
 def require_target(target: str) -> None:
-    if target == "x86":
-        raise TargetUnavailableError(
-            "calibrate --target x86: the native graph exposes no per-matmul activations yet; "
-            "statistics are collected on the reference target (--target reference)")
     if target not in CALIBRATION_TARGETS:
         raise ConfigError("--target", f"expected one of {list(CALIBRATION_TARGETS)}, got '{target}'")
+
+
+class NativeFlowSteps:
+    """Adapts the native runtime's observer (weight name, x) to the collector's (name, x, flow).
+    The native graphs report each expert weight once per flow step, in step order (one graph per
+    step, or all steps in one graph), so the k-th report of an `action.*` weight within one
+    inference is flow step k; `finish` checks every expert weight was seen once per step."""
+
+    def __init__(self, collector: ActivationCollector, num_steps: int):
+        self.collector, self.num_steps = collector, num_steps
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, name: str, x: np.ndarray) -> None:
+        flow = None
+        if expert_tensor(name):
+            step = self.seen.get(name, 0)
+            self.seen[name] = step + 1
+            if step >= self.num_steps:
+                raise TargetUnavailableError(f"x86 graph ran '{name}' more than {self.num_steps} times in one "
+                                             "inference; its flow steps cannot be told apart")
+            flow = (step, self.num_steps)
+        self.collector(name, x, flow)
+
+    def finish(self) -> None:
+        short = {n: k for n, k in self.seen.items() if k != self.num_steps}
+        self.seen = {}
+        if short:
+            name, k = next(iter(short.items()))
+            raise TargetUnavailableError(f"x86 graph ran '{name}' {k} times, expected once per flow step "
+                                         f"({self.num_steps})")
 
 
 def gather_samples(sources: Sequence[Path], cameras: CameraSpec | None = None,
@@ -59,21 +86,37 @@ def gather_samples(sources: Sequence[Path], cameras: CameraSpec | None = None,
 
 
 def collect(pack: Pack, observations: Sequence[tuple[str, Observation]], seed: int,
-            on_sample: Callable[[str], None] | None = None) -> ActivationCollector:
-    """Run the reference model on every observation with the collector watching its matmuls."""
-    from vla_edge.targets.reference.target import ReferenceBackend
-
-    backend = ReferenceBackend(pack, cache_weights=pack.manifest.files.weights.size <= _CACHE_LIMIT_BYTES)
+            on_sample: Callable[[str], None] | None = None, target: str = "reference") -> ActivationCollector:
+    """Run the pack on every observation with the collector watching its matmul inputs: on the
+    reference model (exact float32, through Pi05Reference's observer) or on the native x86 graph
+    (its products' inputs as ggml computed them, reported by the runtime's matmul observer)."""
     pre = pack.family.preprocessor(pack)
-    collector = ActivationCollector(input_widths(pack), int(pack.config.num_flow_steps))
-    backend.model.observer = collector
+    steps = int(pack.config.num_flow_steps)
+    collector = ActivationCollector(input_widths(pack), steps)
+    if target == "x86":
+        from vla_edge.targets.x86.target import create_backend
+
+        backend = create_backend(pack)
+        if not hasattr(backend.runtime, "set_matmul_observer"):
+            raise TargetUnavailableError("calibrate --target x86: the installed native module predates the matmul "
+                                         "observer; rebuild it (pip install -e .) or use --target reference")
+        adapter = NativeFlowSteps(collector, steps)
+        backend.runtime.set_matmul_observer(adapter)
+        after, detach = adapter.finish, lambda: backend.runtime.set_matmul_observer(None)
+    else:
+        from vla_edge.targets.reference.target import ReferenceBackend
+
+        backend = ReferenceBackend(pack, cache_weights=pack.manifest.files.weights.size <= _CACHE_LIMIT_BYTES)
+        backend.model.observer = collector
+        after, detach = (lambda: None), (lambda: setattr(backend.model, "observer", None))
     try:
         for sample_id, obs in observations:
             backend.sample_actions(pre(obs, sample_noise(sample_id, seed, pre.noise_shape())))
+            after()
             if on_sample:
                 on_sample(sample_id)
     finally:
-        backend.model.observer = None
+        detach()
     return collector
 
 
@@ -103,10 +146,13 @@ def calibrate(pack_dir: Path, sources: Sequence[Path], out: Path, samples: int |
     pack = Pack.open(pack_dir, check="sha256")
     if pack.manifest.family != "pi05":
         raise TargetUnavailableError(f"calibrate has no implementation for family '{pack.manifest.family}'")
-    collector = collect(pack, loaded, seed, on_sample)
+    collector = collect(pack, loaded, seed, on_sample, target)
     header = {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "target": target,
+        # matmul weights the run never saw: their outputs do not reach the actions
+        "unused": {name: f"never ran on the {target} target: its output does not reach the actions"
+                   for name in input_widths(pack) if name not in collector.tensors},
         "pack": {**pack_identity(pack), "path": str(Path(pack_dir).resolve())},
         "data": {
             "sources": [str(Path(s).resolve()) for s in sources],

@@ -139,17 +139,19 @@ def quantize_weight(w: np.ndarray, importance: np.ndarray, group: int) -> tuple[
 
 
 def build_layer(name: str, weight: np.ndarray, stats: TensorStats, block: int, weight_group: int,
-                act_scales: str, clip: float) -> W4A4Layer:
-    """One expert layer in W4A4 form from its float weight [out, in] and input statistics."""
+                act_scales: str, clip: float, rotate: bool = True) -> W4A4Layer:
+    """One expert layer in W4A4 form from its float weight [out, in] and input statistics.
+    rotate=False keeps channel order and identity blocks (an ablation: what the rotation buys)."""
     n_in = weight.shape[1]
     ms = mean_square(stats, name)
-    perm = energy_permutation(ms)
+    perm = energy_permutation(ms) if rotate else np.arange(n_in, dtype=np.int64)
     rng = np.random.default_rng([ROTATION_SEED, zlib.crc32(name.encode())])
+    rot_in = rotation_blocks(n_in, block, rng) if rotate else np.tile(np.eye(block, dtype=np.float32),
+                                                                      (n_in // block, 1, 1))
     group = layer_group(weight_group, n_in)
     block_ms = block_mean_square(ms, perm, block)
     layer = W4A4Layer(name=name, codes=np.zeros(weight.shape, np.int8), wscale=np.zeros(0, np.float32), perm=perm,
-                      rot_in=rotation_blocks(n_in, block, rng), rot_out=None, act_scale=None, weight_group=group,
-                      act_group=block)
+                      rot_in=rot_in, rot_out=None, act_scale=None, weight_group=group, act_group=block)
     importance = np.repeat(block_ms.mean(axis=0), block)  # rotated channels: their block's mean square
     layer.codes, layer.wscale = quantize_weight(layer.rotate_weight(weight), importance, group)
     if act_scales == "per_step":
@@ -174,11 +176,12 @@ def _copier(src: Any, name: str) -> Callable[[], np.ndarray]:
 
 def build_w4a4_pack(src_dir: str | Path, calib_path: str | Path, out_dir: str | Path, overwrite: bool = False,
                     golden: bool | None = None, act_scales: str = "per_step", clip: float = GAUSSIAN_CLIP,
-                    on_tensor: Callable[[str, int], None] | None = None) -> Path:
+                    rotate: bool = True, on_tensor: Callable[[str, int], None] | None = None) -> Path:
     """Write `out_dir`: the pack at `src_dir` with its expert matrices in W4A4 form (module doc).
 
     act_scales: "per_step" (the static tables from CALIB, the point of this recipe) or "per_token"
     (dynamic scales, same rotation and weights: a baseline for measuring what static tables cost).
+    clip / rotate=False: ablations for benchmarks/calibration_w4a4.py (other clip point; no rotation).
     golden: record a golden output on the reference target (default: when SRC has one)."""
     if act_scales not in ("per_step", "per_token"):
         raise ConfigError("act_scales", f"expected 'per_step' or 'per_token', got '{act_scales}'")
@@ -197,12 +200,12 @@ def build_w4a4_pack(src_dir: str | Path, calib_path: str | Path, out_dir: str | 
                             f"stored as {infos[name].ggml_type}; the w4a4 recipe starts from float weights (F16/F32): "
                             "re-quantising already rounded weights adds a second rounding error")
     calib = load_calibration(Path(calib_path))
-    check_matches(calib, src, names)
+    check_matches(calib, src, names, allow_unused=False)
     specs = src.family.tensor_specs(src.config)
     steps = int(src.config.num_flow_steps)
     block = _common_block([specs[n].shape[1] for n in names])
-    layers = {n: build_layer(n, src.weights.float32(n), calib.tensors[n], block, WEIGHT_GROUP, act_scales, clip)
-              for n in names}
+    layers = {n: build_layer(n, src.weights.float32(n), calib.tensors[n], block, WEIGHT_GROUP, act_scales, clip,
+                             rotate) for n in names}
     section = W4A4(weight_group_size=WEIGHT_GROUP, act_scales=act_scales, act_group_size=block,
                    num_steps=steps if act_scales == "per_step" else None, layers=names,
                    rotation=describe_rotation(layers))
@@ -227,7 +230,8 @@ def build_w4a4_pack(src_dir: str | Path, calib_path: str | Path, out_dir: str | 
                     "calibration": {"file": str(Path(calib_path).resolve()), "sha256": sha256_file(Path(calib_path)),
                                     "samples": len(calib.header["data"]["calibration"]),
                                     "target": calib.header["target"]},
-                    "w4a4": {"rotation": "sorted-energy permutation + randomised Hadamard blocks",
+                    "w4a4": {"rotation": ("sorted-energy permutation + randomised Hadamard blocks" if rotate
+                                          else "none (identity permutation and blocks)"),
                              "rotation_seed": ROTATION_SEED, "block": block, "act_scales": act_scales,
                              "act_clip_sigmas": clip, "weight_clip_ratios": [float(r) for r in WEIGHT_CLIP_RATIOS]}},
             golden_seed=0 if want_golden else None,

@@ -95,9 +95,9 @@ def importance_matrices(src: Pack, plans: dict[str, TensorPlan], calib_path: Pat
     calib = load_calibration(calib_path)
     needed = [name for name, plan in plans.items() if plan.ggml_type in K_QUANT_TYPES]
     check_matches(calib, src, needed)
-    rows = {name: calib.tensors[name].importance() for name in needed}
+    rows = {name: calib.tensors[name].importance() for name in needed if name in calib.tensors}  # unused: plain
     provenance = {"file": str(Path(calib_path).resolve()), "sha256": sha256_file(Path(calib_path)),
-                  "samples": len(calib.header["data"]["calibration"]), "tensors_weighted": len(needed),
+                  "samples": len(calib.header["data"]["calibration"]), "tensors_weighted": len(rows),
                   "target": calib.header["target"]}
     return rows, provenance
 

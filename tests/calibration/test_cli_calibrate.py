@@ -30,7 +30,6 @@ def test_calibrate_writes_a_file_and_compare_uses_its_held_out_observations(cli,
 
 @pytest.mark.parametrize("args, message", [
     (["--from", "{missing}"], "not found"),
-    (["--from", "{obs}", "--target", "x86"], "reference target"),
     (["--from", "{obs}", "--target", "cuda"], "--target"),
     (["--from", "{obs}", "--held-out", "1.0"], "--held-out"),
     (["--from", "{obs}", "--samples", "0"], "--samples"),
