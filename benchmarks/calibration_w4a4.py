@@ -5,7 +5,7 @@ against their parent on the calibration's held-out observations.
     python benchmarks/calibration_w4a4.py tiny --obs OBS_DIR --seeds 0 1 2 --json OUT
     # a given parent + calibration (e.g. full size; the W4A4 packs run on the reference target):
     python benchmarks/calibration_w4a4.py packs --parent P --calib CALIB.npz --work DIR \\
-        [--parent-target x86] --json OUT
+        [--parent-target x86] [--variants w4a4 w4a4-per-token] --json OUT
 
 Variants, all from the same parent and calibration: `w4a4` (the recipe: static per-step tables),
 `w4a4-per-token` (same rotation and weights, dynamic per-token scales: the baseline the static
@@ -37,9 +37,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_variants(parent: Path, calib: Path, work: Path) -> dict[str, Path]:
+def build_variants(parent: Path, calib: Path, work: Path, names: list[str] | None = None) -> dict[str, Path]:
     out = {}
-    for name, options in VARIANTS.items():
+    for name in names or list(VARIANTS):
+        options = VARIANTS[name]
         t0 = time.perf_counter()
         out[name] = build_w4a4_pack(parent, calib, work / name, golden=False, **options)
         print(f"built {name} in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -98,6 +99,8 @@ def main() -> None:
     p.add_argument("--calib", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True, help="directory for the W4A4 packs (created)")
     p.add_argument("--parent-target", default="reference")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                   help="which to build (full size: each is a whole pack on disk; w4a4-per-token is the baseline)")
     t = sub.add_parser("tiny")
     t.add_argument("--obs", type=Path, required=True, help="observation folder or run directory")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -106,7 +109,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.mode == "packs":
         args.work.mkdir(parents=True, exist_ok=False)
-        result = compare(args.parent, args.calib, build_variants(args.parent, args.calib, args.work),
+        result = compare(args.parent, args.calib, build_variants(args.parent, args.calib, args.work, args.variants),
                          args.parent_target)
         result["calibration"] = str(args.calib)
     else:

@@ -39,7 +39,6 @@ layer (calibration/matching.py names what differs).
 from __future__ import annotations
 
 import math
-import shutil
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -48,12 +47,12 @@ from typing import Any
 import numpy as np
 
 from vla_edge.errors import ConfigError, PackError
-from vla_edge.packs.gguf_io import PlannedTensor, write_gguf
+from vla_edge.packs.gguf_io import PlannedTensor
 from vla_edge.packs.hashing import sha256_file
 from vla_edge.packs.manifest import W4A4
 from vla_edge.packs.pack import Pack
+from vla_edge.packs.quantize import write_derived_pack
 from vla_edge.packs.w4a4 import QMAX, QMIN, W4A4Layer, describe_rotation, layer_group
-from vla_edge.packs.writer import PackBuilder
 
 from .calibfile import load_calibration
 from .matching import check_matches
@@ -211,30 +210,18 @@ def build_w4a4_pack(src_dir: str | Path, calib_path: str | Path, out_dir: str | 
                    rotation=describe_rotation(layers))
     for name, layer in layers.items():
         layer.check(specs[name].shape, section, f"--recipe {RECIPE}")
-    arch, metadata = src.family.gguf_header(src.config)
     planned = [PlannedTensor(n, info.shape, info.ggml_type, _copier(src.weights, n))
                for n, info in infos.items() if n not in layers]
     planned += [t for n in names for t in layers[n].planned()]
-    want_golden = (m.golden is not None) if golden is None else golden
-    with PackBuilder(out_dir, overwrite=overwrite) as builder:
-        write_gguf(builder.staging / m.files.weights.path, arch, metadata, planned,
-                   on_tensor=(lambda t: on_tensor(t.name, t.n_bytes)) if on_tensor else None)
-        for entry in (m.files.tokenizer, m.files.norm_stats):
-            shutil.copyfile(src.dir / entry.path, builder.staging / entry.path)
-        return builder.finish(
-            name=f"{m.name}-{RECIPE}", family=m.family, config=m.config, recipe=RECIPE, targets=["reference"],
-            state_space=m.state_space.model_dump(), action_space=m.action_space.model_dump(),
-            cameras=m.cameras, required_cameras=m.required_cameras, default_prompt=m.default_prompt,
-            source={"quantized_from": m.name, "parent_weights_sha256": m.files.weights.sha256,
-                    "parent_recipe": m.quantization.recipe, "quantizer": "vla_edge.calibration.w4a4_recipe",
-                    "calibration": {"file": str(Path(calib_path).resolve()), "sha256": sha256_file(Path(calib_path)),
-                                    "samples": len(calib.header["data"]["calibration"]),
-                                    "target": calib.header["target"]},
-                    "w4a4": {"rotation": ("sorted-energy permutation + randomised Hadamard blocks" if rotate
-                                          else "none (identity permutation and blocks)"),
-                             "rotation_seed": ROTATION_SEED, "block": block, "act_scales": act_scales,
-                             "act_clip_sigmas": clip, "weight_clip_ratios": [float(r) for r in WEIGHT_CLIP_RATIOS]}},
-            golden_seed=0 if want_golden else None,
-            weights=m.files.weights.path, tokenizer=m.files.tokenizer.path, norm_stats=m.files.norm_stats.path,
-            quant_exceptions=dict(m.quantization.exceptions), w4a4=section,
-        )
+    return write_derived_pack(
+        src, out_dir, planned, RECIPE, ["reference"], overwrite=overwrite, golden=golden, on_tensor=on_tensor,
+        source={"quantized_from": m.name, "parent_weights_sha256": m.files.weights.sha256,
+                "parent_recipe": m.quantization.recipe, "quantizer": "vla_edge.calibration.w4a4_recipe",
+                "calibration": {"file": str(Path(calib_path).resolve()), "sha256": sha256_file(Path(calib_path)),
+                                "samples": len(calib.header["data"]["calibration"]),
+                                "target": calib.header["target"]},
+                "w4a4": {"rotation": ("sorted-energy permutation + randomised Hadamard blocks" if rotate
+                                      else "none (identity permutation and blocks)"),
+                         "rotation_seed": ROTATION_SEED, "block": block, "act_scales": act_scales,
+                         "act_clip_sigmas": clip, "weight_clip_ratios": [float(r) for r in WEIGHT_CLIP_RATIOS]}},
+        quant_exceptions=dict(m.quantization.exceptions), w4a4=section)
