@@ -21,7 +21,7 @@ def calibrate(
     held_out: Annotated[float, typer.Option("--held-out", help="Fraction of observations kept aside for "
                                                                  "`pack compare --obs-from CALIB`")] = 0.25,
     target: Annotated[str, typer.Option(help="Where the pack runs: reference (exact float32 activations) or x86 (the native "
-                                                  "graph's own activations, much faster)")] = "reference",
+                                                  "graph's own activations)")] = "reference",
     seed: Annotated[int, typer.Option(help="Seed of the held-out split and of each observation's flow noise")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing calibration file")] = False,
     camera: Annotated[Optional[list[str]], typer.Option("--camera", help="LeRobot datasets: CAMERA=KEY maps a pack "
