@@ -92,6 +92,7 @@ setup(
             "transformers==5.23.0",
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
+            "pyarrow==26.0.1",  # calibrate --from a LeRobot dataset (parquet), tests write such datasets
             "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
             # `eval --ray` and the Ray Serve deployment are tested on a local Ray instance
             "ray[serve]==2.60.0",
@@ -103,6 +104,9 @@ setup(
         # `vla-edge eval --ray` (episodes on a Ray cluster) and `vla-edge serve --ray-serve` / the
         # `vla_edge.serve.ray_serve` deployment (replicas over a cluster's GPUs): Ray schedules, not us
         "ray": ["ray[serve]==2.60.0"],
+        # `calibrate --from` a LeRobot dataset: its frames are parquet files (~40 MB wheel, so not
+        # in the default install); its videos are decoded with imageio-ffmpeg's ffmpeg (default install)
+        "lerobot": ["pyarrow==26.0.1"],
         "report": [],  # kept so `pip install 'vla-edge[report]'` still works: plots are in the default install now
         "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files

@@ -45,9 +45,18 @@ def expert_tensor(name: str) -> bool:
     return name.startswith("action.")
 
 
-def check_matches(calib: Calibration, pack: Any, needed: list[str], where: str = "--calib") -> None:
+def unused_tensors(calib: Calibration) -> dict[str, str]:
+    """Tensors the calibration run never saw because their output does not reach the actions
+    (the x86 graph skips the last LLM layer's attention output and MLP), with the reason; a
+    consumer quantises them without statistics (nothing they compute is ever used)."""
+    return dict(calib.header.get("unused", {}))
+
+
+def check_matches(calib: Calibration, pack: Any, needed: list[str], where: str = "--calib",
+                  allow_unused: bool = True) -> None:
     """Refuse `calib` for `pack` unless it was collected on the same weights with the same flow
-    step count and holds every tensor in `needed` with the pack's channel count."""
+    step count and holds every tensor in `needed` with the pack's channel count (tensors the
+    file lists as unused excepted, when `allow_unused`)."""
     mine, theirs = pack_identity(pack), calib.pack
     if theirs.get("weights_sha256") != mine["weights_sha256"]:
         raise ConfigError(where, f"collected on pack '{theirs.get('name')}' (weights sha256 "
@@ -57,11 +66,12 @@ def check_matches(calib: Calibration, pack: Any, needed: list[str], where: str =
         raise ConfigError(where, f"collected with {theirs.get('num_flow_steps')} flow steps, pack '{mine['name']}' "
                                  f"runs {mine['num_flow_steps']}")
     widths = input_widths(pack)
-    missing = [n for n in needed if n not in calib.tensors]
+    unused = unused_tensors(calib) if allow_unused else {}
+    missing = [n for n in needed if n not in calib.tensors and n not in unused]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ConfigError(where, f"no statistics for tensor(s) {', '.join(missing[:3])}{more}")
-    for name in needed:
+    for name in (n for n in needed if n in calib.tensors):
         stats = calib.tensors[name]
         if stats.n_in != widths[name]:
             raise ConfigError(f"{where}:{name}", f"{stats.n_in} input channels, pack '{mine['name']}' has "

@@ -8,15 +8,21 @@ One layout for every source (docs/quantize.md, "Calibration data"):
 Sources `calibrate --from` accepts:
 - an observation folder: DIR holding sample folders (or DIR itself being one sample);
 - a `vla-edge run` directory recorded with `--record-obs N`: its `observations/` folder;
-- a LeRobot dataset on disk is not read yet (the command says so).
-Samples are identified by `<source>/<sample folder>`; ids stay valid as long as the files do.
+- a LeRobot dataset on disk (`meta/info.json`, parquet + videos; calibration/lerobot.py): up to
+  `frames` of its frames, evenly spaced, each read on demand with the pack's cameras mapped to
+  the dataset's image keys.
+Samples are identified by `<source>/<sample folder>` (LeRobot: `<dataset>/ep<E>/f<F>`); ids stay
+valid as long as the files do.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +35,59 @@ RUN_OBSERVATIONS = "observations"
 
 
 @dataclass(frozen=True)
+class CameraSpec:
+    """The pack's cameras (robot names), the required ones, and `--camera NAME=KEY` overrides:
+    what a LeRobot dataset's image keys are matched against."""
+
+    cameras: list[str]
+    required: list[str]
+    mapping: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, manifest: Any, mapping: Mapping[str, str] | None = None) -> "CameraSpec":
+        return cls(list(manifest.cameras.values()), list(manifest.required_cameras), dict(mapping or {}))
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One observation on disk: `path` is its folder, `id` a stable name for reports."""
+    """One observation on disk: `path` is its folder (LeRobot: the dataset root), `id` a stable
+    name for reports; `frame` locates a LeRobot frame (data file, row, episode, frame index and
+    the camera -> feature key map), so a calibration file can name it and replay it."""
 
     id: str
     path: Path
+    frame: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     def load(self) -> Observation:
-        return read_observation(self.path)
+        if self.frame is None:
+            return read_observation(self.path)
+        from .lerobot import FrameRef
+
+        ref = FrameRef(self.path / self.frame["data_file"], int(self.frame["row"]), int(self.frame["episode"]),
+                       int(self.frame["frame"]))
+        return _dataset(self.path).observation(ref, self.frame["cameras"])
+
+    def record(self) -> dict[str, Any]:
+        """How a calibration file's header names it (read back by `from_record`)."""
+        return {"id": self.id, "path": str(self.path), **({"lerobot": self.frame} if self.frame else {})}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "Sample":
+        return cls(str(record["id"]), Path(record["path"]), record.get("lerobot"))
+
+
+def _dataset(root: Path) -> Any:
+    """One LeRobotDataset per dataset (its metadata read once), renewed when info.json changes."""
+    from .lerobot import INFO, file_stamp
+
+    return _open_dataset(root, file_stamp(root / INFO))
+
+
+@functools.lru_cache(maxsize=4)
+def _open_dataset(root: Path, stamp: tuple[int, int]) -> Any:
+    from .lerobot import LeRobotDataset
+
+    return LeRobotDataset(root)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -90,18 +141,33 @@ def _sample_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and (p / STATE_FILE).is_file())
 
 
-def _is_lerobot(root: Path) -> bool:
-    return (root / "meta" / "info.json").is_file()
+def lerobot_samples(source: Path, cameras: CameraSpec | None, frames: int) -> list[Sample]:
+    """`frames` evenly spaced frames of a LeRobot dataset, cameras mapped for the pack."""
+    from .lerobot import spread
+
+    if cameras is None:
+        raise ConfigError(f"--from {source}", "a LeRobot dataset needs the pack's cameras to map its image keys")
+    if frames < 1:
+        raise ConfigError("--frames", f"expected at least 1 frame per dataset, got {frames}")
+    root = source.resolve()
+    dataset = _dataset(root)
+    camera_keys = dataset.camera_map(cameras.cameras, cameras.required, cameras.mapping)
+    return [Sample(f"{source.name}/ep{ref.episode:06d}/f{ref.frame:06d}", root,
+                   {"data_file": str(ref.data_file.relative_to(root)), "row": ref.row, "episode": ref.episode,
+                    "frame": ref.frame, "cameras": camera_keys})
+            for ref in spread(dataset.frames(), frames)]
 
 
-def samples_from(source: Path) -> list[Sample]:
-    """Every sample of one `--from` source, in a stable order."""
+def samples_from(source: Path, cameras: CameraSpec | None = None, frames: int | None = None) -> list[Sample]:
+    """Every sample of one `--from` source, in a stable order (a LeRobot dataset: `frames` of
+    them, evenly spaced; its images mapped to `cameras`)."""
+    from .lerobot import DEFAULT_FRAMES, is_lerobot_dataset
+
     source = Path(source)
     if not source.is_dir():
         raise ConfigError(f"--from {source}", "expected a run directory or an observation folder (not found)")
-    if _is_lerobot(source):
-        raise ConfigError(f"--from {source}", "LeRobot datasets are not supported by calibrate yet; export frames "
-                                              "to an observation folder (docs/quantize.md, 'Calibration data')")
+    if is_lerobot_dataset(source):
+        return lerobot_samples(source, cameras, DEFAULT_FRAMES if frames is None else frames)
     root = source
     if (source / "config.yaml").is_file() and (source / "ticks.jsonl").is_file():
         root = source / RUN_OBSERVATIONS

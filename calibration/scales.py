@@ -28,4 +28,5 @@ def int8_activation_scales(calib_path: Path, pack: Any, percentile: float = DEFA
     calib = load_calibration(calib_path)
     needed = quantized_matrices(pack)
     check_matches(calib, pack, needed)
-    return {name: max(calib.tensors[name].percentile(percentile), 1e-12) / INT8_MAX for name in needed}
+    return {name: max(calib.tensors[name].percentile(percentile), 1e-12) / INT8_MAX for name in needed
+            if name in calib.tensors}  # a tensor the calibration lists as unused stays float

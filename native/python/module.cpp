@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 
@@ -21,6 +23,22 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+// Wraps a Python callable as the runtime's matmul observer; it runs on the inference thread with
+// the GIL taken back for the call (sample_actions releases it) and gets its own copy of the data.
+void set_matmul_observer(Pi05Runtime& rt, py::object observer) {
+    if (observer.is_none()) {
+        rt.set_matmul_observer(nullptr);
+        return;
+    }
+    auto fn = std::make_shared<py::object>(std::move(observer));
+    rt.set_matmul_observer([fn](const std::string& name, const float* data, int64_t rows, int64_t cols) {
+        py::gil_scoped_acquire gil;
+        py::array_t<float> x({rows, cols});
+        std::memcpy(x.mutable_data(), data, sizeof(float) * static_cast<size_t>(rows * cols));
+        (*fn)(name, x);
+    });
+}
 
 // One observation's arrays checked against the model's shapes; `which` names it in errors.
 vla_edge::SampleInputs sample_inputs(const Pi05Runtime& rt, const FloatArray& images, const IntArray& tokens,
@@ -157,7 +175,9 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("compute_buffer_bytes", &Pi05Runtime::compute_buffer_bytes)
         .def_property_readonly("graph_builds", &Pi05Runtime::graph_builds)
         .def_property_readonly("n_threads", &Pi05Runtime::n_threads)
-        .def_property_readonly("backend", &Pi05Runtime::backend_name);
+        .def_property_readonly("backend", &Pi05Runtime::backend_name)
+        .def("set_matmul_observer", &set_matmul_observer, py::arg("observer"),
+             "observer(weight_name, x [rows, cols] float32) after every graph, or None to stop; graphs are rebuilt");
     m.def(
         "gelu_tanh",
         [](FloatArray x) {

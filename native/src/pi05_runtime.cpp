@@ -139,7 +139,41 @@ size_t Pi05Runtime::compute_buffer_bytes() const {
     return total;
 }
 
+void Pi05Runtime::set_matmul_observer(MatmulObserver observer) {
+    observer_ = std::move(observer);
+    for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) g->key.clear();  // rebuilt with / without kept inputs
+}
+
+void Pi05Runtime::keep_matmul_inputs(Graph& g) {
+    g.observed.clear();
+    for (int i = 0; i < ggml_graph_n_nodes(g.gf); ++i) {
+        ggml_tensor* node = ggml_graph_node(g.gf, i);
+        if (node->op != GGML_OP_MUL_MAT) continue;
+        ggml_tensor* w = node->src[0];
+        while (w->view_src) w = w->view_src;  // the patch embedding's kernel is a reshaped view
+        if (!weights_->find(w->name)) continue;  // attention products: activations on both sides
+        ggml_tensor* x = node->src[1];
+        if (x->type != GGML_TYPE_F32 || !ggml_is_contiguous(x)) {
+            throw std::runtime_error(std::string("matmul observer: the input of ") + w->name +
+                                     " is not a contiguous float32 tensor");
+        }
+        for (ggml_tensor* t = x; t; t = t->view_src) ggml_set_output(t);
+        g.observed.emplace_back(w->name, x);
+    }
+}
+
+void Pi05Runtime::report_matmul_inputs(const Graph& g) const {
+    std::vector<float> host;
+    for (const auto& [name, x] : g.observed) {
+        host.resize(static_cast<size_t>(ggml_nelements(x)));
+        ggml_backend_tensor_get(x, host.data(), 0, ggml_nbytes(x));
+        observer_(name, host.data(), ggml_nrows(x), x->ne[0]);
+    }
+}
+
 void Pi05Runtime::finish(Graph& g, const char* stage) {
+    g.observed.clear();
+    if (observer_) keep_matmul_inputs(g);
     if (!ggml_gallocr_alloc_graph(g.alloc, g.gf)) {
         throw std::runtime_error(std::string("cannot allocate compute memory for the ") + stage + " graph");
     }
@@ -150,6 +184,7 @@ void Pi05Runtime::compute(Graph& g) {
     if (ggml_backend_graph_compute(backend_, g.gf) != GGML_STATUS_SUCCESS) {
         throw std::runtime_error("ggml graph computation failed on backend " + backend_name());
     }
+    if (observer_) report_matmul_inputs(g);
 }
 
 void Pi05Runtime::ensure_vision(int n_images) {

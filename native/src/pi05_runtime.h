@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +46,11 @@ struct SampleInputs {
     const float* noise;     // horizon x action_dim
 };
 
+// Sees the input of every product with a weight matrix: (weight name, float32 row-major data,
+// rows, columns), in graph order, after the graph that holds it ran. Calibration (`vla-edge
+// calibrate --target x86`) collects activation statistics through it.
+using MatmulObserver = std::function<void(const std::string&, const float*, int64_t, int64_t)>;
+
 class Pi05Runtime {
   public:
     Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& options);
@@ -73,6 +79,11 @@ class Pi05Runtime {
     size_t device_weight_bytes() const { return weights_->device_bytes(); }
     const GgufWeights& weights() const { return *weights_; }
 
+    // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
+    // outputs, so the allocator does not reuse their memory: more compute memory, same values)
+    // and reports them after it runs; setting or clearing it rebuilds the graphs.
+    void set_matmul_observer(MatmulObserver observer);
+
   private:
     struct Graph {
         std::vector<uint8_t> meta;  // ggml context memory for tensor/graph metadata, reused
@@ -81,6 +92,7 @@ class Pi05Runtime {
         ggml_gallocr_t alloc = nullptr;
         std::vector<int> key;  // shapes the graph was built for (per observation of the batch)
         std::map<std::string, ggml_tensor*> io;
+        std::vector<std::pair<std::string, ggml_tensor*>> observed;  // (weight, its input) with an observer
         ggml_context* begin(size_t max_nodes);
         void release();
     };
@@ -94,6 +106,8 @@ class Pi05Runtime {
     void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
     void compute(Graph& g);
+    void keep_matmul_inputs(Graph& g);
+    void report_matmul_inputs(const Graph& g) const;
     void embed_tokens(const int32_t* tokens, int n_tokens, float* out) const;
     void patchify(const float* image, float* dst) const;
 
@@ -109,6 +123,7 @@ class Pi05Runtime {
     Graph vision_, prefix_, expert_, chunk_;
     bool chunk_expert_ = false;
     int graph_builds_ = 0;
+    MatmulObserver observer_;
     std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
     std::vector<int32_t> host_pos_;
 };

@@ -79,8 +79,9 @@ def recorded_inputs(policy: Policy, obs_from: str | Path) -> tuple[list[tuple[Ob
     """(observation, noise) pairs read from disk: a calibration file's held-out observations or a
     run directory / observation folder, each with the noise `calibrate` ran it with; and their ids."""
     from vla_edge.calibration.calibrate import evaluation_samples, sample_noise
+    from vla_edge.calibration.observations import CameraSpec
 
-    samples, seed = evaluation_samples(Path(obs_from))
+    samples, seed = evaluation_samples(Path(obs_from), CameraSpec.of(policy.pack.manifest))
     inputs = [(s.load(), sample_noise(s.id, seed, policy.noise_shape)) for s in samples]
     return inputs, [s.id for s in samples]
 

@@ -14,11 +14,13 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import PackError, TargetUnavailableError
 from .gguf_io import GGUFFile, PlannedTensor, write_gguf
+from .manifest import W4A4
 from .pack import Pack
 from .recipes import TensorPlan, plan_pack
 from .writer import PackBuilder
@@ -95,9 +97,9 @@ def importance_matrices(src: Pack, plans: dict[str, TensorPlan], calib_path: Pat
     calib = load_calibration(calib_path)
     needed = [name for name, plan in plans.items() if plan.ggml_type in K_QUANT_TYPES]
     check_matches(calib, src, needed)
-    rows = {name: calib.tensors[name].importance() for name in needed}
+    rows = {name: calib.tensors[name].importance() for name in needed if name in calib.tensors}  # unused: plain
     provenance = {"file": str(Path(calib_path).resolve()), "sha256": sha256_file(Path(calib_path)),
-                  "samples": len(calib.header["data"]["calibration"]), "tensors_weighted": len(needed),
+                  "samples": len(calib.header["data"]["calibration"]), "tensors_weighted": len(rows),
                   "target": calib.header["target"]}
     return rows, provenance
 
@@ -129,11 +131,27 @@ def quantize_pack(
     missing = [name for name in specs if name not in weights.tensor_infos()]
     if missing:
         raise PackError(str(src.weights_path), f"tensor '{missing[0]}' is missing (run `vla-edge pack verify`)")
-    arch, metadata = src.family.gguf_header(src.config)
     planned = [PlannedTensor(name, plans[name].stored_shape, plans[name].ggml_type,
                              _producer(weights, name, specs[name].shape, plans[name], quantize, importance.get(name)))
                for name in specs]
     m = src.manifest
+    return write_derived_pack(
+        src, out_dir, planned, recipe, m.targets, overwrite=overwrite, golden=golden, on_tensor=on_tensor,
+        source={"quantized_from": m.name, "parent_weights_sha256": m.files.weights.sha256,
+                "parent_recipe": m.quantization.recipe, "quantizer": "ggml (vla_edge._native.quantize)",
+                **({"calibration": calib_info} if calib_info else {})},
+        quant_exceptions={name: p.note for name, p in plans.items() if p.note})
+
+
+def write_derived_pack(src: Pack, out_dir: str | Path, planned: list[PlannedTensor], recipe: str, targets: list[str],
+                       source: dict[str, Any], quant_exceptions: dict[str, str], overwrite: bool = False,
+                       golden: bool | None = None, on_tensor: Callable[[str, int], None] | None = None,
+                       w4a4: W4A4 | None = None) -> Path:
+    """Write `out_dir`: `src` with its weights replaced by `planned` (same tokenizer, norm stats,
+    spaces and cameras), named `<src name>-<recipe>`, atomically through PackBuilder. golden:
+    record a fresh golden on the reference target (default: when `src` has one)."""
+    m = src.manifest
+    arch, metadata = src.family.gguf_header(src.config)
     want_golden = (m.golden is not None) if golden is None else golden
     with PackBuilder(out_dir, overwrite=overwrite) as builder:
         write_gguf(builder.staging / m.files.weights.path, arch, metadata, planned,
@@ -141,15 +159,12 @@ def quantize_pack(
         for entry in (m.files.tokenizer, m.files.norm_stats):
             shutil.copyfile(src.dir / entry.path, builder.staging / entry.path)
         return builder.finish(
-            name=f"{m.name}-{recipe}", family=m.family, config=m.config, recipe=recipe, targets=m.targets,
+            name=f"{m.name}-{recipe}", family=m.family, config=m.config, recipe=recipe, targets=list(targets),
             state_space=m.state_space.model_dump(), action_space=m.action_space.model_dump(),
             cameras=m.cameras, required_cameras=m.required_cameras, default_prompt=m.default_prompt,
-            source={"quantized_from": m.name, "parent_weights_sha256": m.files.weights.sha256,
-                    "parent_recipe": m.quantization.recipe, "quantizer": "ggml (vla_edge._native.quantize)",
-                    **({"calibration": calib_info} if calib_info else {})},
-            golden_seed=0 if want_golden else None,
+            source=source, golden_seed=0 if want_golden else None,
             weights=m.files.weights.path, tokenizer=m.files.tokenizer.path, norm_stats=m.files.norm_stats.path,
-            quant_exceptions={name: p.note for name, p in plans.items() if p.note},
+            quant_exceptions=quant_exceptions, w4a4=w4a4,
         )
 
 

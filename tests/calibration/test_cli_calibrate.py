@@ -30,11 +30,11 @@ def test_calibrate_writes_a_file_and_compare_uses_its_held_out_observations(cli,
 
 @pytest.mark.parametrize("args, message", [
     (["--from", "{missing}"], "not found"),
-    (["--from", "{obs}", "--target", "x86"], "reference target"),
     (["--from", "{obs}", "--target", "cuda"], "--target"),
     (["--from", "{obs}", "--held-out", "1.0"], "--held-out"),
     (["--from", "{obs}", "--samples", "0"], "--samples"),
-    (["--from", "{lerobot}"], "LeRobot datasets are not supported"),
+    (["--from", "{lerobot}"], "info.json:features"),
+    (["--from", "{obs}", "--camera", "base"], "CAMERA=KEY"),
     (["--from", "{emptyrun}"], "recorded no observations"),
 ])
 def test_calibrate_bad_arguments_exit_2_and_write_nothing(cli, tiny_pack_dir, obs_dir, tmp_path, args, message):
