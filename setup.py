@@ -93,6 +93,7 @@ setup(
             "onnx==1.23.2",  # `onnx` target tests (graphs checked with onnxruntime)
             "onnxruntime==1.32.0",
             "pyarrow==26.0.1",  # calibrate --from a LeRobot dataset (parquet), tests write such datasets
+            "rerun-sdk==0.41.0",  # `run --view` tests write a rerun recording and read it back
             "cryptography==48.0.0",  # serve tests make a self-signed certificate for the wss:// round trip
             # `eval --ray` and the Ray Serve deployment are tested on a local Ray instance
             "ray[serve]==2.60.0",
@@ -107,6 +108,8 @@ setup(
         # `calibrate --from` a LeRobot dataset: its frames are parquet files (~40 MB wheel, so not
         # in the default install); its videos are decoded with imageio-ffmpeg's ffmpeg (default install)
         "lerobot": ["pyarrow==26.0.1"],
+        # `vla-edge run --view`: the live view streams to rerun (lerobot's viewer); ~170 MB wheel
+        "view": ["rerun-sdk==0.41.0"],
         "report": [],  # kept so `pip install 'vla-edge[report]'` still works: plots are in the default install now
         "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],  # `onnx` target and `pack export-onnx`
         # `pack import --from checkpoint|torchao-int8wo|omega-qvla`: reads safetensors / torch files

@@ -65,6 +65,10 @@ def run(
     camera: Annotated[Optional[list[str]], typer.Option(help="NAME=SPEC: device index, /dev/videoN or 'synthetic'")] = None,
     record_obs: Annotated[Optional[int], typer.Option("--record-obs", min=1, help="Store every N-th observation the "
                                                       "policy saw in <run>/observations/ (for `vla-edge calibrate`)")] = None,
+    view: Annotated[Optional[str], typer.Option(
+        "--view", help="Stream cameras, joint targets, commands and interventions to rerun: 'spawn' (start a "
+                       "viewer), rerun+http://HOST:PORT/proxy, or FILE.rrd; off by default, never on the control "
+                       "thread's path (pip install 'vla-edge[view]')")] = None,
 ) -> None:
     """Run a policy on a robot: cameras -> policy -> safety filter -> robot, logged to a run directory."""
     from ..run.cameras import parse_camera_spec
@@ -84,7 +88,7 @@ def run(
         pack=pack or file.pack, target=target or file.target or "auto",
         prompt=prompt or file.prompt,
         duration_s=duration if duration is not None else (file.duration_s if file.duration_s is not None else 10.0),
-        live=live, run_dir=run_dir, seed=seed, cameras=cams, health=file.health,
+        live=live, run_dir=run_dir, seed=seed, cameras=cams, health=file.health, view=view,
         loop=file.loop if record_obs is None else file.loop.model_copy(update={"record_obs_every": record_obs}),
     )
     if live:

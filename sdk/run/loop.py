@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..robots.safety import SafetyFilter
     from ..types import ActionChunk
     from .clock import Clock
+    from .live_view import LiveView
 
 # A stop caused only by these can be resumed (from the measured position, at rest) when valid
 # targets come back: gaps between chunks, the inference watchdog, and policy outputs the filter
@@ -93,6 +94,7 @@ class RunLoop:
         health: LimitsProvider | None = None,
         on_status: Callable[[dict[str, Any]], None] | None = None,
         stats: LoopStats | None = None,
+        view: LiveView | None = None,
     ):
         self.robot, self.safety, self.mapping, self.cameras = robot, safety, mapping, cameras
         self.clock, self.settings, self.rundir = clock, settings, rundir
@@ -101,6 +103,7 @@ class RunLoop:
         self.period = robot.capabilities.control_period_s
         self.schedule = ActionSchedule(settings.blend_s)
         self.stats = stats if stats is not None else LoopStats()
+        self.view = view  # --view: fed with put_nowait only; never waited for
         self.stop_event = threading.Event()
         self._limits = NOMINAL
         rate = lambda: self._limits.inference_rate_scale  # noqa: E731
@@ -134,6 +137,8 @@ class RunLoop:
         if every and self._observed % every == 0:
             self.rundir.observation(self._observed, obs)
         self._observed += 1
+        if self.view is not None:
+            self.view.observation(obs)
         return obs
 
     # -------------------------------------------------------------- control side
@@ -150,6 +155,8 @@ class RunLoop:
         filter and writes the summary. KeyboardInterrupt is re-raised after the stop."""
         clock, s = self.clock, self.settings
         self._t0 = self._last_chunk_t = clock.now()
+        if self.view is not None:
+            self.view.start(self._t0)
         self._event("start", shadow=bool(self.safety.shadow), period_s=self.period)
         reason, detail, raised = "duration", "", None
         next_tick, next_status = self._t0, self._t0
@@ -238,13 +245,16 @@ class RunLoop:
         tick_ms = (time.perf_counter() - t0) * 1e3
         sent = result.sent and not self.safety.shadow  # shadow: the filter reports what it *would* send
         self.stats.tick(target, result.command, sent, result.held, result.codes, tick_ms, limits.state, result.state)
-        self.rundir.tick({
+        record = {
             "i": self.stats.ticks - 1, "t": now - self._t0, "commanded": target, "filtered": result.command,
             "sent": sent, "held": result.held, "actual": state.q, "filter": result.state,
             "interventions": result.to_dict()["interventions"],  # code, detail, joints
             "chunk": self.schedule.chunk_id, "health": limits.state, "velocity_scale": limits.velocity_scale,
             "tick_ms": tick_ms, "late_ms": max(0.0, late_s) * 1e3,
-        })
+        }
+        self.rundir.tick(record)
+        if self.view is not None:
+            self.view.tick(record)
 
     def _update_limits(self) -> None:
         try:
@@ -374,6 +384,8 @@ class RunLoop:
                 **self.stats.summary(),
                 "cameras": {name: {"kind": src.kind, **src.stats.to_dict()} for name, src in self.cameras.items()},
             }
+            if self.view is not None:  # ticks/observations the viewer fell too far behind to take
+                summary["live_view"] = {"destination": self.view.destination, "dropped": self.view.dropped}
             summary["diagnosis"] = _diagnose(summary)
             self.rundir.write_summary(summary)
         return RunOutcome(reason, detail, summary)

@@ -39,6 +39,7 @@ class RunRequest:
     cameras: dict[str, str] = field(default_factory=dict)
     loop: LoopConfig = field(default_factory=LoopConfig)
     health: dict[str, Any] = field(default_factory=dict)
+    view: str | None = None  # --view: rerun destination (spawn, rerun+http://..., file.rrd); None = off
 
 
 @dataclass
@@ -234,12 +235,21 @@ def execute(prepared: PreparedRun, on_status: Callable[[dict[str, Any]], None] |
     from ..health.metrics import RunMetrics  # noqa: PLC0415
 
     p = prepared
-    metrics = RunMetrics.for_robot(p.robot_config, p.cameras, p.rundir.path / "metrics.jsonl")
-    loop = RunLoop(p.robot, p.safety, p.policy.infer, p.mapping, p.cameras, p.clock, p.settings, p.rundir,
-                   health=p.health, on_status=on_status, stats=metrics)
-    if loop_hook is not None:
-        loop_hook(loop)
+    view = None
     try:
+        metrics = RunMetrics.for_robot(p.robot_config, p.cameras, p.rundir.path / "metrics.jsonl")
+        if p.request.view:
+            from .live_view import LiveView  # noqa: PLC0415 - optional (rerun extra)
+
+            view = LiveView(p.request.view, list(p.robot_config.joints), p.rundir.path.name)
+        loop = RunLoop(p.robot, p.safety, p.policy.infer, p.mapping, p.cameras, p.clock, p.settings, p.rundir,
+                       health=p.health, on_status=on_status, stats=metrics, view=view)
+        if loop_hook is not None:
+            loop_hook(loop)
         return loop.run()
     finally:
-        p.close()
+        try:
+            if view is not None:
+                view.close()
+        finally:
+            p.close()
