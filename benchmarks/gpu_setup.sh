@@ -3,6 +3,10 @@
 # wheels and libraries into /tmp/site, exposes this checkout as the vla_edge package under /tmp/dev, and
 # builds the native core with ggml-CUDA for sm_90 into /tmp/b - unless a previous call on the still-warm
 # machine already did (then it is reused). Sets trt_note (TensorRT-RTX library present or why not).
+# GPU_SETUP_BEFORE_BUILD: a command started in the background once Python can import vla_edge and
+# before the ~200 s build (pure-Python work such as `pack synth`, which needs no native core); its
+# PID is left in setup_bg_pid for the caller to wait on. GGML_CUDA_FA (ON/OFF, default ON): build
+# ggml-CUDA's flash-attention kernels (the `flash_attention` runtime option needs them).
 T0=${T0:-$(date +%s)}
 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader || true
 # the simulator renders its cameras through EGL: the image has the NVIDIA driver but not the GL loaders
@@ -27,11 +31,15 @@ export PYTHONPATH=/tmp/site:/tmp/dev MUJOCO_GL=egl
 mkdir -p /tmp/dev/vla_edge /tmp/ggml
 for f in sdk/*; do ln -sfn "$PWD/$f" /tmp/dev/vla_edge/$(basename "$f"); done
 for d in targets robots calibration; do ln -sfn "$PWD/$d" /tmp/dev/vla_edge/$d; done
+setup_bg_pid=""
+if [ -n "${GPU_SETUP_BEFORE_BUILD:-}" ]; then
+  bash -c "$GPU_SETUP_BEFORE_BUILD" & setup_bg_pid=$!
+fi
 tar -C /tmp/ggml -xzf .gpu/ggml.tar.gz
 GGML=$(ls -d /tmp/ggml/*/ | head -1)
 if ! ls /tmp/b/native/_native*.so > /dev/null 2>&1; then
   cmake -S . -B /tmp/b -DVLA_EDGE_GGML_DIR="$GGML" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DGGML_CUDA_FA=OFF -DGGML_CUDA_NCCL=OFF -DPython3_EXECUTABLE="$(command -v python3)" > /tmp/cfg.log || { tail -30 /tmp/cfg.log; exit 1; }
+    -DGGML_CUDA_FA=${GGML_CUDA_FA:-ON} -DGGML_CUDA_NCCL=OFF -DPython3_EXECUTABLE="$(command -v python3)" > /tmp/cfg.log || { tail -30 /tmp/cfg.log; exit 1; }
   cmake --build /tmp/b -j "$(nproc)" --target _native > /tmp/build.log 2>&1 || { tail -50 /tmp/build.log; exit 1; }
 fi
 rm -f /tmp/dev/vla_edge/_native*.so; ln -sfn /tmp/b/native/_native*.so /tmp/dev/vla_edge/

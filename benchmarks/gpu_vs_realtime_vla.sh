@@ -8,9 +8,11 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 recipe=${1:-actquant-3.97}; shift || true
 [ -f .anchor/pi05_infer.py ] || { echo ".anchor/pi05_infer.py is missing: carry realtime-vla's files (see above)"; exit 2; }
-source benchmarks/gpu_setup.sh || exit 1
 full=/tmp/vla_full
-[ -f "$full/pack.yaml" ] || python3 -m vla_edge.cli.main pack synth --size full --out "$full" > "$OUT/synth.log" 2>&1 || { tail -20 "$OUT/synth.log"; exit 1; }
+# the F16 pack is synthesised (pure Python) while the native core builds
+[ -f "$full/pack.yaml" ] || export GPU_SETUP_BEFORE_BUILD="python3 -m vla_edge.cli.main pack synth --size full --out $full > $OUT/synth.log 2>&1"
+source benchmarks/gpu_setup.sh || exit 1
+if [ -n "$setup_bg_pid" ]; then wait "$setup_bg_pid" || { tail -20 "$OUT/synth.log"; exit 1; }; fi
 pack=$full
 if [ "$recipe" != f16 ]; then
   pack=/tmp/vla_full-$recipe
