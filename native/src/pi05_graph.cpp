@@ -124,7 +124,8 @@ ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_tens
 // GELU with the tanh approximation, computed in float32. ggml_gelu uses an fp16 lookup table on
 // the CPU, which is ~1e-3 off and would break agreement with the float32 reference; ggml's tanh
 // is libm's scalar tanhf. On the CPU one fused custom op per tensor runs the vectorised kernels
-// of gelu_kernels.cpp instead (other backends keep the element-wise chain).
+// of gelu_kernels.cpp instead; other backends run ggml's GELU / GeGLU ops, which compute tanh in
+// float32 there (CUDA: tanhf), or the element-wise chain when asked (unfused_ops, for A/B runs).
 
 // This thread's share [begin, end) of n elements: contiguous blocks, one per thread.
 inline void thread_block(int64_t n, int ith, int nth, int64_t& begin, int64_t& end) {
@@ -149,8 +150,9 @@ void geglu_op(ggml_tensor* dst, const ggml_tensor* gate, const ggml_tensor* up, 
               static_cast<float*>(dst->data) + begin, end - begin);
 }
 
-ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x, bool fused) {
-    if (fused) return ggml_map_custom1(ctx, x, gelu_op, GGML_N_TASKS_MAX, nullptr);
+ggml_tensor* gelu_tanh(ggml_context* ctx, ggml_tensor* x, const Pi05Hparams& hp) {
+    if (hp.fused_cpu_ops) return ggml_map_custom1(ctx, x, gelu_op, GGML_N_TASKS_MAX, nullptr);
+    if (hp.backend_gelu_ops) return ggml_gelu(ctx, x);
     const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
     ggml_tensor* x3 = ggml_mul(ctx, ggml_sqr(ctx, x), x);
     ggml_tensor* inner = ggml_scale(ctx, ggml_add(ctx, x, ggml_scale(ctx, x3, 0.044715f)), k);
@@ -188,7 +190,8 @@ ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_
 // broadcasting matmul (no copies). q [d, heads, n], k/v [d, kv_heads, nk] -> [d*heads, n].
 // n_seq > 1: the tokens are n_seq independent sequences of equal length, one after another
 // (the cameras in one vision call); each attends only within itself.
-ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, int64_t n_seq = 1) {
+ggml_tensor* attention(ggml_context* ctx, const Pi05Hparams& hp, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
+                       int64_t n_seq = 1) {
     const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2] / n_seq;
     if (n_seq > 1) {
         q = ggml_reshape_4d(ctx, q, d, heads, n, n_seq);
@@ -197,8 +200,15 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
     }
     ggml_tensor* qp = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [d, n, heads]
     ggml_tensor* kp = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [d, nk, kv]
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    if (hp.flash_attention) {
+        ggml_tensor* vp = ggml_permute(ctx, v, 0, 2, 1, 3);              // [d, nk, kv], not transposed
+        ggml_tensor* fa = ggml_flash_attn_ext(ctx, qp, kp, vp, nullptr, scale, 0.0f, 0.0f);  // [d, heads, n]
+        ggml_prec_set_acc(fa, GGML_PREC_F32);
+        if (ggml_backend_supports_op(hp.flash_attention, fa)) return ggml_reshape_2d(ctx, fa, d * heads, n * n_seq);
+    }
     ggml_tensor* kq = ggml_mul_mat(ctx, kp, qp);                         // [nk, n, heads]
-    kq = ggml_soft_max_ext(ctx, kq, nullptr, 1.0f / std::sqrt(static_cast<float>(d)), 0.0f);
+    kq = ggml_soft_max_ext(ctx, kq, nullptr, scale, 0.0f);
     ggml_tensor* vt = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [nk, d, kv]
     ggml_tensor* out = ggml_mul_mat(ctx, vt, kq);                        // [d, n, heads]
     out = ggml_permute(ctx, out, 0, 2, 1, 3);                            // [d, heads, n]
@@ -219,11 +229,13 @@ ggml_tensor* concat_tokens(ggml_context* ctx, const std::vector<ggml_tensor*>& p
     return out;
 }
 
-ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b, bool fused) {
+ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b,
+                   const Pi05Hparams& hp) {
     ggml_tensor* gate = linear(ctx, h, w.get(b + "ffn_gate.weight"));
     ggml_tensor* up = linear(ctx, h, w.get(b + "ffn_up.weight"));
-    ggml_tensor* gated = fused ? ggml_map_custom2(ctx, gate, up, geglu_op, GGML_N_TASKS_MAX, nullptr)
-                               : ggml_mul(ctx, gelu_tanh(ctx, gate, false), up);
+    ggml_tensor* gated = hp.fused_cpu_ops      ? ggml_map_custom2(ctx, gate, up, geglu_op, GGML_N_TASKS_MAX, nullptr)
+                         : hp.backend_gelu_ops ? ggml_geglu_split(ctx, gate, up)
+                                               : ggml_mul(ctx, gelu_tanh(ctx, gate, hp), up);
     return linear(ctx, gated, w.get(b + "ffn_down.weight"));
 }
 
@@ -301,10 +313,10 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
             ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
             return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
         };
-        ggml_tensor* a = attention(ctx, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
+        ggml_tensor* a = attention(ctx, hp, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
         x = ggml_add(ctx, x, linear(ctx, a, w.get(b + "attn_out.weight"), w.get(b + "attn_out.bias")));
         h = layer_norm(ctx, x, w.get(b + "ln2.weight"), w.get(b + "ln2.bias"), hp.v_eps);
-        h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")), hp.fused_cpu_ops);
+        h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")), hp);
         x = ggml_add(ctx, x, linear(ctx, h, w.get(b + "ffn_down.weight"), w.get(b + "ffn_down.bias")));
     }
     x = layer_norm(ctx, x, w.get("v.post_ln.weight"), w.get("v.post_ln.bias"), hp.v_eps);
@@ -334,12 +346,12 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
         std::vector<ggml_tensor*> parts;  // each observation attends to its own prefix only
         int64_t first = 0;
         for (int len : lengths) {
-            parts.push_back(attention(ctx, token_rows(ctx, q, first, len), token_rows(ctx, k, first, len),
+            parts.push_back(attention(ctx, hp, token_rows(ctx, q, first, len), token_rows(ctx, k, first, len),
                                       token_rows(ctx, v, first, len)));
             first += len;
         }
         x = ggml_add(ctx, x, linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_o.weight")));
-        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b, hp.fused_cpu_ops));
+        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b, hp));
     }
 }
 
@@ -374,13 +386,13 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
             const int64_t first = static_cast<int64_t>(s) * horizon;
             ggml_tensor* keys = ggml_concat(ctx, prefix(cache.k[i], cached, n_prefix[s]), token_rows(ctx, k, first, horizon), 2);
             ggml_tensor* values = ggml_concat(ctx, prefix(cache.v[i], cached, n_prefix[s]), token_rows(ctx, v, first, horizon), 2);
-            parts.push_back(attention(ctx, token_rows(ctx, q, first, horizon), keys, values));
+            parts.push_back(attention(ctx, hp, token_rows(ctx, q, first, horizon), keys, values));
             cached += n_prefix[s];
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
         h = ada_rms_norm(ctx, x, cond, w.get(b + "ffn_norm.weight"), w.get(b + "ffn_norm.bias"), e.eps, &gate);
-        x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp.fused_cpu_ops), gate));
+        x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp), gate));
     }
     ggml_tensor* gate = nullptr;
     ggml_tensor* h = ada_rms_norm(ctx, x, cond, w.get("action.output_norm.weight"), w.get("action.output_norm.bias"),

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ggml-backend.h"
 #include "ggml.h"
 #include "gguf_weights.h"
 
@@ -25,9 +26,15 @@ struct Pi05Hparams {
     float rope_theta = 10000.f;
     int action_dim = 32, horizon = 50;
     float time_min_period = 4e-3f, time_max_period = 4.0f;
-    // Set by the runtime, not read from weights: GELU / GeGLU as one fused custom op per tensor
-    // (ggml custom ops run on the CPU backend only; other backends keep the element-wise chain).
+    // Set by the runtime, not read from weights. GELU / GeGLU: on the CPU one fused custom op per
+    // tensor (fused_cpu_ops; ggml's own CPU GELU reads an fp16 table ~1e-3 off the reference); on
+    // other backends ggml's GELU / GeGLU ops (backend_gelu_ops: one kernel each, tanh in float32 on
+    // CUDA) instead of the ~9-kernel element-wise chain; neither set: the chain (A/B checks).
     bool fused_cpu_ops = false;
+    bool backend_gelu_ops = false;
+    // Set: attention as ggml_flash_attn_ext (one kernel, no score matrix in memory, no V transpose)
+    // wherever this backend runs it for the shapes at hand; the matmul + softmax form otherwise.
+    ggml_backend_t flash_attention = nullptr;
 
     int num_patches() const { return (image_size / patch) * (image_size / patch); }
     // Reads the keys our packs and the released ActQuant pi05.gguf carry, then checks every

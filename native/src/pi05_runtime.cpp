@@ -63,6 +63,9 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
     if (options.expert_graph != "auto" && options.expert_graph != "chunk" && options.expert_graph != "step") {
         throw std::invalid_argument("expert_graph must be 'auto', 'chunk' or 'step', got '" + options.expert_graph + "'");
     }
+    if (options.attention != "auto" && options.attention != "flash" && options.attention != "matmul") {
+        throw std::invalid_argument("attention must be 'auto', 'flash' or 'matmul', got '" + options.attention + "'");
+    }
     if (options.device_weights != "stored" && options.device_weights != "f16") {
         throw std::invalid_argument("device_weights must be 'stored' or 'f16', got '" + options.device_weights + "'");
     }
@@ -78,7 +81,12 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16",
                                                  cpu_weights_from_string(options.cpu_weights));
         hp_ = Pi05Hparams::from_weights(*weights_);
-        hp_.fused_cpu_ops = ggml_backend_is_cpu(backend_) && !options.unfused_ops;
+        hp_.fused_cpu_ops = cpu && !options.unfused_ops;
+        hp_.backend_gelu_ops = !cpu && !options.unfused_ops;
+        if (options.attention == "flash" || (options.attention == "auto" && !cpu)) {
+            attention_ = flash_attention_support();
+            if (attention_ != "matmul") hp_.flash_attention = backend_;
+        }
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
 
         allocate_cache(max_prefix_);
@@ -132,6 +140,35 @@ void Pi05Runtime::release() {
 }
 
 std::string Pi05Runtime::backend_name() const { return ggml_backend_name(backend_); }
+
+std::string Pi05Runtime::flash_attention_support() const {
+    // Ask the backend about a flash-attention node of each stage's head layout (the graph builder
+    // asks again per node and falls back to the matmul form wherever the answer is no).
+    struct Layout { const char* stage; int head_dim, heads, kv_heads; };
+    const Layout layouts[] = {{"vision", hp_.v_hidden / hp_.v_heads, hp_.v_heads, hp_.v_heads},
+                              {"prefix", hp_.llm.head_dim, hp_.llm.heads, hp_.llm.kv_heads},
+                              {"expert", hp_.expert.head_dim, hp_.expert.heads, hp_.expert.kv_heads}};
+    std::vector<uint8_t> meta(16 * ggml_tensor_overhead());
+    ggml_init_params p{meta.size(), meta.data(), /*no_alloc=*/true};
+    ggml_context* ctx = ggml_init(p);
+    std::string refused;
+    for (const Layout& l : layouts) {
+        ggml_tensor* q = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, l.head_dim, 64, l.heads);
+        ggml_tensor* k = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, l.head_dim, 256, l.kv_heads);
+        ggml_tensor* v = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, l.head_dim, 256, l.kv_heads);
+        ggml_tensor* fa = ggml_flash_attn_ext(ctx, q, k, v, nullptr, 1.0f, 0.0f, 0.0f);
+        ggml_prec_set_acc(fa, GGML_PREC_F32);
+        if (!ggml_backend_supports_op(backend_, fa)) refused += std::string(refused.empty() ? "" : ", ") + l.stage;
+    }
+    ggml_free(ctx);
+    if (refused.empty()) return "flash";
+    if (refused == "vision, prefix, expert") return "matmul";
+    return "flash (matmul for " + refused + ": not run by " + backend_name() + ")";
+}
+
+const char* Pi05Runtime::gelu_ops() const {
+    return hp_.fused_cpu_ops ? "fused-cpu" : hp_.backend_gelu_ops ? "ggml-ops" : "element-wise";
+}
 
 size_t Pi05Runtime::compute_buffer_bytes() const {
     size_t total = cache_buf_ ? ggml_backend_buffer_get_size(cache_buf_) : 0;

@@ -19,7 +19,10 @@ struct RuntimeOptions {
     int n_threads = 4;
     std::string device = "cpu";  // "cpu" or "cuda[:N]" when built with VLA_EDGE_CUDA
     int max_prefix_tokens = 0;   // 0 = 3 images + 256 text tokens
-    bool unfused_ops = false;    // CPU: keep GELU/GeGLU as ggml's element-wise chain (A/B checks)
+    bool unfused_ops = false;    // keep GELU/GeGLU as ggml's element-wise chain (A/B checks)
+    // "flash": ggml_flash_attn_ext wherever the backend runs it (else the matmul form, per call
+    // site); "matmul": products + softmax; "auto": flash off the CPU, matmul on it.
+    std::string attention = "auto";
     // "chunk": every flow step in one graph (one launch, no host round trip per step: what a GPU
     // needs, and what lets ggml-CUDA replay the whole loop as one CUDA graph); "step": one graph per
     // flow step (per-step timings); "auto": chunk on GPU backends, step on the CPU.
@@ -76,6 +79,11 @@ class Pi05Runtime {
     int n_threads() const { return n_threads_; }
     std::string backend_name() const;
     const char* expert_graph() const { return chunk_expert_ ? "chunk" : "step"; }
+    // "flash", "matmul", or "flash (matmul for <stages>: ...)" where the backend does not run
+    // flash attention for a stage's head layout.
+    const std::string& attention() const { return attention_; }
+    // "fused-cpu", "ggml-ops" or "element-wise": how GELU / GeGLU run (see Pi05Hparams).
+    const char* gelu_ops() const;
     size_t device_weight_bytes() const { return weights_->device_bytes(); }
     const GgufWeights& weights() const { return *weights_; }
 
@@ -105,6 +113,7 @@ class Pi05Runtime {
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
     void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
+    std::string flash_attention_support() const;
     void compute(Graph& g);
     void keep_matmul_inputs(Graph& g);
     void report_matmul_inputs(const Graph& g) const;
@@ -123,6 +132,7 @@ class Pi05Runtime {
     Graph vision_, prefix_, expert_, chunk_;
     bool chunk_expert_ = false;
     int graph_builds_ = 0;
+    std::string attention_ = "matmul";
     MatmulObserver observer_;
     std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
     std::vector<int32_t> host_pos_;

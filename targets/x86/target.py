@@ -48,7 +48,8 @@ class X86Backend(Backend):
     name = "x86"
 
     def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
-                 expert_graph: str = "auto", device_weights: str = "stored", cpu_weights: str = "mapped"):
+                 expert_graph: str = "auto", device_weights: str = "stored", cpu_weights: str = "mapped",
+                 attention: str = "auto"):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
@@ -56,7 +57,7 @@ class X86Backend(Backend):
         native = _native()
         try:
             self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops),
-                                              expert_graph, device_weights, cpu_weights)
+                                              expert_graph, device_weights, cpu_weights, attention)
         except ValueError as exc:  # an option the runtime refuses: the caller's mistake, not the pack's
             raise TargetUnavailableError(f"{self.name} target: {exc}") from exc
         except RuntimeError as exc:
@@ -88,19 +89,21 @@ class X86Backend(Backend):
         return {"implementation": "ggml", "backend": rt.backend, "threads": rt.n_threads,
                 "weight_bytes": rt.weight_bytes, "device_weight_bytes": rt.device_weight_bytes,
                 "compute_buffer_bytes": rt.compute_buffer_bytes, "fused_gelu_ops": rt.fused_ops,
-                "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
+                "gelu_ops": rt.gelu_ops, "attention": rt.attention, "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
                 "repacked_bytes": rt.repacked_bytes, "repacked_tensors": rt.repacked_tensors}
 
 
 def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
-                   expert_graph: str = "auto", cpu_weights: str = "mapped", **options: Any) -> X86Backend:
+                   expert_graph: str = "auto", cpu_weights: str = "mapped", attention: str = "auto",
+                   **options: Any) -> X86Backend:
     """unfused_ops: keep GELU/GeGLU as ggml's element-wise chain instead of the fused CPU op
     (for same-run comparisons, benchmarks/bench_fused_ops.py); expert_graph: 'step' (default on the
     CPU: per-step timings) or 'chunk' (all flow steps in one graph); cpu_weights: 'mapped'
-    (default), 'repacked' or 'anonymous' (see the module docstring)."""
+    (default), 'repacked' or 'anonymous' (see the module docstring); attention: 'auto' (= 'matmul' on
+    the CPU), 'flash' (ggml_flash_attn_ext where ggml runs it) or 'matmul'."""
     if options:
         raise TargetUnavailableError(
             f"x86 target got unknown options {sorted(options)} "
-            "(known: threads, device, unfused_ops, expert_graph, cpu_weights)")
+            "(known: threads, device, unfused_ops, expert_graph, cpu_weights, attention)")
     return X86Backend(pack, threads=threads, device=device, unfused_ops=unfused_ops, expert_graph=expert_graph,
-                      cpu_weights=cpu_weights)
+                      cpu_weights=cpu_weights, attention=attention)

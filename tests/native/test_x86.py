@@ -70,6 +70,24 @@ def test_expert_loop_in_one_graph_equals_the_per_step_loop(pair, tiny_pack_dir):
     assert rel_l2(got, ref.infer(obs, noise=noise).actions) <= 1e-4
 
 
+def test_flash_attention_equals_the_matmul_form_and_the_reference(pair, tiny_pack_dir):
+    """attention='flash' (ggml_flash_attn_ext, the default off the CPU) against the products +
+    softmax form and the reference, vision / prefix / expert alike: on the CPU both run in float32
+    (an online softmax instead of a materialised one), so they agree to rounding."""
+    ref, matmul = pair
+    flash = load_policy(tiny_pack_dir, target="x86", threads=2, attention="flash")
+    rng = np.random.default_rng()
+    for cameras in (("base",), ("base", "wrist")):
+        obs = random_observation(ref.pack, rng, prompt="put the cup in the sink")
+        obs.cameras = {k: v for k, v in obs.cameras.items() if k in cameras}
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        a, b = flash.infer(obs, noise=noise).actions, matmul.infer(obs, noise=noise).actions
+        assert rel_l2(a, b) <= 1e-5, f"flash vs matmul rel-L2 {rel_l2(a, b):.2e}"
+        assert rel_l2(a, ref.infer(obs, noise=noise).actions) <= 1e-4
+    assert (flash.info.backend["attention"], matmul.info.backend["attention"]) == ("flash", "matmul")
+    assert (flash.info.backend["gelu_ops"], matmul.info.backend["gelu_ops"]) == ("fused-cpu", "fused-cpu")
+
+
 def _native_inputs(policy, obs, noise):
     """The model-space inputs Policy.infer hands the backend (images, tokens, noise)."""
     inputs = policy._pre(obs, noise)
@@ -77,6 +95,7 @@ def _native_inputs(policy, obs, noise):
 
 
 @pytest.mark.parametrize("option, message", [({"expert_graph": "fused"}, "expert_graph must be"),
+                                             ({"attention": "sparse"}, "attention must be"),
                                              ({"device_weights": "f16"}, "unknown options")])
 def test_bad_runtime_options_are_refused(tiny_pack_dir, option, message):
     with pytest.raises(TargetUnavailableError, match=message):

@@ -1,6 +1,7 @@
 """Several observations in one forward pass on the native core ("many robots per GPU"): each
 batched chunk equals the chunk of a pass of its own, on fresh random inputs that differ per
-observation (cameras present, prompt length, images, state, noise), for both expert graphs.
+observation (cameras present, prompt length, images, state, noise), for both expert graphs and
+both attention forms (flash attention: the GPU default).
 
 Tolerance: the batch runs the same float32 operations per token as a single pass (products over
 all observations' tokens at once, attention per observation), so only the summation order inside
@@ -22,9 +23,11 @@ PROMPTS = ["pick up the red cube", "open the top drawer and put the bowl inside 
 CAMERAS = [("base", "wrist"), ("base",), ("base", "wrist")]
 
 
-@pytest.fixture(scope="module", params=["step", "chunk"])
+@pytest.fixture(scope="module", params=[("step", "matmul"), ("chunk", "matmul"), ("chunk", "flash")],
+                ids=lambda p: "-".join(p))
 def x86(request, tiny_pack_dir):
-    return load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph=request.param)
+    expert_graph, attention = request.param
+    return load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph=expert_graph, attention=attention)
 
 
 @pytest.fixture(scope="module")
