@@ -18,7 +18,8 @@ default. For each view count the workers are timed in turn, `--rounds` rounds of
 
 Reported per view count: median and p95 per side, ratio = variant / anchor (median), our stage
 times; per variant the rel-L2 of its chunk against the first variant's and against the F16
-variant's on the same inputs and noise (when one is given), its load time and its process's memory:
+variant's on the same inputs and noise (when one is given), per stage the fraction of the GPU's
+weight-bandwidth / tensor-core floor reached (vla_edge.bench.gpu_floors), its load time and its process's memory:
 peak RSS against the goal pack x 1.15 + 300 MB plus the CUDA context (measured in that process by
 loading TINY first, when given). Plus GPU name, pack recipe and commit.
 """
@@ -201,7 +202,16 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, seed: int) -> dict[str, Any]:
+def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, seed: int, gpu_name: str,
+            widened: dict[str, bool]) -> dict[str, Any]:
+    from vla_edge.bench.gpu_floors import stage_floors, stage_work
+    from vla_edge.packs.gguf_io import GGUFFile
+    from vla_edge.packs.pack import Pack
+
+    pack = Pack.open(args.pack, check="size")
+    infos = GGUFFile(pack.weights_path).tensor_infos()
+    floor_work = {name: stage_work(pack.config, infos, views, args.prompt_len, STEPS, widen)
+                  for name, widen in widened.items()}
     for w in workers.values():
         w.ask({"cmd": "setup", "views": views, "prompt_len": args.prompt_len, "seed": seed})
         w.ask({"cmd": "time", "n": 3})  # warm-up: graphs built, CUDA graphs captured
@@ -227,6 +237,7 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
              f"rel_l2_vs_{first}": rel_l2(actions[name], actions[first])}
         if args.f16_variant in actions:
             v[f"rel_l2_vs_{args.f16_variant}"] = rel_l2(actions[name], actions[args.f16_variant])
+        v["floors"] = stage_floors(floor_work[name], v["stages_p50_ms"], gpu_name)
         out["variants"][name] = v
     ours = out["variants"][first]
     out.update({"ours_ms": ours["ms"], "ours_p95_ms": ours["p95_ms"], "ratio": ours["ratio"],
@@ -276,10 +287,16 @@ def main() -> None:
             "variants": {n: {"options": o, "env": e, **workers[n].ready} for n, o, e in variants}, "views": {}}
         seed = int(np.random.default_rng().integers(2**31))
         for views in (int(v) for v in args.views.split(",")):
-            r = measure(views, workers, args, seed + views)
+            r = measure(views, workers, args, seed + views, result["gpu"],
+                        {n: o.get("device_weights") == "f16" for n, o, _ in variants})
             result["views"][str(views)] = r
             line = ", ".join(f"{n} {v['ms']:.1f} ms ({v['ratio']:.2f}x)" for n, v in r["variants"].items())
             print(f"{views} view(s): anchor {r['anchor_ms']:.1f} ms | {line}", flush=True)
+            for n, v in r["variants"].items():
+                stages = " ".join(f"{k} {t:.1f}" for k, t in v["stages_p50_ms"].items())
+                floors = " ".join(f"{k} {f['fraction_of_floor']:.2f}" for k, f in (v["floors"] or {}).items()
+                                  if f["fraction_of_floor"])
+                print(f"    {n}: stages ms {stages} | fraction of floor {floors or 'n/a'}", flush=True)
         for name, _, _ in variants:
             mem = workers[name].ask({"cmd": "memory"})
             pack_mb = workers[name].ready["pack_bytes"] / 2**20

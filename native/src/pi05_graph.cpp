@@ -169,17 +169,16 @@ ggml_tensor* gemma_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, f
     return ggml_add(ctx, n, ggml_mul(ctx, n, w));
 }
 
-// pi0.5 adaptive RMSNorm: cond -> [scale | shift | gate]; returns normalised x and the gate.
-ggml_tensor* ada_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* cond, ggml_tensor* w, ggml_tensor* b,
-                          float eps, ggml_tensor** gate) {
+// pi0.5 adaptive RMSNorm with step `step`'s modulation (see ExpertConditioning); returns the
+// normalised x and the gate.
+ggml_tensor* ada_rms_norm(ggml_context* ctx, ggml_tensor* x, const AdaModulation& mod, int step, float eps,
+                          ggml_tensor** gate) {
     const int64_t E = x->ne[0];
-    ggml_tensor* mod = linear(ctx, cond, w, b);  // [3E]
-    const size_t f = ggml_element_size(mod);
-    ggml_tensor* scale = ggml_view_1d(ctx, mod, E, 0);
-    ggml_tensor* shift = ggml_view_1d(ctx, mod, E, E * f);
-    *gate = ggml_view_1d(ctx, mod, E, 2 * E * f);
-    ggml_tensor* n = ggml_rms_norm(ctx, x, eps);
-    return ggml_add(ctx, ggml_mul(ctx, n, ggml_scale_bias(ctx, scale, 1.0f, 1.0f)), shift);
+    const size_t f = ggml_element_size(mod.mod), column = step * mod.mod->nb[1];
+    ggml_tensor* scale1 = ggml_view_1d(ctx, mod.mod_plus_one, E, column);
+    ggml_tensor* shift = ggml_view_1d(ctx, mod.mod, E, column + E * f);
+    *gate = ggml_view_1d(ctx, mod.mod, E, column + 2 * E * f);
+    return ggml_add(ctx, ggml_mul(ctx, ggml_rms_norm(ctx, x, eps), scale1), shift);
 }
 
 ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_dim, float theta) {
@@ -355,21 +354,36 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
     }
 }
 
-ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache,
-                               const std::vector<int>& n_prefix) {
-    const auto& e = hp.expert;
-    const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
+ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
+                                             ggml_tensor* time_emb) {
     ggml_tensor* cond = ggml_silu(ctx, linear(ctx, time_emb, w.get("action.timestep_mlp.in.weight"),
                                               w.get("action.timestep_mlp.in.bias")));
     cond = ggml_silu(ctx, linear(ctx, cond, w.get("action.timestep_mlp.out.weight"),
                                  w.get("action.timestep_mlp.out.bias")));
+    auto modulation = [&](const std::string& norm) {
+        ggml_tensor* mod = linear(ctx, cond, w.get(norm + ".weight"), w.get(norm + ".bias"));  // [3E, steps]
+        return AdaModulation{mod, ggml_scale_bias(ctx, mod, 1.0f, 1.0f)};
+    };
+    ExpertConditioning c;
+    for (int i = 0; i < hp.expert.layers; ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        c.attn.push_back(modulation(b + "attn_norm"));
+        c.ffn.push_back(modulation(b + "ffn_norm"));
+    }
+    c.out = modulation("action.output_norm");
+    return c;
+}
+
+ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
+                               const ExpertConditioning& cond, int step, ggml_tensor* positions, const KvCache& cache,
+                               const std::vector<int>& n_prefix) {
+    const auto& e = hp.expert;
+    const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
     ggml_tensor* x = linear(ctx, x_t, w.get("action.action_in.weight"), w.get("action.action_in.bias"));
     for (int i = 0; i < e.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
         ggml_tensor* gate = nullptr;
-        ggml_tensor* h = ada_rms_norm(ctx, x, cond, w.get(b + "attn_norm.weight"), w.get(b + "attn_norm.bias"),
-                                      e.eps, &gate);
+        ggml_tensor* h = ada_rms_norm(ctx, x, cond.attn[i], step, e.eps, &gate);
         ggml_tensor* q = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_q.weight")), e.head_dim, e.heads, H);
         ggml_tensor* k = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_k.weight")), e.head_dim, e.kv_heads, H);
         ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), e.head_dim, e.kv_heads, H);
@@ -391,12 +405,11 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
-        h = ada_rms_norm(ctx, x, cond, w.get(b + "ffn_norm.weight"), w.get(b + "ffn_norm.bias"), e.eps, &gate);
+        h = ada_rms_norm(ctx, x, cond.ffn[i], step, e.eps, &gate);
         x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp), gate));
     }
     ggml_tensor* gate = nullptr;
-    ggml_tensor* h = ada_rms_norm(ctx, x, cond, w.get("action.output_norm.weight"), w.get("action.output_norm.bias"),
-                                  e.eps, &gate);
+    ggml_tensor* h = ada_rms_norm(ctx, x, cond.out, step, e.eps, &gate);
     return linear(ctx, h, w.get("action.action_out.weight"), w.get("action.action_out.bias"));
 }
 

@@ -55,9 +55,28 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                   ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache,
                   const std::vector<int>& lengths);
-// x_t: [action_dim, horizon * n_prefix.size()]; n_prefix: each observation's cached prefix length.
+// One adaptive RMSNorm's modulation for every flow step: mod [3E, steps] = [scale | shift | gate]
+// per column, and mod + 1 (whose first third is the scale factor the norm multiplies by).
+struct AdaModulation {
+    ggml_tensor* mod;
+    ggml_tensor* mod_plus_one;
+};
+
+// The expert's conditioning depends on the flow time only, never on the actions: the time MLP and
+// every adaptive norm's modulation are computed for all steps at once (one product per norm with
+// a column per step, instead of one matrix-vector product per norm and step).
+struct ExpertConditioning {
+    std::vector<AdaModulation> attn, ffn;  // per layer
+    AdaModulation out;                     // the final norm
+};
+
+// time_emb: [expert hidden, steps], the sinusoidal embedding of each step's flow time.
+ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
+                                             ggml_tensor* time_emb);
+// One flow step (column `step` of cond). x_t: [action_dim, horizon * n_prefix.size()]; n_prefix:
+// each observation's cached prefix length.
 ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               ggml_tensor* time_emb, ggml_tensor* positions, const KvCache& cache,
+                               const ExpertConditioning& cond, int step, ggml_tensor* positions, const KvCache& cache,
                                const std::vector<int>& n_prefix);
 
 }  // namespace vla_edge

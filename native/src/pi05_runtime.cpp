@@ -257,10 +257,11 @@ void Pi05Runtime::ensure_expert(const std::vector<int>& n_prefix) {
     const int64_t tokens = static_cast<int64_t>(hp_.horizon) * n_prefix.size();
     ggml_context* ctx = expert_.begin(kMaxNodes);
     ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
-    ggml_tensor* t = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, hp_.expert.hidden);
+    ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, 1);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
     for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
-    ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, t, pos, cache_, n_prefix);
+    const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
+    ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, cond, 0, pos, cache_, n_prefix);
     ggml_set_output(v);
     ggml_build_forward_expand(expert_.gf, v);
     expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"v", v}};
@@ -284,9 +285,9 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     // Euler from t = 1 (noise) to t = 0, as the host loop of the per-step graph does it.
     const float dt = -1.0f / static_cast<float>(num_steps);
     ggml_tensor* xs = x;
+    const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
     for (int step = 0; step < num_steps; ++step) {
-        ggml_tensor* time_emb = ggml_view_1d(ctx, t, hp_.expert.hidden, step * t->nb[1]);
-        ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, xs, time_emb, pos, cache_, n_prefix);
+        ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, xs, cond, step, pos, cache_, n_prefix);
         xs = ggml_add(ctx, xs, ggml_scale(ctx, v, dt));
     }
     ggml_set_output(xs);
