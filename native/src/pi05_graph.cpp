@@ -250,6 +250,16 @@ void read_attention_keys(const GgufWeights& w, const std::string& prefix, StackH
 
 }  // namespace
 
+std::vector<int64_t> cache_bases(const std::vector<int>& n_prefix, int horizon) {
+    std::vector<int64_t> bases;
+    int64_t next = 0;
+    for (int n : n_prefix) {
+        bases.push_back(next);
+        next += n + horizon;
+    }
+    return bases;
+}
+
 Pi05Hparams Pi05Hparams::from_weights(const GgufWeights& w) {
     Pi05Hparams hp;
     const std::string arch = w.str("general.architecture", "");
@@ -323,7 +333,7 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
 }
 
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
-                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache,
+                  ggml_tensor* embeddings, ggml_tensor* positions, ggml_tensor* rows, const KvCache& cache,
                   const std::vector<int>& lengths) {
     const auto& m = hp.llm;
     const int64_t n = embeddings->ne[1];
@@ -337,10 +347,8 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
         q = rope(ctx, q, positions, m.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, m.head_dim, hp.rope_theta);
         const int64_t row = m.head_dim * m.kv_heads;
-        ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, k, row, n),
-                                               ggml_view_2d(ctx, cache.k[i], row, n, cache.k[i]->nb[1], 0)));
-        ggml_build_forward_expand(gf, ggml_cpy(ctx, ggml_reshape_2d(ctx, v, row, n),
-                                               ggml_view_2d(ctx, cache.v[i], row, n, cache.v[i]->nb[1], 0)));
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.k[i], ggml_reshape_2d(ctx, k, row, n), rows));
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.v[i], ggml_reshape_2d(ctx, v, row, n), rows));
         if (i == m.layers - 1) break;  // only K/V are consumed downstream: the last block's rest is waste
         std::vector<ggml_tensor*> parts;  // each observation attends to its own prefix only
         int64_t first = 0;
@@ -375,8 +383,8 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
 }
 
 ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               const ExpertConditioning& cond, int step, ggml_tensor* positions, const KvCache& cache,
-                               const std::vector<int>& n_prefix) {
+                               const ExpertConditioning& cond, int step, ggml_tensor* positions, ggml_tensor* rows,
+                               const KvCache& cache, const std::vector<int>& n_prefix) {
     const auto& e = hp.expert;
     const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
     ggml_tensor* x = linear(ctx, x_t, w.get("action.action_in.weight"), w.get("action.action_in.bias"));
@@ -389,19 +397,22 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), e.head_dim, e.kv_heads, H);
         q = rope(ctx, q, positions, e.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, e.head_dim, hp.rope_theta);
-        auto prefix = [&](ggml_tensor* c, int64_t first, int64_t count) {
+        // The chunk's K/V go into the cache right after each observation's prefix; the range views
+        // below are views of set_rows' result, so every read is ordered after the write.
+        const int64_t row = e.head_dim * e.kv_heads;
+        ggml_tensor* keys_all = ggml_set_rows(ctx, cache.k[i], ggml_reshape_2d(ctx, k, row, H), rows);
+        ggml_tensor* values_all = ggml_set_rows(ctx, cache.v[i], ggml_reshape_2d(ctx, v, row, H), rows);
+        auto range = [&](ggml_tensor* c, int64_t first, int64_t count) {
             return ggml_view_3d(ctx, c, e.head_dim, e.kv_heads, count, e.head_dim * ggml_element_size(c), c->nb[1],
                                 first * c->nb[1]);
         };
         // Observation s: its chunk's tokens attend to its own cached prefix and its own chunk.
         std::vector<ggml_tensor*> parts;
-        int64_t cached = 0;
+        const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon));
         for (size_t s = 0; s < n_prefix.size(); ++s) {
-            const int64_t first = static_cast<int64_t>(s) * horizon;
-            ggml_tensor* keys = ggml_concat(ctx, prefix(cache.k[i], cached, n_prefix[s]), token_rows(ctx, k, first, horizon), 2);
-            ggml_tensor* values = ggml_concat(ctx, prefix(cache.v[i], cached, n_prefix[s]), token_rows(ctx, v, first, horizon), 2);
-            parts.push_back(attention(ctx, hp, token_rows(ctx, q, first, horizon), keys, values));
-            cached += n_prefix[s];
+            const int64_t len = n_prefix[s] + horizon;
+            parts.push_back(attention(ctx, hp, token_rows(ctx, q, static_cast<int64_t>(s) * horizon, horizon),
+                                      range(keys_all, bases[s], len), range(values_all, bases[s], len)));
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));

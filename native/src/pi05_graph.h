@@ -42,18 +42,24 @@ struct Pi05Hparams {
     static Pi05Hparams from_weights(const GgufWeights& w);
 };
 
-// Tensors a graph reads that are not weights.
+// Per layer K and V rows [kv_heads*head_dim, capacity], F32 (F16 where flash attention runs off
+// the CPU: its kernels read F16). Observation s of a batch owns rows [base_s, base_s + n_prefix_s
+// + horizon): its prefix, written once by the prefix graph, then its chunk's rows, rewritten by
+// every flow step, so attention reads one contiguous range and nothing is concatenated.
 struct KvCache {
-    std::vector<ggml_tensor*> k, v;  // per layer [kv_heads*head_dim, max_tokens] F32
+    std::vector<ggml_tensor*> k, v;
 };
+
+// base_s of every observation: the ranges lie one after another.
+std::vector<int64_t> cache_bases(const std::vector<int>& n_prefix, int horizon);
 
 // Batches: the token matrices carry every observation's tokens one after another (images, prefix
 // and chunk tokens alike), so each weight matrix is read once per batch; attention and RoPE
 // positions stay per observation. patches: all present cameras of all observations.
 ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* patches);
-// lengths: each observation's prefix tokens; their K/V land in the cache one after another.
+// lengths: each observation's prefix tokens. rows: I64 [tokens], the cache row of every token.
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
-                  ggml_tensor* embeddings, ggml_tensor* positions, const KvCache& cache,
+                  ggml_tensor* embeddings, ggml_tensor* positions, ggml_tensor* rows, const KvCache& cache,
                   const std::vector<int>& lengths);
 // One adaptive RMSNorm's modulation for every flow step: mod [3E, steps] = [scale | shift | gate]
 // per column, and mod + 1 (whose first third is the scale factor the norm multiplies by).
@@ -74,9 +80,10 @@ struct ExpertConditioning {
 ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
                                              ggml_tensor* time_emb);
 // One flow step (column `step` of cond). x_t: [action_dim, horizon * n_prefix.size()]; n_prefix:
-// each observation's cached prefix length.
+// each observation's cached prefix length; rows: I64 [horizon * n_prefix.size()], the cache row
+// of every chunk token.
 ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               const ExpertConditioning& cond, int step, ggml_tensor* positions, const KvCache& cache,
-                               const std::vector<int>& n_prefix);
+                               const ExpertConditioning& cond, int step, ggml_tensor* positions, ggml_tensor* rows,
+                               const KvCache& cache, const std::vector<int>& n_prefix);
 
 }  // namespace vla_edge

@@ -89,7 +89,9 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         }
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
 
-        allocate_cache(max_prefix_);
+        // flash attention's CUDA kernels read F16 K/V (F32 ones are converted on every call)
+        cache_type_ = hp_.flash_attention && !cpu ? GGML_TYPE_F16 : GGML_TYPE_F32;
+        allocate_cache(max_prefix_ + hp_.horizon);
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
         }
@@ -115,8 +117,8 @@ void Pi05Runtime::allocate_cache(int tokens) {
     cache_ctx_ = ggml_init(p);
     const int64_t row = static_cast<int64_t>(hp_.llm.head_dim) * hp_.llm.kv_heads;
     for (int i = 0; i < layers; ++i) {
-        cache_.k.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, tokens));
-        cache_.v.push_back(ggml_new_tensor_2d(cache_ctx_, GGML_TYPE_F32, row, tokens));
+        cache_.k.push_back(ggml_new_tensor_2d(cache_ctx_, cache_type_, row, tokens));
+        cache_.v.push_back(ggml_new_tensor_2d(cache_ctx_, cache_type_, row, tokens));
     }
     cache_tokens_ = 0;
     cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
@@ -244,10 +246,10 @@ void Pi05Runtime::ensure_prefix(const std::vector<int>& n_prefix) {
     ggml_context* ctx = prefix_.begin(kMaxNodes);
     ggml_tensor* emb = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.llm.hidden, n);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
-    ggml_set_input(emb);
-    ggml_set_input(pos);
-    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, cache_, n_prefix);
-    prefix_.io = {{"emb", emb}, {"pos", pos}};
+    ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n);
+    for (ggml_tensor* in : {emb, pos, rows}) ggml_set_input(in);
+    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, rows, cache_, n_prefix);
+    prefix_.io = {{"emb", emb}, {"pos", pos}, {"rows", rows}};
     finish(prefix_, "prefix");
     prefix_.key = n_prefix;
 }
@@ -259,12 +261,13 @@ void Pi05Runtime::ensure_expert(const std::vector<int>& n_prefix) {
     ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
     ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, 1);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
-    for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
+    ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, tokens);
+    for (ggml_tensor* in : {x, t, pos, rows}) ggml_set_input(in);
     const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
-    ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, cond, 0, pos, cache_, n_prefix);
+    ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, cond, 0, pos, rows, cache_, n_prefix);
     ggml_set_output(v);
     ggml_build_forward_expand(expert_.gf, v);
-    expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"v", v}};
+    expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}, {"v", v}};
     finish(expert_, "expert");
     expert_.key = n_prefix;
 }
@@ -281,18 +284,19 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
     ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, num_steps);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
-    for (ggml_tensor* in : {x, t, pos}) ggml_set_input(in);
+    ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, tokens);
+    for (ggml_tensor* in : {x, t, pos, rows}) ggml_set_input(in);
     // Euler from t = 1 (noise) to t = 0, as the host loop of the per-step graph does it.
     const float dt = -1.0f / static_cast<float>(num_steps);
     ggml_tensor* xs = x;
     const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
     for (int step = 0; step < num_steps; ++step) {
-        ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, xs, cond, step, pos, cache_, n_prefix);
+        ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix);
         xs = ggml_add(ctx, xs, ggml_scale(ctx, v, dt));
     }
     ggml_set_output(xs);
     ggml_build_forward_expand(chunk_.gf, xs);
-    chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"out", xs}};
+    chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}, {"out", xs}};
     finish(chunk_, "expert");
     chunk_.key = key;
 }
@@ -374,7 +378,16 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         n_images += in.n_images;
     }
     const int total_prefix = std::accumulate(n_prefix.begin(), n_prefix.end(), 0);
-    if (total_prefix > cache_tokens_) allocate_cache(max_prefix_ * static_cast<int>(batch.size()));
+    const int B = static_cast<int>(batch.size()), H = hp_.horizon;
+    if (total_prefix + B * H > cache_tokens_) allocate_cache((max_prefix_ + H) * B);
+    // Cache rows: observation b's prefix, then its chunk (see KvCache).
+    const std::vector<int64_t> bases = cache_bases(n_prefix, H);
+    host_rows_.clear();
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < n_prefix[b]; ++j) host_rows_.push_back(bases[b] + j);
+    const size_t prefix_rows = host_rows_.size();
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j) host_rows_.push_back(bases[b] + n_prefix[b] + j);
     StageTimes local;
     StageTimes& t = times ? *times : local;
     t.clear();
@@ -405,8 +418,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     // Prefix: image tokens + scaled text embeddings through the LLM once; K/V stay in the cache.
     // Positions restart at 0 for every observation.
     t0 = std::chrono::steady_clock::now();
-    const int A = hp_.action_dim, H = hp_.horizon, E = hp_.expert.hidden;
-    const int B = static_cast<int>(batch.size());
+    const int A = hp_.action_dim, E = hp_.expert.hidden;
     host_pos_.resize(std::max(total_prefix, H * B));
     block_first = 0;
     for (size_t b = 0; b < batch.size(); ++b) {
@@ -418,6 +430,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     ensure_prefix(n_prefix);
     ggml_backend_tensor_set(prefix_.io["emb"], host_prefix_.data(), 0, host_prefix_.size() * sizeof(float));
     ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, total_prefix * sizeof(int32_t));
+    ggml_backend_tensor_set(prefix_.io["rows"], host_rows_.data(), 0, prefix_rows * sizeof(int64_t));
     compute(prefix_);
     t.emplace_back("prefix", ms_since(t0));
 
@@ -433,6 +446,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
         ensure_expert_chunk(n_prefix, num_steps);
         ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
+        ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
         ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
         ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
         compute(chunk_);
@@ -440,6 +454,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     } else {  // one graph reused for every step, x updated on the host
         ensure_expert(n_prefix);
         ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
+        ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
         host_v_.resize(host_x_.size());
         const float dt = -1.0f / static_cast<float>(num_steps);
         for (int step = 0; step < num_steps; ++step) {

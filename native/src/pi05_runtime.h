@@ -125,7 +125,8 @@ class Pi05Runtime {
     Pi05Hparams hp_;
     int n_threads_ = 1;
     int max_prefix_ = 0;      // per observation
-    int cache_tokens_ = 0;    // KV cache capacity: max_prefix_ per observation of the largest batch so far
+    int cache_tokens_ = 0;    // KV cache rows: max_prefix_ + horizon per observation of the largest batch so far
+    ggml_type cache_type_ = GGML_TYPE_F32;
     ggml_context* cache_ctx_ = nullptr;
     ggml_backend_buffer_t cache_buf_ = nullptr;
     KvCache cache_;
@@ -136,6 +137,7 @@ class Pi05Runtime {
     MatmulObserver observer_;
     std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
     std::vector<int32_t> host_pos_;
+    std::vector<int64_t> host_rows_;  // cache row of every prefix token, then of every chunk token
 };
 
 }  // namespace vla_edge
