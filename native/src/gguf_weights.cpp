@@ -59,7 +59,8 @@ const char* to_string(CpuWeights mode) {
     return "?";
 }
 
-GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16, CpuWeights cpu_weights)
+GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16, CpuWeights cpu_weights,
+                         bool fuse_matrices)
     : path_(path), cpu_weights_(ggml_backend_is_cpu(backend) ? cpu_weights : CpuWeights::mapped) {
     int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0) throw fail(path, std::string("cannot open weights file: ") + std::strerror(errno));
@@ -79,7 +80,7 @@ GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool w
                 throw fail(path, "mmap failed");
             }
         }
-        load(backend, widen_to_f16);
+        load(backend, widen_to_f16, fuse_matrices && !ggml_backend_is_cpu(backend));
         if (cpu_weights_ == CpuWeights::repacked) load_cpu(fd);
     } catch (...) {
         ::close(fd);
@@ -102,7 +103,7 @@ void GgufWeights::read_into_anonymous(int fd) {
 // The embedding table is looked up row by row on the host; it never goes through a device product.
 constexpr const char* kHostTable = "embed.weight";
 
-void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16) {
+void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16, bool fuse_matrices) {
     const std::string& path = path_;
     gguf_init_params params{/*no_alloc=*/true, /*ctx=*/&ctx_};
     gguf_ = gguf_init_from_file(path.c_str(), params);
@@ -142,7 +143,8 @@ void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16) {
                 for (int d = 1; d < GGML_MAX_DIMS; ++d) t->nb[d] = t->nb[d - 1] * t->ne[d - 1];
             }
         }
-        buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);
+        if (fuse_matrices) place_fused(backend);  // the members get their addresses first
+        buffer_ = ggml_backend_alloc_ctx_tensors(ctx_, backend);  // then every tensor still without one
         if (!buffer_) throw fail(path, "cannot allocate device memory for the weights");
         const long page = ::sysconf(_SC_PAGESIZE);
         for (auto& [name, t] : by_name_) {
@@ -158,6 +160,63 @@ void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16) {
         }
     }
     ggml_backend_buffer_set_usage(buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+}
+
+void GgufWeights::place_fused(ggml_backend_t backend) {
+    struct Group {
+        std::string name;
+        std::vector<ggml_tensor*> members;
+    };
+    std::vector<Group> groups;
+    for (const char* stack : {"pali.blk.", "action.blk."}) {
+        for (int i = 0; find(stack + std::to_string(i) + ".attn_q.weight"); ++i) {
+            const std::string b = stack + std::to_string(i) + ".";
+            groups.push_back({b + "attn_qkv.weight", {find(b + "attn_q.weight"), find(b + "attn_k.weight"), find(b + "attn_v.weight")}});
+            groups.push_back({b + "ffn_gate_up.weight", {find(b + "ffn_gate.weight"), find(b + "ffn_up.weight")}});
+        }
+    }
+    // Members must be plain matrices of one type and input width; quantised rows a multiple of
+    // ggml-CUDA's 512-element row padding (its kernels may read a row's padding, which must not be
+    // the next member's first row of a different layout).
+    auto fusable = [](const Group& g) {
+        for (const ggml_tensor* m : g.members) {
+            if (!m || m->type != g.members[0]->type || m->ne[0] != g.members[0]->ne[0] || m->ne[2] != 1 || m->ne[3] != 1 ||
+                (ggml_is_quantized(m->type) && m->ne[0] % 512 != 0) || ggml_nbytes(m) % 256 != 0) {
+                return false;
+            }
+        }
+        return true;
+    };
+    std::vector<Group> planned;
+    for (Group& g : groups)
+        if (fusable(g)) planned.push_back(std::move(g));
+    if (planned.empty()) return;
+    ggml_init_params p{ggml_tensor_overhead() * planned.size(), nullptr, /*no_alloc=*/true};
+    fused_ctx_ = ggml_init(p);
+    std::vector<ggml_tensor*> made;
+    for (const Group& g : planned) {
+        int64_t rows = 0;
+        for (const ggml_tensor* m : g.members) rows += m->ne[1];
+        ggml_tensor* f = ggml_new_tensor_2d(fused_ctx_, g.members[0]->type, g.members[0]->ne[0], rows);
+        ggml_set_name(f, g.name.c_str());
+        made.push_back(f);
+    }
+    fused_buffer_ = ggml_backend_alloc_ctx_tensors(fused_ctx_, backend);
+    if (!fused_buffer_) throw fail(path_, "cannot allocate device memory for the fused weight matrices");
+    ggml_backend_buffer_set_usage(fused_buffer_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    for (size_t i = 0; i < planned.size(); ++i) {
+        size_t offset = 0;
+        for (ggml_tensor* m : planned[i].members) {
+            ggml_backend_tensor_alloc(fused_buffer_, m, static_cast<uint8_t*>(made[i]->data) + offset);
+            offset += ggml_nbytes(m);
+        }
+        fused_[planned[i].name] = made[i];
+    }
+}
+
+ggml_tensor* GgufWeights::fused(const std::string& name) const {
+    auto it = fused_.find(name);
+    return it == fused_.end() ? nullptr : it->second;
 }
 
 void GgufWeights::load_cpu(int fd) {
@@ -252,6 +311,11 @@ void GgufWeights::release() {
     for (ggml_backend_buffer_t b : extra_buffers_) ggml_backend_buffer_free(b);
     extra_buffers_.clear();
     if (buffer_) ggml_backend_buffer_free(buffer_);
+    if (fused_buffer_) ggml_backend_buffer_free(fused_buffer_);
+    if (fused_ctx_) ggml_free(fused_ctx_);
+    fused_buffer_ = nullptr;
+    fused_ctx_ = nullptr;
+    fused_.clear();
     if (ctx_) ggml_free(ctx_);
     if (gguf_) gguf_free(gguf_);
     if (map_) ::munmap(map_, file_size_);

@@ -36,14 +36,21 @@ class GgufWeights {
     // widen_to_f16 (other backends only): quantised matrices are uploaded as F16. Throws
     // std::runtime_error with the file name and the problem (missing file, not GGUF, truncated).
     // cpu_weights: see CpuWeights (CPU backends only).
+    // fuse_matrices (other backends only): see fused().
     GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16 = false,
-                CpuWeights cpu_weights = CpuWeights::mapped);
+                CpuWeights cpu_weights = CpuWeights::mapped, bool fuse_matrices = false);
     ~GgufWeights();
     GgufWeights(const GgufWeights&) = delete;
     GgufWeights& operator=(const GgufWeights&) = delete;
 
     ggml_tensor* find(const std::string& name) const;  // nullptr if absent
     ggml_tensor* get(const std::string& name) const;   // throws naming the tensor if absent
+    // Matrices that multiply the same input, laid out one after another in device memory so one
+    // product computes them all: "<layer>attn_qkv.weight" ([q; k; v] rows) and
+    // "<layer>ffn_gate_up.weight" ([gate; up]) of every LLM and expert layer whose members share a
+    // type and input width. The members stay addressable under their own names (same bytes, no
+    // second copy). nullptr where not fused (CPU backends, mixed types, loaded without fusion).
+    ggml_tensor* fused(const std::string& name) const;
 
     // Host pointer to a tensor's bytes in the mapping (for host-side lookups like embeddings).
     const uint8_t* host_data(const std::string& name) const;
@@ -62,7 +69,8 @@ class GgufWeights {
     CpuWeights cpu_weights() const { return cpu_weights_; }
 
   private:
-    void load(ggml_backend_t backend, bool widen_to_f16);
+    void load(ggml_backend_t backend, bool widen_to_f16, bool fuse_matrices);
+    void place_fused(ggml_backend_t backend);
     void read_into_anonymous(int fd);
     void load_cpu(int fd);  // repacked: places every tensor
     void upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* src) const;
@@ -80,6 +88,9 @@ class GgufWeights {
     gguf_context* gguf_ = nullptr;
     ggml_context* ctx_ = nullptr;
     ggml_backend_buffer_t buffer_ = nullptr;
+    ggml_context* fused_ctx_ = nullptr;
+    ggml_backend_buffer_t fused_buffer_ = nullptr;
+    std::unordered_map<std::string, ggml_tensor*> fused_;
     std::unordered_map<std::string, ggml_tensor*> by_name_;
     std::unordered_map<std::string, size_t> file_offset_;
 };

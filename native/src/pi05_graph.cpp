@@ -228,8 +228,39 @@ ggml_tensor* concat_tokens(ggml_context* ctx, const std::vector<ggml_tensor*>& p
     return out;
 }
 
+// Attention projections of one layer: q [d, heads, n], k and v [d, kv_heads, n]. With the
+// layer's fused [q; k; v] matrix (GPU weights, GgufWeights::fused) one product and three views.
+struct Projections {
+    ggml_tensor *q, *k, *v;
+};
+
+Projections project_qkv(ggml_context* ctx, const GgufWeights& w, const std::string& b, ggml_tensor* h,
+                        const StackHparams& s) {
+    const int64_t n = h->ne[1], d = s.head_dim;
+    if (ggml_tensor* fused = w.fused(b + "attn_qkv.weight")) {
+        ggml_tensor* y = linear(ctx, h, fused);  // [d * (heads + 2 kv), n]
+        const size_t f = ggml_element_size(y);
+        auto part = [&](int64_t heads, int64_t first_head) {
+            return ggml_view_3d(ctx, y, d, heads, n, d * f, y->nb[1], first_head * d * f);
+        };
+        return {part(s.heads, 0), part(s.kv_heads, s.heads), part(s.kv_heads, s.heads + s.kv_heads)};
+    }
+    auto one = [&](const char* name, int64_t heads) {
+        return ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + name)), d, heads, n);
+    };
+    return {one("attn_q.weight", s.heads), one("attn_k.weight", s.kv_heads), one("attn_v.weight", s.kv_heads)};
+}
+
+// [d, heads, n] -> [d * heads, n] rows for the KV cache, without a copy for a fused projection's view.
+ggml_tensor* token_matrix(ggml_context* ctx, ggml_tensor* t) {
+    if (ggml_is_contiguous(t)) return ggml_reshape_2d(ctx, t, t->ne[0] * t->ne[1], t->ne[2]);
+    return ggml_view_2d(ctx, t, t->ne[0] * t->ne[1], t->ne[2], t->nb[2], 0);
+}
+
 ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b,
                    const Pi05Hparams& hp) {
+    ggml_tensor* fused = hp.backend_gelu_ops ? w.fused(b + "ffn_gate_up.weight") : nullptr;
+    if (fused) return linear(ctx, ggml_geglu(ctx, linear(ctx, h, fused)), w.get(b + "ffn_down.weight"));  // gelu(gate) * up
     ggml_tensor* gate = linear(ctx, h, w.get(b + "ffn_gate.weight"));
     ggml_tensor* up = linear(ctx, h, w.get(b + "ffn_up.weight"));
     ggml_tensor* gated = hp.fused_cpu_ops      ? ggml_map_custom2(ctx, gate, up, geglu_op, GGML_N_TASKS_MAX, nullptr)
@@ -341,14 +372,11 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
     for (int i = 0; i < m.layers; ++i) {
         const std::string b = "pali.blk." + std::to_string(i) + ".";
         ggml_tensor* h = gemma_rms_norm(ctx, x, w.get(b + "attn_norm.weight"), m.eps);
-        ggml_tensor* q = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_q.weight")), m.head_dim, m.heads, n);
-        ggml_tensor* k = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_k.weight")), m.head_dim, m.kv_heads, n);
-        ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), m.head_dim, m.kv_heads, n);
+        auto [q, k, v] = project_qkv(ctx, w, b, h, m);
         q = rope(ctx, q, positions, m.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, m.head_dim, hp.rope_theta);
-        const int64_t row = m.head_dim * m.kv_heads;
-        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.k[i], ggml_reshape_2d(ctx, k, row, n), rows));
-        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.v[i], ggml_reshape_2d(ctx, v, row, n), rows));
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.k[i], token_matrix(ctx, k), rows));
+        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.v[i], token_matrix(ctx, v), rows));
         if (i == m.layers - 1) break;  // only K/V are consumed downstream: the last block's rest is waste
         std::vector<ggml_tensor*> parts;  // each observation attends to its own prefix only
         int64_t first = 0;
@@ -392,16 +420,13 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         const std::string b = "action.blk." + std::to_string(i) + ".";
         ggml_tensor* gate = nullptr;
         ggml_tensor* h = ada_rms_norm(ctx, x, cond.attn[i], step, e.eps, &gate);
-        ggml_tensor* q = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_q.weight")), e.head_dim, e.heads, H);
-        ggml_tensor* k = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_k.weight")), e.head_dim, e.kv_heads, H);
-        ggml_tensor* v = ggml_reshape_3d(ctx, linear(ctx, h, w.get(b + "attn_v.weight")), e.head_dim, e.kv_heads, H);
+        auto [q, k, v] = project_qkv(ctx, w, b, h, e);
         q = rope(ctx, q, positions, e.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, e.head_dim, hp.rope_theta);
         // The chunk's K/V go into the cache right after each observation's prefix; the range views
         // below are views of set_rows' result, so every read is ordered after the write.
-        const int64_t row = e.head_dim * e.kv_heads;
-        ggml_tensor* keys_all = ggml_set_rows(ctx, cache.k[i], ggml_reshape_2d(ctx, k, row, H), rows);
-        ggml_tensor* values_all = ggml_set_rows(ctx, cache.v[i], ggml_reshape_2d(ctx, v, row, H), rows);
+        ggml_tensor* keys_all = ggml_set_rows(ctx, cache.k[i], token_matrix(ctx, k), rows);
+        ggml_tensor* values_all = ggml_set_rows(ctx, cache.v[i], token_matrix(ctx, v), rows);
         auto range = [&](ggml_tensor* c, int64_t first, int64_t count) {
             return ggml_view_3d(ctx, c, e.head_dim, e.kv_heads, count, e.head_dim * ggml_element_size(c), c->nb[1],
                                 first * c->nb[1]);

@@ -78,8 +78,12 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
                                         "' applies to GPU devices only; the CPU runs the pack's stored types");
         }
         chunk_expert_ = options.expert_graph == "chunk" || (options.expert_graph == "auto" && !cpu);
+        if (cpu && options.fused_matrices) {
+            throw std::invalid_argument("fused_matrices applies to GPU devices only (CPU weights are the mapped file)");
+        }
         weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16",
-                                                 cpu_weights_from_string(options.cpu_weights));
+                                                 cpu_weights_from_string(options.cpu_weights), options.fused_matrices);
+        fused_matrices_ = weights_->fused("pali.blk.0.attn_qkv.weight") || weights_->fused("action.blk.0.attn_qkv.weight");
         hp_ = Pi05Hparams::from_weights(*weights_);
         hp_.fused_cpu_ops = cpu && !options.unfused_ops;
         hp_.backend_gelu_ops = !cpu && !options.unfused_ops;

@@ -31,6 +31,9 @@ struct RuntimeOptions {
     // are widened to F16 when uploaded (cuBLAS tensor-core products instead of ggml's quantised
     // kernels, at ~3-4x the device memory of those matrices; values are the pack's, rounded to F16).
     std::string device_weights = "stored";
+    // Off-CPU only: each layer's q/k/v and gate/up matrices laid out as one matrix each on the
+    // device (GgufWeights::fused): one product instead of three / two, same values.
+    bool fused_matrices = false;
     // CPU only: where the weights live, "mapped", "anonymous" or "repacked" (see CpuWeights in
     // gguf_weights.h). "mapped" is the default because it measured fastest (and loads in 0.25 s at
     // the lowest RSS) beside the other two in benchmarks/vs_actquant.py. Ignored by GPU backends.
@@ -85,6 +88,7 @@ class Pi05Runtime {
     // "fused-cpu", "ggml-ops" or "element-wise": how GELU / GeGLU run (see Pi05Hparams).
     const char* gelu_ops() const;
     size_t device_weight_bytes() const { return weights_->device_bytes(); }
+    bool fused_matrices() const { return fused_matrices_; }
     const GgufWeights& weights() const { return *weights_; }
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
@@ -132,6 +136,7 @@ class Pi05Runtime {
     KvCache cache_;
     Graph vision_, prefix_, expert_, chunk_;
     bool chunk_expert_ = false;
+    bool fused_matrices_ = false;
     int graph_builds_ = 0;
     std::string attention_ = "matmul";
     MatmulObserver observer_;

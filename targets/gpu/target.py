@@ -92,7 +92,9 @@ class EngineBackend(Backend):
 
 # Options of the ggml-CUDA path (the x86 core on a GPU device), see native/src/pi05_runtime.h.
 GGML_CUDA_OPTIONS = {"expert_graph": ("chunk", "step"), "device_weights": ("stored", "f16"),
-                     "attention": ("auto", "flash", "matmul"), "unfused_ops": ("false", "true")}
+                     "attention": ("auto", "flash", "matmul"), "unfused_ops": ("false", "true"),
+                     "fused_matrices": ("false", "true")}
+BOOLEAN_OPTIONS = ("unfused_ops", "fused_matrices")
 
 
 def _fallback_backend(pack: Any, gpu_index: int, **ggml_options: str) -> Backend:
@@ -110,18 +112,19 @@ def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callabl
     def create_backend(pack: Any, precision: str | None = None, gpu: int = 0, facts: DeviceFacts | None = None,
                        **options: Any) -> GpuBackend:
         """precision: which of the pack's engine sets (default: the first that fits); gpu: device index;
-        facts: this machine's (tests pass fakes); expert_graph / device_weights / attention / unfused_ops:
-        the ggml-CUDA path's choices (GGML_CUDA_OPTIONS; ignored by engines)."""
+        facts: this machine's (tests pass fakes); expert_graph / device_weights / attention / unfused_ops /
+        fused_matrices: the ggml-CUDA path's choices (GGML_CUDA_OPTIONS; ignored by engines)."""
         unknown = sorted(set(options) - set(GGML_CUDA_OPTIONS))
         if unknown:
             raise TargetUnavailableError(f"{name} target got unknown options {unknown} "
                                          f"(known: precision, gpu, {', '.join(GGML_CUDA_OPTIONS)})")
         for key, value in options.items():
-            if (str(value).lower() if key == "unfused_ops" else value) not in GGML_CUDA_OPTIONS[key]:
+            if (str(value).lower() if key in BOOLEAN_OPTIONS else value) not in GGML_CUDA_OPTIONS[key]:
                 raise TargetUnavailableError(f"{name} target: option {key}={value!r}, expected one of "
                                              f"{', '.join(GGML_CUDA_OPTIONS[key])}")
-        if "unfused_ops" in options:  # given as text on command lines, as a bool from Python
-            options["unfused_ops"] = str(options["unfused_ops"]).lower() == "true"
+        for key in BOOLEAN_OPTIONS:  # given as text on command lines, as a bool from Python
+            if key in options:
+                options[key] = str(options[key]).lower() == "true"
         facts = facts or probe()
         chosen = plan(name, facts, pack, precision, gpu)
         if chosen.path == ENGINE:

@@ -49,7 +49,7 @@ class X86Backend(Backend):
 
     def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
                  expert_graph: str = "auto", device_weights: str = "stored", cpu_weights: str = "mapped",
-                 attention: str = "auto"):
+                 attention: str = "auto", fused_matrices: bool = False):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
@@ -57,7 +57,8 @@ class X86Backend(Backend):
         native = _native()
         try:
             self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops),
-                                              expert_graph, device_weights, cpu_weights, attention)
+                                              expert_graph, device_weights, cpu_weights, attention,
+                                              bool(fused_matrices))
         except ValueError as exc:  # an option the runtime refuses: the caller's mistake, not the pack's
             raise TargetUnavailableError(f"{self.name} target: {exc}") from exc
         except RuntimeError as exc:
@@ -89,7 +90,8 @@ class X86Backend(Backend):
         return {"implementation": "ggml", "backend": rt.backend, "threads": rt.n_threads,
                 "weight_bytes": rt.weight_bytes, "device_weight_bytes": rt.device_weight_bytes,
                 "compute_buffer_bytes": rt.compute_buffer_bytes, "fused_gelu_ops": rt.fused_ops,
-                "gelu_ops": rt.gelu_ops, "attention": rt.attention, "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
+                "gelu_ops": rt.gelu_ops, "attention": rt.attention, "fused_matrices": rt.fused_matrices,
+                "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
                 "repacked_bytes": rt.repacked_bytes, "repacked_tensors": rt.repacked_tensors}
 
 

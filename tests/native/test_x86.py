@@ -96,6 +96,7 @@ def _native_inputs(policy, obs, noise):
 
 @pytest.mark.parametrize("option, message", [({"expert_graph": "fused"}, "expert_graph must be"),
                                              ({"attention": "sparse"}, "attention must be"),
+                                             ({"fused_matrices": True}, "unknown options"),
                                              ({"device_weights": "f16"}, "unknown options")])
 def test_bad_runtime_options_are_refused(tiny_pack_dir, option, message):
     with pytest.raises(TargetUnavailableError, match=message):
