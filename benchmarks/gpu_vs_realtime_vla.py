@@ -203,7 +203,7 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, seed: int, gpu_name: str,
-            widened: dict[str, bool]) -> dict[str, Any]:
+            widened: dict[str, bool], failed: dict[str, str]) -> dict[str, Any]:
     from vla_edge.bench.gpu_floors import stage_floors, stage_work
     from vla_edge.packs.gguf_io import GGUFFile
     from vla_edge.packs.pack import Pack
@@ -212,9 +212,16 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
     infos = GGUFFile(pack.weights_path).tensor_infos()
     floor_work = {name: stage_work(pack.config, infos, views, args.prompt_len, STEPS, widen)
                   for name, widen in widened.items()}
-    for w in workers.values():
-        w.ask({"cmd": "setup", "views": views, "prompt_len": args.prompt_len, "seed": seed})
-        w.ask({"cmd": "time", "n": 3})  # warm-up: graphs built, CUDA graphs captured
+    for name, w in list(workers.items()):
+        try:
+            w.ask({"cmd": "setup", "views": views, "prompt_len": args.prompt_len, "seed": seed})
+            w.ask({"cmd": "time", "n": 3})  # warm-up: graphs built, CUDA graphs captured
+        except SystemExit as exc:  # a variant that crashes is reported, the others go on
+            if name == "anchor":
+                raise
+            print(f"variant {name} dropped: {exc}", flush=True)
+            failed[name] = str(exc)
+            del workers[name]
     times: dict[str, list[float]] = {n: [] for n in workers}
     stages: dict[str, list[dict[str, float]]] = {n: [] for n in workers}
     per_round = max(1, args.chunks // args.rounds)
@@ -254,6 +261,7 @@ def main() -> None:
     ap.add_argument("--pack", type=Path, required=True)
     ap.add_argument("--tiny-pack", type=Path, help="a tiny pack: loaded first in each of our workers to measure "
                     "the CUDA context's share of its RSS")
+    ap.add_argument("--target", default="cuda", help="our side's target (cuda; x86 only to dry-run this script)")
     ap.add_argument("--views", default="1,2,3")
     ap.add_argument("--prompt-len", type=int, default=70)
     ap.add_argument("--chunks", type=int, default=20)
@@ -272,10 +280,18 @@ def main() -> None:
 
     workers: dict[str, Worker] = {}
     try:
+        failed: dict[str, str] = {}
         for name, options, env in variants:
-            spec = {"kind": "ours", "pack": str(args.pack), "options": options,
+            spec = {"kind": "ours", "pack": str(args.pack), "options": options, "target": args.target,
                     "tiny": str(args.tiny_pack) if args.tiny_pack else None}
-            workers[name] = Worker(name, spec, env)
+            try:
+                workers[name] = Worker(name, spec, env)
+            except SystemExit as exc:
+                if name == variants[0][0]:
+                    raise
+                print(f"variant {name} dropped: {exc}", flush=True)
+                failed[name] = str(exc)
+                continue
             print(f"variant {name}: options {options} env {env}: loaded in {workers[name].ready['load_s']:.1f} s",
                   flush=True)
         workers["anchor"] = Worker("anchor", {"kind": "anchor", "anchor": str(args.anchor)}, {})
@@ -284,11 +300,12 @@ def main() -> None:
         result: dict[str, Any] = {
             "gpu": torch.cuda.get_device_name(0), "prompt_len": args.prompt_len, "horizon": HORIZON,
             "flow_steps": STEPS, "pack": str(args.pack), "recipe": workers[variants[0][0]].ready["recipe"],
-            "variants": {n: {"options": o, "env": e, **workers[n].ready} for n, o, e in variants}, "views": {}}
+            "variants": {n: {"options": o, "env": e, **workers[n].ready} for n, o, e in variants if n in workers},
+            "failed_variants": failed, "views": {}}
         seed = int(np.random.default_rng().integers(2**31))
         for views in (int(v) for v in args.views.split(",")):
             r = measure(views, workers, args, seed + views, result["gpu"],
-                        {n: o.get("device_weights") == "f16" for n, o, _ in variants})
+                        {n: o.get("device_weights") == "f16" for n, o, _ in variants}, failed)
             result["views"][str(views)] = r
             line = ", ".join(f"{n} {v['ms']:.1f} ms ({v['ratio']:.2f}x)" for n, v in r["variants"].items())
             print(f"{views} view(s): anchor {r['anchor_ms']:.1f} ms | {line}", flush=True)
@@ -297,7 +314,7 @@ def main() -> None:
                 floors = " ".join(f"{k} {f['fraction_of_floor']:.2f}" for k, f in (v["floors"] or {}).items()
                                   if f["fraction_of_floor"])
                 print(f"    {n}: stages ms {stages} | fraction of floor {floors or 'n/a'}", flush=True)
-        for name, _, _ in variants:
+        for name in [n for n, _, _ in variants if n in workers]:
             mem = workers[name].ask({"cmd": "memory"})
             pack_mb = workers[name].ready["pack_bytes"] / 2**20
             context = mem.get("with_cuda_context_mb", mem["baseline_mb"]) - mem["baseline_mb"]
