@@ -314,6 +314,7 @@ def main() -> None:
                 floors = " ".join(f"{k} {f['fraction_of_floor']:.2f}" for k, f in (v["floors"] or {}).items()
                                   if f["fraction_of_floor"])
                 print(f"    {n}: stages ms {stages} | fraction of floor {floors or 'n/a'}", flush=True)
+            write_result(args.out, result)  # after every view count: a run cut short keeps what it measured
         for name in [n for n, _, _ in variants if n in workers]:
             mem = workers[name].ask({"cmd": "memory"})
             pack_mb = workers[name].ready["pack_bytes"] / 2**20
@@ -326,12 +327,16 @@ def main() -> None:
     finally:
         for w in workers.values():
             w.close()
+    write_result(args.out, result)
+    print(f"wrote {args.out}")
+
+
+def write_result(out: Path, result: dict[str, Any]) -> None:
     # the device machine's copy of the tree carries an older .git: the caller passes the commit it sent
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     result["commit"] = os.environ.get("VLA_EDGE_COMMIT") or commit.stdout.strip() or "unknown"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
