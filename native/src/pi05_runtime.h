@@ -21,7 +21,7 @@ struct RuntimeOptions {
     int max_prefix_tokens = 0;   // 0 = 3 images + 256 text tokens
     bool unfused_ops = false;    // keep GELU/GeGLU as ggml's element-wise chain (A/B checks)
     // "flash": ggml_flash_attn_ext wherever the backend runs it (else the matmul form, per call
-    // site); "matmul": products + softmax; "auto": flash off the CPU, matmul on it.
+    // site); "matmul": products + softmax; "auto": flash (measured faster on the CPU, docs/x86.md).
     std::string attention = "auto";
     // "chunk": every flow step in one graph (one launch, no host round trip per step: what a GPU
     // needs, and what lets ggml-CUDA replay the whole loop as one CUDA graph); "step": one graph per

@@ -101,8 +101,8 @@ def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", u
     """unfused_ops: keep GELU/GeGLU as ggml's element-wise chain instead of the fused CPU op
     (for same-run comparisons, benchmarks/bench_fused_ops.py); expert_graph: 'step' (default on the
     CPU: per-step timings) or 'chunk' (all flow steps in one graph); cpu_weights: 'mapped'
-    (default), 'repacked' or 'anonymous' (see the module docstring); attention: 'auto' (= 'matmul' on
-    the CPU), 'flash' (ggml_flash_attn_ext where ggml runs it) or 'matmul'."""
+    (default), 'repacked' or 'anonymous' (see the module docstring); attention: 'auto' (= 'flash'),
+    'flash' (ggml_flash_attn_ext where ggml runs it) or 'matmul' (products + softmax)."""
     if options:
         raise TargetUnavailableError(
             f"x86 target got unknown options {sorted(options)} "

@@ -71,11 +71,11 @@ def test_expert_loop_in_one_graph_equals_the_per_step_loop(pair, tiny_pack_dir):
 
 
 def test_flash_attention_equals_the_matmul_form_and_the_reference(pair, tiny_pack_dir):
-    """attention='flash' (ggml_flash_attn_ext, the default off the CPU) against the products +
-    softmax form and the reference, vision / prefix / expert alike: on the CPU both run in float32
-    (an online softmax instead of a materialised one), so they agree to rounding."""
-    ref, matmul = pair
-    flash = load_policy(tiny_pack_dir, target="x86", threads=2, attention="flash")
+    """attention='flash' (ggml_flash_attn_ext, the default) against the products + softmax form
+    and the reference, vision / prefix / expert alike: on the CPU both run in float32 (an online
+    softmax instead of a materialised one), so they agree to rounding."""
+    ref, flash = pair
+    matmul = load_policy(tiny_pack_dir, target="x86", threads=2, attention="matmul")
     rng = np.random.default_rng()
     for cameras in (("base",), ("base", "wrist")):
         obs = random_observation(ref.pack, rng, prompt="put the cup in the sink")

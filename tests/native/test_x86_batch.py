@@ -1,7 +1,7 @@
 """Several observations in one forward pass on the native core ("many robots per GPU"): each
 batched chunk equals the chunk of a pass of its own, on fresh random inputs that differ per
 observation (cameras present, prompt length, images, state, noise), for both expert graphs and
-both attention forms (flash attention: the GPU default).
+both attention forms (flash attention is the default).
 
 Tolerance: the batch runs the same float32 operations per token as a single pass (products over
 all observations' tokens at once, attention per observation), so only the summation order inside
