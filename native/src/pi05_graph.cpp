@@ -189,7 +189,8 @@ ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_
 // broadcasting matmul (no copies). q [d, heads, n], k/v [d, kv_heads, nk] -> [d*heads, n].
 // n_seq > 1: the tokens are n_seq independent sequences of equal length, one after another
 // (the cameras in one vision call); each attends only within itself.
-ggml_tensor* attention(ggml_context* ctx, const Pi05Hparams& hp, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
+// flash: the backend to run flash attention on (nullptr: the matmul form).
+ggml_tensor* attention(ggml_context* ctx, ggml_backend_t flash, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
                        int64_t n_seq = 1) {
     const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2] / n_seq;
     if (n_seq > 1) {
@@ -200,11 +201,11 @@ ggml_tensor* attention(ggml_context* ctx, const Pi05Hparams& hp, ggml_tensor* q,
     ggml_tensor* qp = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [d, n, heads]
     ggml_tensor* kp = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [d, nk, kv]
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-    if (hp.flash_attention) {
+    if (flash) {
         ggml_tensor* vp = ggml_permute(ctx, v, 0, 2, 1, 3);              // [d, nk, kv], not transposed
         ggml_tensor* fa = ggml_flash_attn_ext(ctx, qp, kp, vp, nullptr, scale, 0.0f, 0.0f);  // [d, heads, n]
         ggml_prec_set_acc(fa, GGML_PREC_F32);
-        if (ggml_backend_supports_op(hp.flash_attention, fa)) return ggml_reshape_2d(ctx, fa, d * heads, n * n_seq);
+        if (ggml_backend_supports_op(flash, fa)) return ggml_reshape_2d(ctx, fa, d * heads, n * n_seq);
     }
     ggml_tensor* kq = ggml_mul_mat(ctx, kp, qp);                         // [nk, n, heads]
     kq = ggml_soft_max_ext(ctx, kq, nullptr, scale, 0.0f);
@@ -353,7 +354,7 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
             ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
             return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
         };
-        ggml_tensor* a = attention(ctx, hp, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
+        ggml_tensor* a = attention(ctx, hp.flash_vision, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
         x = ggml_add(ctx, x, linear(ctx, a, w.get(b + "attn_out.weight"), w.get(b + "attn_out.bias")));
         h = layer_norm(ctx, x, w.get(b + "ln2.weight"), w.get(b + "ln2.bias"), hp.v_eps);
         h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")), hp);
@@ -381,7 +382,7 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
         std::vector<ggml_tensor*> parts;  // each observation attends to its own prefix only
         int64_t first = 0;
         for (int len : lengths) {
-            parts.push_back(attention(ctx, hp, token_rows(ctx, q, first, len), token_rows(ctx, k, first, len),
+            parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, first, len), token_rows(ctx, k, first, len),
                                       token_rows(ctx, v, first, len)));
             first += len;
         }
@@ -436,7 +437,7 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon));
         for (size_t s = 0; s < n_prefix.size(); ++s) {
             const int64_t len = n_prefix[s] + horizon;
-            parts.push_back(attention(ctx, hp, token_rows(ctx, q, static_cast<int64_t>(s) * horizon, horizon),
+            parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, static_cast<int64_t>(s) * horizon, horizon),
                                       range(keys_all, bases[s], len), range(values_all, bases[s], len)));
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));

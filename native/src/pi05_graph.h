@@ -33,8 +33,10 @@ struct Pi05Hparams {
     bool fused_cpu_ops = false;
     bool backend_gelu_ops = false;
     // Set: attention as ggml_flash_attn_ext (one kernel, no score matrix in memory, no V transpose)
-    // wherever this backend runs it for the shapes at hand; the matmul + softmax form otherwise.
-    ggml_backend_t flash_attention = nullptr;
+    // in the vision tower / in the prefix and expert, wherever this backend runs it for the shapes
+    // at hand; the matmul + softmax form otherwise.
+    ggml_backend_t flash_vision = nullptr;
+    ggml_backend_t flash_text = nullptr;
 
     int num_patches() const { return (image_size / patch) * (image_size / patch); }
     // Reads the keys our packs and the released ActQuant pi05.gguf carry, then checks every

@@ -87,14 +87,11 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         hp_ = Pi05Hparams::from_weights(*weights_);
         hp_.fused_cpu_ops = cpu && !options.unfused_ops;
         hp_.backend_gelu_ops = !cpu && !options.unfused_ops;
-        if (options.attention != "matmul") {  // "auto" = flash: faster on CPU (1.5x a full chunk) and GPU
-            attention_ = flash_attention_support();
-            if (attention_ != "matmul") hp_.flash_attention = backend_;
-        }
+        choose_attention(options.attention, cpu);
         max_prefix_ = options.max_prefix_tokens > 0 ? options.max_prefix_tokens : 3 * hp_.num_patches() + 256;
 
         // flash attention's CUDA kernels read F16 K/V (F32 ones are converted on every call)
-        cache_type_ = hp_.flash_attention && !cpu ? GGML_TYPE_F16 : GGML_TYPE_F32;
+        cache_type_ = hp_.flash_text && !cpu ? GGML_TYPE_F16 : GGML_TYPE_F32;
         allocate_cache(max_prefix_ + hp_.horizon);
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
@@ -147,29 +144,37 @@ void Pi05Runtime::release() {
 
 std::string Pi05Runtime::backend_name() const { return ggml_backend_name(backend_); }
 
-std::string Pi05Runtime::flash_attention_support() const {
-    // Ask the backend about a flash-attention node of each stage's head layout (the graph builder
-    // asks again per node and falls back to the matmul form wherever the answer is no).
-    struct Layout { const char* stage; int head_dim, heads, kv_heads; };
-    const Layout layouts[] = {{"vision", hp_.v_hidden / hp_.v_heads, hp_.v_heads, hp_.v_heads},
-                              {"prefix", hp_.llm.head_dim, hp_.llm.heads, hp_.llm.kv_heads},
-                              {"expert", hp_.expert.head_dim, hp_.expert.heads, hp_.expert.kv_heads}};
-    std::vector<uint8_t> meta(16 * ggml_tensor_overhead());
+void Pi05Runtime::choose_attention(const std::string& option, bool cpu) {
+    // Asked for: every stage with "flash"; with "auto" every stage off the CPU, and on the CPU the
+    // vision tower only (same-run A/B on the full pack, 2 threads: vision 0.85x, prefix 1.02x,
+    // expert 1.21x the time of the matmul form; docs/x86.md). Run: where the backend executes a
+    // flash-attention node of the stage's head layout (the graph builder asks again per node).
+    const bool text_wanted = option == "flash" || (option == "auto" && !cpu);
+    const bool vision_wanted = option != "matmul";
+    std::vector<uint8_t> meta(8 * ggml_tensor_overhead());
     ggml_init_params p{meta.size(), meta.data(), /*no_alloc=*/true};
     ggml_context* ctx = ggml_init(p);
-    std::string refused;
-    for (const Layout& l : layouts) {
-        ggml_tensor* q = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, l.head_dim, 64, l.heads);
-        ggml_tensor* k = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, l.head_dim, 256, l.kv_heads);
-        ggml_tensor* v = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, l.head_dim, 256, l.kv_heads);
+    auto runs = [&](int head_dim, int heads, int kv_heads) {
+        ggml_tensor* q = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, head_dim, 64, heads);
+        ggml_tensor* k = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, head_dim, 256, kv_heads);
+        ggml_tensor* v = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, head_dim, 256, kv_heads);
         ggml_tensor* fa = ggml_flash_attn_ext(ctx, q, k, v, nullptr, 1.0f, 0.0f, 0.0f);
         ggml_prec_set_acc(fa, GGML_PREC_F32);
-        if (!ggml_backend_supports_op(backend_, fa)) refused += std::string(refused.empty() ? "" : ", ") + l.stage;
-    }
+        return ggml_backend_supports_op(backend_, fa);
+    };
+    const bool vision_runs = runs(hp_.v_hidden / hp_.v_heads, hp_.v_heads, hp_.v_heads);
+    const bool text_runs = runs(hp_.llm.head_dim, hp_.llm.heads, hp_.llm.kv_heads);  // the expert shares it
     ggml_free(ctx);
-    if (refused.empty()) return "flash";
-    if (refused == "vision, prefix, expert") return "matmul";
-    return "flash (matmul for " + refused + ": not run by " + backend_name() + ")";
+    hp_.flash_vision = vision_wanted && vision_runs ? backend_ : nullptr;
+    hp_.flash_text = text_wanted && text_runs ? backend_ : nullptr;
+    const bool v = hp_.flash_vision, t = hp_.flash_text;
+    attention_ = v && t ? "flash" : !v && !t ? "matmul" : v ? "flash (vision), matmul (prefix, expert)"
+                                                            : "matmul (vision), flash (prefix, expert)";
+    if ((vision_wanted && !vision_runs) || (text_wanted && !text_runs)) {
+        attention_ += std::string("; ") + backend_name() + " does not run flash attention for " +
+                      (vision_wanted && !vision_runs ? (text_wanted && !text_runs ? "any stage" : "the vision tower")
+                                                     : "prefix and expert");
+    }
 }
 
 const char* Pi05Runtime::gelu_ops() const {

@@ -21,7 +21,8 @@ struct RuntimeOptions {
     int max_prefix_tokens = 0;   // 0 = 3 images + 256 text tokens
     bool unfused_ops = false;    // keep GELU/GeGLU as ggml's element-wise chain (A/B checks)
     // "flash": ggml_flash_attn_ext wherever the backend runs it (else the matmul form, per call
-    // site); "matmul": products + softmax; "auto": flash (measured faster on the CPU, docs/x86.md).
+    // site); "matmul": products + softmax; "auto": flash off the CPU, and on the CPU for the vision
+    // tower only (where it measured faster, docs/x86.md).
     std::string attention = "auto";
     // "chunk": every flow step in one graph (one launch, no host round trip per step: what a GPU
     // needs, and what lets ggml-CUDA replay the whole loop as one CUDA graph); "step": one graph per
@@ -82,8 +83,7 @@ class Pi05Runtime {
     int n_threads() const { return n_threads_; }
     std::string backend_name() const;
     const char* expert_graph() const { return chunk_expert_ ? "chunk" : "step"; }
-    // "flash", "matmul", or "flash (matmul for <stages>: ...)" where the backend does not run
-    // flash attention for a stage's head layout.
+    // "flash", "matmul", or which stages run which form, and why a stage asked for flash does not.
     const std::string& attention() const { return attention_; }
     // "fused-cpu", "ggml-ops" or "element-wise": how GELU / GeGLU run (see Pi05Hparams).
     const char* gelu_ops() const;
@@ -117,7 +117,7 @@ class Pi05Runtime {
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
     void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
-    std::string flash_attention_support() const;
+    void choose_attention(const std::string& option, bool cpu);
     void compute(Graph& g);
     void keep_matmul_inputs(Graph& g);
     void report_matmul_inputs(const Graph& g) const;

@@ -101,8 +101,9 @@ def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", u
     """unfused_ops: keep GELU/GeGLU as ggml's element-wise chain instead of the fused CPU op
     (for same-run comparisons, benchmarks/bench_fused_ops.py); expert_graph: 'step' (default on the
     CPU: per-step timings) or 'chunk' (all flow steps in one graph); cpu_weights: 'mapped'
-    (default), 'repacked' or 'anonymous' (see the module docstring); attention: 'auto' (= 'flash'),
-    'flash' (ggml_flash_attn_ext where ggml runs it) or 'matmul' (products + softmax)."""
+    (default), 'repacked' or 'anonymous' (see the module docstring); attention: 'auto' (flash
+    attention in the vision tower, where it measured faster, products + softmax elsewhere), 'flash'
+    (ggml_flash_attn_ext in every stage) or 'matmul' (products + softmax everywhere)."""
     if options:
         raise TargetUnavailableError(
             f"x86 target got unknown options {sorted(options)} "

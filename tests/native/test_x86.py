@@ -71,10 +71,12 @@ def test_expert_loop_in_one_graph_equals_the_per_step_loop(pair, tiny_pack_dir):
 
 
 def test_flash_attention_equals_the_matmul_form_and_the_reference(pair, tiny_pack_dir):
-    """attention='flash' (ggml_flash_attn_ext, the default) against the products + softmax form
-    and the reference, vision / prefix / expert alike: on the CPU both run in float32 (an online
-    softmax instead of a materialised one), so they agree to rounding."""
-    ref, flash = pair
+    """attention='flash' (ggml_flash_attn_ext in every stage, the default off the CPU) against the
+    products + softmax form and the reference, vision / prefix / expert alike: on the CPU both run
+    in float32 (an online softmax instead of a materialised one), so they agree to rounding. The
+    CPU default ('auto') runs flash attention in the vision tower only, where it measured faster."""
+    ref, default = pair
+    flash = load_policy(tiny_pack_dir, target="x86", threads=2, attention="flash")
     matmul = load_policy(tiny_pack_dir, target="x86", threads=2, attention="matmul")
     rng = np.random.default_rng()
     for cameras in (("base",), ("base", "wrist")):
@@ -83,8 +85,10 @@ def test_flash_attention_equals_the_matmul_form_and_the_reference(pair, tiny_pac
         noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
         a, b = flash.infer(obs, noise=noise).actions, matmul.infer(obs, noise=noise).actions
         assert rel_l2(a, b) <= 1e-5, f"flash vs matmul rel-L2 {rel_l2(a, b):.2e}"
+        assert rel_l2(default.infer(obs, noise=noise).actions, b) <= 1e-5
         assert rel_l2(a, ref.infer(obs, noise=noise).actions) <= 1e-4
     assert (flash.info.backend["attention"], matmul.info.backend["attention"]) == ("flash", "matmul")
+    assert default.info.backend["attention"] == "flash (vision), matmul (prefix, expert)"
     assert (flash.info.backend["gelu_ops"], matmul.info.backend["gelu_ops"]) == ("fused-cpu", "fused-cpu")
 
 
