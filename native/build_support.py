@@ -118,7 +118,7 @@ class CMakeBuild(build_ext):
         self._build(build, "_native", "vla_edge", "vla_edge_safety", "vla_edge_example")
         self._install_module(build, ext, "_native")
         # libvla_edge finds libvla_edge_safety next to it (RPATH $ORIGIN).
-        self._ship(build, ext, "libvla_edge.so", "libvla_edge_safety.so", "vla_edge.h", "vla_edge_safety.h",
+        self._ship(build, ext, "libvla_edge.so", "libvla_edge_safety.so", "vla_edge.h", "vla_edge_safety.h", "vla_edge_policy.h",
                    "vla_edge_example")
 
 
