@@ -25,16 +25,24 @@ from setuptools.command.build_ext import build_ext
 
 
 class CMakeExtension(Extension):
-    def __init__(self, name: str, source_dir: Path, runtime: bool = True):
+    def __init__(self, name: str, source_dir: Path, runtime: bool = True, made_by_safety_build: bool = False):
         # optional: when the build is skipped or fails (VLA_EDGE_BUILD_NATIVE=0/auto), setuptools'
         # editable install must not try to copy a module that was never built.
         super().__init__(name, sources=[], optional=True)
         self.source_dir = source_dir
         self.runtime = runtime
+        # vla_edge._policy_io comes out of the safety build (no ggml); it is declared as its own
+        # extension only so that setuptools installs it (editable installs copy declared ones).
+        self.made_by_safety_build = made_by_safety_build
 
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
+        if ext.made_by_safety_build:
+            built = getattr(self, "_safety_build", None)
+            if built is not None and "_policy_io" in built[1]:
+                self._install_module(built[0], ext, "_policy_io")
+            return
         if not ext.runtime:
             self._build_safety(ext)
             return
@@ -72,8 +80,8 @@ class CMakeBuild(build_ext):
                 print(f"vla-edge: WARNING: safety filter core not built ({exc2}); every robot run will refuse to "
                       "start until it is (it needs a C++17 compiler and CMake).", file=sys.stderr)
                 return
-        for stem in modules:
-            self._install_module(build, ext, stem)
+        self._install_module(build, ext, "_safety")
+        self._safety_build = (build, modules)  # vla_edge._policy_io's extension installs its module
         self._ship(build, ext, "libvla_edge_safety.so", "vla_edge_safety.h")
 
     def _configure(self, ext: CMakeExtension, name: str, args: list[str]) -> Path:
@@ -93,7 +101,7 @@ class CMakeBuild(build_ext):
         subprocess.run([cmake, "--build", str(build), "-j", jobs, "--target", *targets], check=True)
 
     def _install_module(self, build: Path, ext: CMakeExtension, stem: str) -> None:
-        module = next((build / "native").glob(f"{stem}*.so"))
+        module = next((build / "native").glob(f"{stem}.*so"))
         dest = Path(self.get_ext_fullpath(ext.name))
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(module, dest)
@@ -123,7 +131,8 @@ class CMakeBuild(build_ext):
 
 
 def setup_kwargs(root: Path) -> dict:
-    modules = [CMakeExtension("vla_edge._safety", root, runtime=False)]
+    modules = [CMakeExtension("vla_edge._safety", root, runtime=False),
+               CMakeExtension("vla_edge._policy_io", root, runtime=False, made_by_safety_build=True)]
     if os.environ.get("VLA_EDGE_BUILD_NATIVE") == "0":
         # No runtime extension at all: an editable install would otherwise try to copy a module
         # that was never built ("can't copy ..._native...so") and fail.

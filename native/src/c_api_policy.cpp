@@ -36,6 +36,11 @@ namespace {
 
 thread_local std::string g_last_error;
 
+// The pack does not list the target asked for.
+struct TargetError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 int fail(int code, const std::string& what) {
     g_last_error = what;
     return code;
@@ -52,6 +57,8 @@ int guarded(F&& f) {
         return fail(VLA_EDGE_ERR_OBSERVATION, e.what());
     } catch (const vp::PackFault& e) {
         return fail(VLA_EDGE_ERR_PACK, e.what());
+    } catch (const TargetError& e) {
+        return fail(VLA_EDGE_ERR_TARGET, e.what());
     } catch (const std::invalid_argument& e) {
         return fail(VLA_EDGE_ERR_ARGUMENT, e.what());
     } catch (const std::bad_alloc&) {
@@ -69,10 +76,6 @@ int available_cpus() {
     if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
     return 1;
 }
-
-struct TargetError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 std::string list(const std::vector<std::string>& v) {
     std::string out = "[";
@@ -147,11 +150,7 @@ int vla_edge_policy_open(const char* pack_dir, const vla_edge_policy_options* op
         }
         handle->rng.seed(o.seed);
     });
-    if (rc != VLA_EDGE_OK) {
-        // TargetError is a runtime_error: give it its own code.
-        if (g_last_error.find("does not list target") != std::string::npos) return fail(VLA_EDGE_ERR_TARGET, g_last_error);
-        return rc;
-    }
+    if (rc != VLA_EDGE_OK) return rc;
     *out = handle.release();
     return VLA_EDGE_OK;
 }

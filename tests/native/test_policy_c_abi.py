@@ -146,14 +146,15 @@ PROBE = r"""
 #include <stdlib.h>
 #include <string.h>
 #include "vla_edge_policy.h"
-/* argv: good pack, corrupted pack. Each bad call prints "<case> rc: last_error". */
+/* argv: good pack, corrupted pack, pack without the x86 target. Each bad call prints "<case> rc: last_error". */
 static void report(const char* what, int rc) { printf("%s %d: %s\n", what, rc, vla_edge_policy_last_error()); }
 int main(int argc, char** argv) {
-    if (argc != 3) return 9;
+    if (argc != 4) return 9;
     vla_edge_policy* p = NULL;
     vla_edge_policy_options o; vla_edge_policy_default_options(&o); o.n_threads = 1;
     report("missing", vla_edge_policy_open("/nonexistent/pack", &o, &p));
     report("corrupt", vla_edge_policy_open(argv[2], &o, &p));
+    report("notlisted", vla_edge_policy_open(argv[3], &o, &p));
     o.target = "orin"; report("target", vla_edge_policy_open(argv[1], &o, &p)); o.target = "x86";
     o.check = "maybe"; report("check", vla_edge_policy_open(argv[1], &o, &p)); o.check = "sha256";
     int rc = vla_edge_policy_open(argv[1], &o, &p);
@@ -199,12 +200,17 @@ def test_bad_inputs_get_named_error_codes(tiny_pack_dir, tiny_pack_copy, tmp_pat
     data = bytearray(tok.read_bytes())
     data[100] ^= 0xFF
     tok.write_bytes(bytes(data))
-    out = subprocess.run([str(probe), str(tiny_pack_dir), str(tiny_pack_copy)], capture_output=True, text=True,
-                         timeout=300)
+    reference_only = tmp_path / "reference_only"
+    shutil.copytree(tiny_pack_dir, reference_only)
+    manifest = reference_only / "pack.yaml"
+    manifest.write_text(manifest.read_text().replace("targets:\n- reference\n- x86\n", "targets:\n- reference\n"))
+    out = subprocess.run([str(probe), str(tiny_pack_dir), str(tiny_pack_copy), str(reference_only)],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, (out.stdout, out.stderr)
     lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
     assert lines["missing"] == "-2: /nonexistent/pack: pack directory does not exist"
     assert lines["corrupt"].startswith(f"-2: {tok}: sha256 ") and "does not match pack.yaml" in lines["corrupt"]
+    assert lines["notlisted"] == "-5: pack 'pi05-tiny-synthetic-seed0' does not list target 'x86' (it supports ['reference'])"
     assert lines["target"].startswith("-5: target 'orin' is not available through the C ABI")
     assert lines["check"].startswith("-1: check must be 'auto', 'sha256' or 'size'")
     assert lines["info"] == "pi05-tiny-synthetic-seed0 10 6 6 2 base left_wrist_0_rgb rad 0"
