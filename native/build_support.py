@@ -8,7 +8,8 @@ switches below are about the ggml runtime (vla_edge._native):
 VLA_EDGE_BUILD_NATIVE=auto (default): try, and if the build fails install without the native
 module, printing why (the `x86` target then reports itself unavailable with that reason).
 =1: a failure fails the install. =0: skip. VLA_EDGE_GGML_DIR=/path: use that ggml tree instead of
-downloading the pinned release. VLA_EDGE_CUDA=1: also build ggml's CUDA backend.
+downloading the pinned release (likewise VLA_EDGE_SENTENCEPIECE_DIR, VLA_EDGE_RAPIDYAML_DIR for the
+Policy's pre/post-processing, vla_edge._policy_io, built with the safety core). VLA_EDGE_CUDA=1: also build ggml's CUDA backend.
 """
 
 from __future__ import annotations
@@ -24,16 +25,24 @@ from setuptools.command.build_ext import build_ext
 
 
 class CMakeExtension(Extension):
-    def __init__(self, name: str, source_dir: Path, runtime: bool = True):
+    def __init__(self, name: str, source_dir: Path, runtime: bool = True, made_by_safety_build: bool = False):
         # optional: when the build is skipped or fails (VLA_EDGE_BUILD_NATIVE=0/auto), setuptools'
         # editable install must not try to copy a module that was never built.
         super().__init__(name, sources=[], optional=True)
         self.source_dir = source_dir
         self.runtime = runtime
+        # vla_edge._policy_io comes out of the safety build (no ggml); it is declared as its own
+        # extension only so that setuptools installs it (editable installs copy declared ones).
+        self.made_by_safety_build = made_by_safety_build
 
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
+        if ext.made_by_safety_build:
+            built = getattr(self, "_safety_build", None)
+            if built is not None and "_policy_io" in built[1]:
+                self._install_module(built[0], ext, "_policy_io")
+            return
         if not ext.runtime:
             self._build_safety(ext)
             return
@@ -50,17 +59,29 @@ class CMakeBuild(build_ext):
                   "Set VLA_EDGE_BUILD_NATIVE=1 to make this an error.", file=sys.stderr)
 
     def _build_safety(self, ext: CMakeExtension) -> None:
-        """The safety filter only (-DVLA_EDGE_RUNTIME=OFF): seconds, no download."""
+        """The safety filter and the Policy's pre/post-processing (-DVLA_EDGE_RUNTIME=OFF: no ggml).
+        The latter needs the pinned sentencepiece + rapidyaml sources (fetched from PyPI, ~1 min to
+        build on 2 cores); if that fails the safety filter is still built, and Policy says why it
+        cannot run (vla_edge.native_io)."""
         try:
             build = self._configure(ext, "cmake-safety", ["-DVLA_EDGE_RUNTIME=OFF"])
-            self._build(build, "_safety", "vla_edge_safety")
+            self._build(build, "_safety", "vla_edge_safety", "_policy_io")
+            modules = ("_safety", "_policy_io")
         except (OSError, subprocess.CalledProcessError) as exc:
             if os.environ.get("VLA_EDGE_BUILD_NATIVE") == "1":
                 raise
-            print(f"vla-edge: WARNING: safety filter core not built ({exc}); every robot run will refuse to start "
-                  "until it is (it needs a C++17 compiler and CMake).", file=sys.stderr)
-            return
+            print(f"vla-edge: WARNING: Policy pre/post-processing (vla_edge._policy_io) not built ({exc}); "
+                  "retrying the safety filter alone.", file=sys.stderr)
+            try:
+                build = self._configure(ext, "cmake-safety-only", ["-DVLA_EDGE_RUNTIME=OFF", "-DVLA_EDGE_POLICY_IO=OFF"])
+                self._build(build, "_safety", "vla_edge_safety")
+                modules = ("_safety",)
+            except (OSError, subprocess.CalledProcessError) as exc2:
+                print(f"vla-edge: WARNING: safety filter core not built ({exc2}); every robot run will refuse to "
+                      "start until it is (it needs a C++17 compiler and CMake).", file=sys.stderr)
+                return
         self._install_module(build, ext, "_safety")
+        self._safety_build = (build, modules)  # vla_edge._policy_io's extension installs its module
         self._ship(build, ext, "libvla_edge_safety.so", "vla_edge_safety.h")
 
     def _configure(self, ext: CMakeExtension, name: str, args: list[str]) -> Path:
@@ -68,6 +89,9 @@ class CMakeBuild(build_ext):
         build.mkdir(parents=True, exist_ok=True)
         cmake = shutil.which("cmake") or "cmake"
         base = [f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"]
+        for dep in ("SENTENCEPIECE", "RAPIDYAML"):  # existing source trees instead of the pinned downloads
+            if os.environ.get(f"VLA_EDGE_{dep}_DIR"):
+                base.append(f"-DVLA_EDGE_{dep}_DIR={os.environ[f'VLA_EDGE_{dep}_DIR']}")
         subprocess.run([cmake, "-S", str(ext.source_dir), "-B", str(build), *base, *args], check=True)
         return build
 
@@ -77,7 +101,7 @@ class CMakeBuild(build_ext):
         subprocess.run([cmake, "--build", str(build), "-j", jobs, "--target", *targets], check=True)
 
     def _install_module(self, build: Path, ext: CMakeExtension, stem: str) -> None:
-        module = next((build / "native").glob(f"{stem}*.so"))
+        module = next((build / "native").glob(f"{stem}.*so"))
         dest = Path(self.get_ext_fullpath(ext.name))
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(module, dest)
@@ -102,12 +126,13 @@ class CMakeBuild(build_ext):
         self._build(build, "_native", "vla_edge", "vla_edge_safety", "vla_edge_example")
         self._install_module(build, ext, "_native")
         # libvla_edge finds libvla_edge_safety next to it (RPATH $ORIGIN).
-        self._ship(build, ext, "libvla_edge.so", "libvla_edge_safety.so", "vla_edge.h", "vla_edge_safety.h",
+        self._ship(build, ext, "libvla_edge.so", "libvla_edge_safety.so", "vla_edge.h", "vla_edge_safety.h", "vla_edge_policy.h",
                    "vla_edge_example")
 
 
 def setup_kwargs(root: Path) -> dict:
-    modules = [CMakeExtension("vla_edge._safety", root, runtime=False)]
+    modules = [CMakeExtension("vla_edge._safety", root, runtime=False),
+               CMakeExtension("vla_edge._policy_io", root, runtime=False, made_by_safety_build=True)]
     if os.environ.get("VLA_EDGE_BUILD_NATIVE") == "0":
         # No runtime extension at all: an editable install would otherwise try to copy a module
         # that was never built ("can't copy ..._native...so") and fail.

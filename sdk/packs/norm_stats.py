@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PackError
-
-_EPS = 1e-6
+from ..native_io import policy_io
 
 
 @dataclass(frozen=True)
@@ -25,12 +24,11 @@ class Stats:
     q99: np.ndarray
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[-1]
-        return ((x - self.q01[:n]) / (self.q99[:n] - self.q01[:n] + _EPS) * 2.0 - 1.0).astype(np.float32)
+        """[..., n] -> float32, computed by the C++ implementation the C ABI runs (float64 inside)."""
+        return policy_io().normalize(self.q01, self.q99, np.asarray(x, dtype=np.float64))
 
     def unnormalize(self, y: np.ndarray) -> np.ndarray:
-        n = y.shape[-1]
-        return ((y + 1.0) / 2.0 * (self.q99[:n] - self.q01[:n] + _EPS) + self.q01[:n]).astype(np.float32)
+        return policy_io().unnormalize(self.q01, self.q99, np.asarray(y, dtype=np.float64))
 
     def to_json(self) -> dict:
         return {k: getattr(self, k).astype(float).tolist() for k in ("mean", "std", "q01", "q99")}

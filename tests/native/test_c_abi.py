@@ -147,7 +147,7 @@ def asan_build(tmp_path_factory) -> Path:
     code ggml emits on this CPU, so the sanitizer is the memory checker here)."""
     import sys
 
-    ggml = subprocess.run([sys.executable, str(REPO / "native" / "fetch_ggml.py")], capture_output=True, text=True)
+    ggml = subprocess.run([sys.executable, str(REPO / "native" / "fetch_source.py"), "ggml"], capture_output=True, text=True)
     if ggml.returncode != 0:
         pytest.skip(f"ggml source unavailable: {ggml.stderr.strip()}")
     build = tmp_path_factory.mktemp("asan")

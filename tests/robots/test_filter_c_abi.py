@@ -51,7 +51,8 @@ def prefix(tmp_path_factory) -> Path:
     """The safety filter library installed by `cmake --install` (no ggml, no Python module)."""
     root = tmp_path_factory.mktemp("vla_edge_install")
     build, prefix = root / "build", root / "prefix"
-    _run([CMAKE, "-S", REPO, "-B", build, "-DVLA_EDGE_RUNTIME=OFF", "-DVLA_EDGE_PYTHON=OFF", "-DCMAKE_BUILD_TYPE=Release"])
+    _run([CMAKE, "-S", REPO, "-B", build, "-DVLA_EDGE_RUNTIME=OFF", "-DVLA_EDGE_POLICY_IO=OFF", "-DVLA_EDGE_PYTHON=OFF",
+          "-DCMAKE_BUILD_TYPE=Release"])
     _run([CMAKE, "--build", build, "-j", "2"])
     _run([CMAKE, "--install", build, "--prefix", prefix])
     return prefix
@@ -63,7 +64,8 @@ def replay(prefix, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("consumer")
     src = root / "src"
     src.mkdir()
-    shutil.copy(REPO / "examples" / "filter_replay.c", src / "filter_replay.c")
+    for name in ("filter_replay.c", "filter_config.h"):
+        shutil.copy(REPO / "examples" / name, src / name)
     (src / "CMakeLists.txt").write_text(CONSUMER_CMAKE)
     _run([CMAKE, "-S", src, "-B", root / "build", f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"])
     _run([CMAKE, "--build", root / "build"])
@@ -243,7 +245,7 @@ def test_c_abi_replay_is_clean_under_address_sanitizer(tmp_path):
     """The library and the replay program built with ASan + LeakSanitizer: a random stream with
     every fault kind runs without a memory error or leak, and still matches Python."""
     build = tmp_path / "build"
-    _run([CMAKE, "-S", REPO, "-B", build, "-DVLA_EDGE_RUNTIME=OFF", "-DVLA_EDGE_PYTHON=OFF",
+    _run([CMAKE, "-S", REPO, "-B", build, "-DVLA_EDGE_RUNTIME=OFF", "-DVLA_EDGE_POLICY_IO=OFF", "-DVLA_EDGE_PYTHON=OFF",
           "-DVLA_EDGE_SANITIZE=address", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
     _run([CMAKE, "--build", build, "-j", "2"])
     binary = tmp_path / "replay_asan"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 
 from vla_edge.families.pi05.images import resize_with_pad, to_model_range
 from vla_edge.families.pi05.prompt import PromptTokenizer, discretize_state
@@ -57,9 +58,10 @@ def test_prompt_template_and_tokens(tiny_pack_dir):
     state = np.array([-1.0, 0.0, 0.999])
     ids = tok.encode("  pick_up the\ncube ", state)
     assert ids[0] == 2 and ids.dtype == np.int32
-    assert tok._sp.decode(ids[1:].tolist()) == "Task: pick up the cube, State: 0 128 255;\nAction: "
+    sp = spm.SentencePieceProcessor(model_file=str(pack.tokenizer_path))  # decode with the Python library
+    assert sp.decode(ids[1:].tolist()) == "Task: pick up the cube, State: 0 128 255;\nAction: "
     plain = PromptTokenizer(pack.tokenizer_path, 64, discrete_state=False, bos_id=2)
-    assert plain._sp.decode(plain.encode("open drawer", None)[1:].tolist()) == "open drawer\n"
+    assert sp.decode(plain.encode("open drawer", None)[1:].tolist()) == "open drawer\n"
 
 
 def test_postprocess_crops_unnormalises_and_applies_delta_mask(tiny_pack_dir):

@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import ObservationError, PackError
+from ...native_io import policy_io
 from ..base import Family, Preprocessor
 from .config import Pi05Config
-from .images import resize_with_pad, to_model_range
 from .inputs import Pi05Inputs
 from .metadata import ARCH, config_to_metadata
-from .prompt import PromptTokenizer
 from .tensors import tensor_specs
 
 if TYPE_CHECKING:
@@ -21,6 +20,10 @@ if TYPE_CHECKING:
 
 
 class Pi05Preprocessor(Preprocessor):
+    """Observation -> Pi05Inputs through the C++ ObservationProcessor (native/src/policy), the
+    same code the C ABI's vla_edge_policy_infer runs: resize-with-pad, normalisation, state bins
+    in the prompt, SentencePiece tokenisation."""
+
     def __init__(self, pack: "Pack"):
         cfg: Pi05Config = pack.config
         m = pack.manifest
@@ -35,37 +38,30 @@ class Pi05Preprocessor(Preprocessor):
         self.state_dim = len(m.state_space.names)
         if self.state_dim > cfg.state_dim:
             raise PackError(f"{pack.dir / 'pack.yaml'}: state_space", f"{self.state_dim} dims > model {cfg.state_dim}")
-        self.stats = pack.norm_stats
-        self.tokenizer = PromptTokenizer(pack.tokenizer_path, cfg.max_token_len, cfg.discrete_state_input,
-                                         cfg.bos_token_id)
-        if self.tokenizer.vocab_size > cfg.llm.vocab_size:
-            raise PackError(str(pack.tokenizer_path),
-                            f"tokenizer has {self.tokenizer.vocab_size} pieces, model vocab is {cfg.llm.vocab_size}")
+        stats = pack.norm_stats
+        self._processor = policy_io().ObservationProcessor({
+            "image_size": cfg.vision.image_size, "slot_cameras": self.slot_cameras,
+            "required_cameras": list(self.required), "state_dim": self.state_dim,
+            "action_dim": len(m.action_space.names), "model_action_dim": cfg.action_dim,
+            "horizon": cfg.action_horizon, "delta_mask": list(m.action_space.delta_mask or []),
+            "state_q01": stats.state.q01, "state_q99": stats.state.q99,
+            "action_q01": stats.actions.q01, "action_q99": stats.actions.q99,
+            "tokenizer_path": str(pack.tokenizer_path), "max_token_len": cfg.max_token_len,
+            "discrete_state": cfg.discrete_state_input, "bos_id": cfg.bos_token_id,
+            "model_vocab_size": cfg.llm.vocab_size,
+        })
 
     def noise_shape(self) -> tuple[int, int]:
         return (self.config.action_horizon, self.config.action_dim)
 
     def __call__(self, obs: "Observation", noise: np.ndarray) -> Pi05Inputs:
         obs.validate(required_cameras=self.required, state_dim=self.state_dim)
-        size = self.config.vision.image_size
-        slots, images = [], []
-        for slot, camera in self.slot_cameras:
-            if camera in obs.cameras:  # optional cameras that are absent are masked = left out
-                slots.append(slot)
-                images.append(to_model_range(resize_with_pad(obs.cameras[camera], size)))
-        if not images:
-            raise ObservationError("cameras", f"at least one of {[c for _, c in self.slot_cameras]}",
-                                   f"{sorted(obs.cameras) or 'none'}")
-        if noise.shape != self.noise_shape() or noise.dtype != np.float32 or not np.all(np.isfinite(noise)):
+        if noise.shape != self.noise_shape() or noise.dtype != np.float32:
             raise ObservationError("noise", f"finite float32 {self.noise_shape()}", f"{noise.dtype} {noise.shape}")
-        state = self.stats.state.normalize(obs.state.astype(np.float64))
-        return Pi05Inputs(
-            images=np.stack(images),
-            image_slots=tuple(slots),
-            tokens=self.tokenizer.encode(obs.prompt, state),
-            noise=noise,
-            num_steps=self.config.num_flow_steps,
-        )
+        self._processor.check_noise(noise)
+        images, slots, tokens = self._processor.prepare(obs.cameras, obs.state.astype(np.float64), obs.prompt)
+        return Pi05Inputs(images=images, image_slots=tuple(slots), tokens=tokens, noise=noise,
+                          num_steps=self.config.num_flow_steps)
 
 
 class Pi05Family(Family):
@@ -84,13 +80,13 @@ class Pi05Family(Family):
         return Pi05Preprocessor(pack)
 
     def postprocess(self, pack: "Pack", model_actions: np.ndarray, obs: "Observation") -> np.ndarray:
+        """Crop, un-normalise, add the state to delta dims (C++: actions_to_robot); ObservationError
+        on non-finite output, so no robot is ever handed NaN/Inf."""
         space = pack.manifest.action_space
-        n = len(space.names)
-        actions = pack.norm_stats.actions.unnormalize(model_actions[:, :n].astype(np.float64))
-        if space.delta_mask is not None and any(space.delta_mask):
-            mask = np.asarray(space.delta_mask)
-            actions[:, mask] += obs.state[:n][mask].astype(np.float32)
-        return actions.astype(np.float32)
+        stats = pack.norm_stats.actions
+        return policy_io().actions_to_robot(stats.q01, stats.q99, list(space.delta_mask or []), len(space.names),
+                                            np.ascontiguousarray(model_actions, dtype=np.float32),
+                                            np.asarray(obs.state, dtype=np.float64))
 
 
 FAMILY = Pi05Family()
