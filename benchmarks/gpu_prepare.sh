@@ -18,9 +18,12 @@ for spec in pydantic==2.13.4 pydantic-core==2.46.4 annotated-types typing-inspec
             tensorrt-rtx-cu12-bindings==1.7.1.116; do
   $PY -m pip download -q --no-deps $plat -d .whl "$spec" || echo "WARNING: no cp312 wheel for $spec" >&2
 done
-# ggml: the tree the native build fetched and checked (native/fetch_ggml.py)
-ggml=$($PY native/fetch_ggml.py)
-tar -C "$(dirname "$ggml")" -czf .gpu/ggml.tar.gz "$(basename "$ggml")"
+# the C/C++ source trees the native build fetched and checked (native/fetch_source.py): ggml, and
+# sentencepiece + rapidyaml for vla_edge._policy_io (the GPU machine cannot reach PyPI)
+for name in ggml sentencepiece rapidyaml; do
+  tree=$($PY native/fetch_source.py "$name")
+  tar -C "$(dirname "$tree")" -czf ".gpu/$name.tar.gz" "$(basename "$tree")"
+done
 # TensorRT-RTX's libraries: the big one compressed and split, the rest as they are
 tmp=$(mktemp -d)
 $PY -m pip download -q --no-deps -d "$tmp" tensorrt-rtx-cu12-libs==1.7.1.116

@@ -28,19 +28,24 @@ if [ -f .gpu-trt-1/part ] && [ -f .gpu-trt-2/part ] && [ -f .gpu-trt-3/part ]; t
 fi
 echo "TensorRT-RTX library: $trt_note"
 export PYTHONPATH=/tmp/site:/tmp/dev MUJOCO_GL=egl
-mkdir -p /tmp/dev/vla_edge /tmp/ggml
+mkdir -p /tmp/dev/vla_edge
 for f in sdk/*; do ln -sfn "$PWD/$f" /tmp/dev/vla_edge/$(basename "$f"); done
 for d in targets robots calibration; do ln -sfn "$PWD/$d" /tmp/dev/vla_edge/$d; done
 setup_bg_pid=""
 if [ -n "${GPU_SETUP_BEFORE_BUILD:-}" ]; then
   bash -c "$GPU_SETUP_BEFORE_BUILD" & setup_bg_pid=$!
 fi
-tar -C /tmp/ggml -xzf .gpu/ggml.tar.gz
-GGML=$(ls -d /tmp/ggml/*/ | head -1)
-if ! ls /tmp/b/native/_native*.so > /dev/null 2>&1; then
-  cmake -S . -B /tmp/b -DVLA_EDGE_GGML_DIR="$GGML" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+deps=()
+for name in ggml sentencepiece rapidyaml; do
+  [ -f ".gpu/$name.tar.gz" ] || { echo ".gpu/$name.tar.gz is missing: rerun benchmarks/gpu_prepare.sh here"; exit 2; }
+  mkdir -p "/tmp/src-$name" && tar -C "/tmp/src-$name" -xzf ".gpu/$name.tar.gz"
+  deps+=("-DVLA_EDGE_${name^^}_DIR=$(ls -d /tmp/src-$name/*/ | head -1)")
+done
+if ! ls /tmp/b/native/_native*.so /tmp/b/native/_policy_io*.so /tmp/b/native/_safety*.so > /dev/null 2>&1; then
+  cmake -S . -B /tmp/b "${deps[@]}" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGGML_CUDA_FA=${GGML_CUDA_FA:-ON} -DGGML_CUDA_NCCL=OFF -DPython3_EXECUTABLE="$(command -v python3)" > /tmp/cfg.log || { tail -30 /tmp/cfg.log; exit 1; }
-  cmake --build /tmp/b -j "$(nproc)" --target _native > /tmp/build.log 2>&1 || { tail -50 /tmp/build.log; exit 1; }
+  cmake --build /tmp/b -j "$(nproc)" --target _native _policy_io _safety > /tmp/build.log 2>&1 || { tail -50 /tmp/build.log; exit 1; }
 fi
-rm -f /tmp/dev/vla_edge/_native*.so; ln -sfn /tmp/b/native/_native*.so /tmp/dev/vla_edge/
+rm -f /tmp/dev/vla_edge/_native*.so /tmp/dev/vla_edge/_policy_io*.so /tmp/dev/vla_edge/_safety*.so
+ln -sfn /tmp/b/native/_native*.so /tmp/b/native/_policy_io*.so /tmp/b/native/_safety*.so /tmp/dev/vla_edge/
 echo "native build done after $(( $(date +%s) - T0 )) s"
