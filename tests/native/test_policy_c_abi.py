@@ -50,13 +50,13 @@ def control_loop(tmp_path_factory) -> Path:
     return _build(REPO / "examples" / "control_loop.cpp", d / "control_loop")
 
 
-def _write_inputs(tmp_path: Path, rng) -> tuple[np.ndarray, np.ndarray, Path, Path, Path]:
+def _write_inputs(tmp_path: Path, rng, noise_shape=(10, 32)) -> tuple[np.ndarray, np.ndarray, Path, Path, Path]:
     from vla_edge.robots.safety.export import filter_config_text
     from vla_edge.robots.config import load_robot_config
 
     image = rng.integers(0, 256, (int(rng.integers(150, 400)), int(rng.integers(300, 700)), 3), dtype=np.uint8)
     (tmp_path / "img.ppm").write_bytes(f"P6\n{image.shape[1]} {image.shape[0]}\n255\n".encode() + image.tobytes())
-    noise = rng.standard_normal((10, 32)).astype(np.float32)
+    noise = rng.standard_normal(noise_shape).astype(np.float32)
     noise.tofile(tmp_path / "noise.bin")
     (tmp_path / "ur3.filter").write_text(filter_config_text(load_robot_config("ur3")))
     return image, noise, tmp_path / "img.ppm", tmp_path / "noise.bin", tmp_path / "ur3.filter"
@@ -114,11 +114,20 @@ def _python_loop(actions: np.ndarray, period: float) -> list[tuple]:
     return decisions
 
 
-def test_control_loop_matches_python_policy_and_filter(control_loop, tiny_pack_dir, tmp_path):
+@pytest.mark.parametrize("which", ["synthetic", "demo"])
+def test_control_loop_matches_python_policy_and_filter(control_loop, tiny_pack_dir, tmp_path, which):
+    """The C++ control loop against Python on a synthetic tiny pack and on the built-in demo pack
+    (what README command 1 runs)."""
     from vla_edge import Observation, load_policy
+    from vla_edge.packs.demo import resolve_pack
+
+    if which == "demo":
+        tiny_pack_dir = resolve_pack("demo")
 
     rng = np.random.default_rng()
-    image, noise, ppm, noise_file, filter_file = _write_inputs(tmp_path, rng)
+    with load_policy(tiny_pack_dir, target="reference") as probe:
+        noise_shape = probe.noise_shape
+    image, noise, ppm, noise_file, filter_file = _write_inputs(tmp_path, rng, noise_shape)
     state = ",".join(repr(v) for v in UR3_HOME)
     out = subprocess.run([str(control_loop), str(tiny_pack_dir), str(filter_file), str(ppm), state, PROMPT,
                           str(noise_file)], capture_output=True, text=True, timeout=300)
@@ -128,7 +137,7 @@ def test_control_loop_matches_python_policy_and_filter(control_loop, tiny_pack_d
 
     with load_policy(tiny_pack_dir, target="x86", threads=2) as policy:
         chunk = policy.infer(Observation(cameras={"base": image}, state=np.array(UR3_HOME), prompt=PROMPT), noise=noise)
-    assert c_actions.shape == chunk.actions.shape == (10, 6)
+    assert c_actions.shape == chunk.actions.shape == (noise_shape[0], 6)
     assert np.abs(chunk.actions).max() > 0.05  # a real chunk, not zeros
     np.testing.assert_allclose(c_actions, chunk.actions, rtol=1e-5, atol=1e-5)
 
