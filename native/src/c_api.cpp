@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "c_api_guard.h"
 #include "pi05_runtime.h"
 #include "vla_edge.h"
 
@@ -34,17 +35,10 @@ std::string weights_path(const std::string& path) {
 
 template <typename F>
 int guarded(F&& f) {
-    try {
-        f();
-        g_last_error.clear();
-        return VLA_EDGE_OK;
-    } catch (const std::invalid_argument& e) {
-        return set_error(VLA_EDGE_ERR_ARGUMENT, e.what());
-    } catch (const std::out_of_range& e) {
-        return set_error(VLA_EDGE_ERR_ARGUMENT, e.what());
-    } catch (const std::exception& e) {
-        return set_error(VLA_EDGE_ERR_RUNTIME, e.what());
-    }
+    return vla_edge::guarded_call(g_last_error, std::forward<F>(f), [](const std::exception& e) -> int {
+        const bool argument = dynamic_cast<const std::invalid_argument*>(&e) || dynamic_cast<const std::out_of_range*>(&e);
+        return argument ? VLA_EDGE_ERR_ARGUMENT : VLA_EDGE_ERR_RUNTIME;
+    });
 }
 
 }  // namespace

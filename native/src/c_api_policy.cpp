@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "c_api_guard.h"
 #include "errors.h"
 #include "pack_reader.h"
 #include "pi05_runtime.h"
@@ -49,25 +50,13 @@ int fail(int code, const std::string& what) {
 // Maps what the C++ side throws to the ABI's codes, keeping its text.
 template <typename F>
 int guarded(F&& f) {
-    try {
-        f();
-        g_last_error.clear();
-        return VLA_EDGE_OK;
-    } catch (const vp::FieldError& e) {
-        return fail(VLA_EDGE_ERR_OBSERVATION, e.what());
-    } catch (const vp::PackFault& e) {
-        return fail(VLA_EDGE_ERR_PACK, e.what());
-    } catch (const TargetError& e) {
-        return fail(VLA_EDGE_ERR_TARGET, e.what());
-    } catch (const std::invalid_argument& e) {
-        return fail(VLA_EDGE_ERR_ARGUMENT, e.what());
-    } catch (const std::bad_alloc&) {
-        return fail(VLA_EDGE_ERR_RUNTIME, "out of memory");
-    } catch (const std::exception& e) {
-        return fail(VLA_EDGE_ERR_RUNTIME, e.what());
-    } catch (...) {
-        return fail(VLA_EDGE_ERR_RUNTIME, "unknown error");
-    }
+    return vla_edge::guarded_call(g_last_error, std::forward<F>(f), [](const std::exception& e) -> int {
+        if (dynamic_cast<const vp::FieldError*>(&e)) return VLA_EDGE_ERR_OBSERVATION;
+        if (dynamic_cast<const vp::PackFault*>(&e)) return VLA_EDGE_ERR_PACK;
+        if (dynamic_cast<const TargetError*>(&e)) return VLA_EDGE_ERR_TARGET;
+        if (dynamic_cast<const std::invalid_argument*>(&e)) return VLA_EDGE_ERR_ARGUMENT;
+        return VLA_EDGE_ERR_RUNTIME;
+    });
 }
 
 int available_cpus() {
