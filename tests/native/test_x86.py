@@ -187,3 +187,16 @@ def test_truncated_gguf_is_an_error_not_a_crash(tiny_pack_copy):
     cut.write_bytes(data[: len(data) - 1000])
     with pytest.raises(RuntimeError, match="truncated"):
         _native.Pi05Runtime(str(cut), 1)
+
+
+def test_gpu_only_weight_layouts_are_refused_on_the_cpu(tiny_pack_dir):
+    """fused_matrices / device_weights re-lay weights out in device memory; the CPU runs the mapped
+    file, so asking for them there is a named error, not a silently ignored option."""
+    from vla_edge.packs.pack import Pack
+    from vla_edge.targets.x86.target import X86Backend
+
+    pack = Pack.open(tiny_pack_dir, check="size")
+    with pytest.raises(TargetUnavailableError, match="fused_matrices applies to GPU devices only"):
+        X86Backend(pack, threads=1, fused_matrices=True)
+    with pytest.raises(TargetUnavailableError, match="applies to GPU devices only"):
+        X86Backend(pack, threads=1, device_weights="f16")
