@@ -416,6 +416,7 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
                                const KvCache& cache, const std::vector<int>& n_prefix) {
     const auto& e = hp.expert;
     const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
+    const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon));
     ggml_tensor* x = linear(ctx, x_t, w.get("action.action_in.weight"), w.get("action.action_in.bias"));
     for (int i = 0; i < e.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
@@ -434,7 +435,6 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         };
         // Observation s: its chunk's tokens attend to its own cached prefix and its own chunk.
         std::vector<ggml_tensor*> parts;
-        const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon));
         for (size_t s = 0; s < n_prefix.size(); ++s) {
             const int64_t len = n_prefix[s] + horizon;
             parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, static_cast<int64_t>(s) * horizon, horizon),

@@ -83,7 +83,6 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         }
         weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16",
                                                  cpu_weights_from_string(options.cpu_weights), options.fused_matrices);
-        fused_matrices_ = weights_->fused("pali.blk.0.attn_qkv.weight") || weights_->fused("action.blk.0.attn_qkv.weight");
         hp_ = Pi05Hparams::from_weights(*weights_);
         hp_.fused_cpu_ops = cpu && !options.unfused_ops;
         hp_.backend_gelu_ops = !cpu && !options.unfused_ops;

@@ -88,7 +88,9 @@ class Pi05Runtime {
     // "fused-cpu", "ggml-ops" or "element-wise": how GELU / GeGLU run (see Pi05Hparams).
     const char* gelu_ops() const;
     size_t device_weight_bytes() const { return weights_->device_bytes(); }
-    bool fused_matrices() const { return fused_matrices_; }
+    bool fused_matrices() const {
+        return weights_->fused("pali.blk.0.attn_qkv.weight") || weights_->fused("action.blk.0.attn_qkv.weight");
+    }
     const GgufWeights& weights() const { return *weights_; }
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
@@ -136,7 +138,6 @@ class Pi05Runtime {
     KvCache cache_;
     Graph vision_, prefix_, expert_, chunk_;
     bool chunk_expert_ = false;
-    bool fused_matrices_ = false;
     int graph_builds_ = 0;
     std::string attention_ = "matmul";
     MatmulObserver observer_;
