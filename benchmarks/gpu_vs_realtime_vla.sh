@@ -22,5 +22,7 @@ fi
 tiny=/tmp/vla_tiny
 [ -f "$tiny/pack.yaml" ] || python3 -m vla_edge.cli.main pack synth --size tiny --out "$tiny" > /dev/null 2>&1 || exit 1
 echo "packs ready after $(( $(date +%s) - T0 )) s"
+# every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
+PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 --out "$OUT/gpu_forms_check.json" || echo "forms check: exit $?"
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" --tiny-pack "$tiny" \
   --out "$OUT/gpu_vs_realtime_vla.json" "$@"
