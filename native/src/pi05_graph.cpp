@@ -170,14 +170,18 @@ ggml_tensor* gemma_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, f
 }
 
 // pi0.5 adaptive RMSNorm with step `step`'s modulation (see ExpertConditioning); returns the
-// normalised x and the gate.
-ggml_tensor* ada_rms_norm(ggml_context* ctx, ggml_tensor* x, const AdaModulation& mod, int step, float eps,
-                          ggml_tensor** gate) {
+// normalised x and the gate. The modulation views enter the graph here, before the norm: left to
+// the final expansion they would sit between rms_norm, mul and add, and ggml-CUDA fuses those three
+// into one kernel only when they are adjacent nodes (found in the 2026-12-05 kernel profile: ~9,600
+// kernels per chunk, a quarter of them element-wise).
+ggml_tensor* ada_rms_norm(ggml_context* ctx, ggml_cgraph* gf, ggml_tensor* x, const AdaModulation& mod, int step,
+                          float eps, ggml_tensor** gate) {
     const int64_t E = x->ne[0];
     const size_t f = ggml_element_size(mod.mod), column = step * mod.mod->nb[1];
     ggml_tensor* scale1 = ggml_view_1d(ctx, mod.mod_plus_one, E, column);
     ggml_tensor* shift = ggml_view_1d(ctx, mod.mod, E, column + E * f);
     *gate = ggml_view_1d(ctx, mod.mod, E, column + 2 * E * f);
+    for (ggml_tensor* view : {scale1, shift, *gate}) ggml_build_forward_expand(gf, view);
     return ggml_add(ctx, ggml_mul(ctx, ggml_rms_norm(ctx, x, eps), scale1), shift);
 }
 
@@ -411,8 +415,8 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
     return c;
 }
 
-ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               const ExpertConditioning& cond, int step, ggml_tensor* positions, ggml_tensor* rows,
+ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
+                               ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions, ggml_tensor* rows,
                                const KvCache& cache, const std::vector<int>& n_prefix) {
     const auto& e = hp.expert;
     const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
@@ -421,7 +425,7 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
     for (int i = 0; i < e.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
         ggml_tensor* gate = nullptr;
-        ggml_tensor* h = ada_rms_norm(ctx, x, cond.attn[i], step, e.eps, &gate);
+        ggml_tensor* h = ada_rms_norm(ctx, gf, x, cond.attn[i], step, e.eps, &gate);
         auto [q, k, v] = project_qkv(ctx, w, b, h, e);
         q = rope(ctx, q, positions, e.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, e.head_dim, hp.rope_theta);
@@ -442,11 +446,11 @@ ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
-        h = ada_rms_norm(ctx, x, cond.ffn[i], step, e.eps, &gate);
+        h = ada_rms_norm(ctx, gf, x, cond.ffn[i], step, e.eps, &gate);
         x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp), gate));
     }
     ggml_tensor* gate = nullptr;
-    ggml_tensor* h = ada_rms_norm(ctx, x, cond.out, step, e.eps, &gate);
+    ggml_tensor* h = ada_rms_norm(ctx, gf, x, cond.out, step, e.eps, &gate);
     return linear(ctx, h, w.get("action.action_out.weight"), w.get("action.action_out.bias"));
 }
 

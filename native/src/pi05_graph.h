@@ -83,9 +83,9 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
                                              ggml_tensor* time_emb);
 // One flow step (column `step` of cond). x_t: [action_dim, horizon * n_prefix.size()]; n_prefix:
 // each observation's cached prefix length; rows: I64 [horizon * n_prefix.size()], the cache row
-// of every chunk token.
-ggml_tensor* build_expert_step(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp, ggml_tensor* x_t,
-                               const ExpertConditioning& cond, int step, ggml_tensor* positions, ggml_tensor* rows,
-                               const KvCache& cache, const std::vector<int>& n_prefix);
+// of every chunk token. gf: the graph being built (the norms' modulation views enter it first).
+ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
+                               ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions,
+                               ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix);
 
 }  // namespace vla_edge

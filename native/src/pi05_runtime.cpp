@@ -272,7 +272,7 @@ void Pi05Runtime::ensure_expert(const std::vector<int>& n_prefix) {
     ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, tokens);
     for (ggml_tensor* in : {x, t, pos, rows}) ggml_set_input(in);
     const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
-    ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, x, cond, 0, pos, rows, cache_, n_prefix);
+    ggml_tensor* v = build_expert_step(ctx, expert_.gf, *weights_, hp_, x, cond, 0, pos, rows, cache_, n_prefix);
     ggml_set_output(v);
     ggml_build_forward_expand(expert_.gf, v);
     expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}, {"v", v}};
@@ -299,7 +299,7 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     ggml_tensor* xs = x;
     const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
     for (int step = 0; step < num_steps; ++step) {
-        ggml_tensor* v = build_expert_step(ctx, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix);
+        ggml_tensor* v = build_expert_step(ctx, chunk_.gf, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix);
         xs = ggml_add(ctx, xs, ggml_scale(ctx, v, dt));
     }
     ggml_set_output(xs);
@@ -307,6 +307,20 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}, {"out", xs}};
     finish(chunk_, "expert");
     chunk_.key = key;
+}
+
+int Pi05Runtime::adjacent_norm_chains() const {
+    ggml_cgraph* gf = chunk_expert_ ? chunk_.gf : expert_.gf;
+    if (!gf) return 0;
+    int runs = 0;
+    for (int i = 0; i + 2 < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor* a = ggml_graph_node(gf, i);
+        ggml_tensor* b = ggml_graph_node(gf, i + 1);
+        ggml_tensor* c = ggml_graph_node(gf, i + 2);
+        runs += a->op == GGML_OP_RMS_NORM && b->op == GGML_OP_MUL && c->op == GGML_OP_ADD && b->src[0] == a &&
+                c->src[0] == b;
+    }
+    return runs;
 }
 
 void Pi05Runtime::time_embedding(int step, int num_steps, float* out) const {
@@ -461,12 +475,14 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
     } else {  // one graph reused for every step, x updated on the host
         ensure_expert(n_prefix);
-        ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
-        ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
         host_v_.resize(host_x_.size());
         const float dt = -1.0f / static_cast<float>(num_steps);
         for (int step = 0; step < num_steps; ++step) {
             t0 = std::chrono::steady_clock::now();
+            // every input again each step: the allocator may reuse an input's memory once its last
+            // reader has run (it did for `rows` once the node order changed), so none outlives a compute
+            ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
+            ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
             ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
             ggml_backend_tensor_set(expert_.io["t"], host_time_.data() + static_cast<size_t>(step) * E, 0, E * sizeof(float));
             compute(expert_);

@@ -92,6 +92,9 @@ class Pi05Runtime {
         return weights_->fused("pali.blk.0.attn_qkv.weight") || weights_->fused("action.blk.0.attn_qkv.weight");
     }
     const GgufWeights& weights() const { return *weights_; }
+    // RMS_NORM -> MUL -> ADD runs of adjacent nodes, each feeding the next, in the expert graph built
+    // last (chunk, else step): the runs ggml-CUDA executes as one fused kernel (checked on any backend).
+    int adjacent_norm_chains() const;
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)

@@ -68,6 +68,11 @@ def test_expert_loop_in_one_graph_equals_the_per_step_loop(pair, tiny_pack_dir):
         assert "expert_total" in timings and not any(k.startswith("expert_step_") for k in timings)
     got = chunk.infer(obs, noise=noise).actions
     assert rel_l2(got, ref.infer(obs, noise=noise).actions) <= 1e-4
+    # every adaptive norm (two per layer and the output norm, per step) is one rms_norm -> mul -> add
+    # run of adjacent nodes, the form ggml-CUDA fuses into one kernel
+    norms = 2 * ref.pack.config.expert.num_layers + 1
+    assert chunk._backend.runtime.adjacent_norm_chains == ref.pack.config.num_flow_steps * norms
+    assert step._backend.runtime.adjacent_norm_chains == norms
 
 
 def test_flash_attention_equals_the_matmul_form_and_the_reference(pair, tiny_pack_dir):
@@ -200,3 +205,34 @@ def test_gpu_only_weight_layouts_are_refused_on_the_cpu(tiny_pack_dir):
         X86Backend(pack, threads=1, fused_matrices=True)
     with pytest.raises(TargetUnavailableError, match="applies to GPU devices only"):
         X86Backend(pack, threads=1, device_weights="f16")
+
+
+def test_shape_lock_refuses_a_new_input_shape_before_any_work(tiny_pack_dir):
+    """device_weights=f16 on a GPU holds a backend to its first input shape (the CUDA-graph re-capture
+    crash, docs/gpu.md). The CPU core stands in with the lock switched on: the same shape runs again
+    and matches the reference; another camera count is a named error, not a crash."""
+    from vla_edge.targets.x86.target import ShapeLock
+
+    ref = load_policy(tiny_pack_dir, target="reference")
+    policy = load_policy(tiny_pack_dir, target="x86", threads=1)
+    policy._backend.shape_lock = ShapeLock("load the policy again for the new shape")
+    rng = np.random.default_rng()
+    obs = random_observation(ref.pack, rng, prompt="pick up the cube")
+    for _ in range(2):
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        assert rel_l2(policy.infer(obs, noise=noise).actions, ref.infer(obs, noise=noise).actions) <= 1e-4
+    obs.cameras = dict(list(obs.cameras.items())[:1])
+    with pytest.raises(TargetUnavailableError, match=r"input shape \(\(1, \d+\),\) differs .*\(\(2, \d+\),\).*"
+                                                      "load the policy again"):
+        policy.infer(obs)
+    assert ShapeLock(None).check(((1, 5),)) is None and ShapeLock(None).check(((2, 9),)) is None
+
+
+def test_shape_lock_applies_to_f16_weights_on_gpus_only(monkeypatch):
+    from vla_edge.targets.x86.target import shape_lock_reason
+
+    monkeypatch.delenv("VLA_EDGE_F16_RECAPTURE", raising=False)
+    assert "one input shape" in shape_lock_reason("cuda:0", "f16")
+    assert shape_lock_reason("cuda:0", "stored") is None and shape_lock_reason("cpu", "f16") is None
+    monkeypatch.setenv("VLA_EDGE_F16_RECAPTURE", "1")  # development only: reproduce the crash
+    assert shape_lock_reason("cuda:0", "f16") is None
