@@ -416,8 +416,8 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
 }
 
 ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
-                               ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions, ggml_tensor* rows,
-                               const KvCache& cache, const std::vector<int>& n_prefix) {
+                               ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions,
+                               ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix) {
     const auto& e = hp.expert;
     const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
     const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon));
