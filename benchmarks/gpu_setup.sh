@@ -42,9 +42,7 @@ for name in ggml sentencepiece rapidyaml; do
   deps+=("-DVLA_EDGE_${name^^}_DIR=$(ls -d /tmp/src-$name/*/ | head -1)")
 done
 if ! ls /tmp/b/native/_native*.so /tmp/b/native/_policy_io*.so /tmp/b/native/_safety*.so > /dev/null 2>&1; then
-  # the image's CXX (/opt/gcc) links libstdc++ statically; the system compiler links it as a shared library
-  compilers=(); [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ] && compilers=(-DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++)
-  cmake -S . -B /tmp/b "${deps[@]}" "${compilers[@]}" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  cmake -S . -B /tmp/b "${deps[@]}" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGGML_CUDA_FA=${GGML_CUDA_FA:-ON} -DGGML_CUDA_NCCL=OFF -DPython3_EXECUTABLE="$(command -v python3)" > /tmp/cfg.log || { tail -30 /tmp/cfg.log; exit 1; }
   cmake --build /tmp/b -j "$(nproc)" --target _native _policy_io _safety > /tmp/build.log 2>&1 || { tail -50 /tmp/build.log; exit 1; }
 fi
