@@ -8,21 +8,9 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 recipe=${1:-actquant-3.97}; shift || true
 [ -f .anchor/pi05_infer.py ] || { echo ".anchor/pi05_infer.py is missing: carry realtime-vla's files (see above)"; exit 2; }
-full=/tmp/vla_full
-# the F16 pack is synthesised (pure Python) while the native core builds
-[ -f "$full/pack.yaml" ] || export GPU_SETUP_BEFORE_BUILD="python3 -m vla_edge.cli.main pack synth --size full --out $full > $OUT/synth.log 2>&1"
-source benchmarks/gpu_setup.sh || exit 1
-if [ -n "$setup_bg_pid" ]; then wait "$setup_bg_pid" || { tail -20 "$OUT/synth.log"; exit 1; }; fi
-pack=$full
-if [ "$recipe" != f16 ]; then
-  pack=/tmp/vla_full-$recipe
-  [ -f "$pack/pack.yaml" ] || python3 -m vla_edge.cli.main pack quantize "$full" --recipe "$recipe" --out "$pack" --no-golden \
-    > "$OUT/quantize.log" 2>&1 || { tail -20 "$OUT/quantize.log"; exit 1; }
-fi
-tiny=/tmp/vla_tiny
-[ -f "$tiny/pack.yaml" ] || python3 -m vla_edge.cli.main pack synth --size tiny --out "$tiny" > /dev/null 2>&1 || exit 1
-echo "packs ready after $(( $(date +%s) - T0 )) s"
+source benchmarks/gpu_packs.sh || exit 1
 # every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
-PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 --out "$OUT/gpu_forms_check.json" || echo "forms check: exit $?"
+# (SKIP_FORMS=1: already checked on this warm machine)
+[ "${SKIP_FORMS:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 --out "$OUT/gpu_forms_check.json" || echo "forms check: exit $?"
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" --tiny-pack "$tiny" \
   --out "$OUT/gpu_vs_realtime_vla.json" "$@"

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
@@ -38,14 +39,55 @@ ggml_backend_t make_backend(const std::string& device) {
 
 }  // namespace
 
-ggml_context* Pi05Runtime::Graph::begin(size_t max_nodes) {
+ggml_context* Pi05Runtime::Graph::begin(size_t max_nodes, ggml_tensor* marker) {
     release();
     meta.resize(ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false));
     ggml_init_params p{meta.size(), meta.data(), /*no_alloc=*/true};
     ctx = ggml_init(p);
     gf = ggml_new_graph_custom(ctx, max_nodes, false);
+    if (marker) ggml_build_forward_expand(gf, marker);  // nodes[0]: the key of this shape's CUDA graph
     io.clear();
     return ctx;
+}
+
+void Pi05Runtime::ShapeMarkers::enable(ggml_backend_t backend) {
+    release();
+    ggml_init_params p{ggml_tensor_overhead(), nullptr, /*no_alloc=*/true};
+    source_ctx_ = ggml_init(p);
+    ggml_tensor* source = ggml_new_tensor_1d(source_ctx_, GGML_TYPE_F32, 1);
+    ggml_set_name(source, "shape_marker_source");
+    source_buf_ = ggml_backend_alloc_ctx_tensors(source_ctx_, backend);
+    if (!source_buf_) throw std::runtime_error("cannot allocate the graph shape markers' device tensor");
+    source_ = source;
+}
+
+ggml_tensor* Pi05Runtime::ShapeMarkers::get(const Graph& stage, const std::vector<int>& key) {
+    if (!source_) return nullptr;
+    auto it = markers_.find({&stage, key});
+    if (it != markers_.end()) return it->second;
+    if (contexts_.empty() || used_ == kPerContext) {
+        ggml_init_params p{ggml_tensor_overhead() * kPerContext, nullptr, /*no_alloc=*/true};
+        contexts_.push_back(ggml_init(p));
+        used_ = 0;
+    }
+    ggml_tensor* marker = ggml_view_1d(contexts_.back(), source_, 1, 0);
+    ggml_set_name(marker, "shape_marker");
+    if (ggml_backend_view_init(marker) != GGML_STATUS_SUCCESS) throw std::runtime_error("cannot place a graph shape marker");
+    ++used_;
+    markers_.emplace(std::make_pair(&stage, key), marker);
+    return marker;
+}
+
+void Pi05Runtime::ShapeMarkers::release() {
+    markers_.clear();
+    for (ggml_context* c : contexts_) ggml_free(c);
+    contexts_.clear();
+    used_ = 0;
+    if (source_buf_) ggml_backend_buffer_free(source_buf_);
+    if (source_ctx_) ggml_free(source_ctx_);
+    source_buf_ = nullptr;
+    source_ctx_ = nullptr;
+    source_ = nullptr;
 }
 
 void Pi05Runtime::Graph::release() {
@@ -95,6 +137,11 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
         }
+        // VLA_EDGE_SHAPE_MARKERS: unset = on off the CPU; "0" = off (ggml's shared key, GPU A/B runs
+        // only); "1" = on, also on the CPU (where tests check that marked graphs compute the same).
+        const char* env = std::getenv("VLA_EDGE_SHAPE_MARKERS");
+        const std::string markers = env ? env : "";
+        if (markers == "1" || (!cpu && markers != "0")) markers_.enable(backend_);
     } catch (...) {
         release();
         throw;
@@ -132,6 +179,7 @@ void Pi05Runtime::release() {
         if (g->alloc) ggml_gallocr_free(g->alloc);
         g->alloc = nullptr;
     }
+    markers_.release();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
     if (cache_ctx_) ggml_free(cache_ctx_);
     cache_buf_ = nullptr;
@@ -236,7 +284,7 @@ void Pi05Runtime::compute(Graph& g) {
 
 void Pi05Runtime::ensure_vision(int n_images) {
     if (vision_.key == std::vector<int>{n_images}) return;
-    ggml_context* ctx = vision_.begin(kMaxNodes);
+    ggml_context* ctx = vision_.begin(kMaxNodes, markers_.get(vision_, {n_images}));
     const int64_t pp3 = static_cast<int64_t>(hp_.patch) * hp_.patch * 3;
     ggml_tensor* patches = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, pp3, static_cast<int64_t>(hp_.num_patches()) * n_images);
     ggml_set_input(patches);
@@ -251,7 +299,7 @@ void Pi05Runtime::ensure_vision(int n_images) {
 void Pi05Runtime::ensure_prefix(const std::vector<int>& n_prefix) {
     if (prefix_.key == n_prefix) return;
     const int n = std::accumulate(n_prefix.begin(), n_prefix.end(), 0);
-    ggml_context* ctx = prefix_.begin(kMaxNodes);
+    ggml_context* ctx = prefix_.begin(kMaxNodes, markers_.get(prefix_, n_prefix));
     ggml_tensor* emb = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.llm.hidden, n);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
     ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n);
@@ -265,7 +313,7 @@ void Pi05Runtime::ensure_prefix(const std::vector<int>& n_prefix) {
 void Pi05Runtime::ensure_expert(const std::vector<int>& n_prefix) {
     if (expert_.key == n_prefix) return;
     const int64_t tokens = static_cast<int64_t>(hp_.horizon) * n_prefix.size();
-    ggml_context* ctx = expert_.begin(kMaxNodes);
+    ggml_context* ctx = expert_.begin(kMaxNodes, markers_.get(expert_, n_prefix));
     ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
     ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, 1);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
@@ -287,7 +335,8 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     // Per flow step and layer the expert adds well under 128 tensors (views included), plus
     // under 32 per further observation (its attention).
     const size_t per_layer = 128 + 32 * (n_prefix.size() - 1);
-    ggml_context* ctx = chunk_.begin(4096 + static_cast<size_t>(num_steps) * (hp_.expert.layers + 2) * per_layer);
+    ggml_context* ctx = chunk_.begin(4096 + static_cast<size_t>(num_steps) * (hp_.expert.layers + 2) * per_layer,
+                                     markers_.get(chunk_, key));
     const int64_t tokens = static_cast<int64_t>(hp_.horizon) * n_prefix.size();
     ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
     ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, num_steps);

@@ -95,6 +95,8 @@ class Pi05Runtime {
     // RMS_NORM -> MUL -> ADD runs of adjacent nodes, each feeding the next, in the expert graph built
     // last (chunk, else step): the runs ggml-CUDA executes as one fused kernel (checked on any backend).
     int adjacent_norm_chains() const;
+    // Input shapes that have a CUDA graph of their own (0 on the CPU; see ShapeMarkers).
+    size_t shape_markers() const { return markers_.count(); }
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -110,8 +112,42 @@ class Pi05Runtime {
         std::vector<int> key;  // shapes the graph was built for (per observation of the batch)
         std::map<std::string, ggml_tensor*> io;
         std::vector<std::pair<std::string, ggml_tensor*>> observed;  // (weight, its input) with an observer
-        ggml_context* begin(size_t max_nodes);
+        // marker: this (stage, shape)'s first node, or null (see ShapeMarkers)
+        ggml_context* begin(size_t max_nodes, ggml_tensor* marker);
         void release();
+    };
+
+    // ggml-CUDA keys the CUDA graph it captures for a ggml graph by the address of the graph's first
+    // node, and when the graph under a key changes it *updates* the instantiated CUDA graph in place
+    // (cudaGraphExecUpdate) rather than instantiating a new one. A stage rebuilt for another input
+    // shape reuses its metadata memory, so its first node kept its address and the CUDA graph
+    // captured for the old shape was updated to the new shape's kernels; with cuBLAS's F16 kernels
+    // on Hopper that ended in "an illegal instruction" (H200 and H100, 2026-12-05). So every
+    // (stage, shape) begins with its own marker: a one-element view of a persistent device tensor,
+    // which no backend computes (views are no-ops) and whose address is that shape's alone for the
+    // runtime's lifetime (markers are never freed before the backend: ~0.4 KB per shape seen). Each
+    // shape thus gets its own CUDA graph, captured for it. Off on the CPU (no CUDA graphs there) unless
+    // VLA_EDGE_SHAPE_MARKERS=1 (tests); VLA_EDGE_SHAPE_MARKERS=0 turns them off on a GPU (A/B runs).
+    class ShapeMarkers {
+      public:
+        ShapeMarkers() = default;
+        ShapeMarkers(const ShapeMarkers&) = delete;
+        ShapeMarkers& operator=(const ShapeMarkers&) = delete;
+        ~ShapeMarkers() { release(); }
+        void enable(ggml_backend_t backend);
+        bool enabled() const { return source_ != nullptr; }
+        ggml_tensor* get(const Graph& stage, const std::vector<int>& key);  // null when disabled
+        size_t count() const { return markers_.size(); }
+        void release();
+
+      private:
+        static constexpr int kPerContext = 1024;
+        ggml_context* source_ctx_ = nullptr;
+        ggml_backend_buffer_t source_buf_ = nullptr;
+        ggml_tensor* source_ = nullptr;
+        std::vector<ggml_context*> contexts_;  // the last has room for kPerContext - used_ more
+        int used_ = 0;
+        std::map<std::pair<const Graph*, std::vector<int>>, ggml_tensor*> markers_;
     };
 
     void release();
@@ -140,6 +176,7 @@ class Pi05Runtime {
     ggml_backend_buffer_t cache_buf_ = nullptr;
     KvCache cache_;
     Graph vision_, prefix_, expert_, chunk_;
+    ShapeMarkers markers_;
     bool chunk_expert_ = false;
     int graph_builds_ = 0;
     std::string attention_ = "matmul";

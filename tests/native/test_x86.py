@@ -127,6 +127,34 @@ def test_graphs_and_buffers_are_reused_across_calls(pair):
     assert runtime.graph_builds == builds + 2
 
 
+def test_each_input_shape_gets_its_own_graph_marker(pair, tiny_pack_dir, monkeypatch):
+    """Off the CPU every (stage, input shape) starts its graph with a marker node of its own, so
+    ggml-CUDA captures one CUDA graph per shape instead of updating one shape's graph to another's
+    kernels (that update crashed F16 cuBLAS products on Hopper). The CPU runs without markers by
+    default; VLA_EDGE_SHAPE_MARKERS=1 turns them on here to check that a marked graph computes the
+    same chunk bit for bit (the marker is a view, which no backend computes) and that shapes seen
+    before reuse their marker."""
+    ref, plain = pair
+    assert plain._backend.runtime.shape_markers == 0
+    monkeypatch.setenv("VLA_EDGE_SHAPE_MARKERS", "1")
+    marked = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
+    monkeypatch.delenv("VLA_EDGE_SHAPE_MARKERS")
+    unmarked = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
+    rng = np.random.default_rng()
+    one = random_observation(ref.pack, rng, prompt="pick")
+    one.cameras = {k: v for k, v in one.cameras.items() if k == "base"}
+    two = random_observation(ref.pack, rng, prompt="pick up the cup")  # the state is in the prompt too
+    shapes = []
+    for obs in (one, two, one, two):
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        got = marked.infer(obs, noise=noise).actions
+        np.testing.assert_array_equal(got, unmarked.infer(obs, noise=noise).actions)
+        assert rel_l2(got, ref.infer(obs, noise=noise).actions) <= 1e-4
+        shapes.append(marked._backend.runtime.shape_markers)
+    # vision, prefix and expert chunk: three markers per new shape, none for a shape seen before
+    assert shapes == [3, 6, 6, 6]
+    assert unmarked._backend.runtime.shape_markers == 0
+
 @pytest.mark.parametrize("threads", [0, -3])
 def test_bad_thread_count_is_refused(tiny_pack_dir, threads):
     with pytest.raises(TargetUnavailableError, match="threads must be a positive integer"):
