@@ -143,7 +143,7 @@ PYBIND11_MODULE(_native, m) {
     py::class_<Pi05Runtime>(m, "Pi05Runtime")
         .def(py::init([](const std::string& path, int n_threads, const std::string& device, bool unfused_ops,
                          const std::string& expert_graph, const std::string& device_weights,
-                         const std::string& cpu_weights, const std::string& attention, bool fused_matrices) {
+                         const std::string& cpu_weights, const std::string& attention, const std::string& fused_matrices) {
                  vla_edge::RuntimeOptions o;
                  o.n_threads = n_threads;
                  o.device = device;
@@ -156,9 +156,9 @@ PYBIND11_MODULE(_native, m) {
                  return std::make_unique<Pi05Runtime>(path, o);
              }),
              py::arg("path"), py::arg("n_threads") = 4, py::arg("device") = "cpu", py::arg("unfused_ops") = false,
-             py::arg("expert_graph") = "auto", py::arg("device_weights") = "stored",
+             py::arg("expert_graph") = "auto", py::arg("device_weights") = "auto",
              py::arg("cpu_weights") = "mapped", py::arg("attention") = "auto",
-             py::arg("fused_matrices") = false)
+             py::arg("fused_matrices") = "auto")
         .def_property_readonly("cpu_weights", [](const Pi05Runtime& r) { return vla_edge::to_string(r.weights().cpu_weights()); })
         .def_property_readonly("repacked_bytes", [](const Pi05Runtime& r) { return r.weights().repacked_bytes(); })
         .def_property_readonly("repacked_tensors", [](const Pi05Runtime& r) { return r.weights().repacked_tensors(); })
@@ -180,12 +180,22 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("attention", &Pi05Runtime::attention)
         .def_property_readonly("gelu_ops", &Pi05Runtime::gelu_ops)
         .def_property_readonly("fused_matrices", &Pi05Runtime::fused_matrices)
+        .def_property_readonly("device_weights", &Pi05Runtime::device_weights)
         .def_property_readonly("compute_buffer_bytes", &Pi05Runtime::compute_buffer_bytes)
         .def_property_readonly("graph_builds", &Pi05Runtime::graph_builds)
         .def_property_readonly("n_threads", &Pi05Runtime::n_threads)
         .def_property_readonly("backend", &Pi05Runtime::backend_name)
         .def("set_matmul_observer", &set_matmul_observer, py::arg("observer"),
              "observer(weight_name, x [rows, cols] float32) after every graph, or None to stop; graphs are rebuilt");
+    m.def(
+        "widen_automatically",
+        [](size_t widened, size_t free, size_t total, bool discrete) {
+            std::string note;
+            const bool widen = vla_edge::widen_automatically(widened, free, total, discrete, &note);
+            return py::make_tuple(widen, note);
+        },
+        py::arg("widened_bytes"), py::arg("free_bytes"), py::arg("total_bytes"), py::arg("discrete_gpu"),
+        "device_weights='auto''s rule off the CPU: (widen to F16?, why).");
     m.def(
         "gelu_tanh",
         [](FloatArray x) {

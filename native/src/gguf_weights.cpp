@@ -59,8 +59,8 @@ const char* to_string(CpuWeights mode) {
     return "?";
 }
 
-GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16, CpuWeights cpu_weights,
-                         bool fuse_matrices)
+GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, DeviceWeights device_weights,
+                         CpuWeights cpu_weights, FuseMatrices fuse)
     : path_(path), cpu_weights_(ggml_backend_is_cpu(backend) ? cpu_weights : CpuWeights::mapped) {
     int fd = ::open(path.c_str(), O_RDONLY);
     if (fd < 0) throw fail(path, std::string("cannot open weights file: ") + std::strerror(errno));
@@ -80,7 +80,7 @@ GgufWeights::GgufWeights(const std::string& path, ggml_backend_t backend, bool w
                 throw fail(path, "mmap failed");
             }
         }
-        load(backend, widen_to_f16, fuse_matrices && !ggml_backend_is_cpu(backend));
+        load(backend, device_weights, fuse);
         if (cpu_weights_ == CpuWeights::repacked) load_cpu(fd);
     } catch (...) {
         ::close(fd);
@@ -103,7 +103,44 @@ void GgufWeights::read_into_anonymous(int fd) {
 // The embedding table is looked up row by row on the host; it never goes through a device product.
 constexpr const char* kHostTable = "embed.weight";
 
-void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16, bool fuse_matrices) {
+bool GgufWeights::choose_widening(ggml_backend_t backend, DeviceWeights mode) {
+    if (mode != DeviceWeights::automatic) {
+        device_weights_note_ = mode == DeviceWeights::f16 ? "f16 (asked for)" : "stored (asked for)";
+        return mode == DeviceWeights::f16;
+    }
+    size_t widened = 0;  // device bytes with every quantised matrix as F16
+    for (const auto& [name, t] : by_name_) {
+        widened += ggml_is_quantized(t->type) && name != kHostTable ? ggml_nelements(t) * ggml_type_size(GGML_TYPE_F16)
+                                                                    : ggml_nbytes(t);
+    }
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+    size_t free = 0, total = 0;
+    if (dev) ggml_backend_dev_memory(dev, &free, &total);
+    const bool discrete = dev && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
+    return widen_automatically(widened, free, total, discrete, &device_weights_note_);
+}
+
+bool widen_automatically(size_t widened_bytes, size_t free_bytes, size_t total_bytes, bool discrete_gpu,
+                         std::string* note) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    char sizes[160];
+    std::snprintf(sizes, sizeof sizes, "F16 weights %.2f GiB, device free %.2f of %.2f GiB", widened_bytes / gib,
+                  free_bytes / gib, total_bytes / gib);
+    // room to spare: compute buffers, the KV cache, cuBLAS workspaces and other processes' needs
+    const size_t spare = std::max<size_t>(static_cast<size_t>(2 * gib), total_bytes / 10);
+    bool widen = false;
+    if (!discrete_gpu) {
+        *note = std::string("stored (auto: integrated GPU, its memory is the host's; ") + sizes + ")";
+    } else if (widened_bytes + spare > free_bytes) {
+        *note = std::string("stored (auto: the F16 copy does not fit with 2 GiB / 10% to spare; ") + sizes + ")";
+    } else {
+        *note = std::string("f16 (auto: discrete GPU with room; ") + sizes + ")";
+        widen = true;
+    }
+    return widen;
+}
+
+void GgufWeights::load(ggml_backend_t backend, DeviceWeights device_weights, FuseMatrices fuse) {
     const std::string& path = path_;
     gguf_init_params params{/*no_alloc=*/true, /*ctx=*/&ctx_};
     gguf_ = gguf_init_from_file(path.c_str(), params);
@@ -133,11 +170,14 @@ void GgufWeights::load(ggml_backend_t backend, bool widen_to_f16, bool fuse_matr
             ggml_backend_tensor_alloc(buffer_, t, static_cast<uint8_t*>(map_) + file_offset_[name]);
         }
         device_bytes_ = tensor_bytes_;
+        device_weights_note_ = "stored (CPU)";
     } else {
+        widened_ = choose_widening(backend, device_weights);
+        const bool fuse_matrices = fuse == FuseMatrices::on || (fuse == FuseMatrices::automatic && widened_);
         std::unordered_map<std::string, ggml_type> stored;
         for (auto& [name, t] : by_name_) {
             stored[name] = t->type;
-            if (widen_to_f16 && ggml_is_quantized(t->type) && name != kHostTable) {
+            if (widened_ && ggml_is_quantized(t->type) && name != kHostTable) {
                 t->type = GGML_TYPE_F16;  // re-derive the strides for the wider type before allocation
                 t->nb[0] = ggml_type_size(GGML_TYPE_F16);
                 for (int d = 1; d < GGML_MAX_DIMS; ++d) t->nb[d] = t->nb[d - 1] * t->ne[d - 1];

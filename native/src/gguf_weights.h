@@ -27,18 +27,33 @@ enum class CpuWeights { mapped, anonymous, repacked };
 CpuWeights cpu_weights_from_string(const std::string& value);
 const char* to_string(CpuWeights mode);
 
+// How quantised matrices are held off the CPU. f16: widened to F16 at upload (cuBLAS tensor-core
+// products instead of ggml's quantised kernels, ~3.5x the device memory of those matrices).
+// automatic: f16 on a discrete GPU whose free memory holds the widened weights with room to spare
+// (F16 measured 1.4-1.6x faster per chunk than the quantised kernels on H100/H200, docs/gpu.md),
+// stored on an integrated GPU (Jetson, GB10: device memory is the host's, so widening would take
+// the robot computer's RAM) and wherever the widened copy does not fit.
+enum class DeviceWeights { stored, f16, automatic };
+// Fused q/k/v and gate/up matrices off the CPU (see fused()). automatic: where the matrices are
+// F16 on the device (measured there; with the quantised kernels it is an option until measured).
+enum class FuseMatrices { off, on, automatic };
+
+// DeviceWeights::automatic's rule from the sizes at hand: widen on a discrete GPU whose free memory
+// holds the F16 weights plus max(2 GiB, 10% of the device) to spare. `note` says what and why.
+bool widen_automatically(size_t widened_bytes, size_t free_bytes, size_t total_bytes, bool discrete_gpu,
+                         std::string* note);
+
 class GgufWeights {
   public:
     // Maps `path`; on a CPU backend tensors point straight into the mapping, on other backends
     // (CUDA) they are uploaded once into one device buffer, tensor by tensor, and each tensor's
     // pages are dropped from this process after its upload (only the embedding table, read on the
     // host, stays mapped in use), so host memory does not hold a second copy of the weights.
-    // widen_to_f16 (other backends only): quantised matrices are uploaded as F16. Throws
+    // device_weights, fuse (other backends only): see DeviceWeights, FuseMatrices. Throws
     // std::runtime_error with the file name and the problem (missing file, not GGUF, truncated).
     // cpu_weights: see CpuWeights (CPU backends only).
-    // fuse_matrices (other backends only): see fused().
-    GgufWeights(const std::string& path, ggml_backend_t backend, bool widen_to_f16 = false,
-                CpuWeights cpu_weights = CpuWeights::mapped, bool fuse_matrices = false);
+    GgufWeights(const std::string& path, ggml_backend_t backend, DeviceWeights device_weights = DeviceWeights::stored,
+                CpuWeights cpu_weights = CpuWeights::mapped, FuseMatrices fuse = FuseMatrices::off);
     ~GgufWeights();
     GgufWeights(const GgufWeights&) = delete;
     GgufWeights& operator=(const GgufWeights&) = delete;
@@ -67,9 +82,13 @@ class GgufWeights {
     size_t repacked_bytes() const { return repacked_bytes_; }      // in ggml's CPU extra buffers
     int repacked_tensors() const { return repacked_tensors_; }
     CpuWeights cpu_weights() const { return cpu_weights_; }
+    bool widened() const { return widened_; }  // quantised matrices held as F16 on the device
+    // How the device weights were chosen: the mode asked for and, for automatic, why.
+    const std::string& device_weights_note() const { return device_weights_note_; }
 
   private:
-    void load(ggml_backend_t backend, bool widen_to_f16, bool fuse_matrices);
+    void load(ggml_backend_t backend, DeviceWeights device_weights, FuseMatrices fuse);
+    bool choose_widening(ggml_backend_t backend, DeviceWeights mode);  // sets device_weights_note_
     void place_fused(ggml_backend_t backend);
     void read_into_anonymous(int fd);
     void load_cpu(int fd);  // repacked: places every tensor
@@ -83,6 +102,8 @@ class GgufWeights {
     size_t repacked_bytes_ = 0;
     int repacked_tensors_ = 0;
     CpuWeights cpu_weights_ = CpuWeights::mapped;
+    bool widened_ = false;
+    std::string device_weights_note_;
     void* map_ = nullptr;  // the file mapping, or (anonymous) the private copy of the file
     std::vector<ggml_backend_buffer_t> extra_buffers_;  // repacked: one per ggml extra buffer type
     gguf_context* gguf_ = nullptr;

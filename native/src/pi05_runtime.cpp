@@ -108,23 +108,34 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
     if (options.attention != "auto" && options.attention != "flash" && options.attention != "matmul") {
         throw std::invalid_argument("attention must be 'auto', 'flash' or 'matmul', got '" + options.attention + "'");
     }
-    if (options.device_weights != "stored" && options.device_weights != "f16") {
-        throw std::invalid_argument("device_weights must be 'stored' or 'f16', got '" + options.device_weights + "'");
+    const std::string& dw = options.device_weights;
+    if (dw != "auto" && dw != "stored" && dw != "f16") {
+        throw std::invalid_argument("device_weights must be 'auto', 'stored' or 'f16', got '" + dw + "'");
+    }
+    const std::string& fm = options.fused_matrices;
+    if (fm != "auto" && fm != "true" && fm != "false") {
+        throw std::invalid_argument("fused_matrices must be 'auto', 'true' or 'false', got '" + fm + "'");
     }
     backend_ = make_backend(options.device);
     try {
         const bool cpu = ggml_backend_is_cpu(backend_);
         if (cpu) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
-        if (cpu && options.device_weights != "stored") {
-            throw std::invalid_argument("device_weights='" + options.device_weights +
-                                        "' applies to GPU devices only; the CPU runs the pack's stored types");
+        if (cpu && dw == "f16") {
+            throw std::invalid_argument("device_weights='f16' applies to GPU devices only; the CPU runs the pack's "
+                                        "stored types");
         }
         chunk_expert_ = options.expert_graph == "chunk" || (options.expert_graph == "auto" && !cpu);
-        if (cpu && options.fused_matrices) {
+        if (cpu && fm == "true") {
             throw std::invalid_argument("fused_matrices applies to GPU devices only (CPU weights are the mapped file)");
         }
-        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, options.device_weights == "f16",
-                                                 cpu_weights_from_string(options.cpu_weights), options.fused_matrices);
+        const DeviceWeights device_weights = cpu || dw == "stored" ? DeviceWeights::stored
+                                             : dw == "f16"         ? DeviceWeights::f16
+                                                                   : DeviceWeights::automatic;
+        const FuseMatrices fuse = cpu || fm == "false" ? FuseMatrices::off
+                                  : fm == "true"       ? FuseMatrices::on
+                                                       : FuseMatrices::automatic;
+        weights_ = std::make_unique<GgufWeights>(gguf_path, backend_, device_weights,
+                                                 cpu_weights_from_string(options.cpu_weights), fuse);
         hp_ = Pi05Hparams::from_weights(*weights_);
         hp_.fused_cpu_ops = cpu && !options.unfused_ops;
         hp_.backend_gelu_ops = !cpu && !options.unfused_ops;

@@ -28,13 +28,16 @@ struct RuntimeOptions {
     // needs, and what lets ggml-CUDA replay the whole loop as one CUDA graph); "step": one graph per
     // flow step (per-step timings); "auto": chunk on GPU backends, step on the CPU.
     std::string expert_graph = "auto";
-    // Off-CPU only. "stored": matrices keep the pack's types; "f16": K-quant / legacy-quant matrices
-    // are widened to F16 when uploaded (cuBLAS tensor-core products instead of ggml's quantised
-    // kernels, at ~3-4x the device memory of those matrices; values are the pack's, rounded to F16).
-    std::string device_weights = "stored";
+    // Off-CPU only. "auto": F16 on a discrete GPU with room for it, the pack's stored types
+    // elsewhere (DeviceWeights in gguf_weights.h says why); "stored": matrices keep the pack's
+    // types; "f16": K-quant / legacy-quant matrices are widened to F16 when uploaded (cuBLAS
+    // tensor-core products instead of ggml's quantised kernels, at ~3-4x the device memory of those
+    // matrices; values are the pack's, rounded to F16). The CPU takes "auto" or "stored".
+    std::string device_weights = "auto";
     // Off-CPU only: each layer's q/k/v and gate/up matrices laid out as one matrix each on the
-    // device (GgufWeights::fused): one product instead of three / two, same values.
-    bool fused_matrices = false;
+    // device (GgufWeights::fused): one product instead of three / two, same values. "auto": where
+    // the matrices are F16 on the device; "true" / "false". The CPU takes "auto" or "false".
+    std::string fused_matrices = "auto";
     // CPU only: where the weights live, "mapped", "anonymous" or "repacked" (see CpuWeights in
     // gguf_weights.h). "mapped" is the default because it measured fastest (and loads in 0.25 s at
     // the lowest RSS) beside the other two in benchmarks/vs_actquant.py. Ignored by GPU backends.
@@ -88,6 +91,8 @@ class Pi05Runtime {
     // "fused-cpu", "ggml-ops" or "element-wise": how GELU / GeGLU run (see Pi05Hparams).
     const char* gelu_ops() const;
     size_t device_weight_bytes() const { return weights_->device_bytes(); }
+    // "f16" / "stored" and how that was chosen (see RuntimeOptions::device_weights).
+    const std::string& device_weights() const { return weights_->device_weights_note(); }
     bool fused_matrices() const {
         return weights_->fused("pali.blk.0.attn_qkv.weight") || weights_->fused("action.blk.0.attn_qkv.weight");
     }

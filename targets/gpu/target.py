@@ -91,9 +91,11 @@ class EngineBackend(Backend):
 
 
 # Options of the ggml-CUDA path (the x86 core on a GPU device), see native/src/pi05_runtime.h.
-GGML_CUDA_OPTIONS = {"expert_graph": ("chunk", "step"), "device_weights": ("stored", "f16"),
+# device_weights / fused_matrices "auto": F16 matrices, fused, on a discrete GPU with room for them
+# (DeviceWeights in native/src/gguf_weights.h); the pack's types elsewhere. The first value is the default.
+GGML_CUDA_OPTIONS = {"expert_graph": ("chunk", "step"), "device_weights": ("auto", "stored", "f16"),
                      "attention": ("auto", "flash", "matmul"), "unfused_ops": ("false", "true"),
-                     "fused_matrices": ("false", "true")}
+                     "fused_matrices": ("auto", "false", "true")}
 BOOLEAN_OPTIONS = ("unfused_ops", "fused_matrices")
 
 
@@ -122,9 +124,10 @@ def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callabl
             if (str(value).lower() if key in BOOLEAN_OPTIONS else value) not in GGML_CUDA_OPTIONS[key]:
                 raise TargetUnavailableError(f"{name} target: option {key}={value!r}, expected one of "
                                              f"{', '.join(GGML_CUDA_OPTIONS[key])}")
-        for key in BOOLEAN_OPTIONS:  # given as text on command lines, as a bool from Python
-            if key in options:
-                options[key] = str(options[key]).lower() == "true"
+        if "unfused_ops" in options:  # given as text on command lines, as a bool from Python
+            options["unfused_ops"] = str(options["unfused_ops"]).lower() == "true"
+        if "fused_matrices" in options:  # "auto" | "true" | "false", a bool from Python
+            options["fused_matrices"] = str(options["fused_matrices"]).lower()
         facts = facts or probe()
         chosen = plan(name, facts, pack, precision, gpu)
         if chosen.path == ENGINE:

@@ -44,45 +44,12 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-class ShapeLock:
-    """Holds a backend to the first input shape it ran, when `reason` says why a new one is unsafe.
-
-    device_weights=f16 on CUDA: a CUDA graph holding cuBLAS F16 products crashed the whole process
-    ("illegal instruction") when ggml re-captured it for another input shape (H200 and H100,
-    2026-12-05, docs/gpu.md). Until that is understood such a backend runs one shape, and a new one
-    is refused here, naming both, instead of aborting the process in the middle of a robot run."""
-
-    def __init__(self, reason: str | None):
-        self.reason = reason
-        self.shape: tuple | None = None
-
-    def check(self, shape: tuple) -> None:
-        if self.reason is None:
-            return
-        if self.shape is None:
-            self.shape = shape
-        elif shape != self.shape:
-            raise TargetUnavailableError(
-                f"input shape {shape} differs from the first one this backend ran, {self.shape} "
-                f"((images, tokens) per observation): {self.reason}")
-
-
-def shape_lock_reason(device: str, device_weights: str) -> str | None:
-    """Why a backend of these options must keep its first input shape, or None when it need not.
-    VLA_EDGE_F16_RECAPTURE=1 lifts the lock: development only, to reproduce or rule out the crash."""
-    if device == "cpu" or device_weights != "f16" or os.environ.get("VLA_EDGE_F16_RECAPTURE") == "1":
-        return None
-    return ("device_weights=f16 on a GPU runs one input shape per loaded policy (a CUDA-graph re-capture with F16 "
-            "weights crashed the process, docs/gpu.md); load the policy again for the new shape, or use the default "
-            "device_weights=stored")
-
-
 class X86Backend(Backend):
     name = "x86"
 
     def __init__(self, pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,
-                 expert_graph: str = "auto", device_weights: str = "stored", cpu_weights: str = "mapped",
-                 attention: str = "auto", fused_matrices: bool = False):
+                 expert_graph: str = "auto", device_weights: str = "auto", cpu_weights: str = "mapped",
+                 attention: str = "auto", fused_matrices: str | bool = "auto"):
         if pack.manifest.family != "pi05":
             raise TargetUnavailableError(f"x86 target has no implementation for family '{pack.manifest.family}'")
         threads = default_threads() if threads is None else threads
@@ -91,18 +58,16 @@ class X86Backend(Backend):
         try:
             self.runtime = native.Pi05Runtime(str(pack.weights_path), threads, device, bool(unfused_ops),
                                               expert_graph, device_weights, cpu_weights, attention,
-                                              bool(fused_matrices))
+                                              str(fused_matrices).lower())
         except ValueError as exc:  # an option the runtime refuses: the caller's mistake, not the pack's
             raise TargetUnavailableError(f"{self.name} target: {exc}") from exc
         except RuntimeError as exc:
             raise PackError(str(pack.weights_path), str(exc)) from exc
-        self.shape_lock = ShapeLock(shape_lock_reason(device, device_weights))
         cfg = pack.config
         if (self.runtime.horizon, self.runtime.action_dim) != (cfg.action_horizon, cfg.action_dim):
             raise PackError(str(pack.weights_path), "GGUF metadata disagrees with pack.yaml on horizon/action_dim")
 
     def sample_actions(self, inputs: Pi05Inputs) -> BackendResult:
-        self.shape_lock.check(((len(inputs.images), len(inputs.tokens)),))
         actions, timings = self.runtime.sample_actions(inputs.images, inputs.tokens, inputs.noise, inputs.num_steps)
         return BackendResult(np.asarray(actions, dtype=np.float32), dict(timings))
 
@@ -116,7 +81,6 @@ class X86Backend(Backend):
         steps = {inputs.num_steps for inputs in batch}
         if len(steps) != 1:
             raise ValueError(f"a batch runs one flow-step count, got {sorted(steps)}")
-        self.shape_lock.check(tuple((len(i.images), len(i.tokens)) for i in batch))
         actions, timings = self.runtime.sample_actions_batch([i.images for i in batch], [i.tokens for i in batch],
                                                              [i.noise for i in batch], steps.pop())
         return [BackendResult(np.asarray(a, dtype=np.float32), dict(timings)) for a in actions]
@@ -127,6 +91,7 @@ class X86Backend(Backend):
                 "weight_bytes": rt.weight_bytes, "device_weight_bytes": rt.device_weight_bytes,
                 "compute_buffer_bytes": rt.compute_buffer_bytes, "fused_gelu_ops": rt.fused_ops,
                 "gelu_ops": rt.gelu_ops, "attention": rt.attention, "fused_matrices": rt.fused_matrices,
+                "device_weights": rt.device_weights,
                 "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
                 "repacked_bytes": rt.repacked_bytes, "repacked_tensors": rt.repacked_tensors}
 

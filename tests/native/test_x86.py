@@ -233,37 +233,24 @@ def test_gpu_only_weight_layouts_are_refused_on_the_cpu(tiny_pack_dir):
         X86Backend(pack, threads=1, fused_matrices=True)
     with pytest.raises(TargetUnavailableError, match="applies to GPU devices only"):
         X86Backend(pack, threads=1, device_weights="f16")
+    # "auto" (the GPU default) is accepted and means the mapped file, unfused, on the CPU
+    backend = X86Backend(pack, threads=1, device_weights="auto", fused_matrices="auto")
+    assert backend.describe()["device_weights"] == "stored (CPU)" and not backend.describe()["fused_matrices"]
+    with pytest.raises(TargetUnavailableError, match="device_weights must be 'auto', 'stored' or 'f16', got 'int3'"):
+        X86Backend(pack, threads=1, device_weights="int3")
 
 
-def test_shape_lock_refuses_a_new_input_shape_before_any_work(tiny_pack_dir):
-    """device_weights=f16 on a GPU holds a backend to its first input shape (the CUDA-graph re-capture
-    crash, docs/gpu.md). The CPU core stands in with the lock switched on: the same shape runs again
-    and matches the reference; another camera count is a named error, not a crash."""
-    from vla_edge.targets.x86.target import ShapeLock
+def test_automatic_device_weights_widen_only_on_a_discrete_gpu_with_room():
+    """device_weights='auto' off the CPU: F16 matrices on a discrete GPU whose free memory holds them
+    with max(2 GiB, 10%) to spare; the pack's types on an integrated GPU (its memory is the robot
+    computer's RAM) and where the F16 copy does not fit. The note says which and why."""
+    from vla_edge import _native
 
-    ref = load_policy(tiny_pack_dir, target="reference")
-    policy = load_policy(tiny_pack_dir, target="x86", threads=1)
-    policy._backend.shape_lock = ShapeLock("load the policy again for the new shape")
-    rng = np.random.default_rng()
-    obs = random_observation(ref.pack, rng, prompt="pick up the cube")
-    for _ in range(2):
-        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
-        assert rel_l2(policy.infer(obs, noise=noise).actions, ref.infer(obs, noise=noise).actions) <= 1e-4
-    obs.cameras = dict(list(obs.cameras.items())[:1])
-    with pytest.raises(TargetUnavailableError, match=r"input shape \(\(1, \d+\),\) differs .*\(\(2, \d+\),\).*"
-                                                      "load the policy again"):
-        policy.infer(obs)
-    unlocked = ShapeLock(None)  # no reason: every shape runs and none is remembered
-    unlocked.check(((1, 5),))
-    unlocked.check(((2, 9),))
-    assert unlocked.shape is None
-
-
-def test_shape_lock_applies_to_f16_weights_on_gpus_only(monkeypatch):
-    from vla_edge.targets.x86.target import shape_lock_reason
-
-    monkeypatch.delenv("VLA_EDGE_F16_RECAPTURE", raising=False)
-    assert "one input shape" in shape_lock_reason("cuda:0", "f16")
-    assert shape_lock_reason("cuda:0", "stored") is None and shape_lock_reason("cpu", "f16") is None
-    monkeypatch.setenv("VLA_EDGE_F16_RECAPTURE", "1")  # development only: reproduce the crash
-    assert shape_lock_reason("cuda:0", "f16") is None
+    gib = 2**30
+    widen, note = _native.widen_automatically(int(6.3 * gib), 70 * gib, 80 * gib, True)  # pi0.5 on an H100
+    assert widen and note.startswith("f16 (auto: discrete GPU with room; F16 weights 6.30 GiB, device free 70.00")
+    widen, note = _native.widen_automatically(int(6.3 * gib), 60 * gib, 64 * gib, False)  # Jetson AGX Orin 64 GB
+    assert not widen and "integrated GPU" in note
+    widen, note = _native.widen_automatically(int(6.3 * gib), 8 * gib, 12 * gib, True)  # 12 GB card: 8.3 GiB needed
+    assert not widen and "does not fit" in note
+    assert _native.widen_automatically(int(6.3 * gib), int(8.4 * gib), 12 * gib, True)[0]
