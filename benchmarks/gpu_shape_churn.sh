@@ -2,7 +2,7 @@
 # GPU machine: gpu_shape_churn.py for each form given, one process each (a form that crashes ends only
 # its own run), on the full-size RECIPE pack; JSON per form in $OUT/shape_churn_NAME.json.
 #   usage: bash benchmarks/gpu_shape_churn.sh RECIPE NAME:OPTIONS[:ENV] [NAME:OPTIONS[:ENV]]...
-#   e.g.   bash benchmarks/gpu_shape_churn.sh actquant-3.97 f16fused:device_weights=f16,fused_matrices=true:VLA_EDGE_F16_RECAPTURE=1
+#   e.g.   bash benchmarks/gpu_shape_churn.sh actquant-3.97 default:: shared::VLA_EDGE_SHAPE_MARKERS=0
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 recipe=${1:-actquant-3.97}; shift || true
