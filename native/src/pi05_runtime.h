@@ -35,8 +35,8 @@ struct RuntimeOptions {
     // matrices; values are the pack's, rounded to F16). The CPU takes "auto" or "stored".
     std::string device_weights = "auto";
     // Off-CPU only: each layer's q/k/v and gate/up matrices laid out as one matrix each on the
-    // device (GgufWeights::fused): one product instead of three / two, same values. "auto": where
-    // the matrices are F16 on the device; "true" / "false". The CPU takes "auto" or "false".
+    // device (GgufWeights::fused): one product instead of three / two, same values. "auto": on
+    // (FuseMatrices::automatic); "true" / "false". The CPU takes "auto" or "false" (unfused).
     std::string fused_matrices = "auto";
     // CPU only: where the weights live, "mapped", "anonymous" or "repacked" (see CpuWeights in
     // gguf_weights.h). "mapped" is the default because it measured fastest (and loads in 0.25 s at
