@@ -5,7 +5,7 @@ the GPU (flash attention with the F16 cache, the chunk graph, ggml's GELU/GeGLU 
 F16 device weights), on fresh random observations and noise, for the tiny pack and its q4_k_m twin.
 Tolerance 5e-3 rel-L2 (TF32 products and F16 K/V; the CPU forms measure ~1e-4).
 
-Usage: python benchmarks/gpu_forms_check.py --tiny DIR --out OUT.json [--obs 3] [--target cuda]
+Usage: python benchmarks/gpu_forms_check.py --tiny DIR --out OUT.json [--obs 3] [--target cuda] [--forms a,b]
 Exits 1 when a form misses the tolerance or fails to load (every form is still tried and reported).
 """
 
@@ -36,7 +36,7 @@ FORMS: dict[str, dict[str, str]] = {
 }
 
 
-def check_pack(pack: Path, n_obs: int, target: str) -> dict[str, dict]:
+def check_pack(pack: Path, n_obs: int, target: str, forms: list[str]) -> dict[str, dict]:
     ref = load_policy(pack, target="reference")
     rng = np.random.default_rng()
     cases = []
@@ -44,7 +44,8 @@ def check_pack(pack: Path, n_obs: int, target: str) -> dict[str, dict]:
         cases.append((random_observation(ref.pack, rng), rng.standard_normal(ref.noise_shape).astype(np.float32)))
     expected = [ref.infer(obs, noise=noise).actions for obs, noise in cases]
     out: dict[str, dict] = {}
-    for name, options in FORMS.items():
+    for name in forms:
+        options = FORMS[name]
         try:
             pol = load_policy(pack, target=target, **options)
             errs = [rel_l2(pol.infer(obs, noise=noise).actions, want) for (obs, noise), want in zip(cases, expected)]
@@ -64,13 +65,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--obs", type=int, default=3)
     ap.add_argument("--target", default="cuda", help="cuda; x86 only to dry-run this script (GPU-only forms are refused)")
+    ap.add_argument("--forms", default=",".join(FORMS), help=f"comma-separated subset of {', '.join(FORMS)}")
     args = ap.parse_args()
+    forms = args.forms.split(",")
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown:
+        raise SystemExit(f"--forms: unknown {unknown}; known: {', '.join(FORMS)}")
     result = {"tolerance": TOLERANCE, "packs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         quantized = Path(tmp) / "tiny-q4_k_m"
         quantize_pack(args.tiny, "q4_k_m", quantized)
         for pack in (args.tiny, quantized):
-            result["packs"][pack.name] = check_pack(pack, args.obs, args.target)
+            result["packs"][pack.name] = check_pack(pack, args.obs, args.target, forms)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     bad = [f"{p}/{f}" for p, forms in result["packs"].items() for f, r in forms.items() if not r["ok"]]
     print("forms check:", "all within tolerance" if not bad else f"FAILED {bad}", flush=True)

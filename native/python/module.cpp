@@ -164,6 +164,7 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("repacked_tensors", [](const Pi05Runtime& r) { return r.weights().repacked_tensors(); })
         .def_property_readonly("fused_ops", [](const Pi05Runtime& r) { return r.hparams().fused_cpu_ops; })
         .def_property_readonly("adjacent_norm_chains", &Pi05Runtime::adjacent_norm_chains)
+        .def_property_readonly("adjacent_rope_set_rows", &Pi05Runtime::adjacent_rope_set_rows)
         .def_property_readonly("shape_markers", &Pi05Runtime::shape_markers)
         .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
              py::arg("num_steps"))

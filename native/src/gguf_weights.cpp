@@ -329,18 +329,29 @@ void GgufWeights::upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* s
         ggml_backend_tensor_set(t, src, 0, ggml_nbytes(t));
         return;
     }
-    // Widened: decode each row with ggml's own dequantiser, round to F16, upload row by row.
+    // Widened: decode each row with ggml's own dequantiser and round to F16, in blocks of rows
+    // (~32 MB of F16) decoded by every hardware thread, each block uploaded once (single-threaded it
+    // took 7 s for a full-size pack on the H100 machine's host).
     const auto* traits = ggml_get_type_traits(stored_type);
     const int64_t n = t->ne[0], rows = ggml_nrows(t);
     const size_t stored_row = ggml_row_size(stored_type, n);
-    std::vector<float> f32(static_cast<size_t>(n));
-    std::vector<ggml_fp16_t> f16(static_cast<size_t>(n) * std::min<int64_t>(rows, 256));
-    for (int64_t r0 = 0; r0 < rows; r0 += 256) {
-        const int64_t nr = std::min<int64_t>(256, rows - r0);
-        for (int64_t r = 0; r < nr; ++r) {
-            traits->to_float(src + stored_row * (r0 + r), f32.data(), n);
-            ggml_fp32_to_fp16_row(f32.data(), f16.data() + r * n, n);
-        }
+    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{16} << 20) / n));
+    const int workers = static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1u, 16u));
+    std::vector<ggml_fp16_t> f16(static_cast<size_t>(n) * block);
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+        const int64_t nr = std::min<int64_t>(block, rows - r0);
+        auto decode = [&](int64_t first, int64_t last) {
+            std::vector<float> f32(static_cast<size_t>(n));
+            for (int64_t r = first; r < last; ++r) {
+                traits->to_float(src + stored_row * (r0 + r), f32.data(), n);
+                ggml_fp32_to_fp16_row(f32.data(), f16.data() + r * n, n);
+            }
+        };
+        const int64_t per = (nr + workers - 1) / workers;
+        std::vector<std::thread> pool;
+        for (int64_t first = per; first < nr; first += per) pool.emplace_back(decode, first, std::min(nr, first + per));
+        decode(0, std::min(nr, per));
+        for (std::thread& th : pool) th.join();
         ggml_backend_tensor_set(t, f16.data(), r0 * t->nb[1], nr * t->nb[1]);
     }
 }

@@ -256,10 +256,18 @@ Projections project_qkv(ggml_context* ctx, const GgufWeights& w, const std::stri
     return {one("attn_q.weight", s.heads), one("attn_k.weight", s.kv_heads), one("attn_v.weight", s.kv_heads)};
 }
 
-// [d, heads, n] -> [d * heads, n] rows for the KV cache, without a copy for a fused projection's view.
+// [d, heads, n] -> [d * heads, n] rows for the KV cache, without a copy. Always a view (never a
+// reshape): ggml-CUDA runs ROPE -> VIEW -> SET_ROWS as one kernel, the rotated keys written straight
+// into the cache, and does not match a RESHAPE in that chain.
 ggml_tensor* token_matrix(ggml_context* ctx, ggml_tensor* t) {
-    if (ggml_is_contiguous(t)) return ggml_reshape_2d(ctx, t, t->ne[0] * t->ne[1], t->ne[2]);
     return ggml_view_2d(ctx, t, t->ne[0] * t->ne[1], t->ne[2], t->nb[2], 0);
+}
+
+// Cache rows [first, first + count) of one layer's K or V cache as [head_dim, kv_heads, count]; `c`
+// is the cache as set_rows returned it, so every read is ordered after the write.
+ggml_tensor* cache_range(ggml_context* ctx, ggml_tensor* c, const StackHparams& s, int64_t first, int64_t count) {
+    return ggml_view_3d(ctx, c, s.head_dim, s.kv_heads, count, s.head_dim * ggml_element_size(c), c->nb[1],
+                        first * c->nb[1]);
 }
 
 ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b,
@@ -373,6 +381,7 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
                   const std::vector<int>& lengths) {
     const auto& m = hp.llm;
     const int64_t n = embeddings->ne[1];
+    const std::vector<int64_t> bases = cache_bases(lengths, hp.horizon);
     ggml_tensor* x = embeddings;
     for (int i = 0; i < m.layers; ++i) {
         const std::string b = "pali.blk." + std::to_string(i) + ".";
@@ -380,14 +389,20 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
         auto [q, k, v] = project_qkv(ctx, w, b, h, m);
         q = rope(ctx, q, positions, m.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, m.head_dim, hp.rope_theta);
-        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.k[i], token_matrix(ctx, k), rows));
-        ggml_build_forward_expand(gf, ggml_set_rows(ctx, cache.v[i], token_matrix(ctx, v), rows));
+        // Attention reads K/V back from the cache it just wrote (views of set_rows' results): the
+        // rotated keys then have no reader but the cache write, which ggml-CUDA fuses into the rope.
+        ggml_tensor* keys_all = ggml_set_rows(ctx, cache.k[i], token_matrix(ctx, k), rows);
+        ggml_tensor* values_all = ggml_set_rows(ctx, cache.v[i], token_matrix(ctx, v), rows);
+        ggml_build_forward_expand(gf, keys_all);
+        ggml_build_forward_expand(gf, values_all);
         if (i == m.layers - 1) break;  // only K/V are consumed downstream: the last block's rest is waste
         std::vector<ggml_tensor*> parts;  // each observation attends to its own prefix only
         int64_t first = 0;
-        for (int len : lengths) {
-            parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, first, len), token_rows(ctx, k, first, len),
-                                      token_rows(ctx, v, first, len)));
+        for (size_t s = 0; s < lengths.size(); ++s) {
+            const int len = lengths[s];
+            parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, first, len),
+                                      cache_range(ctx, keys_all, m, bases[s], len),
+                                      cache_range(ctx, values_all, m, bases[s], len)));
             first += len;
         }
         x = ggml_add(ctx, x, linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_o.weight")));
@@ -433,16 +448,13 @@ ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWei
         // below are views of set_rows' result, so every read is ordered after the write.
         ggml_tensor* keys_all = ggml_set_rows(ctx, cache.k[i], token_matrix(ctx, k), rows);
         ggml_tensor* values_all = ggml_set_rows(ctx, cache.v[i], token_matrix(ctx, v), rows);
-        auto range = [&](ggml_tensor* c, int64_t first, int64_t count) {
-            return ggml_view_3d(ctx, c, e.head_dim, e.kv_heads, count, e.head_dim * ggml_element_size(c), c->nb[1],
-                                first * c->nb[1]);
-        };
         // Observation s: its chunk's tokens attend to its own cached prefix and its own chunk.
         std::vector<ggml_tensor*> parts;
         for (size_t s = 0; s < n_prefix.size(); ++s) {
             const int64_t len = n_prefix[s] + horizon;
             parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, static_cast<int64_t>(s) * horizon, horizon),
-                                      range(keys_all, bases[s], len), range(values_all, bases[s], len)));
+                                      cache_range(ctx, keys_all, e, bases[s], len),
+                                      cache_range(ctx, values_all, e, bases[s], len)));
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));

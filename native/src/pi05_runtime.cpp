@@ -369,18 +369,41 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     chunk_.key = key;
 }
 
-int Pi05Runtime::adjacent_norm_chains() const {
-    ggml_cgraph* gf = chunk_expert_ ? chunk_.gf : expert_.gf;
+namespace {
+
+// Runs of adjacent nodes with the ops `ops`, each node reading the one before it (any source): the
+// node sequences ggml-CUDA fuses into one kernel.
+int count_chains(const ggml_cgraph* gf, const std::vector<ggml_op>& ops) {
     if (!gf) return 0;
+    ggml_cgraph* g = const_cast<ggml_cgraph*>(gf);
+    const int n = ggml_graph_n_nodes(g), len = static_cast<int>(ops.size());
     int runs = 0;
-    for (int i = 0; i + 2 < ggml_graph_n_nodes(gf); ++i) {
-        ggml_tensor* a = ggml_graph_node(gf, i);
-        ggml_tensor* b = ggml_graph_node(gf, i + 1);
-        ggml_tensor* c = ggml_graph_node(gf, i + 2);
-        runs += a->op == GGML_OP_RMS_NORM && b->op == GGML_OP_MUL && c->op == GGML_OP_ADD && b->src[0] == a &&
-                c->src[0] == b;
+    for (int i = 0; i + len <= n; ++i) {
+        bool match = true;
+        for (int j = 0; j < len && match; ++j) {
+            const ggml_tensor* node = ggml_graph_node(g, i + j);
+            match = node->op == ops[j];
+            if (match && j > 0) {
+                const ggml_tensor* prev = ggml_graph_node(g, i + j - 1);
+                bool reads = false;
+                for (const ggml_tensor* src : node->src) reads = reads || src == prev;
+                match = reads;
+            }
+        }
+        runs += match;
     }
     return runs;
+}
+
+}  // namespace
+
+int Pi05Runtime::adjacent_norm_chains() const {
+    return count_chains(chunk_expert_ ? chunk_.gf : expert_.gf, {GGML_OP_RMS_NORM, GGML_OP_MUL, GGML_OP_ADD});
+}
+
+int Pi05Runtime::adjacent_rope_set_rows() const {
+    return count_chains(chunk_expert_ ? chunk_.gf : expert_.gf, {GGML_OP_ROPE, GGML_OP_VIEW, GGML_OP_SET_ROWS}) +
+           count_chains(prefix_.gf, {GGML_OP_ROPE, GGML_OP_VIEW, GGML_OP_SET_ROWS});
 }
 
 void Pi05Runtime::time_embedding(int step, int num_steps, float* out) const {

@@ -100,6 +100,9 @@ class Pi05Runtime {
     // RMS_NORM -> MUL -> ADD runs of adjacent nodes, each feeding the next, in the expert graph built
     // last (chunk, else step): the runs ggml-CUDA executes as one fused kernel (checked on any backend).
     int adjacent_norm_chains() const;
+    // ROPE -> VIEW -> SET_ROWS runs (a key's rotation written into the KV cache) in the expert graph
+    // built last plus the prefix graph: what ggml-CUDA runs as one kernel instead of two.
+    int adjacent_rope_set_rows() const;
     // Input shapes that have a CUDA graph of their own (0 on the CPU; see ShapeMarkers).
     size_t shape_markers() const { return markers_.count(); }
 

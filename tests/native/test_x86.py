@@ -73,6 +73,10 @@ def test_expert_loop_in_one_graph_equals_the_per_step_loop(pair, tiny_pack_dir):
     norms = 2 * ref.pack.config.expert.num_layers + 1
     assert chunk._backend.runtime.adjacent_norm_chains == ref.pack.config.num_flow_steps * norms
     assert step._backend.runtime.adjacent_norm_chains == norms
+    # every key's rope -> view -> cache write is a run too (prefix and expert), which ggml-CUDA fuses
+    cfg = ref.pack.config
+    assert chunk._backend.runtime.adjacent_rope_set_rows == cfg.num_flow_steps * cfg.expert.num_layers + cfg.llm.num_layers
+    assert step._backend.runtime.adjacent_rope_set_rows == cfg.expert.num_layers + cfg.llm.num_layers
 
 
 def test_flash_attention_equals_the_matmul_form_and_the_reference(pair, tiny_pack_dir):
