@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu_extra_buffers.h"
+#include "quantize.h"
 #include "ggml-alloc.h"
 
 #include "ggml-cpu.h"
@@ -329,29 +330,16 @@ void GgufWeights::upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* s
         ggml_backend_tensor_set(t, src, 0, ggml_nbytes(t));
         return;
     }
-    // Widened: decode each row with ggml's own dequantiser and round to F16, in blocks of rows
-    // (~32 MB of F16) decoded by every hardware thread, each block uploaded once (single-threaded it
-    // took 7 s for a full-size pack on the H100 machine's host).
-    const auto* traits = ggml_get_type_traits(stored_type);
+    // Widened: decoded to F16 in blocks of rows (~32 MB of F16) on every hardware thread, each block
+    // uploaded once (single-threaded, a full-size pack took 7 s on the H100 machine's host).
     const int64_t n = t->ne[0], rows = ggml_nrows(t);
     const size_t stored_row = ggml_row_size(stored_type, n);
     const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{16} << 20) / n));
-    const int workers = static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1u, 16u));
+    const int threads = static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1u, 16u));
     std::vector<ggml_fp16_t> f16(static_cast<size_t>(n) * block);
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
         const int64_t nr = std::min<int64_t>(block, rows - r0);
-        auto decode = [&](int64_t first, int64_t last) {
-            std::vector<float> f32(static_cast<size_t>(n));
-            for (int64_t r = first; r < last; ++r) {
-                traits->to_float(src + stored_row * (r0 + r), f32.data(), n);
-                ggml_fp32_to_fp16_row(f32.data(), f16.data() + r * n, n);
-            }
-        };
-        const int64_t per = (nr + workers - 1) / workers;
-        std::vector<std::thread> pool;
-        for (int64_t first = per; first < nr; first += per) pool.emplace_back(decode, first, std::min(nr, first + per));
-        decode(0, std::min(nr, per));
-        for (std::thread& th : pool) th.join();
+        widen_rows_to_f16(stored_type, src + stored_row * r0, f16.data(), nr, n, threads);
         ggml_backend_tensor_set(t, f16.data(), r0 * t->nb[1], nr * t->nb[1]);
     }
 }

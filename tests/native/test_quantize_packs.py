@@ -97,6 +97,29 @@ def test_ggml_quantisers_round_trip_through_gguf_py(qtype, bound):
     assert 0 < err <= bound, f"{qtype}: rel-L2 {err:.3f}"
 
 
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q6_K", "Q4_K", "Q3_K"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_widening_to_f16_equals_gguf_py_dequantised_rows_rounded(qtype, threads):
+    """How GPU device weights are widened (device_weights=f16, the default on discrete GPUs): each
+    quantised row decoded by ggml and rounded to F16, split over threads. Against gguf-py's own
+    dequantiser (float32, an independent implementation of the formats) rounded by NumPy: equal
+    up to one F16 rounding step where the two float32 decodes differ in their last bits."""
+    rng = np.random.default_rng()
+    rows = int(rng.integers(5, 40))  # odd counts: the last thread gets a short slice
+    values = rng.standard_normal((rows, 512)).astype(np.float32)
+    blocks = native.quantize(values, qtype)
+    got = native.widen_to_f16(blocks, qtype, 512, threads).view(np.float16).astype(np.float32)
+    want = dequantize(blocks, GGMLQuantizationType[qtype]).reshape(values.shape).astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(got, want, rtol=2**-10, atol=2**-24)
+    assert rel_l2(got, want) <= 1e-5
+
+
+def test_widening_refuses_rows_of_the_wrong_size():
+    blocks = native.quantize(np.random.default_rng().standard_normal((4, 512)).astype(np.float32), "Q4_K")
+    with pytest.raises(ValueError, match="widen_to_f16: Q4_K rows of 1024 values take 576 bytes, got a 2-D array of 288-byte rows"):
+        native.widen_to_f16(blocks, "Q4_K", 1024, 1)
+
+
 def _bits(plans, specs, group: str) -> float:
     stored = sum(PlannedTensor(n, p.stored_shape, p.ggml_type, lambda: np.empty(0)).n_bytes
                  for n, p in plans.items() if specs[n].group == group and specs[n].is_matrix)
