@@ -173,12 +173,12 @@ void GgufWeights::load(ggml_backend_t backend, DeviceWeights device_weights, Fus
         device_bytes_ = tensor_bytes_;
         device_weights_note_ = "stored (CPU)";
     } else {
-        widened_ = choose_widening(backend, device_weights);
+        const bool widened = choose_widening(backend, device_weights);
         const bool fuse_matrices = fuse != FuseMatrices::off;  // automatic: on off the CPU (measured faster with both types)
         std::unordered_map<std::string, ggml_type> stored;
         for (auto& [name, t] : by_name_) {
             stored[name] = t->type;
-            if (widened_ && ggml_is_quantized(t->type) && name != kHostTable) {
+            if (widened && ggml_is_quantized(t->type) && name != kHostTable) {
                 t->type = GGML_TYPE_F16;  // re-derive the strides for the wider type before allocation
                 t->nb[0] = ggml_type_size(GGML_TYPE_F16);
                 for (int d = 1; d < GGML_MAX_DIMS; ++d) t->nb[d] = t->nb[d - 1] * t->ne[d - 1];

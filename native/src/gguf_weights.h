@@ -83,7 +83,6 @@ class GgufWeights {
     size_t repacked_bytes() const { return repacked_bytes_; }      // in ggml's CPU extra buffers
     int repacked_tensors() const { return repacked_tensors_; }
     CpuWeights cpu_weights() const { return cpu_weights_; }
-    bool widened() const { return widened_; }  // quantised matrices held as F16 on the device
     // How the device weights were chosen: the mode asked for and, for automatic, why.
     const std::string& device_weights_note() const { return device_weights_note_; }
 
@@ -103,7 +102,6 @@ class GgufWeights {
     size_t repacked_bytes_ = 0;
     int repacked_tensors_ = 0;
     CpuWeights cpu_weights_ = CpuWeights::mapped;
-    bool widened_ = false;
     std::string device_weights_note_;
     void* map_ = nullptr;  // the file mapping, or (anonymous) the private copy of the file
     std::vector<ggml_backend_buffer_t> extra_buffers_;  // repacked: one per ggml extra buffer type

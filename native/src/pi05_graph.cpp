@@ -380,7 +380,6 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
                   ggml_tensor* embeddings, ggml_tensor* positions, ggml_tensor* rows, const KvCache& cache,
                   const std::vector<int>& lengths) {
     const auto& m = hp.llm;
-    const int64_t n = embeddings->ne[1];
     const std::vector<int64_t> bases = cache_bases(lengths, hp.horizon);
     ggml_tensor* x = embeddings;
     for (int i = 0; i < m.layers; ++i) {

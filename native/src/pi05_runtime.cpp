@@ -65,15 +65,13 @@ ggml_tensor* Pi05Runtime::ShapeMarkers::get(const Graph& stage, const std::vecto
     if (!source_) return nullptr;
     auto it = markers_.find({&stage, key});
     if (it != markers_.end()) return it->second;
-    if (contexts_.empty() || used_ == kPerContext) {
+    if (markers_.size() == contexts_.size() * kPerContext) {  // every context full (or none yet)
         ggml_init_params p{ggml_tensor_overhead() * kPerContext, nullptr, /*no_alloc=*/true};
         contexts_.push_back(ggml_init(p));
-        used_ = 0;
     }
     ggml_tensor* marker = ggml_view_1d(contexts_.back(), source_, 1, 0);
     ggml_set_name(marker, "shape_marker");
     if (ggml_backend_view_init(marker) != GGML_STATUS_SUCCESS) throw std::runtime_error("cannot place a graph shape marker");
-    ++used_;
     markers_.emplace(std::make_pair(&stage, key), marker);
     return marker;
 }
@@ -82,7 +80,6 @@ void Pi05Runtime::ShapeMarkers::release() {
     markers_.clear();
     for (ggml_context* c : contexts_) ggml_free(c);
     contexts_.clear();
-    used_ = 0;
     if (source_buf_) ggml_backend_buffer_free(source_buf_);
     if (source_ctx_) ggml_free(source_ctx_);
     source_buf_ = nullptr;

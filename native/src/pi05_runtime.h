@@ -143,18 +143,16 @@ class Pi05Runtime {
         ShapeMarkers& operator=(const ShapeMarkers&) = delete;
         ~ShapeMarkers() { release(); }
         void enable(ggml_backend_t backend);
-        bool enabled() const { return source_ != nullptr; }
         ggml_tensor* get(const Graph& stage, const std::vector<int>& key);  // null when disabled
         size_t count() const { return markers_.size(); }
         void release();
 
       private:
-        static constexpr int kPerContext = 1024;
+        static constexpr size_t kPerContext = 1024;
         ggml_context* source_ctx_ = nullptr;
         ggml_backend_buffer_t source_buf_ = nullptr;
         ggml_tensor* source_ = nullptr;
-        std::vector<ggml_context*> contexts_;  // the last has room for kPerContext - used_ more
-        int used_ = 0;
+        std::vector<ggml_context*> contexts_;  // kPerContext markers each, the last filling up
         std::map<std::pair<const Graph*, std::vector<int>>, ggml_tensor*> markers_;
     };
 

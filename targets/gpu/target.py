@@ -96,7 +96,8 @@ class EngineBackend(Backend):
 GGML_CUDA_OPTIONS = {"expert_graph": ("chunk", "step"), "device_weights": ("auto", "stored", "f16"),
                      "attention": ("auto", "flash", "matmul"), "unfused_ops": ("false", "true"),
                      "fused_matrices": ("auto", "false", "true")}
-BOOLEAN_OPTIONS = ("unfused_ops", "fused_matrices")
+# given as text on command lines, as a bool from Python (fused_matrices also takes "auto")
+FLAG_OPTIONS = ("unfused_ops", "fused_matrices")
 
 
 def _fallback_backend(pack: Any, gpu_index: int, **ggml_options: str) -> Backend:
@@ -120,14 +121,15 @@ def target_functions(name: str) -> tuple[Callable[[], tuple[bool, str]], Callabl
         if unknown:
             raise TargetUnavailableError(f"{name} target got unknown options {unknown} "
                                          f"(known: precision, gpu, {', '.join(GGML_CUDA_OPTIONS)})")
+        for key in FLAG_OPTIONS:
+            if key in options:
+                options[key] = str(options[key]).lower()
         for key, value in options.items():
-            if (str(value).lower() if key in BOOLEAN_OPTIONS else value) not in GGML_CUDA_OPTIONS[key]:
+            if value not in GGML_CUDA_OPTIONS[key]:
                 raise TargetUnavailableError(f"{name} target: option {key}={value!r}, expected one of "
                                              f"{', '.join(GGML_CUDA_OPTIONS[key])}")
-        if "unfused_ops" in options:  # given as text on command lines, as a bool from Python
-            options["unfused_ops"] = str(options["unfused_ops"]).lower() == "true"
-        if "fused_matrices" in options:  # "auto" | "true" | "false", a bool from Python
-            options["fused_matrices"] = str(options["fused_matrices"]).lower()
+        if "unfused_ops" in options:
+            options["unfused_ops"] = options["unfused_ops"] == "true"
         facts = facts or probe()
         chosen = plan(name, facts, pack, precision, gpu)
         if chosen.path == ENGINE:
