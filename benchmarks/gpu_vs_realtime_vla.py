@@ -186,6 +186,11 @@ class Worker:
             self.proc.wait(timeout=60)
 
 
+def widened(ready: dict[str, Any]) -> bool:
+    """Whether a worker's backend widened quantised matrices (what it chose, "auto" included)."""
+    return str(ready["backend"].get("device_weights", "")).startswith(("f16", "bf16"))
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, str], dict[str, str]]:
     """NAME:key=value,key=value[:ENV=value,ENV=value] -> (name, runtime options, environment)."""
     parts = text.split(":")
@@ -305,7 +310,7 @@ def main() -> None:
         seed = int(np.random.default_rng().integers(2**31))
         for views in (int(v) for v in args.views.split(",")):
             r = measure(views, workers, args, seed + views, result["gpu"],
-                        {n: o.get("device_weights") == "f16" for n, o, _ in variants}, failed)
+                        {n: widened(workers[n].ready) for n in workers}, failed)
             result["views"][str(views)] = r
             line = ", ".join(f"{n} {v['ms']:.1f} ms ({v['ratio']:.2f}x)" for n, v in r["variants"].items())
             print(f"{views} view(s): anchor {r['anchor_ms']:.1f} ms | {line}", flush=True)

@@ -119,11 +119,12 @@ py::array_t<uint8_t> quantize(FloatArray values, const std::string& type_name, s
     return out;
 }
 
-py::array_t<uint16_t> widen_to_f16(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> rows,
-                                    const std::string& type_name, int64_t n_per_row, int threads) {
+py::array_t<uint16_t> widen(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> rows,
+                             const std::string& type_name, int64_t n_per_row, int threads, const std::string& to_name) {
     const ggml_type type = vla_edge::type_from_name(type_name);
+    const ggml_type to = vla_edge::type_from_name(to_name);
     if (rows.ndim() != 2 || static_cast<size_t>(rows.shape(1)) != ggml_row_size(type, n_per_row)) {
-        throw std::invalid_argument("widen_to_f16: " + type_name + " rows of " + std::to_string(n_per_row) + " values take " +
+        throw std::invalid_argument("widen: " + type_name + " rows of " + std::to_string(n_per_row) + " values take " +
                                     std::to_string(ggml_row_size(type, n_per_row)) + " bytes, got a " +
                                     std::to_string(rows.ndim()) + "-D array" +
                                     (rows.ndim() == 2 ? " of " + std::to_string(rows.shape(1)) + "-byte rows" : ""));
@@ -132,8 +133,7 @@ py::array_t<uint16_t> widen_to_f16(py::array_t<uint8_t, py::array::c_style | py:
     py::array_t<uint16_t> out({static_cast<py::ssize_t>(n_rows), static_cast<py::ssize_t>(n_per_row)});
     {
         py::gil_scoped_release release;
-        vla_edge::widen_rows_to_f16(type, rows.data(), reinterpret_cast<ggml_fp16_t*>(out.mutable_data()), n_rows,
-                                    n_per_row, threads);
+        vla_edge::widen_rows(type, rows.data(), to, out.mutable_data(), n_rows, n_per_row, threads);
     }
     return out;
 }
@@ -224,8 +224,9 @@ PYBIND11_MODULE(_native, m) {
             return y;
         },
         py::arg("x"), "The CPU graph's vectorised GELU (tanh form) over a float32 array, for tests.");
-    m.def("widen_to_f16", &widen_to_f16, py::arg("rows"), py::arg("type"), py::arg("n_per_row"), py::arg("threads"),
-          "Quantised rows [rows, row bytes] decoded to F16 (as uint16 bits), as GPU device weights are widened.");
+    m.def("widen", &widen, py::arg("rows"), py::arg("type"), py::arg("n_per_row"), py::arg("threads"),
+          py::arg("to") = "F16",
+          "Stored rows [rows, row bytes] decoded to F16 or BF16 (as uint16 bits), as GPU device weights are widened.");
     m.def("quantize", &quantize, py::arg("values"), py::arg("type"), py::arg("importance") = py::none(),
           "Quantise a [rows, n] float32 array with ggml's quantiser; returns [rows, row_bytes] uint8. "
           "importance: optional [n] float32 per-column weights (imatrix) for the K-quant quantisers.");

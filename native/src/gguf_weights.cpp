@@ -104,10 +104,12 @@ void GgufWeights::read_into_anonymous(int fd) {
 // The embedding table is looked up row by row on the host; it never goes through a device product.
 constexpr const char* kHostTable = "embed.weight";
 
-bool GgufWeights::choose_widening(ggml_backend_t backend, DeviceWeights mode) {
-    if (mode != DeviceWeights::automatic) {
-        device_weights_note_ = mode == DeviceWeights::f16 ? "f16 (asked for)" : "stored (asked for)";
-        return mode == DeviceWeights::f16;
+ggml_type GgufWeights::choose_widening(ggml_backend_t backend, DeviceWeights mode) {
+    switch (mode) {
+        case DeviceWeights::stored: device_weights_note_ = "stored (asked for)"; return GGML_TYPE_COUNT;
+        case DeviceWeights::f16: device_weights_note_ = "f16 (asked for)"; return GGML_TYPE_F16;
+        case DeviceWeights::bf16: device_weights_note_ = "bf16 (asked for)"; return GGML_TYPE_BF16;
+        case DeviceWeights::automatic: break;
     }
     size_t widened = 0;  // device bytes with every quantised matrix as F16
     for (const auto& [name, t] : by_name_) {
@@ -118,7 +120,7 @@ bool GgufWeights::choose_widening(ggml_backend_t backend, DeviceWeights mode) {
     size_t free = 0, total = 0;
     if (dev) ggml_backend_dev_memory(dev, &free, &total);
     const bool discrete = dev && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
-    return widen_automatically(widened, free, total, discrete, &device_weights_note_);
+    return widen_automatically(widened, free, total, discrete, &device_weights_note_) ? GGML_TYPE_F16 : GGML_TYPE_COUNT;
 }
 
 bool widen_automatically(size_t widened_bytes, size_t free_bytes, size_t total_bytes, bool discrete_gpu,
@@ -173,14 +175,16 @@ void GgufWeights::load(ggml_backend_t backend, DeviceWeights device_weights, Fus
         device_bytes_ = tensor_bytes_;
         device_weights_note_ = "stored (CPU)";
     } else {
-        const bool widened = choose_widening(backend, device_weights);
+        const ggml_type widen_to = choose_widening(backend, device_weights);
         const bool fuse_matrices = fuse != FuseMatrices::off;  // automatic: on off the CPU (measured faster with both types)
         std::unordered_map<std::string, ggml_type> stored;
         for (auto& [name, t] : by_name_) {
             stored[name] = t->type;
-            if (widened && ggml_is_quantized(t->type) && name != kHostTable) {
-                t->type = GGML_TYPE_F16;  // re-derive the strides for the wider type before allocation
-                t->nb[0] = ggml_type_size(GGML_TYPE_F16);
+            const bool widen = widen_to != GGML_TYPE_COUNT && name != kHostTable &&
+                               (ggml_is_quantized(t->type) || (widen_to == GGML_TYPE_BF16 && t->type == GGML_TYPE_F16));
+            if (widen) {
+                t->type = widen_to;  // re-derive the strides for the wider type before allocation
+                t->nb[0] = ggml_type_size(widen_to);
                 for (int d = 1; d < GGML_MAX_DIMS; ++d) t->nb[d] = t->nb[d - 1] * t->ne[d - 1];
             }
         }
@@ -330,17 +334,17 @@ void GgufWeights::upload(ggml_tensor* t, ggml_type stored_type, const uint8_t* s
         ggml_backend_tensor_set(t, src, 0, ggml_nbytes(t));
         return;
     }
-    // Widened: decoded to F16 in blocks of rows (~32 MB of F16) on every hardware thread, each block
+    // Widened: decoded to F16 / BF16 in blocks of rows (~32 MB) on every hardware thread, each block
     // uploaded once (single-threaded, a full-size pack took 7 s on the H100 machine's host).
     const int64_t n = t->ne[0], rows = ggml_nrows(t);
     const size_t stored_row = ggml_row_size(stored_type, n);
     const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{16} << 20) / n));
     const int threads = static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1u, 16u));
-    std::vector<ggml_fp16_t> f16(static_cast<size_t>(n) * block);
+    std::vector<uint16_t> wide(static_cast<size_t>(n) * block);  // F16 and BF16 are both 16 bits
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
         const int64_t nr = std::min<int64_t>(block, rows - r0);
-        widen_rows_to_f16(stored_type, src + stored_row * r0, f16.data(), nr, n, threads);
-        ggml_backend_tensor_set(t, f16.data(), r0 * t->nb[1], nr * t->nb[1]);
+        widen_rows(stored_type, src + stored_row * r0, t->type, wide.data(), nr, n, threads);
+        ggml_backend_tensor_set(t, wide.data(), r0 * t->nb[1], nr * t->nb[1]);
     }
 }
 

@@ -29,11 +29,14 @@ const char* to_string(CpuWeights mode);
 
 // How quantised matrices are held off the CPU. f16: widened to F16 at upload (cuBLAS tensor-core
 // products instead of ggml's quantised kernels, ~3.5x the device memory of those matrices).
+// bf16: every quantised *and* F16 matrix widened / converted to BF16: ggml-CUDA has cuBLAS write a
+// BF16 product's F32 result directly (F32 accumulation), where an F16 product is accumulated in F16
+// and then converted to F32 by one more kernel per product; BF16 keeps 8 mantissa bits to F16's 11.
 // automatic: f16 on a discrete GPU whose free memory holds the widened weights with room to spare
 // (F16 measured 1.4-1.6x faster per chunk than the quantised kernels on H100/H200, docs/gpu.md),
 // stored on an integrated GPU (Jetson, GB10: device memory is the host's, so widening would take
 // the robot computer's RAM) and wherever the widened copy does not fit.
-enum class DeviceWeights { stored, f16, automatic };
+enum class DeviceWeights { stored, f16, bf16, automatic };
 // Fused q/k/v and gate/up matrices off the CPU (see fused()). automatic: on, with F16 and with the
 // stored quantised types alike (same-run A/B on an H100, 2 views: 56.3 -> 51.6 ms quantised, and
 // 40.2 -> 35.7 ms F16 on an H200; docs/gpu.md).
@@ -88,7 +91,8 @@ class GgufWeights {
 
   private:
     void load(ggml_backend_t backend, DeviceWeights device_weights, FuseMatrices fuse);
-    bool choose_widening(ggml_backend_t backend, DeviceWeights mode);  // sets device_weights_note_
+    // The type matrices are widened to (F16 / BF16), GGML_TYPE_COUNT for none; sets device_weights_note_.
+    ggml_type choose_widening(ggml_backend_t backend, DeviceWeights mode);
     void place_fused(ggml_backend_t backend);
     void read_into_anonymous(int fd);
     void load_cpu(int fd);  // repacked: places every tensor

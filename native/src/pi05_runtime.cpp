@@ -106,8 +106,8 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         throw std::invalid_argument("attention must be 'auto', 'flash' or 'matmul', got '" + options.attention + "'");
     }
     const std::string& dw = options.device_weights;
-    if (dw != "auto" && dw != "stored" && dw != "f16") {
-        throw std::invalid_argument("device_weights must be 'auto', 'stored' or 'f16', got '" + dw + "'");
+    if (dw != "auto" && dw != "stored" && dw != "f16" && dw != "bf16") {
+        throw std::invalid_argument("device_weights must be 'auto', 'stored', 'f16' or 'bf16', got '" + dw + "'");
     }
     const std::string& fm = options.fused_matrices;
     if (fm != "auto" && fm != "true" && fm != "false") {
@@ -117,9 +117,9 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
     try {
         const bool cpu = ggml_backend_is_cpu(backend_);
         if (cpu) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
-        if (cpu && dw == "f16") {
-            throw std::invalid_argument("device_weights='f16' applies to GPU devices only; the CPU runs the pack's "
-                                        "stored types");
+        if (cpu && (dw == "f16" || dw == "bf16")) {
+            throw std::invalid_argument("device_weights='" + dw + "' applies to GPU devices only; the CPU runs the "
+                                        "pack's stored types");
         }
         chunk_expert_ = options.expert_graph == "chunk" || (options.expert_graph == "auto" && !cpu);
         if (cpu && fm == "true") {
@@ -127,6 +127,7 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         }
         const DeviceWeights device_weights = cpu || dw == "stored" ? DeviceWeights::stored
                                              : dw == "f16"         ? DeviceWeights::f16
+                                             : dw == "bf16"        ? DeviceWeights::bf16
                                                                    : DeviceWeights::automatic;
         const FuseMatrices fuse = cpu || fm == "false" ? FuseMatrices::off
                                   : fm == "true"       ? FuseMatrices::on

@@ -32,7 +32,9 @@ struct RuntimeOptions {
     // elsewhere (DeviceWeights in gguf_weights.h says why); "stored": matrices keep the pack's
     // types; "f16": K-quant / legacy-quant matrices are widened to F16 when uploaded (cuBLAS
     // tensor-core products instead of ggml's quantised kernels, at ~3-4x the device memory of those
-    // matrices; values are the pack's, rounded to F16). The CPU takes "auto" or "stored".
+    // matrices; values are the pack's, rounded to F16); "bf16": quantised and F16 matrices held as
+    // BF16 (cuBLAS writes F32 results directly, one conversion kernel fewer per product; values
+    // rounded to BF16's 8-bit mantissa). The CPU takes "auto" or "stored".
     std::string device_weights = "auto";
     // Off-CPU only: each layer's q/k/v and gate/up matrices laid out as one matrix each on the
     // device (GgufWeights::fused): one product instead of three / two, same values. "auto": on

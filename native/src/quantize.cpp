@@ -34,16 +34,23 @@ size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows
     return ggml_quantize_chunk(type, src, dst, 0, n_rows, n_per_row, importance);
 }
 
-void widen_rows_to_f16(ggml_type type, const uint8_t* src, ggml_fp16_t* dst, int64_t n_rows, int64_t n_per_row,
-                       int threads) {
+void widen_rows(ggml_type type, const uint8_t* src, ggml_type to, void* dst, int64_t n_rows, int64_t n_per_row,
+                int threads) {
     const auto* traits = ggml_get_type_traits(type);
     if (!traits->to_float) throw std::invalid_argument(std::string(ggml_type_name(type)) + " cannot be decoded");
+    if (to != GGML_TYPE_F16 && to != GGML_TYPE_BF16) {
+        throw std::invalid_argument(std::string("cannot widen to ") + ggml_type_name(to) + ", only to F16 or BF16");
+    }
     const size_t stored_row = ggml_row_size(type, n_per_row);
     auto decode = [&](int64_t first, int64_t last) {
         std::vector<float> f32(static_cast<size_t>(n_per_row));
         for (int64_t r = first; r < last; ++r) {
             traits->to_float(src + stored_row * r, f32.data(), n_per_row);
-            ggml_fp32_to_fp16_row(f32.data(), dst + r * n_per_row, n_per_row);
+            if (to == GGML_TYPE_F16) {
+                ggml_fp32_to_fp16_row(f32.data(), static_cast<ggml_fp16_t*>(dst) + r * n_per_row, n_per_row);
+            } else {
+                ggml_fp32_to_bf16_row(f32.data(), static_cast<ggml_bf16_t*>(dst) + r * n_per_row, n_per_row);
+            }
         }
     };
     const int64_t per = (n_rows + std::max(threads, 1) - 1) / std::max(threads, 1);

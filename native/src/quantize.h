@@ -19,10 +19,11 @@ ggml_type type_from_name(const std::string& name);  // "Q4_K" -> GGML_TYPE_Q4_K;
 size_t quantize_rows(ggml_type type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                      const float* importance = nullptr);
 
-// Decode n_rows rows of n_per_row values stored as `type` into F16 (ggml's own dequantiser, then
-// round to nearest), split across up to `threads` threads: how quantised matrices are widened for
-// a GPU's F16 products (device_weights=f16), ~3.5 GB of F16 for a full-size pi0.5 pack.
-void widen_rows_to_f16(ggml_type type, const uint8_t* src, ggml_fp16_t* dst, int64_t n_rows, int64_t n_per_row,
-                       int threads);
+// Decode n_rows rows of n_per_row values stored as `type` into `to` (F16 or BF16: ggml's own
+// dequantiser, then ggml's round-to-nearest conversion), split across up to `threads` threads: how
+// matrices are widened for a GPU's tensor-core products (device_weights=f16 / bf16), ~3.5 GB for a
+// full-size pi0.5 pack. Throws std::invalid_argument for another `to` or an undecodable `type`.
+void widen_rows(ggml_type type, const uint8_t* src, ggml_type to, void* dst, int64_t n_rows, int64_t n_per_row,
+                int threads);
 
 }  // namespace vla_edge

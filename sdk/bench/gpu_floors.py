@@ -42,7 +42,7 @@ def stage_of(tensor: str) -> str:
 def stage_work(cfg: Pi05Config, infos: dict[str, TensorInfo], n_images: int, n_text_tokens: int,
                num_steps: int, widened_to_f16: bool = False) -> dict[str, dict[str, float]]:
     """Per stage: weight bytes read (once per use) and matmul FLOPs of one chunk. widened_to_f16: the
-    device holds quantised matrices as F16 (the cuda target's device_weights=f16)."""
+    device holds quantised matrices as 16-bit values (the cuda target's device_weights=f16 / bf16)."""
     work: dict[str, dict[str, float]] = defaultdict(lambda: {"weight_bytes": 0.0, "flop": 0.0})
     for use in matmul_workload(cfg, n_images, n_text_tokens, num_steps):
         info = infos[use.tensor]

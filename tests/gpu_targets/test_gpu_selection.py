@@ -186,7 +186,7 @@ def test_ggml_cuda_options_reach_the_fallback_and_bad_values_are_refused(tiny_pa
     seen.clear()
     create(Pack.open(tiny_pack_dir), facts=h200(), fused_matrices=True).close()  # a bool from Python
     assert seen == {"fused_matrices": "true"}
-    with pytest.raises(TargetUnavailableError, match=r"option device_weights='int3', expected one of auto, stored, f16"):
+    with pytest.raises(TargetUnavailableError, match=r"option device_weights='int3', expected one of auto, stored, f16, bf16"):
         create(Pack.open(tiny_pack_dir), facts=h200(), device_weights="int3")
     with pytest.raises(TargetUnavailableError, match=r"unknown options \['fast'\]"):
         create(Pack.open(tiny_pack_dir), facts=h200(), fast=True)

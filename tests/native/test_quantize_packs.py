@@ -97,6 +97,17 @@ def test_ggml_quantisers_round_trip_through_gguf_py(qtype, bound):
     assert 0 < err <= bound, f"{qtype}: rel-L2 {err:.3f}"
 
 
+def _round_to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> nearest BF16 (ties to even), back as float32: the reference for BF16 widening."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint32)
+    return (rounded << 16).view(np.float32)
+
+
+def _from_bf16_bits(u16: np.ndarray) -> np.ndarray:
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q6_K", "Q4_K", "Q3_K"])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_widening_to_f16_equals_gguf_py_dequantised_rows_rounded(qtype, threads):
@@ -108,16 +119,35 @@ def test_widening_to_f16_equals_gguf_py_dequantised_rows_rounded(qtype, threads)
     rows = int(rng.integers(5, 40))  # odd counts: the last thread gets a short slice
     values = rng.standard_normal((rows, 512)).astype(np.float32)
     blocks = native.quantize(values, qtype)
-    got = native.widen_to_f16(blocks, qtype, 512, threads).view(np.float16).astype(np.float32)
+    got = native.widen(blocks, qtype, 512, threads).view(np.float16).astype(np.float32)
     want = dequantize(blocks, GGMLQuantizationType[qtype]).reshape(values.shape).astype(np.float16).astype(np.float32)
     np.testing.assert_allclose(got, want, rtol=2**-10, atol=2**-24)
     assert rel_l2(got, want) <= 1e-5
 
 
-def test_widening_refuses_rows_of_the_wrong_size():
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K", "F16"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_widening_to_bf16_equals_gguf_py_dequantised_rows_rounded(qtype, threads):
+    """device_weights=bf16 converts quantised and F16 matrices to BF16: ggml's decode, then its
+    round-to-nearest-even. Reference: gguf-py's dequantiser, rounded to BF16 by bit arithmetic
+    (NumPy has no BF16); one BF16 step (2^-8 relative) where the float32 decodes differ last-bit."""
+    rng = np.random.default_rng()
+    rows = int(rng.integers(5, 40))
+    values = (rng.standard_normal((rows, 512)) * rng.uniform(0.01, 10)).astype(np.float32)
+    blocks = native.quantize(values, qtype)
+    got = _from_bf16_bits(native.widen(blocks, qtype, 512, threads, to="BF16"))
+    want = _round_to_bf16(dequantize(blocks, GGMLQuantizationType[qtype]).reshape(values.shape))
+    np.testing.assert_allclose(got, want, rtol=2**-7, atol=0)
+    assert rel_l2(got, want) <= 1e-4
+    assert 0 < rel_l2(got, values) < 0.15  # the stored values (Q4_K alone is ~7% off Gaussian rows), not zeros
+
+
+def test_widening_refuses_rows_of_the_wrong_size_and_narrow_targets():
     blocks = native.quantize(np.random.default_rng().standard_normal((4, 512)).astype(np.float32), "Q4_K")
-    with pytest.raises(ValueError, match="widen_to_f16: Q4_K rows of 1024 values take 576 bytes, got a 2-D array of 288-byte rows"):
-        native.widen_to_f16(blocks, "Q4_K", 1024, 1)
+    with pytest.raises(ValueError, match="widen: Q4_K rows of 1024 values take 576 bytes, got a 2-D array of 288-byte rows"):
+        native.widen(blocks, "Q4_K", 1024, 1)
+    with pytest.raises(ValueError, match="cannot widen to q8_0, only to F16 or BF16"):
+        native.widen(blocks, "Q4_K", 512, 1, to="Q8_0")
 
 
 def _bits(plans, specs, group: str) -> float:

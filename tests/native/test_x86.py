@@ -235,12 +235,13 @@ def test_gpu_only_weight_layouts_are_refused_on_the_cpu(tiny_pack_dir):
     pack = Pack.open(tiny_pack_dir, check="size")
     with pytest.raises(TargetUnavailableError, match="fused_matrices applies to GPU devices only"):
         X86Backend(pack, threads=1, fused_matrices=True)
-    with pytest.raises(TargetUnavailableError, match="applies to GPU devices only"):
-        X86Backend(pack, threads=1, device_weights="f16")
+    for widened in ("f16", "bf16"):
+        with pytest.raises(TargetUnavailableError, match=f"device_weights='{widened}' applies to GPU devices only"):
+            X86Backend(pack, threads=1, device_weights=widened)
     # "auto" (the GPU default) is accepted and means the mapped file, unfused, on the CPU
     backend = X86Backend(pack, threads=1, device_weights="auto", fused_matrices="auto")
     assert backend.describe()["device_weights"] == "stored (CPU)" and not backend.describe()["fused_matrices"]
-    with pytest.raises(TargetUnavailableError, match="device_weights must be 'auto', 'stored' or 'f16', got 'int3'"):
+    with pytest.raises(TargetUnavailableError, match="device_weights must be 'auto', 'stored', 'f16' or 'bf16', got 'int3'"):
         X86Backend(pack, threads=1, device_weights="int3")
 
 
