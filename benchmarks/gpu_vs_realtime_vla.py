@@ -188,7 +188,7 @@ class Worker:
 
 def widened(ready: dict[str, Any]) -> bool:
     """Whether a worker's backend widened quantised matrices (what it chose, "auto" included)."""
-    return str(ready["backend"].get("device_weights", "")).startswith(("f16", "bf16"))
+    return str(ready.get("backend", {}).get("device_weights", "")).startswith(("f16", "bf16"))
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str], dict[str, str]]:

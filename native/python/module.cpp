@@ -208,14 +208,15 @@ PYBIND11_MODULE(_native, m) {
         .def("set_matmul_observer", &set_matmul_observer, py::arg("observer"),
              "observer(weight_name, x [rows, cols] float32) after every graph, or None to stop; graphs are rebuilt");
     m.def(
-        "widen_automatically",
-        [](size_t widened, size_t free, size_t total, bool discrete) {
+        "automatic_widening",
+        [](size_t widened, size_t free, size_t total, bool discrete, int compute_capability) {
             std::string note;
-            const bool widen = vla_edge::widen_automatically(widened, free, total, discrete, &note);
-            return py::make_tuple(widen, note);
+            const ggml_type to = vla_edge::automatic_widening(widened, free, total, discrete, compute_capability, &note);
+            return py::make_tuple(to == GGML_TYPE_COUNT ? "stored" : ggml_type_name(to), note);
         },
         py::arg("widened_bytes"), py::arg("free_bytes"), py::arg("total_bytes"), py::arg("discrete_gpu"),
-        "device_weights='auto''s rule off the CPU: (widen to F16?, why).");
+        py::arg("compute_capability"),
+        "device_weights='auto''s rule off the CPU: ('bf16' / 'f16' / 'stored', why); compute capability as 90 for 9.0.");
     m.def(
         "gelu_tanh",
         [](FloatArray x) {

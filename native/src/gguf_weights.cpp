@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu_extra_buffers.h"
+#include "device_caps.h"
 #include "quantize.h"
 #include "ggml-alloc.h"
 
@@ -111,7 +112,7 @@ ggml_type GgufWeights::choose_widening(ggml_backend_t backend, DeviceWeights mod
         case DeviceWeights::bf16: device_weights_note_ = "bf16 (asked for)"; return GGML_TYPE_BF16;
         case DeviceWeights::automatic: break;
     }
-    size_t widened = 0;  // device bytes with every quantised matrix as F16
+    size_t widened = 0;  // device bytes with every quantised matrix as 16-bit values
     for (const auto& [name, t] : by_name_) {
         widened += ggml_is_quantized(t->type) && name != kHostTable ? ggml_nelements(t) * ggml_type_size(GGML_TYPE_F16)
                                                                     : ggml_nbytes(t);
@@ -120,27 +121,30 @@ ggml_type GgufWeights::choose_widening(ggml_backend_t backend, DeviceWeights mod
     size_t free = 0, total = 0;
     if (dev) ggml_backend_dev_memory(dev, &free, &total);
     const bool discrete = dev && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
-    return widen_automatically(widened, free, total, discrete, &device_weights_note_) ? GGML_TYPE_F16 : GGML_TYPE_COUNT;
+    return automatic_widening(widened, free, total, discrete, cuda_compute_capability(backend), &device_weights_note_);
 }
 
-bool widen_automatically(size_t widened_bytes, size_t free_bytes, size_t total_bytes, bool discrete_gpu,
-                         std::string* note) {
+ggml_type automatic_widening(size_t widened_bytes, size_t free_bytes, size_t total_bytes, bool discrete_gpu,
+                             int compute_capability, std::string* note) {
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    char sizes[160];
-    std::snprintf(sizes, sizeof sizes, "F16 weights %.2f GiB, device free %.2f of %.2f GiB", widened_bytes / gib,
-                  free_bytes / gib, total_bytes / gib);
+    const bool bf16 = compute_capability >= 80;  // BF16 tensor cores
+    const char* wide = bf16 ? "bf16" : "f16";
+    char facts[200];
+    std::snprintf(facts, sizeof facts, "%s weights %.2f GiB, device free %.2f of %.2f GiB, compute capability %d.%d",
+                  bf16 ? "BF16" : "F16", widened_bytes / gib, free_bytes / gib, total_bytes / gib,
+                  compute_capability / 10, compute_capability % 10);
     // room to spare: compute buffers, the KV cache, cuBLAS workspaces and other processes' needs
     const size_t spare = std::max<size_t>(static_cast<size_t>(2 * gib), total_bytes / 10);
-    bool widen = false;
     if (!discrete_gpu) {
-        *note = std::string("stored (auto: integrated GPU, its memory is the host's; ") + sizes + ")";
-    } else if (widened_bytes + spare > free_bytes) {
-        *note = std::string("stored (auto: the F16 copy does not fit with 2 GiB / 10% to spare; ") + sizes + ")";
-    } else {
-        *note = std::string("f16 (auto: discrete GPU with room; ") + sizes + ")";
-        widen = true;
+        *note = std::string("stored (auto: integrated GPU, its memory is the host's; ") + facts + ")";
+        return GGML_TYPE_COUNT;
     }
-    return widen;
+    if (widened_bytes + spare > free_bytes) {
+        *note = std::string("stored (auto: the ") + wide + " copy does not fit with 2 GiB / 10% to spare; " + facts + ")";
+        return GGML_TYPE_COUNT;
+    }
+    *note = std::string(wide) + " (auto: discrete GPU with room" + (bf16 ? " and BF16 tensor cores; " : "; ") + facts + ")";
+    return bf16 ? GGML_TYPE_BF16 : GGML_TYPE_F16;
 }
 
 void GgufWeights::load(ggml_backend_t backend, DeviceWeights device_weights, FuseMatrices fuse) {

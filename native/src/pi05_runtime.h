@@ -28,8 +28,8 @@ struct RuntimeOptions {
     // needs, and what lets ggml-CUDA replay the whole loop as one CUDA graph); "step": one graph per
     // flow step (per-step timings); "auto": chunk on GPU backends, step on the CPU.
     std::string expert_graph = "auto";
-    // Off-CPU only. "auto": F16 on a discrete GPU with room for it, the pack's stored types
-    // elsewhere (DeviceWeights in gguf_weights.h says why); "stored": matrices keep the pack's
+    // Off-CPU only. "auto": BF16 on a discrete GPU with room for it (F16 before Ampere), the
+    // pack's stored types elsewhere (DeviceWeights in gguf_weights.h says why); "stored": matrices keep the pack's
     // types; "f16": K-quant / legacy-quant matrices are widened to F16 when uploaded (cuBLAS
     // tensor-core products instead of ggml's quantised kernels, at ~3-4x the device memory of those
     // matrices; values are the pack's, rounded to F16); "bf16": quantised and F16 matrices held as

@@ -91,7 +91,7 @@ class EngineBackend(Backend):
 
 
 # Options of the ggml-CUDA path (the x86 core on a GPU device), see native/src/pi05_runtime.h.
-# device_weights "auto": F16 matrices on a discrete GPU with room for them, the pack's types elsewhere
+# device_weights "auto": BF16 matrices (F16 before Ampere) on a discrete GPU with room for them, the pack's types elsewhere
 # (DeviceWeights in native/src/gguf_weights.h); fused_matrices "auto": fused. The first value is the default.
 GGML_CUDA_OPTIONS = {"expert_graph": ("chunk", "step"), "device_weights": ("auto", "stored", "f16", "bf16"),
                      "attention": ("auto", "flash", "matmul"), "unfused_ops": ("false", "true"),

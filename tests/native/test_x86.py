@@ -246,16 +246,20 @@ def test_gpu_only_weight_layouts_are_refused_on_the_cpu(tiny_pack_dir):
 
 
 def test_automatic_device_weights_widen_only_on_a_discrete_gpu_with_room():
-    """device_weights='auto' off the CPU: F16 matrices on a discrete GPU whose free memory holds them
-    with max(2 GiB, 10%) to spare; the pack's types on an integrated GPU (its memory is the robot
-    computer's RAM) and where the F16 copy does not fit. The note says which and why."""
+    """device_weights='auto' off the CPU: 16-bit matrices on a discrete GPU whose free memory holds
+    them with max(2 GiB, 10%) to spare, BF16 where the GPU has BF16 tensor cores (compute capability
+    >= 8.0) and F16 before that; the pack's types on an integrated GPU (its memory is the robot
+    computer's RAM) and where the copy does not fit. The note says which and why."""
     from vla_edge import _native
 
     gib = 2**30
-    widen, note = _native.widen_automatically(int(6.3 * gib), 70 * gib, 80 * gib, True)  # pi0.5 on an H100
-    assert widen and note.startswith("f16 (auto: discrete GPU with room; F16 weights 6.30 GiB, device free 70.00")
-    widen, note = _native.widen_automatically(int(6.3 * gib), 60 * gib, 64 * gib, False)  # Jetson AGX Orin 64 GB
-    assert not widen and "integrated GPU" in note
-    widen, note = _native.widen_automatically(int(6.3 * gib), 8 * gib, 12 * gib, True)  # 12 GB card: 8.3 GiB needed
-    assert not widen and "does not fit" in note
-    assert _native.widen_automatically(int(6.3 * gib), int(8.4 * gib), 12 * gib, True)[0]
+    to, note = _native.automatic_widening(int(6.3 * gib), 70 * gib, 80 * gib, True, 90)  # pi0.5 on an H100
+    assert to == "bf16" and note.startswith("bf16 (auto: discrete GPU with room and BF16 tensor cores; BF16 weights "
+                                            "6.30 GiB, device free 70.00 of 80.00 GiB, compute capability 9.0")
+    to, note = _native.automatic_widening(int(6.3 * gib), 14 * gib, 16 * gib, True, 75)  # Turing T4: no BF16 cores
+    assert to == "f16" and note.startswith("f16 (auto: discrete GPU with room; F16 weights 6.30 GiB")
+    to, note = _native.automatic_widening(int(6.3 * gib), 60 * gib, 64 * gib, False, 87)  # Jetson AGX Orin 64 GB
+    assert to == "stored" and "integrated GPU" in note
+    to, note = _native.automatic_widening(int(6.3 * gib), 8 * gib, 12 * gib, True, 86)  # 12 GB card: 8.3 GiB needed
+    assert to == "stored" and "bf16 copy does not fit" in note
+    assert _native.automatic_widening(int(6.3 * gib), int(8.4 * gib), 12 * gib, True, 86)[0] == "bf16"
