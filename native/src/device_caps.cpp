@@ -9,7 +9,7 @@ namespace vla_edge {
 int cuda_compute_capability(ggml_backend_t backend) {
 #ifdef VLA_EDGE_WITH_CUDA
     ggml_backend_dev_t dev = ggml_backend_get_device(backend);
-    if (!dev || ggml_backend_is_cpu(backend)) return 0;
+    if (!dev || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) return 0;
     ggml_backend_dev_props props{};
     ggml_backend_dev_get_props(dev, &props);
     CUdevice cu_dev;
