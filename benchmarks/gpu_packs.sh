@@ -4,7 +4,9 @@
 # each made once per warm machine. Sets pack (the RECIPE pack) and tiny.
 #   usage: recipe=actquant-3.97; source benchmarks/gpu_packs.sh || exit 1
 full=/tmp/vla_full
-[ -f "$full/pack.yaml" ] || export GPU_SETUP_BEFORE_BUILD="python3 -m vla_edge.cli.main pack synth --size full --out $full > $OUT/synth.log 2>&1"
+# (unset when the pack exists: a script sourced from one that already made it must not synthesise again)
+if [ -f "$full/pack.yaml" ]; then unset GPU_SETUP_BEFORE_BUILD
+else export GPU_SETUP_BEFORE_BUILD="python3 -m vla_edge.cli.main pack synth --size full --out $full > $OUT/synth.log 2>&1"; fi
 source benchmarks/gpu_setup.sh || return 1
 if [ -n "$setup_bg_pid" ]; then wait "$setup_bg_pid" || { tail -20 "$OUT/synth.log"; return 1; }; fi
 pack=$full

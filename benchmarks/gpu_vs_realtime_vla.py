@@ -228,6 +228,7 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
             failed[name] = str(exc)
             del workers[name]
     times: dict[str, list[float]] = {n: [] for n in workers}
+    by_round: dict[str, list[list[float]]] = {n: [] for n in workers}  # where in a round the slow chunks fall
     stages: dict[str, list[dict[str, float]]] = {n: [] for n in workers}
     per_round = max(1, args.chunks // args.rounds)
     order = list(workers)
@@ -235,15 +236,17 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
         for name in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
             got = workers[name].ask({"cmd": "time", "n": per_round})
             times[name] += got["ms"]
+            by_round[name].append(got["ms"])
             stages[name] += got["stages"]
     anchor_ms = statistics.median(times["anchor"])
     out: dict[str, Any] = {"anchor_ms": anchor_ms, "anchor_p95_ms": float(np.percentile(times["anchor"], 95)),
-                           "chunks_each": len(times["anchor"]), "variants": {}}
+                           "chunks_each": len(times["anchor"]), "anchor_rounds_ms": by_round["anchor"], "variants": {}}
     actions = {n: np.asarray(w.ask({"cmd": "actions"})["actions"]) for n, w in workers.items() if n != "anchor"}
     first = next(iter(actions))
     for name in actions:
         med = statistics.median(times[name])
         v = {"ms": med, "p95_ms": float(np.percentile(times[name], 95)), "ratio": med / anchor_ms,
+             "rounds_ms": by_round[name],
              "stages_p50_ms": {k: statistics.median(s[k] for s in stages[name])
                                for k in ("vision", "prefix", "expert_total") if k in stages[name][0]},
              f"rel_l2_vs_{first}": rel_l2(actions[name], actions[first])}
