@@ -362,6 +362,14 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
     for (int i = 0; i < hp.v_layers; ++i) {
         const std::string b = "v.blk." + std::to_string(i) + ".";
         ggml_tensor* h = layer_norm(ctx, x, w.get(b + "ln1.weight"), w.get(b + "ln1.bias"), hp.v_eps);
+        // q, k and v read the same input: where all three store the same zero-padded input width
+        // (K-quant alignment), h is padded once instead of once per product (two kernels fewer per
+        // layer); a recipe that stores them differently keeps the padding per product (linear)
+        const int64_t stored_in = w.get(b + "attn_q.weight")->ne[0];
+        if (stored_in > h->ne[0] && w.get(b + "attn_k.weight")->ne[0] == stored_in &&
+            w.get(b + "attn_v.weight")->ne[0] == stored_in) {
+            h = ggml_pad(ctx, h, static_cast<int>(stored_in - h->ne[0]), 0, 0, 0);
+        }
         auto proj = [&](const char* p) {
             ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
             return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
