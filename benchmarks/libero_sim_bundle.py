@@ -41,6 +41,7 @@ import hashlib
 import importlib.metadata as md
 import io
 import json
+import lzma
 import os
 import re
 import shutil
@@ -48,11 +49,13 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import threading
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import BinaryIO
 from xml.etree import ElementTree
 
 # Distributions the target (GPU) machine's Python already has; names as PyPI normalises them.
@@ -180,10 +183,11 @@ def _referenced_closure(files: set[Path]) -> tuple[set[Path], set[str]]:
 def run_suite(suite_name: str, init_states: int, steps: int, resolution: int, trace: Trace) -> None:
     """Create, reset, render and step every task of the suite, as sdk/eval/sim_worker.py does."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"] if os.environ["MUJOCO_GL"] in ("egl", "osmesa") else "")
-    import numpy as np  # noqa: PLC0415
-    from libero.libero import benchmark, get_libero_path  # noqa: PLC0415
-    from libero.libero.envs import OffScreenRenderEnv  # noqa: PLC0415
+    gl = os.environ["MUJOCO_GL"]
+    os.environ.setdefault("PYOPENGL_PLATFORM", gl if gl in ("egl", "osmesa") else "")  # as sdk/eval/sim_env.py
+    import numpy as np
+    from libero.libero import benchmark, get_libero_path
+    from libero.libero.envs import OffScreenRenderEnv
 
     suite = benchmark.get_benchmark_dict()[suite_name]()
     for task_id in range(suite.n_tasks):
@@ -287,7 +291,8 @@ def collect(trace: Trace, wheels_dir: Path | None, target_python: str) -> tuple[
         key = norm(name)
         files = [f for f in (dist.files or []) if (site / f).is_file()]
         if key in GPU_PROVIDED or key in PROVIDED_AS:
-            excluded[name] = f"{version}: provided on the target" + (f" (as {PROVIDED_AS[key]})" if key in PROVIDED_AS else "")
+            alias = f" (as {PROVIDED_AS[key]})" if key in PROVIDED_AS else ""
+            excluded[name] = f"{version}: provided on the target{alias}"
             continue
         if key in TOOLING and not any((site / f).resolve() in imported for f in files
                                       if PurePosixPath(str(f)).parts[0] != "_distutils_hack"):  # loaded by a .pth
@@ -299,7 +304,7 @@ def collect(trace: Trace, wheels_dir: Path | None, target_python: str) -> tuple[
             if whl is None:
                 missing_wheels.append(f"{name}=={version}")
                 continue
-            items = _wheel_entries(whl)
+            items: list[tuple[PurePosixPath, bytes | None]] = list(_wheel_entries(whl))
             source = f"wheel {whl.name}"
         else:
             items = [(PurePosixPath(str(f)), None) for f in files]
@@ -331,7 +336,8 @@ def collect(trace: Trace, wheels_dir: Path | None, target_python: str) -> tuple[
     orphans = sorted(str(r) for r in used_rel if _is_asset(r) and str(r) not in bundled
                      and not any(norm(n) in GPU_PROVIDED for n in _owners(site, r)))
     listed_missing = sorted(str(p.relative_to(site)) for p in trace.listed
-                            if p.is_relative_to(site) and p.is_dir() and p.relative_to(site).as_posix() in bundled_dist_dirs
+                            if p.is_relative_to(site) and p.is_dir()
+                            and p.relative_to(site).as_posix() in bundled_dist_dirs
                             and not _dir_in(bundled, p.relative_to(site).as_posix()))
     info = {"packages": packages, "excluded_packages": excluded, "assets_kept": kept_assets,
             "assets_dropped": dropped, "unresolved_mjcf_files": sorted(trace.unresolved),
@@ -352,111 +358,111 @@ def _dir_in(bundled: set[str], rel_dir: str) -> bool:
 
 # ----------------------------------------------------------------------------------------- packing
 
-def pack(entries: list[Entry], out: Path, part_bytes: int, xz_level: int) -> tuple[str, list[dict], int]:
-    """Write the tarball through xz into split parts; return (sha256 of the whole .tar.xz, parts, tar bytes)."""
-    for old in out.glob(PART_PREFIX + "*"):
-        old.unlink()
-    xz = shutil.which("xz")
-    cmd = [xz, f"-{xz_level}", "-T0", "-c"] if xz else None
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE) if cmd else None
-    whole = hashlib.sha256()
-    parts: list[dict] = []
-    state = {"file": None, "written": 0, "hash": None}
+class PartWriter:
+    """Bytes in, files `part-000`, `part-001`, ... of at most part_bytes out; hashes each part and the whole."""
 
-    def emit(chunk: bytes) -> None:
-        whole.update(chunk)
+    def __init__(self, out: Path, part_bytes: int) -> None:
+        self.out, self.part_bytes = out, part_bytes
+        self.whole = hashlib.sha256()
+        self.parts: list[dict] = []
+        self._file: BinaryIO | None = None
+        self._hash = hashlib.sha256()
+        self._written = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.whole.update(chunk)
         while chunk:
-            if state["file"] is None or state["written"] >= part_bytes:
-                _close_part(state, parts)
-                name = f"{PART_PREFIX}{len(parts):03d}"
-                state.update(file=(out / name).open("wb"), written=0, hash=hashlib.sha256(), name=name)
-            room = part_bytes - state["written"]
-            piece, chunk = chunk[:room], chunk[room:]
-            state["file"].write(piece)
-            state["hash"].update(piece)
-            state["written"] += len(piece)
+            if self._file is None or self._written >= self.part_bytes:
+                self.close()
+                self._file = (self.out / f"{PART_PREFIX}{len(self.parts):03d}").open("wb")
+                self._hash, self._written = hashlib.sha256(), 0
+            piece, chunk = chunk[:self.part_bytes - self._written], chunk[self.part_bytes - self._written:]
+            self._file.write(piece)
+            self._hash.update(piece)
+            self._written += len(piece)
 
-    import threading  # noqa: PLC0415
-
-    if proc is not None:
-        def drain() -> None:
-            while True:
-                chunk = proc.stdout.read(1 << 20)
-                if not chunk:
-                    break
-                emit(chunk)
-
-        reader = threading.Thread(target=drain)
-        reader.start()
-        sink = proc.stdin
-    else:
-        import lzma  # noqa: PLC0415
-
-        class _Sink(io.RawIOBase):
-            def __init__(self) -> None:
-                self.comp = lzma.LZMACompressor(preset=xz_level)
-
-            def writable(self) -> bool:
-                return True
-
-            def write(self, b) -> int:  # type: ignore[override]
-                emit(self.comp.compress(bytes(b)))
-                return len(b)
-
-            def close(self) -> None:
-                if not self.closed:
-                    emit(self.comp.flush())
-                super().close()
-
-        sink = _Sink()
-    counter = _Counter(sink)
-    with tarfile.open(fileobj=counter, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        dirs: set[str] = set()
-        for entry in sorted(entries, key=lambda e: e.arcname):
-            for parent in reversed(list(PurePosixPath(entry.arcname).parents)[:-1]):  # [:-1]: not "."
-                p = str(parent)
-                if p not in dirs:
-                    dirs.add(p)
-                    ti = tarfile.TarInfo(p)
-                    ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 0
-                    tar.addfile(ti)
-            ti = tarfile.TarInfo(entry.arcname)
-            ti.size, ti.mtime = entry.size, 0
-            src_mode = entry.source.stat().st_mode if entry.source is not None else 0o644
-            ti.mode = 0o755 if (src_mode & 0o111 or entry.arcname.endswith(".so") or ".so." in entry.arcname) else 0o644
-            if entry.data is not None:
-                tar.addfile(ti, io.BytesIO(entry.data))
-            else:
-                with entry.source.open("rb") as fh:
-                    tar.addfile(ti, fh)
-    sink.close()
-    if proc is not None:
-        reader.join()
-        if proc.wait() != 0:
-            raise SystemExit("xz failed")
-    _close_part(state, parts)
-    return whole.hexdigest(), parts, counter.count
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self.parts.append({"name": Path(self._file.name).name, "bytes": self._written,
+                               "sha256": self._hash.hexdigest()})
+            self._file = None
 
 
-class _Counter(io.RawIOBase):
-    def __init__(self, sink) -> None:
-        self.sink, self.count = sink, 0
+class _TarSink(io.RawIOBase):
+    """What tarfile writes: counted, compressed with xz (the xz tool, multi-threaded, or Python's lzma), split."""
+
+    def __init__(self, parts: PartWriter, level: int) -> None:
+        self.parts, self.count = parts, 0
+        xz = shutil.which("xz")
+        self._proc = subprocess.Popen([xz, f"-{level}", "-T0", "-c"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE) if xz else None
+        self._lzma = None if self._proc else lzma.LZMACompressor(preset=level)
+        self._reader = threading.Thread(target=self._drain) if self._proc else None
+        if self._reader is not None:
+            self._reader.start()
+
+    def _drain(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        while chunk := self._proc.stdout.read(1 << 20):
+            self.parts.write(chunk)
 
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # type: ignore[override]
-        self.sink.write(b)
-        self.count += len(b)
-        return len(b)
+    def write(self, b) -> int:
+        data = bytes(b)
+        self.count += len(data)
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(data)
+        else:
+            assert self._lzma is not None
+            self.parts.write(self._lzma.compress(data))
+        return len(data)
+
+    def finish(self) -> None:
+        if self._proc is not None:
+            assert self._proc.stdin is not None and self._reader is not None
+            self._proc.stdin.close()
+            self._reader.join()
+            if self._proc.wait() != 0:
+                raise SystemExit("xz failed")
+        elif self._lzma is not None:
+            self.parts.write(self._lzma.flush())
+        self.parts.close()
 
 
-def _close_part(state: dict, parts: list[dict]) -> None:
-    if state.get("file") is not None:
-        state["file"].close()
-        parts.append({"name": state["name"], "bytes": state["written"], "sha256": state["hash"].hexdigest()})
-        state["file"] = None
+def pack(entries: list[Entry], out: Path, part_bytes: int, xz_level: int) -> tuple[str, list[dict], int]:
+    """Write the tarball (sorted, owner root, mtime 0) through xz into split parts.
 
+    Returns (sha256 of the whole .tar.xz, the parts, bytes of the uncompressed tar)."""
+    for old in out.glob(PART_PREFIX + "*"):
+        old.unlink()
+    parts = PartWriter(out, part_bytes)
+    sink = _TarSink(parts, xz_level)
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for entry in sorted(entries, key=lambda e: e.arcname):
+            for parent in reversed(list(PurePosixPath(entry.arcname).parents)[:-1]):  # [:-1]: not "."
+                if str(parent) not in dirs:
+                    dirs.add(str(parent))
+                    folder = tarfile.TarInfo(str(parent))
+                    folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, 0
+                    tar.addfile(folder)
+            info = tarfile.TarInfo(entry.arcname)
+            info.size, info.mtime = entry.size, 0
+            mode = entry.source.stat().st_mode if entry.source is not None else 0o644
+            executable = mode & 0o111 or entry.arcname.endswith(".so") or ".so." in entry.arcname
+            info.mode = 0o755 if executable else 0o644
+            if entry.data is not None:
+                tar.addfile(info, io.BytesIO(entry.data))
+            else:
+                assert entry.source is not None
+                with entry.source.open("rb") as fh:
+                    tar.addfile(info, fh)
+    sink.finish()
+    return parts.whole.hexdigest(), parts.parts, sink.count
 
 # -------------------------------------------------------------------------------------------- main
 
@@ -494,7 +500,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if entry.data is not None:
                 dest.write_bytes(entry.data)
-            else:
+            elif entry.source is not None:
                 shutil.copy2(entry.source, dest)
     start = time.time()
     sha, parts, tar_bytes = pack(entries, args.out, int(args.part_mb * 1e6), args.xz_level)
@@ -514,7 +520,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         "files": [{"path": e.arcname, "bytes": e.size} for e in sorted(entries, key=lambda e: e.arcname)],
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"suite(s): {', '.join(args.suite)}; {len(entries)} files, {_mb(manifest['uncompressed_bytes'])} uncompressed; "
+    print(f"suite(s): {', '.join(args.suite)}; {len(entries)} files, "
+          f"{_mb(manifest['uncompressed_bytes'])} uncompressed; "
           f"assets kept {info['assets_kept']['files']} ({_mb(info['assets_kept']['bytes'])}), dropped "
           f"{info['assets_dropped']['files']} ({_mb(info['assets_dropped']['bytes'])})")
     for name, pkg in sorted(info["packages"].items(), key=lambda kv: -kv[1]["bytes"]):
