@@ -11,14 +11,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 recipe=${1:-actquant-3.97}; shift || true
 ls .sim/part-* > /dev/null 2>&1 || { echo ".sim/part-* is missing: build it with benchmarks/libero_sim_bundle.py (docs/eval.md)"; exit 2; }
-full=/tmp/vla_full_libero
-if [ -f "$full/pack.yaml" ]; then unset GPU_SETUP_BEFORE_BUILD
-else export GPU_SETUP_BEFORE_BUILD="python3 -m vla_edge.cli.main pack synth --size full --robot libero --out $full > $OUT/synth.log 2>&1"; fi
-source benchmarks/gpu_setup.sh || exit 1
-if [ -n "$setup_bg_pid" ]; then wait "$setup_bg_pid" || { tail -20 "$OUT/synth.log"; exit 1; }; fi
-twin=/tmp/vla_full_libero-$recipe
-[ -f "$twin/pack.yaml" ] || python3 -m vla_edge.cli.main pack quantize "$full" --recipe "$recipe" --out "$twin" --no-golden \
-  > "$OUT/quantize.log" 2>&1 || { tail -20 "$OUT/quantize.log"; exit 1; }
+robot=libero; source benchmarks/gpu_packs.sh || exit 1  # sets full (F16 parent) and pack (its RECIPE twin)
 # the simulator's own Python: this machine's python3 plus the bundle, limited to the simulator process
 if [ ! -x /tmp/simpy ]; then
   mkdir -p /tmp/simsite && cat .sim/part-* | tar -xJ -C /tmp/simsite || exit 1
@@ -26,7 +19,7 @@ if [ ! -x /tmp/simpy ]; then
 fi
 export MUJOCO_GL=egl PYOPENGL_PLATFORM=egl
 echo "packs and simulator ready after $(( $(date +%s) - T0 )) s"
-PYTHONUNBUFFERED=1 python3 -m vla_edge.cli.main eval --pack "$full" --pack "$twin" --target cuda --suite libero_spatial \
+PYTHONUNBUFFERED=1 python3 -m vla_edge.cli.main eval --pack "$full" --pack "$pack" --target cuda --suite libero_spatial \
   --sim-python /tmp/simpy --out /tmp/eval_full "$@" 2>&1 | grep -vE "warmup|ggml_cuda_init|Device 0|Warning" | tail -40
 echo "eval exit ${PIPESTATUS[0]} after $(( $(date +%s) - T0 )) s"
 cp /tmp/eval_full/summary.json /tmp/eval_full/episodes.jsonl /tmp/eval_full/run.json "$OUT/" 2>/dev/null || true

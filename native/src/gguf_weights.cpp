@@ -52,6 +52,14 @@ CpuWeights cpu_weights_from_string(const std::string& value) {
     throw std::invalid_argument("cpu_weights must be 'mapped', 'anonymous' or 'repacked', got '" + value + "'");
 }
 
+DeviceWeights device_weights_from_string(const std::string& value) {
+    if (value == "auto") return DeviceWeights::automatic;
+    if (value == "stored") return DeviceWeights::stored;
+    if (value == "f16") return DeviceWeights::f16;
+    if (value == "bf16") return DeviceWeights::bf16;
+    throw std::invalid_argument("device_weights must be 'auto', 'stored', 'f16' or 'bf16', got '" + value + "'");
+}
+
 const char* to_string(CpuWeights mode) {
     switch (mode) {
         case CpuWeights::mapped: return "mapped";

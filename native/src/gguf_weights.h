@@ -38,6 +38,8 @@ const char* to_string(CpuWeights mode);
 // stored on an integrated GPU (Jetson, GB10: device memory is the host's, so widening would take
 // the robot computer's RAM) and wherever the widened copy does not fit.
 enum class DeviceWeights { stored, f16, bf16, automatic };
+// Parses "auto" / "stored" / "f16" / "bf16"; throws std::invalid_argument naming the bad value.
+DeviceWeights device_weights_from_string(const std::string& value);
 // Fused q/k/v and gate/up matrices off the CPU (see fused()). automatic: on, with F16 and with the
 // stored quantised types alike (same-run A/B on an H100, 2 views: 56.3 -> 51.6 ms quantised, and
 // 40.2 -> 35.7 ms F16 on an H200; docs/gpu.md).

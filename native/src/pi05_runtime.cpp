@@ -105,10 +105,7 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
     if (options.attention != "auto" && options.attention != "flash" && options.attention != "matmul") {
         throw std::invalid_argument("attention must be 'auto', 'flash' or 'matmul', got '" + options.attention + "'");
     }
-    const std::string& dw = options.device_weights;
-    if (dw != "auto" && dw != "stored" && dw != "f16" && dw != "bf16") {
-        throw std::invalid_argument("device_weights must be 'auto', 'stored', 'f16' or 'bf16', got '" + dw + "'");
-    }
+    const DeviceWeights requested_weights = device_weights_from_string(options.device_weights);
     const std::string& fm = options.fused_matrices;
     if (fm != "auto" && fm != "true" && fm != "false") {
         throw std::invalid_argument("fused_matrices must be 'auto', 'true' or 'false', got '" + fm + "'");
@@ -117,18 +114,15 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
     try {
         const bool cpu = ggml_backend_is_cpu(backend_);
         if (cpu) ggml_backend_cpu_set_n_threads(backend_, n_threads_);
-        if (cpu && (dw == "f16" || dw == "bf16")) {
-            throw std::invalid_argument("device_weights='" + dw + "' applies to GPU devices only; the CPU runs the "
-                                        "pack's stored types");
+        if (cpu && (requested_weights == DeviceWeights::f16 || requested_weights == DeviceWeights::bf16)) {
+            throw std::invalid_argument("device_weights='" + options.device_weights + "' applies to GPU devices only; "
+                                        "the CPU runs the pack's stored types");
         }
         chunk_expert_ = options.expert_graph == "chunk" || (options.expert_graph == "auto" && !cpu);
         if (cpu && fm == "true") {
             throw std::invalid_argument("fused_matrices applies to GPU devices only (CPU weights are the mapped file)");
         }
-        const DeviceWeights device_weights = cpu || dw == "stored" ? DeviceWeights::stored
-                                             : dw == "f16"         ? DeviceWeights::f16
-                                             : dw == "bf16"        ? DeviceWeights::bf16
-                                                                   : DeviceWeights::automatic;
+        const DeviceWeights device_weights = cpu ? DeviceWeights::stored : requested_weights;
         const FuseMatrices fuse = cpu || fm == "false" ? FuseMatrices::off
                                   : fm == "true"       ? FuseMatrices::on
                                                        : FuseMatrices::automatic;
