@@ -65,7 +65,7 @@ class UR3Robot(Robot):
         self._last_controller_time = math.nan
         self._last_fresh = 0.0
         self._lock = threading.RLock()
-        self._guard = ExitGuard(self._stop_motion)
+        self._guard = ExitGuard(self._stop_motion, at_exit=self.disconnect)
 
     @property
     def capabilities(self) -> RobotCapabilities:
