@@ -1,7 +1,7 @@
 """vla-edge `x86` against ActQuant's pi0.5 runtime on this machine, side by side in one run.
 
     python benchmarks/vs_actquant.py --pack DIR --actquant-lib [LABEL=]DIR ... --threads N [--rounds 5]
-                                     [--cpu-weights mapped repacked ...]
+                                     [--cpu-weights mapped repacked ...] [--ours-env LABEL:VAR=VALUE ...]
 
 --pack: a full-size pack vla-edge wrote (`vla-edge pack synth --size full` + `vla-edge pack quantize
 --recipe actquant-3.97`); ActQuant's runtime loads its pi05.gguf and tokenizer.model unchanged.
@@ -51,10 +51,11 @@ int main(int argc, char** argv) {
 
 
 class Side:
-    def __init__(self, name: str, args: list[str]):
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None):
         self.name = name
+        self.env = env or {}
         self.proc = subprocess.Popen([sys.executable, str(HERE / "bench_side.py"), *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+                                     stdout=subprocess.PIPE, text=True, bufsize=1, env={**os.environ, **self.env})
         self.loaded = self._read()
 
     def _read(self) -> dict:
@@ -127,6 +128,19 @@ def parse_anchors(values: list[str]) -> dict[str, Path]:
     return anchors
 
 
+def parse_env_variants(values: list[str]) -> dict[str, dict[str, str]]:
+    """`LABEL:VAR=VAL[,VAR=VAL...]` -> {LABEL: {VAR: VAL}}: our side again with ggml's run-time switches
+    (e.g. `notiled:GGML_CPU_TILED_MM=0`), to attribute a difference to one of them in the same run."""
+    variants: dict[str, dict[str, str]] = {}
+    for v in values:
+        label, sep, assignments = v.partition(":")
+        pairs = [a.partition("=") for a in assignments.split(",") if a]
+        if not label or not sep or not pairs or any(not name or not eq for name, eq, _ in pairs):
+            raise SystemExit(f"--ours-env {v!r}: expected LABEL:VAR=VALUE[,VAR=VALUE...]")
+        variants[label] = {name: val for name, _, val in pairs}
+    return variants
+
+
 def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
             "all": values}
@@ -142,6 +156,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--cpu-weights", nargs="+", default=["mapped"],
                     help="our variants, each its own process (first one is the headline ratio)")
+    ap.add_argument("--ours-env", nargs="+", default=[], metavar="LABEL:VAR=VALUE",
+                    help="further sides of ours (first --cpu-weights mode) with these environment variables")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -159,6 +175,9 @@ def main() -> None:
              for name, lib in anchors.items()}
     for mode in args.cpu_weights:
         sides[f"ours:{mode}"] = Side(f"ours:{mode}", ["--side", "ours", "--cpu-weights", mode, *common])
+    for label, env in parse_env_variants(args.ours_env).items():
+        sides[f"ours:{label}"] = Side(f"ours:{label}", ["--side", "ours", "--cpu-weights", args.cpu_weights[0], *common],
+                                      env)
     rng = np.random.default_rng(args.seed)
     times: dict[str, list[float]] = {k: [] for k in sides}
     stages: dict[str, dict[str, list[float]]] = {k: {} for k in sides}
@@ -217,6 +236,7 @@ def main() -> None:
             "peak_rss_over_pack": peaks[name]["peak_rss_bytes"] / pack_bytes,
             "rss_goal_bytes": pack_bytes * 1.15 + 300e6,
             "describe": sides[name].loaded["describe"],
+            "env": sides[name].env,
             "ratio_vs_actquant_median": med / aq,
             "ratio_vs_actquant_per_round": [a / b for a, b in zip(times[name], times[best])],
             "ratio_vs_each_anchor": {a: med / medians[a] for a in anchors},
