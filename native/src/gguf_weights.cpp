@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -230,6 +231,17 @@ void GgufWeights::place_fused(ggml_backend_t backend) {
             const std::string b = stack + std::to_string(i) + ".";
             groups.push_back({b + "attn_qkv.weight", {find(b + "attn_q.weight"), find(b + "attn_k.weight"), find(b + "attn_v.weight")}});
             groups.push_back({b + "ffn_gate_up.weight", {find(b + "ffn_gate.weight"), find(b + "ffn_up.weight")}});
+        }
+    }
+    // SigLIP's q/k/v carry biases: the fused bias lets one add follow the one product.
+    // VLA_EDGE_FUSE_VISION_QKV=0 keeps them apart (same-run A/B of this fusion alone, docs/gpu.md).
+    const char* fuse_vision = std::getenv("VLA_EDGE_FUSE_VISION_QKV");
+    const bool vision = !fuse_vision || std::string(fuse_vision) != "0";
+    for (int i = 0; vision && find("v.blk." + std::to_string(i) + ".attn_q.weight"); ++i) {
+        const std::string b = "v.blk." + std::to_string(i) + ".";
+        for (const char* part : {"weight", "bias"}) {
+            const std::string p = std::string(".") + part;
+            groups.push_back({b + "attn_qkv" + p, {find(b + "attn_q" + p), find(b + "attn_k" + p), find(b + "attn_v" + p)}});
         }
     }
     // Members must be plain matrices of one type and input width; quantised rows a multiple of

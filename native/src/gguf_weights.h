@@ -72,8 +72,9 @@ class GgufWeights {
     ggml_tensor* get(const std::string& name) const;   // throws naming the tensor if absent
     // Matrices that multiply the same input, laid out one after another in device memory so one
     // product computes them all: "<layer>attn_qkv.weight" ([q; k; v] rows) and
-    // "<layer>ffn_gate_up.weight" ([gate; up]) of every LLM and expert layer whose members share a
-    // type and input width. The members stay addressable under their own names (same bytes, no
+    // "<layer>ffn_gate_up.weight" ([gate; up]) of every LLM and expert layer, and the vision
+    // layers' "v.blk.<i>.attn_qkv.weight" / ".bias" (the bias as a [width, 3] matrix), whose members
+    // share a type and input width. The members stay addressable under their own names (same bytes, no
     // second copy). nullptr where not fused (CPU backends, mixed types, loaded without fusion).
     ggml_tensor* fused(const std::string& name) const;
 

@@ -197,10 +197,14 @@ ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_
 ggml_tensor* attention(ggml_context* ctx, ggml_backend_t flash, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
                        int64_t n_seq = 1) {
     const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2] / n_seq;
-    if (n_seq > 1) {
-        q = ggml_reshape_4d(ctx, q, d, heads, n, n_seq);
-        k = ggml_reshape_4d(ctx, k, d, k->ne[1], k->ne[2] / n_seq, n_seq);
-        v = ggml_reshape_4d(ctx, v, d, v->ne[1], v->ne[2] / n_seq, n_seq);
+    if (n_seq > 1) {  // views, not reshapes: q/k/v may be strided views of one fused product
+        auto split = [&](ggml_tensor* t) {
+            const int64_t len = t->ne[2] / n_seq;
+            return ggml_view_4d(ctx, t, d, t->ne[1], len, n_seq, t->nb[1], t->nb[2], len * t->nb[2], 0);
+        };
+        q = split(q);
+        k = split(k);
+        v = split(v);
     }
     ggml_tensor* qp = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [d, n, heads]
     ggml_tensor* kp = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [d, nk, kv]
@@ -370,11 +374,23 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
             w.get(b + "attn_v.weight")->ne[0] == stored_in) {
             h = ggml_pad(ctx, h, static_cast<int>(stored_in - h->ne[0]), 0, 0, 0);
         }
-        auto proj = [&](const char* p) {
-            ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
-            return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
-        };
-        ggml_tensor* a = attention(ctx, hp.flash_vision, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
+        ggml_tensor* a = nullptr;
+        ggml_tensor* fused = w.fused(b + "attn_qkv.weight");
+        ggml_tensor* fused_bias = w.fused(b + "attn_qkv.bias");
+        if (fused && fused_bias) {  // one product and one bias add for q, k and v (GPU weights)
+            ggml_tensor* y = linear(ctx, h, fused, ggml_reshape_1d(ctx, fused_bias, ggml_nelements(fused_bias)));
+            const size_t f = ggml_element_size(y);
+            auto part = [&](int64_t which) {
+                return ggml_view_3d(ctx, y, hd, hp.v_heads, N, hd * f, y->nb[1], which * H * f);
+            };
+            a = attention(ctx, hp.flash_vision, part(0), part(1), part(2), n_img);
+        } else {
+            auto proj = [&](const char* p) {
+                ggml_tensor* y = linear(ctx, h, w.get(b + p + ".weight"), w.get(b + p + ".bias"));
+                return ggml_reshape_3d(ctx, y, hd, hp.v_heads, N);
+            };
+            a = attention(ctx, hp.flash_vision, proj("attn_q"), proj("attn_k"), proj("attn_v"), n_img);
+        }
         x = ggml_add(ctx, x, linear(ctx, a, w.get(b + "attn_out.weight"), w.get(b + "attn_out.bias")));
         h = layer_norm(ctx, x, w.get(b + "ln2.weight"), w.get(b + "ln2.bias"), hp.v_eps);
         h = gelu_tanh(ctx, linear(ctx, h, w.get(b + "ffn_up.weight"), w.get(b + "ffn_up.bias")), hp);
