@@ -233,10 +233,10 @@ void GgufWeights::place_fused(ggml_backend_t backend) {
             groups.push_back({b + "ffn_gate_up.weight", {find(b + "ffn_gate.weight"), find(b + "ffn_up.weight")}});
         }
     }
-    // SigLIP's q/k/v carry biases: the fused bias lets one add follow the one product.
-    // VLA_EDGE_FUSE_VISION_QKV=0 keeps them apart (same-run A/B of this fusion alone, docs/gpu.md).
+    // SigLIP's q/k/v carry biases: the fused bias lets one add follow the one product. Opt-in
+    // (VLA_EDGE_FUSE_VISION_QKV=1) until the GPU forms check and a same-run A/B have run it (docs/gpu.md).
     const char* fuse_vision = std::getenv("VLA_EDGE_FUSE_VISION_QKV");
-    const bool vision = !fuse_vision || std::string(fuse_vision) != "0";
+    const bool vision = fuse_vision && std::string(fuse_vision) == "1";
     for (int i = 0; vision && find("v.blk." + std::to_string(i) + ".attn_q.weight"); ++i) {
         const std::string b = "v.blk." + std::to_string(i) + ".";
         for (const char* part : {"weight", "bias"}) {
