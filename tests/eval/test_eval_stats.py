@@ -28,6 +28,8 @@ def test_wilson_matches_the_quadratic_roots():
         s = int(rng.integers(0, n + 1))
         np.testing.assert_allclose(wilson(s, n), _wilson_by_roots(s, n, z), atol=1e-9)
     assert wilson(0, 0) == (0.0, 1.0)
+    for n in (1, 7, 10, 50):  # the closed ends are exact, not 1e-17 off
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
 
 
 def test_mcnemar_matches_enumeration():
