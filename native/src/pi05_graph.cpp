@@ -194,8 +194,9 @@ ggml_tensor* rope(ggml_context* ctx, ggml_tensor* x, ggml_tensor* pos, int head_
 // n_seq > 1: the tokens are n_seq independent sequences of equal length, one after another
 // (the cameras in one vision call); each attends only within itself.
 // flash: the backend to run flash attention on (nullptr: the matmul form).
+// mask: F16 [nk, n] added to the scores (0 or -inf), or nullptr.
 ggml_tensor* attention(ggml_context* ctx, ggml_backend_t flash, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
-                       int64_t n_seq = 1) {
+                       int64_t n_seq = 1, ggml_tensor* mask = nullptr) {
     const int64_t d = q->ne[0], heads = q->ne[1], n = q->ne[2] / n_seq;
     if (n_seq > 1) {  // views, not reshapes: q/k/v may be strided views of one fused product
         auto split = [&](ggml_tensor* t) {
@@ -211,12 +212,12 @@ ggml_tensor* attention(ggml_context* ctx, ggml_backend_t flash, ggml_tensor* q, 
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     if (flash) {
         ggml_tensor* vp = ggml_permute(ctx, v, 0, 2, 1, 3);              // [d, nk, kv], not transposed
-        ggml_tensor* fa = ggml_flash_attn_ext(ctx, qp, kp, vp, nullptr, scale, 0.0f, 0.0f);  // [d, heads, n]
+        ggml_tensor* fa = ggml_flash_attn_ext(ctx, qp, kp, vp, mask, scale, 0.0f, 0.0f);  // [d, heads, n]
         ggml_prec_set_acc(fa, GGML_PREC_F32);
         if (ggml_backend_supports_op(flash, fa)) return ggml_reshape_2d(ctx, fa, d * heads, n * n_seq);
     }
     ggml_tensor* kq = ggml_mul_mat(ctx, kp, qp);                         // [nk, n, heads]
-    kq = ggml_soft_max_ext(ctx, kq, nullptr, scale, 0.0f);
+    kq = ggml_soft_max_ext(ctx, kq, mask, scale, 0.0f);
     ggml_tensor* vt = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [nk, d, kv]
     ggml_tensor* out = ggml_mul_mat(ctx, vt, kq);                        // [d, n, heads]
     out = ggml_permute(ctx, out, 0, 2, 1, 3);                            // [d, heads, n]
@@ -298,12 +299,17 @@ void read_attention_keys(const GgufWeights& w, const std::string& prefix, StackH
 
 }  // namespace
 
-std::vector<int64_t> cache_bases(const std::vector<int>& n_prefix, int horizon) {
+int64_t kv_span(int n_prefix, int horizon, int kv_pad) {
+    const int64_t rows = static_cast<int64_t>(n_prefix) + horizon;
+    return (rows + kv_pad - 1) / kv_pad * kv_pad;
+}
+
+std::vector<int64_t> cache_bases(const std::vector<int>& n_prefix, int horizon, int kv_pad) {
     std::vector<int64_t> bases;
     int64_t next = 0;
     for (int n : n_prefix) {
         bases.push_back(next);
-        next += n + horizon;
+        next += kv_span(n, horizon, kv_pad);
     }
     return bases;
 }
@@ -404,7 +410,7 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
                   ggml_tensor* embeddings, ggml_tensor* positions, ggml_tensor* rows, const KvCache& cache,
                   const std::vector<int>& lengths) {
     const auto& m = hp.llm;
-    const std::vector<int64_t> bases = cache_bases(lengths, hp.horizon);
+    const std::vector<int64_t> bases = cache_bases(lengths, hp.horizon, hp.kv_pad);
     ggml_tensor* x = embeddings;
     for (int i = 0; i < m.layers; ++i) {
         const std::string b = "pali.blk." + std::to_string(i) + ".";
@@ -455,10 +461,11 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
 
 ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                                ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions,
-                               ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix) {
+                               ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix,
+                               const std::vector<ggml_tensor*>& masks) {
     const auto& e = hp.expert;
     const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
-    const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon));
+    const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon), hp.kv_pad);
     ggml_tensor* x = linear(ctx, x_t, w.get("action.action_in.weight"), w.get("action.action_in.bias"));
     for (int i = 0; i < e.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
@@ -473,11 +480,13 @@ ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWei
         ggml_tensor* values_all = ggml_set_rows(ctx, cache.v[i], token_matrix(ctx, v), rows);
         // Observation s: its chunk's tokens attend to its own cached prefix and its own chunk.
         std::vector<ggml_tensor*> parts;
+        // With masks: the padded range (kv_span rows), its rows past the chunk masked out.
         for (size_t s = 0; s < n_prefix.size(); ++s) {
-            const int64_t len = n_prefix[s] + horizon;
+            ggml_tensor* mask = masks.empty() ? nullptr : masks[s];
+            const int64_t len = mask ? mask->ne[0] : n_prefix[s] + horizon;
             parts.push_back(attention(ctx, hp.flash_text, token_rows(ctx, q, static_cast<int64_t>(s) * horizon, horizon),
                                       cache_range(ctx, keys_all, e, bases[s], len),
-                                      cache_range(ctx, values_all, e, bases[s], len)));
+                                      cache_range(ctx, values_all, e, bases[s], len), 1, mask));
         }
         ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
         x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));

@@ -37,6 +37,11 @@ struct Pi05Hparams {
     // at hand; the matmul + softmax form otherwise.
     ggml_backend_t flash_vision = nullptr;
     ggml_backend_t flash_text = nullptr;
+    // Rows per observation's K/V range are rounded up to a multiple of this (1: not padded). With
+    // 256 the expert attends over a zero-filled, masked range whose length ggml-CUDA's grouped-query
+    // flash kernel accepts (it reads each K/V tile once for all 8 query heads; it needs a mask and a
+    // K/V length that is a multiple of 256). Opt-in: VLA_EDGE_PAD_EXPERT_KV=1 (docs/gpu.md).
+    int kv_pad = 1;
 
     int num_patches() const { return (image_size / patch) * (image_size / patch); }
     // Reads the keys our packs and the released ActQuant pi05.gguf carry, then checks every
@@ -52,8 +57,10 @@ struct KvCache {
     std::vector<ggml_tensor*> k, v;
 };
 
-// base_s of every observation: the ranges lie one after another.
-std::vector<int64_t> cache_bases(const std::vector<int>& n_prefix, int horizon);
+// Rows of one observation's K/V range: its prefix and chunk, rounded up to a multiple of kv_pad.
+int64_t kv_span(int n_prefix, int horizon, int kv_pad);
+// base_s of every observation: the ranges (kv_span rows each) lie one after another.
+std::vector<int64_t> cache_bases(const std::vector<int>& n_prefix, int horizon, int kv_pad);
 
 // Batches: the token matrices carry every observation's tokens one after another (images, prefix
 // and chunk tokens alike), so each weight matrix is read once per batch; attention and RoPE
@@ -86,6 +93,7 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
 // of every chunk token. gf: the graph being built (the norms' modulation views enter it first).
 ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                                ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions,
-                               ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix);
+                               ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix,
+                               const std::vector<ggml_tensor*>& masks = {});
 
 }  // namespace vla_edge

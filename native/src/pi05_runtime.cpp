@@ -1,5 +1,6 @@
 #include "pi05_runtime.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -136,7 +137,9 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
 
         // flash attention's CUDA kernels read F16 K/V (F32 ones are converted on every call)
         cache_type_ = hp_.flash_text && !cpu ? GGML_TYPE_F16 : GGML_TYPE_F32;
-        allocate_cache(max_prefix_ + hp_.horizon);
+        const char* pad = std::getenv("VLA_EDGE_PAD_EXPERT_KV");  // opt-in until measured on a GPU
+        hp_.kv_pad = hp_.flash_text && pad && std::string(pad) == "1" ? 256 : 1;
+        allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
         }
@@ -173,6 +176,9 @@ void Pi05Runtime::allocate_cache(int tokens) {
     cache_tokens_ = 0;
     cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
     if (!cache_buf_) throw std::runtime_error("cannot allocate the KV cache for " + std::to_string(tokens) + " tokens");
+    // Rows no token has written yet are read (masked) by padded ranges: they must hold finite values,
+    // since a masked NaN still poisons the weighted sum of V (0 * NaN).
+    ggml_backend_buffer_clear(cache_buf_, 0);
     cache_tokens_ = tokens;
 }
 
@@ -322,11 +328,13 @@ void Pi05Runtime::ensure_expert(const std::vector<int>& n_prefix) {
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
     ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, tokens);
     for (ggml_tensor* in : {x, t, pos, rows}) ggml_set_input(in);
+    expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}};
+    const std::vector<ggml_tensor*> masks = expert_masks(ctx, expert_, n_prefix);
     const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
-    ggml_tensor* v = build_expert_step(ctx, expert_.gf, *weights_, hp_, x, cond, 0, pos, rows, cache_, n_prefix);
+    ggml_tensor* v = build_expert_step(ctx, expert_.gf, *weights_, hp_, x, cond, 0, pos, rows, cache_, n_prefix, masks);
     ggml_set_output(v);
     ggml_build_forward_expand(expert_.gf, v);
-    expert_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}, {"v", v}};
+    expert_.io["v"] = v;
     finish(expert_, "expert");
     expert_.key = n_prefix;
 }
@@ -346,19 +354,46 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
     ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, tokens);
     for (ggml_tensor* in : {x, t, pos, rows}) ggml_set_input(in);
+    chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}};
+    const std::vector<ggml_tensor*> masks = expert_masks(ctx, chunk_, n_prefix);
     // Euler from t = 1 (noise) to t = 0, as the host loop of the per-step graph does it.
     const float dt = -1.0f / static_cast<float>(num_steps);
     ggml_tensor* xs = x;
     const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
     for (int step = 0; step < num_steps; ++step) {
-        ggml_tensor* v = build_expert_step(ctx, chunk_.gf, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix);
+        ggml_tensor* v = build_expert_step(ctx, chunk_.gf, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix, masks);
         xs = ggml_add(ctx, xs, ggml_scale(ctx, v, dt));
     }
     ggml_set_output(xs);
     ggml_build_forward_expand(chunk_.gf, xs);
-    chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}, {"out", xs}};
+    chunk_.io["out"] = xs;
     finish(chunk_, "expert");
     chunk_.key = key;
+}
+
+std::vector<ggml_tensor*> Pi05Runtime::expert_masks(ggml_context* ctx, Graph& g, const std::vector<int>& n_prefix) const {
+    std::vector<ggml_tensor*> masks;
+    if (hp_.kv_pad <= 1) return masks;
+    for (size_t s = 0; s < n_prefix.size(); ++s) {
+        ggml_tensor* m = ggml_new_tensor_2d(ctx, GGML_TYPE_F16, kv_span(n_prefix[s], hp_.horizon, hp_.kv_pad), hp_.horizon);
+        ggml_set_input(m);
+        g.io["mask" + std::to_string(s)] = m;
+        masks.push_back(m);
+    }
+    return masks;
+}
+
+void Pi05Runtime::set_expert_masks(Graph& g, const std::vector<int>& n_prefix) {
+    if (hp_.kv_pad <= 1) return;
+    const ggml_fp16_t open = ggml_fp32_to_fp16(0.0f), shut = ggml_fp32_to_fp16(-INFINITY);
+    for (size_t s = 0; s < n_prefix.size(); ++s) {
+        const int64_t span = kv_span(n_prefix[s], hp_.horizon, hp_.kv_pad), valid = n_prefix[s] + hp_.horizon;
+        host_mask_.assign(static_cast<size_t>(span) * hp_.horizon, shut);
+        for (int j = 0; j < hp_.horizon; ++j)
+            std::fill_n(host_mask_.begin() + static_cast<size_t>(j) * span, valid, open);
+        ggml_backend_tensor_set(g.io.at("mask" + std::to_string(s)), host_mask_.data(), 0,
+                                host_mask_.size() * sizeof(ggml_fp16_t));
+    }
 }
 
 namespace {
@@ -476,9 +511,10 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     }
     const int total_prefix = std::accumulate(n_prefix.begin(), n_prefix.end(), 0);
     const int B = static_cast<int>(batch.size()), H = hp_.horizon;
-    if (total_prefix + B * H > cache_tokens_) allocate_cache((max_prefix_ + H) * B);
-    // Cache rows: observation b's prefix, then its chunk (see KvCache).
-    const std::vector<int64_t> bases = cache_bases(n_prefix, H);
+    // Cache rows: observation b's prefix, then its chunk (see KvCache), kv_span rows each.
+    const std::vector<int64_t> bases = cache_bases(n_prefix, H, hp_.kv_pad);
+    if (bases.back() + kv_span(n_prefix.back(), H, hp_.kv_pad) > cache_tokens_)
+        allocate_cache(static_cast<int>(kv_span(max_prefix_, H, hp_.kv_pad) * B));
     host_rows_.clear();
     for (int b = 0; b < B; ++b)
         for (int j = 0; j < n_prefix[b]; ++j) host_rows_.push_back(bases[b] + j);
@@ -546,6 +582,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
         ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
         ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
+        set_expert_masks(chunk_, n_prefix);
         compute(chunk_);
         ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
     } else {  // one graph reused for every step, x updated on the host
@@ -560,6 +597,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
             ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
             ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
             ggml_backend_tensor_set(expert_.io["t"], host_time_.data() + static_cast<size_t>(step) * E, 0, E * sizeof(float));
+            set_expert_masks(expert_, n_prefix);
             compute(expert_);
             ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
             for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];

@@ -107,6 +107,8 @@ class Pi05Runtime {
     int adjacent_rope_set_rows() const;
     // Input shapes that have a CUDA graph of their own (0 on the CPU; see ShapeMarkers).
     size_t shape_markers() const { return markers_.count(); }
+    // Rows each observation's K/V range is padded to a multiple of (1: none; VLA_EDGE_PAD_EXPERT_KV).
+    int expert_kv_pad() const { return hp_.kv_pad; }
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -164,6 +166,10 @@ class Pi05Runtime {
     void ensure_prefix(const std::vector<int>& n_prefix);
     void ensure_expert(const std::vector<int>& n_prefix);
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
+    // Padded expert K/V (hp_.kv_pad > 1): one F16 [kv_span, horizon] mask input per observation,
+    // named mask<s>, created with the expert graphs and filled on every call.
+    std::vector<ggml_tensor*> expert_masks(ggml_context* ctx, Graph& g, const std::vector<int>& n_prefix) const;
+    void set_expert_masks(Graph& g, const std::vector<int>& n_prefix);
     void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
     void choose_attention(const std::string& option, bool cpu);
@@ -178,7 +184,7 @@ class Pi05Runtime {
     Pi05Hparams hp_;
     int n_threads_ = 1;
     int max_prefix_ = 0;      // per observation
-    int cache_tokens_ = 0;    // KV cache rows: max_prefix_ + horizon per observation of the largest batch so far
+    int cache_tokens_ = 0;    // KV cache rows: kv_span(max_prefix_) per observation of the largest batch so far
     ggml_type cache_type_ = GGML_TYPE_F32;
     ggml_context* cache_ctx_ = nullptr;
     ggml_backend_buffer_t cache_buf_ = nullptr;
@@ -192,6 +198,7 @@ class Pi05Runtime {
     std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
     std::vector<int32_t> host_pos_;
     std::vector<int64_t> host_rows_;  // cache row of every prefix token, then of every chunk token
+    std::vector<ggml_fp16_t> host_mask_;
 };
 
 }  // namespace vla_edge

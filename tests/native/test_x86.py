@@ -263,3 +263,33 @@ def test_automatic_device_weights_widen_only_on_a_discrete_gpu_with_room():
     to, note = _native.automatic_widening(int(6.3 * gib), 8 * gib, 12 * gib, True, 86)  # 12 GB card: 8.3 GiB needed
     assert to == "stored" and "bf16 copy does not fit" in note
     assert _native.automatic_widening(int(6.3 * gib), int(8.4 * gib), 12 * gib, True, 86)[0] == "bf16"
+
+
+def test_padded_expert_kv_with_a_mask_equals_the_unpadded_range(pair, tiny_pack_dir, monkeypatch):
+    """VLA_EDGE_PAD_EXPERT_KV=1 (opt-in, for ggml-CUDA's grouped-query flash kernel, which needs a
+    mask and a K/V length that is a multiple of 256): every observation's K/V range is rounded up to
+    256 rows, the rows past its chunk zero-filled and masked with -inf. On the CPU with flash
+    attention forced, the chunk must equal the unpadded one to rounding, for one observation and
+    for a batch of two with different prefix lengths (their ranges then start at padded bases), in
+    the per-step and the one-graph expert alike; and the reference still agrees."""
+    ref = pair[0]
+    plain = load_policy(tiny_pack_dir, target="x86", threads=2, attention="flash")
+    monkeypatch.setenv("VLA_EDGE_PAD_EXPERT_KV", "1")
+    padded = {form: load_policy(tiny_pack_dir, target="x86", threads=2, attention="flash", expert_graph=form)
+              for form in ("step", "chunk")}
+    matmul = load_policy(tiny_pack_dir, target="x86", threads=2, attention="matmul")  # no flash: no padding
+    assert plain._backend.runtime.expert_kv_pad == 1 and matmul._backend.runtime.expert_kv_pad == 1
+    assert all(p._backend.runtime.expert_kv_pad == 256 for p in padded.values())
+    rng = np.random.default_rng()
+    one = random_observation(ref.pack, rng, prompt="open the drawer")
+    two = random_observation(ref.pack, rng, prompt="put the red block on the blue plate, then close the lid")
+    two.cameras = {k: v for k, v in two.cameras.items() if k == "base"}
+    noises = [rng.standard_normal(ref.noise_shape).astype(np.float32) for _ in range(2)]
+    expected = [plain.infer(o, noise=n).actions for o, n in zip((one, two), noises)]
+    for form, policy in padded.items():
+        got = policy.infer(one, noise=noises[0]).actions
+        assert rel_l2(got, expected[0]) <= 1e-5, f"{form}: rel-L2 {rel_l2(got, expected[0]):.2e}"
+        batch = policy.infer_batch([(one, noises[0]), (two, noises[1])])
+        for chunk, want in zip(batch, expected):
+            assert rel_l2(chunk.actions, want) <= 1e-5, f"{form} batch: rel-L2 {rel_l2(chunk.actions, want):.2e}"
+    assert rel_l2(expected[1], ref.infer(two, noise=noises[1]).actions) <= 1e-4
