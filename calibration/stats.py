@@ -79,6 +79,14 @@ class TensorStats:
             raise ValueError("no activation rows were recorded")
         return (self.sum_sq.sum(axis=0) / total).astype(np.float32)
 
+    def importance_spread(self) -> float:
+        """max / mean of importance(): 1 when every input channel is equally loud. The imatrix can
+        only protect channels that stand out (trained LLMs have outlier channels far above the
+        mean); near 1 its weighting is close to uniform and cannot make a K-quant much better."""
+        imp = self.importance()
+        mean = float(imp.mean())
+        return float(imp.max()) / mean if mean > 0 else float("nan")
+
     def percentile(self, q: float, step: int | None = None) -> float:
         """Upper bound of the q-th percentile (0..100) of |x| (a bin's upper edge, so a scale
         derived from it never clips more than 100-q percent), over all steps or one step."""
@@ -127,3 +135,14 @@ class ActivationCollector:
         if stats.steps != steps:
             raise ValueError(f"{name}: seen both inside and outside the flow loop")
         stats.add(fit_width(x, n_in), 0 if flow is None else flow[0])
+
+
+def spread_summary(tensors: dict[str, TensorStats]) -> dict[str, float]:
+    """Median and largest importance spread over the tensors that saw activations (see
+    TensorStats.importance_spread), with the name of the largest."""
+    spreads = {name: t.importance_spread() for name, t in tensors.items() if int(t.count.sum()) > 0}
+    if not spreads:
+        return {}
+    loudest = max(spreads, key=spreads.get)
+    return {"tensors": len(spreads), "median": float(np.median(list(spreads.values()))),
+            "max": spreads[loudest], "max_tensor": loudest}

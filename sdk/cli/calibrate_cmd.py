@@ -33,6 +33,7 @@ def calibrate(
     """Run the pack on recorded observations and save per-tensor activation statistics (imatrix,
     absmax / percentile ranges, per flow step for the action expert) with the pack's identity."""
     from ..calibration.calibrate import calibrate as run_calibration
+    from ..calibration.stats import spread_summary
     from ..packs.demo import resolve_pack
 
     calib = run_calibration(resolve_pack(pack), sources, out, samples=samples, held_out=held_out, seed=seed,
@@ -41,6 +42,10 @@ def calibrate(
     data = calib.header["data"]
     typer.echo(f"wrote {out}: {len(calib.tensors)} tensors, {len(data['calibration'])} observations, "
                f"{len(data['held_out'])} held out (compare on them: vla-edge pack compare A B --obs-from {out})")
+    spread = spread_summary(calib.tensors)
+    if spread:
+        typer.echo(f"importance spread (loudest input channel / mean, per tensor): median {spread['median']:.1f}, "
+                   f"max {spread['max']:.1f} ({spread['max_tensor']}); near 1 the imatrix has no channel to protect")
 
 
 def _camera_map(pairs: list[str]) -> dict[str, str]:

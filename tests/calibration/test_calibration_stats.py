@@ -11,7 +11,7 @@ import pytest
 
 from vla_edge.calibration.calibrate import collect, sample_noise
 from vla_edge.calibration.observations import samples_from
-from vla_edge.calibration.stats import BINS_PER_OCTAVE, ActivationCollector, TensorStats, fit_width
+from vla_edge.calibration.stats import BINS_PER_OCTAVE, ActivationCollector, TensorStats, fit_width, spread_summary
 from vla_edge.packs.pack import Pack
 from vla_edge.targets.reference import ops
 
@@ -85,3 +85,26 @@ def test_collector_refuses_a_flow_loop_of_another_length():
     collector = ActivationCollector({"action.x": 4}, expert_steps=10)
     with pytest.raises(ValueError, match="5 steps"):
         collector("action.x", np.ones((2, 4), np.float32), (0, 5))
+
+
+def test_importance_spread_finds_a_loud_channel_and_is_near_one_without():
+    """Equal channels give a spread near 1 (the largest of 64 sample means of x^2 over 20,000 rows
+    lies within ~5% of 1); one channel 10x louder gives 100 n / (n - 1 + 100) of the mean, within
+    the same sampling error; the summary names the loud tensor."""
+    rng = np.random.default_rng()
+    n = 64
+    flat, loud = TensorStats.empty(n, 1), TensorStats.empty(n, 2)
+    rows = rng.standard_normal((20_000, n)).astype(np.float32)
+    flat.add(rows)
+    scaled = rows.copy()
+    channel = int(rng.integers(n))
+    scaled[:, channel] *= 10
+    loud.add(scaled[:10_000], step=0)
+    loud.add(scaled[10_000:], step=1)
+    assert 1.0 <= flat.importance_spread() <= 1.06
+    assert loud.importance_spread() == pytest.approx(100 * n / (n - 1 + 100), rel=0.06)
+    summary = spread_summary({"a.weight": flat, "b.weight": loud, "unused.weight": TensorStats.empty(n, 1)})
+    assert summary["tensors"] == 2 and summary["max_tensor"] == "b.weight"
+    assert summary["max"] == pytest.approx(loud.importance_spread())
+    assert spread_summary({}) == {}
+
