@@ -177,8 +177,9 @@ void Pi05Runtime::allocate_cache(int tokens) {
     cache_buf_ = ggml_backend_alloc_ctx_tensors(cache_ctx_, backend_);
     if (!cache_buf_) throw std::runtime_error("cannot allocate the KV cache for " + std::to_string(tokens) + " tokens");
     // Rows no token has written yet are read (masked) by padded ranges: they must hold finite values,
-    // since a masked NaN still poisons the weighted sum of V (0 * NaN).
-    ggml_backend_buffer_clear(cache_buf_, 0);
+    // since a masked NaN still poisons the weighted sum of V (0 * NaN). Unpadded ranges read only
+    // rows written in the same call.
+    if (hp_.kv_pad > 1) ggml_backend_buffer_clear(cache_buf_, 0);
     cache_tokens_ = tokens;
 }
 
@@ -383,16 +384,26 @@ std::vector<ggml_tensor*> Pi05Runtime::expert_masks(ggml_context* ctx, Graph& g,
     return masks;
 }
 
-void Pi05Runtime::set_expert_masks(Graph& g, const std::vector<int>& n_prefix) {
+void Pi05Runtime::prepare_expert_masks(const std::vector<int>& n_prefix) {
+    host_mask_.clear();
     if (hp_.kv_pad <= 1) return;
     const ggml_fp16_t open = ggml_fp32_to_fp16(0.0f), shut = ggml_fp32_to_fp16(-INFINITY);
-    for (size_t s = 0; s < n_prefix.size(); ++s) {
-        const int64_t span = kv_span(n_prefix[s], hp_.horizon, hp_.kv_pad), valid = n_prefix[s] + hp_.horizon;
-        host_mask_.assign(static_cast<size_t>(span) * hp_.horizon, shut);
+    for (int n : n_prefix) {
+        const int64_t span = kv_span(n, hp_.horizon, hp_.kv_pad), valid = n + hp_.horizon;
+        const size_t first = host_mask_.size();
+        host_mask_.resize(first + static_cast<size_t>(span) * hp_.horizon, shut);
         for (int j = 0; j < hp_.horizon; ++j)
-            std::fill_n(host_mask_.begin() + static_cast<size_t>(j) * span, valid, open);
-        ggml_backend_tensor_set(g.io.at("mask" + std::to_string(s)), host_mask_.data(), 0,
-                                host_mask_.size() * sizeof(ggml_fp16_t));
+            std::fill_n(host_mask_.begin() + first + static_cast<size_t>(j) * span, valid, open);
+    }
+}
+
+void Pi05Runtime::set_expert_masks(Graph& g, size_t n_obs) {
+    if (hp_.kv_pad <= 1) return;
+    size_t first = 0;
+    for (size_t s = 0; s < n_obs; ++s) {
+        ggml_tensor* m = g.io.at("mask" + std::to_string(s));
+        ggml_backend_tensor_set(m, host_mask_.data() + first, 0, ggml_nbytes(m));
+        first += static_cast<size_t>(ggml_nelements(m));
     }
 }
 
@@ -576,13 +587,14 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     host_time_.resize(static_cast<size_t>(E) * num_steps);
     for (int step = 0; step < num_steps; ++step) time_embedding(step, num_steps, host_time_.data() + static_cast<size_t>(step) * E);
     const auto expert_start = std::chrono::steady_clock::now();
+    prepare_expert_masks(n_prefix);
     if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
         ensure_expert_chunk(n_prefix, num_steps);
         ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
         ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
         ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
         ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
-        set_expert_masks(chunk_, n_prefix);
+        set_expert_masks(chunk_, n_prefix.size());
         compute(chunk_);
         ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
     } else {  // one graph reused for every step, x updated on the host
@@ -597,7 +609,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
             ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
             ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
             ggml_backend_tensor_set(expert_.io["t"], host_time_.data() + static_cast<size_t>(step) * E, 0, E * sizeof(float));
-            set_expert_masks(expert_, n_prefix);
+            set_expert_masks(expert_, n_prefix.size());
             compute(expert_);
             ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
             for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];

@@ -167,9 +167,11 @@ class Pi05Runtime {
     void ensure_expert(const std::vector<int>& n_prefix);
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
     // Padded expert K/V (hp_.kv_pad > 1): one F16 [kv_span, horizon] mask input per observation,
-    // named mask<s>, created with the expert graphs and filled on every call.
+    // named mask<s>, created with the expert graphs; the host masks are made once per call
+    // (prepare_expert_masks) and uploaded before every compute that reads them (set_expert_masks).
     std::vector<ggml_tensor*> expert_masks(ggml_context* ctx, Graph& g, const std::vector<int>& n_prefix) const;
-    void set_expert_masks(Graph& g, const std::vector<int>& n_prefix);
+    void prepare_expert_masks(const std::vector<int>& n_prefix);
+    void set_expert_masks(Graph& g, size_t n_obs);
     void time_embedding(int step, int num_steps, float* out) const;
     void finish(Graph& g, const char* stage);
     void choose_attention(const std::string& option, bool cpu);
@@ -198,7 +200,7 @@ class Pi05Runtime {
     std::vector<float> host_patches_, host_prefix_, host_x_, host_time_, host_v_;
     std::vector<int32_t> host_pos_;
     std::vector<int64_t> host_rows_;  // cache row of every prefix token, then of every chunk token
-    std::vector<ggml_fp16_t> host_mask_;
+    std::vector<ggml_fp16_t> host_mask_;  // every observation's expert mask, one after another
 };
 
 }  // namespace vla_edge

@@ -107,4 +107,3 @@ def test_importance_spread_finds_a_loud_channel_and_is_near_one_without():
     assert summary["tensors"] == 2 and summary["max_tensor"] == "b.weight"
     assert summary["max"] == pytest.approx(loud.importance_spread())
     assert spread_summary({}) == {}
-
