@@ -10,7 +10,15 @@ recipe=${1:-actquant-3.97}; shift || true
 [ -f .anchor/pi05_infer.py ] || { echo ".anchor/pi05_infer.py is missing: carry realtime-vla's files (see above)"; exit 2; }
 source benchmarks/gpu_packs.sh || exit 1
 # every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
-# (SKIP_FORMS=1: already checked on this warm machine)
-[ "${SKIP_FORMS:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 --out "$OUT/gpu_forms_check.json" || echo "forms check: exit $?"
+# (SKIP_FORMS=1: already checked on this warm machine). FORMS_ENVS="VAR=VALUE ...": each opt-in
+# switch a variant below sets is checked too, every form with that one variable in the environment.
+if [ "${SKIP_FORMS:-0}" != 1 ]; then
+  PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 --out "$OUT/gpu_forms_check.json" || echo "forms check: exit $?"
+  for assignment in ${FORMS_ENVS:-}; do
+    echo "forms check with $assignment"
+    env "$assignment" PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 \
+      --out "$OUT/gpu_forms_check_${assignment%%=*}.json" || echo "forms check with $assignment: exit $?"
+  done
+fi
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" --tiny-pack "$tiny" \
   --out "$OUT/gpu_vs_realtime_vla.json" "$@"
