@@ -164,8 +164,13 @@ ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, ggml_
 }
 
 // Gemma stores RMSNorm weights as deltas from one: y = rms(x) * (1 + w) = rms(x) + rms(x) * w.
-ggml_tensor* gemma_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
+// With the constant 1 + w (GEMMA_PLUS_ONE) one multiply, which ggml-CUDA fuses into the norm's
+// kernel; without it three kernels (the norm's output has two readers, so nothing fuses).
+ggml_tensor* gemma_rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps, const ConstantTensors* constants) {
     ggml_tensor* n = ggml_rms_norm(ctx, x, eps);
+    if (ggml_tensor* w1 = constants ? constants->find(std::string(ggml_get_name(w)) + kPlusOne) : nullptr) {
+        return ggml_mul(ctx, n, w1);
+    }
     return ggml_add(ctx, n, ggml_mul(ctx, n, w));
 }
 
@@ -275,16 +280,18 @@ ggml_tensor* cache_range(ggml_context* ctx, ggml_tensor* c, const StackHparams& 
                         first * c->nb[1]);
 }
 
+// down: the down projection to use in place of the layer's own (a folded copy), or nullptr.
 ggml_tensor* geglu(ggml_context* ctx, ggml_tensor* h, const GgufWeights& w, const std::string& b,
-                   const Pi05Hparams& hp) {
+                   const Pi05Hparams& hp, ggml_tensor* down = nullptr) {
+    if (!down) down = w.get(b + "ffn_down.weight");
     ggml_tensor* fused = hp.backend_gelu_ops ? w.fused(b + "ffn_gate_up.weight") : nullptr;
-    if (fused) return linear(ctx, ggml_geglu(ctx, linear(ctx, h, fused)), w.get(b + "ffn_down.weight"));  // gelu(gate) * up
+    if (fused) return linear(ctx, ggml_geglu(ctx, linear(ctx, h, fused)), down);  // gelu(gate) * up
     ggml_tensor* gate = linear(ctx, h, w.get(b + "ffn_gate.weight"));
     ggml_tensor* up = linear(ctx, h, w.get(b + "ffn_up.weight"));
     ggml_tensor* gated = hp.fused_cpu_ops      ? ggml_map_custom2(ctx, gate, up, geglu_op, GGML_N_TASKS_MAX, nullptr)
                          : hp.backend_gelu_ops ? ggml_geglu_split(ctx, gate, up)
                                                : ggml_mul(ctx, gelu_tanh(ctx, gate, hp), up);
-    return linear(ctx, gated, w.get(b + "ffn_down.weight"));
+    return linear(ctx, gated, down);
 }
 
 // The LLM and the action expert name their attention keys the same way under different prefixes.
@@ -408,13 +415,13 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
 
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                   ggml_tensor* embeddings, ggml_tensor* positions, ggml_tensor* rows, const KvCache& cache,
-                  const std::vector<int>& lengths) {
+                  const std::vector<int>& lengths, const ConstantTensors* constants) {
     const auto& m = hp.llm;
     const std::vector<int64_t> bases = cache_bases(lengths, hp.horizon, hp.kv_pad);
     ggml_tensor* x = embeddings;
     for (int i = 0; i < m.layers; ++i) {
         const std::string b = "pali.blk." + std::to_string(i) + ".";
-        ggml_tensor* h = gemma_rms_norm(ctx, x, w.get(b + "attn_norm.weight"), m.eps);
+        ggml_tensor* h = gemma_rms_norm(ctx, x, w.get(b + "attn_norm.weight"), m.eps, constants);
         auto [q, k, v] = project_qkv(ctx, w, b, h, m);
         q = rope(ctx, q, positions, m.head_dim, hp.rope_theta);
         k = rope(ctx, k, positions, m.head_dim, hp.rope_theta);
@@ -435,7 +442,7 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
             first += len;
         }
         x = ggml_add(ctx, x, linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_o.weight")));
-        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps), w, b, hp));
+        x = ggml_add(ctx, x, geglu(ctx, gemma_rms_norm(ctx, x, w.get(b + "ffn_norm.weight"), m.eps, constants), w, b, hp));
     }
 }
 
@@ -462,7 +469,7 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
 ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                                ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions,
                                ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix,
-                               const std::vector<ggml_tensor*>& masks) {
+                               const std::vector<ggml_tensor*>& masks, const ConstantTensors* constants) {
     const auto& e = hp.expert;
     const int64_t H = x_t->ne[1], horizon = H / static_cast<int64_t>(n_prefix.size());
     const std::vector<int64_t> bases = cache_bases(n_prefix, static_cast<int>(horizon), hp.kv_pad);
@@ -488,14 +495,95 @@ ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWei
                                       cache_range(ctx, keys_all, e, bases[s], len),
                                       cache_range(ctx, values_all, e, bases[s], len), 1, mask));
         }
-        ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), w.get(b + "attn_output.weight"));
-        x = ggml_add(ctx, x, ggml_mul(ctx, a, gate));
+        // a gate folded into this step's copy of the output / down projection needs no multiply
+        ggml_tensor* out_w = constants ? constants->find(folded_name(b + "attn_output.weight", step)) : nullptr;
+        ggml_tensor* a = linear(ctx, concat_tokens(ctx, parts), out_w ? out_w : w.get(b + "attn_output.weight"));
+        x = ggml_add(ctx, x, out_w ? a : ggml_mul(ctx, a, gate));
         h = ada_rms_norm(ctx, gf, x, cond.ffn[i], step, e.eps, &gate);
-        x = ggml_add(ctx, x, ggml_mul(ctx, geglu(ctx, h, w, b, hp), gate));
+        ggml_tensor* down_w = constants ? constants->find(folded_name(b + "ffn_down.weight", step)) : nullptr;
+        ggml_tensor* y = geglu(ctx, h, w, b, hp, down_w);
+        x = ggml_add(ctx, x, down_w ? y : ggml_mul(ctx, y, gate));
     }
     ggml_tensor* gate = nullptr;
     ggml_tensor* h = ada_rms_norm(ctx, gf, x, cond.out, step, e.eps, &gate);
     return linear(ctx, h, w.get("action.action_out.weight"), w.get("action.action_out.bias"));
+}
+
+std::string folded_name(const std::string& weight, int step) { return weight + "@step" + std::to_string(step); }
+
+namespace {
+// Every adaptive norm of the expert: the per-layer pair, then the final one.
+std::vector<std::pair<std::string, const AdaModulation*>> ada_norms(const ExpertConditioning& c) {
+    std::vector<std::pair<std::string, const AdaModulation*>> norms;
+    for (size_t i = 0; i < c.attn.size(); ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        norms.emplace_back(b + "attn_norm", &c.attn[i]);
+        norms.emplace_back(b + "ffn_norm", &c.ffn[i]);
+    }
+    norms.emplace_back("action.output_norm", &c.out);
+    return norms;
+}
+}  // namespace
+
+ConstantTensors::Definition define_prefix_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp) {
+    ConstantTensors::Definition def;
+    for (int i = 0; i < hp.llm.layers; ++i) {
+        for (const char* norm : {"attn_norm.weight", "ffn_norm.weight"}) {
+            ggml_tensor* weight = w.get("pali.blk." + std::to_string(i) + "." + norm);
+            ggml_tensor* f32 = weight->type == GGML_TYPE_F32 ? weight : ggml_cast(ctx, weight, GGML_TYPE_F32);
+            def.constants.push_back({std::string(ggml_get_name(weight)) + kPlusOne, ggml_scale_bias(ctx, f32, 1.0f, 1.0f),
+                                     GGML_TYPE_F32});
+        }
+    }
+    return def;
+}
+
+ConstantTensors::Definition define_expert_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
+                                                    const float* time_emb, int num_steps, bool fold_gates) {
+    ConstantTensors::Definition def;
+    ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.expert.hidden, num_steps);
+    ggml_set_input(t);
+    def.inputs.push_back({t, time_emb});
+    const ExpertConditioning cond = build_expert_conditioning(ctx, w, hp, t);
+    for (const auto& [name, mod] : ada_norms(cond)) {
+        def.constants.push_back({name + ".mod", mod->mod, GGML_TYPE_F32});
+        def.constants.push_back({name + ".mod" + kPlusOne, mod->mod_plus_one, GGML_TYPE_F32});
+    }
+    if (!fold_gates) return def;
+    // y * gate = (diag(gate) W) x: each output row of W scaled by its channel's gate, one copy per step,
+    // kept in W's own type (only plain F32 / F16 / BF16 matrices: quantised rows are not rescaled)
+    const int64_t E = hp.expert.hidden;
+    for (int i = 0; i < hp.expert.layers; ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        const std::pair<const char*, const AdaModulation*> folds[] = {{"attn_output.weight", &cond.attn[i]},
+                                                                      {"ffn_down.weight", &cond.ffn[i]}};
+        for (const auto& [matrix, mod] : folds) {
+            ggml_tensor* W = w.get(b + matrix);
+            if (W->type != GGML_TYPE_F32 && W->type != GGML_TYPE_F16 && W->type != GGML_TYPE_BF16) continue;
+            if (W->ne[1] != E) continue;  // the gate scales the rows of an E-row product only
+            ggml_tensor* W32 = W->type == GGML_TYPE_F32 ? W : ggml_cast(ctx, W, GGML_TYPE_F32);
+            const size_t f = ggml_element_size(mod->mod);
+            for (int step = 0; step < num_steps; ++step) {
+                ggml_tensor* gate = ggml_view_2d(ctx, mod->mod, 1, E, f, step * mod->mod->nb[1] + 2 * E * f);  // [1, E]
+                def.constants.push_back({folded_name(b + matrix, step), ggml_mul(ctx, W32, gate), W->type});
+            }
+        }
+    }
+    return def;
+}
+
+ExpertConditioning conditioning_from(const ConstantTensors& constants, const Pi05Hparams& hp) {
+    auto kept = [&](const std::string& norm) {
+        return AdaModulation{constants.get(norm + ".mod"), constants.get(norm + ".mod" + kPlusOne)};
+    };
+    ExpertConditioning c;
+    for (int i = 0; i < hp.expert.layers; ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        c.attn.push_back(kept(b + "attn_norm"));
+        c.ffn.push_back(kept(b + "ffn_norm"));
+    }
+    c.out = kept("action.output_norm");
+    return c;
 }
 
 }  // namespace vla_edge

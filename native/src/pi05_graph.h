@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ggml-backend.h"
+#include "constant_tensors.h"
 #include "ggml.h"
 #include "gguf_weights.h"
 
@@ -40,7 +41,7 @@ struct Pi05Hparams {
     // Rows per observation's K/V range are rounded up to a multiple of this (1: not padded). With
     // 256 the expert attends over a zero-filled, masked range whose length ggml-CUDA's grouped-query
     // flash kernel accepts (it reads each K/V tile once for all 8 query heads; it needs a mask and a
-    // K/V length that is a multiple of 256). Opt-in: VLA_EDGE_PAD_EXPERT_KV=1 (docs/gpu.md).
+    // K/V length that is a multiple of 256). On by default off the CPU (VLA_EDGE_PAD_EXPERT_KV, docs/gpu.md).
     int kv_pad = 1;
 
     int num_patches() const { return (image_size / patch) * (image_size / patch); }
@@ -69,7 +70,7 @@ ggml_tensor* build_vision(ggml_context* ctx, const GgufWeights& w, const Pi05Hpa
 // lengths: each observation's prefix tokens. rows: I64 [tokens], the cache row of every token.
 void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                   ggml_tensor* embeddings, ggml_tensor* positions, ggml_tensor* rows, const KvCache& cache,
-                  const std::vector<int>& lengths);
+                  const std::vector<int>& lengths, const ConstantTensors* constants = nullptr);
 // One adaptive RMSNorm's modulation for every flow step: mod [3E, steps] = [scale | shift | gate]
 // per column, and mod + 1 (whose first third is the scale factor the norm multiplies by).
 struct AdaModulation {
@@ -94,6 +95,23 @@ ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeight
 ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
                                ggml_tensor* x_t, const ExpertConditioning& cond, int step, ggml_tensor* positions,
                                ggml_tensor* rows, const KvCache& cache, const std::vector<int>& n_prefix,
-                               const std::vector<ggml_tensor*>& masks = {});
+                               const std::vector<ggml_tensor*>& masks = {}, const ConstantTensors* constants = nullptr);
+
+// Constants (ConstantTensors) the graphs read where given. Suffix of a Gemma norm's 1 + w and of a
+// modulation's mod + 1.
+inline constexpr const char* kPlusOne = "+1";
+// The name of `weight`'s copy with flow step `step`'s gate folded in.
+std::string folded_name(const std::string& weight, int step);
+// The LLM's Gemma norms as 1 + w ("<norm weight>+1"): one multiply after the norm instead of two ops.
+ConstantTensors::Definition define_prefix_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp);
+// The expert's conditioning for a schedule of num_steps Euler steps (it depends on the flow time
+// only, and the schedule is fixed): every adaptive norm's modulation ("<norm>.mod", "<norm>.mod+1",
+// [3E, steps]) from time_emb [E * num_steps floats]; with fold_gates, per step a copy of every
+// layer's output and down projection with that step's gate folded into its rows (folded_name;
+// F32 / F16 / BF16 matrices only), so the gate's multiply leaves the graph.
+ConstantTensors::Definition define_expert_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
+                                                    const float* time_emb, int num_steps, bool fold_gates);
+// The conditioning read from constants made by define_expert_constants.
+ExpertConditioning conditioning_from(const ConstantTensors& constants, const Pi05Hparams& hp);
 
 }  // namespace vla_edge

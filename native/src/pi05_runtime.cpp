@@ -19,6 +19,14 @@ namespace {
 
 constexpr size_t kMaxNodes = 16384;
 
+// An on/off switch from the environment: "1" on, "0" off, anything else (or unset) `fallback`.
+bool env_switch(const char* name, bool fallback) {
+    const char* value = std::getenv(name);
+    if (value && std::string(value) == "1") return true;
+    if (value && std::string(value) == "0") return false;
+    return fallback;
+}
+
 double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -137,8 +145,18 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
 
         // flash attention's CUDA kernels read F16 K/V (F32 ones are converted on every call)
         cache_type_ = hp_.flash_text && !cpu ? GGML_TYPE_F16 : GGML_TYPE_F32;
-        const char* pad = std::getenv("VLA_EDGE_PAD_EXPERT_KV");  // opt-in until measured on a GPU
-        hp_.kv_pad = hp_.flash_text && pad && std::string(pad) == "1" ? 256 : 1;
+        // Padded expert K/V ranges (ggml-CUDA's grouped-query flash kernel): on by default off the CPU
+        // (H100, same-run A/B: expert 15.9 -> 15.0 ms at 2 views, docs/gpu.md); VLA_EDGE_PAD_EXPERT_KV=0
+        // turns them off, =1 on also on the CPU (where the masked rows are only extra work).
+        hp_.kv_pad = hp_.flash_text && env_switch("VLA_EDGE_PAD_EXPERT_KV", !cpu) ? 256 : 1;
+        // Constants computed once instead of in every call's graph (opt-in until a GPU A/B has run
+        // them, docs/gpu.md): the Gemma norms' 1 + w, the expert's conditioning, its gates folded
+        // into per-step copies of the output / down projections (chunk graph only).
+        if (env_switch("VLA_EDGE_GEMMA_PLUS_ONE", false)) {
+            prefix_constants_.compute(backend_, 1024, [&](ggml_context* c) { return define_prefix_constants(c, *weights_, hp_); });
+        }
+        fold_gates_ = chunk_expert_ && env_switch("VLA_EDGE_FOLD_EXPERT_GATES", false);
+        constant_conditioning_ = chunk_expert_ && (fold_gates_ || env_switch("VLA_EDGE_CONSTANT_CONDITIONING", false));
         allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
@@ -190,6 +208,8 @@ void Pi05Runtime::release() {
         g->alloc = nullptr;
     }
     markers_.release();
+    prefix_constants_.release();
+    expert_constants_.release();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
     if (cache_ctx_) ggml_free(cache_ctx_);
     cache_buf_ = nullptr;
@@ -314,7 +334,8 @@ void Pi05Runtime::ensure_prefix(const std::vector<int>& n_prefix) {
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n);
     ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, n);
     for (ggml_tensor* in : {emb, pos, rows}) ggml_set_input(in);
-    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, rows, cache_, n_prefix);
+    build_prefix(ctx, prefix_.gf, *weights_, hp_, emb, pos, rows, cache_, n_prefix,
+                 prefix_constants_.empty() ? nullptr : &prefix_constants_);
     prefix_.io = {{"emb", emb}, {"pos", pos}, {"rows", rows}};
     finish(prefix_, "prefix");
     prefix_.key = n_prefix;
@@ -344,6 +365,15 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     std::vector<int> key = n_prefix;
     key.push_back(num_steps);
     if (chunk_.key == key) return;
+    if (constant_conditioning_ && expert_constant_steps_ != num_steps) {  // host_time_ holds this schedule
+        expert_constant_steps_ = 0;
+        const size_t nodes = 1024 + static_cast<size_t>(num_steps) * hp_.expert.layers * 8;
+        expert_constants_.compute(backend_, nodes, [&](ggml_context* c) {
+            return define_expert_constants(c, *weights_, hp_, host_time_.data(), num_steps, fold_gates_);
+        });
+        expert_constant_steps_ = num_steps;
+    }
+    const ConstantTensors* constants = constant_conditioning_ ? &expert_constants_ : nullptr;
     // Per flow step and layer the expert adds well under 128 tensors (views included), plus
     // under 32 per further observation (its attention).
     const size_t per_layer = 128 + 32 * (n_prefix.size() - 1);
@@ -351,18 +381,25 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
                                      markers_.get(chunk_, key));
     const int64_t tokens = static_cast<int64_t>(hp_.horizon) * n_prefix.size();
     ggml_tensor* x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.action_dim, tokens);
-    ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, num_steps);
     ggml_tensor* pos = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, tokens);
     ggml_tensor* rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I64, tokens);
-    for (ggml_tensor* in : {x, t, pos, rows}) ggml_set_input(in);
-    chunk_.io = {{"x", x}, {"t", t}, {"pos", pos}, {"rows", rows}};
+    for (ggml_tensor* in : {x, pos, rows}) ggml_set_input(in);
+    chunk_.io = {{"x", x}, {"pos", pos}, {"rows", rows}};
+    ggml_tensor* t = nullptr;  // the flow times, where the conditioning is computed in this graph
+    if (!constants) {
+        t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp_.expert.hidden, num_steps);
+        ggml_set_input(t);
+        chunk_.io["t"] = t;
+    }
     const std::vector<ggml_tensor*> masks = expert_masks(ctx, chunk_, n_prefix);
     // Euler from t = 1 (noise) to t = 0, as the host loop of the per-step graph does it.
     const float dt = -1.0f / static_cast<float>(num_steps);
     ggml_tensor* xs = x;
-    const ExpertConditioning cond = build_expert_conditioning(ctx, *weights_, hp_, t);
+    const ExpertConditioning cond = constants ? conditioning_from(*constants, hp_)
+                                              : build_expert_conditioning(ctx, *weights_, hp_, t);
     for (int step = 0; step < num_steps; ++step) {
-        ggml_tensor* v = build_expert_step(ctx, chunk_.gf, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix, masks);
+        ggml_tensor* v = build_expert_step(ctx, chunk_.gf, *weights_, hp_, xs, cond, step, pos, rows, cache_, n_prefix,
+                                           masks, constants);
         xs = ggml_add(ctx, xs, ggml_scale(ctx, v, dt));
     }
     ggml_set_output(xs);
@@ -593,7 +630,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
         ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
         ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
-        ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
+        if (chunk_.io.count("t")) ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
         set_expert_masks(chunk_, n_prefix.size());
         compute(chunk_);
         ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));

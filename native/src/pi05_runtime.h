@@ -109,6 +109,8 @@ class Pi05Runtime {
     size_t shape_markers() const { return markers_.count(); }
     // Rows each observation's K/V range is padded to a multiple of (1: none; VLA_EDGE_PAD_EXPERT_KV).
     int expert_kv_pad() const { return hp_.kv_pad; }
+    // Named constants held (prefix + expert, see the constructor): 0 unless one of them is switched on.
+    size_t constant_tensors() const { return prefix_constants_.size() + expert_constants_.size(); }
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -193,6 +195,10 @@ class Pi05Runtime {
     KvCache cache_;
     Graph vision_, prefix_, expert_, chunk_;
     ShapeMarkers markers_;
+    // See the constructor: the prefix's constants, and the expert's for expert_constant_steps_ steps.
+    ConstantTensors prefix_constants_, expert_constants_;
+    int expert_constant_steps_ = 0;
+    bool constant_conditioning_ = false, fold_gates_ = false;
     bool chunk_expert_ = false;
     int graph_builds_ = 0;
     std::string attention_ = "matmul";

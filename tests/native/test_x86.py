@@ -293,3 +293,47 @@ def test_padded_expert_kv_with_a_mask_equals_the_unpadded_range(pair, tiny_pack_
         for chunk, want in zip(batch, expected):
             assert rel_l2(chunk.actions, want) <= 1e-5, f"{form} batch: rel-L2 {rel_l2(chunk.actions, want):.2e}"
     assert rel_l2(expected[1], ref.infer(two, noise=noises[1]).actions) <= 1e-4
+
+
+@pytest.mark.parametrize("switches", [
+    {"VLA_EDGE_GEMMA_PLUS_ONE": "1"},
+    {"VLA_EDGE_CONSTANT_CONDITIONING": "1"},
+    {"VLA_EDGE_FOLD_EXPERT_GATES": "1", "VLA_EDGE_GEMMA_PLUS_ONE": "1"},
+])
+def test_constants_computed_once_equal_the_per_call_graph(tiny_pack_dir, monkeypatch, switches):
+    """The opt-in constants (the Gemma norms' 1 + w, the expert's conditioning for the step
+    schedule, its gates folded into per-step copies of the output / down projections) are the
+    same arithmetic as the per-call graph in another order: the one-graph expert with them equals
+    the one without to rounding (F32 pack), for one observation, a batch of two, and after the
+    step count changes (the constants are remade for the new schedule and back again)."""
+    import dataclasses
+
+    plain = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
+    for name, value in switches.items():
+        monkeypatch.setenv(name, value)
+    folded = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
+    rng = np.random.default_rng()
+    one = random_observation(plain.pack, rng, prompt="wipe the table")
+    two = random_observation(plain.pack, rng, prompt="hand me the screwdriver on the left")
+    noises = [rng.standard_normal(plain.noise_shape).astype(np.float32) for _ in range(2)]
+    expected = [plain.infer(o, noise=n).actions for o, n in zip((one, two), noises)]
+    got = folded.infer(one, noise=noises[0]).actions
+    assert rel_l2(got, expected[0]) <= 1e-5, f"rel-L2 {rel_l2(got, expected[0]):.2e}"
+    for chunk, want in zip(folded.infer_batch([(one, noises[0]), (two, noises[1])]), expected):
+        assert rel_l2(chunk.actions, want) <= 1e-5
+    inputs = folded._inputs(one, noises[0])
+    raw = {}
+    for steps in (4, 10):  # 10 again: the pack's own schedule, after the constants were remade for 4
+        schedule = dataclasses.replace(inputs, num_steps=steps)
+        want = plain._backend.sample_actions(schedule).actions
+        raw[steps] = folded._backend.sample_actions(schedule).actions
+        assert rel_l2(raw[steps], want) <= 1e-5, f"{steps} steps: rel-L2 {rel_l2(raw[steps], want):.2e}"
+    assert rel_l2(raw[4], raw[10]) > 1e-3  # the schedules differ, and so do their chunks
+    # what was computed once (last for 10 steps): 1 + w of 2 Gemma norms per LLM layer; mod and mod + 1
+    # of 2 adaptive norms per expert layer and of the final one; 2 folded matrices per expert layer and step
+    layers = plain.pack.config.llm.num_layers
+    gemma = 2 * layers if "VLA_EDGE_GEMMA_PLUS_ONE" in switches else 0
+    conditioning = 2 * (2 * layers + 1) if switches.keys() - {"VLA_EDGE_GEMMA_PLUS_ONE"} else 0
+    gates = 2 * layers * 10 if "VLA_EDGE_FOLD_EXPERT_GATES" in switches else 0
+    assert folded._backend.runtime.constant_tensors == gemma + conditioning + gates
+    assert plain._backend.runtime.constant_tensors == 0
