@@ -1,6 +1,7 @@
 #include "pi05_runtime.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -149,14 +150,22 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         // (H100, same-run A/B: expert 15.9 -> 15.0 ms at 2 views, docs/gpu.md); VLA_EDGE_PAD_EXPERT_KV=0
         // turns them off, =1 on also on the CPU (where the masked rows are only extra work).
         hp_.kv_pad = hp_.flash_text && env_switch("VLA_EDGE_PAD_EXPERT_KV", !cpu) ? 256 : 1;
-        // Constants computed once instead of in every call's graph (opt-in until a GPU A/B has run
-        // them, docs/gpu.md): the Gemma norms' 1 + w, the expert's conditioning, its gates folded
-        // into per-step copies of the output / down projections (chunk graph only).
-        if (env_switch("VLA_EDGE_GEMMA_PLUS_ONE", false)) {
+        // Constants computed once instead of in every call's graph (docs/gpu.md; H200, same-run A/B at
+        // 2 views: 27.1 -> 26.3 ms with the expert's, 25.8 ms with the Gemma norms' too): the Gemma
+        // norms' 1 + w (everywhere); the expert's conditioning (chunk graph) and its gates folded into
+        // per-step copies of the output / down projections (chunk graph, where memory allows, see
+        // ensure_expert_constants). VLA_EDGE_GEMMA_PLUS_ONE / _CONSTANT_CONDITIONING /
+        // _FOLD_EXPERT_GATES = 0 turn each off (A/B runs), _FOLD_EXPERT_GATES=1 forces the fold.
+        if (env_switch("VLA_EDGE_GEMMA_PLUS_ONE", true)) {
             prefix_constants_.compute(backend_, 1024, [&](ggml_context* c) { return define_prefix_constants(c, *weights_, hp_); });
         }
-        fold_gates_ = chunk_expert_ && env_switch("VLA_EDGE_FOLD_EXPERT_GATES", false);
-        constant_conditioning_ = chunk_expert_ && (fold_gates_ || env_switch("VLA_EDGE_CONSTANT_CONDITIONING", false));
+        const char* fold = std::getenv("VLA_EDGE_FOLD_EXPERT_GATES");
+        fold_gates_ = !chunk_expert_ ? FoldGates::off
+                      : fold && std::string(fold) == "1" ? FoldGates::on
+                      : fold && std::string(fold) == "0" ? FoldGates::off
+                                                         : FoldGates::automatic;
+        constant_conditioning_ = chunk_expert_ && (fold_gates_ == FoldGates::on ||
+                                                   env_switch("VLA_EDGE_CONSTANT_CONDITIONING", !cpu));
         allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
@@ -365,14 +374,7 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     std::vector<int> key = n_prefix;
     key.push_back(num_steps);
     if (chunk_.key == key) return;
-    if (constant_conditioning_ && expert_constant_steps_ != num_steps) {  // host_time_ holds this schedule
-        expert_constant_steps_ = 0;
-        const size_t nodes = 1024 + static_cast<size_t>(num_steps) * hp_.expert.layers * 8;
-        expert_constants_.compute(backend_, nodes, [&](ggml_context* c) {
-            return define_expert_constants(c, *weights_, hp_, host_time_.data(), num_steps, fold_gates_);
-        });
-        expert_constant_steps_ = num_steps;
-    }
+    if (constant_conditioning_ && expert_constant_steps_ != num_steps) ensure_expert_constants(num_steps);
     const ConstantTensors* constants = constant_conditioning_ ? &expert_constants_ : nullptr;
     // Per flow step and layer the expert adds well under 128 tensors (views included), plus
     // under 32 per further observation (its attention).
@@ -407,6 +409,51 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     chunk_.io["out"] = xs;
     finish(chunk_, "expert");
     chunk_.key = key;
+}
+
+void Pi05Runtime::ensure_expert_constants(int num_steps) {
+    // host_time_ holds this schedule's time embedding. The fold costs a copy of every layer's output
+    // and down projection per step (2.2 GB in BF16 for pi0.5 at 10 steps): automatic folds only on a
+    // discrete GPU, only 16-bit / F32 matrices (widened ones), with max(2 GiB, 10%) still free after.
+    expert_constant_steps_ = 0;
+    expert_constants_.release();
+    size_t fold_bytes = 0;
+    for (int i = 0; i < hp_.expert.layers; ++i) {
+        for (const char* matrix : {"attn_output.weight", "ffn_down.weight"}) {
+            ggml_tensor* w = weights_->get("action.blk." + std::to_string(i) + "." + matrix);
+            const bool plain = w->type == GGML_TYPE_F32 || w->type == GGML_TYPE_F16 || w->type == GGML_TYPE_BF16;
+            fold_bytes += plain ? ggml_nbytes(w) * static_cast<size_t>(num_steps) : 0;
+        }
+    }
+    bool fold = fold_gates_ == FoldGates::on;
+    std::string why = "asked for";
+    if (fold_gates_ == FoldGates::automatic) {
+        ggml_backend_dev_t dev = ggml_backend_get_device(backend_);
+        size_t free = 0, total = 0;
+        if (dev) ggml_backend_dev_memory(dev, &free, &total);
+        const bool discrete = dev && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU;
+        const size_t spare = std::max<size_t>(size_t{2} << 30, total / 10);
+        fold = discrete && fold_bytes > 0 && fold_bytes + spare <= free;
+        why = !discrete ? "not a discrete GPU" : fold_bytes == 0 ? "quantised matrices" : fold ? "auto: room" : "auto: no room";
+    }
+    const size_t nodes = 1024 + static_cast<size_t>(num_steps) * hp_.expert.layers * 8;
+    expert_constants_.compute(backend_, nodes, [&](ggml_context* c) {
+        return define_expert_constants(c, *weights_, hp_, host_time_.data(), num_steps, fold);
+    });
+    expert_constant_steps_ = num_steps;
+    char note[160];
+    std::snprintf(note, sizeof note, "conditioning for %d steps; gates %s (%s, %.2f GiB)", num_steps,
+                  fold ? "folded" : "multiplied", why.c_str(), fold ? fold_bytes / 1073741824.0 : 0.0);
+    expert_constants_note_ = note;
+}
+
+std::string Pi05Runtime::constants_note() const {
+    std::string note = prefix_constants_.empty() ? "" : "gemma norms 1 + w";
+    if (constant_conditioning_) {
+        note += std::string(note.empty() ? "" : "; ") +
+                (expert_constants_note_.empty() ? "expert conditioning (made at the first chunk)" : expert_constants_note_);
+    }
+    return note.empty() ? "none" : note;
 }
 
 std::vector<ggml_tensor*> Pi05Runtime::expert_masks(ggml_context* ctx, Graph& g, const std::vector<int>& n_prefix) const {

@@ -111,6 +111,8 @@ class Pi05Runtime {
     int expert_kv_pad() const { return hp_.kv_pad; }
     // Named constants held (prefix + expert, see the constructor): 0 unless one of them is switched on.
     size_t constant_tensors() const { return prefix_constants_.size() + expert_constants_.size(); }
+    // What is computed once, e.g. "gemma norms 1 + w; conditioning for 10 steps; gates folded (auto: room, 2.11 GiB)".
+    std::string constants_note() const;
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -168,6 +170,7 @@ class Pi05Runtime {
     void ensure_prefix(const std::vector<int>& n_prefix);
     void ensure_expert(const std::vector<int>& n_prefix);
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
+    void ensure_expert_constants(int num_steps);
     // Padded expert K/V (hp_.kv_pad > 1): one F16 [kv_span, horizon] mask input per observation,
     // named mask<s>, created with the expert graphs; the host masks are made once per call
     // (prepare_expert_masks) and uploaded before every compute that reads them (set_expert_masks).
@@ -198,7 +201,9 @@ class Pi05Runtime {
     // See the constructor: the prefix's constants, and the expert's for expert_constant_steps_ steps.
     ConstantTensors prefix_constants_, expert_constants_;
     int expert_constant_steps_ = 0;
-    bool constant_conditioning_ = false, fold_gates_ = false;
+    bool constant_conditioning_ = false;
+    enum class FoldGates { off, on, automatic } fold_gates_ = FoldGates::off;
+    std::string expert_constants_note_;
     bool chunk_expert_ = false;
     int graph_builds_ = 0;
     std::string attention_ = "matmul";

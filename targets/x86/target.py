@@ -93,7 +93,8 @@ class X86Backend(Backend):
                 "gelu_ops": rt.gelu_ops, "attention": rt.attention, "fused_matrices": rt.fused_matrices,
                 "device_weights": rt.device_weights,
                 "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
-                "repacked_bytes": rt.repacked_bytes, "repacked_tensors": rt.repacked_tensors}
+                "repacked_bytes": rt.repacked_bytes, "repacked_tensors": rt.repacked_tensors,
+                "constants": rt.constants}
 
 
 def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,

@@ -295,19 +295,24 @@ def test_padded_expert_kv_with_a_mask_equals_the_unpadded_range(pair, tiny_pack_
     assert rel_l2(expected[1], ref.infer(two, noise=noises[1]).actions) <= 1e-4
 
 
+SWITCHES = ("VLA_EDGE_GEMMA_PLUS_ONE", "VLA_EDGE_CONSTANT_CONDITIONING", "VLA_EDGE_FOLD_EXPERT_GATES")
+
+
 @pytest.mark.parametrize("switches", [
     {"VLA_EDGE_GEMMA_PLUS_ONE": "1"},
     {"VLA_EDGE_CONSTANT_CONDITIONING": "1"},
     {"VLA_EDGE_FOLD_EXPERT_GATES": "1", "VLA_EDGE_GEMMA_PLUS_ONE": "1"},
 ])
 def test_constants_computed_once_equal_the_per_call_graph(tiny_pack_dir, monkeypatch, switches):
-    """The opt-in constants (the Gemma norms' 1 + w, the expert's conditioning for the step
-    schedule, its gates folded into per-step copies of the output / down projections) are the
-    same arithmetic as the per-call graph in another order: the one-graph expert with them equals
-    the one without to rounding (F32 pack), for one observation, a batch of two, and after the
-    step count changes (the constants are remade for the new schedule and back again)."""
+    """The constants (the Gemma norms' 1 + w, the expert's conditioning for the step schedule, its
+    gates folded into per-step copies of the output / down projections) are the same arithmetic as
+    the per-call graph in another order: the one-graph expert with them equals the one without to
+    rounding (F32 pack), for one observation, a batch of two, and after the step count changes (the
+    constants are remade for the new schedule and back again)."""
     import dataclasses
 
+    for name in SWITCHES:
+        monkeypatch.setenv(name, "0")
     plain = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
@@ -336,4 +341,24 @@ def test_constants_computed_once_equal_the_per_call_graph(tiny_pack_dir, monkeyp
     conditioning = 2 * (2 * layers + 1) if switches.keys() - {"VLA_EDGE_GEMMA_PLUS_ONE"} else 0
     gates = 2 * layers * 10 if "VLA_EDGE_FOLD_EXPERT_GATES" in switches else 0
     assert folded._backend.runtime.constant_tensors == gemma + conditioning + gates
-    assert plain._backend.runtime.constant_tensors == 0
+    assert plain._backend.runtime.constant_tensors == 0 and plain._backend.describe()["constants"] == "none"
+    if gates:
+        assert "gates folded (asked for" in folded._backend.describe()["constants"]
+
+
+def test_cpu_defaults_compute_only_the_gemma_constants(tiny_pack_dir, monkeypatch):
+    """On the CPU the Gemma norms' 1 + w is on by default; the expert's constants are not (the CPU
+    runs one graph per flow step, and even a one-graph expert there folds no gates: not a discrete GPU)."""
+    for name in SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    layers = None
+    for form in ("step", "chunk"):
+        policy = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph=form)
+        layers = policy.pack.config.llm.num_layers
+        policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))
+        assert policy._backend.runtime.constant_tensors == 2 * layers
+        assert policy._backend.describe()["constants"] == "gemma norms 1 + w"
+    monkeypatch.setenv("VLA_EDGE_CONSTANT_CONDITIONING", "1")
+    policy = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
+    policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))
+    assert "gates multiplied (not a discrete GPU" in policy._backend.describe()["constants"]
