@@ -7,12 +7,6 @@
 # before the ~200 s build (pure-Python work such as `pack synth`, which needs no native core); its
 # PID is left in setup_bg_pid for the caller to wait on. GGML_CUDA_FA (ON/OFF, default ON): build
 # ggml-CUDA's flash-attention kernels (the `flash_attention` runtime option needs them).
-# Build cache (a fresh machine spends ~6 of its ~30 minutes compiling ggml-CUDA): SAVE_BUILD=1 writes
-# the finished build tree, xz-compressed and split, to $OUT/gbuild.part*; carried back as `.gcache/`
-# (`mkdir -p .gcache && cp <files_at>/gbuild.part* .gcache/`, ignored), it is unpacked into /tmp/b
-# before the build, so make recompiles only what changed. The tree is configured from the fixed path
-# /tmp/vla-src (a link to this checkout) so a cache made on one machine matches the next one's paths.
-# WHEELS (default .whl): the folder of wheels to install (a speed run needs no simulator wheels).
 T0=${T0:-$(date +%s)}
 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader || true
 # the simulator renders its cameras through EGL: the image has the NVIDIA driver but not the GL loaders
@@ -20,7 +14,7 @@ if [ -d .gl ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
   export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 fi
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${WHEELS:-.whl}"/*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 cp -r .gpu/site/. /tmp/site/
 trt_note="not carried"
 if [ -f .gpu-trt-1/part ] && [ -f .gpu-trt-2/part ] && [ -f .gpu-trt-3/part ]; then
@@ -47,20 +41,10 @@ for name in ggml sentencepiece rapidyaml; do
   mkdir -p "/tmp/src-$name" && tar -C "/tmp/src-$name" -xzf ".gpu/$name.tar.gz"
   deps+=("-DVLA_EDGE_${name^^}_DIR=$(ls -d /tmp/src-$name/*/ | head -1)")
 done
-ln -sfn "$PWD" /tmp/vla-src
-if [ ! -d /tmp/b ] && ls .gcache/gbuild.part* > /dev/null 2>&1; then
-  cat .gcache/gbuild.part* | xz -d -T0 | tar -x -C /tmp && echo "build cache unpacked after $(( $(date +%s) - T0 )) s" \
-    || { echo "build cache unusable: building from scratch"; rm -rf /tmp/b; }
-fi
-if [ ! -f /tmp/b.built-here ]; then  # a warm machine's own build is reused as it is
-  cmake -S /tmp/vla-src -B /tmp/b "${deps[@]}" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+if ! ls /tmp/b/native/_native*.so /tmp/b/native/_policy_io*.so /tmp/b/native/_safety*.so > /dev/null 2>&1; then
+  cmake -S . -B /tmp/b "${deps[@]}" -DVLA_EDGE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGGML_CUDA_FA=${GGML_CUDA_FA:-ON} -DGGML_CUDA_NCCL=OFF -DPython3_EXECUTABLE="$(command -v python3)" > /tmp/cfg.log || { tail -30 /tmp/cfg.log; exit 1; }
   cmake --build /tmp/b -j "$(nproc)" --target _native _policy_io _safety > /tmp/build.log 2>&1 || { tail -50 /tmp/build.log; exit 1; }
-  touch /tmp/b.built-here
-  echo "CUDA objects compiled: $(grep -c 'Building CUDA object' /tmp/build.log)"
-fi
-if [ "${SAVE_BUILD:-0}" = 1 ] && [ -n "${OUT:-}" ]; then
-  tar -C /tmp -c b | xz -T0 -3 | split -b 15M -d -a 1 - "$OUT/gbuild.part" && ls -la "$OUT"/gbuild.part*
 fi
 rm -f /tmp/dev/vla_edge/_native*.so /tmp/dev/vla_edge/_policy_io*.so /tmp/dev/vla_edge/_safety*.so
 ln -sfn /tmp/b/native/_native*.so /tmp/b/native/_policy_io*.so /tmp/b/native/_safety*.so /tmp/dev/vla_edge/

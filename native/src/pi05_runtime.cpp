@@ -437,9 +437,19 @@ void Pi05Runtime::ensure_expert_constants(int num_steps) {
         why = !discrete ? "not a discrete GPU" : fold_bytes == 0 ? "quantised matrices" : fold ? "auto: room" : "auto: no room";
     }
     const size_t nodes = 1024 + static_cast<size_t>(num_steps) * hp_.expert.layers * 8;
-    expert_constants_.compute(backend_, nodes, [&](ggml_context* c) {
-        return define_expert_constants(c, *weights_, hp_, host_time_.data(), num_steps, fold);
-    });
+    auto make = [&](bool with_fold) {
+        expert_constants_.compute(backend_, nodes, [&](ggml_context* c) {
+            return define_expert_constants(c, *weights_, hp_, host_time_.data(), num_steps, with_fold);
+        });
+    };
+    try {
+        make(fold);
+    } catch (const std::runtime_error&) {
+        if (!fold || fold_gates_ != FoldGates::automatic) throw;
+        fold = false;  // the memory seen free was not there after all: keep the multiplies, say so
+        why = "auto: allocation failed";
+        make(false);
+    }
     expert_constant_steps_ = num_steps;
     char note[160];
     std::snprintf(note, sizeof note, "conditioning for %d steps; gates %s (%s, %.2f GiB)", num_steps,
