@@ -2,7 +2,7 @@
 
     # packs already made (e.g. full size, where each step takes minutes):
     python benchmarks/calibration_compare.py packs --parent P --calib CALIB.npz \\
-        --variant q4_k_m=P_Q4 --variant q4_k_m+calib=P_Q4_CAL ... [--target x86] --json OUT
+        --variant q4_k_m=P_Q4 --variant q4_k_m+calib=P_Q4_CAL ... [--target x86] [--product-error] --json OUT
     # end to end on tiny packs of several weight seeds (synth, calibrate, quantize, compare):
     python benchmarks/calibration_compare.py tiny --obs OBS_DIR --seeds 0 1 2 --json OUT
 
@@ -53,6 +53,58 @@ def compare_variants(parent: Path, calib: Path, variants: dict[str, Path], targe
     return {"target": target, "held_out_ids": ids, "variants": results, "ratio_calibrated_over_plain": ratios}
 
 
+def held_out_product_errors(parent: Path, inputs: list, variants: dict[str, Path], rows_per_call: int = 16,
+                            seed: int = 0) -> dict[str, Any]:
+    """What the imatrix minimises, measured where it matters: per K-quant tensor the squared error of
+    its product, ||X (W - Q(W))^T||^2, on product inputs X of the held-out observations (the parent's
+    own x86 run, matmul observer; `rows_per_call` rows sampled per product call), summed per variant
+    and per part of the model; ratio calibrated / uncalibrated per recipe (< 1: the imatrix lowers
+    the error of the layers' outputs on observations it was not fitted to)."""
+    import numpy as np
+
+    from vla_edge.packs.pack import Pack
+    from vla_edge.packs.quantize import K_QUANT_TYPES
+
+    rng = np.random.default_rng(seed)
+    policy = load_policy(parent, target="x86", check="size")
+    sampled: dict[str, list] = {}
+
+    def keep(name: str, x) -> None:
+        x = np.asarray(x)
+        pick = rng.choice(x.shape[0], size=min(rows_per_call, x.shape[0]), replace=False)
+        sampled.setdefault(name, []).append(np.array(x[pick], np.float32))
+
+    policy._backend.runtime.set_matmul_observer(keep)
+    for obs, noise in inputs:
+        policy.infer(obs, noise=noise)
+    policy._backend.runtime.set_matmul_observer(None)
+    policy.close()
+    packs = {name: Pack.open(path, check="size").weights for name, path in variants.items()}
+    first = next(iter(packs.values()))
+    kquant = [n for n, i in first.tensor_infos().items() if i.ggml_type in K_QUANT_TYPES and n in sampled]
+    weights = Pack.open(parent, check="size").weights
+    part = {"v.": "vision", "pali.": "llm", "action.": "expert"}
+    out: dict[str, Any] = {name: {"total": 0.0, "by_part": {}} for name in packs}
+    for tensor in kquant:
+        x = np.concatenate(sampled[tensor])
+        w = weights.float32(tensor)
+        n_in = w.shape[-1]
+        w = w.reshape(-1, n_in)
+        group = next((g for prefix, g in part.items() if tensor.startswith(prefix)), "other")
+        for name, pack in packs.items():
+            q = pack.float32(tensor)[..., :n_in].reshape(-1, n_in)
+            err = float(np.sum((x[:, :n_in] @ (w - q).T).astype(np.float64) ** 2))
+            out[name]["total"] += err
+            out[name]["by_part"][group] = out[name]["by_part"].get(group, 0.0) + err
+    ratios = {r: {"total": out[f"{r}+calib"]["total"] / out[r]["total"],
+                  **{g: out[f"{r}+calib"]["by_part"][g] / out[r]["by_part"][g] for g in out[r]["by_part"]}}
+              for r in RECIPES if r in out and f"{r}+calib" in out}
+    for recipe, ratio in ratios.items():
+        print(f"{recipe}: held-out product error calibrated / uncalibrated = "
+              + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()), flush=True)
+    return {"tensors": len(kquant), "rows_per_call": rows_per_call, "variants": out, "ratio_calibrated_over_plain": ratios}
+
+
 def tiny_end_to_end(obs_dir: Path, seeds: list[int], target: str) -> dict[str, Any]:
     from vla_edge.calibration.calibrate import calibrate
     from vla_edge.families.pi05.synth import synth_pack
@@ -82,6 +134,8 @@ def main() -> None:
     p.add_argument("--parent", type=Path, required=True)
     p.add_argument("--calib", type=Path, required=True)
     p.add_argument("--variant", action="append", required=True, help="NAME=PACK_DIR")
+    p.add_argument("--product-error", action="store_true",
+                   help="also the K-quant tensors' product error on the held-out observations' activations")
     t = sub.add_parser("tiny")
     t.add_argument("--obs", type=Path, required=True, help="observation folder or run directory")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -91,8 +145,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.mode == "packs":
         variants = dict(v.split("=", 1) for v in args.variant)
-        result = compare_variants(args.parent, args.calib, {k: Path(v) for k, v in variants.items()}, args.target)
+        paths = {k: Path(v) for k, v in variants.items()}
+        result = compare_variants(args.parent, args.calib, paths, args.target)
         result["calibration"] = str(args.calib)
+        if args.product_error:
+            base = load_policy(args.parent, target=args.target, check="size")
+            inputs, _ = recorded_inputs(base, args.calib)
+            result["held_out_product_error"] = held_out_product_errors(args.parent, inputs, paths)
     else:
         result = {"tiny": tiny_end_to_end(args.obs, args.seeds, args.target), "observations": str(args.obs)}
     result["host"] = {"machine": platform.machine(), "python": platform.python_version()}

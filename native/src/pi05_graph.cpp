@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 #include <stdexcept>
 
@@ -446,24 +447,37 @@ void build_prefix(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, cons
     }
 }
 
-ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
-                                             ggml_tensor* time_emb) {
+namespace {
+// The time MLP: silu(out(silu(in(time embedding)))), [E, steps].
+ggml_tensor* time_condition(ggml_context* ctx, const GgufWeights& w, ggml_tensor* time_emb) {
     ggml_tensor* cond = ggml_silu(ctx, linear(ctx, time_emb, w.get("action.timestep_mlp.in.weight"),
                                               w.get("action.timestep_mlp.in.bias")));
-    cond = ggml_silu(ctx, linear(ctx, cond, w.get("action.timestep_mlp.out.weight"),
-                                 w.get("action.timestep_mlp.out.bias")));
-    auto modulation = [&](const std::string& norm) {
-        ggml_tensor* mod = linear(ctx, cond, w.get(norm + ".weight"), w.get(norm + ".bias"));  // [3E, steps]
-        return AdaModulation{mod, ggml_scale_bias(ctx, mod, 1.0f, 1.0f)};
-    };
+    return ggml_silu(ctx, linear(ctx, cond, w.get("action.timestep_mlp.out.weight"), w.get("action.timestep_mlp.out.bias")));
+}
+
+// One adaptive norm's modulation from the time condition: one product with a column per step.
+AdaModulation modulation(ggml_context* ctx, const GgufWeights& w, ggml_tensor* cond, const std::string& norm) {
+    ggml_tensor* mod = linear(ctx, cond, w.get(norm + ".weight"), w.get(norm + ".bias"));  // [3E, steps]
+    return AdaModulation{mod, ggml_scale_bias(ctx, mod, 1.0f, 1.0f)};
+}
+
+// Every adaptive norm of the expert by name (its weights' prefix), in ExpertConditioning's order.
+ExpertConditioning per_norm(const Pi05Hparams& hp, const std::function<AdaModulation(const std::string&)>& make) {
     ExpertConditioning c;
     for (int i = 0; i < hp.expert.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
-        c.attn.push_back(modulation(b + "attn_norm"));
-        c.ffn.push_back(modulation(b + "ffn_norm"));
+        c.attn.push_back(make(b + "attn_norm"));
+        c.ffn.push_back(make(b + "ffn_norm"));
     }
-    c.out = modulation("action.output_norm");
+    c.out = make("action.output_norm");
     return c;
+}
+}  // namespace
+
+ExpertConditioning build_expert_conditioning(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp,
+                                             ggml_tensor* time_emb) {
+    ggml_tensor* cond = time_condition(ctx, w, time_emb);
+    return per_norm(hp, [&](const std::string& norm) { return modulation(ctx, w, cond, norm); });
 }
 
 ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWeights& w, const Pi05Hparams& hp,
@@ -511,20 +525,6 @@ ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWei
 
 std::string folded_name(const std::string& weight, int step) { return weight + "@step" + std::to_string(step); }
 
-namespace {
-// Every adaptive norm of the expert: the per-layer pair, then the final one.
-std::vector<std::pair<std::string, const AdaModulation*>> ada_norms(const ExpertConditioning& c) {
-    std::vector<std::pair<std::string, const AdaModulation*>> norms;
-    for (size_t i = 0; i < c.attn.size(); ++i) {
-        const std::string b = "action.blk." + std::to_string(i) + ".";
-        norms.emplace_back(b + "attn_norm", &c.attn[i]);
-        norms.emplace_back(b + "ffn_norm", &c.ffn[i]);
-    }
-    norms.emplace_back("action.output_norm", &c.out);
-    return norms;
-}
-}  // namespace
-
 ConstantTensors::Definition define_prefix_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp) {
     ConstantTensors::Definition def;
     for (int i = 0; i < hp.llm.layers; ++i) {
@@ -544,11 +544,13 @@ ConstantTensors::Definition define_expert_constants(ggml_context* ctx, const Ggu
     ggml_tensor* t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.expert.hidden, num_steps);
     ggml_set_input(t);
     def.inputs.push_back({t, time_emb});
-    const ExpertConditioning cond = build_expert_conditioning(ctx, w, hp, t);
-    for (const auto& [name, mod] : ada_norms(cond)) {
-        def.constants.push_back({name + ".mod", mod->mod, GGML_TYPE_F32});
-        def.constants.push_back({name + ".mod" + kPlusOne, mod->mod_plus_one, GGML_TYPE_F32});
-    }
+    ggml_tensor* time_cond = time_condition(ctx, w, t);
+    const ExpertConditioning cond = per_norm(hp, [&](const std::string& norm) {
+        const AdaModulation m = modulation(ctx, w, time_cond, norm);
+        def.constants.push_back({norm + ".mod", m.mod, GGML_TYPE_F32});
+        def.constants.push_back({norm + ".mod" + kPlusOne, m.mod_plus_one, GGML_TYPE_F32});
+        return m;
+    });
     if (!fold_gates) return def;
     // y * gate = (diag(gate) W) x: each output row of W scaled by its channel's gate, one copy per step,
     // kept in W's own type (only plain F32 / F16 / BF16 matrices: quantised rows are not rescaled)
@@ -573,17 +575,9 @@ ConstantTensors::Definition define_expert_constants(ggml_context* ctx, const Ggu
 }
 
 ExpertConditioning conditioning_from(const ConstantTensors& constants, const Pi05Hparams& hp) {
-    auto kept = [&](const std::string& norm) {
+    return per_norm(hp, [&](const std::string& norm) {
         return AdaModulation{constants.get(norm + ".mod"), constants.get(norm + ".mod" + kPlusOne)};
-    };
-    ExpertConditioning c;
-    for (int i = 0; i < hp.expert.layers; ++i) {
-        const std::string b = "action.blk." + std::to_string(i) + ".";
-        c.attn.push_back(kept(b + "attn_norm"));
-        c.ffn.push_back(kept(b + "ffn_norm"));
-    }
-    c.out = kept("action.output_norm");
-    return c;
+    });
 }
 
 }  // namespace vla_edge
