@@ -266,12 +266,12 @@ def test_automatic_device_weights_widen_only_on_a_discrete_gpu_with_room():
 
 
 def test_padded_expert_kv_with_a_mask_equals_the_unpadded_range(pair, tiny_pack_dir, monkeypatch):
-    """VLA_EDGE_PAD_EXPERT_KV=1 (opt-in, for ggml-CUDA's grouped-query flash kernel, which needs a
-    mask and a K/V length that is a multiple of 256): every observation's K/V range is rounded up to
-    256 rows, the rows past its chunk zero-filled and masked with -inf. On the CPU with flash
-    attention forced, the chunk must equal the unpadded one to rounding, for one observation and
-    for a batch of two with different prefix lengths (their ranges then start at padded bases), in
-    the per-step and the one-graph expert alike; and the reference still agrees."""
+    """VLA_EDGE_PAD_EXPERT_KV=1 (the default off the CPU, forced on here; for ggml-CUDA's grouped-query
+    flash kernel, which needs a mask and a K/V length that is a multiple of 256): every observation's
+    K/V range is rounded up to 256 rows, the rows past its chunk zero-filled and masked with -inf. On
+    the CPU with flash attention forced, the chunk must equal the unpadded one to rounding, for one
+    observation and for a batch of two with different prefix lengths (their ranges then start at
+    padded bases), in the per-step and the one-graph expert alike; and the reference still agrees."""
     ref = pair[0]
     plain = load_policy(tiny_pack_dir, target="x86", threads=2, attention="flash")
     monkeypatch.setenv("VLA_EDGE_PAD_EXPERT_KV", "1")
