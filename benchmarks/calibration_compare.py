@@ -53,56 +53,26 @@ def compare_variants(parent: Path, calib: Path, variants: dict[str, Path], targe
     return {"target": target, "held_out_ids": ids, "variants": results, "ratio_calibrated_over_plain": ratios}
 
 
-def held_out_product_errors(parent: Path, inputs: list, variants: dict[str, Path], rows_per_call: int = 16,
-                            seed: int = 0) -> dict[str, Any]:
-    """What the imatrix minimises, measured where it matters: per K-quant tensor the squared error of
-    its product, ||X (W - Q(W))^T||^2, on product inputs X of the held-out observations (the parent's
-    own x86 run, matmul observer; `rows_per_call` rows sampled per product call), summed per variant
-    and per part of the model; ratio calibrated / uncalibrated per recipe (< 1: the imatrix lowers
-    the error of the layers' outputs on observations it was not fitted to)."""
-    import numpy as np
+def held_out_product_errors(parent: Path, calib: Path, variants: dict[str, Path]) -> dict[str, Any]:
+    """The K-quant tensors' product error (vla_edge.calibration.product_error) on the calibration's
+    held-out observations, 16 rows sampled per product call; ratio calibrated / uncalibrated per
+    recipe, in total and per part of the model (< 1: the imatrix lowers the error of the layers'
+    outputs on observations it was not fitted to)."""
+    from vla_edge.calibration.product_error import product_errors
 
-    from vla_edge.packs.pack import Pack
-    from vla_edge.packs.quantize import K_QUANT_TYPES
-
-    rng = np.random.default_rng(seed)
     policy = load_policy(parent, target="x86", check="size")
-    sampled: dict[str, list] = {}
-
-    def keep(name: str, x) -> None:
-        x = np.asarray(x)
-        pick = rng.choice(x.shape[0], size=min(rows_per_call, x.shape[0]), replace=False)
-        sampled.setdefault(name, []).append(np.array(x[pick], np.float32))
-
-    policy._backend.runtime.set_matmul_observer(keep)
-    for obs, noise in inputs:
-        policy.infer(obs, noise=noise)
-    policy._backend.runtime.set_matmul_observer(None)
+    inputs, _ = recorded_inputs(policy, calib)
+    result = product_errors(policy, inputs, variants, rows_per_call=16)
     policy.close()
-    packs = {name: Pack.open(path, check="size").weights for name, path in variants.items()}
-    first = next(iter(packs.values()))
-    kquant = [n for n, i in first.tensor_infos().items() if i.ggml_type in K_QUANT_TYPES and n in sampled]
-    weights = Pack.open(parent, check="size").weights
-    part = {"v.": "vision", "pali.": "llm", "action.": "expert"}
-    out: dict[str, Any] = {name: {"total": 0.0, "by_part": {}} for name in packs}
-    for tensor in kquant:
-        x = np.concatenate(sampled[tensor])
-        w = weights.float32(tensor)
-        n_in = w.shape[-1]
-        w = w.reshape(-1, n_in)
-        group = next((g for prefix, g in part.items() if tensor.startswith(prefix)), "other")
-        for name, pack in packs.items():
-            q = pack.float32(tensor)[..., :n_in].reshape(-1, n_in)
-            err = float(np.sum((x[:, :n_in] @ (w - q).T).astype(np.float64) ** 2))
-            out[name]["total"] += err
-            out[name]["by_part"][group] = out[name]["by_part"].get(group, 0.0) + err
+    out = result["variants"]
     ratios = {r: {"total": out[f"{r}+calib"]["total"] / out[r]["total"],
                   **{g: out[f"{r}+calib"]["by_part"][g] / out[r]["by_part"][g] for g in out[r]["by_part"]}}
               for r in RECIPES if r in out and f"{r}+calib" in out}
     for recipe, ratio in ratios.items():
         print(f"{recipe}: held-out product error calibrated / uncalibrated = "
               + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()), flush=True)
-    return {"tensors": len(kquant), "rows_per_call": rows_per_call, "variants": out, "ratio_calibrated_over_plain": ratios}
+    return {"tensors": len(result["measured"]), "rows_per_call": result["rows_per_call"], "variants": out,
+            "ratio_calibrated_over_plain": ratios}
 
 
 def tiny_end_to_end(obs_dir: Path, seeds: list[int], target: str) -> dict[str, Any]:
@@ -149,9 +119,7 @@ def main() -> None:
         result = compare_variants(args.parent, args.calib, paths, args.target)
         result["calibration"] = str(args.calib)
         if args.product_error:
-            base = load_policy(args.parent, target=args.target, check="size")
-            inputs, _ = recorded_inputs(base, args.calib)
-            result["held_out_product_error"] = held_out_product_errors(args.parent, inputs, paths)
+            result["held_out_product_error"] = held_out_product_errors(args.parent, args.calib, paths)
     else:
         result = {"tiny": tiny_end_to_end(args.obs, args.seeds, args.target), "observations": str(args.obs)}
     result["host"] = {"machine": platform.machine(), "python": platform.python_version()}

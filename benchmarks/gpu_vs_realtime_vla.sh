@@ -12,12 +12,15 @@ source benchmarks/gpu_packs.sh || exit 1
 # every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
 # (SKIP_FORMS=1: already checked on this warm machine). FORMS_ENVS="VAR=VALUE ...": each opt-in
 # switch a variant below sets is checked too, every form with that one variable in the environment.
+forms_check() {  # OUT_FILE [VAR=VALUE]
+  env ${2:+"$2"} PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 \
+    --out "$OUT/$1" || echo "forms check${2:+ with $2}: exit $?"
+}
 if [ "${SKIP_FORMS:-0}" != 1 ]; then
-  PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 --out "$OUT/gpu_forms_check.json" || echo "forms check: exit $?"
+  forms_check gpu_forms_check.json
   for assignment in ${FORMS_ENVS:-}; do
     echo "forms check with $assignment"
-    env "$assignment" PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 \
-      --out "$OUT/gpu_forms_check_${assignment%%=*}.json" || echo "forms check with $assignment: exit $?"
+    forms_check "gpu_forms_check_${assignment%%=*}.json" "$assignment"
   done
 fi
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" --tiny-pack "$tiny" \

@@ -44,7 +44,6 @@ class ConstantTensors {
     ggml_tensor* get(const std::string& name) const;   // throws naming the constant if absent
     bool empty() const { return by_name_.empty(); }
     size_t size() const { return by_name_.size(); }
-    size_t bytes() const { return buffer_ ? ggml_backend_buffer_get_size(buffer_) : 0; }
     void release();
 
   private:

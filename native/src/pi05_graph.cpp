@@ -525,6 +525,17 @@ ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWei
 
 std::string folded_name(const std::string& weight, int step) { return weight + "@step" + std::to_string(step); }
 
+std::vector<ggml_tensor*> foldable_matrices(const GgufWeights& w, const Pi05Hparams& hp, int layer) {
+    std::vector<ggml_tensor*> out;
+    const std::string b = "action.blk." + std::to_string(layer) + ".";
+    for (const char* matrix : {"attn_output.weight", "ffn_down.weight"}) {
+        ggml_tensor* W = w.get(b + matrix);
+        const bool plain = W->type == GGML_TYPE_F32 || W->type == GGML_TYPE_F16 || W->type == GGML_TYPE_BF16;
+        out.push_back(plain && W->ne[1] == hp.expert.hidden ? W : nullptr);
+    }
+    return out;
+}
+
 ConstantTensors::Definition define_prefix_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp) {
     ConstantTensors::Definition def;
     for (int i = 0; i < hp.llm.layers; ++i) {
@@ -556,18 +567,17 @@ ConstantTensors::Definition define_expert_constants(ggml_context* ctx, const Ggu
     // kept in W's own type (only plain F32 / F16 / BF16 matrices: quantised rows are not rescaled)
     const int64_t E = hp.expert.hidden;
     for (int i = 0; i < hp.expert.layers; ++i) {
-        const std::string b = "action.blk." + std::to_string(i) + ".";
-        const std::pair<const char*, const AdaModulation*> folds[] = {{"attn_output.weight", &cond.attn[i]},
-                                                                      {"ffn_down.weight", &cond.ffn[i]}};
-        for (const auto& [matrix, mod] : folds) {
-            ggml_tensor* W = w.get(b + matrix);
-            if (W->type != GGML_TYPE_F32 && W->type != GGML_TYPE_F16 && W->type != GGML_TYPE_BF16) continue;
-            if (W->ne[1] != E) continue;  // the gate scales the rows of an E-row product only
+        const std::vector<ggml_tensor*> matrices = foldable_matrices(w, hp, i);
+        const AdaModulation* mods[] = {&cond.attn[i], &cond.ffn[i]};  // the gates of the output, the down projection
+        for (size_t k = 0; k < matrices.size(); ++k) {
+            ggml_tensor* W = matrices[k];
+            if (!W) continue;
             ggml_tensor* W32 = W->type == GGML_TYPE_F32 ? W : ggml_cast(ctx, W, GGML_TYPE_F32);
+            const AdaModulation* mod = mods[k];
             const size_t f = ggml_element_size(mod->mod);
             for (int step = 0; step < num_steps; ++step) {
                 ggml_tensor* gate = ggml_view_2d(ctx, mod->mod, 1, E, f, step * mod->mod->nb[1] + 2 * E * f);  // [1, E]
-                def.constants.push_back({folded_name(b + matrix, step), ggml_mul(ctx, W32, gate), W->type});
+                def.constants.push_back({folded_name(ggml_get_name(W), step), ggml_mul(ctx, W32, gate), W->type});
             }
         }
     }

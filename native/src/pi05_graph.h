@@ -102,6 +102,9 @@ ggml_tensor* build_expert_step(ggml_context* ctx, ggml_cgraph* gf, const GgufWei
 inline constexpr const char* kPlusOne = "+1";
 // The name of `weight`'s copy with flow step `step`'s gate folded in.
 std::string folded_name(const std::string& weight, int step);
+// Expert layer `layer`'s output and down projection, each where its gate can be folded into it
+// (a plain F32 / F16 / BF16 matrix with one row per expert channel), else nullptr.
+std::vector<ggml_tensor*> foldable_matrices(const GgufWeights& w, const Pi05Hparams& hp, int layer);
 // The LLM's Gemma norms as 1 + w ("<norm weight>+1"): one multiply after the norm instead of two ops.
 ConstantTensors::Definition define_prefix_constants(ggml_context* ctx, const GgufWeights& w, const Pi05Hparams& hp);
 // The expert's conditioning for a schedule of num_steps Euler steps (it depends on the flow time

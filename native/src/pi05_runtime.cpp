@@ -419,11 +419,7 @@ void Pi05Runtime::ensure_expert_constants(int num_steps) {
     expert_constants_.release();
     size_t fold_bytes = 0;
     for (int i = 0; i < hp_.expert.layers; ++i) {
-        for (const char* matrix : {"attn_output.weight", "ffn_down.weight"}) {
-            ggml_tensor* w = weights_->get("action.blk." + std::to_string(i) + "." + matrix);
-            const bool plain = w->type == GGML_TYPE_F32 || w->type == GGML_TYPE_F16 || w->type == GGML_TYPE_BF16;
-            fold_bytes += plain ? ggml_nbytes(w) * static_cast<size_t>(num_steps) : 0;
-        }
+        for (ggml_tensor* w : foldable_matrices(*weights_, hp_, i)) fold_bytes += w ? ggml_nbytes(w) * num_steps : 0;
     }
     bool fold = fold_gates_ == FoldGates::on;
     std::string why = "asked for";

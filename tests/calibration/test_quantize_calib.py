@@ -79,37 +79,24 @@ def test_calib_lowers_the_product_error_on_observations_it_never_saw(tiny_pack_d
     tensor of the plain and the calibrated pack. Unlike the weighted error above (the importance as
     both objective and yardstick), this would also catch an importance row laid against the wrong
     input channels."""
-    from collections import defaultdict
-
     from vla_edge import load_policy
+    from vla_edge.calibration.product_error import product_errors
     from vla_edge.packs.golden import random_observation
 
-    plain = Pack.open(quantize_pack(tiny_pack_dir, recipe, tmp_path / "plain", golden=False))
-    calibrated = Pack.open(quantize_pack(tiny_pack_dir, recipe, tmp_path / "cal", golden=False, calib=calib_file))
+    variants = {"plain": quantize_pack(tiny_pack_dir, recipe, tmp_path / "plain", golden=False),
+                "calibrated": quantize_pack(tiny_pack_dir, recipe, tmp_path / "cal", golden=False, calib=calib_file)}
     parent = load_policy(tiny_pack_dir, target="x86", threads=2)
-    inputs: dict[str, list[np.ndarray]] = defaultdict(list)
-    parent._backend.runtime.set_matmul_observer(lambda name, x: inputs[name].append(np.array(x, np.float64)))
     rng = np.random.default_rng()  # made as the calibration observations are (conftest.write_observations)
+    fresh = []
     for _ in range(4):
         obs = random_observation(parent.pack, rng)
         scale = rng.uniform(0.2, 1.0)
         obs.cameras = {k: (v * scale).astype(np.uint8) for k, v in obs.cameras.items()}
-        parent.infer(obs)
-    parent._backend.runtime.set_matmul_observer(None)
-    types = {n: i.ggml_type for n, i in calibrated.weights.tensor_infos().items()}
+        fresh.append((obs, None))
+    result = product_errors(parent, fresh, variants)  # every row of every product call
     # (the last LLM block's q / o / FFN feed nothing the action needs: the graph never runs them)
-    kquant = [n for n, t in types.items() if t in K_QUANT_TYPES and n in inputs]
-    assert len(kquant) >= 0.8 * sum(t in K_QUANT_TYPES for t in types.values())
-    weights = Pack.open(tiny_pack_dir, check="size").weights
-    totals = np.zeros(2)
-    for name in kquant:
-        x = np.concatenate(inputs[name])
-        w = weights.float32(name)
-        n_in = w.shape[-1]
-        w = w.reshape(-1, n_in).astype(np.float64)
-        errs = [float(np.sum((x[:, :n_in] @ (w - p.weights.float32(name)[..., :n_in].reshape(-1, n_in)).T) ** 2))
-                for p in (plain, calibrated)]
-        totals += errs
+    assert len(result["measured"]) >= 0.8 * result["k_quant_tensors"]
+    totals = [result["variants"][name]["total"] for name in ("plain", "calibrated")]
     assert totals[1] < 0.95 * totals[0], f"held-out product error calibrated / plain = {totals[1] / totals[0]:.3f}"
 
 
