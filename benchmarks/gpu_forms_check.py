@@ -54,7 +54,8 @@ def check_pack(pack: Path, n_obs: int, target: str, forms: list[str]) -> dict[st
             errs = [rel_l2(pol.infer(obs, noise=noise).actions, want) for (obs, noise), want in zip(cases, expected)]
             out[name] = {"rel_l2_max": max(errs), "ok": max(errs) <= TOLERANCE,
                          "attention": pol.info.backend.get("attention"),
-                         "device_weights": pol.info.backend.get("device_weights")}
+                         "device_weights": pol.info.backend.get("device_weights"),
+                         "expert_loop": pol._backend.describe().get("expert_loop")}  # after the chunks ran
             pol.close()
         except Exception as exc:  # noqa: BLE001 - each form is reported, the others still run
             out[name] = {"error": f"{type(exc).__name__}: {exc}", "ok": False}

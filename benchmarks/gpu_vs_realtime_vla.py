@@ -154,6 +154,8 @@ def worker(spec: dict[str, Any]) -> None:
             answer({"ms": [r[0] for r in runs], "stages": [r[1] for r in runs]})
         elif cmd["cmd"] == "actions":
             answer({"actions": side.chunk()[2].tolist()})
+        elif cmd["cmd"] == "describe":  # after chunks ran: what the first chunk decided (e.g. expert_loop)
+            answer(side.describe())
         elif cmd["cmd"] == "memory":
             answer({**side.memory, "peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb()})
         elif cmd["cmd"] == "quit":
@@ -249,7 +251,8 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
              "rounds_ms": by_round[name],
              "stages_p50_ms": {k: statistics.median(s[k] for s in stages[name])
                                for k in ("vision", "prefix", "expert_total") if k in stages[name][0]},
-             f"rel_l2_vs_{first}": rel_l2(actions[name], actions[first])}
+             f"rel_l2_vs_{first}": rel_l2(actions[name], actions[first]),
+             "expert_loop": workers[name].ask({"cmd": "describe"})["backend"].get("expert_loop")}
         if args.f16_variant in actions:
             v[f"rel_l2_vs_{args.f16_variant}"] = rel_l2(actions[name], actions[args.f16_variant])
         v["floors"] = stage_floors(floor_work[name], v["stages_p50_ms"], gpu_name)

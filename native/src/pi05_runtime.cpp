@@ -166,6 +166,16 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
                                                          : FoldGates::automatic;
         constant_conditioning_ = chunk_expert_ && (fold_gates_ == FoldGates::on ||
                                                    env_switch("VLA_EDGE_CONSTANT_CONDITIONING", !cpu));
+        // Our own CUDA loop for the chunk's flow steps (cuda_expert_loop.h): wanted on CUDA devices with
+        // the chunk graph; VLA_EDGE_CUDA_EXPERT=0 keeps ggml's graph (A/B runs). use_cuda_expert decides
+        // at the first chunk whether the weights and the device fit it, and says why not.
+        const bool cuda = !cpu && std::string(ggml_backend_name(backend_)).rfind("CUDA", 0) == 0;
+        cuda_expert_wanted_ = cuda && chunk_expert_ && env_switch("VLA_EDGE_CUDA_EXPERT", true);
+        cuda_expert_note_ = cpu || !cuda ? "ggml graph"
+                            : !chunk_expert_ ? "ggml graph (per-step graphs)"
+                            : !cuda_expert_wanted_ ? "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
+                                                   : "cuda, if the first chunk's weights fit it";
+        cuda_device_ = cuda && options.device.size() > 5 ? std::stoi(options.device.substr(5)) : 0;
         allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
@@ -187,6 +197,7 @@ void Pi05Runtime::allocate_cache(int tokens) {
     // Persistent prefix KV cache, written by the prefix graph, read by every expert step. The
     // graphs that point into an old cache are dropped (rebuilt on their next call).
     for (Graph* g : {&prefix_, &expert_, &chunk_}) g->release();
+    drop_cuda_expert();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
     if (cache_ctx_) ggml_free(cache_ctx_);
     cache_buf_ = nullptr;
@@ -217,6 +228,7 @@ void Pi05Runtime::release() {
         g->alloc = nullptr;
     }
     markers_.release();
+    drop_cuda_expert();
     prefix_constants_.release();
     expert_constants_.release();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
@@ -416,6 +428,7 @@ void Pi05Runtime::ensure_expert_constants(int num_steps) {
     // and down projection per step (2.2 GB in BF16 for pi0.5 at 10 steps): automatic folds only on a
     // discrete GPU, only 16-bit / F32 matrices (widened ones), with max(2 GiB, 10%) still free after.
     expert_constant_steps_ = 0;
+    drop_cuda_expert();
     expert_constants_.release();
     size_t fold_bytes = 0;
     for (int i = 0; i < hp_.expert.layers; ++i) {
@@ -461,6 +474,115 @@ std::string Pi05Runtime::constants_note() const {
     }
     return note.empty() ? "none" : note;
 }
+
+void Pi05Runtime::drop_cuda_expert() {
+#ifdef VLA_EDGE_WITH_CUDA
+    cuda_expert_.reset();
+#endif
+    cuda_expert_steps_ = 0;
+}
+
+std::string Pi05Runtime::expert_loop() const {
+#ifdef VLA_EDGE_WITH_CUDA
+    if (cuda_expert_) return "cuda (own kernels, " + std::to_string(cuda_expert_->captured_graphs()) + " shapes captured)";
+#endif
+    return cuda_expert_note_;
+}
+
+bool Pi05Runtime::use_cuda_expert(int num_steps) {
+    if (!cuda_expert_wanted_) return false;
+#ifdef VLA_EDGE_WITH_CUDA
+    if (observer_) {  // calibration reads the ggml graph's product inputs
+        cuda_expert_note_ = "ggml graph (a matmul observer is set)";
+        return false;
+    }
+    if (constant_conditioning_ && expert_constant_steps_ != num_steps) ensure_expert_constants(num_steps);
+    if (cuda_expert_steps_ == num_steps) return static_cast<bool>(cuda_expert_);
+    cuda_expert_steps_ = num_steps;  // decided once per step count (and again after the cache or constants change)
+    std::string why;
+    try {
+        cuda_expert_ = std::make_unique<CudaExpertLoop>(cuda_expert_spec(num_steps));
+    } catch (const std::exception& e) {
+        why = e.what();
+    }
+    cuda_expert_note_ = why.empty() ? "" : "ggml graph (" + why + ")";
+    return static_cast<bool>(cuda_expert_);
+#else
+    (void)num_steps;
+    return false;
+#endif
+}
+
+#ifdef VLA_EDGE_WITH_CUDA
+CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
+    const StackHparams& e = hp_.expert;
+    auto fail = [](const std::string& why) { throw std::runtime_error(why); };
+    if (!constant_conditioning_) fail("the conditioning is not constant: VLA_EDGE_CONSTANT_CONDITIONING=0");
+    if (e.kv_heads != 1) fail("the expert has " + std::to_string(e.kv_heads) + " K/V heads, the loop takes 1");
+    if (cache_type_ != GGML_TYPE_F16) fail("the K/V cache is not F16 (flash attention is off)");
+    if (hp_.kv_pad < 16 || hp_.kv_pad % 16) fail("K/V ranges are not padded: VLA_EDGE_PAD_EXPERT_KV=0");
+    if (static_cast<size_t>(e.layers) > cache_.k.size()) fail("the expert has more layers than the K/V cache");
+    const size_t smem = CudaExpertLoop::attention_shared_bytes(max_prefix_ + hp_.horizon, e.head_dim);
+    if (smem > CudaExpertLoop::device_shared_bytes(cuda_device_)) {
+        fail("attention over " + std::to_string(max_prefix_ + hp_.horizon) + " keys needs " + std::to_string(smem) +
+             " bytes of shared memory per block, more than the device grants");
+    }
+    // tensor -> matrix with `cols` meaningful input columns (the stored width may be padded)
+    auto matrix = [&](const ggml_tensor* t, int64_t cols, const std::string& name) {
+        if (!t) fail(name + " is not on the device in the form the loop reads (fused / folded BF16)");
+        const CudaElem type = t->type == GGML_TYPE_F32 ? CudaElem::f32 : t->type == GGML_TYPE_F16 ? CudaElem::f16 : CudaElem::bf16;
+        const bool plain = t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16;
+        if (!plain || !ggml_is_contiguous(t)) fail(name + " is " + ggml_type_name(t->type) + ", not a plain F32 / F16 / BF16 matrix");
+        return CudaMatrix{t->data, type, t->ne[1], cols, t->ne[0]};
+    };
+    auto f32 = [&](const std::string& name, int64_t elements) {
+        const ggml_tensor* t = expert_constants_.find(name);
+        if (!t) t = weights_->find(name);
+        if (!t || t->type != GGML_TYPE_F32 || !ggml_is_contiguous(t) || ggml_nelements(t) < elements) {
+            fail(name + " is not a float32 vector of " + std::to_string(elements) + " values on the device");
+        }
+        return static_cast<const float*>(t->data);
+    };
+    CudaExpertSpec s;
+    s.device = cuda_device_;
+    s.hidden = e.hidden;
+    s.ffn = e.ffn;
+    s.heads = e.heads;
+    s.head_dim = e.head_dim;
+    s.horizon = hp_.horizon;
+    s.action_dim = hp_.action_dim;
+    s.steps = num_steps;
+    s.eps = e.eps;
+    s.rope_theta = hp_.rope_theta;
+    s.cache_rows = cache_tokens_;
+    const int64_t mods = 3 * int64_t{e.hidden} * num_steps;
+    for (int i = 0; i < e.layers; ++i) {
+        const std::string b = "action.blk." + std::to_string(i) + ".";
+        CudaExpertLayer L;
+        L.qkv = matrix(weights_->fused(b + "attn_qkv.weight"), e.hidden, b + "attn_qkv.weight");
+        L.gate_up = matrix(weights_->fused(b + "ffn_gate_up.weight"), e.hidden, b + "ffn_gate_up.weight");
+        for (int step = 0; step < num_steps; ++step) {
+            const std::string out = folded_name(b + "attn_output.weight", step), down = folded_name(b + "ffn_down.weight", step);
+            L.out_w.push_back(matrix(expert_constants_.find(out), int64_t{e.heads} * e.head_dim, out));
+            L.down_w.push_back(matrix(expert_constants_.find(down), e.ffn, down));
+        }
+        L.attn_mod = f32(b + "attn_norm.mod", mods);
+        L.attn_mod1 = f32(b + "attn_norm.mod" + kPlusOne, mods);
+        L.ffn_mod = f32(b + "ffn_norm.mod", mods);
+        L.ffn_mod1 = f32(b + "ffn_norm.mod" + kPlusOne, mods);
+        L.cache_k = cache_.k[i]->data;
+        L.cache_v = cache_.v[i]->data;
+        s.layers.push_back(std::move(L));
+    }
+    s.out_mod = f32("action.output_norm.mod", mods);
+    s.out_mod1 = f32(std::string("action.output_norm.mod") + kPlusOne, mods);
+    s.action_in = matrix(weights_->get("action.action_in.weight"), hp_.action_dim, "action.action_in.weight");
+    s.action_out = matrix(weights_->get("action.action_out.weight"), e.hidden, "action.action_out.weight");
+    s.action_in_bias = f32("action.action_in.bias", e.hidden);
+    s.action_out_bias = f32("action.action_out.bias", hp_.action_dim);
+    return s;
+}
+#endif
 
 std::vector<ggml_tensor*> Pi05Runtime::expert_masks(ggml_context* ctx, Graph& g, const std::vector<int>& n_prefix) const {
     std::vector<ggml_tensor*> masks;
@@ -678,7 +800,11 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     for (int step = 0; step < num_steps; ++step) time_embedding(step, num_steps, host_time_.data() + static_cast<size_t>(step) * E);
     const auto expert_start = std::chrono::steady_clock::now();
     prepare_expert_masks(n_prefix);
-    if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
+    if (chunk_expert_ && use_cuda_expert(num_steps)) {
+#ifdef VLA_EDGE_WITH_CUDA
+        cuda_expert_->run(n_prefix, bases, host_x_.data());
+#endif
+    } else if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
         ensure_expert_chunk(n_prefix, num_steps);
         ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
         ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));

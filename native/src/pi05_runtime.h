@@ -12,6 +12,9 @@
 #include "ggml-backend.h"
 #include "gguf_weights.h"
 #include "pi05_graph.h"
+#ifdef VLA_EDGE_WITH_CUDA
+#include "cuda_expert_loop.h"
+#endif
 
 namespace vla_edge {
 
@@ -113,6 +116,9 @@ class Pi05Runtime {
     size_t constant_tensors() const { return prefix_constants_.size() + expert_constants_.size(); }
     // What is computed once, e.g. "gemma norms 1 + w; conditioning for 10 steps; gates folded (auto: room, 2.11 GiB)".
     std::string constants_note() const;
+    // Which code runs the chunk's flow steps: "cuda (own kernels, N shapes captured)" (CudaExpertLoop),
+    // or "ggml graph" and, off the CPU, why our own loop does not run (VLA_EDGE_CUDA_EXPERT, docs/gpu.md).
+    std::string expert_loop() const;
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -171,6 +177,13 @@ class Pi05Runtime {
     void ensure_expert(const std::vector<int>& n_prefix);
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
     void ensure_expert_constants(int num_steps);
+    // True when CudaExpertLoop runs this call's flow steps (made at the first call that can use it).
+    bool use_cuda_expert(int num_steps);
+    void drop_cuda_expert();  // its pointers into the cache / constants are about to go
+#ifdef VLA_EDGE_WITH_CUDA
+    // The loop's view of the weights, constants and cache; throws naming what does not fit it.
+    CudaExpertSpec cuda_expert_spec(int num_steps) const;
+#endif
     // Padded expert K/V (hp_.kv_pad > 1): one F16 [kv_span, horizon] mask input per observation,
     // named mask<s>, created with the expert graphs; the host masks are made once per call
     // (prepare_expert_masks) and uploaded before every compute that reads them (set_expert_masks).
@@ -204,6 +217,15 @@ class Pi05Runtime {
     bool constant_conditioning_ = false;
     enum class FoldGates { off, on, automatic } fold_gates_ = FoldGates::off;
     std::string expert_constants_note_;
+    // Our own CUDA loop for the chunk (off the CPU; see use_cuda_expert): wanted unless
+    // VLA_EDGE_CUDA_EXPERT=0, and why it does not run where it does not.
+    bool cuda_expert_wanted_ = false;
+    std::string cuda_expert_note_;
+    int cuda_device_ = 0;
+    int cuda_expert_steps_ = 0;  // the step count the loop was made (or found not to fit) for; 0: undecided
+#ifdef VLA_EDGE_WITH_CUDA
+    std::unique_ptr<CudaExpertLoop> cuda_expert_;
+#endif
     bool chunk_expert_ = false;
     int graph_builds_ = 0;
     std::string attention_ = "matmul";

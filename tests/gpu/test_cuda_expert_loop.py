@@ -1,0 +1,71 @@
+"""Our own CUDA expert loop (native/cuda/expert_loop.cu) against ggml's graph of the same flow steps and
+against the `reference` target, on fresh random observations of the tiny pack and its q4_k_m twin.
+
+Needs the native core built with -DVLA_EDGE_CUDA=ON and a GPU of compute capability >= 8.0: skipped
+elsewhere, run on the GPU machine (benchmarks/gpu_vs_realtime_vla.sh runs it before it times anything).
+
+Tolerances (rel-L2 of the action chunk): loop vs ggml graph 2e-3, since both read the same BF16 weights,
+folded gates and modulation and differ in the attention kernel (F16 probabilities) and in summation
+order; loop vs reference 5e-3, the forms check's bound for every GPU form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_edge import load_policy
+from vla_edge.packs.golden import random_observation
+from vla_edge.packs.quantize import quantize_pack
+from vla_edge.packs.writer import rel_l2
+
+pytestmark = pytest.mark.gpu
+LOOP_VS_GRAPH = 2e-3
+VS_REFERENCE = 5e-3
+
+
+def cuda_policy(pack: Path, loop: bool, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VLA_EDGE_CUDA_EXPERT", "1" if loop else "0")  # read when the runtime is made
+    try:
+        return load_policy(pack, target="cuda")
+    except Exception as exc:  # noqa: BLE001 - no CUDA build or no GPU here
+        pytest.skip(f"the cuda target does not load here: {exc}")
+
+
+@pytest.fixture(scope="module", params=["tiny", "tiny-q4_k_m"])
+def pack(request, tiny_pack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if request.param == "tiny":
+        return tiny_pack_dir
+    out = tmp_path_factory.mktemp("q4") / "tiny-q4_k_m"
+    quantize_pack(tiny_pack_dir, "q4_k_m", out)
+    return out
+
+
+def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop, graph = cuda_policy(pack, True, monkeypatch), cuda_policy(pack, False, monkeypatch)
+    ref = load_policy(pack, target="reference")
+    rng = np.random.default_rng()
+    # two prompts of different lengths: two shapes, each captured once
+    for prompt in ("pick up the red cube", "put the cup on the plate and then go back to the start"):
+        obs = random_observation(ref.pack, rng, prompt=prompt)
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        ours = loop.infer(obs, noise=noise).actions
+        assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+        assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
+    assert loop._backend.describe()["expert_loop"] == "cuda (own kernels, 2 shapes captured)"
+    assert graph._backend.describe()["expert_loop"] == "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
+
+
+def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = cuda_policy(pack, True, monkeypatch)
+    assert loop.batches
+    rng = np.random.default_rng()
+    requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
+                for p in ("open the drawer", "stack the blocks, the blue one on top of the green one")]
+    batched = loop.infer_batch(requests)
+    for (obs, noise), chunk in zip(requests, batched):
+        assert not isinstance(chunk, Exception), chunk
+        assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+    assert loop._backend.describe()["expert_loop"].startswith("cuda (own kernels")
