@@ -252,7 +252,8 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
              "stages_p50_ms": {k: statistics.median(s[k] for s in stages[name])
                                for k in ("vision", "prefix", "expert_total") if k in stages[name][0]},
              f"rel_l2_vs_{first}": rel_l2(actions[name], actions[first]),
-             "expert_loop": workers[name].ask({"cmd": "describe"})["backend"].get("expert_loop")}
+             "decided": {k: v for k, v in workers[name].ask({"cmd": "describe"})["backend"].items()
+                         if k in ("expert_loop", "constants")}}  # what the first chunk chose
         if args.f16_variant in actions:
             v[f"rel_l2_vs_{args.f16_variant}"] = rel_l2(actions[name], actions[args.f16_variant])
         v["floors"] = stage_floors(floor_work[name], v["stages_p50_ms"], gpu_name)

@@ -33,6 +33,7 @@ void check(cublasStatus_t s, const char* what) {
 
 constexpr int kThreads = 256;
 constexpr int kRowsPerBlock = 16;  // attention: query rows (token x head) per block, one WMMA tile
+constexpr int kSplitKeys = 128;    // attention: keys per block, 16 per warp
 
 __device__ inline float load(const void* p, CudaElem type, int64_t i) {
     switch (type) {
@@ -107,27 +108,31 @@ __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int*
     for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[(heads + 1) * d + i]);
 }
 
-// Softmax attention of every query head of one observation over its keys (one K/V head shared by
-// all query heads). Block: 16 query rows (token-major, head-minor), all of the observation's keys.
-// Scores for every key stay in shared memory (no running rescale), then P (F16) times V. Keys past
-// `keys` (up to the next multiple of 16) are read but weigh zero: the cache rows there are finite
-// (the runtime pads each range and zero-fills the cache).
+// Attention of every query head of one observation (one K/V head shared by all of them), split over
+// the keys as flash-decoding does: block (16 query rows, 128 keys, observation) writes its rows'
+// unnormalised outputs and (max score, sum of weights) for its keys; attention_combine_kernel merges
+// the splits. Many small blocks instead of one block per 16 rows over every key: the first version
+// (2026-12-06, H100) took ~60 us per call, each warp waiting on one K/V fragment load after another.
+// Each warp here loads all of its fragments before it multiplies. Rows are token-major, head-minor.
+// Keys past `keys` (up to the next multiple of 16) are read but weigh zero: the runtime pads each
+// range and zero-fills the cache, so those rows hold finite values.
 template <int D>
-__global__ void __launch_bounds__(kThreads) attention_kernel(const __half* q16, const __half* kc, const __half* vc,
-                                                             const int* obs_base, const int* obs_keys, int horizon,
-                                                             int heads, int lp, float scale, bf16* out, int64_t ld_out) {
+__global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half* q16, const __half* kc, const __half* vc,
+                                                                   const int* obs_base, const int* obs_keys, int horizon,
+                                                                   int heads, int splits, float scale, float* part_o,
+                                                                   float2* part_ml) {
     using namespace nvcuda;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    extern __shared__ __align__(128) unsigned char smem[];
-    const int s = blockIdx.y, rows_total = horizon * heads, row0 = blockIdx.x * kRowsPerBlock;
-    const int64_t base = obs_base[s];
-    const int keys = obs_keys[s], tiles = (keys + 15) / 16;
-    const int s_ld = lp > D ? lp : D;  // the score rows, later the output rows
-    __half* qs = reinterpret_cast<__half*>(smem);
-    float* S = reinterpret_cast<float*>(smem + kRowsPerBlock * D * sizeof(__half));
-    __half* P = reinterpret_cast<__half*>(S + kRowsPerBlock * s_ld);
-    float* inv = reinterpret_cast<float*>(P + kRowsPerBlock * lp);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    __shared__ __align__(128) __half qs[kRowsPerBlock * D];
+    __shared__ __align__(128) float S[kRowsPerBlock * kSplitKeys];
+    __shared__ __align__(128) __half P[kRowsPerBlock * kSplitKeys];
+    __shared__ __align__(128) float O[kRowsPerBlock * D];
+    const int s = blockIdx.z, split = blockIdx.y, rows_total = horizon * heads, row0 = blockIdx.x * kRowsPerBlock;
+    const int keys = obs_keys[s], key0 = split * kSplitKeys;
+    if (key0 >= keys) return;  // this observation has fewer splits than the batch's longest
+    const int n = min(kSplitKeys, keys - key0), tiles = (n + 15) / 16;
+    const int64_t base = obs_base[s] + key0;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
     const uint4* qg = reinterpret_cast<const uint4*>(q16 + (static_cast<int64_t>(s) * rows_total + row0) * D);
     for (int i = threadIdx.x; i < kRowsPerBlock * D / 8; i += blockDim.x) {
@@ -136,64 +141,93 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const __half* q16, 
     }
     __syncthreads();
 
-    for (int kt = warp; kt < tiles; kt += warps) {  // S = Q K^T, 16 keys per warp at a time
+    constexpr int kAhead = D / 16 < 8 ? D / 16 : 8;  // K fragments in flight per warp
+    if (warp < tiles) {  // S = Q K^T: warp w takes keys [16w, 16w + 16) of the split
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
         wmma::fill_fragment(acc, 0.0f);
-        const __half* kbase = kc + (base + kt * 16) * D;
+        const __half* kb = kc + (base + warp * 16) * D;
+        for (int g = 0; g < D / 16; g += kAhead) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[kAhead];
 #pragma unroll
-        for (int dk = 0; dk < D / 16; ++dk) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
-            wmma::load_matrix_sync(a, qs + dk * 16, D);
-            wmma::load_matrix_sync(b, kbase + dk * 16, D);
-            wmma::mma_sync(acc, a, b, acc);
+            for (int i = 0; i < kAhead; ++i) wmma::load_matrix_sync(b[i], kb + (g + i) * 16, D);
+#pragma unroll
+            for (int i = 0; i < kAhead; ++i) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::load_matrix_sync(a, qs + (g + i) * 16, D);
+                wmma::mma_sync(acc, a, b[i], acc);
+            }
         }
-        wmma::store_matrix_sync(S + kt * 16, acc, s_ld, wmma::mem_row_major);
+        wmma::store_matrix_sync(S + warp * 16, acc, kSplitKeys, wmma::mem_row_major);
     }
     __syncthreads();
 
-    for (int r = warp; r < kRowsPerBlock; r += warps) {  // softmax rows: max, exp, sum
-        const float* sr = S + r * s_ld;
+    for (int r = warp; r < kRowsPerBlock; r += kThreads / 32) {  // this split's max and weights per row
+        const float* sr = S + r * kSplitKeys;
         float m = -INFINITY;
-        for (int j = lane; j < keys; j += 32) m = fmaxf(m, sr[j]);
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, sr[j]);
         m = warp_max(m);
-        float sum = 0.0f;
-        __half* pr = P + r * lp;
+        float l = 0.0f;
         for (int j = lane; j < tiles * 16; j += 32) {
-            const float p = j < keys ? expf((sr[j] - m) * scale) : 0.0f;
-            pr[j] = __float2half(p);
-            sum += p;
+            const float p = j < n ? expf((sr[j] - m) * scale) : 0.0f;
+            P[r * kSplitKeys + j] = __float2half(p);
+            l += p;
         }
-        sum = warp_sum(sum);
-        if (lane == 0) inv[r] = 1.0f / sum;
+        l = warp_sum(l);
+        if (lane == 0 && row0 + r < rows_total) {
+            part_ml[(static_cast<int64_t>(s) * splits + split) * rows_total + row0 + r] = make_float2(m, l);
+        }
     }
     __syncthreads();
 
-    float* O = S;  // the scores are spent: 16 x D outputs
-    for (int dt = warp; dt < D / 16; dt += warps) {  // O = P V, 16 output columns per warp at a time
+    for (int dt = warp; dt < D / 16; dt += kThreads / 32) {  // O = P V, 16 output columns at a time
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
         wmma::fill_fragment(acc, 0.0f);
-#pragma unroll 4
-        for (int kt = 0; kt < tiles; ++kt) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
-            wmma::load_matrix_sync(a, P + kt * 16, lp);
-            wmma::load_matrix_sync(b, vc + (base + kt * 16) * D + dt * 16, D);
-            wmma::mma_sync(acc, a, b, acc);
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b[kSplitKeys / 16];
+#pragma unroll
+        for (int k = 0; k < kSplitKeys / 16; ++k) {
+            if (k < tiles) wmma::load_matrix_sync(b[k], vc + (base + k * 16) * D + dt * 16, D);
+        }
+#pragma unroll
+        for (int k = 0; k < kSplitKeys / 16; ++k) {
+            if (k < tiles) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::load_matrix_sync(a, P + k * 16, kSplitKeys);
+                wmma::mma_sync(acc, a, b[k], acc);
+            }
         }
         wmma::store_matrix_sync(O + dt * 16, acc, D, wmma::mem_row_major);
     }
     __syncthreads();
 
+    float* dst = part_o + ((static_cast<int64_t>(s) * splits + split) * rows_total + row0) * D;
     for (int i = threadIdx.x; i < kRowsPerBlock * D; i += blockDim.x) {
-        const int r = i / D, row = row0 + r;
-        if (row >= rows_total) continue;
-        const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-        out[t * ld_out + (row % heads) * D + i % D] = __float2bfloat16(O[i] * inv[r]);
+        if (row0 + i / D < rows_total) dst[i] = O[i];
     }
 #else
     __trap();  // built for a GPU without F16 tensor cores: fail loudly, never return nothing
 #endif
+}
+
+// out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale); one block
+// per query row, in BF16 for the output projection.
+__global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys, int horizon,
+                                         int heads, int D, int splits, float scale, bf16* out, int64_t ld_out) {
+    const int s = blockIdx.y, row = blockIdx.x, rows_total = horizon * heads;
+    const int n = (obs_keys[s] + kSplitKeys - 1) / kSplitKeys;
+    const int64_t first = static_cast<int64_t>(s) * splits * rows_total + row;  // split i at first + i * rows_total
+    float m = -INFINITY;
+    for (int i = 0; i < n; ++i) m = fmaxf(m, part_ml[first + i * rows_total].x);
+    float l = 0.0f;
+    for (int i = 0; i < n; ++i) l += expf((part_ml[first + i * rows_total].x - m) * scale) * part_ml[first + i * rows_total].y;
+    const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const int64_t at = first + i * static_cast<int64_t>(rows_total);
+            acc += expf((part_ml[at].x - m) * scale) * part_o[at * D + c];
+        }
+        out[t * ld_out + (row % heads) * D + c] = __float2bfloat16(acc / l);
+    }
 }
 
 // gelu_tanh(gate) * up from the fused [gate | up] product, in BF16 for the down projection.
@@ -222,31 +256,14 @@ __global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const flo
 int blocks(int64_t n, int per) { return static_cast<int>((n + per - 1) / per); }
 
 template <int D>
-void set_attention_smem(size_t bytes) {
-    check(cudaFuncSetAttribute(attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-          "attention shared memory");
-}
-
-template <int D>
-void launch_attention(dim3 grid, size_t smem, cudaStream_t st, const __half* q, const __half* k, const __half* v,
-                      const int* base, const int* keys, int horizon, int heads, int lp, float scale, bf16* out, int64_t ld) {
-    attention_kernel<D><<<grid, kThreads, smem, st>>>(q, k, v, base, keys, horizon, heads, lp, scale, out, ld);
+void launch_attention(dim3 grid, cudaStream_t st, const __half* q, const __half* k, const __half* v, const int* base,
+                      const int* keys, int horizon, int heads, int splits, float scale, float* part_o, float2* part_ml) {
+    attention_split_kernel<D><<<grid, kThreads, 0, st>>>(q, k, v, base, keys, horizon, heads, splits, scale, part_o, part_ml);
 }
 
 int round16(int n) { return (n + 15) / 16 * 16; }
 
 }  // namespace
-
-size_t CudaExpertLoop::attention_shared_bytes(int keys, int head_dim) {
-    const size_t lp = round16(keys), s_ld = std::max<size_t>(lp, head_dim);
-    return kRowsPerBlock * (head_dim * sizeof(__half) + s_ld * sizeof(float) + lp * sizeof(__half) + sizeof(float));
-}
-
-size_t CudaExpertLoop::device_shared_bytes(int device) {
-    int bytes = 0;
-    check(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "device attributes");
-    return static_cast<size_t>(bytes);
-}
 
 struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
@@ -258,6 +275,9 @@ struct CudaExpertLoop::Impl {
     float *x = nullptr, *xt = nullptr, *qkv = nullptr, *gu = nullptr, *hf = nullptr;
     bf16 *hn = nullptr, *attn = nullptr, *g = nullptr;
     __half* q16 = nullptr;
+    float* part_o = nullptr;  // attention splits: unnormalised outputs and (max, sum) per row
+    float2* part_ml = nullptr;
+    int64_t part_rows = 0;    // capacity in (observation, split, query row) triples
     struct Shape {
         cudaGraphExec_t exec = nullptr;
         int* ints = nullptr;  // pos[T], rows[T], base[B], keys[B]
@@ -267,6 +287,7 @@ struct CudaExpertLoop::Impl {
     ~Impl() {
         drop_shapes();
         free_buffers();
+        free_parts();
         if (workspace) cudaFree(workspace);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
@@ -290,6 +311,23 @@ struct CudaExpertLoop::Impl {
         hn = attn = g = nullptr;
         q16 = nullptr;
         tokens = 0;
+    }
+
+    void free_parts() {
+        if (part_o) cudaFree(part_o);
+        if (part_ml) cudaFree(part_ml);
+        part_o = nullptr;
+        part_ml = nullptr;
+        part_rows = 0;
+    }
+
+    void ensure_parts(int64_t rows) {
+        if (rows <= part_rows) return;
+        drop_shapes();  // captured graphs point at the old buffers
+        free_parts();
+        alloc(part_o, rows * spec.head_dim);
+        alloc(part_ml, rows);
+        part_rows = rows;
     }
 
     template <typename T>
@@ -326,13 +364,13 @@ struct CudaExpertLoop::Impl {
     void launch_check(const char* what) const { check(cudaGetLastError(), what); }
 
     // Every kernel of the chunk, in stream order (captured once per shape).
-    void enqueue(int B, const int* pos, const int* rows, const int* base, const int* keys, int lp) const {
+    void enqueue(int B, const int* pos, const int* rows, const int* base, const int* keys, int splits) const {
         const CudaExpertSpec& s = spec;
         const int T = B * s.horizon, E = s.hidden, A = s.action_dim, d = s.head_dim;
         const float dt = -1.0f / static_cast<float>(s.steps), scale = 1.0f / std::sqrt(static_cast<float>(d));
         const float theta_scale = std::pow(s.rope_theta, -2.0f / static_cast<float>(d));
-        const dim3 attn_grid(blocks(int64_t{s.horizon} * s.heads, kRowsPerBlock), B);
-        const size_t attn_smem = attention_shared_bytes(lp, d);
+        const int rows_total = s.horizon * s.heads;
+        const dim3 split_grid(blocks(rows_total, kRowsPerBlock), splits, B), combine_grid(rows_total, B);
         const int64_t step_mod = 3 * int64_t{E};
         for (int step = 0; step < s.steps; ++step) {
             action_in_kernel<<<T, kThreads, A * sizeof(float), stream>>>(xt, A, s.action_in, s.action_in_bias, x, E);
@@ -344,10 +382,12 @@ struct CudaExpertLoop::Impl {
                                                               static_cast<__half*>(L.cache_k), static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
                 switch (d) {
-                    case 64: launch_attention<64>(attn_grid, attn_smem, stream, q16, kc, vc, base, keys, s.horizon, s.heads, lp, scale, attn, ld_o); break;
-                    case 128: launch_attention<128>(attn_grid, attn_smem, stream, q16, kc, vc, base, keys, s.horizon, s.heads, lp, scale, attn, ld_o); break;
-                    default: launch_attention<256>(attn_grid, attn_smem, stream, q16, kc, vc, base, keys, s.horizon, s.heads, lp, scale, attn, ld_o); break;
+                    case 64: launch_attention<64>(split_grid, stream, q16, kc, vc, base, keys, s.horizon, s.heads, splits, scale, part_o, part_ml); break;
+                    case 128: launch_attention<128>(split_grid, stream, q16, kc, vc, base, keys, s.horizon, s.heads, splits, scale, part_o, part_ml); break;
+                    default: launch_attention<256>(split_grid, stream, q16, kc, vc, base, keys, s.horizon, s.heads, splits, scale, part_o, part_ml); break;
                 }
+                attention_combine_kernel<<<combine_grid, std::min(d, kThreads), 0, stream>>>(
+                    part_o, part_ml, keys, s.horizon, s.heads, d, splits, scale, attn, ld_o);
                 product(L.out_w[step], attn, T, x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 ada_norm_kernel<<<T, kThreads, 0, stream>>>(x, E, f1, f + E, s.eps, hn, ld_h);
@@ -432,18 +472,14 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     const int B = static_cast<int>(n_prefix.size()), H = s.horizon, T = B * H;
     if (B == 0 || bases.size() != n_prefix.size()) throw std::invalid_argument("CUDA expert loop: one base per observation");
     check(cudaSetDevice(s.device), "selecting the device");
-    int lp = 0;
+    int splits = 0;
     for (int b = 0; b < B; ++b) {
         const int keys = n_prefix[b] + H;
         if (bases[b] + round16(keys) > s.cache_rows) throw std::invalid_argument("CUDA expert loop: K/V range past the cache");
-        lp = std::max(lp, round16(keys));
-    }
-    const size_t smem = attention_shared_bytes(lp, s.head_dim);
-    if (smem > device_shared_bytes(s.device)) {
-        throw std::invalid_argument("CUDA expert loop: " + std::to_string(lp) + " keys need " + std::to_string(smem) +
-                                    " bytes of shared memory per block, more than the device grants");
+        splits = std::max(splits, (keys + kSplitKeys - 1) / kSplitKeys);
     }
     if (T > m.tokens) m.grow(T);
+    m.ensure_parts(int64_t{B} * splits * H * s.heads);
     std::vector<int64_t> key(n_prefix.begin(), n_prefix.end());
     key.insert(key.end(), bases.begin(), bases.end());
     auto it = m.shapes.find(key);
@@ -459,16 +495,11 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
         check(cudaMalloc(reinterpret_cast<void**>(&shape.ints), ints.size() * sizeof(int)), "allocating shape indices");
         try {
             check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), "uploading shape indices");
-            switch (s.head_dim) {
-                case 64: set_attention_smem<64>(smem); break;
-                case 128: set_attention_smem<128>(smem); break;
-                default: set_attention_smem<256>(smem); break;
-            }
             cudaGraph_t graph = nullptr;
             check(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "beginning graph capture");
             try {
                 const int* p = shape.ints;
-                m.enqueue(B, p, p + T, p + 2 * T, p + 2 * T + B, lp);
+                m.enqueue(B, p, p + T, p + 2 * T, p + 2 * T + B, splits);
             } catch (...) {
                 cudaStreamEndCapture(m.stream, &graph);
                 if (graph) cudaGraphDestroy(graph);

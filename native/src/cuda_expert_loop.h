@@ -3,7 +3,7 @@
 // runs ~17 kernels per layer (each product's input cast to BF16, residual adds, RoPE, two cache
 // writes, attention); here the norm writes BF16 itself, the residual rides in the product
 // (beta = 1), RoPE and both cache writes are one kernel, and attention is one kernel for all heads
-// of an observation (docs/gpu.md, "own expert loop"). Plain C++ header: no CUDA types leak out.
+// of an observation split over its keys, plus one kernel merging the splits (docs/gpu.md, "own expert loop"). Plain C++ header: no CUDA types leak out.
 #pragma once
 
 #include <cstdint>
@@ -60,10 +60,6 @@ class CudaExpertLoop {
     void run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x);
     // Input shapes with a captured CUDA graph.
     size_t captured_graphs() const;
-    // Shared memory the attention kernel needs for `keys` keys of one observation, and what the
-    // device grants one block: the caller keeps prefixes within it.
-    static size_t attention_shared_bytes(int keys, int head_dim);
-    static size_t device_shared_bytes(int device);
 
   private:
     struct Impl;

@@ -522,11 +522,6 @@ CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
     if (cache_type_ != GGML_TYPE_F16) fail("the K/V cache is not F16 (flash attention is off)");
     if (hp_.kv_pad < 16 || hp_.kv_pad % 16) fail("K/V ranges are not padded: VLA_EDGE_PAD_EXPERT_KV=0");
     if (static_cast<size_t>(e.layers) > cache_.k.size()) fail("the expert has more layers than the K/V cache");
-    const size_t smem = CudaExpertLoop::attention_shared_bytes(max_prefix_ + hp_.horizon, e.head_dim);
-    if (smem > CudaExpertLoop::device_shared_bytes(cuda_device_)) {
-        fail("attention over " + std::to_string(max_prefix_ + hp_.horizon) + " keys needs " + std::to_string(smem) +
-             " bytes of shared memory per block, more than the device grants");
-    }
     // tensor -> matrix with `cols` meaningful input columns (the stored width may be padded)
     auto matrix = [&](const ggml_tensor* t, int64_t cols, const std::string& name) {
         if (!t) fail(name + " is not on the device in the form the loop reads (fused / folded BF16)");

@@ -1,5 +1,7 @@
 """Our own CUDA expert loop (native/cuda/expert_loop.cu) against ggml's graph of the same flow steps and
-against the `reference` target, on fresh random observations of the tiny pack and its q4_k_m twin.
+against the `reference` target, on fresh random observations of the tiny pack's F16 and q4_k_m twins
+(the loop reads BF16 matrices: GPUs with BF16 tensor cores widen F16 and quantised ones to BF16, while
+the tiny pack's own F32 matrices stay F32, and there ggml's graph runs and says why).
 
 Needs the native core built with -DVLA_EDGE_CUDA=ON and a GPU of compute capability >= 8.0: skipped
 elsewhere, run on the GPU machine (benchmarks/gpu_vs_realtime_vla.sh runs it before it times anything).
@@ -34,12 +36,10 @@ def cuda_policy(pack: Path, loop: bool, monkeypatch: pytest.MonkeyPatch):
         pytest.skip(f"the cuda target does not load here: {exc}")
 
 
-@pytest.fixture(scope="module", params=["tiny", "tiny-q4_k_m"])
+@pytest.fixture(scope="module", params=["f16", "q4_k_m"])
 def pack(request, tiny_pack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if request.param == "tiny":
-        return tiny_pack_dir
-    out = tmp_path_factory.mktemp("q4") / "tiny-q4_k_m"
-    quantize_pack(tiny_pack_dir, "q4_k_m", out)
+    out = tmp_path_factory.mktemp(request.param) / f"tiny-{request.param}"
+    quantize_pack(tiny_pack_dir, request.param, out)
     return out
 
 
@@ -69,3 +69,10 @@ def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, monkeypatc
         assert not isinstance(chunk, Exception), chunk
         assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
     assert loop._backend.describe()["expert_loop"].startswith("cuda (own kernels")
+
+
+def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = cuda_policy(tiny_pack_dir, True, monkeypatch)
+    policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))
+    note = policy._backend.describe()["expert_loop"]
+    assert note.startswith("ggml graph (") and "must be a BF16" in note
