@@ -12,9 +12,10 @@ source benchmarks/gpu_packs.sh || exit 1
 # every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
 # (SKIP_FORMS=1: already checked on this warm machine). FORMS_ENVS="VAR=VALUE ...": each opt-in
 # switch a variant below sets is checked too, every form with that one variable in the environment.
+# FORMS=a,b: only those forms (gpu_forms_check.py --forms), when device time is short.
 forms_check() {  # OUT_FILE [VAR=VALUE]
   env ${2:+"$2"} PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 \
-    --out "$OUT/$1" || echo "forms check${2:+ with $2}: exit $?"
+    ${FORMS:+--forms "$FORMS"} --out "$OUT/$1" || echo "forms check${2:+ with $2}: exit $?"
 }
 if [ "${SKIP_FORMS:-0}" != 1 ]; then
   # our own CUDA expert loop against ggml's graph and the reference (tests/gpu/test_cuda_expert_loop.py)
