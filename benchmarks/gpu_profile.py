@@ -30,6 +30,7 @@ FAMILIES = (  # first match wins; a kernel name matching none is reported as "ot
     ("matmul (cuBLAS / cutlass)", r"gemm|cutlass|sm90_|sm80_|xmma|cublas|ampere_|s16816|s1688"),
     ("matmul (ggml f16/f32 kernels)", r"mul_mat|mmf|mmvf"),
     ("flash attention", r"flash_attn|fattn"),
+    ("attention (our expert loop)", r"attention_split|attention_combine"),
     ("softmax", r"soft_max"),
     ("norms", r"norm"),
     ("rope", r"rope"),
@@ -45,6 +46,7 @@ def family(name: str) -> str:
 
 
 def short_name(name: str) -> str:
+    name = name.replace("(anonymous namespace)::", "")  # our kernels live in one: keep their names
     name = re.sub(r"<.*", "", name)          # template arguments
     return re.sub(r"\(.*", "", name).strip()  # parameter lists
 
