@@ -435,8 +435,12 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
         const std::string at = "layer " + std::to_string(i) + ": ";
         auto bf16_matrix = [&](const CudaMatrix& w, int64_t rows, int64_t cols, int64_t stride, const char* what) {
             if (!w.data || w.type != CudaElem::bf16 || w.rows != rows || w.cols != cols || w.stride != stride) {
-                fail(at + what + " must be a BF16 " + std::to_string(rows) + " x " + std::to_string(cols) +
-                     " matrix stored " + std::to_string(stride) + " columns wide like the layer's others");
+                auto shape = [](int64_t r, int64_t c, int64_t st) {
+                    return std::to_string(r) + " x " + std::to_string(c) + " stored " + std::to_string(st) + " wide";
+                };
+                const char* type = w.type == CudaElem::f32 ? "F32" : w.type == CudaElem::f16 ? "F16" : "BF16";
+                fail(at + what + " is " + type + " " + shape(w.rows, w.cols, w.stride) + "; it must be a BF16 " +
+                     shape(rows, cols, stride) + " matrix");
             }
         };
         bf16_matrix(L.qkv, int64_t{s.heads + 2} * s.head_dim, s.hidden, m.ld_h, "fused q/k/v");

@@ -1,9 +1,10 @@
-// The action expert's ten flow steps as our own CUDA code: cuBLAS BF16 products plus five kernels
+// The action expert's ten flow steps as our own CUDA code: cuBLAS BF16 products plus seven kernels
 // written for this model, replayed as one CUDA graph per input shape. ggml's graph of the same loop
 // runs ~17 kernels per layer (each product's input cast to BF16, residual adds, RoPE, two cache
 // writes, attention); here the norm writes BF16 itself, the residual rides in the product
-// (beta = 1), RoPE and both cache writes are one kernel, and attention is one kernel for all heads
-// of an observation split over its keys, plus one kernel merging the splits (docs/gpu.md, "own expert loop"). Plain C++ header: no CUDA types leak out.
+// (beta = 1), RoPE and both cache writes are one kernel, and attention is one kernel for all heads of
+// an observation, split over its keys, plus one merging the splits (docs/gpu.md, "Our own expert
+// loop"). Plain C++ header: no CUDA types leak out.
 #pragma once
 
 #include <cstdint>

@@ -32,11 +32,14 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// N of "cuda:N" (0 for "cuda").
+int cuda_index(const std::string& device) { return device.size() > 5 ? std::stoi(device.substr(5)) : 0; }
+
 ggml_backend_t make_backend(const std::string& device) {
     if (device == "cpu") return ggml_backend_cpu_init();
     if (device.rfind("cuda", 0) == 0) {
 #ifdef VLA_EDGE_WITH_CUDA
-        const int index = device.size() > 5 ? std::stoi(device.substr(5)) : 0;
+        const int index = cuda_index(device);
         ggml_backend_t b = ggml_backend_cuda_init(index);
         if (!b) throw std::runtime_error("cannot initialise CUDA device " + std::to_string(index));
         return b;
@@ -171,11 +174,11 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         // at the first chunk whether the weights and the device fit it, and says why not.
         const bool cuda = !cpu && std::string(ggml_backend_name(backend_)).rfind("CUDA", 0) == 0;
         cuda_expert_wanted_ = cuda && chunk_expert_ && env_switch("VLA_EDGE_CUDA_EXPERT", true);
-        cuda_expert_note_ = cpu || !cuda ? "ggml graph"
-                            : !chunk_expert_ ? "ggml graph (per-step graphs)"
-                            : !cuda_expert_wanted_ ? "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
-                                                   : "cuda, if the first chunk's weights fit it";
-        cuda_device_ = cuda && options.device.size() > 5 ? std::stoi(options.device.substr(5)) : 0;
+        cuda_expert_note_ = cpu || !cuda          ? "ggml graph"
+                            : !chunk_expert_        ? "ggml graph (per-step graphs)"
+                            : !cuda_expert_wanted_  ? "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
+                                                    : "";  // set by drop_cuda_expert below
+        cuda_device_ = cuda ? cuda_index(options.device) : 0;
         allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
             g->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
@@ -480,6 +483,7 @@ void Pi05Runtime::drop_cuda_expert() {
     cuda_expert_.reset();
 #endif
     cuda_expert_steps_ = 0;
+    if (cuda_expert_wanted_) cuda_expert_note_ = "cuda, if the next chunk's weights fit it";
 }
 
 std::string Pi05Runtime::expert_loop() const {
