@@ -21,7 +21,9 @@ times; per variant the rel-L2 of its chunk against the first variant's and again
 variant's on the same inputs and noise (when one is given), per stage the fraction of the GPU's
 weight-bandwidth / tensor-core floor reached (vla_edge.bench.gpu_floors), its load time and its process's memory:
 peak RSS against the goal pack x 1.15 + 300 MB plus the CUDA context (measured in that process by
-loading TINY first, when given). Plus GPU name, pack recipe and commit.
+loading TINY first, when given), and what its first chunks decided (`decided`: `expert_loop`, our
+own CUDA loop or ggml's graph and why; `constants`, e.g. whether the gates were folded). Plus GPU
+name, pack recipe and commit.
 """
 
 from __future__ import annotations
