@@ -287,7 +287,6 @@ struct CudaExpertLoop::Impl {
     ~Impl() {
         drop_shapes();
         free_buffers();
-        free_parts();
         if (workspace) cudaFree(workspace);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
@@ -304,30 +303,15 @@ struct CudaExpertLoop::Impl {
     void free_buffers() {
         for (void* p : {static_cast<void*>(x), static_cast<void*>(xt), static_cast<void*>(qkv), static_cast<void*>(gu),
                         static_cast<void*>(hf), static_cast<void*>(hn), static_cast<void*>(attn), static_cast<void*>(g),
-                        static_cast<void*>(q16)}) {
+                        static_cast<void*>(q16), static_cast<void*>(part_o), static_cast<void*>(part_ml)}) {
             if (p) cudaFree(p);
         }
-        x = xt = qkv = gu = hf = nullptr;
+        x = xt = qkv = gu = hf = part_o = nullptr;
         hn = attn = g = nullptr;
         q16 = nullptr;
-        tokens = 0;
-    }
-
-    void free_parts() {
-        if (part_o) cudaFree(part_o);
-        if (part_ml) cudaFree(part_ml);
-        part_o = nullptr;
         part_ml = nullptr;
+        tokens = 0;
         part_rows = 0;
-    }
-
-    void ensure_parts(int64_t rows) {
-        if (rows <= part_rows) return;
-        drop_shapes();  // captured graphs point at the old buffers
-        free_parts();
-        alloc(part_o, rows * spec.head_dim);
-        alloc(part_ml, rows);
-        part_rows = rows;
     }
 
     template <typename T>
@@ -336,8 +320,14 @@ struct CudaExpertLoop::Impl {
         check(cudaMemset(p, 0, elements * sizeof(T)), "clearing activations");  // pad columns stay zero
     }
 
-    void grow(int T) {
-        drop_shapes();  // captured graphs point at the old buffers
+    // Activations for T tokens and attention splits for `rows` (observation, split, query row)
+    // triples; reallocated only when either falls short, and then the captured graphs, which point
+    // at the old buffers, are dropped.
+    void reserve(int T, int64_t rows) {
+        if (T <= tokens && rows <= part_rows) return;
+        T = std::max(T, tokens);
+        rows = std::max(rows, part_rows);
+        drop_shapes();
         free_buffers();
         const CudaExpertSpec& s = spec;
         alloc(x, int64_t{T} * s.hidden);
@@ -349,7 +339,10 @@ struct CudaExpertLoop::Impl {
         alloc(attn, T * ld_o);
         alloc(g, T * ld_f);
         alloc(q16, int64_t{T} * s.heads * s.head_dim);
+        alloc(part_o, rows * s.head_dim);
+        alloc(part_ml, rows);
         tokens = T;
+        part_rows = rows;
     }
 
     // y[t] (+)= W x[t] for every token t: cuBLAS on BF16 inputs, float32 accumulation and output.
@@ -482,8 +475,7 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
         if (bases[b] + round16(keys) > s.cache_rows) throw std::invalid_argument("CUDA expert loop: K/V range past the cache");
         splits = std::max(splits, (keys + kSplitKeys - 1) / kSplitKeys);
     }
-    if (T > m.tokens) m.grow(T);
-    m.ensure_parts(int64_t{B} * splits * H * s.heads);
+    m.reserve(T, int64_t{B} * splits * H * s.heads);
     std::vector<int64_t> key(n_prefix.begin(), n_prefix.end());
     key.insert(key.end(), bases.begin(), bases.end());
     auto it = m.shapes.find(key);

@@ -172,9 +172,9 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         // Our own CUDA loop for the chunk's flow steps (cuda_expert_loop.h): wanted on CUDA devices with
         // the chunk graph; VLA_EDGE_CUDA_EXPERT=0 keeps ggml's graph (A/B runs). use_cuda_expert decides
         // at the first chunk whether the weights and the device fit it, and says why not.
-        const bool cuda = !cpu && std::string(ggml_backend_name(backend_)).rfind("CUDA", 0) == 0;
+        const bool cuda = options.device.rfind("cuda", 0) == 0;  // make_backend made a CUDA backend
         cuda_expert_wanted_ = cuda && chunk_expert_ && env_switch("VLA_EDGE_CUDA_EXPERT", true);
-        cuda_expert_note_ = cpu || !cuda          ? "ggml graph"
+        cuda_expert_note_ = !cuda                 ? "ggml graph"
                             : !chunk_expert_        ? "ggml graph (per-step graphs)"
                             : !cuda_expert_wanted_  ? "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
                                                     : "";  // set by drop_cuda_expert below
@@ -389,7 +389,7 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
     std::vector<int> key = n_prefix;
     key.push_back(num_steps);
     if (chunk_.key == key) return;
-    if (constant_conditioning_ && expert_constant_steps_ != num_steps) ensure_expert_constants(num_steps);
+    if (constant_conditioning_) ensure_expert_constants(num_steps);
     const ConstantTensors* constants = constant_conditioning_ ? &expert_constants_ : nullptr;
     // Per flow step and layer the expert adds well under 128 tensors (views included), plus
     // under 32 per further observation (its attention).
@@ -427,6 +427,7 @@ void Pi05Runtime::ensure_expert_chunk(const std::vector<int>& n_prefix, int num_
 }
 
 void Pi05Runtime::ensure_expert_constants(int num_steps) {
+    if (expert_constant_steps_ == num_steps) return;
     // host_time_ holds this schedule's time embedding. The fold costs a copy of every layer's output
     // and down projection per step (2.2 GB in BF16 for pi0.5 at 10 steps): automatic folds only on a
     // discrete GPU, only 16-bit / F32 matrices (widened ones), with max(2 GiB, 10%) still free after.
@@ -500,7 +501,7 @@ bool Pi05Runtime::use_cuda_expert(int num_steps) {
         cuda_expert_note_ = "ggml graph (a matmul observer is set)";
         return false;
     }
-    if (constant_conditioning_ && expert_constant_steps_ != num_steps) ensure_expert_constants(num_steps);
+    if (constant_conditioning_) ensure_expert_constants(num_steps);
     if (cuda_expert_steps_ == num_steps) return static_cast<bool>(cuda_expert_);
     cuda_expert_steps_ = num_steps;  // decided once per step count (and again after the cache or constants change)
     std::string why;

@@ -176,7 +176,7 @@ class Pi05Runtime {
     void ensure_prefix(const std::vector<int>& n_prefix);
     void ensure_expert(const std::vector<int>& n_prefix);
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
-    void ensure_expert_constants(int num_steps);
+    void ensure_expert_constants(int num_steps);  // (re)made when the step count changes
     // True when CudaExpertLoop runs this call's flow steps (made at the first call that can use it).
     bool use_cuda_expert(int num_steps);
     void drop_cuda_expert();  // its pointers into the cache / constants are about to go
