@@ -12,7 +12,7 @@ source benchmarks/gpu_packs.sh || exit 1
 # every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
 # (SKIP_FORMS=1: already checked on this warm machine). FORMS_ENVS="VAR=VALUE ...": each opt-in
 # switch a variant below sets is checked too, every form with that one variable in the environment.
-# FORMS=a,b: only those forms (gpu_forms_check.py --forms), when device time is short.
+# FORMS=a,b: only those forms (gpu_forms_check.py --forms), when device time is short; FORMS=none: none.
 forms_check() {  # OUT_FILE [VAR=VALUE]
   env ${2:+"$2"} PYTHONUNBUFFERED=1 timeout 100 python3 benchmarks/gpu_forms_check.py --tiny "$tiny" --obs 2 \
     ${FORMS:+--forms "$FORMS"} --out "$OUT/$1" || echo "forms check${2:+ with $2}: exit $?"
@@ -22,7 +22,7 @@ if [ "${SKIP_FORMS:-0}" != 1 ]; then
   timeout 150 python3 -m pytest tests/gpu/test_cuda_expert_loop.py -q -p no:cacheprovider > "$OUT/pytest_cuda_expert_loop.log" 2>&1 \
     || echo "pytest tests/gpu/test_cuda_expert_loop.py: exit $?"
   tail -n 3 "$OUT/pytest_cuda_expert_loop.log"
-  forms_check gpu_forms_check.json
+  [ "${FORMS:-}" = none ] || forms_check gpu_forms_check.json
   for assignment in ${FORMS_ENVS:-}; do
     echo "forms check with $assignment"
     forms_check "gpu_forms_check_${assignment%%=*}.json" "$assignment"

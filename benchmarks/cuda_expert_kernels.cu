@@ -1,0 +1,340 @@
+// The expert loop's kernels and products one at a time, at pi0.5's full expert shapes, on random
+// data: each attention form checked against a float64 reference, then every kernel timed as a
+// CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
+// cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers. Builds in seconds
+// on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
+//   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu \
+//        -lcublasLt -lcublas -o /tmp/kb && /tmp/kb --keys 632 --out $OUT/cuda_expert_kernels.json
+#include "expert_kernels.cuh"
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+using namespace vla_edge;
+using namespace vla_edge::expert_kernels;
+
+namespace {
+
+void ok(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) {
+        std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+        std::exit(1);
+    }
+}
+void ok(cublasStatus_t s, const char* what) {
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        std::fprintf(stderr, "%s: cuBLAS status %d\n", what, static_cast<int>(s));
+        std::exit(1);
+    }
+}
+
+__device__ inline float hash_uniform(uint64_t i, uint32_t seed) {  // splitmix64 -> [-1, 1)
+    uint64_t z = i + 0x9e3779b97f4a7c15ull * (seed + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return static_cast<float>(z >> 40) / static_cast<float>(1ull << 23) - 1.0f;
+}
+template <typename T>
+__global__ void fill_kernel(T* p, int64_t n, uint32_t seed, float amp) {
+    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (i < n) p[i] = static_cast<T>(amp * hash_uniform(static_cast<uint64_t>(i), seed));
+}
+template <typename T>
+T* random_buffer(int64_t n, uint32_t seed, float amp) {
+    T* p = nullptr;
+    ok(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc");
+    fill_kernel<T><<<blocks(n, 256), 256>>>(p, n, seed, amp);
+    ok(cudaGetLastError(), "fill");
+    return p;
+}
+
+// Microseconds per call of `body`, captured `reps` times into one graph and replayed.
+double time_graph(cudaStream_t st, const std::function<void()>& body, int reps = 20, int replays = 20) {
+    cudaGraph_t g;
+    cudaGraphExec_t ex;
+    ok(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
+    for (int i = 0; i < reps; ++i) body();
+    ok(cudaStreamEndCapture(st, &g), "end capture");
+    ok(cudaGraphInstantiate(&ex, g, 0), "instantiate");
+    for (int i = 0; i < 3; ++i) ok(cudaGraphLaunch(ex, st), "warm-up");
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    ok(cudaEventRecord(a, st), "event");
+    for (int i = 0; i < replays; ++i) ok(cudaGraphLaunch(ex, st), "replay");
+    ok(cudaEventRecord(b, st), "event");
+    ok(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    cudaGraphExecDestroy(ex);
+    cudaGraphDestroy(g);
+    return 1000.0 * ms / (reps * replays);
+}
+
+std::vector<float> download_bf16(const bf16* p, int64_t n) {
+    std::vector<bf16> h(n);
+    ok(cudaMemcpy(h.data(), p, n * sizeof(bf16), cudaMemcpyDeviceToHost), "download");
+    std::vector<float> f(n);
+    for (int64_t i = 0; i < n; ++i) f[i] = __bfloat162float(h[i]);
+    return f;
+}
+std::vector<float> download_half(const __half* p, int64_t n) {
+    std::vector<__half> h(n);
+    ok(cudaMemcpy(h.data(), p, n * sizeof(__half), cudaMemcpyDeviceToHost), "download");
+    std::vector<float> f(n);
+    for (int64_t i = 0; i < n; ++i) f[i] = __half2float(h[i]);
+    return f;
+}
+
+struct Json {
+    std::string body;
+    void add(const std::string& key, const std::string& value) { body += (body.empty() ? "" : ",\n  ") + ("\"" + key + "\": " + value); }
+    void num(const std::string& key, double v) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%.4g", v);
+        add(key, b);
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int keys_arg = 632, batch = 1;
+    std::string out_path;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--keys")) keys_arg = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
+    }
+    // pi0.5's action expert (Gemma 300M): width 1024, 8 query heads of 256 over one K/V head, FFN 4096
+    const int E = 1024, heads = 8, D = 256, F = 4096, H = 50, A = 32, B = batch, T = B * H;
+    const int rows_total = H * heads, rows_ld = (rows_total + 15) / 16 * 16;
+    const int keys = keys_arg, keys16 = (keys + 15) / 16 * 16;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    cudaDeviceProp prop;
+    ok(cudaGetDeviceProperties(&prop, 0), "device");
+    std::printf("%s, %d SMs; %d observation(s) of %d keys, %d query rows each\n", prop.name, prop.multiProcessorCount, B,
+                keys, rows_total);
+    cudaStream_t st;
+    ok(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");
+    Json js;
+    js.add("gpu", "\"" + std::string(prop.name) + "\"");
+    js.num("keys", keys);
+    js.num("batch", B);
+
+    // ---- attention: both forms against a float64 reference
+    const int64_t cache_rows = int64_t{B} * keys16 + 64;
+    __half* q16 = random_buffer<__half>((int64_t{B} * rows_total + 16) * D, 1, 1.0f);
+    __half* kc = random_buffer<__half>(cache_rows * D, 2, 1.0f);
+    __half* vc = random_buffer<__half>(cache_rows * D, 3, 1.0f);
+    std::vector<int> ints;
+    for (int b = 0; b < B; ++b) ints.push_back(b * keys16);
+    for (int b = 0; b < B; ++b) ints.push_back(keys);
+    int* dints;
+    ok(cudaMalloc(&dints, ints.size() * sizeof(int)), "ints");
+    ok(cudaMemcpy(dints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), "ints");
+    const int* base = dints;
+    const int* okeys = dints + B;
+    const int splits_old = (keys + kSplitKeys - 1) / kSplitKeys;
+    const int64_t part_rows = int64_t{B} * ((keys + 31) / 32) * rows_ld;  // enough for the smallest split
+    float* part_o;
+    float2* part_ml;
+    bf16* out;
+    ok(cudaMalloc(&part_o, part_rows * D * sizeof(float)), "part_o");
+    ok(cudaMalloc(&part_ml, part_rows * sizeof(float2)), "part_ml");
+    ok(cudaMalloc(&out, int64_t{T} * heads * D * sizeof(bf16)), "out");
+    auto merge = [&](int keys_per_split, int ld, int splits) {
+        attention_combine_kernel<<<dim3(rows_total, B), 256, 0, st>>>(part_o, part_ml, okeys, keys_per_split, H, heads, ld,
+                                                                      D, splits, scale, out, heads * D);
+    };
+    auto split_form = [&] {
+        attention_split_kernel<256><<<dim3(blocks(rows_total, kRowsPerBlock), splits_old, B), kThreads, 0, st>>>(
+            q16, kc, vc, base, okeys, H, heads, splits_old, scale, part_o, part_ml);
+        merge(kSplitKeys, rows_total, splits_old);
+    };
+    auto tile_kernel = [&](auto keys_tag) {
+        constexpr int K = decltype(keys_tag)::value;
+        const int splits = (keys + K - 1) / K;
+        attention_tile_kernel<256, K><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
+                                         TileLayout<256, K>::bytes, st>>>(q16, kc, vc, base, okeys, rows_total, rows_ld,
+                                                                          splits, scale, part_o, part_ml);
+        return splits;
+    };
+    using K64 = std::integral_constant<int, 64>;
+    using K32 = std::integral_constant<int, 32>;
+    ok(cudaFuncSetAttribute(attention_tile_kernel<256, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            static_cast<int>(TileLayout<256, 64>::bytes)), "shared memory attribute");
+    ok(cudaFuncSetAttribute(attention_tile_kernel<256, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            static_cast<int>(TileLayout<256, 32>::bytes)), "shared memory attribute");
+    auto tile64 = [&] { merge(64, rows_ld, tile_kernel(K64{})); };
+    auto tile32 = [&] { merge(32, rows_ld, tile_kernel(K32{})); };
+    const std::vector<float> hq = download_half(q16, int64_t{B} * rows_total * D), hk = download_half(kc, cache_rows * D),
+                             hv = download_half(vc, cache_rows * D);
+    std::vector<double> ref(int64_t{T} * heads * D);
+    for (int b = 0; b < B; ++b) {
+        for (int row = 0; row < rows_total; ++row) {
+            const float* q = &hq[(int64_t{b} * rows_total + row) * D];
+            std::vector<double> sc(keys);
+            double m = -1e300;
+            for (int j = 0; j < keys; ++j) {
+                const float* k = &hk[(int64_t{b} * keys16 + j) * D];
+                double d = 0;
+                for (int c = 0; c < D; ++c) d += double(q[c]) * k[c];
+                sc[j] = d * scale;
+                m = std::max(m, sc[j]);
+            }
+            double l = 0;
+            for (int j = 0; j < keys; ++j) l += (sc[j] = std::exp(sc[j] - m));
+            double* o = &ref[((int64_t{b} * H + row / heads) * heads + row % heads) * D];
+            for (int j = 0; j < keys; ++j) {
+                const float* v = &hv[(int64_t{b} * keys16 + j) * D];
+                for (int c = 0; c < D; ++c) o[c] += sc[j] / l * v[c];
+            }
+        }
+    }
+    auto rel_l2 = [&](const std::vector<float>& got) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < ref.size(); ++i) {
+            num += (got[i] - ref[i]) * (got[i] - ref[i]);
+            den += ref[i] * ref[i];
+        }
+        return std::sqrt(num / den);
+    };
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}}) {
+        ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
+        form();
+        ok(cudaStreamSynchronize(st), name.c_str());
+        const double err = rel_l2(download_bf16(out, int64_t{T} * heads * D));
+        const double us = time_graph(st, form);
+        std::printf("attention %-9s rel-L2 %.2e (BF16 output rounding ~2e-3)  %.2f us per call\n", name.c_str(), err, us);
+        js.num("attention_" + name + "_rel_l2", err);
+        js.num("attention_" + name + "_us", us);
+    }
+    std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits %.2f us, of 32-key splits %.2f us\n",
+                time_graph(st, [&] { tile_kernel(K64{}); }), time_graph(st, [&] { tile_kernel(K32{}); }),
+                time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64); }),
+                time_graph(st, [&] { merge(32, rows_ld, (keys + 31) / 32); }));
+
+    // ---- the small kernels, alone
+    float* x = random_buffer<float>(int64_t{T} * E, 4, 1.0f);
+    float* mod = random_buffer<float>(3 * E, 5, 0.5f);
+    bf16* hn = random_buffer<bf16>(int64_t{T} * F, 6, 1.0f);
+    float* qkv = random_buffer<float>(int64_t{T} * (heads + 2) * D, 7, 1.0f);
+    float* gu = random_buffer<float>(int64_t{T} * 2 * F, 8, 1.0f);
+    int* pos;
+    std::vector<int> hp;
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j) hp.push_back(keys - H + j);
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j) hp.push_back(b * keys16 + keys - H + j);
+    ok(cudaMalloc(&pos, hp.size() * sizeof(int)), "pos");
+    ok(cudaMemcpy(pos, hp.data(), hp.size() * sizeof(int), cudaMemcpyHostToDevice), "pos");
+    const float theta_scale = std::pow(10000.0f, -2.0f / D);
+    const double t_norm = time_graph(st, [&] { ada_norm_kernel<<<T, kThreads, 0, st>>>(x, E, mod, mod + E, 1e-6f, hn, int64_t{E}); });
+    const double t_rope = time_graph(st, [&] {
+        rope_cache_kernel<<<T, kThreads, 0, st>>>(qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
+    });
+    const double t_geglu = time_graph(st, [&] {
+        geglu_kernel<<<blocks(int64_t{T} * F, kThreads), kThreads, 0, st>>>(gu, F, int64_t{T} * F, hn, int64_t{F});
+    });
+    std::printf("ada_norm %.2f us, rope+cache %.2f us, geglu %.2f us\n", t_norm, t_rope, t_geglu);
+    js.num("ada_norm_us", t_norm);
+    js.num("rope_cache_us", t_rope);
+    js.num("geglu_us", t_geglu);
+    (void)A;
+
+    // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    ok(cublasCreate(&blas), "cublas");
+    ok(cublasLtCreate(&lt), "cublasLt");
+    ok(cublasSetStream(blas, st), "stream");
+    const size_t ws_bytes = size_t{32} << 20;
+    void* ws;
+    ok(cudaMalloc(&ws, ws_bytes), "workspace");
+    ok(cublasSetWorkspace(blas, ws, ws_bytes), "workspace");
+    struct Shape {
+        const char* name;
+        int rows, cols;
+        float beta;
+    };
+    double sum_default = 0, sum_best = 0, sum_floor = 0;
+    std::string prods;
+    for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, 0.f}, Shape{"out", E, heads * D, 1.f},
+                            Shape{"gate_up", 2 * F, E, 0.f}, Shape{"down", E, F, 1.f}}) {
+        bf16* W = random_buffer<bf16>(int64_t{sh.rows} * sh.cols, 9, 0.05f);
+        bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
+        float* y = random_buffer<float>(int64_t{T} * sh.rows, 11, 1.0f);
+        const float alpha = 1.0f, beta = sh.beta;
+        const double t_default = time_graph(st, [&] {
+            ok(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.rows, T, sh.cols, &alpha, W, CUDA_R_16BF, sh.cols, in,
+                            CUDA_R_16BF, sh.cols, &beta, y, CUDA_R_32F, sh.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "gemm");
+        });
+        cublasLtMatmulDesc_t desc;
+        ok(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+        const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT);
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN);
+        cublasLtMatrixLayout_t la, lb, lc;
+        ok(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, sh.cols, sh.rows, sh.cols), "layout");
+        ok(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, sh.cols, T, sh.cols), "layout");
+        ok(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, sh.rows, T, sh.rows), "layout");
+        cublasLtMatmulPreference_t pref;
+        ok(cublasLtMatmulPreferenceCreate(&pref), "pref");
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes);
+        cublasLtMatmulHeuristicResult_t res[32];
+        int found = 0;
+        ok(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 32, res, &found), "heuristic");
+        double best = 1e30;
+        int best_i = -1;
+        std::string each;
+        for (int i = 0; i < found; ++i) {
+            const double us = time_graph(st, [&] {
+                ok(cublasLtMatmul(lt, desc, &alpha, W, la, in, lb, &beta, y, lc, y, lc, &res[i].algo, ws, ws_bytes, st), "lt");
+            });
+            char b[32];
+            std::snprintf(b, sizeof b, "%s%.2f", i ? ", " : "", us);
+            each += b;
+            if (us < best) best = us, best_i = i;
+        }
+        const double floor_us = 1e6 * 2.0 * sh.rows * sh.cols / 3.35e12;  // weights once at the H100's datasheet bandwidth
+        std::printf("%-8s %5d x %5d, %d tokens: default %.2f us, best of %d cuBLASLt algorithms %.2f us (#%d), weight floor %.2f us\n",
+                    sh.name, sh.rows, sh.cols, T, t_default, found, best, best_i, floor_us);
+        prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"default_us\": " +
+                 std::to_string(t_default) + ", \"best_lt_us\": " + std::to_string(best) + ", \"best_lt_index\": " +
+                 std::to_string(best_i) + ", \"lt_us\": [" + each + "], \"weight_floor_us\": " + std::to_string(floor_us) + "}";
+        sum_default += t_default;
+        sum_best += std::min(best, t_default);
+        sum_floor += floor_us;
+        cublasLtMatmulPreferenceDestroy(pref);
+        cublasLtMatrixLayoutDestroy(la);
+        cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(lc);
+        cublasLtMatmulDescDestroy(desc);
+        cudaFree(W);
+        cudaFree(in);
+        cudaFree(y);
+    }
+    std::printf("a layer's four products: default %.1f us, best %.1f us, weight floor %.1f us\n", sum_default, sum_best, sum_floor);
+    js.add("products", "[" + prods + "]");
+    js.num("products_default_us", sum_default);
+    js.num("products_best_us", sum_best);
+    if (!out_path.empty()) {
+        FILE* f = std::fopen(out_path.c_str(), "w");
+        if (!f) return 1;
+        std::fprintf(f, "{\n  %s\n}\n", js.body.c_str());
+        std::fclose(f);
+    }
+    return 0;
+}

@@ -1,0 +1,424 @@
+// The expert loop's kernels (native/cuda/expert_loop.cu), in a header of their own so that
+// benchmarks/cuda_expert_kernels.cu can time and check each one alone on the GPU machine, which
+// compiles that file in seconds where the whole native core takes minutes. Included by one
+// translation unit per program.
+#pragma once
+
+#include "cuda_expert_loop.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <mma.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace vla_edge {
+namespace expert_kernels {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kThreads = 256;
+constexpr int kRowsPerBlock = 16;  // attention: query rows (token x head) per block, one WMMA tile
+constexpr int kSplitKeys = 128;    // attention: keys per block, 16 per warp
+
+__device__ inline float load(const void* p, CudaElem type, int64_t i) {
+    switch (type) {
+        case CudaElem::f32: return static_cast<const float*>(p)[i];
+        case CudaElem::f16: return __half2float(static_cast<const __half*>(p)[i]);
+        default: return __bfloat162float(static_cast<const bf16*>(p)[i]);
+    }
+}
+
+__device__ inline void store(float* p, float v) { *p = v; }
+__device__ inline void store(bf16* p, float v) { *p = __float2bfloat16(v); }
+
+__device__ inline float warp_sum(float v) {
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ inline float warp_max(float v) {
+    for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// x[t] = W xt[t] + b: the action projection in (action_dim is small: one block per token).
+__global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, const float* b, float* x, int E) {
+    extern __shared__ float row[];
+    const int t = blockIdx.x;
+    for (int a = threadIdx.x; a < A; a += blockDim.x) row[a] = xt[static_cast<int64_t>(t) * A + a];
+    __syncthreads();
+    for (int o = threadIdx.x; o < E; o += blockDim.x) {
+        float acc = 0.0f;
+        for (int a = 0; a < A; ++a) acc += load(W.data, W.type, o * W.stride + a) * row[a];
+        x[static_cast<int64_t>(t) * E + o] = acc + b[o];
+    }
+}
+
+// Adaptive RMSNorm, one block per token: y = x / rms(x) * (1 + scale) + shift, written in the
+// type the next product reads (BF16 for the layer products: no separate cast kernel).
+template <typename Out>
+__global__ void ada_norm_kernel(const float* x, int E, const float* scale1, const float* shift, float eps, Out* y,
+                                int64_t ld) {
+    __shared__ float partial[32];
+    const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < E; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = warp_sum(ss);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
+    __syncthreads();
+    const int lane = threadIdx.x % 32;
+    ss = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
+    ss = warp_sum(ss);  // every warp reduces the partials itself
+    const float r = rsqrtf(ss / E + eps);
+    for (int i = threadIdx.x; i < E; i += blockDim.x) store(y + blockIdx.x * ld + i, xr[i] * r * scale1[i] + shift[i]);
+}
+
+// NeoX RoPE on q and k, one block per token, as ggml-CUDA computes the angle; q goes to F16 for
+// attention, k and v straight into the token's cache row (what ggml does in three kernels).
+__global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
+                                  __half* q16, __half* kc, __half* vc) {
+    const int t = blockIdx.x, half_d = d / 2;
+    const float* src = qkv + static_cast<int64_t>(t) * (heads + 2) * d;
+    const float p = static_cast<float>(pos[t]);
+    const int64_t row = rows[t];
+    for (int i = threadIdx.x; i < (heads + 1) * half_d; i += blockDim.x) {  // q heads, then k
+        const int h = i / half_d, j = i % half_d;
+        const float theta = p * powf(theta_scale, static_cast<float>(j));
+        const float c = cosf(theta), s = sinf(theta);
+        const float x0 = src[h * d + j], x1 = src[h * d + j + half_d];
+        __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
+        dst[j] = __float2half(x0 * c - x1 * s);
+        dst[j + half_d] = __float2half(x0 * s + x1 * c);
+    }
+    for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[(heads + 1) * d + i]);
+}
+
+// Attention of every query head of one observation (one K/V head shared by all of them), split over
+// the keys as flash-decoding does: block (16 query rows, 128 keys, observation) writes its rows'
+// unnormalised outputs and (max score, sum of weights) for its keys; attention_combine_kernel merges
+// the splits. Many small blocks instead of one block per 16 rows over every key: the first version
+// (2026-12-06, H100) took ~60 us per call, each warp waiting on one K/V fragment load after another.
+// Each warp here loads all of its fragments before it multiplies. Rows are token-major, head-minor.
+// Keys past `keys` (up to the next multiple of 16) are read but weigh zero: the runtime pads each
+// range and zero-fills the cache, so those rows hold finite values.
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half* q16, const __half* kc, const __half* vc,
+                                                                   const int* obs_base, const int* obs_keys, int horizon,
+                                                                   int heads, int splits, float scale, float* part_o,
+                                                                   float2* part_ml) {
+    using namespace nvcuda;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    __shared__ __align__(128) __half qs[kRowsPerBlock * D];
+    __shared__ __align__(128) float S[kRowsPerBlock * kSplitKeys];
+    __shared__ __align__(128) __half P[kRowsPerBlock * kSplitKeys];
+    __shared__ __align__(128) float O[kRowsPerBlock * D];
+    const int s = blockIdx.z, split = blockIdx.y, rows_total = horizon * heads, row0 = blockIdx.x * kRowsPerBlock;
+    const int keys = obs_keys[s], key0 = split * kSplitKeys;
+    if (key0 >= keys) return;  // this observation has fewer splits than the batch's longest
+    const int n = min(kSplitKeys, keys - key0), tiles = (n + 15) / 16;
+    const int64_t base = obs_base[s] + key0;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    const uint4* qg = reinterpret_cast<const uint4*>(q16 + (static_cast<int64_t>(s) * rows_total + row0) * D);
+    for (int i = threadIdx.x; i < kRowsPerBlock * D / 8; i += blockDim.x) {
+        const bool real = row0 + i / (D / 8) < rows_total;
+        reinterpret_cast<uint4*>(qs)[i] = real ? qg[i] : make_uint4(0, 0, 0, 0);
+    }
+    __syncthreads();
+
+    constexpr int kAhead = D / 16 < 8 ? D / 16 : 8;  // K fragments in flight per warp
+    if (warp < tiles) {  // S = Q K^T: warp w takes keys [16w, 16w + 16) of the split
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.0f);
+        const __half* kb = kc + (base + warp * 16) * D;
+        for (int g = 0; g < D / 16; g += kAhead) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[kAhead];
+#pragma unroll
+            for (int i = 0; i < kAhead; ++i) wmma::load_matrix_sync(b[i], kb + (g + i) * 16, D);
+#pragma unroll
+            for (int i = 0; i < kAhead; ++i) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::load_matrix_sync(a, qs + (g + i) * 16, D);
+                wmma::mma_sync(acc, a, b[i], acc);
+            }
+        }
+        wmma::store_matrix_sync(S + warp * 16, acc, kSplitKeys, wmma::mem_row_major);
+    }
+    __syncthreads();
+
+    for (int r = warp; r < kRowsPerBlock; r += kThreads / 32) {  // this split's max and weights per row
+        const float* sr = S + r * kSplitKeys;
+        float m = -INFINITY;
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, sr[j]);
+        m = warp_max(m);
+        float l = 0.0f;
+        for (int j = lane; j < tiles * 16; j += 32) {
+            const float p = j < n ? expf((sr[j] - m) * scale) : 0.0f;
+            P[r * kSplitKeys + j] = __float2half(p);
+            l += p;
+        }
+        l = warp_sum(l);
+        if (lane == 0 && row0 + r < rows_total) {
+            part_ml[(static_cast<int64_t>(s) * splits + split) * rows_total + row0 + r] = make_float2(m, l);
+        }
+    }
+    __syncthreads();
+
+    for (int dt = warp; dt < D / 16; dt += kThreads / 32) {  // O = P V, 16 output columns at a time
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.0f);
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b[kSplitKeys / 16];
+#pragma unroll
+        for (int k = 0; k < kSplitKeys / 16; ++k) {
+            if (k < tiles) wmma::load_matrix_sync(b[k], vc + (base + k * 16) * D + dt * 16, D);
+        }
+#pragma unroll
+        for (int k = 0; k < kSplitKeys / 16; ++k) {
+            if (k < tiles) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::load_matrix_sync(a, P + k * 16, kSplitKeys);
+                wmma::mma_sync(acc, a, b[k], acc);
+            }
+        }
+        wmma::store_matrix_sync(O + dt * 16, acc, D, wmma::mem_row_major);
+    }
+    __syncthreads();
+
+    float* dst = part_o + ((static_cast<int64_t>(s) * splits + split) * rows_total + row0) * D;
+    for (int i = threadIdx.x; i < kRowsPerBlock * D; i += blockDim.x) {
+        if (row0 + i / D < rows_total) dst[i] = O[i];
+    }
+#else
+    __trap();  // built for a GPU without F16 tensor cores: fail loudly, never return nothing
+#endif
+}
+
+// out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale); one block
+// per query row, in BF16 for the output projection. Split i of observation s holds its rows at
+// (s * splits + i) * rows_ld + row.
+__global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
+                                         int keys_per_split, int horizon, int heads, int rows_ld, int D, int splits,
+                                         float scale, bf16* out, int64_t ld_out) {
+    const int s = blockIdx.y, row = blockIdx.x;
+    const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
+    const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
+    float m = -INFINITY;
+    for (int i = 0; i < n; ++i) m = fmaxf(m, part_ml[first + i * int64_t{rows_ld}].x);
+    float l = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float2 ml = part_ml[first + i * int64_t{rows_ld}];
+        l += expf((ml.x - m) * scale) * ml.y;
+    }
+    const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const int64_t at = first + i * int64_t{rows_ld};
+            acc += expf((part_ml[at].x - m) * scale) * part_o[at * D + c];
+        }
+        out[t * ld_out + (row % heads) * D + c] = __float2bfloat16(acc / l);
+    }
+}
+
+// ---- attention, second form: the block's keys and values staged in shared memory once for 64
+// query rows (four warps of 16), where the split kernel above has each warp of a 16-row block
+// read its K/V fragments from global memory. All of pi0.5's query heads share one K/V head, so the
+// staged tile serves every row the block holds.
+constexpr int kTileWarps = 4;  // each warp 16 query rows
+constexpr int kTileRows = 16 * kTileWarps;
+
+__device__ inline void cp_async16(void* dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(to), "l"(src));
+#endif
+}
+__device__ inline void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int Pending>
+__device__ inline void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+#endif
+}
+
+// Shared memory of attention_tile_kernel<D>: K and V tiles, rows padded by 16 bytes against bank
+// conflicts, then one scratch area per warp that holds its Q rows and later its scores and weights.
+template <int D, int Keys>
+struct TileLayout {
+    static constexpr int ld = D + 8;                 // halves per staged K/V/Q row
+    static constexpr int sld = Keys + 4;        // floats per score row
+    static constexpr int pld = Keys + 8;        // halves per weight row
+    static constexpr size_t q_bytes = size_t{16} * ld * sizeof(__half);
+    static constexpr size_t sp_bytes = size_t{16} * sld * sizeof(float) + size_t{16} * pld * sizeof(__half);
+    static constexpr size_t warp_bytes = q_bytes > sp_bytes ? q_bytes : sp_bytes;
+    static constexpr size_t kv_bytes = size_t{Keys} * ld * sizeof(__half);
+    static constexpr size_t bytes = 2 * kv_bytes + kTileWarps * warp_bytes;
+};
+
+// Block (64 query rows, Keys keys, observation) writes its rows' unnormalised outputs and (max
+// score, sum of weights) for its keys, as attention_split_kernel does; attention_combine_kernel
+// merges the splits. Query rows past rows_total are zeros and their outputs land in the padding
+// rows of part_o (rows_ld = rows_total rounded up to 16). Keys past the runtime's 16-padding of the
+// range are zeros here; keys past `keys` weigh zero.
+template <int D, int Keys>
+__global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const __half* q16, const __half* kc,
+                                                                         const __half* vc, const int* obs_base,
+                                                                         const int* obs_keys, int rows_total,
+                                                                         int rows_ld, int splits, float scale,
+                                                                         float* part_o, float2* part_ml) {
+    using namespace nvcuda;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using L = TileLayout<D, Keys>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    __half* Ks = reinterpret_cast<__half*>(smem);
+    __half* Vs = Ks + Keys * L::ld;
+    unsigned char* scratch0 = smem + 2 * L::kv_bytes;
+    const int s = blockIdx.z, split = blockIdx.y, row0 = blockIdx.x * kTileRows;
+    const int keys = obs_keys[s], key0 = split * Keys;
+    if (key0 >= keys) return;  // this observation has fewer splits than the batch's longest (whole block)
+    const int n = min(Keys, keys - key0), n16 = (n + 15) / 16 * 16;
+    const int64_t base = obs_base[s] + key0;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    constexpr int kPieces = D / 8;  // 16-byte pieces per row
+
+    for (int i = threadIdx.x; i < kTileRows * kPieces; i += blockDim.x) {  // Q, then K: first group
+        const int r = i / kPieces, c = i % kPieces, row = row0 + r;
+        __half* dst = reinterpret_cast<__half*>(scratch0 + (r / 16) * L::warp_bytes) + (r % 16) * L::ld + c * 8;
+        if (row < rows_total) {
+            cp_async16(dst, q16 + (static_cast<int64_t>(s) * rows_total + row) * D + c * 8);
+        } else {
+            *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    for (int i = threadIdx.x; i < Keys * kPieces; i += blockDim.x) {
+        const int r = i / kPieces, c = i % kPieces;
+        if (r < n16) {
+            cp_async16(Ks + r * L::ld + c * 8, kc + (base + r) * D + c * 8);
+        } else {
+            *reinterpret_cast<uint4*>(Ks + r * L::ld + c * 8) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    cp_async_commit();
+    for (int i = threadIdx.x; i < Keys * kPieces; i += blockDim.x) {  // V: second group, read after the scores
+        const int r = i / kPieces, c = i % kPieces;
+        if (r < n16) {
+            cp_async16(Vs + r * L::ld + c * 8, vc + (base + r) * D + c * 8);
+        } else {
+            *reinterpret_cast<uint4*>(Vs + r * L::ld + c * 8) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    unsigned char* scratch = scratch0 + warp * L::warp_bytes;
+    const __half* Qs = reinterpret_cast<const __half*>(scratch);
+    float* S = reinterpret_cast<float*>(scratch);  // over Q once the scores are in registers
+    __half* P = reinterpret_cast<__half*>(scratch + size_t{16} * L::sld * sizeof(float));
+    const bool active = row0 + 16 * warp < rows_total;
+    if (active) {  // S = Q K^T for the warp's 16 rows and the block's keys
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Keys / 16];
+#pragma unroll
+        for (int t = 0; t < Keys / 16; ++t) wmma::fill_fragment(acc[t], 0.0f);
+#pragma unroll
+        for (int k = 0; k < D / 16; ++k) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+            wmma::load_matrix_sync(a, Qs + k * 16, L::ld);
+#pragma unroll
+            for (int t = 0; t < Keys / 16; ++t) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+                wmma::load_matrix_sync(b, Ks + t * 16 * L::ld + k * 16, L::ld);
+                wmma::mma_sync(acc[t], a, b, acc[t]);
+            }
+        }
+        __syncwarp();
+#pragma unroll
+        for (int t = 0; t < Keys / 16; ++t) wmma::store_matrix_sync(S + t * 16, acc[t], L::sld, wmma::mem_row_major);
+        __syncwarp();
+        constexpr int kHalf = Keys / 2;
+        const int r = lane / 2, h = lane % 2;  // two lanes per row, half of the keys each
+        const float* sr = S + r * L::sld + h * kHalf;
+        float m = -INFINITY;
+        for (int j = 0; j < kHalf; ++j) {
+            if (h * kHalf + j < n) m = fmaxf(m, sr[j]);
+        }
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        float l = 0.0f;
+        __half* pr = P + r * L::pld + h * kHalf;
+        for (int j = 0; j < kHalf; ++j) {
+            const float p = h * kHalf + j < n ? expf((sr[j] - m) * scale) : 0.0f;
+            pr[j] = __float2half(p);
+            l += p;
+        }
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        const int row = row0 + 16 * warp + r;
+        if (h == 0 && row < rows_total) {
+            part_ml[(static_cast<int64_t>(s) * splits + split) * rows_ld + row] = make_float2(m, l);
+        }
+        __syncwarp();
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    if (active) {  // O = P V, four 16-column output tiles at a time, straight to global memory
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[Keys / 16];
+#pragma unroll
+        for (int k = 0; k < Keys / 16; ++k) wmma::load_matrix_sync(a[k], P + k * 16, L::pld);
+        float* dst = part_o + ((static_cast<int64_t>(s) * splits + split) * rows_ld + row0 + 16 * warp) * D;
+        constexpr int kGroup = 4;
+#pragma unroll
+        for (int g = 0; g < D / 16; g += kGroup) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kGroup];
+#pragma unroll
+            for (int i = 0; i < kGroup; ++i) wmma::fill_fragment(acc[i], 0.0f);
+#pragma unroll
+            for (int k = 0; k < Keys / 16; ++k) {
+#pragma unroll
+                for (int i = 0; i < kGroup; ++i) {
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+                    wmma::load_matrix_sync(b, Vs + k * 16 * L::ld + (g + i) * 16, L::ld);
+                    wmma::mma_sync(acc[i], a[k], b, acc[i]);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < kGroup; ++i) wmma::store_matrix_sync(dst + (g + i) * 16, acc[i], D, wmma::mem_row_major);
+        }
+    }
+#else
+    __trap();  // built for a GPU without cp.async and F16 tensor cores: fail loudly, never return nothing
+#endif
+}
+
+// gelu_tanh(gate) * up from the fused [gate | up] product, in BF16 for the down projection.
+__global__ void geglu_kernel(const float* gu, int F, int64_t n, bf16* g, int64_t ld) {
+    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (i >= n) return;
+    const int64_t t = i / F;
+    const int j = static_cast<int>(i % F);
+    const float a = gu[t * 2 * F + j], u = gu[t * 2 * F + F + j];
+    const float gelu = 0.5f * a * (1.0f + tanhf(0.7978845608028654f * a * (1.0f + 0.044715f * a * a)));
+    g[t * ld + j] = __float2bfloat16(gelu * u);
+}
+
+// xt += dt * (W h + b): the action projection out and the Euler step, one warp per output.
+__global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const float* b, float dt, float* xt, int A,
+                                  int T) {
+    const int w = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (w >= T * A) return;
+    const int t = w / A, a = w % A;
+    float acc = 0.0f;
+    for (int k = lane; k < E; k += 32) acc += load(W.data, W.type, a * W.stride + k) * h[static_cast<int64_t>(t) * E + k];
+    acc = warp_sum(acc);
+    if (lane == 0) xt[w] += dt * (acc + b[a]);
+}
+
+inline int blocks(int64_t n, int per) { return static_cast<int>((n + per - 1) / per); }
+
+}  // namespace expert_kernels
+}  // namespace vla_edge
