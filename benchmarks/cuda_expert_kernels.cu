@@ -3,12 +3,11 @@
 // CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
 // cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers. Builds in seconds
 // on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
-//   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu \
+//   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
 //        -lcublasLt -lcublas -o /tmp/kb && /tmp/kb --keys 632 --out $OUT/cuda_expert_kernels.json
 #include "expert_kernels.cuh"
-
-#include <cublasLt.h>
-#include <cublas_v2.h>
+#include "graph_timer.cuh"
+#include "tuned_products.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -58,28 +57,7 @@ T* random_buffer(int64_t n, uint32_t seed, float amp) {
     return p;
 }
 
-// Microseconds per call of `body`, captured `reps` times into one graph and replayed.
-double time_graph(cudaStream_t st, const std::function<void()>& body, int reps = 20, int replays = 20) {
-    cudaGraph_t g;
-    cudaGraphExec_t ex;
-    ok(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
-    for (int i = 0; i < reps; ++i) body();
-    ok(cudaStreamEndCapture(st, &g), "end capture");
-    ok(cudaGraphInstantiate(&ex, g, 0), "instantiate");
-    for (int i = 0; i < 3; ++i) ok(cudaGraphLaunch(ex, st), "warm-up");
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    ok(cudaEventRecord(a, st), "event");
-    for (int i = 0; i < replays; ++i) ok(cudaGraphLaunch(ex, st), "replay");
-    ok(cudaEventRecord(b, st), "event");
-    ok(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, a, b);
-    cudaGraphExecDestroy(ex);
-    cudaGraphDestroy(g);
-    return 1000.0 * ms / (reps * replays);
-}
+double time_graph(cudaStream_t st, const std::function<void()>& body) { return graph_time_us(st, body, 20, 20); }
 
 std::vector<float> download_bf16(const bf16* p, int64_t n) {
     std::vector<bf16> h(n);
@@ -253,83 +231,54 @@ int main(int argc, char** argv) {
     js.num("geglu_us", t_geglu);
     (void)A;
 
-    // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm
+    // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm (TunedProducts)
     cublasHandle_t blas;
-    cublasLtHandle_t lt;
     ok(cublasCreate(&blas), "cublas");
-    ok(cublasLtCreate(&lt), "cublasLt");
     ok(cublasSetStream(blas, st), "stream");
     const size_t ws_bytes = size_t{32} << 20;
     void* ws;
     ok(cudaMalloc(&ws, ws_bytes), "workspace");
     ok(cublasSetWorkspace(blas, ws, ws_bytes), "workspace");
+    TunedProducts tuned(blas, st, ws, ws_bytes);
     struct Shape {
         const char* name;
         int rows, cols;
-        float beta;
+        bool accumulate;
     };
     double sum_default = 0, sum_best = 0, sum_floor = 0;
     std::string prods;
-    for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, 0.f}, Shape{"out", E, heads * D, 1.f},
-                            Shape{"gate_up", 2 * F, E, 0.f}, Shape{"down", E, F, 1.f}}) {
+    for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, false}, Shape{"out", E, heads * D, true},
+                            Shape{"gate_up", 2 * F, E, false}, Shape{"down", E, F, true}}) {
         bf16* W = random_buffer<bf16>(int64_t{sh.rows} * sh.cols, 9, 0.05f);
         bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
         float* y = random_buffer<float>(int64_t{T} * sh.rows, 11, 1.0f);
-        const float alpha = 1.0f, beta = sh.beta;
-        const double t_default = time_graph(st, [&] {
-            ok(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.rows, T, sh.cols, &alpha, W, CUDA_R_16BF, sh.cols, in,
-                            CUDA_R_16BF, sh.cols, &beta, y, CUDA_R_32F, sh.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-               "gemm");
-        });
-        cublasLtMatmulDesc_t desc;
-        ok(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
-        const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT);
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN);
-        cublasLtMatrixLayout_t la, lb, lc;
-        ok(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, sh.cols, sh.rows, sh.cols), "layout");
-        ok(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, sh.cols, T, sh.cols), "layout");
-        ok(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, sh.rows, T, sh.rows), "layout");
-        cublasLtMatmulPreference_t pref;
-        ok(cublasLtMatmulPreferenceCreate(&pref), "pref");
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes);
-        cublasLtMatmulHeuristicResult_t res[32];
-        int found = 0;
-        ok(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 32, res, &found), "heuristic");
-        double best = 1e30;
-        int best_i = -1;
-        std::string each;
-        for (int i = 0; i < found; ++i) {
-            const double us = time_graph(st, [&] {
-                ok(cublasLtMatmul(lt, desc, &alpha, W, la, in, lb, &beta, y, lc, y, lc, &res[i].algo, ws, ws_bytes, st), "lt");
-            });
-            char b[32];
-            std::snprintf(b, sizeof b, "%s%.2f", i ? ", " : "", us);
-            each += b;
-            if (us < best) best = us, best_i = i;
-        }
+        ok(cudaStreamSynchronize(st), "inputs");
+        tuned.tune(W, sh.rows, sh.cols, in, T, y, sh.accumulate);
+        ProductTiming mine;
+        for (const ProductTiming& c : tuned.timings())
+            if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate) mine = c;
+        // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run)
+        const double rerun = time_graph(st, [&] { tuned.run(W, sh.rows, sh.cols, in, T, y, sh.accumulate); });
         const double floor_us = 1e6 * 2.0 * sh.rows * sh.cols / 3.35e12;  // weights once at the H100's datasheet bandwidth
-        std::printf("%-8s %5d x %5d, %d tokens: default %.2f us, best of %d cuBLASLt algorithms %.2f us (#%d), weight floor %.2f us\n",
-                    sh.name, sh.rows, sh.cols, T, t_default, found, best, best_i, floor_us);
+        std::string each;
+        for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + std::to_string(mine.us[i]);
+        std::printf("%-8s %5d x %5d, %d tokens: default %.2f us, chosen #%d %.2f us (rerun %.2f) of %zu, weight floor %.2f us\n",
+                    sh.name, sh.rows, sh.cols, T, mine.us[0], mine.chosen, mine.us[mine.chosen], rerun, mine.us.size(), floor_us);
         prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"default_us\": " +
-                 std::to_string(t_default) + ", \"best_lt_us\": " + std::to_string(best) + ", \"best_lt_index\": " +
-                 std::to_string(best_i) + ", \"lt_us\": [" + each + "], \"weight_floor_us\": " + std::to_string(floor_us) + "}";
-        sum_default += t_default;
-        sum_best += std::min(best, t_default);
+                 std::to_string(mine.us[0]) + ", \"chosen\": " + std::to_string(mine.chosen) + ", \"chosen_rerun_us\": " +
+                 std::to_string(rerun) + ", \"candidates_us\": [" + each + "], \"weight_floor_us\": " +
+                 std::to_string(floor_us) + "}";
+        sum_default += mine.us[0];
+        sum_best += rerun;
         sum_floor += floor_us;
-        cublasLtMatmulPreferenceDestroy(pref);
-        cublasLtMatrixLayoutDestroy(la);
-        cublasLtMatrixLayoutDestroy(lb);
-        cublasLtMatrixLayoutDestroy(lc);
-        cublasLtMatmulDescDestroy(desc);
         cudaFree(W);
         cudaFree(in);
         cudaFree(y);
     }
-    std::printf("a layer's four products: default %.1f us, best %.1f us, weight floor %.1f us\n", sum_default, sum_best, sum_floor);
+    std::printf("a layer's four products: default %.1f us, chosen %.1f us, weight floor %.1f us\n", sum_default, sum_best, sum_floor);
     js.add("products", "[" + prods + "]");
     js.num("products_default_us", sum_default);
-    js.num("products_best_us", sum_best);
+    js.num("products_chosen_us", sum_best);
     if (!out_path.empty()) {
         FILE* f = std::fopen(out_path.c_str(), "w");
         if (!f) return 1;

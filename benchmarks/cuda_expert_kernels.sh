@@ -10,7 +10,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
 bin=/tmp/cuda_expert_kernels
-nvcc -O3 -std=c++17 -arch="sm_${cc:-90}" -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu \
+nvcc -O3 -std=c++17 -arch="sm_${cc:-90}" -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
   -lcublasLt -lcublas -o "$bin" || { echo "nvcc failed"; exit 1; }
 runs=$(mktemp -d)
 {

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "expert_kernels.cuh"
+#include "tuned_products.h"
 
 namespace vla_edge {
 
@@ -84,6 +85,7 @@ struct CudaExpertLoop::Impl {
     cudaStream_t stream = nullptr;
     cublasHandle_t blas = nullptr;
     void* workspace = nullptr;
+    std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
     int tokens = 0;  // the activation buffers' capacity
     float *x = nullptr, *xt = nullptr, *qkv = nullptr, *gu = nullptr, *hf = nullptr;
     bf16 *hn = nullptr, *attn = nullptr, *g = nullptr;
@@ -100,6 +102,7 @@ struct CudaExpertLoop::Impl {
     ~Impl() {
         drop_shapes();
         free_buffers();
+        products.reset();
         if (workspace) cudaFree(workspace);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
@@ -158,13 +161,31 @@ struct CudaExpertLoop::Impl {
         part_rows = rows;
     }
 
-    // y[t] (+)= W x[t] for every token t: cuBLAS on BF16 inputs, float32 accumulation and output.
+    // y[t] (+)= W x[t] for every token t: BF16 inputs, float32 accumulation and output.
     void product(const CudaMatrix& W, const bf16* in, int T, float* y, float beta) const {
+        if (products) {
+            products->run(W.data, static_cast<int>(W.rows), static_cast<int>(W.stride), in, T, y, beta != 0.0f);
+            return;
+        }
         const float alpha = 1.0f;
         check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(W.rows), T, static_cast<int>(W.stride), &alpha,
                            W.data, CUDA_R_16BF, static_cast<int>(W.stride), in, CUDA_R_16BF, static_cast<int>(W.stride),
                            &beta, y, CUDA_R_32F, static_cast<int>(W.rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
               "layer product");
+    }
+
+    // Times the four layer products' algorithms at T tokens on layer 0's matrices (once per T,
+    // before its graph is captured). Overwrites the activations, which every step recomputes.
+    void tune_products(int T) {
+        if (!products) return;
+        const CudaExpertLayer& L = spec.layers.front();
+        auto tune = [&](const CudaMatrix& W, const bf16* in, float* y, bool acc) {
+            products->tune(W.data, static_cast<int>(W.rows), static_cast<int>(W.stride), in, T, y, acc);
+        };
+        tune(L.qkv, hn, qkv, false);
+        tune(L.out_w.front(), attn, x, true);
+        tune(L.gate_up, hn, gu, false);
+        tune(L.down_w.front(), g, x, true);
     }
 
     void launch_check(const char* what) const { check(cudaGetLastError(), what); }
@@ -295,11 +316,20 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     constexpr size_t kWorkspace = size_t{32} << 20;  // cuBLAS must not allocate while a graph is captured
     check(cudaMalloc(&m.workspace, kWorkspace), "allocating cuBLAS workspace");
     check(cublasSetWorkspace(m.blas, m.workspace, kWorkspace), "cuBLAS workspace");
+    const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
+    if (!(tuned && !std::strcmp(tuned, "0"))) m.products = std::make_unique<TunedProducts>(m.blas, m.stream, m.workspace, kWorkspace);
 }
 
 CudaExpertLoop::~CudaExpertLoop() = default;
 
 size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
+
+std::string CudaExpertLoop::describe() const {
+    const Impl& m = *impl_;
+    const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
+    return std::string("attention ") + form + "; " +
+           (m.products ? m.products->describe() : std::string("cuBLAS default products (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)"));
+}
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {
     Impl& m = *impl_;
@@ -318,6 +348,7 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     key.insert(key.end(), bases.begin(), bases.end());
     auto it = m.shapes.find(key);
     if (it == m.shapes.end()) {
+        m.tune_products(T);
         std::vector<int> ints;  // pos[T], rows[T], base[B], keys[B]
         for (int b = 0; b < B; ++b)
             for (int j = 0; j < H; ++j) ints.push_back(n_prefix[b] + j);

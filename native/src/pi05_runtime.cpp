@@ -489,7 +489,10 @@ void Pi05Runtime::drop_cuda_expert() {
 
 std::string Pi05Runtime::expert_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    if (cuda_expert_) return "cuda (own kernels, " + std::to_string(cuda_expert_->captured_graphs()) + " shapes captured)";
+    if (cuda_expert_) {
+        return "cuda (own kernels, " + std::to_string(cuda_expert_->captured_graphs()) + " shapes captured; " +
+               cuda_expert_->describe() + ")";
+    }
 #endif
     return cuda_expert_note_;
 }

@@ -1,0 +1,113 @@
+#include "tuned_products.h"
+
+#include <stdexcept>
+
+#include "graph_timer.cuh"
+
+namespace vla_edge {
+
+namespace {
+
+void check(cublasStatus_t s, const char* what) {
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        throw std::runtime_error(std::string("tuned products: ") + what + ": " + cublasGetStatusString(s));
+    }
+}
+
+constexpr int kOffers = 8;  // cuBLASLt heuristic results raced per shape
+
+}  // namespace
+
+TunedProducts::TunedProducts(cublasHandle_t blas, cudaStream_t stream, void* workspace, size_t workspace_bytes)
+    : blas_(blas), stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
+    check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
+}
+
+TunedProducts::~TunedProducts() {
+    for (auto& [key, c] : choices_) {
+        if (c.a) cublasLtMatrixLayoutDestroy(c.a);
+        if (c.b) cublasLtMatrixLayoutDestroy(c.b);
+        if (c.c) cublasLtMatrixLayoutDestroy(c.c);
+        if (c.desc) cublasLtMatmulDescDestroy(c.desc);
+    }
+    if (lt_) cublasLtDestroy(lt_);
+}
+
+void TunedProducts::gemm_default(const void* W, int rows, int stride, const void* x, int T, float* y,
+                                 bool accumulate) const {
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W, CUDA_R_16BF, stride, x, CUDA_R_16BF,
+                       stride, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "layer product");
+}
+
+void TunedProducts::tune(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) {
+    const Key key{rows, stride, T, accumulate};
+    if (choices_.count(key)) return;
+    Choice c;
+    c.timing.rows = rows;
+    c.timing.cols = stride;
+    c.timing.tokens = T;
+    c.timing.accumulate = accumulate;
+    c.timing.us.push_back(graph_time_us(stream_, [&] { gemm_default(W, rows, stride, x, T, y, accumulate); }));
+    // W is row-major [rows][stride], i.e. column-major stride x rows, used transposed
+    check(cublasLtMatmulDescCreate(&c.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
+    const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+    check(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t), "transpose A");
+    check(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n), "transpose B");
+    check(cublasLtMatrixLayoutCreate(&c.a, CUDA_R_16BF, stride, rows, stride), "layout of W");
+    check(cublasLtMatrixLayoutCreate(&c.b, CUDA_R_16BF, stride, T, stride), "layout of x");
+    check(cublasLtMatrixLayoutCreate(&c.c, CUDA_R_32F, rows, T, rows), "layout of y");
+    cublasLtMatmulPreference_t pref = nullptr;
+    check(cublasLtMatmulPreferenceCreate(&pref), "preference");
+    cublasLtMatmulHeuristicResult_t offers[kOffers];
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                             &workspace_bytes_, sizeof workspace_bytes_);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(lt_, c.desc, c.a, c.b, c.c, c.c, pref, kOffers, offers, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS) found = 0;  // no offers: cuBLAS's default stays
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    for (int i = 0; i < found; ++i) {
+        if (offers[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        c.timing.us.push_back(graph_time_us(stream_, [&] {
+            check(cublasLtMatmul(lt_, c.desc, &alpha, W, c.a, x, c.b, &beta, y, c.c, y, c.c, &offers[i].algo, workspace_,
+                                 workspace_bytes_, stream_),
+                  "cuBLASLt product");
+        }));
+        if (c.timing.us.back() < c.timing.us[c.timing.chosen]) {
+            c.timing.chosen = static_cast<int>(c.timing.us.size()) - 1;
+            c.algo = offers[i].algo;
+            c.lt = true;
+        }
+    }
+    choices_.emplace(key, c);
+}
+
+void TunedProducts::run(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) const {
+    const auto it = choices_.find(Key{rows, stride, T, accumulate});
+    if (it == choices_.end() || !it->second.lt) {
+        gemm_default(W, rows, stride, x, T, y, accumulate);
+        return;
+    }
+    const Choice& c = it->second;
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    check(cublasLtMatmul(lt_, c.desc, &alpha, W, c.a, x, c.b, &beta, y, c.c, y, c.c, &c.algo, workspace_, workspace_bytes_,
+                         stream_),
+          "cuBLASLt product");
+}
+
+std::vector<ProductTiming> TunedProducts::timings() const {
+    std::vector<ProductTiming> out;
+    for (const auto& [key, c] : choices_) out.push_back(c.timing);
+    return out;
+}
+
+std::string TunedProducts::describe() const {
+    int lt = 0;
+    for (const auto& [key, c] : choices_) lt += c.lt ? 1 : 0;
+    return std::to_string(choices_.size()) + " product shapes timed: " + std::to_string(lt) + " cuBLASLt, " +
+           std::to_string(choices_.size() - lt) + " cuBLAS default";
+}
+
+}  // namespace vla_edge

@@ -1,0 +1,65 @@
+// Layer products y (+)= W x with a cuBLAS algorithm chosen per shape by timing, not by heuristic.
+// For the expert's 50-150 token inputs cuBLAS's default picks kernels sized for larger products
+// (one of them split-K with a reduce kernel of its own): ~29 us per layer and step on an H100 where
+// the weights alone stream in ~10 us (docs/gpu.md, "Our own expert loop"). Each shape is timed once,
+// before any graph capture, over cuBLAS's default and every algorithm cuBLASLt's heuristic offers,
+// on the real weights; the fastest is kept. Included by CUDA sources only.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace vla_edge {
+
+// One shape's race: candidate 0 is cuBLAS's default (cublasGemmEx), then cuBLASLt's offers.
+struct ProductTiming {
+    int rows = 0, cols = 0, tokens = 0;
+    bool accumulate = false;      // beta = 1
+    std::vector<float> us;        // per candidate
+    int chosen = 0;
+};
+
+class TunedProducts {
+  public:
+    // `blas` is bound to `stream` with `workspace` set; the products use the same workspace.
+    TunedProducts(cublasHandle_t blas, cudaStream_t stream, void* workspace, size_t workspace_bytes);
+    ~TunedProducts();
+    TunedProducts(const TunedProducts&) = delete;
+    TunedProducts& operator=(const TunedProducts&) = delete;
+
+    // Races the candidates for W's shape at T tokens unless that shape has run before. Reads W and
+    // x, overwrites y; the stream must not be capturing.
+    void tune(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate);
+    // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][rows]; enqueued on
+    // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
+    void run(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) const;
+    std::vector<ProductTiming> timings() const;
+    // e.g. "4 shapes timed: 3 cuBLASLt, 1 cuBLAS default"
+    std::string describe() const;
+
+  private:
+    using Key = std::tuple<int, int, int, bool>;  // rows, stride, T, accumulate
+    struct Choice {
+        cublasLtMatmulDesc_t desc = nullptr;
+        cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+        cublasLtMatmulAlgo_t algo{};
+        bool lt = false;  // false: cuBLAS's default won
+        ProductTiming timing;
+    };
+    void gemm_default(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) const;
+
+    cublasHandle_t blas_;
+    cublasLtHandle_t lt_ = nullptr;
+    cudaStream_t stream_;
+    void* workspace_;
+    size_t workspace_bytes_;
+    std::map<Key, Choice> choices_;
+};
+
+}  // namespace vla_edge
