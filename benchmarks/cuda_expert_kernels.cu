@@ -132,8 +132,7 @@ int main(int argc, char** argv) {
     ok(cudaMalloc(&part_ml, part_rows * sizeof(float2)), "part_ml");
     ok(cudaMalloc(&out, int64_t{T} * heads * D * sizeof(bf16)), "out");
     auto merge = [&](int keys_per_split, int ld, int splits) {
-        attention_combine_kernel<<<dim3(rows_total, B), 256, 0, st>>>(part_o, part_ml, okeys, keys_per_split, H, heads, ld,
-                                                                      D, splits, scale, out, heads * D);
+        launch_attention_merge(st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out, heads * D);
     };
     auto split_form = [&] {
         attention_split_kernel<256><<<dim3(blocks(rows_total, kRowsPerBlock), splits_old, B), kThreads, 0, st>>>(
@@ -220,7 +219,7 @@ int main(int argc, char** argv) {
     const float theta_scale = std::pow(10000.0f, -2.0f / D);
     const double t_norm = time_graph(st, [&] { ada_norm_kernel<<<T, kThreads, 0, st>>>(x, E, mod, mod + E, 1e-6f, hn, int64_t{E}); });
     const double t_rope = time_graph(st, [&] {
-        rope_cache_kernel<<<T, kThreads, 0, st>>>(qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
+        launch_rope_cache(st, T, qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
     });
     const double t_geglu = time_graph(st, [&] {
         geglu_kernel<<<blocks(int64_t{T} * F, kThreads), kThreads, 0, st>>>(gu, F, int64_t{T} * F, hn, int64_t{F});

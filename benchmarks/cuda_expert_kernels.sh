@@ -23,7 +23,7 @@ runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[
 pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1))
 PY
 if command -v ncu > /dev/null; then
-  timeout 120 ncu --kernel-name regex:attention_ --launch-count 6 --section SpeedOfLight --section Occupancy \
+  timeout 120 ncu --kernel-name "regex:tile_kernel|combine" --launch-count 4 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis "$bin" --keys 632 \
     > "$OUT/ncu_attention.txt" 2>&1 || echo "ncu: exit $?"
 fi

@@ -34,6 +34,8 @@ __device__ inline float load(const void* p, CudaElem type, int64_t i) {
 __device__ inline void store(float* p, float v) { *p = v; }
 __device__ inline void store(bf16* p, float v) { *p = __float2bfloat16(v); }
 
+inline int blocks(int64_t n, int per) { return static_cast<int>((n + per - 1) / per); }
+
 __device__ inline float warp_sum(float v) {
     for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -76,24 +78,26 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
     for (int i = threadIdx.x; i < E; i += blockDim.x) store(y + blockIdx.x * ld + i, xr[i] * r * scale1[i] + shift[i]);
 }
 
-// NeoX RoPE on q and k, one block per token, as ggml-CUDA computes the angle; q goes to F16 for
-// attention, k and v straight into the token's cache row (what ggml does in three kernels).
+// NeoX RoPE on q and k, one block of d/2 threads per (token, head), as ggml-CUDA computes the
+// angle; q goes to F16 for attention, k and v straight into the token's cache row (what ggml does in
+// three kernels). Head `heads` is k, head `heads + 1` is v. (One block per token, each thread
+// looping over every head, took ~4.2 us on an H100 for 50 tokens.)
 __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
                                   __half* q16, __half* kc, __half* vc) {
-    const int t = blockIdx.x, half_d = d / 2;
-    const float* src = qkv + static_cast<int64_t>(t) * (heads + 2) * d;
-    const float p = static_cast<float>(pos[t]);
+    const int t = blockIdx.x, h = blockIdx.y, j = threadIdx.x, half_d = d / 2;
+    const float* src = qkv + (static_cast<int64_t>(t) * (heads + 2) + h) * d;
     const int64_t row = rows[t];
-    for (int i = threadIdx.x; i < (heads + 1) * half_d; i += blockDim.x) {  // q heads, then k
-        const int h = i / half_d, j = i % half_d;
-        const float theta = p * powf(theta_scale, static_cast<float>(j));
-        const float c = cosf(theta), s = sinf(theta);
-        const float x0 = src[h * d + j], x1 = src[h * d + j + half_d];
-        __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
-        dst[j] = __float2half(x0 * c - x1 * s);
-        dst[j + half_d] = __float2half(x0 * s + x1 * c);
+    if (h == heads + 1) {
+        vc[row * d + j] = __float2half(src[j]);
+        vc[row * d + j + half_d] = __float2half(src[j + half_d]);
+        return;
     }
-    for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[(heads + 1) * d + i]);
+    const float theta = static_cast<float>(pos[t]) * powf(theta_scale, static_cast<float>(j));
+    const float c = cosf(theta), sn = sinf(theta);
+    const float x0 = src[j], x1 = src[j + half_d];
+    __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
+    dst[j] = __float2half(x0 * c - x1 * sn);
+    dst[j + half_d] = __float2half(x0 * sn + x1 * c);
 }
 
 // Attention of every query head of one observation (one K/V head shared by all of them), split over
@@ -196,31 +200,73 @@ __global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half*
 #endif
 }
 
-// out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale); one block
-// per query row, in BF16 for the output projection. Split i of observation s holds its rows at
-// (s * splits + i) * rows_ld + row.
-__global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
-                                         int keys_per_split, int horizon, int heads, int rows_ld, int D, int splits,
-                                         float scale, bf16* out, int64_t ld_out) {
-    const int s = blockIdx.y, row = blockIdx.x;
+// out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale), in BF16
+// for the output projection. One warp per query row: each lane reads some splits' (max, sum), the
+// warp shares the weights by shuffles and each lane sums its D/32 columns over the splits (the
+// first form, one thread per column each reading every split's (max, sum), took 5-7 us on an H100
+// for 400 rows). Split i of observation s holds its rows at (s * splits + i) * rows_ld + row.
+constexpr int kMergeWarps = 4;
+template <int D>
+__global__ void __launch_bounds__(32 * kMergeWarps) attention_combine_kernel(
+    const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
+    int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
+    constexpr int kPer = D / 32;  // columns per lane: 2, 4 or 8
+    const int lane = threadIdx.x % 32, row = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
+    if (row >= horizon * heads) return;
     const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
     const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
     float m = -INFINITY;
-    for (int i = 0; i < n; ++i) m = fmaxf(m, part_ml[first + i * int64_t{rows_ld}].x);
+    for (int i = lane; i < n; i += 32) m = fmaxf(m, part_ml[first + i * int64_t{rows_ld}].x);
+    m = warp_max(m);
     float l = 0.0f;
-    for (int i = 0; i < n; ++i) {
+    for (int i = lane; i < n; i += 32) {
         const float2 ml = part_ml[first + i * int64_t{rows_ld}];
         l += expf((ml.x - m) * scale) * ml.y;
     }
-    const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-    for (int c = threadIdx.x; c < D; c += blockDim.x) {
-        float acc = 0.0f;
-        for (int i = 0; i < n; ++i) {
-            const int64_t at = first + i * int64_t{rows_ld};
-            acc += expf((part_ml[at].x - m) * scale) * part_o[at * D + c];
+    l = warp_sum(l);
+    float acc[kPer] = {};
+    for (int i0 = 0; i0 < n; i0 += 32) {
+        const float w_lane = i0 + lane < n ? expf((part_ml[first + (i0 + lane) * int64_t{rows_ld}].x - m) * scale) : 0.0f;
+        const int count = min(32, n - i0);
+        auto add = [&](int j) {
+            const float w = __shfl_sync(0xffffffffu, w_lane, j);
+            const float* src = part_o + (first + (i0 + j) * int64_t{rows_ld}) * D + lane * kPer;
+#pragma unroll
+            for (int c = 0; c < kPer; c += 2) {
+                const float2 v = *reinterpret_cast<const float2*>(src + c);
+                acc[c] += w * v.x;
+                acc[c + 1] += w * v.y;
+            }
+        };
+        int j = 0;
+        for (; j + 4 <= count; j += 4) {  // four splits' loads in flight at once
+            add(j);
+            add(j + 1);
+            add(j + 2);
+            add(j + 3);
         }
-        out[t * ld_out + (row % heads) * D + c] = __float2bfloat16(acc / l);
+        for (; j < count; ++j) add(j);
     }
+    const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
+    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + t * ld_out + (row % heads) * D + lane * kPer);
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int c = 0; c < kPer; c += 2) dst[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
+}
+
+// Launch shapes shared by the loop and the kernel bench.
+inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos, const int* rows,
+                              float theta_scale, __half* q16, __half* kc, __half* vc) {
+    rope_cache_kernel<<<dim3(T, heads + 2), d / 2, 0, st>>>(qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
+}
+
+inline void launch_attention_merge(cudaStream_t st, int B, int horizon, int heads, int d, const float* part_o,
+                                   const float2* part_ml, const int* obs_keys, int keys_per_split, int rows_ld,
+                                   int splits, float scale, bf16* out, int64_t ld_out) {
+    const dim3 grid(blocks(int64_t{horizon} * heads, kMergeWarps), B);
+    auto* kernel = d == 64 ? attention_combine_kernel<64> : d == 128 ? attention_combine_kernel<128> : attention_combine_kernel<256>;
+    kernel<<<grid, 32 * kMergeWarps, 0, st>>>(part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld, splits,
+                                               scale, out, ld_out);
 }
 
 // ---- attention, second form: the block's keys and values staged in shared memory once for 64
@@ -264,7 +310,8 @@ struct TileLayout {
 
 // Block (64 query rows, Keys keys, observation) writes its rows' unnormalised outputs and (max
 // score, sum of weights) for its keys, as attention_split_kernel does; attention_combine_kernel
-// merges the splits. Query rows past rows_total are zeros and their outputs land in the padding
+// merges the splits. On an H100 (2026-12-07, benchmarks/cuda_expert_kernels.cu, 400 query rows):
+// ~10 us alone where the split kernel took 15-25 us. Query rows past rows_total are zeros and their outputs land in the padding
 // rows of part_o (rows_ld = rows_total rounded up to 16). Keys past the runtime's 16-padding of the
 // range are zeros here; keys past `keys` weigh zero.
 template <int D, int Keys>
@@ -345,17 +392,20 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
         constexpr int kHalf = Keys / 2;
         const int r = lane / 2, h = lane % 2;  // two lanes per row, half of the keys each
         const float* sr = S + r * L::sld + h * kHalf;
+        float v[kHalf];  // all loads issued before any arithmetic waits on one
+#pragma unroll
+        for (int j = 0; j < kHalf; ++j) v[j] = h * kHalf + j < n ? sr[j] : -INFINITY;
         float m = -INFINITY;
-        for (int j = 0; j < kHalf; ++j) {
-            if (h * kHalf + j < n) m = fmaxf(m, sr[j]);
-        }
-        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+#pragma unroll
+        for (int j = 0; j < kHalf; ++j) m = fmaxf(m, v[j]);
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // finite: every split holds a real key
         float l = 0.0f;
-        __half* pr = P + r * L::pld + h * kHalf;
-        for (int j = 0; j < kHalf; ++j) {
-            const float p = h * kHalf + j < n ? expf((sr[j] - m) * scale) : 0.0f;
-            pr[j] = __float2half(p);
-            l += p;
+        __half2* pr = reinterpret_cast<__half2*>(P + r * L::pld + h * kHalf);
+#pragma unroll
+        for (int j = 0; j < kHalf; j += 2) {  // exp(-inf) = 0 for the keys past n
+            const float p0 = expf((v[j] - m) * scale), p1 = expf((v[j + 1] - m) * scale);
+            pr[j / 2] = __floats2half2_rn(p0, p1);
+            l += p0 + p1;
         }
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         const int row = row0 + 16 * warp + r;
@@ -418,7 +468,6 @@ __global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const flo
     if (lane == 0) xt[w] += dt * (acc + b[a]);
 }
 
-inline int blocks(int64_t n, int per) { return static_cast<int>((n + per - 1) / per); }
 
 }  // namespace expert_kernels
 }  // namespace vla_edge

@@ -203,7 +203,6 @@ struct CudaExpertLoop::Impl {
         const float dt = -1.0f / static_cast<float>(s.steps), scale = 1.0f / std::sqrt(static_cast<float>(d));
         const float theta_scale = std::pow(s.rope_theta, -2.0f / static_cast<float>(d));
         const int rows_total = s.horizon * s.heads, rows_ld = attention_rows_ld();
-        const dim3 combine_grid(rows_total, B);
         const int64_t step_mod = 3 * int64_t{E};
         for (int step = 0; step < s.steps; ++step) {
             action_in_kernel<<<T, kThreads, A * sizeof(float), stream>>>(xt, A, s.action_in, s.action_in_bias, x, E);
@@ -211,15 +210,14 @@ struct CudaExpertLoop::Impl {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
                 ada_norm_kernel<<<T, kThreads, 0, stream>>>(x, E, m1, m + E, s.eps, hn, ld_h);
                 product(L.qkv, hn, T, qkv, 0.0f);
-                rope_cache_kernel<<<T, kThreads, 0, stream>>>(qkv, s.heads, d, pos, rows, theta_scale, q16,
-                                                              static_cast<__half*>(L.cache_k), static_cast<__half*>(L.cache_v));
+                launch_rope_cache(stream, T, qkv, s.heads, d, pos, rows, theta_scale, q16, static_cast<__half*>(L.cache_k),
+                                  static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
                 auto* launch = d == 64 ? launch_attention<64> : d == 128 ? launch_attention<128> : launch_attention<256>;
                 launch(attention, B, rows_total, rows_ld, splits, stream, q16, kc, vc, base, keys, s.horizon, s.heads, scale,
                        part_o, part_ml);
-                attention_combine_kernel<<<combine_grid, std::min(d, kThreads), 0, stream>>>(
-                    part_o, part_ml, keys, keys_per_split(attention), s.horizon, s.heads, rows_ld, d, splits, scale, attn,
-                    ld_o);
+                launch_attention_merge(stream, B, s.horizon, s.heads, d, part_o, part_ml, keys, keys_per_split(attention),
+                                       rows_ld, splits, scale, attn, ld_o);
                 product(L.out_w[step], attn, T, x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 ada_norm_kernel<<<T, kThreads, 0, stream>>>(x, E, f1, f + E, s.eps, hn, ld_h);
