@@ -59,18 +59,15 @@ T* random_buffer(int64_t n, uint32_t seed, float amp) {
 
 double time_graph(cudaStream_t st, const std::function<void()>& body) { return graph_time_us(st, body, 20, 20); }
 
-std::vector<float> download_bf16(const bf16* p, int64_t n) {
-    std::vector<bf16> h(n);
-    ok(cudaMemcpy(h.data(), p, n * sizeof(bf16), cudaMemcpyDeviceToHost), "download");
+inline float to_float(bf16 v) { return __bfloat162float(v); }
+inline float to_float(__half v) { return __half2float(v); }
+
+template <typename T>
+std::vector<float> download(const T* p, int64_t n) {
+    std::vector<T> h(n);
+    ok(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
     std::vector<float> f(n);
-    for (int64_t i = 0; i < n; ++i) f[i] = __bfloat162float(h[i]);
-    return f;
-}
-std::vector<float> download_half(const __half* p, int64_t n) {
-    std::vector<__half> h(n);
-    ok(cudaMemcpy(h.data(), p, n * sizeof(__half), cudaMemcpyDeviceToHost), "download");
-    std::vector<float> f(n);
-    for (int64_t i = 0; i < n; ++i) f[i] = __half2float(h[i]);
+    for (int64_t i = 0; i < n; ++i) f[i] = to_float(h[i]);
     return f;
 }
 
@@ -155,8 +152,8 @@ int main(int argc, char** argv) {
                             static_cast<int>(TileLayout<256, 32>::bytes)), "shared memory attribute");
     auto tile64 = [&] { merge(64, rows_ld, tile_kernel(K64{})); };
     auto tile32 = [&] { merge(32, rows_ld, tile_kernel(K32{})); };
-    const std::vector<float> hq = download_half(q16, int64_t{B} * rows_total * D), hk = download_half(kc, cache_rows * D),
-                             hv = download_half(vc, cache_rows * D);
+    const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
+                             hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
     for (int b = 0; b < B; ++b) {
         for (int row = 0; row < rows_total; ++row) {
@@ -191,7 +188,7 @@ int main(int argc, char** argv) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());
-        const double err = rel_l2(download_bf16(out, int64_t{T} * heads * D));
+        const double err = rel_l2(download(out, int64_t{T} * heads * D));
         const double us = time_graph(st, form);
         std::printf("attention %-9s rel-L2 %.2e (BF16 output rounding ~2e-3)  %.2f us per call\n", name.c_str(), err, us);
         js.num("attention_" + name + "_rel_l2", err);
