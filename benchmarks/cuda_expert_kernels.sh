@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# GPU machine: builds benchmarks/cuda_expert_kernels.cu with nvcc (seconds, no native core needed) and
-# runs it at the expert's key counts for 1 / 2 / 3 views (prefix 256 per view + 70 prompt tokens, plus
-# the 50-token chunk), one observation and a batch of two; then Nsight Compute reads the attention
-# kernels' first launches. Writes $OUT/cuda_expert_kernels.json (one entry per run), its log
-# $OUT/cuda_expert_kernels.log and $OUT/ncu_attention.txt. Can run in the background while the native
-# core builds.
+# GPU machine, no native core needed (nvcc builds both programs in well under a minute):
+#  1. benchmarks/cuda_expert_loop_ab.cu: the whole CUDA expert loop at pi0.5's full expert size on
+#     random weights, each configuration (default, the first one measured, tile32) checked against
+#     the first and timed per chunk in one process, at the key counts of 1 / 2 / 3 views (prefix 256
+#     per view + 70 prompt tokens) and a batch of two 2-view observations;
+#  2. benchmarks/cuda_expert_kernels.cu: each kernel and product alone at the same key counts;
+#  3. Nsight Compute's reading of the attention kernels' first launches.
+# Writes $OUT/cuda_expert_loop_ab.log, $OUT/cuda_expert_kernels.json (one entry per run), its log
+# $OUT/cuda_expert_kernels.log and $OUT/ncu_attention.txt. Can run in the background while a call
+# builds the native core.
 #   usage: OUT=/tmp/x bash benchmarks/cuda_expert_kernels.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
-bin=/tmp/cuda_expert_kernels
-nvcc -O3 -std=c++17 -arch="sm_${cc:-90}" -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
-  -lcublasLt -lcublas -o "$bin" || { echo "nvcc failed"; exit 1; }
+flags=(-O3 -std=c++17 "-arch=sm_${cc:-90}" -Inative/src -Inative/cuda)
+ab=/tmp/cuda_expert_loop_ab bin=/tmp/cuda_expert_kernels
+nvcc "${flags[@]}" benchmarks/cuda_expert_loop_ab.cu native/cuda/expert_loop.cu native/cuda/tuned_products.cu \
+  -lcublasLt -lcublas -o "$ab" & ab_pid=$!
+nvcc "${flags[@]}" benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu -lcublasLt -lcublas -o "$bin" \
+  || { echo "nvcc failed (kernel bench)"; exit 1; }
+wait "$ab_pid" || { echo "nvcc failed (loop A/B)"; exit 1; }
+{
+  for prefix in 582 326 838; do "$ab" --prefix "$prefix"; done
+  "$ab" --prefix 582 --batch 2
+} 2>&1 | tee "$OUT/cuda_expert_loop_ab.log"
 runs=$(mktemp -d)
 {
   for keys in 632 376 888; do "$bin" --keys "$keys" --out "$runs/keys${keys}.json"; done
@@ -23,7 +35,7 @@ runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[
 pathlib.Path(sys.argv[2]).write_text(json.dumps(runs, indent=1))
 PY
 if command -v ncu > /dev/null; then
-  timeout 120 ncu --kernel-name "regex:tile_kernel|combine" --launch-count 4 --section SpeedOfLight --section Occupancy \
+  timeout 90 ncu --kernel-name "regex:tile_kernel|combine" --launch-count 4 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis "$bin" --keys 632 \
     > "$OUT/ncu_attention.txt" 2>&1 || echo "ncu: exit $?"
 fi
