@@ -128,13 +128,14 @@ int main(int argc, char** argv) {
     ok(cudaMalloc(&part_o, part_rows * D * sizeof(float)), "part_o");
     ok(cudaMalloc(&part_ml, part_rows * sizeof(float2)), "part_ml");
     ok(cudaMalloc(&out, int64_t{T} * heads * D * sizeof(bf16)), "out");
-    auto merge = [&](int keys_per_split, int ld, int splits) {
-        launch_attention_merge(st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out, heads * D);
+    auto merge = [&](int keys_per_split, int ld, int splits, bool per_row = true) {
+        launch_attention_merge(per_row, st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out,
+                               heads * D);
     };
     auto split_form = [&] {
         attention_split_kernel<256><<<dim3(blocks(rows_total, kRowsPerBlock), splits_old, B), kThreads, 0, st>>>(
             q16, kc, vc, base, okeys, H, heads, splits_old, scale, part_o, part_ml);
-        merge(kSplitKeys, rows_total, splits_old);
+        merge(kSplitKeys, rows_total, splits_old, false);
     };
     auto tile_kernel = [&](auto keys_tag) {
         constexpr int K = decltype(keys_tag)::value;
@@ -194,9 +195,11 @@ int main(int argc, char** argv) {
         js.num("attention_" + name + "_rel_l2", err);
         js.num("attention_" + name + "_us", us);
     }
-    std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits %.2f us, of 32-key splits %.2f us\n",
+    std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits %.2f us (one thread per column: %.2f us), "
+                "of 32-key splits %.2f us\n",
                 time_graph(st, [&] { tile_kernel(K64{}); }), time_graph(st, [&] { tile_kernel(K32{}); }),
                 time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64); }),
+                time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, false); }),
                 time_graph(st, [&] { merge(32, rows_ld, (keys + 31) / 32); }));
 
     // ---- the small kernels, alone

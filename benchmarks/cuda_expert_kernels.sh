@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU machine, no native core needed (nvcc builds both programs in well under a minute):
 #  1. benchmarks/cuda_expert_loop_ab.cu: the whole CUDA expert loop at pi0.5's full expert size on
-#     random weights, each configuration (default, the first one measured, tile32) checked against
-#     the first and timed per chunk in one process, at the key counts of 1 / 2 / 3 views (prefix 256
+#     random weights, each opt-in configuration (tile attention, timed products) checked against
+#     the default and timed per chunk in one process, at the key counts of 1 / 2 / 3 views (prefix 256
 #     per view + 70 prompt tokens) and a batch of two 2-view observations;
 #  2. benchmarks/cuda_expert_kernels.cu: each kernel and product alone at the same key counts;
 #  3. Nsight Compute's reading of the attention kernels' first launches.

@@ -78,26 +78,24 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
     for (int i = threadIdx.x; i < E; i += blockDim.x) store(y + blockIdx.x * ld + i, xr[i] * r * scale1[i] + shift[i]);
 }
 
-// NeoX RoPE on q and k, one block of d/2 threads per (token, head), as ggml-CUDA computes the
-// angle; q goes to F16 for attention, k and v straight into the token's cache row (what ggml does in
-// three kernels). Head `heads` is k, head `heads + 1` is v. (One block per token, each thread
-// looping over every head, took ~4.2 us on an H100 for 50 tokens.)
+// NeoX RoPE on q and k, one block per token, as ggml-CUDA computes the angle; q goes to F16 for
+// attention, k and v straight into the token's cache row (what ggml does in three kernels).
 __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
                                   __half* q16, __half* kc, __half* vc) {
-    const int t = blockIdx.x, h = blockIdx.y, j = threadIdx.x, half_d = d / 2;
-    const float* src = qkv + (static_cast<int64_t>(t) * (heads + 2) + h) * d;
+    const int t = blockIdx.x, half_d = d / 2;
+    const float* src = qkv + static_cast<int64_t>(t) * (heads + 2) * d;
+    const float p = static_cast<float>(pos[t]);
     const int64_t row = rows[t];
-    if (h == heads + 1) {
-        vc[row * d + j] = __float2half(src[j]);
-        vc[row * d + j + half_d] = __float2half(src[j + half_d]);
-        return;
+    for (int i = threadIdx.x; i < (heads + 1) * half_d; i += blockDim.x) {  // q heads, then k
+        const int h = i / half_d, j = i % half_d;
+        const float theta = p * powf(theta_scale, static_cast<float>(j));
+        const float c = cosf(theta), s = sinf(theta);
+        const float x0 = src[h * d + j], x1 = src[h * d + j + half_d];
+        __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
+        dst[j] = __float2half(x0 * c - x1 * s);
+        dst[j + half_d] = __float2half(x0 * s + x1 * c);
     }
-    const float theta = static_cast<float>(pos[t]) * powf(theta_scale, static_cast<float>(j));
-    const float c = cosf(theta), sn = sinf(theta);
-    const float x0 = src[j], x1 = src[j + half_d];
-    __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
-    dst[j] = __float2half(x0 * c - x1 * sn);
-    dst[j + half_d] = __float2half(x0 * sn + x1 * c);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[(heads + 1) * d + i]);
 }
 
 // Attention of every query head of one observation (one K/V head shared by all of them), split over
@@ -200,14 +198,40 @@ __global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half*
 #endif
 }
 
-// out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale), in BF16
-// for the output projection. One warp per query row: each lane reads some splits' (max, sum), the
-// warp shares the weights by shuffles and each lane sums its D/32 columns over the splits (the
-// first form, one thread per column each reading every split's (max, sum), took 5-7 us on an H100
-// for 400 rows). Split i of observation s holds its rows at (s * splits + i) * rows_ld + row.
+// out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale); one block
+// per query row, in BF16 for the output projection. Split i of observation s holds its rows at
+// (s * splits + i) * rows_ld + row.
+__global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
+                                         int keys_per_split, int horizon, int heads, int rows_ld, int D, int splits,
+                                         float scale, bf16* out, int64_t ld_out) {
+    const int s = blockIdx.y, row = blockIdx.x;
+    const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
+    const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
+    float m = -INFINITY;
+    for (int i = 0; i < n; ++i) m = fmaxf(m, part_ml[first + i * int64_t{rows_ld}].x);
+    float l = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float2 ml = part_ml[first + i * int64_t{rows_ld}];
+        l += expf((ml.x - m) * scale) * ml.y;
+    }
+    const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const int64_t at = first + i * int64_t{rows_ld};
+            acc += expf((part_ml[at].x - m) * scale) * part_o[at * D + c];
+        }
+        out[t * ld_out + (row % heads) * D + c] = __float2bfloat16(acc / l);
+    }
+}
+
+// The same merge, one warp per query row: each lane reads some splits' (max, sum), the warp shares
+// the weights by shuffles and each lane sums its D/32 columns over the splits. Written because the
+// form above, one thread per column each reading every split's (max, sum), took 5-7 us on an H100
+// for 400 rows (kernel bench, 2026-12-07). Runs with the tile forms; not yet run on a GPU.
 constexpr int kMergeWarps = 4;
 template <int D>
-__global__ void __launch_bounds__(32 * kMergeWarps) attention_combine_kernel(
+__global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
     int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     constexpr int kPer = D / 32;  // columns per lane: 2, 4 or 8
@@ -257,14 +281,20 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_combine_kernel(
 // Launch shapes shared by the loop and the kernel bench.
 inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos, const int* rows,
                               float theta_scale, __half* q16, __half* kc, __half* vc) {
-    rope_cache_kernel<<<dim3(T, heads + 2), d / 2, 0, st>>>(qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
+    rope_cache_kernel<<<T, kThreads, 0, st>>>(qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
 }
 
-inline void launch_attention_merge(cudaStream_t st, int B, int horizon, int heads, int d, const float* part_o,
-                                   const float2* part_ml, const int* obs_keys, int keys_per_split, int rows_ld,
-                                   int splits, float scale, bf16* out, int64_t ld_out) {
+// per_row: attention_merge_rows_kernel (with the tile forms), else attention_combine_kernel.
+inline void launch_attention_merge(bool per_row, cudaStream_t st, int B, int horizon, int heads, int d,
+                                   const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split,
+                                   int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
+    if (!per_row) {
+        attention_combine_kernel<<<dim3(horizon * heads, B), d < kThreads ? d : kThreads, 0, st>>>(
+            part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out);
+        return;
+    }
     const dim3 grid(blocks(int64_t{horizon} * heads, kMergeWarps), B);
-    auto* kernel = d == 64 ? attention_combine_kernel<64> : d == 128 ? attention_combine_kernel<128> : attention_combine_kernel<256>;
+    auto* kernel = d == 64 ? attention_merge_rows_kernel<64> : d == 128 ? attention_merge_rows_kernel<128> : attention_merge_rows_kernel<256>;
     kernel<<<grid, 32 * kMergeWarps, 0, st>>>(part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld, splits,
                                                scale, out, ld_out);
 }

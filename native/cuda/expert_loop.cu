@@ -32,16 +32,18 @@ void check(cublasStatus_t s, const char* what) {
     }
 }
 
-// Attention forms, for A/B runs (VLA_EDGE_CUDA_ATTENTION=split|tile32; default tile64): the tile
-// kernel stages each split's keys and values in shared memory for 64 query rows; the split kernel
-// is the form measured on 2026-12-06 (16 rows per block, K/V fragments read from global memory).
-enum class AttentionForm { tile64, tile32, split };
+// Attention forms (VLA_EDGE_CUDA_ATTENTION). `split` (default): 16 query rows per block, K/V
+// fragments read from global memory, the form measured end to end on a GPU (2026-12-06, commit
+// d885104). `tile64` / `tile32`: each split's keys and values staged in shared memory for 64 query
+// rows, merged one warp per row; faster in the kernel bench (docs/gpu.md) but not yet run inside the
+// loop on a GPU, so opt-in until they are.
+enum class AttentionForm { split, tile64, tile32 };
 
 AttentionForm attention_form_from_env() {
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
-    if (v && !std::strcmp(v, "split")) return AttentionForm::split;
+    if (v && !std::strcmp(v, "tile64")) return AttentionForm::tile64;
     if (v && !std::strcmp(v, "tile32")) return AttentionForm::tile32;
-    return AttentionForm::tile64;
+    return AttentionForm::split;
 }
 
 int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
@@ -80,12 +82,12 @@ int round16(int n) { return (n + 15) / 16 * 16; }
 
 struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
-    AttentionForm attention = AttentionForm::tile64;
+    AttentionForm attention = AttentionForm::split;
     int64_t ld_h = 0, ld_o = 0, ld_f = 0;  // stored input widths of the layer products
     cudaStream_t stream = nullptr;
     cublasHandle_t blas = nullptr;
     void* workspace = nullptr;
-    std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
+    std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (unless VLA_EDGE_CUDA_TUNED_PRODUCTS=1)
     int tokens = 0;  // the activation buffers' capacity
     float *x = nullptr, *xt = nullptr, *qkv = nullptr, *gu = nullptr, *hf = nullptr;
     bf16 *hn = nullptr, *attn = nullptr, *g = nullptr;
@@ -216,8 +218,8 @@ struct CudaExpertLoop::Impl {
                 auto* launch = d == 64 ? launch_attention<64> : d == 128 ? launch_attention<128> : launch_attention<256>;
                 launch(attention, B, rows_total, rows_ld, splits, stream, q16, kc, vc, base, keys, s.horizon, s.heads, scale,
                        part_o, part_ml);
-                launch_attention_merge(stream, B, s.horizon, s.heads, d, part_o, part_ml, keys, keys_per_split(attention),
-                                       rows_ld, splits, scale, attn, ld_o);
+                launch_attention_merge(attention != AttentionForm::split, stream, B, s.horizon, s.heads, d, part_o, part_ml,
+                                       keys, keys_per_split(attention), rows_ld, splits, scale, attn, ld_o);
                 product(L.out_w[step], attn, T, x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 ada_norm_kernel<<<T, kThreads, 0, stream>>>(x, E, f1, f + E, s.eps, hn, ld_h);
@@ -301,12 +303,10 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
             fail("attention needs " + std::to_string(need) + " bytes of shared memory per block; the device allows " +
                  std::to_string(optin));
         }
-        allow_tile_smem<64, 64>();
-        allow_tile_smem<64, 32>();
-        allow_tile_smem<128, 64>();
-        allow_tile_smem<128, 32>();
-        allow_tile_smem<256, 64>();
-        allow_tile_smem<256, 32>();
+        auto* allow = d == 64    ? (wide ? allow_tile_smem<64, 64> : allow_tile_smem<64, 32>)
+                      : d == 128 ? (wide ? allow_tile_smem<128, 64> : allow_tile_smem<128, 32>)
+                                 : (wide ? allow_tile_smem<256, 64> : allow_tile_smem<256, 32>);
+        allow();  // only the instantiation this loop launches
     }
     check(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "creating a stream");
     check(cublasCreate(&m.blas), "creating a cuBLAS handle");
@@ -314,8 +314,9 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     constexpr size_t kWorkspace = size_t{32} << 20;  // cuBLAS must not allocate while a graph is captured
     check(cudaMalloc(&m.workspace, kWorkspace), "allocating cuBLAS workspace");
     check(cublasSetWorkspace(m.blas, m.workspace, kWorkspace), "cuBLAS workspace");
+    // opt-in (VLA_EDGE_CUDA_TUNED_PRODUCTS=1) until the loop has run with it on a GPU (docs/gpu.md)
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-    if (!(tuned && !std::strcmp(tuned, "0"))) m.products = std::make_unique<TunedProducts>(m.blas, m.stream, m.workspace, kWorkspace);
+    if (tuned && !std::strcmp(tuned, "1")) m.products = std::make_unique<TunedProducts>(m.blas, m.stream, m.workspace, kWorkspace);
 }
 
 CudaExpertLoop::~CudaExpertLoop() = default;
@@ -326,7 +327,7 @@ std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
     const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
     return std::string("attention ") + form + "; " +
-           (m.products ? m.products->describe() : std::string("cuBLAS default products (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)"));
+           (m.products ? m.products->describe() : std::string("cuBLAS default products"));
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {
