@@ -6,9 +6,10 @@
 #     per view + 70 prompt tokens) and a batch of two 2-view observations;
 #  2. benchmarks/cuda_expert_kernels.cu: each kernel and product alone at the same key counts;
 #  3. Nsight Compute's reading of the attention kernels' first launches.
-# Writes $OUT/cuda_expert_loop_ab.log, $OUT/cuda_expert_kernels.json (one entry per run), its log
-# $OUT/cuda_expert_kernels.log and $OUT/ncu_attention.txt. Can run in the background while a call
-# builds the native core.
+# Writes $OUT/cuda_expert_kernels.log (both programs' output), $OUT/cuda_expert_kernels.json (the
+# kernel bench, one entry per run) and $OUT/ncu_attention.txt: three files, so that it fits beside
+# gpu_vs_realtime_vla.sh's in one call's eight (KERNEL_BENCH=1 there starts it in the background
+# while the native core builds).
 #   usage: OUT=/tmp/x bash benchmarks/cuda_expert_kernels.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
@@ -23,12 +24,12 @@ wait "$ab_pid" || { echo "nvcc failed (loop A/B)"; exit 1; }
 {
   for prefix in 582 326 838; do "$ab" --prefix "$prefix"; done
   "$ab" --prefix 582 --batch 2
-} 2>&1 | tee "$OUT/cuda_expert_loop_ab.log"
+} 2>&1 | tee "$OUT/cuda_expert_kernels.log"
 runs=$(mktemp -d)
 {
   for keys in 632 376 888; do "$bin" --keys "$keys" --out "$runs/keys${keys}.json"; done
   "$bin" --keys 632 --batch 2 --out "$runs/keys632_batch2.json"
-} 2>&1 | tee "$OUT/cuda_expert_kernels.log"
+} 2>&1 | tee -a "$OUT/cuda_expert_kernels.log"
 python3 - "$runs" "$OUT/cuda_expert_kernels.json" <<'PY'
 import json, pathlib, sys
 runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}

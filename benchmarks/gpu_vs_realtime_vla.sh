@@ -8,6 +8,11 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 recipe=${1:-actquant-3.97}; shift || true
 [ -f .anchor/pi05_infer.py ] || { echo ".anchor/pi05_infer.py is missing: carry realtime-vla's files (see above)"; exit 2; }
+# KERNEL_BENCH=1: benchmarks/cuda_expert_kernels.sh (loop A/B, kernel bench; needs no native core) in the
+# background from the start, while the core builds (waited for before anything is timed here); its three
+# files land in $OUT beside these
+kernel_bench_pid=""
+if [ "${KERNEL_BENCH:-0}" = 1 ]; then bash benchmarks/cuda_expert_kernels.sh > /dev/null 2>&1 & kernel_bench_pid=$!; fi
 source benchmarks/gpu_packs.sh || exit 1
 # every ggml-CUDA form against the reference on tiny packs first: a fast form that is wrong is no result
 # (SKIP_FORMS=1: already checked on this warm machine). FORMS_ENVS="VAR=VALUE ...": each opt-in
@@ -28,5 +33,6 @@ if [ "${SKIP_FORMS:-0}" != 1 ]; then
     forms_check "gpu_forms_check_${assignment%%=*}.json" "$assignment"
   done
 fi
+[ -z "$kernel_bench_pid" ] || wait "$kernel_bench_pid" || echo "kernel bench: exit $?"
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_vs_realtime_vla.py --anchor .anchor --pack "$pack" --tiny-pack "$tiny" \
   --out "$OUT/gpu_vs_realtime_vla.json" "$@"
