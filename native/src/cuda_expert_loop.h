@@ -4,7 +4,10 @@
 // writes, attention); here the norm writes BF16 itself, the residual rides in the product
 // (beta = 1), RoPE and both cache writes are one kernel, and attention is one kernel for all heads of
 // an observation, split over its keys, plus one merging the splits (docs/gpu.md, "Our own expert
-// loop"). Plain C++ header: no CUDA types leak out.
+// loop"). Opt-in forms for A/B runs, read from the environment when the loop is made:
+// VLA_EDGE_CUDA_ATTENTION=tile64|tile32 (attention with each split's K/V staged in shared memory) and
+// VLA_EDGE_CUDA_TUNED_PRODUCTS=1 (each product's cuBLAS algorithm chosen by timing). The kernels are
+// in native/cuda/expert_kernels.cuh. Plain C++ header: no CUDA types leak out.
 #pragma once
 
 #include <cstdint>
