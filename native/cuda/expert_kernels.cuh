@@ -475,6 +475,46 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
 #endif
 }
 
+// Attention forms (the expert loop reads VLA_EDGE_CUDA_ATTENTION). `split` (default): 16 query rows per block, K/V
+// fragments read from global memory, the form measured end to end on a GPU (2026-12-06, commit
+// d885104). `tile64` / `tile32`: each split's keys and values staged in shared memory for 64 query
+// rows, merged one warp per row; faster in the kernel bench (docs/gpu.md) but not yet run inside the
+// loop on a GPU, so opt-in until they are.
+enum class AttentionForm { split, tile64, tile32 };
+
+inline int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
+
+// Query rows are token-major, head-minor, `horizon x heads` per observation (rows_total); the
+// partial outputs are rows_ld apart per (observation, split).
+template <int D>
+inline void launch_attention_at(AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
+                                const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
+                                int horizon, int heads, float scale, float* part_o, float2* part_ml) {
+    switch (form) {
+        case AttentionForm::split:
+            attention_split_kernel<D><<<dim3(blocks(rows_total, kRowsPerBlock), splits, B), kThreads, 0, st>>>(
+                q, k, v, base, keys, horizon, heads, splits, scale, part_o, part_ml);
+            break;
+        case AttentionForm::tile32:
+            attention_tile_kernel<D, 32><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
+                                           TileLayout<D, 32>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
+                                                                           splits, scale, part_o, part_ml);
+            break;
+        default:
+            attention_tile_kernel<D, 64><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
+                                           TileLayout<D, 64>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
+                                                                           splits, scale, part_o, part_ml);
+    }
+}
+
+// The same for head_dim 64, 128 or 256, chosen at run time.
+inline void launch_attention(int d, AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
+                             const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
+                             int horizon, int heads, float scale, float* part_o, float2* part_ml) {
+    auto* launch = d == 64 ? launch_attention_at<64> : d == 128 ? launch_attention_at<128> : launch_attention_at<256>;
+    launch(form, B, rows_total, rows_ld, splits, st, q, k, v, base, keys, horizon, heads, scale, part_o, part_ml);
+}
+
 // gelu_tanh(gate) * up from the fused [gate | up] product, in BF16 for the down projection.
 __global__ void geglu_kernel(const float* gu, int F, int64_t n, bf16* g, int64_t ld) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;

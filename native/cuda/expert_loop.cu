@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "expert_kernels.cuh"
+#include "loop_common.cuh"
 #include "tuned_products.h"
 
 namespace vla_edge {
@@ -22,22 +23,8 @@ namespace {
 
 using namespace expert_kernels;
 
-void check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA expert loop: ") + what + ": " + cudaGetErrorString(e));
-}
-
-void check(cublasStatus_t s, const char* what) {
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        throw std::runtime_error(std::string("CUDA expert loop: ") + what + ": " + cublasGetStatusString(s));
-    }
-}
-
-// Attention forms (VLA_EDGE_CUDA_ATTENTION). `split` (default): 16 query rows per block, K/V
-// fragments read from global memory, the form measured end to end on a GPU (2026-12-06, commit
-// d885104). `tile64` / `tile32`: each split's keys and values staged in shared memory for 64 query
-// rows, merged one warp per row; faster in the kernel bench (docs/gpu.md) but not yet run inside the
-// loop on a GPU, so opt-in until they are.
-enum class AttentionForm { split, tile64, tile32 };
+constexpr const char* kWho = "CUDA expert loop";
+void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
 AttentionForm attention_form_from_env() {
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
@@ -46,34 +33,11 @@ AttentionForm attention_form_from_env() {
     return AttentionForm::split;
 }
 
-int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
-
 template <int D, int Keys>
 void allow_tile_smem() {
     check(cudaFuncSetAttribute(attention_tile_kernel<D, Keys>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(TileLayout<D, Keys>::bytes)),
           "attention shared memory");
-}
-
-template <int D>
-void launch_attention(AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
-                      const __half* q, const __half* k, const __half* v, const int* base, const int* keys, int horizon,
-                      int heads, float scale, float* part_o, float2* part_ml) {
-    switch (form) {
-        case AttentionForm::split:
-            attention_split_kernel<D><<<dim3(blocks(rows_total, kRowsPerBlock), splits, B), kThreads, 0, st>>>(
-                q, k, v, base, keys, horizon, heads, splits, scale, part_o, part_ml);
-            break;
-        case AttentionForm::tile32:
-            attention_tile_kernel<D, 32><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                                           TileLayout<D, 32>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
-                                                                           splits, scale, part_o, part_ml);
-            break;
-        default:
-            attention_tile_kernel<D, 64><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                                           TileLayout<D, 64>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
-                                                                           splits, scale, part_o, part_ml);
-    }
 }
 
 int round16(int n) { return (n + 15) / 16 * 16; }
@@ -84,9 +48,8 @@ struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
     AttentionForm attention = AttentionForm::split;
     int64_t ld_h = 0, ld_o = 0, ld_f = 0;  // stored input widths of the layer products
-    cudaStream_t stream = nullptr;
-    cublasHandle_t blas = nullptr;
-    void* workspace = nullptr;
+    std::unique_ptr<LoopStream> io;  // made once the device is selected
+    cudaStream_t stream = nullptr;   // io's
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (unless VLA_EDGE_CUDA_TUNED_PRODUCTS=1)
     int tokens = 0;  // the activation buffers' capacity
     float *x = nullptr, *xt = nullptr, *qkv = nullptr, *gu = nullptr, *hf = nullptr;
@@ -95,27 +58,12 @@ struct CudaExpertLoop::Impl {
     float* part_o = nullptr;  // attention splits: unnormalised outputs and (max, sum) per row
     float2* part_ml = nullptr;
     int64_t part_rows = 0;    // capacity in (observation, split, query row) triples
-    struct Shape {
-        cudaGraphExec_t exec = nullptr;
-        int* ints = nullptr;  // pos[T], rows[T], base[B], keys[B]
-    };
-    std::map<std::vector<int64_t>, Shape> shapes;
+    CapturedShapes shapes{kWho};  // ints: pos[T], rows[T], base[B], keys[B]
 
     ~Impl() {
-        drop_shapes();
+        shapes.clear();
         free_buffers();
         products.reset();
-        if (workspace) cudaFree(workspace);
-        if (blas) cublasDestroy(blas);
-        if (stream) cudaStreamDestroy(stream);
-    }
-
-    void drop_shapes() {
-        for (auto& [key, shape] : shapes) {
-            if (shape.exec) cudaGraphExecDestroy(shape.exec);
-            if (shape.ints) cudaFree(shape.ints);
-        }
-        shapes.clear();
     }
 
     void free_buffers() {
@@ -134,8 +82,7 @@ struct CudaExpertLoop::Impl {
 
     template <typename T>
     void alloc(T*& p, int64_t elements) {
-        check(cudaMalloc(reinterpret_cast<void**>(&p), elements * sizeof(T)), "allocating activations");
-        check(cudaMemset(p, 0, elements * sizeof(T)), "clearing activations");  // pad columns stay zero
+        loop_alloc(p, elements, kWho);
     }
 
     // Activations for T tokens and attention splits for `rows` (observation, split, query row)
@@ -145,7 +92,7 @@ struct CudaExpertLoop::Impl {
         if (T <= tokens && rows <= part_rows) return;
         T = std::max(T, tokens);
         rows = std::max(rows, part_rows);
-        drop_shapes();
+        shapes.clear();
         free_buffers();
         const CudaExpertSpec& s = spec;
         alloc(x, int64_t{T} * s.hidden);
@@ -167,13 +114,9 @@ struct CudaExpertLoop::Impl {
     void product(const CudaMatrix& W, const bf16* in, int T, float* y, float beta) const {
         if (products) {
             products->run(W.data, static_cast<int>(W.rows), static_cast<int>(W.stride), in, T, y, beta != 0.0f);
-            return;
+        } else {
+            io->product(W, in, T, y, beta);
         }
-        const float alpha = 1.0f;
-        check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(W.rows), T, static_cast<int>(W.stride), &alpha,
-                           W.data, CUDA_R_16BF, static_cast<int>(W.stride), in, CUDA_R_16BF, static_cast<int>(W.stride),
-                           &beta, y, CUDA_R_32F, static_cast<int>(W.rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-              "layer product");
     }
 
     // Times the four layer products' algorithms at T tokens on layer 0's matrices (once per T,
@@ -215,9 +158,8 @@ struct CudaExpertLoop::Impl {
                 launch_rope_cache(stream, T, qkv, s.heads, d, pos, rows, theta_scale, q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
-                auto* launch = d == 64 ? launch_attention<64> : d == 128 ? launch_attention<128> : launch_attention<256>;
-                launch(attention, B, rows_total, rows_ld, splits, stream, q16, kc, vc, base, keys, s.horizon, s.heads, scale,
-                       part_o, part_ml);
+                launch_attention(d, attention, B, rows_total, rows_ld, splits, stream, q16, kc, vc, base, keys, s.horizon,
+                                 s.heads, scale, part_o, part_ml);
                 launch_attention_merge(attention != AttentionForm::split, stream, B, s.horizon, s.heads, d, part_o, part_ml,
                                        keys, keys_per_split(attention), rows_ld, splits, scale, attn, ld_o);
                 product(L.out_w[step], attn, T, x, 1.0f);  // the residual rides in the product
@@ -308,15 +250,13 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
                                  : (wide ? allow_tile_smem<256, 64> : allow_tile_smem<256, 32>);
         allow();  // only the instantiation this loop launches
     }
-    check(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "creating a stream");
-    check(cublasCreate(&m.blas), "creating a cuBLAS handle");
-    check(cublasSetStream(m.blas, m.stream), "cuBLAS stream");
-    constexpr size_t kWorkspace = size_t{32} << 20;  // cuBLAS must not allocate while a graph is captured
-    check(cudaMalloc(&m.workspace, kWorkspace), "allocating cuBLAS workspace");
-    check(cublasSetWorkspace(m.blas, m.workspace, kWorkspace), "cuBLAS workspace");
+    m.io = std::make_unique<LoopStream>(kWho);
+    m.stream = m.io->stream;
     // opt-in (VLA_EDGE_CUDA_TUNED_PRODUCTS=1) until the loop has run with it on a GPU (docs/gpu.md)
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-    if (tuned && !std::strcmp(tuned, "1")) m.products = std::make_unique<TunedProducts>(m.blas, m.stream, m.workspace, kWorkspace);
+    if (tuned && !std::strcmp(tuned, "1")) {
+        m.products = std::make_unique<TunedProducts>(m.io->blas, m.stream, m.io->workspace, LoopStream::kWorkspace);
+    }
 }
 
 CudaExpertLoop::~CudaExpertLoop() = default;
@@ -345,43 +285,19 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     m.reserve(T, int64_t{B} * splits * m.attention_rows_ld());
     std::vector<int64_t> key(n_prefix.begin(), n_prefix.end());
     key.insert(key.end(), bases.begin(), bases.end());
-    auto it = m.shapes.find(key);
-    if (it == m.shapes.end()) {
-        m.tune_products(T);
-        std::vector<int> ints;  // pos[T], rows[T], base[B], keys[B]
-        for (int b = 0; b < B; ++b)
-            for (int j = 0; j < H; ++j) ints.push_back(n_prefix[b] + j);
-        for (int b = 0; b < B; ++b)
-            for (int j = 0; j < H; ++j) ints.push_back(static_cast<int>(bases[b] + n_prefix[b] + j));
-        for (int b = 0; b < B; ++b) ints.push_back(static_cast<int>(bases[b]));
-        for (int b = 0; b < B; ++b) ints.push_back(n_prefix[b] + H);
-        Impl::Shape shape;
-        check(cudaMalloc(reinterpret_cast<void**>(&shape.ints), ints.size() * sizeof(int)), "allocating shape indices");
-        try {
-            check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), "uploading shape indices");
-            cudaGraph_t graph = nullptr;
-            check(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "beginning graph capture");
-            try {
-                const int* p = shape.ints;
-                m.enqueue(B, p, p + T, p + 2 * T, p + 2 * T + B, splits);
-            } catch (...) {
-                cudaStreamEndCapture(m.stream, &graph);
-                if (graph) cudaGraphDestroy(graph);
-                throw;
-            }
-            check(cudaStreamEndCapture(m.stream, &graph), "ending graph capture");
-            const cudaError_t made = cudaGraphInstantiate(&shape.exec, graph, 0);
-            cudaGraphDestroy(graph);
-            check(made, "instantiating the expert graph");
-        } catch (...) {
-            cudaFree(shape.ints);
-            throw;
-        }
-        it = m.shapes.emplace(std::move(key), shape).first;
-    }
+    if (!m.shapes.has(key)) m.tune_products(T);  // before its graph is captured
+    std::vector<int> ints;  // pos[T], rows[T], base[B], keys[B]
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j) ints.push_back(n_prefix[b] + j);
+    for (int b = 0; b < B; ++b)
+        for (int j = 0; j < H; ++j) ints.push_back(static_cast<int>(bases[b] + n_prefix[b] + j));
+    for (int b = 0; b < B; ++b) ints.push_back(static_cast<int>(bases[b]));
+    for (int b = 0; b < B; ++b) ints.push_back(n_prefix[b] + H);
+    const cudaGraphExec_t exec =
+        m.shapes.get(key, ints, *m.io, [&](const int* p) { m.enqueue(B, p, p + T, p + 2 * T, p + 2 * T + B, splits); });
     const size_t bytes = static_cast<size_t>(T) * s.action_dim * sizeof(float);
     check(cudaMemcpyAsync(m.xt, x, bytes, cudaMemcpyHostToDevice, m.stream), "uploading the noise");
-    check(cudaGraphLaunch(it->second.exec, m.stream), "launching the expert graph");
+    check(cudaGraphLaunch(exec, m.stream), "launching the expert graph");
     check(cudaMemcpyAsync(x, m.xt, bytes, cudaMemcpyDeviceToHost, m.stream), "downloading the actions");
     check(cudaStreamSynchronize(m.stream), "running the expert loop");
 }

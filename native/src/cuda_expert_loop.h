@@ -37,11 +37,17 @@ struct CudaExpertLayer {
     void *cache_k = nullptr, *cache_v = nullptr;  // F16 [cache rows][head_dim] (one K/V head)
 };
 
-struct CudaExpertSpec {
+// What our CUDA loops (this one, cuda_prefix_loop.h) read alike: one Gemma stack's geometry on one
+// device and the rows of the K/V cache it shares with the other stack.
+struct CudaStackShape {
     int device = 0;
-    int hidden = 0, ffn = 0, heads = 0, head_dim = 0, horizon = 0, action_dim = 0, steps = 0;
+    int hidden = 0, ffn = 0, heads = 0, head_dim = 0;
     float eps = 1e-6f, rope_theta = 10000.f;
     int64_t cache_rows = 0;
+};
+
+struct CudaExpertSpec : CudaStackShape {
+    int horizon = 0, action_dim = 0, steps = 0;
     std::vector<CudaExpertLayer> layers;
     const float *out_mod = nullptr, *out_mod1 = nullptr;  // the final norm's modulation
     CudaMatrix action_in, action_out;                     // F32 / F16 / BF16

@@ -178,6 +178,9 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
                             : !chunk_expert_        ? "ggml graph (per-step graphs)"
                             : !cuda_expert_wanted_  ? "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
                                                     : "";  // set by drop_cuda_expert below
+        // The prefix's loop (cuda_prefix_loop.h): opt-in until it has run on a GPU.
+        cuda_prefix_wanted_ = cuda && env_switch("VLA_EDGE_CUDA_PREFIX", false);
+        cuda_prefix_note_ = !cuda ? "ggml graph" : !cuda_prefix_wanted_ ? "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)" : "";
         cuda_device_ = cuda ? cuda_index(options.device) : 0;
         allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
@@ -201,6 +204,7 @@ void Pi05Runtime::allocate_cache(int tokens) {
     // graphs that point into an old cache are dropped (rebuilt on their next call).
     for (Graph* g : {&prefix_, &expert_, &chunk_}) g->release();
     drop_cuda_expert();
+    drop_cuda_prefix();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
     if (cache_ctx_) ggml_free(cache_ctx_);
     cache_buf_ = nullptr;
@@ -232,6 +236,7 @@ void Pi05Runtime::release() {
     }
     markers_.release();
     drop_cuda_expert();
+    drop_cuda_prefix();
     prefix_constants_.release();
     expert_constants_.release();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
@@ -521,7 +526,106 @@ bool Pi05Runtime::use_cuda_expert(int num_steps) {
 #endif
 }
 
+void Pi05Runtime::drop_cuda_prefix() {
 #ifdef VLA_EDGE_WITH_CUDA
+    cuda_prefix_.reset();
+#endif
+    cuda_prefix_decided_ = false;
+    if (cuda_prefix_wanted_) cuda_prefix_note_ = "cuda, if the next call's weights fit it";
+}
+
+std::string Pi05Runtime::prefix_loop() const {
+#ifdef VLA_EDGE_WITH_CUDA
+    if (cuda_prefix_) return "cuda (own kernels, " + std::to_string(cuda_prefix_->captured_graphs()) + " shapes captured)";
+#endif
+    return cuda_prefix_note_;
+}
+
+bool Pi05Runtime::use_cuda_prefix() {
+    if (!cuda_prefix_wanted_) return false;
+#ifdef VLA_EDGE_WITH_CUDA
+    if (observer_) {  // calibration reads the ggml graph's product inputs
+        cuda_prefix_note_ = "ggml graph (a matmul observer is set)";
+        return false;
+    }
+    if (cuda_prefix_decided_) return static_cast<bool>(cuda_prefix_);
+    cuda_prefix_decided_ = true;  // again after the cache changes
+    try {
+        cuda_prefix_ = std::make_unique<CudaPrefixLoop>(cuda_prefix_spec());
+        cuda_prefix_note_.clear();
+    } catch (const std::exception& e) {
+        cuda_prefix_note_ = std::string("ggml graph (") + e.what() + ")";
+    }
+    return static_cast<bool>(cuda_prefix_);
+#else
+    return false;
+#endif
+}
+
+#ifdef VLA_EDGE_WITH_CUDA
+namespace {
+// A device tensor as our CUDA loops read it: a matrix with `cols` meaningful input columns (the
+// stored width may be padded), or a float32 vector; throws naming what does not fit.
+CudaMatrix cuda_matrix(const ggml_tensor* t, int64_t cols, const std::string& name) {
+    if (!t) throw std::runtime_error(name + " is not on the device in the form the loop reads (fused / folded BF16)");
+    const bool plain = t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16;
+    if (!plain || !ggml_is_contiguous(t)) {
+        throw std::runtime_error(name + " is " + ggml_type_name(t->type) + ", not a plain F32 / F16 / BF16 matrix");
+    }
+    const CudaElem type = t->type == GGML_TYPE_F32 ? CudaElem::f32 : t->type == GGML_TYPE_F16 ? CudaElem::f16 : CudaElem::bf16;
+    return CudaMatrix{t->data, type, t->ne[1], cols, t->ne[0]};
+}
+
+const float* cuda_f32(const ggml_tensor* t, const std::string& name, int64_t elements) {
+    if (!t || t->type != GGML_TYPE_F32 || !ggml_is_contiguous(t) || ggml_nelements(t) < elements) {
+        throw std::runtime_error(name + " is not a float32 vector of " + std::to_string(elements) + " values on the device");
+    }
+    return static_cast<const float*>(t->data);
+}
+}  // namespace
+
+CudaStackShape Pi05Runtime::cuda_stack_shape(const StackHparams& m) const {
+    CudaStackShape s;
+    s.device = cuda_device_;
+    s.hidden = m.hidden;
+    s.ffn = m.ffn;
+    s.heads = m.heads;
+    s.head_dim = m.head_dim;
+    s.eps = m.eps;
+    s.rope_theta = hp_.rope_theta;
+    s.cache_rows = cache_tokens_;
+    return s;
+}
+
+CudaPrefixSpec Pi05Runtime::cuda_prefix_spec() const {
+    const StackHparams& m = hp_.llm;
+    auto fail = [](const std::string& why) { throw std::runtime_error(why); };
+    if (prefix_constants_.empty()) fail("the Gemma norms' 1 + w are not constants: VLA_EDGE_GEMMA_PLUS_ONE=0");
+    if (m.kv_heads != 1) fail("the LLM has " + std::to_string(m.kv_heads) + " K/V heads, the loop takes 1");
+    if (cache_type_ != GGML_TYPE_F16) fail("the K/V cache is not F16 (flash attention is off)");
+    if (static_cast<size_t>(m.layers) > cache_.k.size()) fail("the LLM has more layers than the K/V cache");
+    CudaPrefixSpec s;
+    static_cast<CudaStackShape&>(s) = cuda_stack_shape(m);
+    for (int i = 0; i < m.layers; ++i) {
+        const std::string b = "pali.blk." + std::to_string(i) + ".";
+        const bool last = i + 1 == m.layers;
+        CudaPrefixLayer L;
+        L.qkv = cuda_matrix(weights_->fused(b + "attn_qkv.weight"), m.hidden, b + "attn_qkv.weight");
+        const std::string attn_norm = b + "attn_norm.weight" + kPlusOne, ffn_norm = b + "ffn_norm.weight" + kPlusOne;
+        L.attn_norm1 = cuda_f32(prefix_constants_.find(attn_norm), attn_norm, m.hidden);
+        if (!last) {  // the loop stops after the last layer's K/V
+            L.out = cuda_matrix(weights_->get(b + "attn_o.weight"), int64_t{m.heads} * m.head_dim, b + "attn_o.weight");
+            L.gate_up = cuda_matrix(weights_->fused(b + "ffn_gate_up.weight"), m.hidden, b + "ffn_gate_up.weight");
+            L.down = cuda_matrix(weights_->get(b + "ffn_down.weight"), m.ffn, b + "ffn_down.weight");
+            L.ffn_norm1 = cuda_f32(prefix_constants_.find(ffn_norm), ffn_norm, m.hidden);
+        }
+        L.cache_k = cache_.k[i]->data;
+        L.cache_v = cache_.v[i]->data;
+        s.layers.push_back(std::move(L));
+    }
+    return s;
+}
+
 CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
     const StackHparams& e = hp_.expert;
     auto fail = [](const std::string& why) { throw std::runtime_error(why); };
@@ -530,34 +634,15 @@ CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
     if (cache_type_ != GGML_TYPE_F16) fail("the K/V cache is not F16 (flash attention is off)");
     if (hp_.kv_pad < 16 || hp_.kv_pad % 16) fail("K/V ranges are not padded: VLA_EDGE_PAD_EXPERT_KV=0");
     if (static_cast<size_t>(e.layers) > cache_.k.size()) fail("the expert has more layers than the K/V cache");
-    // tensor -> matrix with `cols` meaningful input columns (the stored width may be padded)
-    auto matrix = [&](const ggml_tensor* t, int64_t cols, const std::string& name) {
-        if (!t) fail(name + " is not on the device in the form the loop reads (fused / folded BF16)");
-        const CudaElem type = t->type == GGML_TYPE_F32 ? CudaElem::f32 : t->type == GGML_TYPE_F16 ? CudaElem::f16 : CudaElem::bf16;
-        const bool plain = t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16;
-        if (!plain || !ggml_is_contiguous(t)) fail(name + " is " + ggml_type_name(t->type) + ", not a plain F32 / F16 / BF16 matrix");
-        return CudaMatrix{t->data, type, t->ne[1], cols, t->ne[0]};
-    };
+    const auto matrix = cuda_matrix;
     auto f32 = [&](const std::string& name, int64_t elements) {
-        const ggml_tensor* t = expert_constants_.find(name);
-        if (!t) t = weights_->find(name);
-        if (!t || t->type != GGML_TYPE_F32 || !ggml_is_contiguous(t) || ggml_nelements(t) < elements) {
-            fail(name + " is not a float32 vector of " + std::to_string(elements) + " values on the device");
-        }
-        return static_cast<const float*>(t->data);
+        return cuda_f32(expert_constants_.find(name) ? expert_constants_.find(name) : weights_->find(name), name, elements);
     };
     CudaExpertSpec s;
-    s.device = cuda_device_;
-    s.hidden = e.hidden;
-    s.ffn = e.ffn;
-    s.heads = e.heads;
-    s.head_dim = e.head_dim;
+    static_cast<CudaStackShape&>(s) = cuda_stack_shape(e);
     s.horizon = hp_.horizon;
     s.action_dim = hp_.action_dim;
     s.steps = num_steps;
-    s.eps = e.eps;
-    s.rope_theta = hp_.rope_theta;
-    s.cache_rows = cache_tokens_;
     const int64_t mods = 3 * int64_t{e.hidden} * num_steps;
     for (int i = 0; i < e.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
@@ -786,11 +871,17 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         std::iota(host_pos_.begin() + block_first, host_pos_.begin() + block_first + n_prefix[b], 0);
         block_first += n_prefix[b];
     }
-    ensure_prefix(n_prefix);
-    ggml_backend_tensor_set(prefix_.io["emb"], host_prefix_.data(), 0, host_prefix_.size() * sizeof(float));
-    ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, total_prefix * sizeof(int32_t));
-    ggml_backend_tensor_set(prefix_.io["rows"], host_rows_.data(), 0, prefix_rows * sizeof(int64_t));
-    compute(prefix_);
+    if (use_cuda_prefix()) {
+#ifdef VLA_EDGE_WITH_CUDA
+        cuda_prefix_->run(host_prefix_.data(), n_prefix, bases);
+#endif
+    } else {
+        ensure_prefix(n_prefix);
+        ggml_backend_tensor_set(prefix_.io["emb"], host_prefix_.data(), 0, host_prefix_.size() * sizeof(float));
+        ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, total_prefix * sizeof(int32_t));
+        ggml_backend_tensor_set(prefix_.io["rows"], host_rows_.data(), 0, prefix_rows * sizeof(int64_t));
+        compute(prefix_);
+    }
     t.emplace_back("prefix", ms_since(t0));
 
     // Flow matching: Euler from t = 1 (noise) to t = 0; chunk positions follow each own prefix.

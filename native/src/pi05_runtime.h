@@ -14,6 +14,7 @@
 #include "pi05_graph.h"
 #ifdef VLA_EDGE_WITH_CUDA
 #include "cuda_expert_loop.h"
+#include "cuda_prefix_loop.h"
 #endif
 
 namespace vla_edge {
@@ -119,6 +120,9 @@ class Pi05Runtime {
     // Which code runs the chunk's flow steps: "cuda (own kernels, N shapes captured)" (CudaExpertLoop),
     // or "ggml graph" and, off the CPU, why our own loop does not run (VLA_EDGE_CUDA_EXPERT, docs/gpu.md).
     std::string expert_loop() const;
+    // Which code runs the prefix: "cuda (own kernels, N shapes captured)" (CudaPrefixLoop, opt-in with
+    // VLA_EDGE_CUDA_PREFIX=1 until it has run on a GPU), or "ggml graph" and, where asked for, why not.
+    std::string prefix_loop() const;
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -180,9 +184,14 @@ class Pi05Runtime {
     // True when CudaExpertLoop runs this call's flow steps (made at the first call that can use it).
     bool use_cuda_expert(int num_steps);
     void drop_cuda_expert();  // its pointers into the cache / constants are about to go
+    // True when CudaPrefixLoop runs this call's prefix (decided at the first call that asks).
+    bool use_cuda_prefix();
+    void drop_cuda_prefix();  // its pointers into the cache are about to go
 #ifdef VLA_EDGE_WITH_CUDA
     // The loop's view of the weights, constants and cache; throws naming what does not fit it.
     CudaExpertSpec cuda_expert_spec(int num_steps) const;
+    CudaPrefixSpec cuda_prefix_spec() const;
+    CudaStackShape cuda_stack_shape(const StackHparams& m) const;  // device, geometry and cache rows
 #endif
     // Padded expert K/V (hp_.kv_pad > 1): one F16 [kv_span, horizon] mask input per observation,
     // named mask<s>, created with the expert graphs; the host masks are made once per call
@@ -223,8 +232,13 @@ class Pi05Runtime {
     std::string cuda_expert_note_;
     int cuda_device_ = 0;
     int cuda_expert_steps_ = 0;  // the step count the loop was made (or found not to fit) for; 0: undecided
+    // The prefix's loop likewise (see use_cuda_prefix): wanted with VLA_EDGE_CUDA_PREFIX=1 on CUDA.
+    bool cuda_prefix_wanted_ = false;
+    bool cuda_prefix_decided_ = false;
+    std::string cuda_prefix_note_;
 #ifdef VLA_EDGE_WITH_CUDA
     std::unique_ptr<CudaExpertLoop> cuda_expert_;
+    std::unique_ptr<CudaPrefixLoop> cuda_prefix_;
 #endif
     bool chunk_expert_ = false;
     int graph_builds_ = 0;

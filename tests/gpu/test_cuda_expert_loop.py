@@ -20,7 +20,6 @@ import pytest
 
 from vla_edge import load_policy
 from vla_edge.packs.golden import random_observation
-from vla_edge.packs.quantize import quantize_pack
 from vla_edge.packs.writer import rel_l2
 
 pytestmark = pytest.mark.gpu
@@ -28,23 +27,14 @@ LOOP_VS_GRAPH = 2e-3
 VS_REFERENCE = 5e-3
 
 
-def cuda_policy(pack: Path, loop: bool, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("VLA_EDGE_CUDA_EXPERT", "1" if loop else "0")  # read when the runtime is made
-    try:
-        return load_policy(pack, target="cuda")
-    except Exception as exc:  # noqa: BLE001 - no CUDA build or no GPU here
-        pytest.skip(f"the cuda target does not load here: {exc}")
+@pytest.fixture
+def expert_policy(cuda_policy):
+    """make(pack, loop): our own expert loop (True) or ggml's graph of the same steps (False)."""
+    return lambda pack_dir, loop: cuda_policy(pack_dir, VLA_EDGE_CUDA_EXPERT="1" if loop else "0")
 
 
-@pytest.fixture(scope="module", params=["f16", "q4_k_m"])
-def pack(request, tiny_pack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp(request.param) / f"tiny-{request.param}"
-    quantize_pack(tiny_pack_dir, request.param, out)
-    return out
-
-
-def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loop, graph = cuda_policy(pack, True, monkeypatch), cuda_policy(pack, False, monkeypatch)
+def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy) -> None:
+    loop, graph = expert_policy(pack, True), expert_policy(pack, False)
     ref = load_policy(pack, target="reference")
     rng = np.random.default_rng()
     # two prompts of different lengths: two shapes, each captured once
@@ -62,11 +52,12 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, monkeypatch: p
 @pytest.mark.parametrize("switches", [{"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_ATTENTION": "tile32"},
                                       {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "tile64", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "1"}])
-def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The opt-in forms (tile attention, timed products) are exact too, before any of them becomes the default."""
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
-    loop, graph = cuda_policy(pack, True, monkeypatch), cuda_policy(pack, False, monkeypatch)
+    loop, graph = expert_policy(pack, True), expert_policy(pack, False)
     rng = np.random.default_rng()
     obs = random_observation(loop.pack, rng, prompt="fold the towel in half and put it in the basket")
     noise = rng.standard_normal(loop.noise_shape).astype(np.float32)
@@ -76,8 +67,8 @@ def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str],
     assert ("4 product shapes timed" in note) == ("VLA_EDGE_CUDA_TUNED_PRODUCTS" in switches), note
 
 
-def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = cuda_policy(pack, True, monkeypatch)
+def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, expert_policy) -> None:
+    loop = expert_policy(pack, True)
     assert loop.batches
     rng = np.random.default_rng()
     requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
@@ -89,8 +80,8 @@ def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, monkeypatc
     assert loop._backend.describe()["expert_loop"].startswith("cuda (own kernels")
 
 
-def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    policy = cuda_policy(tiny_pack_dir, True, monkeypatch)
+def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, expert_policy) -> None:
+    policy = expert_policy(tiny_pack_dir, True)
     policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))
     note = policy._backend.describe()["expert_loop"]
     assert note.startswith("ggml graph (") and "must be a BF16" in note

@@ -1,0 +1,35 @@
+"""What the tests of our own CUDA loops share: the tiny pack's F16 and q4_k_m twins (the loops read
+BF16 matrices: GPUs with BF16 tensor cores widen F16 and quantised ones to BF16) and `cuda` policies
+made with given environment switches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vla_edge import load_policy
+from vla_edge.packs.quantize import quantize_pack
+
+
+@pytest.fixture(scope="module", params=["f16", "q4_k_m"])
+def pack(request, tiny_pack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp(request.param) / f"tiny-{request.param}"
+    quantize_pack(tiny_pack_dir, request.param, out)
+    return out
+
+
+@pytest.fixture
+def cuda_policy(monkeypatch: pytest.MonkeyPatch):
+    """make(pack, NAME=value, ...): the pack on the `cuda` target with those environment switches set
+    (each loop reads its switches when the runtime is made); skips where the target does not load."""
+
+    def make(pack_dir: Path, **switches: str):
+        for name, value in switches.items():
+            monkeypatch.setenv(name, value)
+        try:
+            return load_policy(pack_dir, target="cuda")
+        except Exception as exc:  # noqa: BLE001 - no CUDA build or no GPU here
+            pytest.skip(f"the cuda target does not load here: {exc}")
+
+    return make

@@ -1,0 +1,69 @@
+"""Our own CUDA prefix loop (native/cuda/prefix_loop.cu, opt-in with VLA_EDGE_CUDA_PREFIX=1) against
+ggml's prefix graph and against the `reference` target, on fresh random observations of the tiny
+pack's F16 and q4_k_m twins; the F32 pack keeps ggml's graph and says why.
+
+Needs the native core built with -DVLA_EDGE_CUDA=ON and a GPU of compute capability >= 8.0: skipped
+elsewhere, run on the GPU machine (benchmarks/gpu_vs_realtime_vla.sh runs tests/gpu before it times
+anything).
+
+Tolerances (rel-L2 of the action chunk): prefix loop vs ggml's prefix graph 2e-3, since both read the
+same BF16 weights and the same 1 + w constants and differ in the attention kernel (F16 probabilities)
+and in summation order; vs reference 5e-3, the forms check's bound for every GPU form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_edge import load_policy
+from vla_edge.packs.golden import random_observation
+from vla_edge.packs.writer import rel_l2
+
+pytestmark = pytest.mark.gpu
+LOOP_VS_GRAPH = 2e-3
+VS_REFERENCE = 5e-3
+
+
+@pytest.fixture
+def prefix_policy(cuda_policy):
+    """make(pack, loop): our own prefix loop (True) or ggml's prefix graph (False)."""
+    return lambda pack_dir, loop: cuda_policy(pack_dir, VLA_EDGE_CUDA_PREFIX="1" if loop else "0")
+
+
+def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_policy) -> None:
+    loop, graph = prefix_policy(pack, True), prefix_policy(pack, False)
+    ref = load_policy(pack, target="reference")
+    rng = np.random.default_rng()
+    # two prompts of different lengths: two shapes, each captured once
+    for prompt in ("wipe the table", "pick up the green block and put it in the bowl on the left"):
+        obs = random_observation(ref.pack, rng, prompt=prompt)
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        ours = loop.infer(obs, noise=noise).actions
+        assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+        assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
+    assert loop._backend.describe()["prefix_loop"] == "cuda (own kernels, 2 shapes captured)"
+    assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)"
+
+
+def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, prefix_policy) -> None:
+    """Each observation attends to its own prefix only and writes its own cache rows."""
+    loop = prefix_policy(pack, True)
+    assert loop.batches
+    rng = np.random.default_rng()
+    requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
+                for p in ("close the lid", "move the red cup next to the blue plate, handle facing right")]
+    batched = loop.infer_batch(requests)
+    for (obs, noise), chunk in zip(requests, batched):
+        assert not isinstance(chunk, Exception), chunk
+        assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+    assert loop._backend.describe()["prefix_loop"].startswith("cuda (own kernels")
+
+
+def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, prefix_policy) -> None:
+    policy = prefix_policy(tiny_pack_dir, True)
+    policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))
+    note = policy._backend.describe()["prefix_loop"]
+    assert note.startswith("ggml graph (") and "must be a BF16" in note, note
