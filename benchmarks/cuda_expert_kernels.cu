@@ -15,7 +15,6 @@
 #include <cstring>
 #include <functional>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 using namespace vla_edge;
@@ -120,7 +119,6 @@ int main(int argc, char** argv) {
     ok(cudaMemcpy(dints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), "ints");
     const int* base = dints;
     const int* okeys = dints + B;
-    const int splits_old = (keys + kSplitKeys - 1) / kSplitKeys;
     const int64_t part_rows = int64_t{B} * ((keys + 31) / 32) * rows_ld;  // enough for the smallest split
     float* part_o;
     float2* part_ml;
@@ -132,27 +130,25 @@ int main(int argc, char** argv) {
         launch_attention_merge(per_row, st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out,
                                heads * D);
     };
-    auto split_form = [&] {
-        attention_split_kernel<256><<<dim3(blocks(rows_total, kRowsPerBlock), splits_old, B), kThreads, 0, st>>>(
-            q16, kc, vc, base, okeys, H, heads, splits_old, scale, part_o, part_ml);
-        merge(kSplitKeys, rows_total, splits_old, false);
-    };
-    auto tile_kernel = [&](auto keys_tag) {
-        constexpr int K = decltype(keys_tag)::value;
-        const int splits = (keys + K - 1) / K;
-        attention_tile_kernel<256, K><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                                         TileLayout<256, K>::bytes, st>>>(q16, kc, vc, base, okeys, rows_total, rows_ld,
-                                                                          splits, scale, part_o, part_ml);
+    // one attention form's split kernel (as the loop launches it); returns its number of splits
+    auto attention = [&](AttentionForm form) {
+        const int per = keys_per_split(form), splits = (keys + per - 1) / per;
+        launch_attention(D, form, B, rows_total, attention_rows_ld(form, rows_total), splits, st, q16, kc, vc, base, okeys, H,
+                         heads, scale, part_o, part_ml);
         return splits;
     };
-    using K64 = std::integral_constant<int, 64>;
-    using K32 = std::integral_constant<int, 32>;
-    ok(cudaFuncSetAttribute(attention_tile_kernel<256, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            static_cast<int>(TileLayout<256, 64>::bytes)), "shared memory attribute");
-    ok(cudaFuncSetAttribute(attention_tile_kernel<256, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            static_cast<int>(TileLayout<256, 32>::bytes)), "shared memory attribute");
-    auto tile64 = [&] { merge(64, rows_ld, tile_kernel(K64{})); };
-    auto tile32 = [&] { merge(32, rows_ld, tile_kernel(K32{})); };
+    auto with_merge = [&](AttentionForm form) {
+        const int splits = attention(form);
+        merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form != AttentionForm::split);
+    };
+    for (AttentionForm form : {AttentionForm::tile64, AttentionForm::tile32}) {
+        const TileKernel tile = tile_kernel_for(D, form);
+        ok(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)),
+           "shared memory attribute");
+    }
+    auto split_form = [&] { with_merge(AttentionForm::split); };
+    auto tile64 = [&] { with_merge(AttentionForm::tile64); };
+    auto tile32 = [&] { with_merge(AttentionForm::tile32); };
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
@@ -197,7 +193,7 @@ int main(int argc, char** argv) {
     }
     std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits %.2f us (one thread per column: %.2f us), "
                 "of 32-key splits %.2f us\n",
-                time_graph(st, [&] { tile_kernel(K64{}); }), time_graph(st, [&] { tile_kernel(K32{}); }),
+                time_graph(st, [&] { attention(AttentionForm::tile64); }), time_graph(st, [&] { attention(AttentionForm::tile32); }),
                 time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64); }),
                 time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, false); }),
                 time_graph(st, [&] { merge(32, rows_ld, (keys + 31) / 32); }));
@@ -231,14 +227,8 @@ int main(int argc, char** argv) {
     (void)A;
 
     // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm (TunedProducts)
-    cublasHandle_t blas;
-    ok(cublasCreate(&blas), "cublas");
-    ok(cublasSetStream(blas, st), "stream");
-    const size_t ws_bytes = size_t{32} << 20;
-    void* ws;
-    ok(cudaMalloc(&ws, ws_bytes), "workspace");
-    ok(cublasSetWorkspace(blas, ws, ws_bytes), "workspace");
-    TunedProducts tuned(blas, st, ws, ws_bytes);
+    LoopStream io("kernel bench");  // the loop's stream, cuBLAS handle and workspace
+    TunedProducts tuned(io);
     struct Shape {
         const char* name;
         int rows, cols;
@@ -251,13 +241,14 @@ int main(int argc, char** argv) {
         bf16* W = random_buffer<bf16>(int64_t{sh.rows} * sh.cols, 9, 0.05f);
         bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
         float* y = random_buffer<float>(int64_t{T} * sh.rows, 11, 1.0f);
-        ok(cudaStreamSynchronize(st), "inputs");
-        tuned.tune(W, sh.rows, sh.cols, in, T, y, sh.accumulate);
+        ok(cudaDeviceSynchronize(), "inputs");  // filled on the legacy stream, which io's does not wait for
+        const CudaMatrix Wm{W, CudaElem::bf16, sh.rows, sh.cols, sh.cols};
+        tuned.tune(Wm, in, T, y, sh.accumulate);
         ProductTiming mine;
         for (const ProductTiming& c : tuned.timings())
             if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate) mine = c;
         // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run)
-        const double rerun = time_graph(st, [&] { tuned.run(W, sh.rows, sh.cols, in, T, y, sh.accumulate); });
+        const double rerun = time_graph(io.stream, [&] { tuned.run(Wm, in, T, y, sh.accumulate); });
         const double floor_us = 1e6 * 2.0 * sh.rows * sh.cols / 3.35e12;  // weights once at the H100's datasheet bandwidth
         std::string each;
         for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + std::to_string(mine.us[i]);

@@ -484,6 +484,10 @@ enum class AttentionForm { split, tile64, tile32 };
 
 inline int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
 
+// Rows per (observation, split) in the attention partials for `rows` query rows: the tile kernels
+// write whole 16-row tiles.
+inline int attention_rows_ld(AttentionForm f, int rows) { return f == AttentionForm::split ? rows : (rows + 15) / 16 * 16; }
+
 // Query rows are token-major, head-minor, `horizon x heads` per observation (rows_total); the
 // partial outputs are rows_ld apart per (observation, split).
 template <int D>
@@ -505,6 +509,23 @@ inline void launch_attention_at(AttentionForm form, int B, int rows_total, int r
                                            TileLayout<D, 64>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
                                                                            splits, scale, part_o, part_ml);
     }
+}
+
+// The tile kernel a form launches at head_dim d and its dynamic shared memory: the attribute
+// cudaFuncAttributeMaxDynamicSharedMemorySize must allow that much before the first launch.
+struct TileKernel {
+    const void* fn;
+    size_t smem;
+};
+inline TileKernel tile_kernel_for(int d, AttentionForm form) {
+    const bool wide = form == AttentionForm::tile64;
+    auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
+    if (d == 64) return wide ? pick(attention_tile_kernel<64, 64>, TileLayout<64, 64>::bytes)
+                             : pick(attention_tile_kernel<64, 32>, TileLayout<64, 32>::bytes);
+    if (d == 128) return wide ? pick(attention_tile_kernel<128, 64>, TileLayout<128, 64>::bytes)
+                              : pick(attention_tile_kernel<128, 32>, TileLayout<128, 32>::bytes);
+    return wide ? pick(attention_tile_kernel<256, 64>, TileLayout<256, 64>::bytes)
+                : pick(attention_tile_kernel<256, 32>, TileLayout<256, 32>::bytes);
 }
 
 // The same for head_dim 64, 128 or 256, chosen at run time.

@@ -6,33 +6,20 @@
 #include <cuda_runtime.h>
 
 #include <functional>
-#include <stdexcept>
-#include <string>
+
+#include "loop_common.cuh"
 
 namespace vla_edge {
 
-inline void graph_timer_check(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) throw std::runtime_error(std::string("timing graph: ") + what + ": " + cudaGetErrorString(e));
-}
-
 // Microseconds per call of `body` (which enqueues on `stream`); the stream must not be capturing.
 inline float graph_time_us(cudaStream_t stream, const std::function<void()>& body, int reps = 10, int replays = 5) {
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
+    constexpr const char* who = "timing graph";
+    cudaGraphExec_t exec = capture_graph(stream, who, [&] {
+        for (int i = 0; i < reps; ++i) body();
+    });
     cudaEvent_t start = nullptr, stop = nullptr;
     float ms = 0.0f;
-    graph_timer_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "beginning capture");
-    try {
-        for (int i = 0; i < reps; ++i) body();
-    } catch (...) {
-        cudaStreamEndCapture(stream, &graph);
-        if (graph) cudaGraphDestroy(graph);
-        throw;
-    }
-    graph_timer_check(cudaStreamEndCapture(stream, &graph), "ending capture");
-    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    if (e == cudaSuccess) e = cudaEventCreate(&start);
+    cudaError_t e = cudaEventCreate(&start);
     if (e == cudaSuccess) e = cudaEventCreate(&stop);
     if (e == cudaSuccess) e = cudaGraphLaunch(exec, stream);  // warm-up
     if (e == cudaSuccess) e = cudaEventRecord(start, stream);
@@ -42,8 +29,8 @@ inline float graph_time_us(cudaStream_t stream, const std::function<void()>& bod
     if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
     if (start) cudaEventDestroy(start);
     if (stop) cudaEventDestroy(stop);
-    if (exec) cudaGraphExecDestroy(exec);
-    graph_timer_check(e, "replaying");
+    cudaGraphExecDestroy(exec);
+    loop_check(e, who, "replaying");
     return 1000.0f * ms / static_cast<float>(reps * replays);
 }
 

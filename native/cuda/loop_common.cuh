@@ -1,17 +1,20 @@
-// What our CUDA loops share (expert_loop.cu, prefix_loop.cu): errors that name the loop, a stream with
-// its cuBLAS handle and fixed workspace, the BF16 layer product, zero-filled device buffers, and one
-// captured CUDA graph per input shape. Included by CUDA sources only.
+// What our CUDA loops share (expert_loop.cu, prefix_loop.cu): errors that name the loop, the checks
+// of the device and of the matrices they read, a stream with its cuBLAS handle and fixed workspace,
+// the BF16 layer product, zero-filled device buffers freed together, graph capture, and one captured
+// CUDA graph per input shape. Included by CUDA sources only.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
-#include <vector>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cuda_expert_loop.h"  // CudaMatrix
 
@@ -25,11 +28,152 @@ inline void loop_check(cublasStatus_t s, const char* who, const char* what) {
     if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(who) + ": " + what + ": " + cublasGetStatusString(s));
 }
 
-// Device memory for `elements` values, zero-filled (padding columns of the products' inputs stay zero).
-template <typename T>
-void loop_alloc(T*& p, int64_t elements, const char* who) {
-    loop_check(cudaMalloc(reinterpret_cast<void**>(&p), elements * sizeof(T)), who, "allocating activations");
-    loop_check(cudaMemset(p, 0, elements * sizeof(T)), who, "clearing activations");
+// A device of compute capability 8.0+ (BF16 tensor cores) and a head_dim the attention kernels take.
+inline void loop_require_device(const char* who, int device, int head_dim) {
+    auto fail = [&](const char* why) { throw std::runtime_error(std::string(who) + ": " + why); };
+    int major = 0;
+    loop_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), who, "device attributes");
+    if (major < 8) fail("needs compute capability 8.0 or newer (BF16 tensor cores)");
+    if (head_dim != 64 && head_dim != 128 && head_dim != 256) fail("head_dim must be 64, 128 or 256");
+}
+
+// `w` is a BF16 rows x cols matrix stored `stride` wide; the error names what it is instead.
+inline void loop_require_bf16(const char* who, const std::string& what, const CudaMatrix& w, int64_t rows, int64_t cols,
+                              int64_t stride) {
+    if (w.data && w.type == CudaElem::bf16 && w.rows == rows && w.cols == cols && w.stride == stride) return;
+    auto shape = [](int64_t r, int64_t c, int64_t st) {
+        return std::to_string(r) + " x " + std::to_string(c) + " stored " + std::to_string(st) + " wide";
+    };
+    const char* type = w.type == CudaElem::f32 ? "F32" : w.type == CudaElem::f16 ? "F16" : "BF16";
+    throw std::runtime_error(std::string(who) + ": " + what + " is " + type + " " + shape(w.rows, w.cols, w.stride) +
+                             "; it must be a BF16 " + shape(rows, cols, stride) + " matrix");
+}
+
+// Each observation's key range [bases[b], bases[b] + keys[b]) lies in the cache's `cache_rows`, up to
+// the next multiple of 16 rows the attention kernels read (finite there: zeroed or written).
+inline void loop_require_ranges(const char* who, const std::vector<int64_t>& bases, const std::vector<int>& keys,
+                                int64_t cache_rows) {
+    if (bases.empty() || bases.size() != keys.size()) throw std::invalid_argument(std::string(who) + ": one base per observation");
+    for (size_t b = 0; b < bases.size(); ++b) {
+        if (bases[b] + (keys[b] + 15) / 16 * 16 > cache_rows) throw std::invalid_argument(std::string(who) + ": K/V range past the cache");
+    }
+}
+
+// The index arrays a captured shape reads, for observations whose tokens are [first[b], first[b] +
+// count[b]) of the cache range starting at bases[b]: pos[T] (positions), rows[T] (cache rows), base[B],
+// keys[B] (first + count: every key a token attends to).
+inline std::vector<int> token_indices(const std::vector<int>& first, const std::vector<int>& count,
+                                      const std::vector<int64_t>& bases) {
+    std::vector<int> ints;
+    for (size_t b = 0; b < bases.size(); ++b)
+        for (int j = 0; j < count[b]; ++j) ints.push_back(first[b] + j);
+    for (size_t b = 0; b < bases.size(); ++b)
+        for (int j = 0; j < count[b]; ++j) ints.push_back(static_cast<int>(bases[b] + first[b] + j));
+    for (size_t b = 0; b < bases.size(); ++b) ints.push_back(static_cast<int>(bases[b]));
+    for (size_t b = 0; b < bases.size(); ++b) ints.push_back(first[b] + count[b]);
+    return ints;
+}
+
+// A loop's activation buffers: each zero-filled when made (padding columns of the products' inputs
+// stay zero), all freed together when they must grow.
+class LoopBuffers {
+  public:
+    explicit LoopBuffers(const char* who) : who_(who) {}
+    ~LoopBuffers() { release(); }
+    LoopBuffers(const LoopBuffers&) = delete;
+    LoopBuffers& operator=(const LoopBuffers&) = delete;
+
+    template <typename T>
+    void alloc(T*& p, int64_t elements) {
+        loop_check(cudaMalloc(reinterpret_cast<void**>(&p), elements * sizeof(T)), who_, "allocating activations");
+        owned_.push_back(p);
+        loop_check(cudaMemset(p, 0, elements * sizeof(T)), who_, "clearing activations");
+    }
+    // Frees every buffer; the pointers handed out must be allocated again before use.
+    void release() {
+        for (void* p : owned_) cudaFree(p);
+        owned_.clear();
+    }
+
+  private:
+    const char* who_;
+    std::vector<void*> owned_;
+};
+
+// One Gemma stack's layer activations for up to `tokens` tokens: the residual x, the products' F32
+// outputs qkv and gu, their BF16 inputs hn, attn and g (stored as wide as the matrices read them), q
+// in F16 for attention; and the attention partials for `part_rows` (observation, split, query row)
+// triples. Both loops run their layers on these.
+class LayerActivations {
+  public:
+    float *x = nullptr, *qkv = nullptr, *gu = nullptr, *part_o = nullptr;
+    __nv_bfloat16 *hn = nullptr, *attn = nullptr, *g = nullptr;
+    __half* q16 = nullptr;
+    float2* part_ml = nullptr;
+    int64_t ld_h = 0, ld_o = 0, ld_f = 0;  // stored input widths of the q/k/v (and gate/up), output, down products
+    int tokens = 0;
+    int64_t part_rows = 0;
+
+    explicit LayerActivations(const char* who) : who_(who), buffers_(who) {}
+
+    // The stored input widths, from layer 0's q/k/v, output and down matrices.
+    void set_widths(const CudaStackShape& s, const CudaMatrix& qkv_w, const CudaMatrix& out_w, const CudaMatrix& down_w) {
+        if (qkv_w.stride < s.hidden || out_w.stride < int64_t{s.heads} * s.head_dim || down_w.stride < s.ffn) {
+            throw std::runtime_error(std::string(who_) + ": layer 0's matrices are narrower than their inputs");
+        }
+        ld_h = qkv_w.stride;
+        ld_o = out_w.stride;
+        ld_f = down_w.stride;
+    }
+
+    // Room for T tokens and `rows` partial rows. Where either falls short, every buffer is made
+    // again (zero-filled), the loop's own ones by `more(buffers, T)`, and true is returned: graphs
+    // that point at the old buffers must go.
+    bool reserve(const CudaStackShape& s, int T, int64_t rows, const std::function<void(LoopBuffers&, int)>& more = {}) {
+        if (T <= tokens && rows <= part_rows) return false;
+        T = std::max(T, tokens);
+        rows = std::max(rows, part_rows);
+        buffers_.release();
+        tokens = 0;  // until every buffer is made again
+        part_rows = 0;
+        buffers_.alloc(x, int64_t{T} * s.hidden);
+        buffers_.alloc(qkv, int64_t{T} * (s.heads + 2) * s.head_dim);
+        buffers_.alloc(gu, int64_t{T} * 2 * s.ffn);
+        buffers_.alloc(hn, T * ld_h);
+        buffers_.alloc(attn, T * ld_o);
+        buffers_.alloc(g, T * ld_f);
+        buffers_.alloc(q16, int64_t{T} * s.heads * s.head_dim);
+        buffers_.alloc(part_o, rows * s.head_dim);
+        buffers_.alloc(part_ml, rows);
+        if (more) more(buffers_, T);
+        tokens = T;
+        part_rows = rows;
+        return true;
+    }
+
+  private:
+    const char* who_;
+    LoopBuffers buffers_;
+};
+
+// What `enqueue` puts on `stream`, captured into an executable graph. A failed capture is ended and
+// freed before the error goes on.
+inline cudaGraphExec_t capture_graph(cudaStream_t stream, const char* who, const std::function<void()>& enqueue) {
+    cudaGraph_t graph = nullptr;
+    loop_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), who, "beginning graph capture");
+    try {
+        enqueue();
+    } catch (...) {
+        cudaStreamEndCapture(stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+    }
+    loop_check(cudaStreamEndCapture(stream, &graph), who, "ending graph capture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    loop_check(made, who, "instantiating the graph");
+    return exec;
 }
 
 // A non-blocking stream on the current device with a cuBLAS handle bound to it and a fixed workspace:
@@ -67,26 +211,6 @@ struct LoopStream {
                    who, "layer product");
     }
 
-    // What `enqueue` puts on the stream, captured into an executable graph. A failed capture is
-    // ended and freed before the error goes on.
-    cudaGraphExec_t capture(const std::function<void()>& enqueue) const {
-        cudaGraph_t graph = nullptr;
-        loop_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), who, "beginning graph capture");
-        try {
-            enqueue();
-        } catch (...) {
-            cudaStreamEndCapture(stream, &graph);
-            if (graph) cudaGraphDestroy(graph);
-            throw;
-        }
-        loop_check(cudaStreamEndCapture(stream, &graph), who, "ending graph capture");
-        cudaGraphExec_t exec = nullptr;
-        const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphDestroy(graph);
-        loop_check(made, who, "instantiating the graph");
-        return exec;
-    }
-
   private:
     void release() {
         if (workspace) cudaFree(workspace);
@@ -107,6 +231,12 @@ class CapturedShapes {
     CapturedShapes(const CapturedShapes&) = delete;
     CapturedShapes& operator=(const CapturedShapes&) = delete;
 
+    // The key of an input shape: each observation's prefix length and cache base.
+    static std::vector<int64_t> key_of(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases) {
+        std::vector<int64_t> key(n_prefix.begin(), n_prefix.end());
+        key.insert(key.end(), bases.begin(), bases.end());
+        return key;
+    }
     size_t size() const { return shapes_.size(); }
     bool has(const std::vector<int64_t>& key) const { return shapes_.count(key) > 0; }
     // Drops every graph (the buffers they point at are about to go).
@@ -129,7 +259,7 @@ class CapturedShapes {
         try {
             loop_check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), who_,
                        "uploading shape indices");
-            shape.exec = io.capture([&] { enqueue(shape.ints); });
+            shape.exec = capture_graph(io.stream, who_, [&] { enqueue(shape.ints); });
         } catch (...) {
             cudaFree(shape.ints);
             throw;

@@ -8,20 +8,13 @@ namespace vla_edge {
 
 namespace {
 
-void check(cublasStatus_t s, const char* what) {
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        throw std::runtime_error(std::string("tuned products: ") + what + ": " + cublasGetStatusString(s));
-    }
-}
+void check(cublasStatus_t s, const char* what) { loop_check(s, "tuned products", what); }
 
 constexpr int kOffers = 8;  // cuBLASLt heuristic results raced per shape
 
 }  // namespace
 
-TunedProducts::TunedProducts(cublasHandle_t blas, cudaStream_t stream, void* workspace, size_t workspace_bytes)
-    : blas_(blas), stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
-    check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
-}
+TunedProducts::TunedProducts(const LoopStream& io) : io_(io) { check(cublasLtCreate(&lt_), "creating a cuBLASLt handle"); }
 
 TunedProducts::~TunedProducts() {
     for (auto& [key, c] : choices_) {
@@ -33,15 +26,16 @@ TunedProducts::~TunedProducts() {
     if (lt_) cublasLtDestroy(lt_);
 }
 
-void TunedProducts::gemm_default(const void* W, int rows, int stride, const void* x, int T, float* y,
-                                 bool accumulate) const {
+void TunedProducts::lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W,
+                               const __nv_bfloat16* x, float* y, bool accumulate) const {
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W, CUDA_R_16BF, stride, x, CUDA_R_16BF,
-                       stride, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "layer product");
+    check(cublasLtMatmul(lt_, c.desc, &alpha, W.data, c.a, x, c.b, &beta, y, c.c, y, c.c, &algo, io_.workspace,
+                         LoopStream::kWorkspace, io_.stream),
+          "cuBLASLt product");
 }
 
-void TunedProducts::tune(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) {
+void TunedProducts::tune(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) {
+    const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
     const Key key{rows, stride, T, accumulate};
     if (choices_.count(key)) return;
     Choice c;
@@ -49,7 +43,7 @@ void TunedProducts::tune(const void* W, int rows, int stride, const void* x, int
     c.timing.cols = stride;
     c.timing.tokens = T;
     c.timing.accumulate = accumulate;
-    c.timing.us.push_back(graph_time_us(stream_, [&] { gemm_default(W, rows, stride, x, T, y, accumulate); }));
+    c.timing.us.push_back(graph_time_us(io_.stream, [&] { io_.product(W, x, T, y, accumulate ? 1.0f : 0.0f); }));
     // W is row-major [rows][stride], i.e. column-major stride x rows, used transposed
     check(cublasLtMatmulDescCreate(&c.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
@@ -62,19 +56,15 @@ void TunedProducts::tune(const void* W, int rows, int stride, const void* x, int
     check(cublasLtMatmulPreferenceCreate(&pref), "preference");
     cublasLtMatmulHeuristicResult_t offers[kOffers];
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                             &workspace_bytes_, sizeof workspace_bytes_);
+    const size_t workspace = LoopStream::kWorkspace;
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+                                                             sizeof workspace);
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulAlgoGetHeuristic(lt_, c.desc, c.a, c.b, c.c, c.c, pref, kOffers, offers, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS) found = 0;  // no offers: cuBLAS's default stays
-    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     for (int i = 0; i < found; ++i) {
         if (offers[i].state != CUBLAS_STATUS_SUCCESS) continue;
-        c.timing.us.push_back(graph_time_us(stream_, [&] {
-            check(cublasLtMatmul(lt_, c.desc, &alpha, W, c.a, x, c.b, &beta, y, c.c, y, c.c, &offers[i].algo, workspace_,
-                                 workspace_bytes_, stream_),
-                  "cuBLASLt product");
-        }));
+        c.timing.us.push_back(graph_time_us(io_.stream, [&] { lt_product(c, offers[i].algo, W, x, y, accumulate); }));
         if (c.timing.us.back() < c.timing.us[c.timing.chosen]) {
             c.timing.chosen = static_cast<int>(c.timing.us.size()) - 1;
             c.algo = offers[i].algo;
@@ -84,17 +74,13 @@ void TunedProducts::tune(const void* W, int rows, int stride, const void* x, int
     choices_.emplace(key, c);
 }
 
-void TunedProducts::run(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) const {
-    const auto it = choices_.find(Key{rows, stride, T, accumulate});
+void TunedProducts::run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const {
+    const auto it = choices_.find(Key{static_cast<int>(W.rows), static_cast<int>(W.stride), T, accumulate});
     if (it == choices_.end() || !it->second.lt) {
-        gemm_default(W, rows, stride, x, T, y, accumulate);
-        return;
+        io_.product(W, x, T, y, accumulate ? 1.0f : 0.0f);
+    } else {
+        lt_product(it->second, it->second.algo, W, x, y, accumulate);
     }
-    const Choice& c = it->second;
-    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    check(cublasLtMatmul(lt_, c.desc, &alpha, W, c.a, x, c.b, &beta, y, c.c, y, c.c, &c.algo, workspace_, workspace_bytes_,
-                         stream_),
-          "cuBLASLt product");
 }
 
 std::vector<ProductTiming> TunedProducts::timings() const {

@@ -15,6 +15,8 @@
 #include <tuple>
 #include <vector>
 
+#include "loop_common.cuh"
+
 namespace vla_edge {
 
 // One shape's race: candidate 0 is cuBLAS's default (cublasGemmEx), then cuBLASLt's offers.
@@ -27,18 +29,18 @@ struct ProductTiming {
 
 class TunedProducts {
   public:
-    // `blas` is bound to `stream` with `workspace` set; the products use the same workspace.
-    TunedProducts(cublasHandle_t blas, cudaStream_t stream, void* workspace, size_t workspace_bytes);
+    // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
+    explicit TunedProducts(const LoopStream& io);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
     TunedProducts& operator=(const TunedProducts&) = delete;
 
     // Races the candidates for W's shape at T tokens unless that shape has run before. Reads W and
     // x, overwrites y; the stream must not be capturing.
-    void tune(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate);
+    void tune(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate);
     // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][rows]; enqueued on
     // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
-    void run(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) const;
+    void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const;
     std::vector<ProductTiming> timings() const;
     // e.g. "4 shapes timed: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
@@ -52,13 +54,11 @@ class TunedProducts {
         bool lt = false;  // false: cuBLAS's default won
         ProductTiming timing;
     };
-    void gemm_default(const void* W, int rows, int stride, const void* x, int T, float* y, bool accumulate) const;
+    void lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W, const __nv_bfloat16* x,
+                    float* y, bool accumulate) const;
 
-    cublasHandle_t blas_;
+    const LoopStream& io_;
     cublasLtHandle_t lt_ = nullptr;
-    cudaStream_t stream_;
-    void* workspace_;
-    size_t workspace_bytes_;
     std::map<Key, Choice> choices_;
 };
 

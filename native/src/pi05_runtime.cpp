@@ -484,6 +484,21 @@ std::string Pi05Runtime::constants_note() const {
     return note.empty() ? "none" : note;
 }
 
+#ifdef VLA_EDGE_WITH_CUDA
+namespace {
+// One of our CUDA loops made from its spec, or left empty with `note` saying why ggml's graph runs.
+template <typename Loop, typename MakeSpec>
+void make_cuda_loop(std::unique_ptr<Loop>& loop, std::string& note, MakeSpec make_spec) {
+    try {
+        loop = std::make_unique<Loop>(make_spec());
+        note.clear();
+    } catch (const std::exception& e) {
+        note = std::string("ggml graph (") + e.what() + ")";
+    }
+}
+}  // namespace
+#endif
+
 void Pi05Runtime::drop_cuda_expert() {
 #ifdef VLA_EDGE_WITH_CUDA
     cuda_expert_.reset();
@@ -512,13 +527,7 @@ bool Pi05Runtime::use_cuda_expert(int num_steps) {
     if (constant_conditioning_) ensure_expert_constants(num_steps);
     if (cuda_expert_steps_ == num_steps) return static_cast<bool>(cuda_expert_);
     cuda_expert_steps_ = num_steps;  // decided once per step count (and again after the cache or constants change)
-    std::string why;
-    try {
-        cuda_expert_ = std::make_unique<CudaExpertLoop>(cuda_expert_spec(num_steps));
-    } catch (const std::exception& e) {
-        why = e.what();
-    }
-    cuda_expert_note_ = why.empty() ? "" : "ggml graph (" + why + ")";
+    make_cuda_loop(cuda_expert_, cuda_expert_note_, [&] { return cuda_expert_spec(num_steps); });
     return static_cast<bool>(cuda_expert_);
 #else
     (void)num_steps;
@@ -550,12 +559,7 @@ bool Pi05Runtime::use_cuda_prefix() {
     }
     if (cuda_prefix_decided_) return static_cast<bool>(cuda_prefix_);
     cuda_prefix_decided_ = true;  // again after the cache changes
-    try {
-        cuda_prefix_ = std::make_unique<CudaPrefixLoop>(cuda_prefix_spec());
-        cuda_prefix_note_.clear();
-    } catch (const std::exception& e) {
-        cuda_prefix_note_ = std::string("ggml graph (") + e.what() + ")";
-    }
+    make_cuda_loop(cuda_prefix_, cuda_prefix_note_, [&] { return cuda_prefix_spec(); });
     return static_cast<bool>(cuda_prefix_);
 #else
     return false;
@@ -634,9 +638,9 @@ CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
     if (cache_type_ != GGML_TYPE_F16) fail("the K/V cache is not F16 (flash attention is off)");
     if (hp_.kv_pad < 16 || hp_.kv_pad % 16) fail("K/V ranges are not padded: VLA_EDGE_PAD_EXPERT_KV=0");
     if (static_cast<size_t>(e.layers) > cache_.k.size()) fail("the expert has more layers than the K/V cache");
-    const auto matrix = cuda_matrix;
     auto f32 = [&](const std::string& name, int64_t elements) {
-        return cuda_f32(expert_constants_.find(name) ? expert_constants_.find(name) : weights_->find(name), name, elements);
+        const ggml_tensor* constant = expert_constants_.find(name);
+        return cuda_f32(constant ? constant : weights_->find(name), name, elements);
     };
     CudaExpertSpec s;
     static_cast<CudaStackShape&>(s) = cuda_stack_shape(e);
@@ -647,12 +651,12 @@ CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
     for (int i = 0; i < e.layers; ++i) {
         const std::string b = "action.blk." + std::to_string(i) + ".";
         CudaExpertLayer L;
-        L.qkv = matrix(weights_->fused(b + "attn_qkv.weight"), e.hidden, b + "attn_qkv.weight");
-        L.gate_up = matrix(weights_->fused(b + "ffn_gate_up.weight"), e.hidden, b + "ffn_gate_up.weight");
+        L.qkv = cuda_matrix(weights_->fused(b + "attn_qkv.weight"), e.hidden, b + "attn_qkv.weight");
+        L.gate_up = cuda_matrix(weights_->fused(b + "ffn_gate_up.weight"), e.hidden, b + "ffn_gate_up.weight");
         for (int step = 0; step < num_steps; ++step) {
             const std::string out = folded_name(b + "attn_output.weight", step), down = folded_name(b + "ffn_down.weight", step);
-            L.out_w.push_back(matrix(expert_constants_.find(out), int64_t{e.heads} * e.head_dim, out));
-            L.down_w.push_back(matrix(expert_constants_.find(down), e.ffn, down));
+            L.out_w.push_back(cuda_matrix(expert_constants_.find(out), int64_t{e.heads} * e.head_dim, out));
+            L.down_w.push_back(cuda_matrix(expert_constants_.find(down), e.ffn, down));
         }
         L.attn_mod = f32(b + "attn_norm.mod", mods);
         L.attn_mod1 = f32(b + "attn_norm.mod" + kPlusOne, mods);
@@ -664,8 +668,8 @@ CudaExpertSpec Pi05Runtime::cuda_expert_spec(int num_steps) const {
     }
     s.out_mod = f32("action.output_norm.mod", mods);
     s.out_mod1 = f32(std::string("action.output_norm.mod") + kPlusOne, mods);
-    s.action_in = matrix(weights_->get("action.action_in.weight"), hp_.action_dim, "action.action_in.weight");
-    s.action_out = matrix(weights_->get("action.action_out.weight"), e.hidden, "action.action_out.weight");
+    s.action_in = cuda_matrix(weights_->get("action.action_in.weight"), hp_.action_dim, "action.action_in.weight");
+    s.action_out = cuda_matrix(weights_->get("action.action_out.weight"), e.hidden, "action.action_out.weight");
     s.action_in_bias = f32("action.action_in.bias", e.hidden);
     s.action_out_bias = f32("action.action_out.bias", hp_.action_dim);
     return s;
