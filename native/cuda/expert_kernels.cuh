@@ -1,7 +1,8 @@
 // The expert loop's kernels (native/cuda/expert_loop.cu), in a header of their own so that
 // benchmarks/cuda_expert_kernels.cu can time and check each one alone on the GPU machine, which
-// compiles that file in seconds where the whole native core takes minutes. Included by one
-// translation unit per program.
+// compiles that file in seconds where the whole native core takes minutes. Included by several
+// translation units of one program (the expert, prefix and vision loops): everything here has
+// internal linkage (an unnamed namespace), or the kernels' host stubs would be defined twice.
 #pragma once
 
 #include "cuda_expert_loop.h"
@@ -16,6 +17,7 @@
 
 namespace vla_edge {
 namespace expert_kernels {
+namespace {
 
 using bf16 = __nv_bfloat16;
 
@@ -560,5 +562,6 @@ __global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const flo
 }
 
 
+}  // namespace
 }  // namespace expert_kernels
 }  // namespace vla_edge
