@@ -28,13 +28,17 @@ inline void loop_check(cublasStatus_t s, const char* who, const char* what) {
     if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(who) + ": " + what + ": " + cublasGetStatusString(s));
 }
 
-// A device of compute capability 8.0+ (BF16 tensor cores) and a head_dim the attention kernels take.
-inline void loop_require_device(const char* who, int device, int head_dim) {
-    auto fail = [&](const char* why) { throw std::runtime_error(std::string(who) + ": " + why); };
+// A device of compute capability 8.0+ (BF16 tensor cores).
+inline void loop_require_bf16_device(const char* who, int device) {
     int major = 0;
     loop_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), who, "device attributes");
-    if (major < 8) fail("needs compute capability 8.0 or newer (BF16 tensor cores)");
-    if (head_dim != 64 && head_dim != 128 && head_dim != 256) fail("head_dim must be 64, 128 or 256");
+    if (major < 8) throw std::runtime_error(std::string(who) + ": needs compute capability 8.0 or newer (BF16 tensor cores)");
+}
+
+// That, and a head_dim the attention kernels take.
+inline void loop_require_device(const char* who, int device, int head_dim) {
+    loop_require_bf16_device(who, device);
+    if (head_dim != 64 && head_dim != 128 && head_dim != 256) throw std::runtime_error(std::string(who) + ": head_dim must be 64, 128 or 256");
 }
 
 // `w` is a BF16 rows x cols matrix stored `stride` wide; the error names what it is instead.
@@ -202,12 +206,14 @@ struct LoopStream {
     LoopStream& operator=(const LoopStream&) = delete;
 
     // y[t] (+)= W x[t] for every token t: BF16 inputs, float32 accumulation and output, cuBLAS's
-    // default algorithm (the call ggml-CUDA makes for a BF16 matrix).
-    void product(const CudaMatrix& W, const __nv_bfloat16* in, int T, float* y, float beta) const {
+    // default algorithm (the call ggml-CUDA makes for a BF16 matrix). y's rows lie `ldy` floats apart
+    // (0: W.rows, packed), so that several products can fill one wider row.
+    void product(const CudaMatrix& W, const __nv_bfloat16* in, int T, float* y, float beta, int64_t ldy = 0) const {
         const float alpha = 1.0f;
         const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
         loop_check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W.data, CUDA_R_16BF, stride, in,
-                                CUDA_R_16BF, stride, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                CUDA_R_16BF, stride, &beta, y, CUDA_R_32F, static_cast<int>(ldy ? ldy : rows),
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    who, "layer product");
     }
 

@@ -190,6 +190,7 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("constants", &Pi05Runtime::constants_note)
         .def_property_readonly("expert_loop", &Pi05Runtime::expert_loop)
         .def_property_readonly("prefix_loop", &Pi05Runtime::prefix_loop)
+        .def_property_readonly("vision_loop", &Pi05Runtime::vision_loop)
         .def("sample_actions", &sample_actions, py::arg("images"), py::arg("tokens"), py::arg("noise"),
              py::arg("num_steps"))
         .def("sample_actions_batch", &sample_actions_batch, py::arg("images"), py::arg("tokens"), py::arg("noise"),

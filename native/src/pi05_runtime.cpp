@@ -181,6 +181,11 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
         // The prefix's loop (cuda_prefix_loop.h): opt-in until it has run on a GPU.
         cuda_prefix_wanted_ = cuda && env_switch("VLA_EDGE_CUDA_PREFIX", false);
         cuda_prefix_note_ = !cuda ? "ggml graph" : !cuda_prefix_wanted_ ? "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)" : "";
+        // The vision tower's loop (cuda_vision_loop.h): opt-in until it has run on a GPU.
+        cuda_vision_wanted_ = cuda && env_switch("VLA_EDGE_CUDA_VISION", false);
+        cuda_vision_note_ = !cuda                  ? "ggml graph"
+                            : !cuda_vision_wanted_ ? "ggml graph (VLA_EDGE_CUDA_VISION=1 runs our own)"
+                                                   : "cuda, if the first call's weights fit it";
         cuda_device_ = cuda ? cuda_index(options.device) : 0;
         allocate_cache(static_cast<int>(kv_span(max_prefix_, hp_.horizon, hp_.kv_pad)));
         for (Graph* g : {&vision_, &prefix_, &expert_, &chunk_}) {
@@ -237,6 +242,9 @@ void Pi05Runtime::release() {
     markers_.release();
     drop_cuda_expert();
     drop_cuda_prefix();
+#ifdef VLA_EDGE_WITH_CUDA
+    cuda_vision_.reset();  // before the weights it reads
+#endif
     prefix_constants_.release();
     expert_constants_.release();
     if (cache_buf_) ggml_backend_buffer_free(cache_buf_);
@@ -496,6 +504,27 @@ void make_cuda_loop(std::unique_ptr<Loop>& loop, std::string& note, MakeSpec mak
         note = std::string("ggml graph (") + e.what() + ")";
     }
 }
+
+// A loop made once (at the first call that asks, `decided` then set) unless a matmul observer needs
+// ggml's graph: whether it runs this call.
+template <typename Loop, typename MakeSpec>
+bool decide_cuda_loop(std::unique_ptr<Loop>& loop, bool& decided, std::string& note, bool observer, MakeSpec make_spec) {
+    if (observer) {  // calibration reads the ggml graph's product inputs
+        note = "ggml graph (a matmul observer is set)";
+        return false;
+    }
+    if (!decided) {
+        decided = true;
+        make_cuda_loop(loop, note, make_spec);
+    }
+    return static_cast<bool>(loop);
+}
+
+// "cuda (own kernels, N <what> captured)" for a loop that runs, else its note.
+template <typename Loop>
+std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what) {
+    return loop ? "cuda (own kernels, " + std::to_string(loop->captured_graphs()) + " " + what + " captured)" : note;
+}
 }  // namespace
 #endif
 
@@ -545,22 +574,35 @@ void Pi05Runtime::drop_cuda_prefix() {
 
 std::string Pi05Runtime::prefix_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    if (cuda_prefix_) return "cuda (own kernels, " + std::to_string(cuda_prefix_->captured_graphs()) + " shapes captured)";
-#endif
+    return cuda_loop_note(cuda_prefix_, cuda_prefix_note_, "shapes");
+#else
     return cuda_prefix_note_;
+#endif
 }
 
 bool Pi05Runtime::use_cuda_prefix() {
     if (!cuda_prefix_wanted_) return false;
+#ifdef VLA_EDGE_WITH_CUDA  // decided again after the cache changes (drop_cuda_prefix)
+    return decide_cuda_loop(cuda_prefix_, cuda_prefix_decided_, cuda_prefix_note_, static_cast<bool>(observer_),
+                            [&] { return cuda_prefix_spec(); });
+#else
+    return false;
+#endif
+}
+
+std::string Pi05Runtime::vision_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    if (observer_) {  // calibration reads the ggml graph's product inputs
-        cuda_prefix_note_ = "ggml graph (a matmul observer is set)";
-        return false;
-    }
-    if (cuda_prefix_decided_) return static_cast<bool>(cuda_prefix_);
-    cuda_prefix_decided_ = true;  // again after the cache changes
-    make_cuda_loop(cuda_prefix_, cuda_prefix_note_, [&] { return cuda_prefix_spec(); });
-    return static_cast<bool>(cuda_prefix_);
+    return cuda_loop_note(cuda_vision_, cuda_vision_note_, "image counts");
+#else
+    return cuda_vision_note_;
+#endif
+}
+
+bool Pi05Runtime::use_cuda_vision() {
+    if (!cuda_vision_wanted_) return false;
+#ifdef VLA_EDGE_WITH_CUDA  // it reads only the weights: decided once
+    return decide_cuda_loop(cuda_vision_, cuda_vision_decided_, cuda_vision_note_, static_cast<bool>(observer_),
+                            [&] { return cuda_vision_spec(); });
 #else
     return false;
 #endif
@@ -627,6 +669,65 @@ CudaPrefixSpec Pi05Runtime::cuda_prefix_spec() const {
         L.cache_v = cache_.v[i]->data;
         s.layers.push_back(std::move(L));
     }
+    return s;
+}
+
+CudaVisionSpec Pi05Runtime::cuda_vision_spec() const {
+    const int64_t H = hp_.v_hidden, P = hp_.patch, D = hp_.llm.hidden;
+    auto f32 = [&](const std::string& name, int64_t elements) { return cuda_f32(weights_->find(name), name, elements); };
+    auto matrix = [&](const std::string& name, int64_t cols) { return cuda_matrix(weights_->find(name), cols, name); };
+    CudaVisionSpec s;
+    s.device = cuda_device_;
+    s.width = hp_.v_hidden;
+    s.heads = hp_.v_heads;
+    s.head_dim = hp_.v_hidden / hp_.v_heads;
+    s.ffn = hp_.v_ffn_stored;
+    s.tokens_per_image = hp_.num_patches();
+    s.patch_values = static_cast<int>(P * P * 3);
+    s.eps = hp_.v_eps;
+    // the kernel's (kx, ky, channel) layout per output row is what patchify writes (build_vision)
+    const ggml_tensor* kernel = weights_->find("v.patch_embd.weight");
+    s.patch_w = cuda_matrix(kernel, s.patch_values, "v.patch_embd.weight");
+    s.patch_w.rows = H;  // a 4-d tensor [H][3][P][P]: H rows of P * P * 3
+    s.patch_w.stride = s.patch_values;
+    if (kernel && ggml_nelements(kernel) != H * s.patch_values) throw std::runtime_error("v.patch_embd.weight has the wrong size");
+    s.patch_b = f32("v.patch_embd.bias", H);
+    s.position = matrix("v.position_embd.weight", H);
+    for (int i = 0; i < hp_.v_layers; ++i) {
+        const std::string b = "v.blk." + std::to_string(i) + ".";
+        CudaVisionLayer L;
+        L.ln1_w = f32(b + "ln1.weight", H);
+        L.ln1_b = f32(b + "ln1.bias", H);
+        L.ln2_w = f32(b + "ln2.weight", H);
+        L.ln2_b = f32(b + "ln2.bias", H);
+        const ggml_tensor* fused = weights_->fused(b + "attn_qkv.weight");
+        const ggml_tensor* fused_bias = weights_->fused(b + "attn_qkv.bias");
+        if (fused && fused_bias) {  // VLA_EDGE_FUSE_VISION_QKV=1: one product
+            L.qkv = cuda_matrix(fused, H, b + "attn_qkv.weight");
+            L.q_b = cuda_f32(fused_bias, b + "attn_qkv.bias", 3 * H);
+            L.k_b = L.q_b + H;
+            L.v_b = L.q_b + 2 * H;
+        } else {
+            L.q = matrix(b + "attn_q.weight", H);
+            L.k = matrix(b + "attn_k.weight", H);
+            L.v = matrix(b + "attn_v.weight", H);
+            L.q_b = f32(b + "attn_q.bias", H);
+            L.k_b = f32(b + "attn_k.bias", H);
+            L.v_b = f32(b + "attn_v.bias", H);
+        }
+        L.out = matrix(b + "attn_out.weight", H);
+        L.out_b = f32(b + "attn_out.bias", H);
+        L.up = matrix(b + "ffn_up.weight", H);
+        L.up_b = f32(b + "ffn_up.bias", hp_.v_ffn_stored);
+        L.down = matrix(b + "ffn_down.weight", hp_.v_ffn_stored);
+        L.down_b = f32(b + "ffn_down.bias", H);
+        s.layers.push_back(std::move(L));
+    }
+    s.post_w = f32("v.post_ln.weight", H);
+    s.post_b = f32("v.post_ln.bias", H);
+    s.proj = matrix("mm.0.weight", H);
+    s.proj_b = f32("mm.0.bias", D);
+    s.out_width = static_cast<int>(D);
     return s;
 }
 
@@ -844,22 +945,35 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     // prefix block is [its image tokens | its text tokens]; the blocks lie one after another.
     auto t0 = std::chrono::steady_clock::now();
     host_prefix_.resize(static_cast<size_t>(total_prefix) * D);
-    ensure_vision(n_images);
     const size_t patch_floats = static_cast<size_t>(P) * P * 3 * N, image_floats = static_cast<size_t>(S) * S * 3;
     host_patches_.resize(patch_floats * n_images);
     float* dst = host_patches_.data();
     for (const SampleInputs& in : batch) {
         for (int img = 0; img < in.n_images; ++img, dst += patch_floats) patchify(in.images + img * image_floats, dst);
     }
-    ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
-    compute(vision_);
-    const size_t image_bytes = static_cast<size_t>(N) * D * sizeof(float);
-    size_t image_first = 0, block_first = 0;
-    for (size_t b = 0; b < batch.size(); ++b) {
-        ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + block_first * D, image_first * image_bytes,
-                                batch[b].n_images * image_bytes);
-        image_first += batch[b].n_images;
-        block_first += n_prefix[b];
+    size_t block_first = 0;
+    if (use_cuda_vision()) {
+#ifdef VLA_EDGE_WITH_CUDA
+        std::vector<float*> image_out;  // each image's tokens straight into its observation's block
+        for (size_t b = 0; b < batch.size(); ++b) {
+            for (int img = 0; img < batch[b].n_images; ++img)
+                image_out.push_back(host_prefix_.data() + (block_first + static_cast<size_t>(img) * N) * D);
+            block_first += n_prefix[b];
+        }
+        cuda_vision_->run(host_patches_.data(), n_images, image_out);
+#endif
+    } else {
+        ensure_vision(n_images);
+        ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
+        compute(vision_);
+        const size_t image_bytes = static_cast<size_t>(N) * D * sizeof(float);
+        size_t image_first = 0;
+        for (size_t b = 0; b < batch.size(); ++b) {
+            ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + block_first * D, image_first * image_bytes,
+                                    batch[b].n_images * image_bytes);
+            image_first += batch[b].n_images;
+            block_first += n_prefix[b];
+        }
     }
     t.emplace_back("vision", ms_since(t0));
 

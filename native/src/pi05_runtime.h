@@ -15,6 +15,7 @@
 #ifdef VLA_EDGE_WITH_CUDA
 #include "cuda_expert_loop.h"
 #include "cuda_prefix_loop.h"
+#include "cuda_vision_loop.h"
 #endif
 
 namespace vla_edge {
@@ -123,6 +124,9 @@ class Pi05Runtime {
     // Which code runs the prefix: "cuda (own kernels, N shapes captured)" (CudaPrefixLoop, opt-in with
     // VLA_EDGE_CUDA_PREFIX=1 until it has run on a GPU), or "ggml graph" and, where asked for, why not.
     std::string prefix_loop() const;
+    // Which code runs the vision tower: "cuda (own kernels, N image counts captured)" (CudaVisionLoop,
+    // opt-in with VLA_EDGE_CUDA_VISION=1 until it has run on a GPU), or "ggml graph" and why.
+    std::string vision_loop() const;
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
     // outputs, so the allocator does not reuse their memory: more compute memory, same values)
@@ -187,10 +191,13 @@ class Pi05Runtime {
     // True when CudaPrefixLoop runs this call's prefix (decided at the first call that asks).
     bool use_cuda_prefix();
     void drop_cuda_prefix();  // its pointers into the cache are about to go
+    // True when CudaVisionLoop runs this call's vision tower (decided at the first call that asks).
+    bool use_cuda_vision();
 #ifdef VLA_EDGE_WITH_CUDA
     // The loop's view of the weights, constants and cache; throws naming what does not fit it.
     CudaExpertSpec cuda_expert_spec(int num_steps) const;
     CudaPrefixSpec cuda_prefix_spec() const;
+    CudaVisionSpec cuda_vision_spec() const;
     CudaStackShape cuda_stack_shape(const StackHparams& m) const;  // device, geometry and cache rows
 #endif
     // Padded expert K/V (hp_.kv_pad > 1): one F16 [kv_span, horizon] mask input per observation,
@@ -236,9 +243,14 @@ class Pi05Runtime {
     bool cuda_prefix_wanted_ = false;
     bool cuda_prefix_decided_ = false;
     std::string cuda_prefix_note_;
+    // The vision tower's loop likewise (see use_cuda_vision): wanted with VLA_EDGE_CUDA_VISION=1 on CUDA.
+    bool cuda_vision_wanted_ = false;
+    bool cuda_vision_decided_ = false;
+    std::string cuda_vision_note_;
 #ifdef VLA_EDGE_WITH_CUDA
     std::unique_ptr<CudaExpertLoop> cuda_expert_;
     std::unique_ptr<CudaPrefixLoop> cuda_prefix_;
+    std::unique_ptr<CudaVisionLoop> cuda_vision_;
 #endif
     bool chunk_expert_ = false;
     int graph_builds_ = 0;

@@ -94,7 +94,8 @@ class X86Backend(Backend):
                 "device_weights": rt.device_weights,
                 "expert_graph": rt.expert_graph, "cpu_weights": rt.cpu_weights,
                 "repacked_bytes": rt.repacked_bytes, "repacked_tensors": rt.repacked_tensors,
-                "constants": rt.constants, "expert_loop": rt.expert_loop, "prefix_loop": rt.prefix_loop}
+                "constants": rt.constants, "expert_loop": rt.expert_loop, "prefix_loop": rt.prefix_loop,
+                "vision_loop": rt.vision_loop}
 
 
 def create_backend(pack: Any, threads: int | None = None, device: str = "cpu", unfused_ops: bool = False,

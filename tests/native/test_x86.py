@@ -360,6 +360,7 @@ def test_cpu_defaults_compute_only_the_gemma_constants(tiny_pack_dir, monkeypatc
         assert policy._backend.describe()["constants"] == "gemma norms 1 + w"
         assert policy._backend.describe()["expert_loop"] == "ggml graph"  # our own loop is CUDA-only
         assert policy._backend.describe()["prefix_loop"] == "ggml graph"
+        assert policy._backend.describe()["vision_loop"] == "ggml graph"
     monkeypatch.setenv("VLA_EDGE_CONSTANT_CONDITIONING", "1")
     policy = load_policy(tiny_pack_dir, target="x86", threads=2, expert_graph="chunk")
     policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))

@@ -1,0 +1,319 @@
+// The vision tower in our own CUDA code (native/src/cuda_vision_loop.h says why). Same arithmetic as
+// the ggml vision graph of pi05_graph.cpp (build_vision): the patch embedding in float32, layer
+// products on BF16 inputs with float32 accumulation and outputs, float32 layer norms and GELU (tanh
+// form, as ggml-CUDA computes it), attention on F16 q/k/v with float32 scores and softmax and F16
+// probabilities (what ggml's flash kernel rounds to as well).
+#include "cuda_vision_loop.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "expert_kernels.cuh"
+#include "loop_common.cuh"
+
+namespace vla_edge {
+
+namespace {
+
+using namespace expert_kernels;
+
+constexpr const char* kWho = "CUDA vision loop";
+void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
+void check(cublasStatus_t s, const char* what) { loop_check(s, kWho, what); }
+
+// Sum over the block; every thread gets it. `partial` holds one float per warp.
+__device__ float block_sum(float v, float* partial) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();  // a previous call's readers are done with `partial`
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < warps ? partial[lane] : 0.0f);
+}
+
+// A rows x cols matrix of any element type as packed float32 (the patch kernel, the positions).
+__global__ void to_f32_kernel(CudaMatrix m, float* out) {
+    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (i >= m.rows * m.cols) return;
+    out[i] = load(m.data, m.type, i / m.cols * m.stride + i % m.cols);
+}
+
+// x[t] = (x[t] + patch bias) + position[t mod tokens per image], one block per token.
+__global__ void embed_add_kernel(float* x, int W, const float* bias, const float* position, int per_image) {
+    float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
+    const float* pr = position + static_cast<int64_t>(blockIdx.x % per_image) * W;
+    for (int i = threadIdx.x; i < W; i += blockDim.x) xr[i] = (xr[i] + bias[i]) + pr[i];
+}
+
+// Layer norm, one block per token: first x += pending (the bias of the product that last wrote x,
+// written back; null: none), then y = (x - mean) / sqrt(var + eps) * w + b in the type the next
+// product reads.
+template <typename Out>
+__global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,
+                                  int64_t ld) {
+    __shared__ float partial[32];
+    float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < W; i += blockDim.x) {
+        float v = xr[i];
+        if (pending) xr[i] = v = v + pending[i];
+        sum += v;
+    }
+    const float mean = block_sum(sum, partial) / W;
+    float sq = 0.0f;
+    for (int i = threadIdx.x; i < W; i += blockDim.x) sq += (xr[i] - mean) * (xr[i] - mean);  // this thread's own writes
+    const float r = rsqrtf(block_sum(sq, partial) / W + eps);
+    for (int i = threadIdx.x; i < W; i += blockDim.x) store(y + blockIdx.x * ld + i, (xr[i] - mean) * r * w[i] + b[i]);
+}
+
+// q, k, v (+ their biases) from the fused product's float32 rows [q | k | v] to F16, each laid out
+// [image][head][token][head_dim] for the batched attention products. One block per token.
+__global__ void vision_qkv_kernel(const float* qkv, int W, int heads, int d, int per_image, const float* qb, const float* kb,
+                                  const float* vb, __half* q16, __half* k16, __half* v16) {
+    const int t = blockIdx.x, image = t / per_image, n = t % per_image;
+    const float* src = qkv + static_cast<int64_t>(t) * 3 * W;
+    for (int i = threadIdx.x; i < 3 * W; i += blockDim.x) {
+        const int part = i / W, c = i % W, h = c / d, j = c % d;
+        const float* bias = part == 0 ? qb : part == 1 ? kb : vb;
+        __half* dst = part == 0 ? q16 : part == 1 ? k16 : v16;
+        dst[((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j] = __float2half(src[i] + bias[c]);
+    }
+}
+
+// Softmax of each row of n float32 scores (already scaled) into F16 probabilities, one warp per row.
+__global__ void softmax_rows_kernel(const float* scores, int64_t rows, int n, __half* p) {
+    const int64_t row = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float* s = scores + row * n;
+    float m = -INFINITY;
+    for (int j = lane; j < n; j += 32) m = fmaxf(m, s[j]);
+    m = warp_max(m);
+    float sum = 0.0f;
+    for (int j = lane; j < n; j += 32) sum += expf(s[j] - m);
+    const float inv = 1.0f / warp_sum(sum);
+    for (int j = lane; j < n; j += 32) p[row * n + j] = __float2half(expf(s[j] - m) * inv);
+}
+
+// The heads' outputs [image][head][token][head_dim] (float32) back to token rows [head | ...] in
+// BF16, the output product's input. One block per token.
+__global__ void vision_heads_kernel(const float* o, int heads, int d, int per_image, bf16* attn, int64_t ld) {
+    const int t = blockIdx.x, image = t / per_image, n = t % per_image;
+    for (int c = threadIdx.x; c < heads * d; c += blockDim.x) {
+        const int h = c / d, j = c % d;
+        attn[static_cast<int64_t>(t) * ld + c] = __float2bfloat16(o[((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j]);
+    }
+}
+
+// g = GELU(u + b) (tanh form, as ggml-CUDA's kernel writes it) in BF16 rows `ld` wide; u rows F wide.
+__global__ void bias_gelu_kernel(const float* u, const float* b, int F, int64_t n, bf16* g, int64_t ld) {
+    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (i >= n) return;
+    const int64_t t = i / F;
+    const int c = static_cast<int>(i % F);
+    const float x = u[i] + b[c];
+    const float y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
+    g[t * ld + c] = __float2bfloat16(y);
+}
+
+// y[t] += b, rows F wide.
+__global__ void bias_add_kernel(float* y, const float* b, int F, int64_t n) {
+    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (i < n) y[i] += b[i % F];
+}
+
+}  // namespace
+
+struct CudaVisionLoop::Impl {
+    CudaVisionSpec spec;
+    std::unique_ptr<LoopStream> io;  // made once the device is selected
+    LoopBuffers fixed{kWho};         // for the loop's lifetime: float32 copies of the patch kernel and positions
+    float *patch_w = nullptr, *position = nullptr;
+    // stored input widths of the layers' width-input products (q/k/v, up), the output, down products
+    // and the projection (packs pad the layers' and not the projection's, so they may differ)
+    int64_t ld_h = 0, ld_o = 0, ld_f = 0, ld_p = 0;
+    // Activations for up to `images` images, made again (zero-filled) when more come.
+    LoopBuffers act{kWho};
+    int images = 0;
+    float *patches = nullptr, *x = nullptr, *qkv = nullptr, *scores = nullptr, *o = nullptr, *u = nullptr, *y = nullptr;
+    bf16 *hn = nullptr, *attn = nullptr, *g = nullptr, *hp = nullptr;  // hp: the projection's input
+    __half *q16 = nullptr, *k16 = nullptr, *v16 = nullptr, *p16 = nullptr;
+    CapturedShapes shapes{kWho};  // declared last, destroyed first: before the buffers its graphs use
+
+    void reserve(int n_images) {
+        if (n_images <= images) return;
+        const CudaVisionSpec& s = spec;
+        shapes.clear();
+        act.release();
+        images = 0;
+        const int64_t T = int64_t{n_images} * s.tokens_per_image, W = s.width;
+        const int64_t score_values = int64_t{n_images} * s.heads * s.tokens_per_image * s.tokens_per_image;
+        act.alloc(patches, T * s.patch_values);
+        act.alloc(x, T * W);
+        act.alloc(qkv, T * 3 * W);
+        act.alloc(scores, score_values);
+        act.alloc(p16, score_values);
+        act.alloc(q16, T * W);
+        act.alloc(k16, T * W);
+        act.alloc(v16, T * W);
+        act.alloc(o, T * W);
+        act.alloc(u, T * s.ffn);
+        act.alloc(y, T * s.out_width);
+        act.alloc(hn, T * ld_h);
+        act.alloc(attn, T * ld_o);
+        act.alloc(g, T * ld_f);
+        act.alloc(hp, T * ld_p);
+        images = n_images;
+    }
+
+    // Attention of every head of every image over that image's tokens: scores = q k^T / sqrt(d)
+    // (F16 in, float32 out), softmax, o = p v (F16 in, float32 out), each one batched launch.
+    void attention(int n_images) const {
+        const CudaVisionSpec& s = spec;
+        const int n = s.tokens_per_image, d = s.head_dim, batch = n_images * s.heads;
+        const float scale = 1.0f / std::sqrt(static_cast<float>(d)), one = 1.0f, zero = 0.0f;
+        const long long qkv_stride = int64_t{n} * d, score_stride = int64_t{n} * n;
+        check(cublasGemmStridedBatchedEx(io->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, d, &scale, k16, CUDA_R_16F, d, qkv_stride,
+                                         q16, CUDA_R_16F, d, qkv_stride, &zero, scores, CUDA_R_32F, n, score_stride, batch,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "attention scores");
+        const int64_t rows = int64_t{batch} * n;
+        softmax_rows_kernel<<<blocks(rows, kThreads / 32), kThreads, 0, io->stream>>>(scores, rows, n, p16);
+        check(cublasGemmStridedBatchedEx(io->blas, CUBLAS_OP_N, CUBLAS_OP_N, d, n, n, &one, v16, CUDA_R_16F, d, qkv_stride,
+                                         p16, CUDA_R_16F, n, score_stride, &zero, o, CUDA_R_32F, d, qkv_stride, batch,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "attention values");
+    }
+
+    // Every launch of the tower, in stream order (captured once per image count).
+    void enqueue(int n_images) const {
+        const CudaVisionSpec& s = spec;
+        const cudaStream_t st = io->stream;
+        const int T = n_images * s.tokens_per_image, W = s.width;
+        const float one = 1.0f, zero = 0.0f;
+        // x = patches K^T in float32, as ggml's graph (it casts the kernel to float32)
+        check(cublasSgemm(io->blas, CUBLAS_OP_T, CUBLAS_OP_N, W, T, s.patch_values, &one, patch_w, s.patch_values, patches,
+                          s.patch_values, &zero, x, W),
+              "patch embedding");
+        embed_add_kernel<<<T, kThreads, 0, st>>>(x, W, s.patch_b, position, s.tokens_per_image);
+        const float* pending = nullptr;  // the bias of the product that last wrote x
+        for (const CudaVisionLayer& L : s.layers) {
+            layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, L.ln1_w, L.ln1_b, s.eps, hn, ld_h);
+            if (L.qkv.data) {
+                io->product(L.qkv, hn, T, qkv, 0.0f);
+            } else {
+                io->product(L.q, hn, T, qkv, 0.0f, 3 * int64_t{W});
+                io->product(L.k, hn, T, qkv + W, 0.0f, 3 * int64_t{W});
+                io->product(L.v, hn, T, qkv + 2 * W, 0.0f, 3 * int64_t{W});
+            }
+            vision_qkv_kernel<<<T, kThreads, 0, st>>>(qkv, W, s.heads, s.head_dim, s.tokens_per_image, L.q_b, L.k_b, L.v_b, q16,
+                                                     k16, v16);
+            attention(n_images);
+            vision_heads_kernel<<<T, kThreads, 0, st>>>(o, s.heads, s.head_dim, s.tokens_per_image, attn, ld_o);
+            io->product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
+            layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, L.out_b, L.ln2_w, L.ln2_b, s.eps, hn, ld_h);
+            io->product(L.up, hn, T, u, 0.0f);
+            const int64_t n_up = int64_t{T} * s.ffn;
+            bias_gelu_kernel<<<blocks(n_up, kThreads), kThreads, 0, st>>>(u, L.up_b, s.ffn, n_up, g, ld_f);
+            io->product(L.down, g, T, x, 1.0f);
+            pending = L.down_b;
+        }
+        layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, s.post_w, s.post_b, s.eps, hp, ld_p);
+        io->product(s.proj, hp, T, y, 0.0f);
+        const int64_t n_out = int64_t{T} * s.out_width;
+        bias_add_kernel<<<blocks(n_out, kThreads), kThreads, 0, st>>>(y, s.proj_b, s.out_width, n_out);
+        check(cudaGetLastError(), "launching the vision kernels");
+    }
+};
+
+CudaVisionLoop::CudaVisionLoop(CudaVisionSpec spec) : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    const CudaVisionSpec& s = spec;
+    auto fail = [](const std::string& why) { throw std::runtime_error(std::string(kWho) + ": " + why); };
+    loop_require_bf16_device(kWho, s.device);
+    if (s.layers.empty()) fail("no layers");
+    if (s.width < 1 || s.heads < 1 || s.head_dim * s.heads != s.width || s.head_dim % 8) {
+        fail("width " + std::to_string(s.width) + " is not heads x head_dim with head_dim a multiple of 8");
+    }
+    if (s.tokens_per_image < 1 || s.patch_values < 1 || s.ffn < 1 || s.out_width < 1) fail("empty geometry");
+    const CudaVisionLayer& first = s.layers.front();
+    m.ld_h = (first.qkv.data ? first.qkv : first.q).stride;
+    m.ld_o = first.out.stride;
+    m.ld_f = first.down.stride;
+    m.ld_p = s.proj.stride;
+    if (m.ld_h < s.width || m.ld_o < s.width || m.ld_f < s.ffn || m.ld_p < s.width) {
+        fail("layer 0's matrices or the projection are narrower than their inputs");
+    }
+    auto vectors = [&](const std::string& at, std::initializer_list<const float*> v) {
+        for (const float* p : v)
+            if (!p) fail(at + "a norm's weight or bias, or a product's bias, is missing");
+    };
+    for (size_t i = 0; i < s.layers.size(); ++i) {
+        const CudaVisionLayer& L = s.layers[i];
+        const std::string at = "layer " + std::to_string(i) + ": ";
+        auto bf16_matrix = [&](const CudaMatrix& w, int64_t rows, int64_t cols, int64_t stride, const char* what) {
+            loop_require_bf16(kWho, at + what, w, rows, cols, stride);
+        };
+        if (L.qkv.data) {
+            bf16_matrix(L.qkv, 3 * int64_t{s.width}, s.width, m.ld_h, "fused q/k/v");
+        } else {
+            bf16_matrix(L.q, s.width, s.width, m.ld_h, "q projection");
+            bf16_matrix(L.k, s.width, s.width, m.ld_h, "k projection");
+            bf16_matrix(L.v, s.width, s.width, m.ld_h, "v projection");
+        }
+        bf16_matrix(L.out, s.width, s.width, m.ld_o, "output projection");
+        bf16_matrix(L.up, s.ffn, s.width, m.ld_h, "feed-forward up");
+        bf16_matrix(L.down, s.width, s.ffn, m.ld_f, "feed-forward down");
+        vectors(at, {L.ln1_w, L.ln1_b, L.ln2_w, L.ln2_b, L.q_b, L.k_b, L.v_b, L.out_b, L.up_b, L.down_b});
+    }
+    loop_require_bf16(kWho, "the projection", s.proj, s.out_width, s.width, m.ld_p);
+    vectors("", {s.patch_b, s.post_w, s.post_b, s.proj_b});
+    auto plain = [&](const CudaMatrix& w, int64_t rows, int64_t cols, const char* what) {
+        if (!w.data || w.rows != rows || w.cols != cols || w.stride < cols) {
+            fail(std::string(what) + " is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + ", expected " +
+                 std::to_string(rows) + " x " + std::to_string(cols));
+        }
+    };
+    plain(s.patch_w, s.width, s.patch_values, "the patch embedding's kernel");
+    plain(s.position, s.tokens_per_image, s.width, "the position table");
+    m.spec = std::move(spec);
+    check(cudaSetDevice(m.spec.device), "selecting the device");
+    m.io = std::make_unique<LoopStream>(kWho);
+    for (auto [from, to] : {std::pair{&m.spec.patch_w, &m.patch_w}, std::pair{&m.spec.position, &m.position}}) {
+        const int64_t n = from->rows * from->cols;
+        m.fixed.alloc(*to, n);
+        to_f32_kernel<<<blocks(n, kThreads), kThreads, 0, m.io->stream>>>(*from, *to);
+    }
+    check(cudaGetLastError(), "converting the patch kernel and positions");
+    check(cudaStreamSynchronize(m.io->stream), "converting the patch kernel and positions");
+}
+
+CudaVisionLoop::~CudaVisionLoop() = default;
+
+size_t CudaVisionLoop::captured_graphs() const { return impl_->shapes.size(); }
+
+void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<float*>& out) {
+    Impl& m = *impl_;
+    const CudaVisionSpec& s = m.spec;
+    if (n_images < 1 || out.size() != static_cast<size_t>(n_images)) {
+        throw std::invalid_argument("CUDA vision loop: " + std::to_string(n_images) + " images with " +
+                                    std::to_string(out.size()) + " output blocks");
+    }
+    check(cudaSetDevice(s.device), "selecting the device");
+    m.reserve(n_images);
+    const cudaGraphExec_t exec = m.shapes.get({n_images}, {n_images}, *m.io, [&](const int*) { m.enqueue(n_images); });
+    const cudaStream_t st = m.io->stream;
+    const int64_t T = int64_t{n_images} * s.tokens_per_image;
+    check(cudaMemcpyAsync(m.patches, patches, static_cast<size_t>(T) * s.patch_values * sizeof(float), cudaMemcpyHostToDevice, st),
+          "uploading the patches");
+    check(cudaGraphLaunch(exec, st), "launching the vision graph");
+    const size_t image_floats = static_cast<size_t>(s.tokens_per_image) * s.out_width;
+    for (int i = 0; i < n_images; ++i) {
+        check(cudaMemcpyAsync(out[i], m.y + i * image_floats, image_floats * sizeof(float), cudaMemcpyDeviceToHost, st),
+              "downloading the image tokens");
+    }
+    check(cudaStreamSynchronize(st), "running the vision loop");
+}
+
+}  // namespace vla_edge

@@ -1,0 +1,73 @@
+"""Our own CUDA vision loop (native/cuda/vision_loop.cu, opt-in with VLA_EDGE_CUDA_VISION=1) against
+ggml's vision graph and against the `reference` target, on fresh random observations of the tiny
+pack's F16 and q4_k_m twins (the q4_k_m twin pads the vision matrices' inputs, the projection's not);
+with q/k/v as separate matrices (the default) and fused (VLA_EDGE_FUSE_VISION_QKV=1); the F32 pack keeps
+ggml's graph and says why.
+
+Needs the native core built with -DVLA_EDGE_CUDA=ON and a GPU of compute capability >= 8.0: skipped
+elsewhere, run on the GPU machine (benchmarks/gpu_vs_realtime_vla.sh runs tests/gpu before it times
+anything).
+
+Tolerances (rel-L2 of the action chunk): vision loop vs ggml's vision graph 2e-3, since both read the
+same BF16 weights and differ in attention (batched products with F16 probabilities against ggml's
+flash kernel, which rounds to F16 too) and in summation order; vs reference 5e-3, the forms check's
+bound for every GPU form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_edge import load_policy
+from vla_edge.packs.golden import random_observation
+from vla_edge.packs.writer import rel_l2
+
+pytestmark = pytest.mark.gpu
+LOOP_VS_GRAPH = 2e-3
+VS_REFERENCE = 5e-3
+
+
+@pytest.fixture
+def vision_policy(cuda_policy):
+    """make(pack, loop, **more): our own vision loop (True) or ggml's vision graph (False)."""
+    return lambda pack_dir, loop, **more: cuda_policy(pack_dir, VLA_EDGE_CUDA_VISION="1" if loop else "0", **more)
+
+
+@pytest.mark.parametrize("fused", ["0", "1"])
+def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: str, vision_policy) -> None:
+    loop = vision_policy(pack, True, VLA_EDGE_FUSE_VISION_QKV=fused)
+    graph = vision_policy(pack, False, VLA_EDGE_FUSE_VISION_QKV=fused)
+    ref = load_policy(pack, target="reference")
+    rng = np.random.default_rng()
+    for prompt in ("wipe the table", "stack the blocks"):  # fresh images each time, one image count
+        obs = random_observation(ref.pack, rng, prompt=prompt)
+        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+        ours = loop.infer(obs, noise=noise).actions
+        assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+        assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
+    assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 1 image counts captured)"
+    assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=1 runs our own)"
+
+
+def test_batch_equals_one_at_a_time(pack: Path, vision_policy) -> None:
+    """Every image attends to its own tokens only, and each lands in its own observation's prefix."""
+    loop = vision_policy(pack, True)
+    assert loop.batches
+    rng = np.random.default_rng()
+    requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
+                for p in ("open the drawer", "put the spoon in the cup")]
+    batched = loop.infer_batch(requests)
+    for (obs, noise), chunk in zip(requests, batched):
+        assert not isinstance(chunk, Exception), chunk
+        assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+    assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 2 image counts captured)"
+
+
+def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, vision_policy) -> None:
+    policy = vision_policy(tiny_pack_dir, True)
+    policy.infer(random_observation(policy.pack, np.random.default_rng(), prompt="stop"))
+    note = policy._backend.describe()["vision_loop"]
+    assert note.startswith("ggml graph (") and "must be a BF16" in note, note
