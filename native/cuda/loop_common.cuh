@@ -92,6 +92,8 @@ class LoopBuffers {
         loop_check(cudaMalloc(reinterpret_cast<void**>(&p), elements * sizeof(T)), who_, "allocating activations");
         owned_.push_back(p);
         loop_check(cudaMemset(p, 0, elements * sizeof(T)), who_, "clearing activations");
+        // the memset runs on the legacy stream, which the loops' non-blocking streams do not wait for
+        loop_check(cudaStreamSynchronize(nullptr), who_, "clearing activations");
     }
     // Frees every buffer; the pointers handed out must be allocated again before use.
     void release() {
