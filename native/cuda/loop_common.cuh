@@ -208,7 +208,7 @@ struct LoopStream {
     LoopStream& operator=(const LoopStream&) = delete;
 
     // y[t] (+)= W x[t] for every token t: BF16 inputs, float32 accumulation and output, cuBLAS's
-    // default algorithm (the call ggml-CUDA makes for a BF16 matrix). y's rows lie `ldy` floats apart
+    // default algorithm (ggml-CUDA's call for a BF16 matrix, which rounds its output to BF16). y's rows lie `ldy` floats apart
     // (0: W.rows, packed), so that several products can fill one wider row.
     void product(const CudaMatrix& W, const __nv_bfloat16* in, int T, float* y, float beta, int64_t ldy = 0) const {
         const float alpha = 1.0f;
@@ -267,6 +267,8 @@ class CapturedShapes {
         try {
             loop_check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), who_,
                        "uploading shape indices");
+            // from pageable memory cudaMemcpy may return before the copy lands; the loop's stream would not wait
+            loop_check(cudaStreamSynchronize(nullptr), who_, "uploading shape indices");
             shape.exec = capture_graph(io.stream, who_, [&] { enqueue(shape.ints); });
         } catch (...) {
             cudaFree(shape.ints);

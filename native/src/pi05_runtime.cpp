@@ -649,6 +649,8 @@ CudaPrefixSpec Pi05Runtime::cuda_prefix_spec() const {
     if (prefix_constants_.empty()) fail("the Gemma norms' 1 + w are not constants: VLA_EDGE_GEMMA_PLUS_ONE=0");
     if (m.kv_heads != 1) fail("the LLM has " + std::to_string(m.kv_heads) + " K/V heads, the loop takes 1");
     if (cache_type_ != GGML_TYPE_F16) fail("the K/V cache is not F16 (flash attention is off)");
+    // attention reads up to the next 16 rows of each range: zero-filled only where ranges are padded
+    if (hp_.kv_pad < 16 || hp_.kv_pad % 16) fail("K/V ranges are not padded: VLA_EDGE_PAD_EXPERT_KV=0");
     if (static_cast<size_t>(m.layers) > cache_.k.size()) fail("the LLM has more layers than the K/V cache");
     CudaPrefixSpec s;
     static_cast<CudaStackShape&>(s) = cuda_stack_shape(m);
