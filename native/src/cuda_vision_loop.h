@@ -2,10 +2,10 @@
 // of the ggml vision graph (pi05_graph.cpp, build_vision). ggml-CUDA runs that graph kernel by kernel
 // (~20 per layer: each product's input cast to BF16, bias and residual adds, a norm in three kernels,
 // padding, GELU, flash attention for head_dim 72 with its fix-up) and spent ~6.5 ms of a 2-view chunk
-// on an H100 there, ~7% of the tensor cores' floor. Here a layer is fourteen launches replayed as one
+// on an H100 there, ~7% of the tensor cores' floor. Here a layer is twelve to fourteen launches replayed as one
 // CUDA graph per image count: the layer norm writes the products' BF16 input and adds the previous
-// product's bias on the way, the residual rides in the products (beta = 1), attention is three
-// batched cuBLAS launches around one softmax kernel, and GELU adds its bias and writes BF16. Plain
+// product's bias on the way, the residual rides in the products (beta = 1), attention is two
+// batched cuBLAS products around one softmax kernel, and GELU adds its bias and writes BF16. Plain
 // C++ header: no CUDA types leak out.
 #pragma once
 

@@ -1,8 +1,9 @@
 """Our own CUDA vision loop (native/cuda/vision_loop.cu, opt-in with VLA_EDGE_CUDA_VISION=1) against
 ggml's vision graph and against the `reference` target, on fresh random observations of the tiny
 pack's F16 and q4_k_m twins (the q4_k_m twin pads the vision matrices' inputs, the projection's not);
-with q/k/v as separate matrices (the default) and fused (VLA_EDGE_FUSE_VISION_QKV=1); the F32 pack keeps
-ggml's graph and says why.
+with q/k/v as separate matrices (the default) and with VLA_EDGE_FUSE_VISION_QKV=1 (which fuses them only
+where each bias fills whole 256-byte blocks: on the full pack, not the tiny one, whose 96-float biases
+keep both the graph and the loop on separate products); the F32 pack keeps ggml's graph and says why.
 
 Needs the native core built with -DVLA_EDGE_CUDA=ON and a GPU of compute capability >= 8.0: skipped
 elsewhere, run on the GPU machine (benchmarks/gpu_vs_realtime_vla.sh runs tests/gpu before it times
