@@ -15,21 +15,25 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
 flags=(-O3 -std=c++17 "-arch=sm_${cc:-90}" -Inative/src -Inative/cuda)
-ab=/tmp/cuda_expert_loop_ab bin=/tmp/cuda_expert_kernels
+ab=/tmp/cuda_expert_loop_ab bin=/tmp/cuda_expert_kernels log=$OUT/cuda_expert_kernels.log
+# the compilers' messages go to the log too: run in the background (KERNEL_BENCH=1), nothing else shows them
 nvcc "${flags[@]}" benchmarks/cuda_expert_loop_ab.cu native/cuda/expert_loop.cu native/cuda/tuned_products.cu \
-  -lcublasLt -lcublas -o "$ab" & ab_pid=$!
-nvcc "${flags[@]}" benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu -lcublasLt -lcublas -o "$bin" \
-  || { echo "nvcc failed (kernel bench)"; exit 1; }
-wait "$ab_pid" || { echo "nvcc failed (loop A/B)"; exit 1; }
+  -lcublasLt -lcublas -o "$ab" > "$log.ab_nvcc" 2>&1 & ab_pid=$!
+nvcc "${flags[@]}" benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu -lcublasLt -lcublas -o "$bin" > "$log" 2>&1
+bench_rc=$?
+wait "$ab_pid"; ab_rc=$?
+cat "$log.ab_nvcc" >> "$log"; rm -f "$log.ab_nvcc"
+[ "$bench_rc" = 0 ] || { echo "nvcc failed (kernel bench)" | tee -a "$log"; exit 1; }
+[ "$ab_rc" = 0 ] || { echo "nvcc failed (loop A/B)" | tee -a "$log"; exit 1; }
 {
   for prefix in 582 326 838; do "$ab" --prefix "$prefix"; done
   "$ab" --prefix 582 --batch 2
-} 2>&1 | tee "$OUT/cuda_expert_kernels.log"
+} 2>&1 | tee -a "$log"
 runs=$(mktemp -d)
 {
   for keys in 632 376 888; do "$bin" --keys "$keys" --out "$runs/keys${keys}.json"; done
   "$bin" --keys 632 --batch 2 --out "$runs/keys632_batch2.json"
-} 2>&1 | tee -a "$OUT/cuda_expert_kernels.log"
+} 2>&1 | tee -a "$log"
 python3 - "$runs" "$OUT/cuda_expert_kernels.json" <<'PY'
 import json, pathlib, sys
 runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}

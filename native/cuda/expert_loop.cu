@@ -25,18 +25,20 @@ using namespace expert_kernels;
 constexpr const char* kWho = "CUDA expert loop";
 void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
+// tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or tile32 (A/B runs); the default since the H100
+// run of 2026-12-07 (docs/gpu.md)
 AttentionForm attention_form_from_env() {
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
-    if (v && !std::strcmp(v, "tile64")) return AttentionForm::tile64;
+    if (v && !std::strcmp(v, "split128")) return AttentionForm::split;
     if (v && !std::strcmp(v, "tile32")) return AttentionForm::tile32;
-    return AttentionForm::split;
+    return AttentionForm::tile64;
 }
 
 }  // namespace
 
 struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
-    AttentionForm attention = AttentionForm::split;
+    AttentionForm attention = AttentionForm::tile64;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (unless VLA_EDGE_CUDA_TUNED_PRODUCTS=1)
     LayerActivations act{kWho};
@@ -170,9 +172,9 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
               "attention shared memory");
     }
     m.io = std::make_unique<LoopStream>(kWho);
-    // opt-in (VLA_EDGE_CUDA_TUNED_PRODUCTS=1) until the loop has run with it on a GPU (docs/gpu.md)
+    // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-    if (tuned && !std::strcmp(tuned, "1")) {
+    if (!tuned || std::strcmp(tuned, "0")) {
         m.products = std::make_unique<TunedProducts>(*m.io);
     }
 }

@@ -3,11 +3,12 @@
 // runs ~17 kernels per layer (each product's input cast to BF16, residual adds, RoPE, two cache
 // writes, attention); here the norm writes BF16 itself, the residual rides in the product
 // (beta = 1), RoPE and both cache writes are one kernel, and attention is one kernel for all heads of
-// an observation, split over its keys, plus one merging the splits (docs/gpu.md, "Our own expert
-// loop"). Opt-in forms for A/B runs, read from the environment when the loop is made:
-// VLA_EDGE_CUDA_ATTENTION=tile64|tile32 (attention with each split's K/V staged in shared memory) and
-// VLA_EDGE_CUDA_TUNED_PRODUCTS=1 (each product's cuBLAS algorithm chosen by timing). The kernels are
-// in native/cuda/expert_kernels.cuh. Plain C++ header: no CUDA types leak out.
+// an observation, split over its keys, its 64-key splits' K/V staged once in shared memory for 64
+// query rows, plus one merging the splits; each product runs the cuBLAS algorithm timed fastest for
+// its shape (docs/gpu.md, "Our own expert loop"). Other forms for A/B runs, read from the environment
+// when the loop is made: VLA_EDGE_CUDA_ATTENTION=split128|tile32 (128-key splits read straight from
+// the cache, the first default; 32-key tiles) and VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (cuBLAS's default
+// algorithm). The kernels are in native/cuda/expert_kernels.cuh. Plain C++ header: no CUDA types leak out.
 #pragma once
 
 #include <cstdint>

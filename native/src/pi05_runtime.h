@@ -122,10 +122,10 @@ class Pi05Runtime {
     // or "ggml graph" and, off the CPU, why our own loop does not run (VLA_EDGE_CUDA_EXPERT, docs/gpu.md).
     std::string expert_loop() const;
     // Which code runs the prefix: "cuda (own kernels, N shapes captured)" (CudaPrefixLoop, opt-in with
-    // VLA_EDGE_CUDA_PREFIX=1 until it has run on a GPU), or "ggml graph" and, where asked for, why not.
+    // VLA_EDGE_CUDA_PREFIX=1: exact, not yet faster than ggml's graph), or "ggml graph" and, where asked for, why not.
     std::string prefix_loop() const;
     // Which code runs the vision tower: "cuda (own kernels, N image counts captured)" (CudaVisionLoop,
-    // opt-in with VLA_EDGE_CUDA_VISION=1 until it has run on a GPU), or "ggml graph" and why.
+    // on CUDA devices unless VLA_EDGE_CUDA_VISION=0), or "ggml graph" and why.
     std::string vision_loop() const;
 
     // Empty = off. While set, every graph keeps its weight products' inputs alive (marked as
@@ -243,7 +243,7 @@ class Pi05Runtime {
     bool cuda_prefix_wanted_ = false;
     bool cuda_prefix_decided_ = false;
     std::string cuda_prefix_note_;
-    // The vision tower's loop likewise (see use_cuda_vision): wanted with VLA_EDGE_CUDA_VISION=1 on CUDA.
+    // The vision tower's loop likewise (see use_cuda_vision): wanted on CUDA unless VLA_EDGE_CUDA_VISION=0.
     bool cuda_vision_wanted_ = false;
     bool cuda_vision_decided_ = false;
     std::string cuda_vision_note_;

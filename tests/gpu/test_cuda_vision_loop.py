@@ -1,4 +1,4 @@
-"""Our own CUDA vision loop (native/cuda/vision_loop.cu, opt-in with VLA_EDGE_CUDA_VISION=1) against
+"""Our own CUDA vision loop (native/cuda/vision_loop.cu, the default; VLA_EDGE_CUDA_VISION=0 keeps ggml's) against
 ggml's vision graph and against the `reference` target, on fresh random observations of the tiny
 pack's F16 and q4_k_m twins (the q4_k_m twin pads the vision matrices' inputs, the projection's not);
 with q/k/v as separate matrices (the default) and with VLA_EDGE_FUSE_VISION_QKV=1 (which fuses them only
@@ -50,7 +50,7 @@ def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: 
         assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
         assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
     assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 1 image counts captured)"
-    assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=1 runs our own)"
+    assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=0)"
 
 
 def test_batch_equals_one_at_a_time(pack: Path, vision_policy) -> None:
