@@ -538,13 +538,18 @@ inline void launch_attention(int d, AttentionForm form, int B, int rows_total, i
     launch(form, B, rows_total, rows_ld, splits, st, q, k, v, base, keys, horizon, heads, scale, part_o, part_ml);
 }
 
-// gelu_tanh(gate) * up from the fused [gate | up] product, in BF16 for the down projection.
-__global__ void geglu_kernel(const float* gu, int F, int64_t n, bf16* g, int64_t ld) {
+__device__ inline float to_f32(float v) { return v; }
+__device__ inline float to_f32(bf16 v) { return __bfloat162float(v); }
+
+// gelu_tanh(gate) * up from the fused [gate | up] product (float32, or BF16 as ggml-CUDA's products
+// write it), in BF16 for the down projection.
+template <typename In>
+__global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i >= n) return;
     const int64_t t = i / F;
     const int j = static_cast<int>(i % F);
-    const float a = gu[t * 2 * F + j], u = gu[t * 2 * F + F + j];
+    const float a = to_f32(gu[t * 2 * F + j]), u = to_f32(gu[t * 2 * F + F + j]);
     const float gelu = 0.5f * a * (1.0f + tanhf(0.7978845608028654f * a * (1.0f + 0.044715f * a * a)));
     g[t * ld + j] = __float2bfloat16(gelu * u);
 }

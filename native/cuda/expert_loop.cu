@@ -25,15 +25,6 @@ using namespace expert_kernels;
 constexpr const char* kWho = "CUDA expert loop";
 void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
-// tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or tile32 (A/B runs); the default since the H100
-// run of 2026-12-07 (docs/gpu.md)
-AttentionForm attention_form_from_env() {
-    const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
-    if (v && !std::strcmp(v, "split128")) return AttentionForm::split;
-    if (v && !std::strcmp(v, "tile32")) return AttentionForm::tile32;
-    return AttentionForm::tile64;
-}
-
 }  // namespace
 
 struct CudaExpertLoop::Impl {
@@ -158,19 +149,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     }
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
-    m.attention = attention_form_from_env();
-    if (m.attention != AttentionForm::split) {
-        const TileKernel tile = tile_kernel_for(m.spec.head_dim, m.attention);
-        int optin = 0;
-        check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, m.spec.device), "device attributes");
-        if (static_cast<size_t>(optin) < tile.smem) {
-            fail("attention needs " + std::to_string(tile.smem) + " bytes of shared memory per block; the device allows " +
-                 std::to_string(optin));
-        }
-        // only the instantiation this loop launches
-        check(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)),
-              "attention shared memory");
-    }
+    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.io = std::make_unique<LoopStream>(kWho);
     // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");

@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "cuda_expert_loop.h"  // CudaMatrix
+#include "expert_kernels.cuh"   // AttentionForm, tile_kernel_for
 
 namespace vla_edge {
 
@@ -39,6 +42,29 @@ inline void loop_require_bf16_device(const char* who, int device) {
 inline void loop_require_device(const char* who, int device, int head_dim) {
     loop_require_bf16_device(who, device);
     if (head_dim != 64 && head_dim != 128 && head_dim != 256) throw std::runtime_error(std::string(who) + ": head_dim must be 64, 128 or 256");
+}
+
+// The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or
+// tile32 (A/B runs; tile64 is the default since the H100 run of 2026-12-07, docs/gpu.md). A tile form
+// needs its shared memory allowed before its first launch (here, for the instantiation at head_dim);
+// throws where the device cannot give that much.
+inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim) {
+    using expert_kernels::AttentionForm;
+    const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
+    const AttentionForm form = v && !std::strcmp(v, "split128") ? AttentionForm::split
+                               : v && !std::strcmp(v, "tile32") ? AttentionForm::tile32
+                                                                : AttentionForm::tile64;
+    if (form == AttentionForm::split) return form;
+    const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
+    int optin = 0;
+    loop_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), who, "device attributes");
+    if (static_cast<size_t>(optin) < tile.smem) {
+        throw std::runtime_error(std::string(who) + ": attention needs " + std::to_string(tile.smem) +
+                                 " bytes of shared memory per block; the device allows " + std::to_string(optin));
+    }
+    loop_check(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)), who,
+               "attention shared memory");
+    return form;
 }
 
 // `w` is a BF16 rows x cols matrix stored `stride` wide; the error names what it is instead.
@@ -119,6 +145,7 @@ class LayerActivations {
     int64_t ld_h = 0, ld_o = 0, ld_f = 0;  // stored input widths of the q/k/v (and gate/up), output, down products
     int tokens = 0;
     int64_t part_rows = 0;
+    bool float_gu = true;  // false: the loop writes its gate/up product elsewhere (gu stays null)
 
     explicit LayerActivations(const char* who) : who_(who), buffers_(who) {}
 
@@ -144,7 +171,7 @@ class LayerActivations {
         part_rows = 0;
         buffers_.alloc(x, int64_t{T} * s.hidden);
         buffers_.alloc(qkv, int64_t{T} * (s.heads + 2) * s.head_dim);
-        buffers_.alloc(gu, int64_t{T} * 2 * s.ffn);
+        if (float_gu) buffers_.alloc(gu, int64_t{T} * 2 * s.ffn);
         buffers_.alloc(hn, T * ld_h);
         buffers_.alloc(attn, T * ld_o);
         buffers_.alloc(g, T * ld_f);
@@ -217,6 +244,16 @@ struct LoopStream {
                                 CUDA_R_16BF, stride, &beta, y, CUDA_R_32F, static_cast<int>(ldy ? ldy : rows),
                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    who, "layer product");
+    }
+
+    // y[t] = W x[t] rounded to BF16 (float32 accumulation): half the bytes of a float32 output, for
+    // a product whose reader takes BF16; the rounding ggml-CUDA's BF16 products make.
+    void product_bf16(const CudaMatrix& W, const __nv_bfloat16* in, int T, __nv_bfloat16* y) const {
+        const float alpha = 1.0f, beta = 0.0f;
+        const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
+        loop_check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W.data, CUDA_R_16BF, stride, in,
+                                CUDA_R_16BF, stride, &beta, y, CUDA_R_16BF, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   who, "layer product (BF16 out)");
     }
 
   private:

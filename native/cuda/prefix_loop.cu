@@ -26,10 +26,13 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
 struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
+    AttentionForm attention = AttentionForm::tile64;  // the expert loop's form (prepare_attention)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     LoopBuffers fixed{kWho};               // for the loop's lifetime
     float* zero = nullptr;                 // (fixed) the norms' shift: Gemma's norm has none
     LayerActivations act{kWho};            // attention partials for one observation at a time
+    bf16* gu16 = nullptr;                  // (with act's buffers) the gate/up product in BF16: the prefix's
+                                           // largest output (tokens x 2 ffn), half the bytes of act.gu's floats
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
     // buffers and stream its graphs use.
     CapturedShapes shapes{kWho};
@@ -50,18 +53,20 @@ struct CudaPrefixLoop::Impl {
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
             int first = 0;
+            const int per_split = keys_per_split(attention);
             for (size_t b = 0; b < n_prefix.size(); ++b) {
-                const int len = n_prefix[b], rows_b = len * s.heads, splits = (len + kSplitKeys - 1) / kSplitKeys;
-                launch_attention(d, AttentionForm::split, 1, rows_b, rows_b, splits, st, act.q16 + int64_t{first} * s.heads * d,
-                                 kc, vc, base + b, keys + b, len, s.heads, scale, act.part_o, act.part_ml);
-                launch_attention_merge(false, st, 1, len, s.heads, d, act.part_o, act.part_ml, keys + b, kSplitKeys, rows_b, splits,
-                                       scale, act.attn + int64_t{first} * act.ld_o, act.ld_o);
+                const int len = n_prefix[b], rows_b = len * s.heads, rows_ld = attention_rows_ld(attention, rows_b);
+                const int splits = (len + per_split - 1) / per_split;
+                launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, act.q16 + int64_t{first} * s.heads * d, kc, vc,
+                                 base + b, keys + b, len, s.heads, scale, act.part_o, act.part_ml);
+                launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
+                                       keys + b, per_split, rows_ld, splits, scale, act.attn + int64_t{first} * act.ld_o, act.ld_o);
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
             ada_norm_kernel<<<T, kThreads, 0, st>>>(act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h);
-            io->product(L.gate_up, act.hn, T, act.gu, 0.0f);
-            geglu_kernel<<<blocks(int64_t{T} * s.ffn, kThreads), kThreads, 0, st>>>(act.gu, s.ffn, int64_t{T} * s.ffn, act.g, act.ld_f);
+            io->product_bf16(L.gate_up, act.hn, T, gu16);
+            geglu_kernel<<<blocks(int64_t{T} * s.ffn, kThreads), kThreads, 0, st>>>(gu16, s.ffn, int64_t{T} * s.ffn, act.g, act.ld_f);
             io->product(L.down, act.g, T, act.x, 1.0f);
         }
         check(cudaGetLastError(), "launching the prefix kernels");
@@ -93,6 +98,8 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     }
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
+    m.act.float_gu = false;  // gu16 instead
+    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.io = std::make_unique<LoopStream>(kWho);
     m.fixed.alloc(m.zero, m.spec.hidden);
 }
@@ -113,7 +120,10 @@ void CudaPrefixLoop::run(const float* emb, const std::vector<int>& n_prefix, con
         T += n;
         longest = std::max(longest, n);
     }
-    if (m.act.reserve(s, T, int64_t{longest} * s.heads * ((longest + kSplitKeys - 1) / kSplitKeys))) m.shapes.clear();
+    const int per_split = keys_per_split(m.attention);
+    const int64_t part_rows = int64_t{attention_rows_ld(m.attention, longest * s.heads)} * ((longest + per_split - 1) / per_split);
+    const bool remade = m.act.reserve(s, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(m.gu16, int64_t{n} * 2 * s.ffn); });
+    if (remade) m.shapes.clear();
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     const std::vector<int> ints = token_indices(std::vector<int>(B, 0), n_prefix, bases);  // positions from 0
     const cudaGraphExec_t exec =
