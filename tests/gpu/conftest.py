@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vla_edge import load_policy
+from vla_edge.packs.golden import random_observation
 from vla_edge.packs.quantize import quantize_pack
+from vla_edge.packs.writer import rel_l2
 
 
 @pytest.fixture(scope="module", params=["f16", "q4_k_m"])
@@ -33,3 +36,21 @@ def cuda_policy(monkeypatch: pytest.MonkeyPatch):
             pytest.skip(f"the cuda target does not load here: {exc}")
 
     return make
+
+
+@pytest.fixture
+def batch_matches_singles():
+    """check(policy, prompts, tol): fresh random observations with these prompts run as one batch equal
+    each run alone within `tol` (rel-L2 of the chunk): each observation reads and writes only its own
+    rows."""
+
+    def check(policy, prompts: tuple[str, ...], tol: float) -> None:
+        assert policy.batches
+        rng = np.random.default_rng()
+        requests = [(random_observation(policy.pack, rng, prompt=p),
+                     rng.standard_normal(policy.noise_shape).astype(np.float32)) for p in prompts]
+        for (obs, noise), chunk in zip(requests, policy.infer_batch(requests)):
+            assert not isinstance(chunk, Exception), chunk
+            assert rel_l2(chunk.actions, policy.infer(obs, noise=noise).actions) <= tol
+
+    return check

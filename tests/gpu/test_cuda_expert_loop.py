@@ -69,16 +69,9 @@ def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str],
     assert ("product shapes timed" in note) == ("VLA_EDGE_CUDA_TUNED_PRODUCTS" not in switches), note
 
 
-def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, expert_policy) -> None:
+def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, expert_policy, batch_matches_singles) -> None:
     loop = expert_policy(pack, True)
-    assert loop.batches
-    rng = np.random.default_rng()
-    requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
-                for p in ("open the drawer", "stack the blocks, the blue one on top of the green one")]
-    batched = loop.infer_batch(requests)
-    for (obs, noise), chunk in zip(requests, batched):
-        assert not isinstance(chunk, Exception), chunk
-        assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+    batch_matches_singles(loop, ("open the drawer", "stack the blocks, the blue one on top of the green one"), LOOP_VS_GRAPH)
     assert loop._backend.describe()["expert_loop"].startswith("cuda (own kernels")
 
 

@@ -49,17 +49,10 @@ def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_
     assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)"
 
 
-def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, prefix_policy) -> None:
+def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, prefix_policy, batch_matches_singles) -> None:
     """Each observation attends to its own prefix only and writes its own cache rows."""
     loop = prefix_policy(pack, True)
-    assert loop.batches
-    rng = np.random.default_rng()
-    requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
-                for p in ("close the lid", "move the red cup next to the blue plate, handle facing right")]
-    batched = loop.infer_batch(requests)
-    for (obs, noise), chunk in zip(requests, batched):
-        assert not isinstance(chunk, Exception), chunk
-        assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+    batch_matches_singles(loop, ("close the lid", "move the red cup next to the blue plate, handle facing right"), LOOP_VS_GRAPH)
     assert loop._backend.describe()["prefix_loop"].startswith("cuda (own kernels")
 
 

@@ -53,17 +53,10 @@ def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: 
     assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=0)"
 
 
-def test_batch_equals_one_at_a_time(pack: Path, vision_policy) -> None:
+def test_batch_equals_one_at_a_time(pack: Path, vision_policy, batch_matches_singles) -> None:
     """Every image attends to its own tokens only, and each lands in its own observation's prefix."""
     loop = vision_policy(pack, True)
-    assert loop.batches
-    rng = np.random.default_rng()
-    requests = [(random_observation(loop.pack, rng, prompt=p), rng.standard_normal(loop.noise_shape).astype(np.float32))
-                for p in ("open the drawer", "put the spoon in the cup")]
-    batched = loop.infer_batch(requests)
-    for (obs, noise), chunk in zip(requests, batched):
-        assert not isinstance(chunk, Exception), chunk
-        assert rel_l2(chunk.actions, loop.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
+    batch_matches_singles(loop, ("open the drawer", "put the spoon in the cup"), LOOP_VS_GRAPH)
     assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 2 image counts captured)"
 
 
