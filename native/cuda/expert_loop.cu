@@ -31,7 +31,7 @@ struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
     AttentionForm attention = AttentionForm::tile64;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
-    std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (unless VLA_EDGE_CUDA_TUNED_PRODUCTS=1)
+    std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the

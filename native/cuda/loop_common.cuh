@@ -41,7 +41,9 @@ inline void loop_require_bf16_device(const char* who, int device) {
 // That, and a head_dim the attention kernels take.
 inline void loop_require_device(const char* who, int device, int head_dim) {
     loop_require_bf16_device(who, device);
-    if (head_dim != 64 && head_dim != 128 && head_dim != 256) throw std::runtime_error(std::string(who) + ": head_dim must be 64, 128 or 256");
+    if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
+        throw std::runtime_error(std::string(who) + ": head_dim must be 64, 128 or 256");
+    }
 }
 
 // The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or
@@ -235,8 +237,8 @@ struct LoopStream {
     LoopStream& operator=(const LoopStream&) = delete;
 
     // y[t] (+)= W x[t] for every token t: BF16 inputs, float32 accumulation and output, cuBLAS's
-    // default algorithm (ggml-CUDA's call for a BF16 matrix, which rounds its output to BF16). y's rows lie `ldy` floats apart
-    // (0: W.rows, packed), so that several products can fill one wider row.
+    // default algorithm (ggml-CUDA's call for a BF16 matrix, which rounds its output to BF16). y's rows
+    // lie `ldy` floats apart (0: W.rows, packed), so that several products can fill one wider row.
     void product(const CudaMatrix& W, const __nv_bfloat16* in, int T, float* y, float beta, int64_t ldy = 0) const {
         const float alpha = 1.0f;
         const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
@@ -304,7 +306,8 @@ class CapturedShapes {
         try {
             loop_check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), who_,
                        "uploading shape indices");
-            // from pageable memory cudaMemcpy may return before the copy lands; the loop's stream would not wait
+            // from pageable memory cudaMemcpy may return before the copy lands, and the loop's
+            // non-blocking stream would not wait for it
             loop_check(cudaStreamSynchronize(nullptr), who_, "uploading shape indices");
             shape.exec = capture_graph(io.stream, who_, [&] { enqueue(shape.ints); });
         } catch (...) {

@@ -121,8 +121,10 @@ void CudaPrefixLoop::run(const float* emb, const std::vector<int>& n_prefix, con
         longest = std::max(longest, n);
     }
     const int per_split = keys_per_split(m.attention);
-    const int64_t part_rows = int64_t{attention_rows_ld(m.attention, longest * s.heads)} * ((longest + per_split - 1) / per_split);
-    const bool remade = m.act.reserve(s, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(m.gu16, int64_t{n} * 2 * s.ffn); });
+    const int64_t part_rows =
+        int64_t{attention_rows_ld(m.attention, longest * s.heads)} * ((longest + per_split - 1) / per_split);
+    const bool remade =
+        m.act.reserve(s, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(m.gu16, int64_t{n} * 2 * s.ffn); });
     if (remade) m.shapes.clear();
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     const std::vector<int> ints = token_indices(std::vector<int>(B, 0), n_prefix, bases);  // positions from 0

@@ -102,7 +102,8 @@ __global__ void vision_heads_kernel(const float* o, int heads, int d, int per_im
     const int t = blockIdx.x, image = t / per_image, n = t % per_image;
     for (int c = threadIdx.x; c < heads * d; c += blockDim.x) {
         const int h = c / d, j = c % d;
-        attn[static_cast<int64_t>(t) * ld + c] = __float2bfloat16(o[((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j]);
+        const float v = o[((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j];
+        attn[static_cast<int64_t>(t) * ld + c] = __float2bfloat16(v);
     }
 }
 
@@ -207,8 +208,8 @@ struct CudaVisionLoop::Impl {
                 io->product(L.k, hn, T, qkv + W, 0.0f, 3 * int64_t{W});
                 io->product(L.v, hn, T, qkv + 2 * W, 0.0f, 3 * int64_t{W});
             }
-            vision_qkv_kernel<<<T, kThreads, 0, st>>>(qkv, W, s.heads, s.head_dim, s.tokens_per_image, L.q_b, L.k_b, L.v_b, q16,
-                                                     k16, v16);
+            vision_qkv_kernel<<<T, kThreads, 0, st>>>(qkv, W, s.heads, s.head_dim, s.tokens_per_image, L.q_b, L.k_b,
+                                                     L.v_b, q16, k16, v16);
             attention(n_images);
             vision_heads_kernel<<<T, kThreads, 0, st>>>(o, s.heads, s.head_dim, s.tokens_per_image, attn, ld_o);
             io->product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
@@ -305,8 +306,8 @@ void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<f
     const cudaGraphExec_t exec = m.shapes.get({n_images}, {n_images}, *m.io, [&](const int*) { m.enqueue(n_images); });
     const cudaStream_t st = m.io->stream;
     const int64_t T = int64_t{n_images} * s.tokens_per_image;
-    check(cudaMemcpyAsync(m.patches, patches, static_cast<size_t>(T) * s.patch_values * sizeof(float), cudaMemcpyHostToDevice, st),
-          "uploading the patches");
+    const size_t patch_bytes = static_cast<size_t>(T) * s.patch_values * sizeof(float);
+    check(cudaMemcpyAsync(m.patches, patches, patch_bytes, cudaMemcpyHostToDevice, st), "uploading the patches");
     check(cudaGraphLaunch(exec, st), "launching the vision graph");
     const size_t image_floats = static_cast<size_t>(s.tokens_per_image) * s.out_width;
     for (int i = 0; i < n_images; ++i) {
