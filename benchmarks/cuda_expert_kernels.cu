@@ -30,12 +30,6 @@ void ok(cudaError_t e, const char* what) {
         std::exit(1);
     }
 }
-void ok(cublasStatus_t s, const char* what) {
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        std::fprintf(stderr, "%s: cuBLAS status %d\n", what, static_cast<int>(s));
-        std::exit(1);
-    }
-}
 
 __device__ inline float hash_uniform(uint64_t i, uint32_t seed) {  // splitmix64 -> [-1, 1)
     uint64_t z = i + 0x9e3779b97f4a7c15ull * (seed + 1);

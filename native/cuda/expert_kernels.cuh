@@ -1,8 +1,10 @@
 // The expert loop's kernels (native/cuda/expert_loop.cu), in a header of their own so that
 // benchmarks/cuda_expert_kernels.cu can time and check each one alone on the GPU machine, which
 // compiles that file in seconds where the whole native core takes minutes. Included by several
-// translation units of one program (the expert, prefix and vision loops): everything here has
-// internal linkage (an unnamed namespace), or the kernels' host stubs would be defined twice.
+// translation units of one program (the expert, prefix and vision loops): its non-template kernels are
+// `static`, or their host stubs would be defined twice (templates and inline functions may be). Not an
+// unnamed namespace: nvcc's generated stubs then cannot tell it from an includer's own
+// (benchmarks/cuda_expert_kernels.cu failed so under nvcc 13.0).
 #pragma once
 
 #include "cuda_expert_loop.h"
@@ -17,7 +19,6 @@
 
 namespace vla_edge {
 namespace expert_kernels {
-namespace {
 
 using bf16 = __nv_bfloat16;
 
@@ -49,7 +50,7 @@ __device__ inline float warp_max(float v) {
 }
 
 // x[t] = W xt[t] + b: the action projection in (action_dim is small: one block per token).
-__global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, const float* b, float* x, int E) {
+static __global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, const float* b, float* x, int E) {
     extern __shared__ float row[];
     const int t = blockIdx.x;
     for (int a = threadIdx.x; a < A; a += blockDim.x) row[a] = xt[static_cast<int64_t>(t) * A + a];
@@ -82,7 +83,7 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
 
 // NeoX RoPE on q and k, one block per token, as ggml-CUDA computes the angle; q goes to F16 for
 // attention, k and v straight into the token's cache row (what ggml does in three kernels).
-__global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
+static __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
                                   __half* q16, __half* kc, __half* vc) {
     const int t = blockIdx.x, half_d = d / 2;
     const float* src = qkv + static_cast<int64_t>(t) * (heads + 2) * d;
@@ -203,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half*
 // out = sum_i w_i O_i / sum_i w_i l_i over the splits, w_i = exp((m_i - max m) * scale); one block
 // per query row, in BF16 for the output projection. Split i of observation s holds its rows at
 // (s * splits + i) * rows_ld + row.
-__global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
+static __global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
                                          int keys_per_split, int horizon, int heads, int rows_ld, int D, int splits,
                                          float scale, bf16* out, int64_t ld_out) {
     const int s = blockIdx.y, row = blockIdx.x;
@@ -555,7 +556,7 @@ __global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld
 }
 
 // xt += dt * (W h + b): the action projection out and the Euler step, one warp per output.
-__global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const float* b, float dt, float* xt, int A,
+static __global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const float* b, float dt, float* xt, int A,
                                   int T) {
     const int w = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (w >= T * A) return;
@@ -567,6 +568,5 @@ __global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const flo
 }
 
 
-}  // namespace
 }  // namespace expert_kernels
 }  // namespace vla_edge

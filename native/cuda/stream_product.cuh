@@ -6,8 +6,8 @@
 // the small input stays), so every weight byte is read once and many loads are in flight per SM.
 // The warps' partial sums meet in shared memory; with the width split over several blocks as well
 // (products of few rows) they meet in the output through atomic adds. Measured against cuBLAS by
-// benchmarks/cuda_expert_kernels.cu; not used by the loops until it wins there. Internal linkage, as
-// expert_kernels.cuh, for inclusion in several translation units.
+// benchmarks/cuda_expert_kernels.cu; not used by the loops until it wins there. Only templates and
+// inline functions, so that several translation units may include it.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,7 +18,6 @@
 
 namespace vla_edge {
 namespace stream_product {
-namespace {
 
 using bf16 = __nv_bfloat16;
 constexpr int kWarps = 8, kAhead = 4;  // warps per block; weight fragments each warp loads before multiplying
@@ -115,6 +114,5 @@ inline bool launch_stream_product(cudaStream_t st, const bf16* W, int R, int K, 
     return true;
 }
 
-}  // namespace
 }  // namespace stream_product
 }  // namespace vla_edge
