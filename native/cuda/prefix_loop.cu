@@ -37,6 +37,24 @@ struct CudaPrefixLoop::Impl {
     // buffers and stream its graphs use.
     CapturedShapes shapes{kWho};
 
+    // Room for a batch of these prefix lengths (the captured graphs go where the buffers grow);
+    // returns its token count.
+    int prepare(const std::vector<int>& n_prefix) {
+        int T = 0, longest = 0;
+        for (int n : n_prefix) {
+            if (n < 1) throw std::invalid_argument("CUDA prefix loop: an empty prefix");
+            T += n;
+            longest = std::max(longest, n);
+        }
+        const int per_split = keys_per_split(attention);
+        const int64_t part_rows =
+            int64_t{attention_rows_ld(attention, longest * spec.heads)} * ((longest + per_split - 1) / per_split);
+        const bool remade =
+            act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(gu16, int64_t{n} * 2 * spec.ffn); });
+        if (remade) shapes.clear();
+        return T;
+    }
+
     // Every launch of the prefix pass, in stream order (captured once per shape). Attention runs
     // once per observation: each has its own number of query rows (its length x heads).
     void enqueue(const std::vector<int>& n_prefix, const int* pos, const int* rows, const int* base, const int* keys) const {
@@ -108,31 +126,34 @@ CudaPrefixLoop::~CudaPrefixLoop() = default;
 
 size_t CudaPrefixLoop::captured_graphs() const { return impl_->shapes.size(); }
 
-void CudaPrefixLoop::run(const float* emb, const std::vector<int>& n_prefix, const std::vector<int64_t>& bases) {
+float* CudaPrefixLoop::input_rows(const std::vector<int>& n_prefix) {
+    Impl& m = *impl_;
+    check(cudaSetDevice(m.spec.device), "selecting the device");
+    m.prepare(n_prefix);
+    return m.act.x;
+}
+
+void CudaPrefixLoop::run(const float* emb, const std::vector<int>& n_prefix, const std::vector<int64_t>& bases,
+                         const std::vector<std::pair<int, int>>& uploads) {
     Impl& m = *impl_;
     const CudaPrefixSpec& s = m.spec;
     const int B = static_cast<int>(n_prefix.size());
     loop_require_ranges(kWho, bases, n_prefix, s.cache_rows);
     check(cudaSetDevice(s.device), "selecting the device");
-    int T = 0, longest = 0;
-    for (int n : n_prefix) {
-        if (n < 1) throw std::invalid_argument("CUDA prefix loop: an empty prefix");
-        T += n;
-        longest = std::max(longest, n);
-    }
-    const int per_split = keys_per_split(m.attention);
-    const int64_t part_rows =
-        int64_t{attention_rows_ld(m.attention, longest * s.heads)} * ((longest + per_split - 1) / per_split);
-    const bool remade =
-        m.act.reserve(s, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(m.gu16, int64_t{n} * 2 * s.ffn); });
-    if (remade) m.shapes.clear();
+    const int T = m.prepare(n_prefix);
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     const std::vector<int> ints = token_indices(std::vector<int>(B, 0), n_prefix, bases);  // positions from 0
     const cudaGraphExec_t exec =
         m.shapes.get(key, ints, *m.io, [&](const int* p) { m.enqueue(n_prefix, p, p + T, p + 2 * T, p + 2 * T + B); });
     const cudaStream_t st = m.io->stream;
-    check(cudaMemcpyAsync(m.act.x, emb, static_cast<size_t>(T) * s.hidden * sizeof(float), cudaMemcpyHostToDevice, st),
-          "uploading the embeddings");
+    const std::vector<std::pair<int, int>> all{{0, T}};
+    for (const auto& [first, count] : uploads.empty() ? all : uploads) {
+        if (first < 0 || count < 0 || first + count > T) throw std::invalid_argument("CUDA prefix loop: an upload past the prefix");
+        const size_t offset = static_cast<size_t>(first) * s.hidden;
+        check(cudaMemcpyAsync(m.act.x + offset, emb + offset, static_cast<size_t>(count) * s.hidden * sizeof(float),
+                              cudaMemcpyHostToDevice, st),
+              "uploading the embeddings");
+    }
     check(cudaGraphLaunch(exec, st), "launching the prefix graph");
     check(cudaStreamSynchronize(st), "running the prefix loop");
 }

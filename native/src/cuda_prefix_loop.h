@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "cuda_expert_loop.h"  // CudaMatrix, CudaStackShape
@@ -43,7 +44,14 @@ class CudaPrefixLoop {
     // `emb`: host floats, the observations' prefix embeddings one after another
     // (sum(n_prefix) x hidden). Observation s attends to its own n_prefix[s] tokens (positions from
     // 0) and writes its K/V to cache rows [bases[s], bases[s] + n_prefix[s]). Returns once written.
-    void run(const float* emb, const std::vector<int>& n_prefix, const std::vector<int64_t>& bases);
+    // `uploads`: the token ranges {first, count} of `emb` to copy to the device; empty: all of them.
+    // The other rows must have been written into input_rows(n_prefix) before (the vision loop's
+    // image tokens, which then never pass through the host).
+    void run(const float* emb, const std::vector<int>& n_prefix, const std::vector<int64_t>& bases,
+             const std::vector<std::pair<int, int>>& uploads = {});
+    // Where run() reads a batch of these prefix lengths from: device floats, sum(n_prefix) x hidden,
+    // valid until a longer batch comes.
+    float* input_rows(const std::vector<int>& n_prefix);
     // Input shapes with a captured CUDA graph.
     size_t captured_graphs() const;
 

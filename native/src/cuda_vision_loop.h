@@ -57,8 +57,8 @@ class CudaVisionLoop {
     CudaVisionLoop& operator=(const CudaVisionLoop&) = delete;
 
     // `patches`: host floats, n_images x tokens_per_image x patch_values (the runtime's patchify
-    // layout). Image i's tokens_per_image x out_width projected tokens go to host memory at out[i].
-    // Returns once they are there.
+    // layout). Image i's tokens_per_image x out_width projected tokens go to out[i], host memory or
+    // device memory of this device (the prefix loop's input rows). Returns once they are there.
     void run(const float* patches, int n_images, const std::vector<float*>& out);
     // Image counts with a captured CUDA graph.
     size_t captured_graphs() const;

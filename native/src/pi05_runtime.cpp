@@ -956,12 +956,17 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         for (int img = 0; img < in.n_images; ++img, dst += patch_floats) patchify(in.images + img * image_floats, dst);
     }
     size_t block_first = 0;
+    // With both of our loops the image tokens go from the vision loop straight into the prefix loop's
+    // input rows on the device; only the text rows are uploaded from the host then.
+    [[maybe_unused]] float* device_prefix = nullptr;
     if (use_cuda_vision()) {
 #ifdef VLA_EDGE_WITH_CUDA
+        if (use_cuda_prefix()) device_prefix = cuda_prefix_->input_rows(n_prefix);
+        float* blocks = device_prefix ? device_prefix : host_prefix_.data();
         std::vector<float*> image_out;  // each image's tokens straight into its observation's block
         for (size_t b = 0; b < batch.size(); ++b) {
             for (int img = 0; img < batch[b].n_images; ++img)
-                image_out.push_back(host_prefix_.data() + (block_first + static_cast<size_t>(img) * N) * D);
+                image_out.push_back(blocks + (block_first + static_cast<size_t>(img) * N) * D);
             block_first += n_prefix[b];
         }
         cuda_vision_->run(host_patches_.data(), n_images, image_out);
@@ -995,7 +1000,15 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     }
     if (use_cuda_prefix()) {
 #ifdef VLA_EDGE_WITH_CUDA
-        cuda_prefix_->run(host_prefix_.data(), n_prefix, bases);
+        std::vector<std::pair<int, int>> text_rows;  // empty: every row from the host
+        if (device_prefix) {
+            int first = 0;
+            for (size_t b = 0; b < batch.size(); ++b) {
+                text_rows.emplace_back(first + batch[b].n_images * N, batch[b].n_tokens);
+                first += n_prefix[b];
+            }
+        }
+        cuda_prefix_->run(host_prefix_.data(), n_prefix, bases, text_rows);
 #endif
     } else {
         ensure_prefix(n_prefix);
