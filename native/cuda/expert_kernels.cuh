@@ -49,6 +49,22 @@ __device__ inline float warp_max(float v) {
     return v;
 }
 
+// Sum over the block; every thread gets it (each warp reduces the warps' partials itself).
+// `partial` holds one float per warp; a block may call this again with the same `partial`.
+__device__ inline float block_sum(float v, float* partial) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();  // a previous call's readers are done with `partial`
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < warps ? partial[lane] : 0.0f);
+}
+
+// GELU, tanh form, as ggml-CUDA's kernel writes it.
+__device__ inline float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
+}
+
 // x[t] = W xt[t] + b: the action projection in (action_dim is small: one block per token).
 static __global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, const float* b, float* x, int E) {
     extern __shared__ float row[];
@@ -71,13 +87,7 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
     const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < E; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = warp_sum(ss);
-    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
-    __syncthreads();
-    const int lane = threadIdx.x % 32;
-    ss = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
-    ss = warp_sum(ss);  // every warp reduces the partials itself
-    const float r = rsqrtf(ss / E + eps);
+    const float r = rsqrtf(block_sum(ss, partial) / E + eps);
     for (int i = threadIdx.x; i < E; i += blockDim.x) store(y + blockIdx.x * ld + i, xr[i] * r * scale1[i] + shift[i]);
 }
 
@@ -486,6 +496,8 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
 enum class AttentionForm { split, tile64, tile32 };
 
 inline int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
+// Splits (blocks along the keys) a form takes for `keys` keys.
+inline int attention_splits(AttentionForm f, int keys) { return (keys + keys_per_split(f) - 1) / keys_per_split(f); }
 
 // Rows per (observation, split) in the attention partials for `rows` query rows: the tile kernels
 // write whole 16-row tiles.
@@ -551,8 +563,7 @@ __global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld
     const int64_t t = i / F;
     const int j = static_cast<int>(i % F);
     const float a = to_f32(gu[t * 2 * F + j]), u = to_f32(gu[t * 2 * F + F + j]);
-    const float gelu = 0.5f * a * (1.0f + tanhf(0.7978845608028654f * a * (1.0f + 0.044715f * a * a)));
-    g[t * ld + j] = __float2bfloat16(gelu * u);
+    g[t * ld + j] = __float2bfloat16(gelu_tanh(a) * u);
 }
 
 // xt += dt * (W h + b): the action projection out and the Euler step, one warp per output.

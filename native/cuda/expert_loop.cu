@@ -178,7 +178,7 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     loop_require_ranges(kWho, bases, keys, s.cache_rows);
     check(cudaSetDevice(s.device), "selecting the device");
     int splits = 0;
-    for (int k : keys) splits = std::max(splits, (k + keys_per_split(m.attention) - 1) / keys_per_split(m.attention));
+    for (int k : keys) splits = std::max(splits, attention_splits(m.attention, k));
     m.reserve(T, int64_t{B} * splits * m.attention_rows_ld());
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     if (!m.shapes.has(key)) m.tune_products(T);  // before its graph is captured

@@ -240,25 +240,26 @@ struct LoopStream {
     // default algorithm (ggml-CUDA's call for a BF16 matrix, which rounds its output to BF16). y's rows
     // lie `ldy` floats apart (0: W.rows, packed), so that several products can fill one wider row.
     void product(const CudaMatrix& W, const __nv_bfloat16* in, int T, float* y, float beta, int64_t ldy = 0) const {
-        const float alpha = 1.0f;
-        const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
-        loop_check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W.data, CUDA_R_16BF, stride, in,
-                                CUDA_R_16BF, stride, &beta, y, CUDA_R_32F, static_cast<int>(ldy ? ldy : rows),
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   who, "layer product");
+        gemm(W, in, T, y, CUDA_R_32F, beta, ldy ? ldy : W.rows, "layer product");
     }
 
     // y[t] = W x[t] rounded to BF16 (float32 accumulation): half the bytes of a float32 output, for
     // a product whose reader takes BF16; the rounding ggml-CUDA's BF16 products make.
     void product_bf16(const CudaMatrix& W, const __nv_bfloat16* in, int T, __nv_bfloat16* y) const {
-        const float alpha = 1.0f, beta = 0.0f;
-        const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
-        loop_check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W.data, CUDA_R_16BF, stride, in,
-                                CUDA_R_16BF, stride, &beta, y, CUDA_R_16BF, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   who, "layer product (BF16 out)");
+        gemm(W, in, T, y, CUDA_R_16BF, 0.0f, W.rows, "layer product (BF16 out)");
     }
 
   private:
+    void gemm(const CudaMatrix& W, const __nv_bfloat16* in, int T, void* y, cudaDataType_t y_type, float beta, int64_t ldy,
+              const char* what) const {
+        const float alpha = 1.0f;
+        const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
+        loop_check(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, stride, &alpha, W.data, CUDA_R_16BF, stride, in,
+                                CUDA_R_16BF, stride, &beta, y, y_type, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+                   who, what);
+    }
+
     void release() {
         if (workspace) cudaFree(workspace);
         if (blas) cublasDestroy(blas);
@@ -294,21 +295,25 @@ class CapturedShapes {
         }
         shapes_.clear();
     }
-    // The graph for `key`; the first time, `ints` go to the device and `enqueue(device ints)` is
-    // captured on `io`'s stream.
+    // The graph for `key`; the first time, `ints` go to the device (none: `enqueue` gets null) and
+    // `enqueue(device ints)` is captured on `io`'s stream.
     cudaGraphExec_t get(const std::vector<int64_t>& key, const std::vector<int>& ints, const LoopStream& io,
                         const std::function<void(const int*)>& enqueue) {
         const auto it = shapes_.find(key);
         if (it != shapes_.end()) return it->second.exec;
         Shape shape;
-        loop_check(cudaMalloc(reinterpret_cast<void**>(&shape.ints), ints.size() * sizeof(int)), who_,
-                   "allocating shape indices");
+        if (!ints.empty()) {
+            loop_check(cudaMalloc(reinterpret_cast<void**>(&shape.ints), ints.size() * sizeof(int)), who_,
+                       "allocating shape indices");
+        }
         try {
-            loop_check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), who_,
-                       "uploading shape indices");
-            // from pageable memory cudaMemcpy may return before the copy lands, and the loop's
-            // non-blocking stream would not wait for it
-            loop_check(cudaStreamSynchronize(nullptr), who_, "uploading shape indices");
+            if (!ints.empty()) {
+                loop_check(cudaMemcpy(shape.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), who_,
+                           "uploading shape indices");
+                // from pageable memory cudaMemcpy may return before the copy lands, and the loop's
+                // non-blocking stream would not wait for it
+                loop_check(cudaStreamSynchronize(nullptr), who_, "uploading shape indices");
+            }
             shape.exec = capture_graph(io.stream, who_, [&] { enqueue(shape.ints); });
         } catch (...) {
             cudaFree(shape.ints);

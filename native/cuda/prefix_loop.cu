@@ -46,9 +46,8 @@ struct CudaPrefixLoop::Impl {
             T += n;
             longest = std::max(longest, n);
         }
-        const int per_split = keys_per_split(attention);
         const int64_t part_rows =
-            int64_t{attention_rows_ld(attention, longest * spec.heads)} * ((longest + per_split - 1) / per_split);
+            int64_t{attention_rows_ld(attention, longest * spec.heads)} * attention_splits(attention, longest);
         const bool remade =
             act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(gu16, int64_t{n} * 2 * spec.ffn); });
         if (remade) shapes.clear();
@@ -71,14 +70,14 @@ struct CudaPrefixLoop::Impl {
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
             int first = 0;
-            const int per_split = keys_per_split(attention);
             for (size_t b = 0; b < n_prefix.size(); ++b) {
                 const int len = n_prefix[b], rows_b = len * s.heads, rows_ld = attention_rows_ld(attention, rows_b);
-                const int splits = (len + per_split - 1) / per_split;
+                const int splits = attention_splits(attention, len);
                 launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, act.q16 + int64_t{first} * s.heads * d, kc, vc,
                                  base + b, keys + b, len, s.heads, scale, act.part_o, act.part_ml);
                 launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
-                                       keys + b, per_split, rows_ld, splits, scale, act.attn + int64_t{first} * act.ld_o, act.ld_o);
+                                       keys + b, keys_per_split(attention), rows_ld, splits, scale,
+                                       act.attn + int64_t{first} * act.ld_o, act.ld_o);
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product

@@ -22,16 +22,6 @@ constexpr const char* kWho = "CUDA vision loop";
 void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 void check(cublasStatus_t s, const char* what) { loop_check(s, kWho, what); }
 
-// Sum over the block; every thread gets it. `partial` holds one float per warp.
-__device__ float block_sum(float v, float* partial) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-    v = warp_sum(v);
-    __syncthreads();  // a previous call's readers are done with `partial`
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    return warp_sum(lane < warps ? partial[lane] : 0.0f);
-}
-
 // A rows x cols matrix of any element type as packed float32 (the patch kernel, the positions).
 __global__ void to_f32_kernel(CudaMatrix m, float* out) {
     const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
@@ -107,15 +97,13 @@ __global__ void vision_heads_kernel(const float* o, int heads, int d, int per_im
     }
 }
 
-// g = GELU(u + b) (tanh form, as ggml-CUDA's kernel writes it) in BF16 rows `ld` wide; u rows F wide.
+// g = GELU(u + b) (gelu_tanh) in BF16 rows `ld` wide; u rows F wide.
 __global__ void bias_gelu_kernel(const float* u, const float* b, int F, int64_t n, bf16* g, int64_t ld) {
     const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
     if (i >= n) return;
     const int64_t t = i / F;
     const int c = static_cast<int>(i % F);
-    const float x = u[i] + b[c];
-    const float y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
-    g[t * ld + c] = __float2bfloat16(y);
+    g[t * ld + c] = __float2bfloat16(gelu_tanh(u[i] + b[c]));
 }
 
 // y[t] += b, rows F wide.
@@ -303,7 +291,7 @@ void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<f
     }
     check(cudaSetDevice(s.device), "selecting the device");
     m.reserve(n_images);
-    const cudaGraphExec_t exec = m.shapes.get({n_images}, {n_images}, *m.io, [&](const int*) { m.enqueue(n_images); });
+    const cudaGraphExec_t exec = m.shapes.get({n_images}, {}, *m.io, [&](const int*) { m.enqueue(n_images); });
     const cudaStream_t st = m.io->stream;
     const int64_t T = int64_t{n_images} * s.tokens_per_image;
     const size_t patch_bytes = static_cast<size_t>(T) * s.patch_values * sizeof(float);
