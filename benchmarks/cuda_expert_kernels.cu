@@ -12,6 +12,7 @@
 #include "tuned_products.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +66,17 @@ std::vector<float> download(const T* p, int64_t n) {
     std::vector<float> f(n);
     for (int64_t i = 0; i < n; ++i) f[i] = to_float(h[i]);
     return f;
+}
+
+// ||got - ref|| / ||ref||, in float64
+template <typename Ref>
+double rel_l2(const std::vector<float>& got, const std::vector<Ref>& ref) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+        den += double(ref[i]) * ref[i];
+    }
+    return std::sqrt(num / den);
 }
 
 struct Json {
@@ -170,19 +182,11 @@ int main(int argc, char** argv) {
             }
         }
     }
-    auto rel_l2 = [&](const std::vector<float>& got) {
-        double num = 0, den = 0;
-        for (size_t i = 0; i < ref.size(); ++i) {
-            num += (got[i] - ref[i]) * (got[i] - ref[i]);
-            den += ref[i] * ref[i];
-        }
-        return std::sqrt(num / den);
-    };
     for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());
-        const double err = rel_l2(download(out, int64_t{T} * heads * D));
+        const double err = rel_l2(download(out, int64_t{T} * heads * D), ref);
         const double us = time_graph(st, form);
         std::printf("attention %-9s rel-L2 %.2e (BF16 output rounding ~2e-3)  %.2f us per call\n", name.c_str(), err, us);
         js.num("attention_" + name + "_rel_l2", err);
@@ -251,13 +255,7 @@ int main(int argc, char** argv) {
         ok(cudaGetLastError(), "stream product");
         double stream_err = -1.0, stream_us = -1.0;
         if (fits) {
-            const std::vector<float> a = download(y, int64_t{T} * sh.rows), b = download(y_cublas, int64_t{T} * sh.rows);
-            double num = 0, den = 0;
-            for (size_t i = 0; i < a.size(); ++i) {
-                num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-                den += double(b[i]) * b[i];
-            }
-            stream_err = std::sqrt(num / den);
+            stream_err = rel_l2(download(y, int64_t{T} * sh.rows), download(y_cublas, int64_t{T} * sh.rows));
             stream_us = time_graph(io.stream, [&] {
                 stream_product::launch_stream_product(io.stream, W, sh.rows, sh.cols, sh.cols, in, T, y, beta, splits);
             });

@@ -13,9 +13,11 @@
 #   usage: OUT=/tmp/x bash benchmarks/cuda_expert_kernels.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}; mkdir -p "$OUT"
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
-flags=(-O3 -std=c++17 "-arch=sm_${cc:-90}" -Inative/src -Inative/cuda)
-ab=/tmp/cuda_expert_loop_ab bin=/tmp/cuda_expert_kernels log=$OUT/cuda_expert_kernels.log
+# ARCH (default: this machine's GPU), BIN_DIR (default /tmp) and BUILD_ONLY=1 (build, run nothing) let
+# scripts/cuda_compile_check.sh build the same two programs on a machine without a GPU
+arch=${ARCH:-sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')}
+flags=(-O3 -std=c++17 "-arch=$arch" -Inative/src -Inative/cuda)
+ab=${BIN_DIR:-/tmp}/cuda_expert_loop_ab bin=${BIN_DIR:-/tmp}/cuda_expert_kernels log=$OUT/cuda_expert_kernels.log
 # the compilers' messages go to the log too: run in the background (KERNEL_BENCH=1), nothing else shows them
 nvcc "${flags[@]}" benchmarks/cuda_expert_loop_ab.cu native/cuda/expert_loop.cu native/cuda/tuned_products.cu \
   -lcublasLt -lcublas -o "$ab" > "$log.ab_nvcc" 2>&1 & ab_pid=$!
@@ -25,6 +27,7 @@ wait "$ab_pid"; ab_rc=$?
 cat "$log.ab_nvcc" >> "$log"; rm -f "$log.ab_nvcc"
 [ "$bench_rc" = 0 ] || { echo "nvcc failed (kernel bench)" | tee -a "$log"; exit 1; }
 [ "$ab_rc" = 0 ] || { echo "nvcc failed (loop A/B)" | tee -a "$log"; exit 1; }
+[ "${BUILD_ONLY:-0}" = 1 ] && exit 0
 {
   for prefix in 582 326 838; do "$ab" --prefix "$prefix"; done
   "$ab" --prefix 582 --batch 2

@@ -36,8 +36,7 @@ for src in native/cuda/expert_loop.cu native/cuda/prefix_loop.cu native/cuda/vis
 done
 nvcc -shared -o "$out/loops.so" "${objs[@]}" -lcublasLt -lcublas
 echo "native/cuda: compiled and linked"
-# the GPU machine's standalone programs (benchmarks/cuda_expert_kernels.sh builds them the same way)
-nvcc "${flags[@]}" benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu -lcublasLt -lcublas -o "$out/kb"
-nvcc "${flags[@]}" benchmarks/cuda_expert_loop_ab.cu native/cuda/expert_loop.cu native/cuda/tuned_products.cu \
-  -lcublasLt -lcublas -o "$out/ab"
+# the GPU machine's standalone programs, built by the script that builds and runs them there
+ARCH=$arch OUT=$out BIN_DIR=$out BUILD_ONLY=1 bash benchmarks/cuda_expert_kernels.sh \
+  || { cat "$out/cuda_expert_kernels.log"; exit 1; }
 echo "benchmarks: kernel bench and loop A/B compiled and linked"
