@@ -54,3 +54,22 @@ def batch_matches_singles():
             assert rel_l2(chunk.actions, policy.infer(obs, noise=noise).actions) <= tol
 
     return check
+
+
+@pytest.fixture
+def matches_graph_and_reference():
+    """check(loop, graph, pack_dir, prompts, to_graph, to_reference): on a fresh random observation per
+    prompt (and fresh noise), the loop's chunk is within `to_graph` of ggml's graph's and within
+    `to_reference` of the `reference` target's (rel-L2)."""
+
+    def check(loop, graph, pack_dir: Path, prompts: tuple[str, ...], to_graph: float, to_reference: float) -> None:
+        ref = load_policy(pack_dir, target="reference")
+        rng = np.random.default_rng()
+        for prompt in prompts:
+            obs = random_observation(ref.pack, rng, prompt=prompt)
+            noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
+            ours = loop.infer(obs, noise=noise).actions
+            assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= to_graph
+            assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= to_reference
+
+    return check

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_edge import load_policy
 from vla_edge.packs.golden import random_observation
 from vla_edge.packs.writer import rel_l2
 
@@ -33,17 +32,11 @@ def expert_policy(cuda_policy):
     return lambda pack_dir, loop: cuda_policy(pack_dir, VLA_EDGE_CUDA_EXPERT="1" if loop else "0")
 
 
-def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy) -> None:
+def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy, matches_graph_and_reference) -> None:
     loop, graph = expert_policy(pack, True), expert_policy(pack, False)
-    ref = load_policy(pack, target="reference")
-    rng = np.random.default_rng()
     # two prompts of different lengths: two shapes, each captured once
-    for prompt in ("pick up the red cube", "put the cup on the plate and then go back to the start"):
-        obs = random_observation(ref.pack, rng, prompt=prompt)
-        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
-        ours = loop.infer(obs, noise=noise).actions
-        assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
-        assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
+    prompts = ("pick up the red cube", "put the cup on the plate and then go back to the start")
+    matches_graph_and_reference(loop, graph, pack, prompts, LOOP_VS_GRAPH, VS_REFERENCE)
     note = loop._backend.describe()["expert_loop"]
     assert note.startswith("cuda (own kernels, 2 shapes captured; attention tile64; "), note
     assert "product shapes timed" in note, note

@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_edge import load_policy
 from vla_edge.packs.golden import random_observation
-from vla_edge.packs.writer import rel_l2
 
 pytestmark = pytest.mark.gpu
 LOOP_VS_GRAPH = 2e-3
@@ -33,18 +31,13 @@ def prefix_policy(cuda_policy):
     return lambda pack_dir, loop: cuda_policy(pack_dir, VLA_EDGE_CUDA_PREFIX="1" if loop else "0")
 
 
-def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_policy) -> None:
+def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_policy,
+                                                             matches_graph_and_reference) -> None:
     loop, graph = prefix_policy(pack, True), prefix_policy(pack, False)
-    ref = load_policy(pack, target="reference")
-    rng = np.random.default_rng()
     # two prompts of different lengths: two shapes, each captured once (the longer first: a longer prefix
     # grows the loop's buffers, which drops the graphs captured before)
-    for prompt in ("pick up the green block and put it in the bowl on the left", "wipe the table"):
-        obs = random_observation(ref.pack, rng, prompt=prompt)
-        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
-        ours = loop.infer(obs, noise=noise).actions
-        assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
-        assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
+    prompts = ("pick up the green block and put it in the bowl on the left", "wipe the table")
+    matches_graph_and_reference(loop, graph, pack, prompts, LOOP_VS_GRAPH, VS_REFERENCE)
     assert loop._backend.describe()["prefix_loop"] == "cuda (own kernels, 2 shapes captured)"
     assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)"
 

@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_edge import load_policy
 from vla_edge.packs.golden import random_observation
-from vla_edge.packs.writer import rel_l2
 
 pytestmark = pytest.mark.gpu
 LOOP_VS_GRAPH = 2e-3
@@ -38,17 +36,12 @@ def vision_policy(cuda_policy):
 
 
 @pytest.mark.parametrize("fused", ["0", "1"])
-def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: str, vision_policy) -> None:
+def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: str, vision_policy,
+                                                             matches_graph_and_reference) -> None:
     loop = vision_policy(pack, True, VLA_EDGE_FUSE_VISION_QKV=fused)
     graph = vision_policy(pack, False, VLA_EDGE_FUSE_VISION_QKV=fused)
-    ref = load_policy(pack, target="reference")
-    rng = np.random.default_rng()
-    for prompt in ("wipe the table", "stack the blocks"):  # fresh images each time, one image count
-        obs = random_observation(ref.pack, rng, prompt=prompt)
-        noise = rng.standard_normal(ref.noise_shape).astype(np.float32)
-        ours = loop.infer(obs, noise=noise).actions
-        assert rel_l2(ours, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
-        assert rel_l2(ours, ref.infer(obs, noise=noise).actions) <= VS_REFERENCE
+    # fresh images each time, one image count
+    matches_graph_and_reference(loop, graph, pack, ("wipe the table", "stack the blocks"), LOOP_VS_GRAPH, VS_REFERENCE)
     assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 1 image counts captured)"
     assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=0)"
 
