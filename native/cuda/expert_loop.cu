@@ -151,10 +151,12 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.io = std::make_unique<LoopStream>(kWho);
-    // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
+    // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07.
+    // VLA_EDGE_CUDA_STREAM_PRODUCTS=1 adds our stream product to the race (opt-in until it has run on a GPU)
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
+    const char* stream = std::getenv("VLA_EDGE_CUDA_STREAM_PRODUCTS");
     if (!tuned || std::strcmp(tuned, "0")) {
-        m.products = std::make_unique<TunedProducts>(*m.io);
+        m.products = std::make_unique<TunedProducts>(*m.io, stream && !std::strcmp(stream, "1"));
     }
 }
 
