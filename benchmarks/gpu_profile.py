@@ -27,11 +27,12 @@ from gpu_vs_realtime_vla import Ours  # noqa: E402 - same inputs as the side-by-
 
 FAMILIES = (  # first match wins; a kernel name matching none is reported as "other"
     ("matmul (quantised, ggml mmq/mmvq)", r"mul_mat_q|mul_mat_vec_q|mmq|mmvq"),
-    ("matmul (cuBLAS / cutlass)", r"gemm|cutlass|sm90_|sm80_|xmma|cublas|ampere_|s16816|s1688"),
+    ("matmul (our stream product)", r"stream_product"),
+    ("matmul (cuBLAS / cutlass)", r"gemm|cutlass|sm90_|sm80_|xmma|cublas|ampere_|s16816|s1688|nvjet"),
     ("matmul (ggml f16/f32 kernels)", r"mul_mat|mmf|mmvf"),
     ("flash attention", r"flash_attn|fattn"),
-    ("attention (our expert loop)", r"attention_split|attention_combine"),
-    ("softmax", r"soft_max"),
+    ("attention (our loops)", r"attention_|vision_qkv|vision_heads"),
+    ("softmax", r"soft_?max"),
     ("norms", r"norm"),
     ("rope", r"rope"),
     ("gelu / glu / silu", r"gelu|glu|silu|tanh"),
