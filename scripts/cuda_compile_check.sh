@@ -35,6 +35,12 @@ for src in native/cuda/expert_loop.cu native/cuda/prefix_loop.cu native/cuda/vis
   objs+=("$out/$(basename "$src").o")
 done
 nvcc -shared -o "$out/loops.so" "${objs[@]}" -lcublasLt -lcublas
+# nvcc gives each translation unit its own host stub of a template kernel (a local symbol), so a
+# function that sets a kernel's attribute or launches one must be local too: a merged (weak) inline
+# copy acts on one unit's kernel only (the prefix loop's attention failed so on the GPU, 2026-12-07)
+if nm -C "${objs[@]}" | grep -E " [WV] .*(prepare_attention|tile_kernel_for|launch_attention)"; then
+  echo "native/cuda: the functions above must be static (one per translation unit)" >&2; exit 1
+fi
 echo "native/cuda: compiled and linked"
 # the GPU machine's standalone programs, built by the script that builds and runs them there
 ARCH=$arch OUT=$out BIN_DIR=$out BUILD_ONLY=1 bash benchmarks/cuda_expert_kernels.sh \

@@ -506,7 +506,7 @@ inline int attention_rows_ld(AttentionForm f, int rows) { return f == AttentionF
 // Query rows are token-major, head-minor, `horizon x heads` per observation (rows_total); the
 // partial outputs are rows_ld apart per (observation, split).
 template <int D>
-inline void launch_attention_at(AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
+static inline void launch_attention_at(AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
                                 const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
                                 int horizon, int heads, float scale, float* part_o, float2* part_ml) {
     switch (form) {
@@ -528,11 +528,16 @@ inline void launch_attention_at(AttentionForm form, int B, int rows_total, int r
 
 // The tile kernel a form launches at head_dim d and its dynamic shared memory: the attribute
 // cudaFuncAttributeMaxDynamicSharedMemorySize must allow that much before the first launch.
+// `static`, like the launchers: nvcc gives every translation unit its own host stub of a template
+// kernel (a local symbol), and so its own kernel, while an inline function is one definition for the
+// whole program. The attribute must be set through the stub of the unit that launches: an inline
+// tile_kernel_for set it on one loop's kernel only (the prefix loop's launch then failed on the GPU,
+// 2026-12-07, with the expert loop's attribute set and its own not).
 struct TileKernel {
     const void* fn;
     size_t smem;
 };
-inline TileKernel tile_kernel_for(int d, AttentionForm form) {
+static inline TileKernel tile_kernel_for(int d, AttentionForm form) {
     const bool wide = form == AttentionForm::tile64;
     auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
     if (d == 64) return wide ? pick(attention_tile_kernel<64, 64>, TileLayout<64, 64>::bytes)
@@ -544,7 +549,7 @@ inline TileKernel tile_kernel_for(int d, AttentionForm form) {
 }
 
 // The same for head_dim 64, 128 or 256, chosen at run time.
-inline void launch_attention(int d, AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
+static inline void launch_attention(int d, AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
                              const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
                              int horizon, int heads, float scale, float* part_o, float2* part_ml) {
     auto* launch = d == 64 ? launch_attention_at<64> : d == 128 ? launch_attention_at<128> : launch_attention_at<256>;

@@ -49,8 +49,9 @@ inline void loop_require_device(const char* who, int device, int head_dim) {
 // The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or
 // tile32 (A/B runs; tile64 is the default since the H100 run of 2026-12-07, docs/gpu.md). A tile form
 // needs its shared memory allowed before its first launch (here, for the instantiation at head_dim);
-// throws where the device cannot give that much.
-inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim) {
+// throws where the device cannot give that much. `static`: it sets the attribute on the calling
+// translation unit's own kernel, the one its launches run (tile_kernel_for says why).
+static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim) {
     using expert_kernels::AttentionForm;
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
     const AttentionForm form = v && !std::strcmp(v, "split128") ? AttentionForm::split
