@@ -1,8 +1,7 @@
 // The expert loop's kernels and products one at a time, at pi0.5's full expert shapes, on random
 // data: each attention form checked against a float64 reference, then every kernel timed as a
 // CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
-// cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers and beside our
-// stream product (native/cuda/stream_product.cuh, checked against cuBLAS), raced as TunedProducts does. Builds in seconds
+// cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers, raced as TunedProducts does. Builds in seconds
 // on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
 //   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
 //        -lcublasLt -lcublas -o /tmp/kb && /tmp/kb --keys 632 --out $OUT/cuda_expert_kernels.json
@@ -226,16 +225,16 @@ int main(int argc, char** argv) {
     js.num("geglu_us", t_geglu);
     (void)A;
 
-    // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm and our stream
-    // product (checked against cuBLAS first), raced by TunedProducts as the loop does
+    // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by
+    // TunedProducts as the loop does
     LoopStream io("kernel bench");  // the loop's stream, cuBLAS handle and workspace
-    TunedProducts tuned(io, true);
+    TunedProducts tuned(io);
     struct Shape {
         const char* name;
         int rows, cols;
         bool accumulate;
     };
-    double sum_default = 0, sum_best = 0, sum_floor = 0, sum_stream = 0;
+    double sum_default = 0, sum_best = 0, sum_floor = 0;
     std::string prods;
     for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, false}, Shape{"out", E, heads * D, true},
                             Shape{"gate_up", 2 * F, E, false}, Shape{"down", E, F, true}}) {
@@ -251,36 +250,27 @@ int main(int argc, char** argv) {
         // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run)
         const double rerun = time_graph(io.stream, [&] { tuned.run(Wm, in, T, y, sh.accumulate); });
         const double floor_us = 1e6 * 2.0 * sh.rows * sh.cols / 3.35e12;  // weights once at the H100's datasheet bandwidth
-        double stream_us = -1.0;  // the fastest stream product that matched cuBLAS
-        std::string each, rejected;
-        for (size_t i = 0; i < mine.us.size(); ++i) {
-            each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
-            if (mine.names[i].rfind("stream", 0) == 0 && (stream_us < 0 || mine.us[i] < stream_us)) stream_us = mine.us[i];
-        }
-        for (const std::string& r : mine.rejected) rejected += (rejected.empty() ? "\"" : ", \"") + r + "\"";
-        std::printf("%-8s %5d x %5d, %d tokens: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, best stream product "
-                    "%.2f us, weight floor %.2f us%s\n",
+        std::string each;
+        for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
+        std::printf("%-8s %5d x %5d, %d tokens: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, weight floor %.2f us\n",
                     sh.name, sh.rows, sh.cols, T, mine.us[0], mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun,
-                    mine.us.size(), stream_us, floor_us, mine.rejected.empty() ? "" : "; REJECTED stream splits (see JSON)");
+                    mine.us.size(), floor_us);
         prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"default_us\": " +
                  std::to_string(mine.us[0]) + ", \"chosen\": \"" + mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " +
                  std::to_string(rerun) + ", \"candidates_us\": [" + each + "], \"weight_floor_us\": " +
-                 std::to_string(floor_us) + ", \"stream_us\": " + std::to_string(stream_us) + ", \"stream_rejected\": [" +
-                 rejected + "]}";
+                 std::to_string(floor_us) + "}";
         sum_default += mine.us[0];
         sum_best += rerun;
         sum_floor += floor_us;
-        sum_stream += stream_us;
         cudaFree(W);
         cudaFree(in);
         cudaFree(y);
     }
-    std::printf("a layer's four products: default %.1f us, chosen %.1f us, best stream products %.1f us, weight floor %.1f us\n",
-                sum_default, sum_best, sum_stream, sum_floor);
+    std::printf("a layer's four products: default %.1f us, chosen %.1f us, weight floor %.1f us\n", sum_default, sum_best,
+                sum_floor);
     js.add("products", "[" + prods + "]");
     js.num("products_default_us", sum_default);
     js.num("products_chosen_us", sum_best);
-    js.num("products_stream_us", sum_stream);
     if (!out_path.empty()) {
         FILE* f = std::fopen(out_path.c_str(), "w");
         if (!f) return 1;

@@ -91,8 +91,6 @@ struct Config {
     const char* name;
     const char* attention;  // VLA_EDGE_CUDA_ATTENTION
     const char* tuned;      // VLA_EDGE_CUDA_TUNED_PRODUCTS
-    const char* stream;     // VLA_EDGE_CUDA_STREAM_PRODUCTS
-    const char* l2;         // VLA_EDGE_CUDA_L2_PREFETCH
 };
 
 }  // namespace
@@ -161,17 +159,14 @@ int main(int argc, char** argv) {
     spec.action_out_bias = dev.upload(uniform(spec.action_dim, rng, -0.1f, 0.1f));
     ok(cudaDeviceSynchronize(), "weights");
 
-    const std::vector<Config> configs = {{"split128, cuBLAS default (first)", "split128", "0", nullptr, nullptr},
-                                         {"default: tile64 + timed products", nullptr, nullptr, nullptr, nullptr},
-                                         {"default + stream products raced", nullptr, nullptr, "1", nullptr},
-                                         {"default + weights prefetched to L2", nullptr, nullptr, nullptr, "1"},
-                                         {"tile64, cuBLAS default", "tile64", "0", nullptr, nullptr}};
+    const std::vector<Config> configs = {{"split128, cuBLAS default (first)", "split128", "0"},
+                                         {"default: tile64 + timed products", nullptr, nullptr},
+                                         {"tile64, cuBLAS default", "tile64", "0"},
+                                         {"tile32 + timed products", "tile32", nullptr}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
         c.attention ? setenv("VLA_EDGE_CUDA_ATTENTION", c.attention, 1) : unsetenv("VLA_EDGE_CUDA_ATTENTION");
         c.tuned ? setenv("VLA_EDGE_CUDA_TUNED_PRODUCTS", c.tuned, 1) : unsetenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-        c.stream ? setenv("VLA_EDGE_CUDA_STREAM_PRODUCTS", c.stream, 1) : unsetenv("VLA_EDGE_CUDA_STREAM_PRODUCTS");
-        c.l2 ? setenv("VLA_EDGE_CUDA_L2_PREFETCH", c.l2, 1) : unsetenv("VLA_EDGE_CUDA_L2_PREFETCH");
         loops.push_back(std::make_unique<CudaExpertLoop>(spec));
     }
     const std::vector<float> noise = uniform(size_t(batch) * H * spec.action_dim, rng, -2.0f, 2.0f);
@@ -190,17 +185,19 @@ int main(int argc, char** argv) {
     }
     std::printf("expert loop, %d observation(s), prefix %d tokens, %d layers x %d steps, %d chunks each:\n", batch, n_prefix,
                 layers, spec.steps, chunks);
+    // two forms may each round differently (the tile forms' F16 probabilities against the split form's):
+    // on random weights they sit 2.1e-3 to 2.5e-3 apart (H100, 2026-12-07), each within 2e-3 of ggml's
+    // graph in the GPU tests; 5e-3 is the forms check's bound against the reference
+    constexpr double kBound = 5e-3;
     bool exact = true;
     for (size_t i = 0; i < loops.size(); ++i) {
         std::sort(ms[i].begin(), ms[i].end());
         const double err = rel_l2(out[i], out[0]);
-        exact = exact && err <= 2e-3;
+        exact = exact && err <= kBound;
         std::printf("  %-34s median %.3f ms (min %.3f)  rel-L2 vs the first %.2e  [%s]\n", configs[i].name,
                     ms[i][ms[i].size() / 2], ms[i].front(), err, loops[i]->describe().c_str());
     }
-    auto median = [&](size_t i) { return ms[i][ms[i].size() / 2]; };
-    std::printf("  ratio default / first: %.3f; stream products raced / default: %.3f; L2 prefetch / default: %.3f\n",
-                median(1) / median(0), median(2) / median(1), median(3) / median(1));
-    std::printf(exact ? "  every configuration within 2e-3 of the first\n" : "  OUTSIDE 2e-3: see above\n");
+    std::printf("  ratio default / first: %.3f\n", ms[1][ms[1].size() / 2] / ms[0][ms[0].size() / 2]);
+    std::printf(exact ? "  every configuration within 5e-3 of the first\n" : "  OUTSIDE 5e-3: see above\n");
     return exact ? 0 : 2;
 }

@@ -27,7 +27,6 @@ from gpu_vs_realtime_vla import Ours  # noqa: E402 - same inputs as the side-by-
 
 FAMILIES = (  # first match wins; a kernel name matching none is reported as "other"
     ("matmul (quantised, ggml mmq/mmvq)", r"mul_mat_q|mul_mat_vec_q|mmq|mmvq"),
-    ("matmul (our stream product)", r"stream_product"),
     ("matmul (cuBLAS / cutlass)", r"gemm|cutlass|sm90_|sm80_|xmma|cublas|ampere_|s16816|s1688|nvjet"),
     ("matmul (ggml f16/f32 kernels)", r"mul_mat|mmf|mmvf"),
     ("flash attention", r"flash_attn|fattn"),

@@ -21,8 +21,8 @@ times; per variant the rel-L2 of its chunk against the first variant's and again
 variant's on the same inputs and noise (when one is given), per stage the fraction of the GPU's
 weight-bandwidth / tensor-core floor reached (vla_edge.bench.gpu_floors), its load time and its process's memory:
 peak RSS against the goal pack x 1.15 + 300 MB plus the CUDA context (measured in that process by
-loading TINY first, when given), and what its first chunks decided (`decided`: `expert_loop`, our
-own CUDA loop or ggml's graph and why; `constants`, e.g. whether the gates were folded). Plus GPU
+loading TINY first, when given), and what its first chunks decided (`decided`: `vision_loop`,
+`prefix_loop`, `expert_loop`, our own CUDA loop or ggml's graph and why; `constants`, e.g. whether the gates were folded). Plus GPU
 name, pack recipe and commit.
 """
 
@@ -255,7 +255,7 @@ def measure(views: int, workers: dict[str, Worker], args: argparse.Namespace, se
                                for k in ("vision", "prefix", "expert_total") if k in stages[name][0]},
              f"rel_l2_vs_{first}": rel_l2(actions[name], actions[first]),
              "decided": {k: v for k, v in workers[name].ask({"cmd": "describe"})["backend"].items()
-                         if k in ("expert_loop", "constants")}}  # what the first chunk chose
+                         if k in ("vision_loop", "prefix_loop", "expert_loop", "constants")}}  # what the first chunk chose
         if args.f16_variant in actions:
             v[f"rel_l2_vs_{args.f16_variant}"] = rel_l2(actions[name], actions[args.f16_variant])
         v["floors"] = stage_floors(floor_work[name], v["stages_p50_ms"], gpu_name)

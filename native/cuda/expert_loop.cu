@@ -13,7 +13,6 @@
 #include <stdexcept>
 
 #include "expert_kernels.cuh"
-#include "l2_prefetch.cuh"
 #include "loop_common.cuh"
 #include "tuned_products.h"
 
@@ -33,7 +32,6 @@ struct CudaExpertLoop::Impl {
     AttentionForm attention = AttentionForm::tile64;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
-    std::unique_ptr<l2_prefetch::Prefetcher> prefetch;  // enabled with VLA_EDGE_CUDA_L2_PREFETCH=1 on 9.0+
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
@@ -75,9 +73,6 @@ struct CudaExpertLoop::Impl {
 
     int attention_rows_ld() const { return expert_kernels::attention_rows_ld(attention, spec.horizon * spec.heads); }
 
-    // With the prefetch on, W's bytes go to L2 on the side branch from this point of the stream.
-    void prefetch_ahead(const CudaMatrix& W) const { prefetch->ahead(io->stream, W.data, W.rows * W.stride * int64_t{2}); }
-
     // Every kernel of the chunk, in stream order (captured once per shape).
     void enqueue(int B, const int* pos, const int* rows, const int* base, const int* keys, int splits) const {
         const CudaExpertSpec& s = spec;
@@ -89,15 +84,9 @@ struct CudaExpertLoop::Impl {
         const cudaStream_t stream = io->stream;
         for (int step = 0; step < s.steps; ++step) {
             action_in_kernel<<<T, kThreads, A * sizeof(float), stream>>>(xt, A, s.action_in, s.action_in_bias, act.x, E);
-            for (size_t l = 0; l < s.layers.size(); ++l) {
-                const CudaExpertLayer& L = s.layers[l];
-                // the product after the down product: the next layer's q/k/v, or the first layer's at the next step
-                const CudaMatrix* next_qkv = l + 1 < s.layers.size() ? &s.layers[l + 1].qkv
-                                             : step + 1 < s.steps    ? &s.layers.front().qkv
-                                                                     : nullptr;
+            for (const CudaExpertLayer& L : s.layers) {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
                 ada_norm_kernel<<<T, kThreads, 0, stream>>>(act.x, E, m1, m + E, s.eps, act.hn, act.ld_h);
-                prefetch_ahead(L.out_w[step]);
                 product(L.qkv, act.hn, T, act.qkv, 0.0f);
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
@@ -106,14 +95,11 @@ struct CudaExpertLoop::Impl {
                                  s.heads, scale, act.part_o, act.part_ml);
                 launch_attention_merge(attention != AttentionForm::split, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml,
                                        keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
-                prefetch_ahead(L.gate_up);
                 product(L.out_w[step], act.attn, T, act.x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 ada_norm_kernel<<<T, kThreads, 0, stream>>>(act.x, E, f1, f + E, s.eps, act.hn, act.ld_h);
-                prefetch_ahead(L.down_w[step]);
                 product(L.gate_up, act.hn, T, act.gu, 0.0f);
                 geglu_kernel<<<blocks(int64_t{T} * s.ffn, kThreads), kThreads, 0, stream>>>(act.gu, s.ffn, int64_t{T} * s.ffn, act.g, act.ld_f);
-                if (next_qkv) prefetch_ahead(*next_qkv);
                 product(L.down_w[step], act.g, T, act.x, 1.0f);
             }
             const float *o1 = s.out_mod1 + step * step_mod, *o = s.out_mod + step * step_mod;
@@ -121,7 +107,6 @@ struct CudaExpertLoop::Impl {
             action_out_kernel<<<blocks(int64_t{T} * A * 32, kThreads), kThreads, 0, stream>>>(
                 hf, E, s.action_out, s.action_out_bias, dt, xt, A, T);
         }
-        prefetch->end(stream);
         launch_check("launching the expert kernels");
     }
 };
@@ -166,14 +151,10 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.io = std::make_unique<LoopStream>(kWho);
-    // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07.
-    // VLA_EDGE_CUDA_STREAM_PRODUCTS=1 adds our stream product to the race (opt-in until it has run on a GPU)
+    // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-    const char* stream = std::getenv("VLA_EDGE_CUDA_STREAM_PRODUCTS");
-    const char* l2 = std::getenv("VLA_EDGE_CUDA_L2_PREFETCH");  // opt-in until it has run on a GPU
-    m.prefetch = std::make_unique<l2_prefetch::Prefetcher>(l2 && !std::strcmp(l2, "1"));
     if (!tuned || std::strcmp(tuned, "0")) {
-        m.products = std::make_unique<TunedProducts>(*m.io, stream && !std::strcmp(stream, "1"));
+        m.products = std::make_unique<TunedProducts>(*m.io);
     }
 }
 
@@ -185,8 +166,7 @@ std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
     const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
     return std::string("attention ") + form + "; " +
-           (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
-           (m.prefetch->enabled() ? "; weights prefetched to L2" : "");
+           (m.products ? m.products->describe() : std::string("cuBLAS default products"));
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {

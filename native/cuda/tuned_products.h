@@ -3,9 +3,7 @@
 // (one of them split-K with a reduce kernel of its own): ~29 us per layer and step on an H100 where
 // the weights alone stream in ~10 us (docs/gpu.md, "Our own expert loop"). Each shape is timed once,
 // before any graph capture, over cuBLAS's default and every algorithm cuBLASLt's heuristic offers,
-// on the real weights; the fastest is kept. With stream candidates on (VLA_EDGE_CUDA_STREAM_PRODUCTS=1),
-// our own stream product (stream_product.cuh) races too at three column splits, each only after its
-// output matched cuBLAS's on the same inputs. Included by CUDA sources only.
+// on the real weights; the fastest is kept. Included by CUDA sources only.
 #pragma once
 
 #include <cublasLt.h>
@@ -21,22 +19,19 @@
 
 namespace vla_edge {
 
-// One shape's race: candidate 0 is cuBLAS's default (cublasGemmEx), then cuBLASLt's offers, then
-// the stream product's splits that matched cuBLAS.
+// One shape's race: candidate 0 is cuBLAS's default (cublasGemmEx), then cuBLASLt's offers.
 struct ProductTiming {
     int rows = 0, cols = 0, tokens = 0;
     bool accumulate = false;        // beta = 1
-    std::vector<std::string> names;  // per candidate: "cublas", "lt<i>", "stream/<splits>"
+    std::vector<std::string> names;  // per candidate: "cublas", "lt<i>" (cuBLASLt's i-th offer)
     std::vector<float> us;          // per candidate
-    std::vector<std::string> rejected;  // stream splits whose output missed cuBLAS's, with the rel-L2
     int chosen = 0;
 };
 
 class TunedProducts {
   public:
     // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
-    // `stream`: race our stream product too.
-    TunedProducts(const LoopStream& io, bool stream);
+    explicit TunedProducts(const LoopStream& io);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
     TunedProducts& operator=(const TunedProducts&) = delete;
@@ -48,30 +43,22 @@ class TunedProducts {
     // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
     void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const;
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed: 2 cuBLASLt, 1 stream, 1 cuBLAS default"
+    // e.g. "4 product shapes timed: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
 
   private:
     using Key = std::tuple<int, int, int, bool>;  // rows, stride, T, accumulate
-    enum class Kind { cublas, lt, stream };
     struct Choice {
         cublasLtMatmulDesc_t desc = nullptr;
         cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
         cublasLtMatmulAlgo_t algo{};
-        Kind kind = Kind::cublas;
-        int splits = 0;  // Kind::stream
+        bool lt = false;  // false: cuBLAS's default won
         ProductTiming timing;
     };
     void lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W, const __nv_bfloat16* x,
                     float* y, bool accumulate) const;
-    // The stream product's splits for W's shape that give cuBLAS's y = W x (and, accumulating, 2 W x
-    // on top of it) within 1e-3 rel-L2; the others go to c.timing.rejected.
-    std::vector<int> checked_stream_splits(Choice& c, const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y,
-                                           bool accumulate) const;
 
     const LoopStream& io_;
-    const bool stream_;
-    int sms_ = 0;
     cublasLtHandle_t lt_ = nullptr;
     std::map<Key, Choice> choices_;
 };

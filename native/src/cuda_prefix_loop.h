@@ -5,11 +5,10 @@
 // reads; the last layer stops after them, as build_prefix does. The prefix graph spends ~7.7 ms of a
 // 2-view chunk on an H100, its flash attention 1.2 ms of that, the rest in products and ~20 small
 // kernels per layer (casts to BF16, adds, norms, RoPE, cache writes, GeGLU in F32); here a layer is
-// nine launches. Opt-in (VLA_EDGE_CUDA_PREFIX=1): exact on the GPU, but slower than ggml's graph when
-// it ran (H100, 2026-12-07: 8.2 vs 7.7 ms at 2 views) with F32 gate/up outputs (ggml-CUDA's are BF16)
-// and the 128-key split attention made for 50 query tokens. Since (not yet run on a GPU): the gate/up
-// product writes BF16 and attention takes the expert loop's form (tile64 unless VLA_EDGE_CUDA_ATTENTION
-// says otherwise; docs/gpu.md). Plain C++ header: no CUDA types leak out.
+// nine launches: its gate/up product writes BF16 (as ggml-CUDA's do) and attention takes the expert
+// loop's form (tile64 unless VLA_EDGE_CUDA_ATTENTION says otherwise). The default on CUDA devices since
+// the H100 run of 2026-12-07 (prefix 7.6 -> 5.7 ms at 2 views, exact to 1.2e-4 of ggml's chunk;
+// docs/gpu.md); VLA_EDGE_CUDA_PREFIX=0 keeps ggml's graph. Plain C++ header: no CUDA types leak out.
 #pragma once
 
 #include <cstdint>

@@ -178,10 +178,10 @@ Pi05Runtime::Pi05Runtime(const std::string& gguf_path, const RuntimeOptions& opt
                             : !chunk_expert_        ? "ggml graph (per-step graphs)"
                             : !cuda_expert_wanted_  ? "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
                                                     : "";  // set by drop_cuda_expert below
-        // The prefix's loop (cuda_prefix_loop.h): opt-in, exact but slower than ggml's graph so far
-        // (H100, 2026-12-07: 8.2 vs 7.7 ms at 2 views; docs/gpu.md).
-        cuda_prefix_wanted_ = cuda && env_switch("VLA_EDGE_CUDA_PREFIX", false);
-        cuda_prefix_note_ = !cuda ? "ggml graph" : !cuda_prefix_wanted_ ? "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)" : "";
+        // The prefix's loop (cuda_prefix_loop.h): on CUDA devices unless VLA_EDGE_CUDA_PREFIX=0 (A/B runs);
+        // H100, 2026-12-07: prefix 7.6 -> 5.7 ms at 2 views, the whole chunk 21.6 -> 19.4 ms (docs/gpu.md).
+        cuda_prefix_wanted_ = cuda && env_switch("VLA_EDGE_CUDA_PREFIX", true);
+        cuda_prefix_note_ = !cuda ? "ggml graph" : !cuda_prefix_wanted_ ? "ggml graph (VLA_EDGE_CUDA_PREFIX=0)" : "";
         // The vision tower's loop (cuda_vision_loop.h): on CUDA devices unless VLA_EDGE_CUDA_VISION=0
         // (A/B runs); H100, same run: vision 6.6 -> 3.6 ms at 2 views (docs/gpu.md).
         cuda_vision_wanted_ = cuda && env_switch("VLA_EDGE_CUDA_VISION", true);

@@ -121,8 +121,8 @@ class Pi05Runtime {
     // Which code runs the chunk's flow steps: "cuda (own kernels, N shapes captured)" (CudaExpertLoop),
     // or "ggml graph" and, off the CPU, why our own loop does not run (VLA_EDGE_CUDA_EXPERT, docs/gpu.md).
     std::string expert_loop() const;
-    // Which code runs the prefix: "cuda (own kernels, N shapes captured)" (CudaPrefixLoop, opt-in with
-    // VLA_EDGE_CUDA_PREFIX=1: exact, not yet faster than ggml's graph), or "ggml graph" and, where asked for, why not.
+    // Which code runs the prefix: "cuda (own kernels, N shapes captured)" (CudaPrefixLoop, on CUDA devices
+    // unless VLA_EDGE_CUDA_PREFIX=0), or "ggml graph" and why.
     std::string prefix_loop() const;
     // Which code runs the vision tower: "cuda (own kernels, N image counts captured)" (CudaVisionLoop,
     // on CUDA devices unless VLA_EDGE_CUDA_VISION=0), or "ggml graph" and why.
@@ -239,7 +239,7 @@ class Pi05Runtime {
     std::string cuda_expert_note_;
     int cuda_device_ = 0;
     int cuda_expert_steps_ = 0;  // the step count the loop was made (or found not to fit) for; 0: undecided
-    // The prefix's loop likewise (see use_cuda_prefix): wanted with VLA_EDGE_CUDA_PREFIX=1 on CUDA.
+    // The prefix's loop likewise (see use_cuda_prefix): wanted on CUDA unless VLA_EDGE_CUDA_PREFIX=0.
     bool cuda_prefix_wanted_ = false;
     bool cuda_prefix_decided_ = false;
     std::string cuda_prefix_note_;

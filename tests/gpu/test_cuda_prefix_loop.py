@@ -1,4 +1,4 @@
-"""Our own CUDA prefix loop (native/cuda/prefix_loop.cu, opt-in with VLA_EDGE_CUDA_PREFIX=1) against
+"""Our own CUDA prefix loop (native/cuda/prefix_loop.cu, the default on CUDA; VLA_EDGE_CUDA_PREFIX=0 keeps ggml's graph) against
 ggml's prefix graph and against the `reference` target, on fresh random observations of the tiny
 pack's F16 and q4_k_m twins; the F32 pack keeps ggml's graph and says why.
 
@@ -39,7 +39,7 @@ def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_
     prompts = ("pick up the green block and put it in the bowl on the left", "wipe the table")
     matches_graph_and_reference(loop, graph, pack, prompts, LOOP_VS_GRAPH, VS_REFERENCE)
     assert loop._backend.describe()["prefix_loop"] == "cuda (own kernels, 2 shapes captured)"
-    assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=1 runs our own)"
+    assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=0)"
 
 
 def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, prefix_policy, batch_matches_singles) -> None:
