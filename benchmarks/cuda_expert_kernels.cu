@@ -216,13 +216,35 @@ int main(int argc, char** argv) {
     const double t_rope = time_graph(st, [&] {
         launch_rope_cache(st, T, qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
     });
-    const double t_geglu = time_graph(st, [&] {
-        geglu_kernel<<<blocks(int64_t{T} * F, kThreads), kThreads, 0, st>>>(gu, F, int64_t{T} * F, hn, int64_t{F});
-    });
+    const double t_geglu = time_graph(st, [&] { launch_geglu(st, static_cast<const float*>(gu), F, T, hn, int64_t{F}); });
     std::printf("ada_norm %.2f us, rope+cache %.2f us, geglu %.2f us\n", t_norm, t_rope, t_geglu);
     js.num("ada_norm_us", t_norm);
     js.num("rope_cache_us", t_rope);
     js.num("geglu_us", t_geglu);
+    {  // the prefix loop's GeGLU at 2 views (582 tokens, Gemma 2B's FFN 16384, BF16 in): one element per
+       // thread against eight (launch_geglu's form), whose outputs must be the same
+        const int Tp = 582, Fp = 16384;
+        const int64_t n = int64_t{Tp} * Fp;
+        bf16* gup = random_buffer<bf16>(2 * n, 12, 2.0f);
+        bf16 *g1 = random_buffer<bf16>(n, 13, 1.0f), *g8 = random_buffer<bf16>(n, 14, 1.0f);
+        ok(cudaDeviceSynchronize(), "inputs");
+        auto one = [&] { geglu_kernel<bf16><<<blocks(n, kThreads), kThreads, 0, st>>>(gup, Fp, n, g1, int64_t{Fp}); };
+        auto eight = [&] { launch_geglu(st, static_cast<const bf16*>(gup), Fp, Tp, g8, int64_t{Fp}); };
+        one();
+        eight();
+        ok(cudaStreamSynchronize(st), "geglu");
+        ok(cudaGetLastError(), "geglu");
+        const bool same = download(g1, n) == download(g8, n);
+        const double t1 = time_graph(st, one), t8 = time_graph(st, eight);
+        std::printf("prefix geglu (582 x 16384, BF16 in): one element per thread %.2f us, eight %.2f us, outputs %s\n", t1, t8,
+                    same ? "identical" : "DIFFER");
+        js.num("prefix_geglu_one_us", t1);
+        js.num("prefix_geglu_eight_us", t8);
+        js.add("prefix_geglu_identical", same ? "true" : "false");
+        cudaFree(gup);
+        cudaFree(g1);
+        cudaFree(g8);
+    }
     (void)A;
 
     // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by

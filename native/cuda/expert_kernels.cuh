@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 namespace vla_edge {
 namespace expert_kernels {
@@ -38,6 +39,55 @@ __device__ inline void store(float* p, float v) { *p = v; }
 __device__ inline void store(bf16* p, float v) { *p = __float2bfloat16(v); }
 
 inline int blocks(int64_t n, int per) { return static_cast<int>((n + per - 1) / per); }
+
+// ---- programmatic dependent launch (opt-in: VLA_EDGE_CUDA_PDL=1, compute capability 9.0+)
+// Why: a layer and step of the expert runs ten kernels of a few microseconds each, much of it each
+// kernel's start and drain (H100 profile, 2026-12-07: the adaptive norm 3.7 us for 50 rows). Launched
+// with programmatic stream serialization, a kernel's blocks become resident while the kernel before it
+// still runs, then wait in pdl_prologue() until that kernel has finished and its writes are visible;
+// each of our kernels lets the next launch as soon as all of its own blocks run. A cuBLAS kernel
+// before ours is waited for the same way; one after ours is launched as usual. A loop sets the flag
+// around its enqueue (PdlScope), so the attribute lands in its captured graph; thread-local, so that
+// a loop capturing on another thread is not affected. Every kernel launched through launch_kernel
+// must begin with pdl_prologue().
+inline thread_local bool pdl_launches = false;
+
+struct PdlScope {
+    bool saved;
+    explicit PdlScope(bool on) : saved(pdl_launches) { pdl_launches = on; }
+    ~PdlScope() { pdl_launches = saved; }
+    PdlScope(const PdlScope&) = delete;
+    PdlScope& operator=(const PdlScope&) = delete;
+};
+
+__device__ inline void pdl_prologue() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, st>>>(args...), with the programmatic attribute where the flag is set.
+// `static`: the kernel pointer is the calling translation unit's own stub (tile_kernel_for says why).
+template <typename... Params, typename... Args>
+static inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                 Args&&... args) {
+    if (!pdl_launches) {
+        kernel<<<grid, block, smem, st>>>(std::forward<Args>(args)...);
+        return;
+    }
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 __device__ inline float warp_sum(float v) {
     for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -67,6 +117,7 @@ __device__ inline float gelu_tanh(float x) {
 
 // x[t] = W xt[t] + b: the action projection in (action_dim is small: one block per token).
 static __global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, const float* b, float* x, int E) {
+    pdl_prologue();
     extern __shared__ float row[];
     const int t = blockIdx.x;
     for (int a = threadIdx.x; a < A; a += blockDim.x) row[a] = xt[static_cast<int64_t>(t) * A + a];
@@ -83,6 +134,7 @@ static __global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, co
 template <typename Out>
 __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, const float* shift, float eps, Out* y,
                                 int64_t ld) {
+    pdl_prologue();
     __shared__ float partial[32];
     const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
     float ss = 0.0f;
@@ -95,6 +147,7 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
 // attention, k and v straight into the token's cache row (what ggml does in three kernels).
 static __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
                                   __half* q16, __half* kc, __half* vc) {
+    pdl_prologue();
     const int t = blockIdx.x, half_d = d / 2;
     const float* src = qkv + static_cast<int64_t>(t) * (heads + 2) * d;
     const float p = static_cast<float>(pos[t]);
@@ -125,6 +178,7 @@ __global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half*
                                                                    int heads, int splits, float scale, float* part_o,
                                                                    float2* part_ml) {
     using namespace nvcuda;
+    pdl_prologue();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
     __shared__ __align__(128) __half qs[kRowsPerBlock * D];
     __shared__ __align__(128) float S[kRowsPerBlock * kSplitKeys];
@@ -217,6 +271,7 @@ __global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half*
 static __global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
                                          int keys_per_split, int horizon, int heads, int rows_ld, int D, int splits,
                                          float scale, bf16* out, int64_t ld_out) {
+    pdl_prologue();
     const int s = blockIdx.y, row = blockIdx.x;
     const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
     const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
@@ -247,6 +302,7 @@ template <int D>
 __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
     int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
+    pdl_prologue();
     constexpr int kPer = D / 32;  // columns per lane: 2, 4 or 8
     const int lane = threadIdx.x % 32, row = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
     if (row >= horizon * heads) return;
@@ -292,24 +348,24 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
 }
 
 // Launch shapes shared by the loop and the kernel bench.
-inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos, const int* rows,
-                              float theta_scale, __half* q16, __half* kc, __half* vc) {
-    rope_cache_kernel<<<T, kThreads, 0, st>>>(qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
+static inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos,
+                                     const int* rows, float theta_scale, __half* q16, __half* kc, __half* vc) {
+    launch_kernel(rope_cache_kernel, T, kThreads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
 }
 
 // per_row: attention_merge_rows_kernel (with the tile forms), else attention_combine_kernel.
-inline void launch_attention_merge(bool per_row, cudaStream_t st, int B, int horizon, int heads, int d,
+static inline void launch_attention_merge(bool per_row, cudaStream_t st, int B, int horizon, int heads, int d,
                                    const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split,
                                    int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     if (!per_row) {
-        attention_combine_kernel<<<dim3(horizon * heads, B), d < kThreads ? d : kThreads, 0, st>>>(
-            part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out);
+        launch_kernel(attention_combine_kernel, dim3(horizon * heads, B), d < kThreads ? d : kThreads, 0, st, part_o, part_ml,
+                      obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out);
         return;
     }
     const dim3 grid(blocks(int64_t{horizon} * heads, kMergeWarps), B);
     auto* kernel = d == 64 ? attention_merge_rows_kernel<64> : d == 128 ? attention_merge_rows_kernel<128> : attention_merge_rows_kernel<256>;
-    kernel<<<grid, 32 * kMergeWarps, 0, st>>>(part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld, splits,
-                                               scale, out, ld_out);
+    launch_kernel(kernel, grid, 32 * kMergeWarps, 0, st, part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld,
+                  splits, scale, out, ld_out);
 }
 
 // ---- attention, second form: the block's keys and values staged in shared memory once for 64
@@ -364,6 +420,7 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
                                                                          int rows_ld, int splits, float scale,
                                                                          float* part_o, float2* part_ml) {
     using namespace nvcuda;
+    pdl_prologue();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using L = TileLayout<D, Keys>;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -488,11 +545,10 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
 #endif
 }
 
-// Attention forms (the expert loop reads VLA_EDGE_CUDA_ATTENTION). `split` (default): 16 query rows per block, K/V
-// fragments read from global memory, the form measured end to end on a GPU (2026-12-06, commit
-// d885104). `tile64` / `tile32`: each split's keys and values staged in shared memory for 64 query
-// rows, merged one warp per row; faster in the kernel bench (docs/gpu.md) but not yet run inside the
-// loop on a GPU, so opt-in until they are.
+// Attention forms (both Gemma loops read VLA_EDGE_CUDA_ATTENTION). `tile64` (the default since the H100
+// run of 2026-12-07) / `tile32`: each split's keys and values staged in shared memory for 64 query rows,
+// merged one warp per row. `split`: the first form, 16 query rows per block, K/V fragments read from
+// global memory (docs/gpu.md).
 enum class AttentionForm { split, tile64, tile32 };
 
 inline int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
@@ -511,18 +567,18 @@ static inline void launch_attention_at(AttentionForm form, int B, int rows_total
                                 int horizon, int heads, float scale, float* part_o, float2* part_ml) {
     switch (form) {
         case AttentionForm::split:
-            attention_split_kernel<D><<<dim3(blocks(rows_total, kRowsPerBlock), splits, B), kThreads, 0, st>>>(
-                q, k, v, base, keys, horizon, heads, splits, scale, part_o, part_ml);
+            launch_kernel(attention_split_kernel<D>, dim3(blocks(rows_total, kRowsPerBlock), splits, B), kThreads, 0, st, q, k,
+                          v, base, keys, horizon, heads, splits, scale, part_o, part_ml);
             break;
         case AttentionForm::tile32:
-            attention_tile_kernel<D, 32><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                                           TileLayout<D, 32>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
-                                                                           splits, scale, part_o, part_ml);
+            launch_kernel(attention_tile_kernel<D, 32>, dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
+                          TileLayout<D, 32>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
+                          part_ml);
             break;
         default:
-            attention_tile_kernel<D, 64><<<dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                                           TileLayout<D, 64>::bytes, st>>>(q, k, v, base, keys, rows_total, rows_ld,
-                                                                           splits, scale, part_o, part_ml);
+            launch_kernel(attention_tile_kernel<D, 64>, dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
+                          TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
+                          part_ml);
     }
 }
 
@@ -563,6 +619,7 @@ __device__ inline float to_f32(bf16 v) { return __bfloat162float(v); }
 // write it), in BF16 for the down projection.
 template <typename In>
 __global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld) {
+    pdl_prologue();
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i >= n) return;
     const int64_t t = i / F;
@@ -571,9 +628,60 @@ __global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld
     g[t * ld + j] = __float2bfloat16(gelu_tanh(a) * u);
 }
 
+// Eight consecutive elements of a 16-byte aligned row as floats.
+__device__ inline void load8(const float* p, float* v) {
+    const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ inline void load8(const bf16* p, float* v) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const float2 f = __bfloat1622float2(h[k]);
+        v[2 * k] = f.x;
+        v[2 * k + 1] = f.y;
+    }
+}
+
+// The same, eight elements per thread with 16-byte loads and stores: the prefix's GeGLU (582 x 16384
+// at 2 views) took ~42 us per layer one BF16 element per thread, on data that streams in ~19 us (H100
+// profile, 2026-12-07). Same arithmetic per element. n8 = tokens x F / 8.
+template <typename In>
+__global__ void geglu8_kernel(const In* gu, int F, int64_t n8, bf16* g, int64_t ld) {
+    pdl_prologue();
+    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (i >= n8) return;
+    const int64_t e = 8 * i, t = e / F;
+    const int j = static_cast<int>(e % F);
+    float a[8], u[8];
+    load8(gu + t * 2 * F + j, a);
+    load8(gu + t * 2 * F + F + j, u);
+    uint4 out;
+    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) o[k] = __floats2bfloat162_rn(gelu_tanh(a[2 * k]) * u[2 * k], gelu_tanh(a[2 * k + 1]) * u[2 * k + 1]);
+    *reinterpret_cast<uint4*>(g + t * ld + j) = out;
+}
+
+// g = gelu_tanh(gate) * up for T tokens (gu [T][gate F | up F], g T rows `ld` apart): eight elements
+// per thread where F, ld and both pointers allow 16-byte accesses, else one.
+template <typename In>
+static inline void launch_geglu(cudaStream_t st, const In* gu, int F, int T, bf16* g, int64_t ld) {
+    const int64_t n = int64_t{T} * F;
+    const bool wide = F % 8 == 0 && ld % 8 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(g) % 16 == 0;
+    if (wide) {
+        launch_kernel(geglu8_kernel<In>, blocks(n / 8, kThreads), kThreads, 0, st, gu, F, n / 8, g, ld);
+    } else {
+        launch_kernel(geglu_kernel<In>, blocks(n, kThreads), kThreads, 0, st, gu, F, n, g, ld);
+    }
+}
+
 // xt += dt * (W h + b): the action projection out and the Euler step, one warp per output.
 static __global__ void action_out_kernel(const float* h, int E, CudaMatrix W, const float* b, float dt, float* xt, int A,
                                   int T) {
+    pdl_prologue();
     const int w = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (w >= T * A) return;
     const int t = w / A, a = w % A;

@@ -32,6 +32,7 @@ struct CudaExpertLoop::Impl {
     AttentionForm attention = AttentionForm::tile64;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
+    bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
@@ -82,11 +83,12 @@ struct CudaExpertLoop::Impl {
         const int rows_total = s.horizon * s.heads, rows_ld = attention_rows_ld();
         const int64_t step_mod = 3 * int64_t{E};
         const cudaStream_t stream = io->stream;
+        const PdlScope pdl_scope(pdl);
         for (int step = 0; step < s.steps; ++step) {
-            action_in_kernel<<<T, kThreads, A * sizeof(float), stream>>>(xt, A, s.action_in, s.action_in_bias, act.x, E);
+            launch_kernel(action_in_kernel, T, kThreads, A * sizeof(float), stream, xt, A, s.action_in, s.action_in_bias, act.x, E);
             for (const CudaExpertLayer& L : s.layers) {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
-                ada_norm_kernel<<<T, kThreads, 0, stream>>>(act.x, E, m1, m + E, s.eps, act.hn, act.ld_h);
+                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h);
                 product(L.qkv, act.hn, T, act.qkv, 0.0f);
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
@@ -97,15 +99,15 @@ struct CudaExpertLoop::Impl {
                                        keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
                 product(L.out_w[step], act.attn, T, act.x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
-                ada_norm_kernel<<<T, kThreads, 0, stream>>>(act.x, E, f1, f + E, s.eps, act.hn, act.ld_h);
+                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h);
                 product(L.gate_up, act.hn, T, act.gu, 0.0f);
-                geglu_kernel<<<blocks(int64_t{T} * s.ffn, kThreads), kThreads, 0, stream>>>(act.gu, s.ffn, int64_t{T} * s.ffn, act.g, act.ld_f);
+                launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
                 product(L.down_w[step], act.g, T, act.x, 1.0f);
             }
             const float *o1 = s.out_mod1 + step * step_mod, *o = s.out_mod + step * step_mod;
-            ada_norm_kernel<<<T, kThreads, 0, stream>>>(act.x, E, o1, o + E, s.eps, hf, int64_t{E});
-            action_out_kernel<<<blocks(int64_t{T} * A * 32, kThreads), kThreads, 0, stream>>>(
-                hf, E, s.action_out, s.action_out_bias, dt, xt, A, T);
+            launch_kernel(ada_norm_kernel<float>, T, kThreads, 0, stream, act.x, E, o1, o + E, s.eps, hf, int64_t{E});
+            launch_kernel(action_out_kernel, blocks(int64_t{T} * A * 32, kThreads), kThreads, 0, stream, hf, E, s.action_out,
+                          s.action_out_bias, dt, xt, A, T);
         }
         launch_check("launching the expert kernels");
     }
@@ -150,6 +152,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
+    m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
@@ -166,7 +169,8 @@ std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
     const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
     return std::string("attention ") + form + "; " +
-           (m.products ? m.products->describe() : std::string("cuBLAS default products"));
+           (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
+           (m.pdl ? "; programmatic launches" : "");
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {

@@ -70,6 +70,17 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     return form;
 }
 
+// Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
+// launch_kernel): VLA_EDGE_CUDA_PDL=1 (opt-in until it has run on a GPU) on a device of compute
+// capability 9.0 or newer; read when the loop is made.
+inline bool pdl_wanted(const char* who, int device) {
+    const char* v = std::getenv("VLA_EDGE_CUDA_PDL");
+    if (!v || std::strcmp(v, "1")) return false;
+    int major = 0;
+    loop_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), who, "device attributes");
+    return major >= 9;
+}
+
 // `w` is a BF16 rows x cols matrix stored `stride` wide; the error names what it is instead.
 inline void loop_require_bf16(const char* who, const std::string& what, const CudaMatrix& w, int64_t rows, int64_t cols,
                               int64_t stride) {

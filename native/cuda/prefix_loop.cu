@@ -27,6 +27,7 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
     AttentionForm attention = AttentionForm::tile64;  // the expert loop's form (prepare_attention)
+    bool pdl = false;                                 // programmatic dependent launches (pdl_wanted)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     LoopBuffers fixed{kWho};               // for the loop's lifetime
     float* zero = nullptr;                 // (fixed) the norms' shift: Gemma's norm has none
@@ -62,10 +63,11 @@ struct CudaPrefixLoop::Impl {
         const int T = std::accumulate(n_prefix.begin(), n_prefix.end(), 0), E = s.hidden, d = s.head_dim;
         const float scale = 1.0f / std::sqrt(static_cast<float>(d));
         const float theta_scale = std::pow(s.rope_theta, -2.0f / static_cast<float>(d));
+        const PdlScope pdl_scope(pdl);
         for (size_t i = 0; i < s.layers.size(); ++i) {
             const CudaPrefixLayer& L = s.layers[i];
             __half *kc = static_cast<__half*>(L.cache_k), *vc = static_cast<__half*>(L.cache_v);
-            ada_norm_kernel<<<T, kThreads, 0, st>>>(act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h);
+            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h);
             io->product(L.qkv, act.hn, T, act.qkv, 0.0f);
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
@@ -81,9 +83,9 @@ struct CudaPrefixLoop::Impl {
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
-            ada_norm_kernel<<<T, kThreads, 0, st>>>(act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h);
+            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h);
             io->product_bf16(L.gate_up, act.hn, T, gu16);
-            geglu_kernel<<<blocks(int64_t{T} * s.ffn, kThreads), kThreads, 0, st>>>(gu16, s.ffn, int64_t{T} * s.ffn, act.g, act.ld_f);
+            launch_geglu(st, static_cast<const bf16*>(gu16), s.ffn, T, act.g, act.ld_f);
             io->product(L.down, act.g, T, act.x, 1.0f);
         }
         check(cudaGetLastError(), "launching the prefix kernels");
@@ -117,6 +119,7 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
+    m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     m.fixed.alloc(m.zero, m.spec.hidden);
 }

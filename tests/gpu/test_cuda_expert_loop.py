@@ -44,11 +44,12 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
 
 
 @pytest.mark.parametrize("switches", [{"VLA_EDGE_CUDA_ATTENTION": "split128"}, {"VLA_EDGE_CUDA_ATTENTION": "tile32"},
-                                      {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"},
+                                      {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}, {"VLA_EDGE_CUDA_PDL": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}])
 def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The other forms (128-key split or 32-key tile attention, cuBLAS's default products: the A/B switches) are exact too."""
+    """The other forms (128-key split or 32-key tile attention, cuBLAS's default products, programmatic dependent
+    launches, which the prefix loop takes too: the A/B switches) are exact too."""
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
     loop, graph = expert_policy(pack, True), expert_policy(pack, False)
@@ -60,6 +61,15 @@ def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str],
     assert f"attention {switches.get('VLA_EDGE_CUDA_ATTENTION', 'tile64')};" in note, note
     # the tiny pack's output and down products have one shape: 3 shapes timed there, 4 on the full pack
     assert ("product shapes timed" in note) == ("VLA_EDGE_CUDA_TUNED_PRODUCTS" not in switches), note
+    # programmatic launches need compute capability 9.0 (the GPU machine's H100 / H200)
+    hopper = device_capability() >= (9, 0)
+    assert ("programmatic launches" in note) == ("VLA_EDGE_CUDA_PDL" in switches and hopper), note
+
+
+def device_capability() -> tuple[int, int]:
+    """Compute capability of GPU 0, read through torch (on the GPU machine); skips where torch is absent."""
+    torch = pytest.importorskip("torch")
+    return torch.cuda.get_device_capability(0)
 
 
 def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, expert_policy, batch_matches_singles) -> None:
