@@ -1,0 +1,49 @@
+"""Our CUDA prefix and expert loops, each alone, at the full model's head_dim (256) on a pack otherwise as
+small as the tiny one. Why: at head_dim 256 (and 128) the tile attention needs more than the 48 KB of
+shared memory a block gets unasked, which each loop must allow for its own copy of the kernel; at the
+tiny pack's head_dim 64 it fits unasked, so the other GPU tests cannot see a loop that forgot. On
+2026-12-07 the prefix loop's launch failed so on the full pack while every tiny-pack test passed
+(docs/gpu.md, "Compiling the CUDA sources without a GPU").
+
+GPU machine only (skipped elsewhere). Tolerances as in the loops' own tests: 2e-3 against ggml's
+graphs (same BF16 weights, F16 attention probabilities), 5e-3 against the reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vla_edge.families.pi05.config import TINY
+from vla_edge.families.pi05.synth import synth_pack
+from vla_edge.packs.quantize import quantize_pack
+
+pytestmark = pytest.mark.gpu
+LOOP_VS_GRAPH = 2e-3
+VS_REFERENCE = 5e-3
+
+
+@pytest.fixture(scope="module")
+def wide_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pack with head_dim 256 in the LLM and the expert, as F16 (which a GPU with BF16 tensor
+    cores widens to the BF16 matrices the loops read)."""
+    cfg = TINY.model_copy(update={"llm": TINY.llm.model_copy(update={"head_dim": 256}),
+                                  "expert": TINY.expert.model_copy(update={"head_dim": 256})})
+    root = tmp_path_factory.mktemp("head_dim_256")
+    source = synth_pack(root / "f32", config=cfg, seed=3, golden=False)
+    return quantize_pack(source, "f16", root / "f16")
+
+
+@pytest.mark.parametrize("alone", ["prefix", "expert"])
+def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path, alone: str, cuda_policy,
+                                                            matches_graph_and_reference) -> None:
+    switches = {"VLA_EDGE_CUDA_PREFIX": "1" if alone == "prefix" else "0",
+                "VLA_EDGE_CUDA_EXPERT": "1" if alone == "expert" else "0"}
+    loop = cuda_policy(wide_head_pack, **switches)
+    graph = cuda_policy(wide_head_pack, VLA_EDGE_CUDA_PREFIX="0", VLA_EDGE_CUDA_EXPERT="0")
+    matches_graph_and_reference(loop, graph, wide_head_pack, ("pick up the cube",), LOOP_VS_GRAPH, VS_REFERENCE)
+    notes = loop._backend.describe()
+    assert notes[f"{alone}_loop"].startswith("cuda (own kernels"), notes
+    other = "expert" if alone == "prefix" else "prefix"
+    assert notes[f"{other}_loop"] == f"ggml graph (VLA_EDGE_CUDA_{other.upper()}=0)", notes
