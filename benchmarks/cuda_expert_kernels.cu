@@ -1,5 +1,6 @@
-// The expert loop's kernels and products one at a time, at pi0.5's full expert shapes, on random
-// data: each attention form checked against a float64 reference, then every kernel timed as a
+// The expert loop's kernels and products one at a time, at pi0.5's full expert shapes (or, with
+// --tokens, as many query tokens as a prefix has), on random data: each attention form (the prefix
+// loop's flash form too) checked against a float64 reference, then every kernel timed as a
 // CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
 // cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers, raced as TunedProducts does. Builds in seconds
 // on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
@@ -90,15 +91,16 @@ struct Json {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int keys_arg = 632, batch = 1;
+    int keys_arg = 632, batch = 1, tokens = 50;
     std::string out_path;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--keys")) keys_arg = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);  // query tokens: 50 (the chunk),
+        else if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];              // or the prefix's own (--keys too)
     }
     // pi0.5's action expert (Gemma 300M): width 1024, 8 query heads of 256 over one K/V head, FFN 4096
-    const int E = 1024, heads = 8, D = 256, F = 4096, H = 50, A = 32, B = batch, T = B * H;
+    const int E = 1024, heads = 8, D = 256, F = 4096, H = tokens, A = 32, B = batch, T = B * H;
     const int rows_total = H * heads, rows_ld = (rows_total + 15) / 16 * 16;
     const int keys = keys_arg, keys16 = (keys + 15) / 16 * 16;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -148,14 +150,15 @@ int main(int argc, char** argv) {
         const int splits = attention(form);
         merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form != AttentionForm::split);
     };
-    for (AttentionForm form : {AttentionForm::tile64, AttentionForm::tile32}) {
-        const TileKernel tile = tile_kernel_for(D, form);
-        ok(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)),
+    for (const TileKernel& k : {tile_kernel_for(D, AttentionForm::tile64), tile_kernel_for(D, AttentionForm::tile32), flash_kernel_for(D)}) {
+        ok(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
            "shared memory attribute");
     }
     auto split_form = [&] { with_merge(AttentionForm::split); };
     auto tile64 = [&] { with_merge(AttentionForm::tile64); };
     auto tile32 = [&] { with_merge(AttentionForm::tile32); };
+    // the prefix loop's opt-in form (VLA_EDGE_CUDA_PREFIX_ATTENTION=flash): every key tile in one block, no merge
+    auto flash = [&] { launch_attention_flash(D, st, B, rows_total, heads, q16, kc, vc, base, okeys, scale, out, heads * D); };
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
@@ -180,7 +183,7 @@ int main(int argc, char** argv) {
             }
         }
     }
-    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}}) {
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"flash", flash}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());

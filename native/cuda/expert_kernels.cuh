@@ -545,6 +545,188 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
 #endif
 }
 
+// ---- attention, third form, for many query rows (the prefix: 582 tokens x 8 heads at 2 views): one
+// block per 64 query rows walks every 64-key tile of its observation with an online softmax and writes
+// the normalised output in BF16 itself. The tile form makes ten 64-key splits there and a merge that
+// reads ten partial rows per query row: ~39 + ~19 us per prefix layer at 2 views (H100 profile,
+// 2026-12-07) for ~7 us of tensor-core work, most of it partials written and read back. Here the
+// partials never leave the SM: each warp keeps its 16 rows' output in shared memory (float32) and
+// rescales it when a tile raises a row's maximum, and its Q fragments stay in registers across tiles.
+// The same arithmetic as the tile form (F16 scores in F32, F16 weights, F32 sums); only the order of
+// the sums over the keys differs. Shared memory: the K and V tile, then per warp its output rows and
+// its scores / weights scratch (~161 KB at head_dim 256: more than GPUs of compute capability 8.6 /
+// 8.9 / 12.x give a block, where prepare_flash_attention says so).
+template <int D>
+struct FlashLayout {
+    static constexpr int kKeys = 64;
+    static constexpr int ld = D + 8;      // halves per staged K/V/Q row
+    static constexpr int old = D + 4;     // floats per output row
+    static constexpr int sld = kKeys + 4;  // floats per score row
+    static constexpr int pld = kKeys + 8;  // halves per weight row
+    static constexpr size_t kv_bytes = size_t{kKeys} * ld * sizeof(__half);
+    static constexpr size_t o_bytes = size_t{16} * old * sizeof(float);  // also holds the warp's Q rows at the start
+    static constexpr size_t sp_bytes = size_t{16} * sld * sizeof(float) + size_t{16} * pld * sizeof(__half);
+    static constexpr size_t row_bytes = size_t{16} * sizeof(float);  // per row: the rescale factor, then 1 / sum
+    static constexpr size_t warp_bytes = o_bytes + sp_bytes + row_bytes;
+    static constexpr size_t bytes = 2 * kv_bytes + kTileWarps * warp_bytes;
+    static_assert(o_bytes >= size_t{16} * ld * sizeof(__half), "the Q rows are staged in the output area");
+};
+
+// Stages rows [first, first + n16) of the cache's K or V into `dst` (64 rows), zeros past n16.
+template <int D>
+__device__ inline void stage_kv_tile(__half* dst, const __half* cache, int64_t first, int n16) {
+    constexpr int kPieces = D / 8, ld = FlashLayout<D>::ld;
+    for (int i = threadIdx.x; i < FlashLayout<D>::kKeys * kPieces; i += blockDim.x) {
+        const int r = i / kPieces, c = i % kPieces;
+        if (r < n16) {
+            cp_async16(dst + r * ld + c * 8, cache + (first + r) * D + c * 8);
+        } else {
+            *reinterpret_cast<uint4*>(dst + r * ld + c * 8) = make_uint4(0, 0, 0, 0);
+        }
+    }
+}
+
+// Block (64 query rows, observation): out[t][head][:] = softmax(q K^T * scale) V over the observation's
+// keys, rows token-major head-minor (`heads` per token), token t's output row at `out + t * ld_out`.
+template <int D>
+__global__ void __launch_bounds__(32 * kTileWarps) attention_flash_kernel(const __half* q16, const __half* kc,
+                                                                          const __half* vc, const int* obs_base,
+                                                                          const int* obs_keys, int rows_total, int heads,
+                                                                          float scale, bf16* out, int64_t ld_out) {
+    using namespace nvcuda;
+    pdl_prologue();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using L = FlashLayout<D>;
+    constexpr int kKeys = L::kKeys, kPieces = D / 8, kHalf = kKeys / 2;
+    extern __shared__ __align__(128) unsigned char smem[];
+    __half* Ks = reinterpret_cast<__half*>(smem);
+    __half* Vs = Ks + kKeys * L::ld;
+    const int s = blockIdx.z, row0 = blockIdx.x * kTileRows;
+    const int keys = obs_keys[s], tiles = (keys + kKeys - 1) / kKeys;
+    const int64_t base = obs_base[s];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    unsigned char* mine = smem + 2 * L::kv_bytes + warp * L::warp_bytes;
+    float* O = reinterpret_cast<float*>(mine);
+    float* S = reinterpret_cast<float*>(mine + L::o_bytes);
+    __half* P = reinterpret_cast<__half*>(mine + L::o_bytes + size_t{16} * L::sld * sizeof(float));
+    float* row_f = reinterpret_cast<float*>(mine + L::o_bytes + L::sp_bytes);
+    const bool active = row0 + 16 * warp < rows_total;
+
+    // Q rows into each warp's output area (zeros past rows_total), then the first tile's K and V
+    for (int i = threadIdx.x; i < kTileRows * kPieces; i += blockDim.x) {
+        const int r = i / kPieces, c = i % kPieces, row = row0 + r;
+        __half* dst = reinterpret_cast<__half*>(smem + 2 * L::kv_bytes + (r / 16) * L::warp_bytes) + (r % 16) * L::ld + c * 8;
+        if (row < rows_total) {
+            cp_async16(dst, q16 + (static_cast<int64_t>(s) * rows_total + row) * D + c * 8);
+        } else {
+            *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    auto tile_rows = [&](int t) { return (min(kKeys, keys - t * kKeys) + 15) / 16 * 16; };
+    stage_kv_tile<D>(Ks, kc, base, tile_rows(0));
+    cp_async_commit();
+    stage_kv_tile<D>(Vs, vc, base, tile_rows(0));
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> qf[D / 16];
+#pragma unroll
+    for (int k = 0; k < D / 16; ++k) wmma::load_matrix_sync(qf[k], reinterpret_cast<const __half*>(O) + k * 16, L::ld);
+    __syncwarp();
+    for (int i = lane; i < 16 * L::old; i += 32) O[i] = 0.0f;  // the Q rows are in registers now
+    const int r = lane / 2, h = lane % 2;  // softmax: two lanes per row, half of the tile's keys each
+    float m = -INFINITY, l = 0.0f;         // the row's running maximum score and sum of weights
+
+    for (int t = 0; t < tiles; ++t) {
+        const int n = min(kKeys, keys - t * kKeys);
+        if (active) {  // S = Q K^T, then the online softmax: weights P, the factor for the rows' earlier sums
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kKeys / 16];
+#pragma unroll
+            for (int j = 0; j < kKeys / 16; ++j) wmma::fill_fragment(acc[j], 0.0f);
+#pragma unroll
+            for (int k = 0; k < D / 16; ++k) {
+#pragma unroll
+                for (int j = 0; j < kKeys / 16; ++j) {
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+                    wmma::load_matrix_sync(b, Ks + j * 16 * L::ld + k * 16, L::ld);
+                    wmma::mma_sync(acc[j], qf[k], b, acc[j]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < kKeys / 16; ++j) wmma::store_matrix_sync(S + j * 16, acc[j], L::sld, wmma::mem_row_major);
+            __syncwarp();
+            const float* sr = S + r * L::sld + h * kHalf;
+            float v[kHalf];
+#pragma unroll
+            for (int j = 0; j < kHalf; ++j) v[j] = h * kHalf + j < n ? sr[j] : -INFINITY;
+            float m_tile = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < kHalf; ++j) m_tile = fmaxf(m_tile, v[j]);
+            m_tile = fmaxf(m_tile, __shfl_xor_sync(0xffffffffu, m_tile, 1));  // finite: every tile holds a real key
+            const float m_new = fmaxf(m, m_tile), corr = expf((m - m_new) * scale);  // 0 at the first tile
+            float sum = 0.0f;
+            __half2* pr = reinterpret_cast<__half2*>(P + r * L::pld + h * kHalf);
+#pragma unroll
+            for (int j = 0; j < kHalf; j += 2) {
+                const float p0 = expf((v[j] - m_new) * scale), p1 = expf((v[j + 1] - m_new) * scale);
+                pr[j / 2] = __floats2half2_rn(p0, p1);
+                sum += p0 + p1;
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            l = l * corr + sum;
+            m = m_new;
+            if (h == 0) row_f[r] = corr;
+            __syncwarp();
+            for (int i = lane; i < 16 * D; i += 32) O[(i / D) * L::old + i % D] *= row_f[i / D];
+            __syncwarp();
+        }
+        cp_async_wait<0>();  // this tile's V
+        __syncthreads();
+        if (active) {  // O += P V, one 16-column tile of the output at a time, through shared memory
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> pf[kKeys / 16];
+#pragma unroll
+            for (int k = 0; k < kKeys / 16; ++k) wmma::load_matrix_sync(pf[k], P + k * 16, L::pld);
+#pragma unroll 4
+            for (int c = 0; c < D / 16; ++c) {
+                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+                wmma::load_matrix_sync(acc, O + c * 16, L::old, wmma::mem_row_major);
+#pragma unroll
+                for (int k = 0; k < kKeys / 16; ++k) {
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+                    wmma::load_matrix_sync(b, Vs + k * 16 * L::ld + c * 16, L::ld);
+                    wmma::mma_sync(acc, pf[k], b, acc);
+                }
+                wmma::store_matrix_sync(O + c * 16, acc, L::old, wmma::mem_row_major);
+            }
+        }
+        __syncthreads();  // every warp is done with this tile's K and V
+        if (t + 1 < tiles) {
+            const int64_t first = base + int64_t{t + 1} * kKeys;
+            stage_kv_tile<D>(Ks, kc, first, tile_rows(t + 1));
+            cp_async_commit();
+            stage_kv_tile<D>(Vs, vc, first, tile_rows(t + 1));
+            cp_async_commit();
+            cp_async_wait<1>();  // the K tile; V lands while the scores are computed
+            __syncthreads();
+        }
+    }
+    if (!active) return;
+    if (h == 0) row_f[r] = 1.0f / l;
+    __syncwarp();
+    for (int i = lane; i < 16 * (D / 2); i += 32) {
+        const int rr = i / (D / 2), c = 2 * (i % (D / 2)), row = row0 + 16 * warp + rr;
+        if (row >= rows_total) continue;
+        const int64_t tok = static_cast<int64_t>(s) * (rows_total / heads) + row / heads;
+        const float inv = row_f[rr];
+        *reinterpret_cast<__nv_bfloat162*>(out + tok * ld_out + (row % heads) * D + c) =
+            __floats2bfloat162_rn(O[rr * L::old + c] * inv, O[rr * L::old + c + 1] * inv);
+    }
+#else
+    __trap();  // built for a GPU without cp.async and F16 tensor cores: fail loudly, never return nothing
+#endif
+}
+
 // Attention forms (both Gemma loops read VLA_EDGE_CUDA_ATTENTION). `tile64` (the default since the H100
 // run of 2026-12-07) / `tile32`: each split's keys and values staged in shared memory for 64 query rows,
 // merged one warp per row. `split`: the first form, 16 query rows per block, K/V fragments read from
@@ -602,6 +784,32 @@ static inline TileKernel tile_kernel_for(int d, AttentionForm form) {
                               : pick(attention_tile_kernel<128, 32>, TileLayout<128, 32>::bytes);
     return wide ? pick(attention_tile_kernel<256, 64>, TileLayout<256, 64>::bytes)
                 : pick(attention_tile_kernel<256, 32>, TileLayout<256, 32>::bytes);
+}
+
+// The flash form's kernel at head_dim d and its dynamic shared memory (the attribute must allow it).
+static inline TileKernel flash_kernel_for(int d) {
+    auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
+    if (d == 64) return pick(attention_flash_kernel<64>, FlashLayout<64>::bytes);
+    if (d == 128) return pick(attention_flash_kernel<128>, FlashLayout<128>::bytes);
+    return pick(attention_flash_kernel<256>, FlashLayout<256>::bytes);
+}
+
+// The flash form for B observations of rows_total query rows each (token-major, `heads` per token),
+// straight into out (token t's row at out + t * ld_out, BF16): no partials, no merge.
+static inline void launch_attention_flash(int d, cudaStream_t st, int B, int rows_total, int heads, const __half* q,
+                                          const __half* k, const __half* v, const int* base, const int* keys, float scale,
+                                          bf16* out, int64_t ld_out) {
+    const dim3 grid(blocks(rows_total, kTileRows), 1, B);
+    if (d == 64) {
+        launch_kernel(attention_flash_kernel<64>, grid, 32 * kTileWarps, FlashLayout<64>::bytes, st, q, k, v, base, keys,
+                      rows_total, heads, scale, out, ld_out);
+    } else if (d == 128) {
+        launch_kernel(attention_flash_kernel<128>, grid, 32 * kTileWarps, FlashLayout<128>::bytes, st, q, k, v, base, keys,
+                      rows_total, heads, scale, out, ld_out);
+    } else {
+        launch_kernel(attention_flash_kernel<256>, grid, 32 * kTileWarps, FlashLayout<256>::bytes, st, q, k, v, base, keys,
+                      rows_total, heads, scale, out, ld_out);
+    }
 }
 
 // The same for head_dim 64, 128 or 256, chosen at run time.
