@@ -802,17 +802,9 @@ static inline TileKernel flash_kernel_for(int d) {
 static inline void launch_attention_flash(int d, cudaStream_t st, int B, int rows_total, int heads, const __half* q,
                                           const __half* k, const __half* v, const int* base, const int* keys, float scale,
                                           bf16* out, int64_t ld_out) {
-    const dim3 grid(blocks(rows_total, kTileRows), 1, B);
-    if (d == 64) {
-        launch_kernel(attention_flash_kernel<64>, grid, 32 * kTileWarps, FlashLayout<64>::bytes, st, q, k, v, base, keys,
-                      rows_total, heads, scale, out, ld_out);
-    } else if (d == 128) {
-        launch_kernel(attention_flash_kernel<128>, grid, 32 * kTileWarps, FlashLayout<128>::bytes, st, q, k, v, base, keys,
-                      rows_total, heads, scale, out, ld_out);
-    } else {
-        launch_kernel(attention_flash_kernel<256>, grid, 32 * kTileWarps, FlashLayout<256>::bytes, st, q, k, v, base, keys,
-                      rows_total, heads, scale, out, ld_out);
-    }
+    auto* kernel = d == 64 ? attention_flash_kernel<64> : d == 128 ? attention_flash_kernel<128> : attention_flash_kernel<256>;
+    launch_kernel(kernel, dim3(blocks(rows_total, kTileRows), 1, B), 32 * kTileWarps, flash_kernel_for(d).smem, st, q, k, v,
+                  base, keys, rows_total, heads, scale, out, ld_out);
 }
 
 // The same for head_dim 64, 128 or 256, chosen at run time.

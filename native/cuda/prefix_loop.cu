@@ -74,19 +74,18 @@ struct CudaPrefixLoop::Impl {
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
             int first = 0;
             for (size_t b = 0; b < n_prefix.size(); ++b) {
-                const int len = n_prefix[b], rows_b = len * s.heads, rows_ld = attention_rows_ld(attention, rows_b);
-                const int splits = attention_splits(attention, len);
+                const int len = n_prefix[b], rows_b = len * s.heads;
+                const __half* q = act.q16 + int64_t{first} * s.heads * d;
+                bf16* out = act.attn + int64_t{first} * act.ld_o;
                 if (flash) {
-                    launch_attention_flash(d, st, 1, rows_b, s.heads, act.q16 + int64_t{first} * s.heads * d, kc, vc, base + b,
-                                           keys + b, scale, act.attn + int64_t{first} * act.ld_o, act.ld_o);
-                    first += len;
-                    continue;
+                    launch_attention_flash(d, st, 1, rows_b, s.heads, q, kc, vc, base + b, keys + b, scale, out, act.ld_o);
+                } else {
+                    const int rows_ld = attention_rows_ld(attention, rows_b), splits = attention_splits(attention, len);
+                    launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, q, kc, vc, base + b, keys + b, len, s.heads,
+                                     scale, act.part_o, act.part_ml);
+                    launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
+                                           keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
                 }
-                launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, act.q16 + int64_t{first} * s.heads * d, kc, vc,
-                                 base + b, keys + b, len, s.heads, scale, act.part_o, act.part_ml);
-                launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
-                                       keys + b, keys_per_split(attention), rows_ld, splits, scale,
-                                       act.attn + int64_t{first} * act.ld_o, act.ld_o);
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
