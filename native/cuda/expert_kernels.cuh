@@ -182,26 +182,31 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
     for (int i = threadIdx.x; i < E; i += blockDim.x) store(y + blockIdx.x * ld + i, xr[i] * r * scale1[i] + shift[i]);
 }
 
-// NeoX RoPE on q and k, one block per token, as ggml-CUDA computes the angle; q goes to F16 for
-// attention, k and v straight into the token's cache row (what ggml does in three kernels).
+// NeoX RoPE on q and k, as ggml-CUDA computes the angle; q goes to F16 for attention, k and v
+// straight into the token's cache row (what ggml does in three kernels). One block per (token, head
+// slot): slots 0..heads-1 the q heads, then k, then v's copy. One block per token took ~4.3 us for
+// the expert's 50 tokens (kernel bench, H100, 2026-12-07), each thread working through several
+// heads' angles in turn with 50 SMs busy; the arithmetic per element is the same.
 static __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
                                   __half* q16, __half* kc, __half* vc, L2Ahead ahead) {
     l2_ahead(ahead);
     pdl_prologue();
-    const int t = blockIdx.x, half_d = d / 2;
-    const float* src = qkv + static_cast<int64_t>(t) * (heads + 2) * d;
-    const float p = static_cast<float>(pos[t]);
+    const int t = blockIdx.x, h = blockIdx.y, half_d = d / 2;
+    const float* src = qkv + (static_cast<int64_t>(t) * (heads + 2) + h) * d;
     const int64_t row = rows[t];
-    for (int i = threadIdx.x; i < (heads + 1) * half_d; i += blockDim.x) {  // q heads, then k
-        const int h = i / half_d, j = i % half_d;
+    if (h == heads + 1) {  // v: copied into the cache
+        for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[i]);
+        return;
+    }
+    const float p = static_cast<float>(pos[t]);
+    __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
+    for (int j = threadIdx.x; j < half_d; j += blockDim.x) {
         const float theta = p * powf(theta_scale, static_cast<float>(j));
         const float c = cosf(theta), s = sinf(theta);
-        const float x0 = src[h * d + j], x1 = src[h * d + j + half_d];
-        __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
+        const float x0 = src[j], x1 = src[j + half_d];
         dst[j] = __float2half(x0 * c - x1 * s);
         dst[j + half_d] = __float2half(x0 * s + x1 * c);
     }
-    for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[(heads + 1) * d + i]);
 }
 
 // Attention of every query head of one observation (one K/V head shared by all of them), split over
@@ -393,7 +398,9 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
 static inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos,
                                      const int* rows, float theta_scale, __half* q16, __half* kc, __half* vc,
                                      L2Ahead ahead = {}) {
-    launch_kernel(rope_cache_kernel, T, kThreads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc, ahead);
+    const int threads = d / 2 < 32 ? 32 : d / 2;  // one per rotated pair (two per element of v)
+    launch_kernel(rope_cache_kernel, dim3(T, heads + 2), threads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc,
+                  ahead);
 }
 
 // per_row: attention_merge_rows_kernel (with the tile forms), else attention_combine_kernel.
