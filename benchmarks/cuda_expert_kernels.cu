@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
     ok(cudaMalloc(&pos, hp.size() * sizeof(int)), "pos");
     ok(cudaMemcpy(pos, hp.data(), hp.size() * sizeof(int), cudaMemcpyHostToDevice), "pos");
     const float theta_scale = std::pow(10000.0f, -2.0f / D);
-    const double t_norm = time_graph(st, [&] { ada_norm_kernel<<<T, kThreads, 0, st>>>(x, E, mod, mod + E, 1e-6f, hn, int64_t{E}, L2Ahead{}); });
+    const double t_norm = time_graph(st, [&] { ada_norm_kernel<<<T, kThreads, 0, st>>>(x, E, mod, mod + E, 1e-6f, hn, int64_t{E}); });
     const double t_rope = time_graph(st, [&] {
         launch_rope_cache(st, T, qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
     });
@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
         bf16* gup = random_buffer<bf16>(2 * n, 12, 2.0f);
         bf16 *g1 = random_buffer<bf16>(n, 13, 1.0f), *g8 = random_buffer<bf16>(n, 14, 1.0f);
         ok(cudaDeviceSynchronize(), "inputs");
-        auto one = [&] { geglu_kernel<bf16><<<blocks(n, kThreads), kThreads, 0, st>>>(gup, Fp, n, g1, int64_t{Fp}, L2Ahead{}); };
+        auto one = [&] { geglu_kernel<bf16><<<blocks(n, kThreads), kThreads, 0, st>>>(gup, Fp, n, g1, int64_t{Fp}); };
         auto eight = [&] { launch_geglu(st, static_cast<const bf16*>(gup), Fp, Tp, g8, int64_t{Fp}); };
         one();
         eight();

@@ -89,44 +89,6 @@ static inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 bloc
     cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
-// ---- L2 hints (opt-in: VLA_EDGE_CUDA_L2_AHEAD=1, compute capability 9.0+)
-// Why: each of the expert's products streams its BF16 weights from HBM (~29 us for a layer's four
-// in the chunk, H100 profile 2026-12-07) where the same products on weights already in L2 take ~22 us
-// (kernel bench). The small kernels between the products (norms, RoPE, the attention merge, GeGLU)
-// barely touch memory, so each may ask the L2 for the weights of a product still to come: a bulk
-// prefetch (`cp.async.bulk.prefetch.L2`, fire and forget) from inside the kernel, with no graph node of
-// its own. A side branch of the graph per prefetch was measured slower (expert 10.1 -> 14.5 ms, docs/gpu.md).
-// A hint only: the arithmetic and the results do not change.
-struct L2Ahead {
-    const void* p = nullptr;  // 16-byte aligned, or no hint
-    int64_t bytes = 0;
-};
-constexpr int64_t kAheadSlice = int64_t{64} << 10;  // bytes per prefetch instruction (a multiple of 16)
-
-// Every thread of the grid asks for one slice of the range, the first ones only.
-__device__ inline void l2_ahead(const L2Ahead& a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (!a.p) return;
-    const int64_t block = blockIdx.x + int64_t{gridDim.x} * (blockIdx.y + int64_t{gridDim.y} * blockIdx.z);
-    const int64_t first = (block * blockDim.x + threadIdx.x) * kAheadSlice;
-    if (first >= a.bytes) return;
-    const int64_t left = a.bytes - first;
-    const uint32_t size = static_cast<uint32_t>(left < kAheadSlice ? left / 16 * 16 : kAheadSlice);
-    if (size) {
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(a.p) + first), "r"(size)
-                     : "memory");
-    }
-#endif
-}
-
-// The hint for a matrix's stored bytes (rows `stride` apart), or none where `on` is false or the
-// data is not 16-byte aligned.
-inline L2Ahead ahead_of(bool on, const CudaMatrix& w) {
-    if (!on || !w.data || reinterpret_cast<uintptr_t>(w.data) % 16) return {};
-    const int64_t elem = w.type == CudaElem::f32 ? 4 : 2;
-    return L2Ahead{w.data, ((w.rows - 1) * w.stride + w.cols) * elem};
-}
-
 __device__ inline float warp_sum(float v) {
     for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -171,8 +133,7 @@ static __global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, co
 // type the next product reads (BF16 for the layer products: no separate cast kernel).
 template <typename Out>
 __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, const float* shift, float eps, Out* y,
-                                int64_t ld, L2Ahead ahead) {
-    l2_ahead(ahead);
+                                int64_t ld) {
     pdl_prologue();
     __shared__ float partial[32];
     const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
@@ -184,12 +145,11 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
 
 // NeoX RoPE on q and k, as ggml-CUDA computes the angle; q goes to F16 for attention, k and v
 // straight into the token's cache row (what ggml does in three kernels). One block per (token, head
-// slot): slots 0..heads-1 the q heads, then k, then v's copy. One block per token took ~4.3 us for
-// the expert's 50 tokens (kernel bench, H100, 2026-12-07), each thread working through several
-// heads' angles in turn with 50 SMs busy; the arithmetic per element is the same.
+// slot): slots 0..heads-1 the q heads, then k, then v's copy. One block per token took 4.3 us for
+// the expert's 50 tokens, each thread working through several heads' angles in turn with 50 SMs
+// busy; this form 2.1 us (kernel bench, H100, 2026-12-07). The arithmetic per element is the same.
 static __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
-                                  __half* q16, __half* kc, __half* vc, L2Ahead ahead) {
-    l2_ahead(ahead);
+                                  __half* q16, __half* kc, __half* vc) {
     pdl_prologue();
     const int t = blockIdx.x, h = blockIdx.y, half_d = d / 2;
     const float* src = qkv + (static_cast<int64_t>(t) * (heads + 2) + h) * d;
@@ -315,8 +275,7 @@ __global__ void __launch_bounds__(kThreads) attention_split_kernel(const __half*
 // (s * splits + i) * rows_ld + row.
 static __global__ void attention_combine_kernel(const float* part_o, const float2* part_ml, const int* obs_keys,
                                          int keys_per_split, int horizon, int heads, int rows_ld, int D, int splits,
-                                         float scale, bf16* out, int64_t ld_out, L2Ahead ahead) {
-    l2_ahead(ahead);
+                                         float scale, bf16* out, int64_t ld_out) {
     pdl_prologue();
     const int s = blockIdx.y, row = blockIdx.x;
     const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
@@ -347,8 +306,7 @@ constexpr int kMergeWarps = 4;
 template <int D>
 __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
-    int rows_ld, int splits, float scale, bf16* out, int64_t ld_out, L2Ahead ahead) {
-    l2_ahead(ahead);
+    int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     pdl_prologue();
     constexpr int kPer = D / 32;  // columns per lane: 2, 4 or 8
     const int lane = threadIdx.x % 32, row = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
@@ -396,26 +354,24 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
 
 // Launch shapes shared by the loop and the kernel bench.
 static inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos,
-                                     const int* rows, float theta_scale, __half* q16, __half* kc, __half* vc,
-                                     L2Ahead ahead = {}) {
+                                     const int* rows, float theta_scale, __half* q16, __half* kc, __half* vc) {
     const int threads = d / 2 < 32 ? 32 : d / 2;  // one per rotated pair (two per element of v)
-    launch_kernel(rope_cache_kernel, dim3(T, heads + 2), threads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc,
-                  ahead);
+    launch_kernel(rope_cache_kernel, dim3(T, heads + 2), threads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
 }
 
 // per_row: attention_merge_rows_kernel (with the tile forms), else attention_combine_kernel.
 static inline void launch_attention_merge(bool per_row, cudaStream_t st, int B, int horizon, int heads, int d,
                                    const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split,
-                                   int rows_ld, int splits, float scale, bf16* out, int64_t ld_out, L2Ahead ahead = {}) {
+                                   int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     if (!per_row) {
         launch_kernel(attention_combine_kernel, dim3(horizon * heads, B), d < kThreads ? d : kThreads, 0, st, part_o, part_ml,
-                      obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out, ahead);
+                      obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out);
         return;
     }
     const dim3 grid(blocks(int64_t{horizon} * heads, kMergeWarps), B);
     auto* kernel = d == 64 ? attention_merge_rows_kernel<64> : d == 128 ? attention_merge_rows_kernel<128> : attention_merge_rows_kernel<256>;
     launch_kernel(kernel, grid, 32 * kMergeWarps, 0, st, part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld,
-                  splits, scale, out, ld_out, ahead);
+                  splits, scale, out, ld_out);
 }
 
 // ---- attention, second form: the block's keys and values staged in shared memory once for 64
@@ -871,8 +827,7 @@ __device__ inline float to_f32(bf16 v) { return __bfloat162float(v); }
 // gelu_tanh(gate) * up from the fused [gate | up] product (float32, or BF16 as ggml-CUDA's products
 // write it), in BF16 for the down projection.
 template <typename In>
-__global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld, L2Ahead ahead) {
-    l2_ahead(ahead);
+__global__ void geglu_kernel(const In* gu, int F, int64_t n, bf16* g, int64_t ld) {
     pdl_prologue();
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i >= n) return;
@@ -902,8 +857,7 @@ __device__ inline void load8(const bf16* p, float* v) {
 // at 2 views) took ~42 us per layer one BF16 element per thread, on data that streams in ~19 us (H100
 // profile, 2026-12-07). Same arithmetic per element. n8 = tokens x F / 8.
 template <typename In>
-__global__ void geglu8_kernel(const In* gu, int F, int64_t n8, bf16* g, int64_t ld, L2Ahead ahead) {
-    l2_ahead(ahead);
+__global__ void geglu8_kernel(const In* gu, int F, int64_t n8, bf16* g, int64_t ld) {
     pdl_prologue();
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (i >= n8) return;
@@ -922,14 +876,14 @@ __global__ void geglu8_kernel(const In* gu, int F, int64_t n8, bf16* g, int64_t 
 // g = gelu_tanh(gate) * up for T tokens (gu [T][gate F | up F], g T rows `ld` apart): eight elements
 // per thread where F, ld and both pointers allow 16-byte accesses, else one.
 template <typename In>
-static inline void launch_geglu(cudaStream_t st, const In* gu, int F, int T, bf16* g, int64_t ld, L2Ahead ahead = {}) {
+static inline void launch_geglu(cudaStream_t st, const In* gu, int F, int T, bf16* g, int64_t ld) {
     const int64_t n = int64_t{T} * F;
     const bool wide = F % 8 == 0 && ld % 8 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(g) % 16 == 0;
     if (wide) {
-        launch_kernel(geglu8_kernel<In>, blocks(n / 8, kThreads), kThreads, 0, st, gu, F, n / 8, g, ld, ahead);
+        launch_kernel(geglu8_kernel<In>, blocks(n / 8, kThreads), kThreads, 0, st, gu, F, n / 8, g, ld);
     } else {
-        launch_kernel(geglu_kernel<In>, blocks(n, kThreads), kThreads, 0, st, gu, F, n, g, ld, ahead);
+        launch_kernel(geglu_kernel<In>, blocks(n, kThreads), kThreads, 0, st, gu, F, n, g, ld);
     }
 }
 

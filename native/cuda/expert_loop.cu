@@ -33,7 +33,6 @@ struct CudaExpertLoop::Impl {
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
-    bool l2 = false;                          // L2 hints for the next products' weights (l2_ahead_wanted)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
@@ -85,39 +84,28 @@ struct CudaExpertLoop::Impl {
         const int64_t step_mod = 3 * int64_t{E};
         const cudaStream_t stream = io->stream;
         const PdlScope pdl_scope(pdl);
-        const size_t n_layers = s.layers.size();
         for (int step = 0; step < s.steps; ++step) {
             launch_kernel(action_in_kernel, T, kThreads, A * sizeof(float), stream, xt, A, s.action_in, s.action_in_bias, act.x, E);
-            for (size_t li = 0; li < n_layers; ++li) {
-                const CudaExpertLayer& L = s.layers[li];
-                // with the L2 hints on, each small kernel asks for a product still to come (L2Ahead): the
-                // norm for its own q/k/v (the first layer's), RoPE for the output projection, the merge
-                // for gate/up, the second norm for down, GeGLU for the next layer's q/k/v
-                const bool last = li + 1 == n_layers;
-                const CudaMatrix* next_qkv = !last ? &s.layers[li + 1].qkv : step + 1 < s.steps ? &s.layers.front().qkv : nullptr;
+            for (const CudaExpertLayer& L : s.layers) {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
-                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h,
-                              ahead_of(l2 && li == 0 && step == 0, L.qkv));
+                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h);
                 product(L.qkv, act.hn, T, act.qkv, 0.0f);
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
-                                  static_cast<__half*>(L.cache_v), ahead_of(l2, L.out_w[step]));
+                                  static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
                 launch_attention(d, attention, B, rows_total, rows_ld, splits, stream, act.q16, kc, vc, base, keys, s.horizon,
                                  s.heads, scale, act.part_o, act.part_ml);
                 launch_attention_merge(attention != AttentionForm::split, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml,
-                                       keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o,
-                                       ahead_of(l2, L.gate_up));
+                                       keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
                 product(L.out_w[step], act.attn, T, act.x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
-                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
-                              ahead_of(l2, L.down_w[step]));
+                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h);
                 product(L.gate_up, act.hn, T, act.gu, 0.0f);
-                launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f,
-                             next_qkv ? ahead_of(l2, *next_qkv) : L2Ahead{});
+                launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
                 product(L.down_w[step], act.g, T, act.x, 1.0f);
             }
             const float *o1 = s.out_mod1 + step * step_mod, *o = s.out_mod + step * step_mod;
-            launch_kernel(ada_norm_kernel<float>, T, kThreads, 0, stream, act.x, E, o1, o + E, s.eps, hf, int64_t{E}, L2Ahead{});
+            launch_kernel(ada_norm_kernel<float>, T, kThreads, 0, stream, act.x, E, o1, o + E, s.eps, hf, int64_t{E});
             launch_kernel(action_out_kernel, blocks(int64_t{T} * A * 32, kThreads), kThreads, 0, stream, hf, E, s.action_out,
                           s.action_out_bias, dt, xt, A, T);
         }
@@ -165,7 +153,6 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.pdl = pdl_wanted(kWho, m.spec.device);
-    m.l2 = l2_ahead_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
@@ -183,7 +170,7 @@ std::string CudaExpertLoop::describe() const {
     const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
     return std::string("attention ") + form + "; " +
            (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
-           (m.pdl ? "; programmatic launches" : "") + (m.l2 ? "; L2 hints" : "");
+           (m.pdl ? "; programmatic launches" : "");
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {

@@ -86,24 +86,17 @@ static inline bool prepare_flash_attention(const char* who, int device, int head
     return true;
 }
 
-// `var`=1 in the environment on a device of compute capability 9.0 or newer (Hopper's instructions
-// behind the switch); read when a loop is made.
-inline bool hopper_switch_on(const char* var, const char* who, int device) {
-    const char* v = std::getenv(var);
+// Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
+// launch_kernel): VLA_EDGE_CUDA_PDL=1 on a device of compute capability 9.0 or newer; read when the
+// loop is made. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix tokens and 2-3% slower at
+// 838 and for a batch of two (H100, 2026-12-07; docs/gpu.md).
+inline bool pdl_wanted(const char* who, int device) {
+    const char* v = std::getenv("VLA_EDGE_CUDA_PDL");
     if (!v || std::strcmp(v, "1")) return false;
     int major = 0;
     loop_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), who, "device attributes");
     return major >= 9;
 }
-
-// Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
-// launch_kernel): VLA_EDGE_CUDA_PDL=1. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix
-// tokens and 2-3% slower at 838 and for a batch of two (H100, 2026-12-07; docs/gpu.md).
-inline bool pdl_wanted(const char* who, int device) { return hopper_switch_on("VLA_EDGE_CUDA_PDL", who, device); }
-
-// Whether the expert loop's small kernels ask the L2 for the next products' weights
-// (expert_kernels.cuh, L2Ahead; the bulk L2 prefetch is Hopper's): VLA_EDGE_CUDA_L2_AHEAD=1.
-inline bool l2_ahead_wanted(const char* who, int device) { return hopper_switch_on("VLA_EDGE_CUDA_L2_AHEAD", who, device); }
 
 // `w` is a BF16 rows x cols matrix stored `stride` wide; the error names what it is instead.
 inline void loop_require_bf16(const char* who, const std::string& what, const CudaMatrix& w, int64_t rows, int64_t cols,

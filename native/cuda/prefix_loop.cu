@@ -68,7 +68,7 @@ struct CudaPrefixLoop::Impl {
         for (size_t i = 0; i < s.layers.size(); ++i) {
             const CudaPrefixLayer& L = s.layers[i];
             __half *kc = static_cast<__half*>(L.cache_k), *vc = static_cast<__half*>(L.cache_v);
-            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h, L2Ahead{});
+            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h);
             io->product(L.qkv, act.hn, T, act.qkv, 0.0f);
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
@@ -89,7 +89,7 @@ struct CudaPrefixLoop::Impl {
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
-            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h, L2Ahead{});
+            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h);
             io->product_bf16(L.gate_up, act.hn, T, gu16);
             launch_geglu(st, static_cast<const bf16*>(gu16), s.ffn, T, act.g, act.ld_f);
             io->product(L.down, act.g, T, act.x, 1.0f);

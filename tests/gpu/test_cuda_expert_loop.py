@@ -45,13 +45,11 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
 
 @pytest.mark.parametrize("switches", [{"VLA_EDGE_CUDA_ATTENTION": "split128"}, {"VLA_EDGE_CUDA_ATTENTION": "tile32"},
                                       {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}, {"VLA_EDGE_CUDA_PDL": "1"},
-                                      {"VLA_EDGE_CUDA_L2_AHEAD": "1"}, {"VLA_EDGE_CUDA_L2_AHEAD": "1", "VLA_EDGE_CUDA_PDL": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}])
 def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The other forms (128-key split or 32-key tile attention, cuBLAS's default products, programmatic dependent
-    launches, which the prefix loop takes too, L2 hints for the next products' weights: the A/B switches) are exact
-    too."""
+    launches, which the prefix loop takes too: the A/B switches) are exact too."""
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
     loop, graph = expert_policy(pack, True), expert_policy(pack, False)
@@ -66,7 +64,6 @@ def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str],
     # programmatic launches need compute capability 9.0 (the GPU machine's H100 / H200)
     hopper = device_capability() >= (9, 0)
     assert ("programmatic launches" in note) == ("VLA_EDGE_CUDA_PDL" in switches and hopper), note
-    assert ("L2 hints" in note) == ("VLA_EDGE_CUDA_L2_AHEAD" in switches and hopper), note
 
 
 def device_capability() -> tuple[int, int]:
