@@ -1,6 +1,6 @@
 // The expert loop's kernels and products one at a time, at pi0.5's full expert shapes (or, with
-// --tokens, as many query tokens as a prefix has), on random data: each attention form (the prefix
-// loop's flash form too) checked against a float64 reference, then every kernel timed as a
+// --tokens, as many query tokens as a prefix has), on random data: each attention form checked
+// against a float64 reference, then every kernel timed as a
 // CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
 // cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers, raced as TunedProducts does. Builds in seconds
 // on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
@@ -150,15 +150,13 @@ int main(int argc, char** argv) {
         const int splits = attention(form);
         merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form != AttentionForm::split);
     };
-    for (const TileKernel& k : {tile_kernel_for(D, AttentionForm::tile64), tile_kernel_for(D, AttentionForm::tile32), flash_kernel_for(D)}) {
+    for (const TileKernel& k : {tile_kernel_for(D, AttentionForm::tile64), tile_kernel_for(D, AttentionForm::tile32)}) {
         ok(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
            "shared memory attribute");
     }
     auto split_form = [&] { with_merge(AttentionForm::split); };
     auto tile64 = [&] { with_merge(AttentionForm::tile64); };
     auto tile32 = [&] { with_merge(AttentionForm::tile32); };
-    // the prefix loop's opt-in form (VLA_EDGE_CUDA_PREFIX_ATTENTION=flash): every key tile in one block, no merge
-    auto flash = [&] { launch_attention_flash(D, st, B, rows_total, heads, q16, kc, vc, base, okeys, scale, out, heads * D); };
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
@@ -183,7 +181,7 @@ int main(int argc, char** argv) {
             }
         }
     }
-    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"flash", flash}}) {
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());

@@ -75,17 +75,6 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     return form;
 }
 
-// Whether the prefix loop runs the flash form of attention (expert_kernels.cuh, attention_flash_kernel:
-// one block per 64 query rows over all keys, no merge): VLA_EDGE_CUDA_PREFIX_ATTENTION=flash (opt-in
-// until it has run on a GPU). Allows its shared memory for the calling translation unit's kernel
-// (`static`, as prepare_attention); throws where the device cannot give that much.
-static inline bool prepare_flash_attention(const char* who, int device, int head_dim) {
-    const char* v = std::getenv("VLA_EDGE_CUDA_PREFIX_ATTENTION");
-    if (!v || std::strcmp(v, "flash")) return false;
-    allow_shared_memory(who, device, expert_kernels::flash_kernel_for(head_dim), "VLA_EDGE_CUDA_PREFIX_ATTENTION=flash");
-    return true;
-}
-
 // Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
 // launch_kernel): VLA_EDGE_CUDA_PDL=1 on a device of compute capability 9.0 or newer; read when the
 // loop is made. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix tokens and 2-3% slower at

@@ -28,7 +28,6 @@ struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
     AttentionForm attention = AttentionForm::tile64;  // the expert loop's form (prepare_attention)
     bool pdl = false;                                 // programmatic dependent launches (pdl_wanted)
-    bool flash = false;                               // the flash form of attention (prepare_flash_attention)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     LoopBuffers fixed{kWho};               // for the loop's lifetime
     float* zero = nullptr;                 // (fixed) the norms' shift: Gemma's norm has none
@@ -77,15 +76,11 @@ struct CudaPrefixLoop::Impl {
                 const int len = n_prefix[b], rows_b = len * s.heads;
                 const __half* q = act.q16 + int64_t{first} * s.heads * d;
                 bf16* out = act.attn + int64_t{first} * act.ld_o;
-                if (flash) {
-                    launch_attention_flash(d, st, 1, rows_b, s.heads, q, kc, vc, base + b, keys + b, scale, out, act.ld_o);
-                } else {
-                    const int rows_ld = attention_rows_ld(attention, rows_b), splits = attention_splits(attention, len);
-                    launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, q, kc, vc, base + b, keys + b, len, s.heads,
-                                     scale, act.part_o, act.part_ml);
-                    launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
-                                           keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
-                }
+                const int rows_ld = attention_rows_ld(attention, rows_b), splits = attention_splits(attention, len);
+                launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, q, kc, vc, base + b, keys + b, len, s.heads, scale,
+                                 act.part_o, act.part_ml);
+                launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
+                                       keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
@@ -126,7 +121,6 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.act.float_gu = false;  // gu16 instead
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.pdl = pdl_wanted(kWho, m.spec.device);
-    m.flash = prepare_flash_attention(kWho, m.spec.device, m.spec.head_dim);
     m.io = std::make_unique<LoopStream>(kWho);
     m.fixed.alloc(m.zero, m.spec.hidden);
 }

@@ -35,14 +35,11 @@ def wide_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return quantize_pack(source, "f16", root / "f16")
 
 
-@pytest.mark.parametrize("alone", ["prefix", "expert", "prefix-flash"])
+@pytest.mark.parametrize("alone", ["prefix", "expert"])
 def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path, alone: str, cuda_policy,
                                                             matches_graph_and_reference) -> None:
-    """`prefix-flash`: the prefix loop with its opt-in flash attention (~157 KB of shared memory per block here)."""
     switches = {"VLA_EDGE_CUDA_PREFIX": "0" if alone == "expert" else "1",
-                "VLA_EDGE_CUDA_EXPERT": "1" if alone == "expert" else "0",
-                "VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash" if alone == "prefix-flash" else "tile"}
-    alone = alone.removesuffix("-flash")
+                "VLA_EDGE_CUDA_EXPERT": "1" if alone == "expert" else "0"}
     loop = cuda_policy(wide_head_pack, **switches)
     graph = cuda_policy(wide_head_pack, VLA_EDGE_CUDA_PREFIX="0", VLA_EDGE_CUDA_EXPERT="0")
     matches_graph_and_reference(loop, graph, wide_head_pack, ("pick up the cube",), LOOP_VS_GRAPH, VS_REFERENCE)

@@ -42,15 +42,6 @@ def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_
     assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=0)"
 
 
-def test_flash_attention_equals_the_graph_and_the_reference(pack: Path, cuda_policy, matches_graph_and_reference) -> None:
-    """The opt-in flash form (VLA_EDGE_CUDA_PREFIX_ATTENTION=flash: one block per 64 query rows over every key,
-    no partials), alone and in a batch of two different prefixes."""
-    loop = cuda_policy(pack, VLA_EDGE_CUDA_PREFIX="1", VLA_EDGE_CUDA_PREFIX_ATTENTION="flash")
-    graph = cuda_policy(pack, VLA_EDGE_CUDA_PREFIX="0")
-    matches_graph_and_reference(loop, graph, pack, ("put the spoon in the mug",), LOOP_VS_GRAPH, VS_REFERENCE)
-    assert loop._backend.describe()["prefix_loop"].startswith("cuda (own kernels"), loop._backend.describe()
-
-
 def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, prefix_policy, batch_matches_singles) -> None:
     """Each observation attends to its own prefix only and writes its own cache rows."""
     loop = prefix_policy(pack, True)
