@@ -91,28 +91,34 @@ struct Json {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int keys_arg = 632, batch = 1, tokens = 50;
+    int keys_arg = 632, batch = 1, tokens = 50, head_dim = 256;
     std::string out_path;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--keys")) keys_arg = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);  // query tokens: 50 (the chunk),
         else if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];              // or the prefix's own (--keys too)
+        else if (!std::strcmp(argv[i], "--head-dim")) head_dim = std::atoi(argv[i + 1]);  // 64 / 128: the other kernels' forms
+    }
+    if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
+        std::fprintf(stderr, "--head-dim must be 64, 128 or 256, not %d\n", head_dim);
+        return 2;
     }
     // pi0.5's action expert (Gemma 300M): width 1024, 8 query heads of 256 over one K/V head, FFN 4096
-    const int E = 1024, heads = 8, D = 256, F = 4096, H = tokens, A = 32, B = batch, T = B * H;
+    const int E = 1024, heads = 8, D = head_dim, F = 4096, H = tokens, A = 32, B = batch, T = B * H;
     const int rows_total = H * heads, rows_ld = (rows_total + 15) / 16 * 16;
     const int keys = keys_arg, keys16 = (keys + 15) / 16 * 16;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     cudaDeviceProp prop;
     ok(cudaGetDeviceProperties(&prop, 0), "device");
-    std::printf("%s, %d SMs; %d observation(s) of %d keys, %d query rows each\n", prop.name, prop.multiProcessorCount, B,
-                keys, rows_total);
+    std::printf("%s, %d SMs; %d observation(s) of %d keys, %d query rows each, head_dim %d\n", prop.name,
+                prop.multiProcessorCount, B, keys, rows_total, D);
     cudaStream_t st;
     ok(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");
     Json js;
     js.add("gpu", "\"" + std::string(prop.name) + "\"");
     js.num("keys", keys);
+    js.num("head_dim", D);
     js.num("batch", B);
 
     // ---- attention: both forms against a float64 reference
