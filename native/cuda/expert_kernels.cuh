@@ -298,35 +298,18 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
     }
 }
 
-// The same merge, two warps per query row, each summing half of its columns (D/64 per lane) over the
-// splits: every lane reads some splits' (max, sum), the warp shares the weights by shuffles, and the
-// lane's columns of up to 16 splits are loaded before any is added (same sums in the same order as
-// one warp per row with four splits' loads in flight, which took ~4.1 us alone for the expert's 400
-// rows of ten 64-key splits and ~19 us for the prefix's 4656: H100 kernel bench, 2026-12-07).
+// The same merge, one warp per query row: each lane reads some splits' (max, sum), the warp shares
+// the weights by shuffles and each lane sums its D/32 columns over the splits. Written because the
+// form above, one thread per column each reading every split's (max, sum), took 5-7 us on an H100
+// for 400 rows (kernel bench, 2026-12-07). Runs with the tile forms; not yet run on a GPU.
 constexpr int kMergeWarps = 4;
-constexpr int kMergeAhead = 16;  // splits whose columns a lane holds at once
-
-template <int N>
-__device__ inline void load_cols(const float* p, float (&v)[N]) {
-    if constexpr (N == 4) {
-        const float4 a = *reinterpret_cast<const float4*>(p);
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-    } else if constexpr (N == 2) {
-        const float2 a = *reinterpret_cast<const float2*>(p);
-        v[0] = a.x, v[1] = a.y;
-    } else {
-        v[0] = *p;
-    }
-}
-
 template <int D>
 __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
     int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     pdl_prologue();
-    constexpr int kPer = D / 64;  // columns per lane: 1, 2 or 4
-    const int lane = threadIdx.x % 32, warp = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
-    const int row = warp / 2, col0 = (warp % 2) * (D / 2) + lane * kPer;
+    constexpr int kPer = D / 32;  // columns per lane: 2, 4 or 8
+    const int lane = threadIdx.x % 32, row = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
     if (row >= horizon * heads) return;
     const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
     const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
@@ -343,33 +326,30 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     for (int i0 = 0; i0 < n; i0 += 32) {
         const float w_lane = i0 + lane < n ? expf((part_ml[first + (i0 + lane) * int64_t{rows_ld}].x - m) * scale) : 0.0f;
         const int count = min(32, n - i0);
-        for (int j0 = 0; j0 < count; j0 += kMergeAhead) {
-            float v[kMergeAhead][kPer];
+        auto add = [&](int j) {
+            const float w = __shfl_sync(0xffffffffu, w_lane, j);
+            const float* src = part_o + (first + (i0 + j) * int64_t{rows_ld}) * D + lane * kPer;
 #pragma unroll
-            for (int j = 0; j < kMergeAhead; ++j) {
-                if (j0 + j < count) load_cols(part_o + (first + (i0 + j0 + j) * int64_t{rows_ld}) * D + col0, v[j]);
+            for (int c = 0; c < kPer; c += 2) {
+                const float2 v = *reinterpret_cast<const float2*>(src + c);
+                acc[c] += w * v.x;
+                acc[c + 1] += w * v.y;
             }
-#pragma unroll
-            for (int j = 0; j < kMergeAhead; ++j) {
-                const float w = __shfl_sync(0xffffffffu, w_lane, j0 + j);  // every lane takes part: j0 + j < 32
-                if (j0 + j < count) {
-#pragma unroll
-                    for (int c = 0; c < kPer; ++c) acc[c] += w * v[j][c];
-                }
-            }
+        };
+        int j = 0;
+        for (; j + 4 <= count; j += 4) {  // four splits' loads in flight at once
+            add(j);
+            add(j + 1);
+            add(j + 2);
+            add(j + 3);
         }
+        for (; j < count; ++j) add(j);
     }
     const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-    bf16* dst = out + t * ld_out + (row % heads) * D + col0;
+    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + t * ld_out + (row % heads) * D + lane * kPer);
     const float inv = 1.0f / l;
-    if constexpr (kPer == 1) {
-        dst[0] = __float2bfloat16(acc[0] * inv);
-    } else {
 #pragma unroll
-        for (int c = 0; c < kPer; c += 2) {
-            reinterpret_cast<__nv_bfloat162*>(dst)[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
-        }
-    }
+    for (int c = 0; c < kPer; c += 2) dst[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
 }
 
 // Launch shapes shared by the loop and the kernel bench.
@@ -388,7 +368,7 @@ static inline void launch_attention_merge(bool per_row, cudaStream_t st, int B, 
                       obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out);
         return;
     }
-    const dim3 grid(blocks(2 * int64_t{horizon} * heads, kMergeWarps), B);  // two warps per query row
+    const dim3 grid(blocks(int64_t{horizon} * heads, kMergeWarps), B);
     auto* kernel = d == 64 ? attention_merge_rows_kernel<64> : d == 128 ? attention_merge_rows_kernel<128> : attention_merge_rows_kernel<256>;
     launch_kernel(kernel, grid, 32 * kMergeWarps, 0, st, part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld,
                   splits, scale, out, ld_out);
