@@ -305,6 +305,10 @@ CudaVisionLoop::~CudaVisionLoop() = default;
 
 size_t CudaVisionLoop::captured_graphs() const { return impl_->shapes.size(); }
 
+std::string CudaVisionLoop::describe() const {
+    return impl_->spec.layers.front().qkv.data ? "q/k/v fused" : "q/k/v separate";
+}
+
 void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<float*>& out) {
     Impl& m = *impl_;
     const CudaVisionSpec& s = m.spec;

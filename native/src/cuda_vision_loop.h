@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cuda_expert_loop.h"  // CudaMatrix
@@ -62,6 +63,9 @@ class CudaVisionLoop {
     void run(const float* patches, int n_images, const std::vector<float*>& out);
     // Image counts with a captured CUDA graph.
     size_t captured_graphs() const;
+    // How q/k/v are multiplied: "q/k/v fused" (one product, VLA_EDGE_FUSE_VISION_QKV=1 where the
+    // weights could be fused) or "q/k/v separate", so that an A/B of the switch shows whether it applied.
+    std::string describe() const;
 
   private:
     struct Impl;

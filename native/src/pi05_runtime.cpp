@@ -524,8 +524,11 @@ bool decide_cuda_loop(std::unique_ptr<Loop>& loop, bool& decided, std::string& n
 
 // "cuda (own kernels, N <what> captured)" for a loop that runs, else its note.
 template <typename Loop>
-std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what) {
-    return loop ? "cuda (own kernels, " + std::to_string(loop->captured_graphs()) + " " + what + " captured)" : note;
+std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what,
+                           const std::string& detail = "") {
+    if (!loop) return note;
+    return "cuda (own kernels, " + std::to_string(loop->captured_graphs()) + " " + what + " captured" +
+           (detail.empty() ? "" : "; " + detail) + ")";
 }
 }  // namespace
 #endif
@@ -540,12 +543,10 @@ void Pi05Runtime::drop_cuda_expert() {
 
 std::string Pi05Runtime::expert_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    if (cuda_expert_) {
-        return "cuda (own kernels, " + std::to_string(cuda_expert_->captured_graphs()) + " shapes captured; " +
-               cuda_expert_->describe() + ")";
-    }
-#endif
+    return cuda_loop_note(cuda_expert_, cuda_expert_note_, "shapes", cuda_expert_ ? cuda_expert_->describe() : "");
+#else
     return cuda_expert_note_;
+#endif
 }
 
 bool Pi05Runtime::use_cuda_expert(int num_steps) {
@@ -594,7 +595,7 @@ bool Pi05Runtime::use_cuda_prefix() {
 
 std::string Pi05Runtime::vision_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    return cuda_loop_note(cuda_vision_, cuda_vision_note_, "image counts");
+    return cuda_loop_note(cuda_vision_, cuda_vision_note_, "image counts", cuda_vision_ ? cuda_vision_->describe() : "");
 #else
     return cuda_vision_note_;
 #endif
