@@ -522,7 +522,7 @@ bool decide_cuda_loop(std::unique_ptr<Loop>& loop, bool& decided, std::string& n
     return static_cast<bool>(loop);
 }
 
-// "cuda (own kernels, N <what> captured)" for a loop that runs, else its note.
+// "cuda (own kernels, N <what> captured[; detail])" for a loop that runs, else its note.
 template <typename Loop>
 std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what,
                            const std::string& detail = "") {
