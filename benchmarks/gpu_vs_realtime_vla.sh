@@ -25,7 +25,7 @@ forms_check() {  # OUT_FILE [VAR=VALUE]
 if [ "${SKIP_FORMS:-0}" != 1 ]; then
   # our own CUDA loops (expert, prefix, vision) against ggml's graphs and the reference
   timeout 240 python3 -m pytest tests/gpu/test_cuda_expert_loop.py tests/gpu/test_cuda_prefix_loop.py tests/gpu/test_cuda_vision_loop.py \
-    tests/gpu/test_cuda_loops_head_dim_256.py -q -p no:cacheprovider \
+    tests/gpu/test_cuda_loops_head_dim_256.py tests/gpu/test_cuda_loop_fallback.py -q -p no:cacheprovider \
     > "$OUT/pytest_cuda_loops.log" 2>&1 || echo "pytest tests/gpu (CUDA loops): exit $?"
   tail -n 3 "$OUT/pytest_cuda_loops.log"
   [ "${FORMS:-}" = none ] || forms_check gpu_forms_check.json

@@ -522,6 +522,29 @@ bool decide_cuda_loop(std::unique_ptr<Loop>& loop, bool& decided, std::string& n
     return static_cast<bool>(loop);
 }
 
+// Runs one of our CUDA loops. Where it throws (a launch or a capture the device refuses: the
+// prefix loop's first launch on the full pack did, 2026-12-07), the loop is dropped for the rest of
+// the session, its note (describe()) and stderr say why, and the caller runs ggml's graph of the same
+// stage for this call and every later one: slower, never silent. Where the device itself is broken
+// ggml's graph fails too, and the call fails with that error (no actions, no motion).
+template <typename Loop, typename Run>
+bool run_cuda_loop(std::unique_ptr<Loop>& loop, bool& wanted, std::string& note, const char* who, Run run) {
+    try {
+        // VLA_EDGE_CUDA_FAIL_LOOP=vision|prefix|expert: that loop fails as a refused launch would (the
+        // GPU tests of this fallback; no loop fails on purpose otherwise)
+        const char* fail = std::getenv("VLA_EDGE_CUDA_FAIL_LOOP");
+        if (fail && *fail && std::strstr(who, fail)) throw std::runtime_error("failure injected by VLA_EDGE_CUDA_FAIL_LOOP");
+        run();
+        return true;
+    } catch (const std::exception& e) {
+        loop.reset();
+        wanted = false;
+        note = std::string("ggml graph (") + who + " failed, ggml's graph from then on: " + e.what() + ")";
+        std::fprintf(stderr, "vla-edge: %s\n", note.c_str());
+        return false;
+    }
+}
+
 // "cuda (own kernels, N <what> captured[; detail])" for a loop that runs, else its note.
 template <typename Loop>
 std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what,
@@ -956,35 +979,50 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     for (const SampleInputs& in : batch) {
         for (int img = 0; img < in.n_images; ++img, dst += patch_floats) patchify(in.images + img * image_floats, dst);
     }
-    size_t block_first = 0;
-    // With both of our loops the image tokens go from the vision loop straight into the prefix loop's
-    // input rows on the device; only the text rows are uploaded from the host then.
-    [[maybe_unused]] float* device_prefix = nullptr;
-    if (use_cuda_vision()) {
-#ifdef VLA_EDGE_WITH_CUDA
-        if (use_cuda_prefix()) device_prefix = cuda_prefix_->input_rows(n_prefix);
-        float* blocks = device_prefix ? device_prefix : host_prefix_.data();
-        std::vector<float*> image_out;  // each image's tokens straight into its observation's block
-        for (size_t b = 0; b < batch.size(); ++b) {
-            for (int img = 0; img < batch[b].n_images; ++img)
-                image_out.push_back(blocks + (block_first + static_cast<size_t>(img) * N) * D);
-            block_first += n_prefix[b];
-        }
-        cuda_vision_->run(host_patches_.data(), n_images, image_out);
-#endif
-    } else {
+    // ggml's vision graph, each observation's image tokens into its block of host_prefix_
+    auto ggml_vision = [&] {
         ensure_vision(n_images);
         ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
         compute(vision_);
         const size_t image_bytes = static_cast<size_t>(N) * D * sizeof(float);
-        size_t image_first = 0;
+        size_t image_first = 0, first = 0;
         for (size_t b = 0; b < batch.size(); ++b) {
-            ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + block_first * D, image_first * image_bytes,
+            ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + first * D, image_first * image_bytes,
                                     batch[b].n_images * image_bytes);
             image_first += batch[b].n_images;
-            block_first += n_prefix[b];
+            first += n_prefix[b];
         }
+    };
+    // Our vision loop, each image's tokens into its observation's block of `blocks` (host or device
+    // floats laid out as host_prefix_); false where it failed and ggml's graph has the stage from then on.
+    auto cuda_vision_into = [&](float* blocks) {
+#ifdef VLA_EDGE_WITH_CUDA
+        std::vector<float*> image_out;  // each image's tokens straight into its observation's block
+        size_t first = 0;
+        for (size_t b = 0; b < batch.size(); ++b) {
+            for (int img = 0; img < batch[b].n_images; ++img)
+                image_out.push_back(blocks + (first + static_cast<size_t>(img) * N) * D);
+            first += n_prefix[b];
+        }
+        return run_cuda_loop(cuda_vision_, cuda_vision_wanted_, cuda_vision_note_, "CUDA vision loop",
+                             [&] { cuda_vision_->run(host_patches_.data(), n_images, image_out); });
+#else
+        (void)blocks;
+        return false;
+#endif
+    };
+    // With both of our loops the image tokens go from the vision loop straight into the prefix loop's
+    // input rows on the device; only the text rows are uploaded from the host then.
+    float* device_prefix = nullptr;
+    bool vision_done = false;
+    if (use_cuda_vision()) {
+#ifdef VLA_EDGE_WITH_CUDA
+        if (use_cuda_prefix()) device_prefix = cuda_prefix_->input_rows(n_prefix);
+#endif
+        vision_done = cuda_vision_into(device_prefix ? device_prefix : host_prefix_.data());
+        if (!vision_done) device_prefix = nullptr;  // ggml's graph writes the image tokens on the host
     }
+    if (!vision_done) ggml_vision();
     t.emplace_back("vision", ms_since(t0));
 
     // Prefix: image tokens + scaled text embeddings through the LLM once; K/V stay in the cache.
@@ -992,13 +1030,14 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     t0 = std::chrono::steady_clock::now();
     const int A = hp_.action_dim, E = hp_.expert.hidden;
     host_pos_.resize(std::max(total_prefix, H * B));
-    block_first = 0;
+    size_t block_first = 0;
     for (size_t b = 0; b < batch.size(); ++b) {
         const int text_first = static_cast<int>(block_first) + batch[b].n_images * N;
         embed_tokens(batch[b].tokens, batch[b].n_tokens, host_prefix_.data() + static_cast<size_t>(text_first) * D);
         std::iota(host_pos_.begin() + block_first, host_pos_.begin() + block_first + n_prefix[b], 0);
         block_first += n_prefix[b];
     }
+    bool prefix_done = false;
     if (use_cuda_prefix()) {
 #ifdef VLA_EDGE_WITH_CUDA
         std::vector<std::pair<int, int>> text_rows;  // empty: every row from the host
@@ -1009,9 +1048,13 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
                 first += n_prefix[b];
             }
         }
-        cuda_prefix_->run(host_prefix_.data(), n_prefix, bases, text_rows);
+        prefix_done = run_cuda_loop(cuda_prefix_, cuda_prefix_wanted_, cuda_prefix_note_, "CUDA prefix loop",
+                                    [&] { cuda_prefix_->run(host_prefix_.data(), n_prefix, bases, text_rows); });
+        // the image tokens were only in the dropped loop's input rows: the vision stage again, onto the host
+        if (!prefix_done && device_prefix && !(use_cuda_vision() && cuda_vision_into(host_prefix_.data()))) ggml_vision();
 #endif
-    } else {
+    }
+    if (!prefix_done) {
         ensure_prefix(n_prefix);
         ggml_backend_tensor_set(prefix_.io["emb"], host_prefix_.data(), 0, host_prefix_.size() * sizeof(float));
         ggml_backend_tensor_set(prefix_.io["pos"], host_pos_.data(), 0, total_prefix * sizeof(int32_t));
@@ -1030,11 +1073,16 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     for (int step = 0; step < num_steps; ++step) time_embedding(step, num_steps, host_time_.data() + static_cast<size_t>(step) * E);
     const auto expert_start = std::chrono::steady_clock::now();
     prepare_expert_masks(n_prefix);
+    bool expert_done = false;
     if (chunk_expert_ && use_cuda_expert(num_steps)) {
 #ifdef VLA_EDGE_WITH_CUDA
-        cuda_expert_->run(n_prefix, bases, host_x_.data());
+        const std::vector<float> noise = host_x_;  // a failed run may leave part of its chunk in host_x_
+        expert_done = run_cuda_loop(cuda_expert_, cuda_expert_wanted_, cuda_expert_note_, "CUDA expert loop",
+                                    [&] { cuda_expert_->run(n_prefix, bases, host_x_.data()); });
+        if (!expert_done) host_x_ = noise;
 #endif
-    } else if (chunk_expert_) {  // every step in one graph: inputs once, the final x back once
+    }
+    if (!expert_done && chunk_expert_) {  // every step in one graph: inputs once, the final x back once
         ensure_expert_chunk(n_prefix, num_steps);
         ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
         ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
@@ -1043,7 +1091,7 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         set_expert_masks(chunk_, n_prefix.size());
         compute(chunk_);
         ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
-    } else {  // one graph reused for every step, x updated on the host
+    } else if (!expert_done) {  // one graph reused for every step, x updated on the host
         ensure_expert(n_prefix);
         host_v_.resize(host_x_.size());
         const float dt = -1.0f / static_cast<float>(num_steps);
