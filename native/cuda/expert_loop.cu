@@ -163,6 +163,8 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
 
 CudaExpertLoop::~CudaExpertLoop() = default;
 
+void cuda_clear_last_error() { (void)cudaGetLastError(); }
+
 size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {

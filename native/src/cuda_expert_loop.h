@@ -80,4 +80,9 @@ class CudaExpertLoop {
     std::unique_ptr<Impl> impl_;
 };
 
+// Clears this thread's last CUDA runtime error, which a loop that failed may leave behind: ggml-CUDA
+// checks cudaGetLastError() after its own launches and aborts the process on any error it finds, so
+// the runtime calls this before ggml's graph takes over a failed loop's stage.
+void cuda_clear_last_error();
+
 }  // namespace vla_edge

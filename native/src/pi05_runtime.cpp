@@ -537,6 +537,7 @@ bool run_cuda_loop(std::unique_ptr<Loop>& loop, bool& wanted, std::string& note,
         run();
         return true;
     } catch (const std::exception& e) {
+        cuda_clear_last_error();
         loop.reset();
         wanted = false;
         note = std::string("ggml graph (") + who + " failed, ggml's graph from then on: " + e.what() + ")";
