@@ -400,7 +400,7 @@ __device__ inline void cp_async_wait() {
 }
 
 // The softmax of 16 score rows of Keys keys, two lanes per row (lane / 2), each half of the keys
-// (lane % 2), as both tile kernels run it. First: the lane's half of its row, masked past the n real
+// (lane % 2), as the tile kernel runs it. First: the lane's half of its row, masked past the n real
 // keys, and the row's maximum across both lanes (finite: every block of keys holds a real key).
 template <int Keys>
 __device__ inline float half_row_scores(const float* S, int sld, int n, float (&v)[Keys / 2]) {
