@@ -2,12 +2,14 @@
 // --tokens, as many query tokens as a prefix has), on random data: each attention form checked
 // against a float64 reference, then every kernel timed as a
 // CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
-// cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers, raced as TunedProducts does. Builds in seconds
+// cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers, raced as TunedProducts does; then the
+// vision loop's small kernels at 2 images (bench_vision_kernels). Builds in seconds
 // on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
 //   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
 //        -lcublasLt -lcublas -o /tmp/kb && /tmp/kb --keys 632 --out $OUT/cuda_expert_kernels.json
 #include "expert_kernels.cuh"
 #include "graph_timer.cuh"
+#include "vision_kernels.cuh"
 #include "tuned_products.h"
 
 #include <algorithm>
@@ -87,6 +89,77 @@ struct Json {
         add(key, b);
     }
 };
+
+// The vision loop's small kernels at 2 images (512 tokens; SigLIP: width 1152, 16 heads of 72, FFN
+// 4304), alone: the q/k/v split checked value for value against the host's F16 rounding of the same
+// float32 sums, bias + GELU four columns per thread against one (outputs must be the same).
+void bench_vision_kernels(cudaStream_t st, Json& js) {
+    namespace vk = vision_kernels;
+    constexpr int T = 512, W = 1152, heads = 16, d = 72, F = 4304, per_image = 256;
+    float* x = random_buffer<float>(int64_t{T} * W, 20, 1.0f);
+    float* vec = random_buffer<float>(3 * int64_t{W}, 21, 0.5f);  // norm weight, norm bias / the q, k, v biases
+    float* qkv = random_buffer<float>(int64_t{T} * 3 * W, 22, 2.0f);
+    float* u = random_buffer<float>(int64_t{T} * F, 23, 2.0f);
+    float* up_b = random_buffer<float>(F, 24, 0.5f);
+    float* scores = random_buffer<float>(int64_t{T} * heads * per_image, 25, 4.0f);
+    bf16* hn = random_buffer<bf16>(int64_t{T} * W, 26, 1.0f);
+    bf16 *g1 = random_buffer<bf16>(int64_t{T} * F, 27, 1.0f), *g4 = random_buffer<bf16>(int64_t{T} * F, 28, 1.0f);
+    __half *q16 = random_buffer<__half>(int64_t{T} * W, 29, 1.0f), *k16 = random_buffer<__half>(int64_t{T} * W, 30, 1.0f),
+           *v16 = random_buffer<__half>(int64_t{T} * W, 31, 1.0f), *p16 = random_buffer<__half>(int64_t{T} * heads * per_image, 32, 1.0f);
+    ok(cudaDeviceSynchronize(), "vision inputs");
+
+    auto split = [&] {
+        vk::vision_qkv_kernel<<<T, kThreads, 0, st>>>(qkv, W, heads, d, per_image, vec, vec + W, vec + 2 * W, q16, k16, v16);
+    };
+    split();
+    ok(cudaStreamSynchronize(st), "q/k/v split");
+    ok(cudaGetLastError(), "q/k/v split");
+    const std::vector<float> hq = download(qkv, int64_t{T} * 3 * W), hb = download(vec, 3 * int64_t{W});
+    const std::vector<float> got[3] = {download(q16, int64_t{T} * W), download(k16, int64_t{T} * W), download(v16, int64_t{T} * W)};
+    int64_t wrong = 0;
+    for (int t = 0; t < T; ++t) {
+        for (int i = 0; i < 3 * W; ++i) {
+            const int part = i / W, c = i % W, image = t / per_image, n = t % per_image;
+            const float want = __half2float(__float2half(hq[int64_t{t} * 3 * W + i] + hb[int64_t{part} * W + c]));
+            wrong += got[part][((int64_t{image} * heads + c / d) * per_image + n) * d + c % d] != want;
+        }
+    }
+    auto one = [&] {
+        const int64_t n = int64_t{T} * F;
+        vk::bias_gelu_kernel<<<blocks(n, kThreads), kThreads, 0, st>>>(u, up_b, F, n, g1, int64_t{F});
+    };
+    auto four = [&] { vk::launch_bias_gelu(st, u, up_b, F, T, g4, int64_t{F}); };
+    one();
+    four();
+    ok(cudaStreamSynchronize(st), "bias + GELU");
+    ok(cudaGetLastError(), "bias + GELU");
+    const bool same = download(g1, int64_t{T} * F) == download(g4, int64_t{T} * F);
+    const double t_split = time_graph(st, split), t_one = time_graph(st, one), t_four = time_graph(st, four);
+    const double t_norm = time_graph(st, [&] { vk::layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, nullptr, vec, vec + W, 1e-6f, hn, int64_t{W}); });
+    const double t_softmax = time_graph(st, [&] {
+        const int64_t rows = int64_t{T} * heads;
+        vk::softmax_rows_kernel<<<blocks(rows, kThreads / 32), kThreads, 0, st>>>(scores, rows, per_image, p16);
+    });
+    const double t_heads = time_graph(st, [&] { vk::vision_heads_kernel<<<T, kThreads, 0, st>>>(x, heads, d, per_image, hn, int64_t{W}); });
+    std::printf("vision (2 images): layer norm %.2f us, q/k/v split %.2f us (%lld of %lld values off the host's F16 rounding), "
+                "softmax %.2f us, heads %.2f us, bias + GELU one column per thread %.2f us, four %.2f us, outputs %s\n",
+                t_norm, t_split, static_cast<long long>(wrong), static_cast<long long>(int64_t{T} * 3 * W), t_softmax, t_heads,
+                t_one, t_four, same ? "identical" : "DIFFER");
+    js.num("vision_layer_norm_us", t_norm);
+    js.num("vision_qkv_split_us", t_split);
+    js.num("vision_qkv_split_wrong", static_cast<double>(wrong));
+    js.num("vision_softmax_us", t_softmax);
+    js.num("vision_heads_us", t_heads);
+    js.num("vision_bias_gelu_one_us", t_one);
+    js.num("vision_bias_gelu_four_us", t_four);
+    js.add("vision_bias_gelu_identical", same ? "true" : "false");
+    for (void* p : {static_cast<void*>(x), static_cast<void*>(vec), static_cast<void*>(qkv), static_cast<void*>(u),
+                    static_cast<void*>(up_b), static_cast<void*>(scores), static_cast<void*>(hn), static_cast<void*>(g1),
+                    static_cast<void*>(g4), static_cast<void*>(q16), static_cast<void*>(k16), static_cast<void*>(v16),
+                    static_cast<void*>(p16)}) {
+        cudaFree(p);
+    }
+}
 
 }  // namespace
 
@@ -253,6 +326,7 @@ int main(int argc, char** argv) {
         cudaFree(g8);
     }
     (void)A;
+    bench_vision_kernels(st, js);
 
     // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by
     // TunedProducts as the loop does

@@ -9,127 +9,18 @@
 #include <stdexcept>
 #include <string>
 
-#include "expert_kernels.cuh"
 #include "loop_common.cuh"
+#include "vision_kernels.cuh"
 
 namespace vla_edge {
 
 namespace {
 
-using namespace expert_kernels;
+using namespace vision_kernels;
 
 constexpr const char* kWho = "CUDA vision loop";
 void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 void check(cublasStatus_t s, const char* what) { loop_check(s, kWho, what); }
-
-// A rows x cols matrix of any element type as packed float32 (the patch kernel, the positions).
-__global__ void to_f32_kernel(CudaMatrix m, float* out) {
-    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-    if (i >= m.rows * m.cols) return;
-    out[i] = load(m.data, m.type, i / m.cols * m.stride + i % m.cols);
-}
-
-// x[t] = (x[t] + patch bias) + position[t mod tokens per image], one block per token.
-__global__ void embed_add_kernel(float* x, int W, const float* bias, const float* position, int per_image) {
-    float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
-    const float* pr = position + static_cast<int64_t>(blockIdx.x % per_image) * W;
-    for (int i = threadIdx.x; i < W; i += blockDim.x) xr[i] = (xr[i] + bias[i]) + pr[i];
-}
-
-// Layer norm, one block per token: first x += pending (the bias of the product that last wrote x,
-// written back; null: none), then y = (x - mean) / sqrt(var + eps) * w + b in the type the next
-// product reads.
-template <typename Out>
-__global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,
-                                  int64_t ld) {
-    __shared__ float partial[32];
-    float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < W; i += blockDim.x) {
-        float v = xr[i];
-        if (pending) xr[i] = v = v + pending[i];
-        sum += v;
-    }
-    const float mean = block_sum(sum, partial) / W;
-    float sq = 0.0f;
-    for (int i = threadIdx.x; i < W; i += blockDim.x) sq += (xr[i] - mean) * (xr[i] - mean);  // this thread's own writes
-    const float r = rsqrtf(block_sum(sq, partial) / W + eps);
-    for (int i = threadIdx.x; i < W; i += blockDim.x) store(y + blockIdx.x * ld + i, (xr[i] - mean) * r * w[i] + b[i]);
-}
-
-// q, k, v (+ their biases) from the fused product's float32 rows [q | k | v] to F16, each laid out
-// [image][head][token][head_dim] for the batched attention products. One block per token, four
-// consecutive columns per thread (16-byte loads, 8-byte stores: head_dim is a multiple of 8, so four
-// columns never straddle a head); one column per thread took ~10 us per layer at 2 images (H100
-// profile, 2026-12-07). Same arithmetic per element.
-__global__ void vision_qkv_kernel(const float* qkv, int W, int heads, int d, int per_image, const float* qb, const float* kb,
-                                  const float* vb, __half* q16, __half* k16, __half* v16) {
-    const int t = blockIdx.x, image = t / per_image, n = t % per_image;
-    const float4* src = reinterpret_cast<const float4*>(qkv + static_cast<int64_t>(t) * 3 * W);
-    for (int i4 = threadIdx.x; i4 < 3 * W / 4; i4 += blockDim.x) {
-        const int i = 4 * i4, part = i / W, c = i % W, h = c / d, j = c % d;
-        const float* bias = (part == 0 ? qb : part == 1 ? kb : vb) + c;
-        __half* dst = (part == 0 ? q16 : part == 1 ? k16 : v16) + ((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j;
-        const float4 v = src[i4];
-        __half2* out = reinterpret_cast<__half2*>(dst);
-        out[0] = __halves2half2(__float2half(v.x + bias[0]), __float2half(v.y + bias[1]));
-        out[1] = __halves2half2(__float2half(v.z + bias[2]), __float2half(v.w + bias[3]));
-    }
-}
-
-// Softmax of each row of n float32 scores (already scaled) into F16 probabilities, one warp per row.
-__global__ void softmax_rows_kernel(const float* scores, int64_t rows, int n, __half* p) {
-    const int64_t row = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
-    const int lane = threadIdx.x % 32;
-    if (row >= rows) return;
-    const float* s = scores + row * n;
-    float m = -INFINITY;
-    for (int j = lane; j < n; j += 32) m = fmaxf(m, s[j]);
-    m = warp_max(m);
-    float sum = 0.0f;
-    for (int j = lane; j < n; j += 32) sum += expf(s[j] - m);
-    const float inv = 1.0f / warp_sum(sum);
-    for (int j = lane; j < n; j += 32) p[row * n + j] = __float2half(expf(s[j] - m) * inv);
-}
-
-// The heads' outputs [image][head][token][head_dim] (float32) back to token rows [head | ...] in
-// BF16, the output product's input. One block per token.
-__global__ void vision_heads_kernel(const float* o, int heads, int d, int per_image, bf16* attn, int64_t ld) {
-    const int t = blockIdx.x, image = t / per_image, n = t % per_image;
-    for (int c = threadIdx.x; c < heads * d; c += blockDim.x) {
-        const int h = c / d, j = c % d;
-        const float v = o[((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j];
-        attn[static_cast<int64_t>(t) * ld + c] = __float2bfloat16(v);
-    }
-}
-
-// g = GELU(u + b) (gelu_tanh) in BF16 rows `ld` wide; u rows F wide. Four consecutive columns per
-// thread (F and ld multiples of 4, as the launch checks; else bias_gelu_kernel's one): 2.2M values at
-// 2 images took ~9 us per layer one per thread (H100 profile, 2026-12-07). Same arithmetic per element.
-__global__ void bias_gelu4_kernel(const float* u, const float* b, int F, int64_t n4, bf16* g, int64_t ld) {
-    const int64_t i4 = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-    if (i4 >= n4) return;
-    const int64_t i = 4 * i4, t = i / F;
-    const int c = static_cast<int>(i % F);
-    const float4 v = reinterpret_cast<const float4*>(u)[i4];
-    __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(g + t * ld + c);
-    out[0] = __floats2bfloat162_rn(gelu_tanh(v.x + b[c]), gelu_tanh(v.y + b[c + 1]));
-    out[1] = __floats2bfloat162_rn(gelu_tanh(v.z + b[c + 2]), gelu_tanh(v.w + b[c + 3]));
-}
-
-__global__ void bias_gelu_kernel(const float* u, const float* b, int F, int64_t n, bf16* g, int64_t ld) {
-    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-    if (i >= n) return;
-    const int64_t t = i / F;
-    const int c = static_cast<int>(i % F);
-    g[t * ld + c] = __float2bfloat16(gelu_tanh(u[i] + b[c]));
-}
-
-// y[t] += b, rows F wide.
-__global__ void bias_add_kernel(float* y, const float* b, int F, int64_t n) {
-    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-    if (i < n) y[i] += b[i % F];
-}
 
 }  // namespace
 
@@ -222,12 +113,7 @@ struct CudaVisionLoop::Impl {
             io->product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
             layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, L.out_b, L.ln2_w, L.ln2_b, s.eps, hn, ld_h);
             io->product(L.up, hn, T, u, 0.0f);
-            const int64_t n_up = int64_t{T} * s.ffn;
-            if (s.ffn % 4 == 0 && ld_f % 4 == 0) {
-                bias_gelu4_kernel<<<blocks(n_up / 4, kThreads), kThreads, 0, st>>>(u, L.up_b, s.ffn, n_up / 4, g, ld_f);
-            } else {
-                bias_gelu_kernel<<<blocks(n_up, kThreads), kThreads, 0, st>>>(u, L.up_b, s.ffn, n_up, g, ld_f);
-            }
+            launch_bias_gelu(st, u, L.up_b, s.ffn, T, g, ld_f);
             io->product(L.down, g, T, x, 1.0f);
             pending = L.down_b;
         }
