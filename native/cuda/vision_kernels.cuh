@@ -29,7 +29,7 @@ static __global__ void embed_add_kernel(float* x, int W, const float* bias, cons
 // written back; null: none), then y = (x - mean) / sqrt(var + eps) * w + b in the type the next
 // product reads.
 template <typename Out>
-static __global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,
+__global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,
                                   int64_t ld) {
     __shared__ float partial[32];
     float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
@@ -51,14 +51,15 @@ static __global__ void layer_norm_kernel(float* x, int W, const float* pending, 
 // consecutive columns per thread (16-byte loads, 8-byte stores: head_dim is a multiple of 8, so four
 // columns never straddle a head); one column per thread took ~10 us per layer at 2 images (H100
 // profile, 2026-12-07). Same arithmetic per element.
-static __global__ void vision_qkv_kernel(const float* qkv, int W, int heads, int d, int per_image, const float* qb, const float* kb,
-                                  const float* vb, __half* q16, __half* k16, __half* v16) {
+static __global__ void vision_qkv_kernel(const float* qkv, int W, int heads, int d, int per_image, const float* qb,
+                                         const float* kb, const float* vb, __half* q16, __half* k16, __half* v16) {
     const int t = blockIdx.x, image = t / per_image, n = t % per_image;
     const float4* src = reinterpret_cast<const float4*>(qkv + static_cast<int64_t>(t) * 3 * W);
     for (int i4 = threadIdx.x; i4 < 3 * W / 4; i4 += blockDim.x) {
         const int i = 4 * i4, part = i / W, c = i % W, h = c / d, j = c % d;
         const float* bias = (part == 0 ? qb : part == 1 ? kb : vb) + c;
-        __half* dst = (part == 0 ? q16 : part == 1 ? k16 : v16) + ((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j;
+        __half* dst = (part == 0 ? q16 : part == 1 ? k16 : v16) +
+                      ((static_cast<int64_t>(image) * heads + h) * per_image + n) * d + j;
         const float4 v = src[i4];
         __half2* out = reinterpret_cast<__half2*>(dst);
         out[0] = __halves2half2(__float2half(v.x + bias[0]), __float2half(v.y + bias[1]));
