@@ -12,6 +12,7 @@
 #include "ggml-cpu.h"
 #ifdef VLA_EDGE_WITH_CUDA
 #include "ggml-cuda.h"
+#include "loop_fallback.h"
 #endif
 
 namespace vla_edge {
@@ -522,30 +523,6 @@ bool decide_cuda_loop(std::unique_ptr<Loop>& loop, bool& decided, std::string& n
     return static_cast<bool>(loop);
 }
 
-// Runs one of our CUDA loops. Where it throws (a launch or a capture the device refuses: the
-// prefix loop's first launch on the full pack did, 2026-12-07), the loop is dropped for the rest of
-// the session, its note (describe()) and stderr say why, and the caller runs ggml's graph of the same
-// stage for this call and every later one: slower, never silent. Where the device itself is broken
-// ggml's graph fails too, and the call fails with that error (no actions, no motion).
-template <typename Loop, typename Run>
-bool run_cuda_loop(std::unique_ptr<Loop>& loop, bool& wanted, std::string& note, const char* who, Run run) {
-    try {
-        // VLA_EDGE_CUDA_FAIL_LOOP=vision|prefix|expert: that loop fails as a refused launch would (the
-        // GPU tests of this fallback; no loop fails on purpose otherwise)
-        const char* fail = std::getenv("VLA_EDGE_CUDA_FAIL_LOOP");
-        if (fail && *fail && std::strstr(who, fail)) throw std::runtime_error("failure injected by VLA_EDGE_CUDA_FAIL_LOOP");
-        run();
-        return true;
-    } catch (const std::exception& e) {
-        cuda_clear_last_error();
-        loop.reset();
-        wanted = false;
-        note = std::string("ggml graph (") + who + " failed, ggml's graph from then on: " + e.what() + ")";
-        std::fprintf(stderr, "vla-edge: %s\n", note.c_str());
-        return false;
-    }
-}
-
 // "cuda (own kernels, N <what> captured[; detail])" for a loop that runs, else its note.
 template <typename Loop>
 std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what,
@@ -1005,8 +982,8 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
                 image_out.push_back(blocks + (first + static_cast<size_t>(img) * N) * D);
             first += n_prefix[b];
         }
-        return run_cuda_loop(cuda_vision_, cuda_vision_wanted_, cuda_vision_note_, "CUDA vision loop",
-                             [&] { cuda_vision_->run(host_patches_.data(), n_images, image_out); });
+        return run_or_hand_over(cuda_vision_, cuda_vision_wanted_, cuda_vision_note_, "CUDA vision loop",
+                                [&] { cuda_vision_->run(host_patches_.data(), n_images, image_out); }, cuda_clear_last_error);
 #else
         (void)blocks;
         return false;
@@ -1049,8 +1026,9 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
                 first += n_prefix[b];
             }
         }
-        prefix_done = run_cuda_loop(cuda_prefix_, cuda_prefix_wanted_, cuda_prefix_note_, "CUDA prefix loop",
-                                    [&] { cuda_prefix_->run(host_prefix_.data(), n_prefix, bases, text_rows); });
+        prefix_done = run_or_hand_over(cuda_prefix_, cuda_prefix_wanted_, cuda_prefix_note_, "CUDA prefix loop",
+                                       [&] { cuda_prefix_->run(host_prefix_.data(), n_prefix, bases, text_rows); },
+                                       cuda_clear_last_error);
         // the image tokens were only in the dropped loop's input rows: the vision stage again, onto the host
         if (!prefix_done && device_prefix && !(use_cuda_vision() && cuda_vision_into(host_prefix_.data()))) ggml_vision();
 #endif
@@ -1078,8 +1056,8 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     if (chunk_expert_ && use_cuda_expert(num_steps)) {
 #ifdef VLA_EDGE_WITH_CUDA
         const std::vector<float> noise = host_x_;  // a failed run may leave part of its chunk in host_x_
-        expert_done = run_cuda_loop(cuda_expert_, cuda_expert_wanted_, cuda_expert_note_, "CUDA expert loop",
-                                    [&] { cuda_expert_->run(n_prefix, bases, host_x_.data()); });
+        expert_done = run_or_hand_over(cuda_expert_, cuda_expert_wanted_, cuda_expert_note_, "CUDA expert loop",
+                                       [&] { cuda_expert_->run(n_prefix, bases, host_x_.data()); }, cuda_clear_last_error);
         if (!expert_done) host_x_ = noise;
 #endif
     }
