@@ -399,39 +399,6 @@ __device__ inline void cp_async_wait() {
 #endif
 }
 
-// The softmax of 16 score rows of Keys keys, two lanes per row (lane / 2), each half of the keys
-// (lane % 2), as the tile kernel runs it. First: the lane's half of its row, masked past the n real
-// keys, and the row's maximum across both lanes (finite: every block of keys holds a real key).
-template <int Keys>
-__device__ inline float half_row_scores(const float* S, int sld, int n, float (&v)[Keys / 2]) {
-    constexpr int kHalf = Keys / 2;
-    const int lane = threadIdx.x % 32, r = lane / 2, h = lane % 2;
-    const float* sr = S + r * sld + h * kHalf;
-#pragma unroll
-    for (int j = 0; j < kHalf; ++j) v[j] = h * kHalf + j < n ? sr[j] : -INFINITY;  // all loads before any wait
-    float m = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < kHalf; ++j) m = fmaxf(m, v[j]);
-    return fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-}
-
-// Then: the weights exp((v - m) * scale) in F16 into the row of P (zero past n: exp(-inf)), and the
-// row's sum of them across both lanes.
-template <int Keys>
-__device__ inline float half_row_weights(const float (&v)[Keys / 2], float m, float scale, __half* P, int pld) {
-    constexpr int kHalf = Keys / 2;
-    const int lane = threadIdx.x % 32, r = lane / 2, h = lane % 2;
-    __half2* pr = reinterpret_cast<__half2*>(P + r * pld + h * kHalf);
-    float sum = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kHalf; j += 2) {
-        const float p0 = expf((v[j] - m) * scale), p1 = expf((v[j + 1] - m) * scale);
-        pr[j / 2] = __floats2half2_rn(p0, p1);
-        sum += p0 + p1;
-    }
-    return sum + __shfl_xor_sync(0xffffffffu, sum, 1);
-}
-
 // Shared memory of attention_tile_kernel<D>: K and V tiles, rows padded by 16 bytes against bank
 // conflicts, then one scratch area per warp that holds its Q rows and later its scores and weights.
 template <int D, int Keys>
@@ -528,10 +495,25 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
 #pragma unroll
         for (int t = 0; t < Keys / 16; ++t) wmma::store_matrix_sync(S + t * 16, acc[t], L::sld, wmma::mem_row_major);
         __syncwarp();
+        constexpr int kHalf = Keys / 2;
         const int r = lane / 2, h = lane % 2;  // two lanes per row, half of the keys each
-        float v[Keys / 2];
-        const float m = half_row_scores<Keys>(S, L::sld, n, v);
-        const float l = half_row_weights<Keys>(v, m, scale, P, L::pld);
+        const float* sr = S + r * L::sld + h * kHalf;
+        float v[kHalf];  // all loads issued before any arithmetic waits on one
+#pragma unroll
+        for (int j = 0; j < kHalf; ++j) v[j] = h * kHalf + j < n ? sr[j] : -INFINITY;
+        float m = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kHalf; ++j) m = fmaxf(m, v[j]);
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // finite: every split holds a real key
+        float l = 0.0f;
+        __half2* pr = reinterpret_cast<__half2*>(P + r * L::pld + h * kHalf);
+#pragma unroll
+        for (int j = 0; j < kHalf; j += 2) {  // exp(-inf) = 0 for the keys past n
+            const float p0 = expf((v[j] - m) * scale), p1 = expf((v[j + 1] - m) * scale);
+            pr[j / 2] = __floats2half2_rn(p0, p1);
+            l += p0 + p1;
+        }
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
         const int row = row0 + 16 * warp + r;
         if (h == 0 && row < rows_total) {
             part_ml[(static_cast<int64_t>(s) * splits + split) * rows_ld + row] = make_float2(m, l);

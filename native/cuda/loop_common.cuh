@@ -46,19 +46,6 @@ inline void loop_require_device(const char* who, int device, int head_dim) {
     }
 }
 
-// Lets `kernel` (the calling translation unit's own: see tile_kernel_for) take its dynamic shared
-// memory; throws, naming `what` needs it, where the device cannot give that much to a block.
-static inline void allow_shared_memory(const char* who, int device, const expert_kernels::TileKernel& kernel, const char* what) {
-    int optin = 0;
-    loop_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), who, "device attributes");
-    if (static_cast<size_t>(optin) < kernel.smem) {
-        throw std::runtime_error(std::string(who) + ": " + what + " needs " + std::to_string(kernel.smem) +
-                                 " bytes of shared memory per block; the device allows " + std::to_string(optin));
-    }
-    loop_check(cudaFuncSetAttribute(kernel.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kernel.smem)), who,
-               "allowing shared memory");
-}
-
 // The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or
 // tile32 (A/B runs; tile64 is the default since the H100 run of 2026-12-07, docs/gpu.md). A tile form
 // needs its shared memory allowed before its first launch (here, for the instantiation at head_dim);
@@ -71,7 +58,15 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
                                : v && !std::strcmp(v, "tile32") ? AttentionForm::tile32
                                                                 : AttentionForm::tile64;
     if (form == AttentionForm::split) return form;
-    allow_shared_memory(who, device, expert_kernels::tile_kernel_for(head_dim, form), "attention");
+    const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
+    int optin = 0;
+    loop_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), who, "device attributes");
+    if (static_cast<size_t>(optin) < tile.smem) {
+        throw std::runtime_error(std::string(who) + ": attention needs " + std::to_string(tile.smem) +
+                                 " bytes of shared memory per block; the device allows " + std::to_string(optin));
+    }
+    loop_check(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)), who,
+               "attention shared memory");
     return form;
 }
 
