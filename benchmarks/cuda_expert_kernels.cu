@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -153,12 +154,7 @@ void bench_vision_kernels(cudaStream_t st, Json& js) {
     js.num("vision_bias_gelu_one_us", t_one);
     js.num("vision_bias_gelu_four_us", t_four);
     js.add("vision_bias_gelu_identical", same ? "true" : "false");
-    for (void* p : {static_cast<void*>(x), static_cast<void*>(vec), static_cast<void*>(qkv), static_cast<void*>(u),
-                    static_cast<void*>(up_b), static_cast<void*>(scores), static_cast<void*>(hn), static_cast<void*>(g1),
-                    static_cast<void*>(g4), static_cast<void*>(q16), static_cast<void*>(k16), static_cast<void*>(v16),
-                    static_cast<void*>(p16)}) {
-        cudaFree(p);
-    }
+    for (void* p : std::initializer_list<void*>{x, vec, qkv, u, up_b, scores, hn, g1, g4, q16, k16, v16, p16}) cudaFree(p);
 }
 
 }  // namespace

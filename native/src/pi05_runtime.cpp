@@ -1044,10 +1044,12 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
 
     // Flow matching: Euler from t = 1 (noise) to t = 0; chunk positions follow each own prefix.
     host_x_.resize(static_cast<size_t>(B) * H * A);
-    for (int b = 0; b < B; ++b) {
-        std::iota(host_pos_.begin() + b * H, host_pos_.begin() + (b + 1) * H, n_prefix[b]);
-        std::memcpy(host_x_.data() + static_cast<size_t>(b) * H * A, batch[b].noise, sizeof(float) * H * A);
-    }
+    auto load_noise = [&] {
+        for (int b = 0; b < B; ++b)
+            std::memcpy(host_x_.data() + static_cast<size_t>(b) * H * A, batch[b].noise, sizeof(float) * H * A);
+    };
+    load_noise();
+    for (int b = 0; b < B; ++b) std::iota(host_pos_.begin() + b * H, host_pos_.begin() + (b + 1) * H, n_prefix[b]);
     host_time_.resize(static_cast<size_t>(E) * num_steps);
     for (int step = 0; step < num_steps; ++step) time_embedding(step, num_steps, host_time_.data() + static_cast<size_t>(step) * E);
     const auto expert_start = std::chrono::steady_clock::now();
@@ -1055,10 +1057,9 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     bool expert_done = false;
     if (chunk_expert_ && use_cuda_expert(num_steps)) {
 #ifdef VLA_EDGE_WITH_CUDA
-        const std::vector<float> noise = host_x_;  // a failed run may leave part of its chunk in host_x_
         expert_done = run_or_hand_over(cuda_expert_, cuda_expert_wanted_, cuda_expert_note_, "CUDA expert loop",
                                        [&] { cuda_expert_->run(n_prefix, bases, host_x_.data()); }, cuda_clear_last_error);
-        if (!expert_done) host_x_ = noise;
+        if (!expert_done) load_noise();  // a failed run may have left part of its chunk in host_x_
 #endif
     }
     if (!expert_done && chunk_expert_) {  // every step in one graph: inputs once, the final x back once
