@@ -210,8 +210,8 @@ int main(int argc, char** argv) {
     ok(cudaMalloc(&part_o, part_rows * D * sizeof(float)), "part_o");
     ok(cudaMalloc(&part_ml, part_rows * sizeof(float2)), "part_ml");
     ok(cudaMalloc(&out, int64_t{T} * heads * D * sizeof(bf16)), "out");
-    auto merge = [&](int keys_per_split, int ld, int splits, bool per_row = true) {
-        launch_attention_merge(per_row, st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out,
+    auto merge = [&](int keys_per_split, int ld, int splits, int merge_warps = 2) {
+        launch_attention_merge(merge_warps, st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out,
                                heads * D);
     };
     // one attention form's split kernel (as the loop launches it); returns its number of splits
@@ -221,9 +221,9 @@ int main(int argc, char** argv) {
                          heads, scale, part_o, part_ml);
         return splits;
     };
-    auto with_merge = [&](AttentionForm form) {
+    auto with_merge = [&](AttentionForm form, int merge_warps = 2) {
         const int splits = attention(form);
-        merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form != AttentionForm::split);
+        merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form == AttentionForm::split ? 0 : merge_warps);
     };
     for (const TileKernel& k : {tile_kernel_for(D, AttentionForm::tile64), tile_kernel_for(D, AttentionForm::tile32)}) {
         ok(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
@@ -232,6 +232,7 @@ int main(int argc, char** argv) {
     auto split_form = [&] { with_merge(AttentionForm::split); };
     auto tile64 = [&] { with_merge(AttentionForm::tile64); };
     auto tile32 = [&] { with_merge(AttentionForm::tile32); };
+    auto tile64_w1 = [&] { with_merge(AttentionForm::tile64, 1); };  // one warp per row in the merge
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
@@ -256,7 +257,7 @@ int main(int argc, char** argv) {
             }
         }
     }
-    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}}) {
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge1", tile64_w1}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());
@@ -266,12 +267,15 @@ int main(int argc, char** argv) {
         js.num("attention_" + name + "_rel_l2", err);
         js.num("attention_" + name + "_us", us);
     }
-    std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits %.2f us (one thread per column: %.2f us), "
-                "of 32-key splits %.2f us\n",
+    const double merge2 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64); }),
+                 merge1 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, 1); });
+    std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits: two warps per row %.2f us, one %.2f us, "
+                "one thread per column %.2f us; of 32-key splits %.2f us\n",
                 time_graph(st, [&] { attention(AttentionForm::tile64); }), time_graph(st, [&] { attention(AttentionForm::tile32); }),
-                time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64); }),
-                time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, false); }),
+                merge2, merge1, time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, 0); }),
                 time_graph(st, [&] { merge(32, rows_ld, (keys + 31) / 32); }));
+    js.num("merge_two_warps_us", merge2);
+    js.num("merge_one_warp_us", merge1);
 
     // ---- the small kernels, alone
     float* x = random_buffer<float>(int64_t{T} * E, 4, 1.0f);
@@ -325,51 +329,62 @@ int main(int argc, char** argv) {
     bench_vision_kernels(st, js);
 
     // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by
-    // TunedProducts as the loop does
+    // TunedProducts as the loop does, twice: hot (one matrix ten times over, its weights in L2 from
+    // the second call) and cold (one product after another over enough copies of the shape to pass
+    // 200 MB, more than the L2 holds: the chunk's case, where each layer's weights arrive from memory)
     LoopStream io("kernel bench");  // the loop's stream, cuBLAS handle and workspace
-    TunedProducts tuned(io);
     struct Shape {
         const char* name;
         int rows, cols;
         bool accumulate;
     };
-    double sum_default = 0, sum_best = 0, sum_floor = 0;
     std::string prods;
-    for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, false}, Shape{"out", E, heads * D, true},
-                            Shape{"gate_up", 2 * F, E, false}, Shape{"down", E, F, true}}) {
-        bf16* W = random_buffer<bf16>(int64_t{sh.rows} * sh.cols, 9, 0.05f);
-        bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
-        float* y = random_buffer<float>(int64_t{T} * sh.rows, 11, 1.0f);
-        ok(cudaDeviceSynchronize(), "inputs");  // filled on the legacy stream, which io's does not wait for
-        const CudaMatrix Wm{W, CudaElem::bf16, sh.rows, sh.cols, sh.cols};
-        tuned.tune(Wm, in, T, y, sh.accumulate);
-        ProductTiming mine;
-        for (const ProductTiming& c : tuned.timings())
-            if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate) mine = c;
-        // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run)
-        const double rerun = time_graph(io.stream, [&] { tuned.run(Wm, in, T, y, sh.accumulate); });
-        const double floor_us = 1e6 * 2.0 * sh.rows * sh.cols / 3.35e12;  // weights once at the H100's datasheet bandwidth
-        std::string each;
-        for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
-        std::printf("%-8s %5d x %5d, %d tokens: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, weight floor %.2f us\n",
-                    sh.name, sh.rows, sh.cols, T, mine.us[0], mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun,
-                    mine.us.size(), floor_us);
-        prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"default_us\": " +
-                 std::to_string(mine.us[0]) + ", \"chosen\": \"" + mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " +
-                 std::to_string(rerun) + ", \"candidates_us\": [" + each + "], \"weight_floor_us\": " +
-                 std::to_string(floor_us) + "}";
-        sum_default += mine.us[0];
-        sum_best += rerun;
-        sum_floor += floor_us;
-        cudaFree(W);
-        cudaFree(in);
-        cudaFree(y);
+    for (const bool cold : {false, true}) {
+        TunedProducts tuned(io);
+        double sum_default = 0, sum_best = 0, sum_floor = 0;
+        for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, false}, Shape{"out", E, heads * D, true},
+                                Shape{"gate_up", 2 * F, E, false}, Shape{"down", E, F, true}}) {
+            const int64_t values = int64_t{sh.rows} * sh.cols;
+            const int copies = cold ? static_cast<int>(std::min<int64_t>(64, (200 << 20) / (2 * values) + 1)) : 1;
+            std::vector<CudaMatrix> Ws;
+            for (int i = 0; i < copies; ++i) {
+                Ws.push_back(CudaMatrix{random_buffer<bf16>(values, 9 + 100 * i, 0.05f), CudaElem::bf16, sh.rows, sh.cols, sh.cols});
+            }
+            bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
+            float* y = random_buffer<float>(int64_t{T} * sh.rows, 11, 1.0f);
+            ok(cudaDeviceSynchronize(), "inputs");  // filled on the legacy stream, which io's does not wait for
+            tuned.tune(Ws, in, T, y, sh.accumulate);
+            ProductTiming mine;
+            for (const ProductTiming& c : tuned.timings())
+                if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate) mine = c;
+            // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run), over the same matrices
+            const double rerun = graph_time_us(io.stream, [&] {
+                for (const CudaMatrix& W : Ws) tuned.run(W, in, T, y, sh.accumulate);
+            }, cold ? 1 : 20, 20) / copies;
+            const double floor_us = 1e6 * 2.0 * values / 3.35e12;  // weights once at the H100's datasheet bandwidth
+            std::string each;
+            for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
+            std::printf("%s %-8s %5d x %5d, %d tokens, %d matrices: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, "
+                        "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, copies, mine.us[0],
+                        mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), floor_us);
+            prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"cold\": " +
+                     (cold ? "true" : "false") + ", \"matrices\": " + std::to_string(copies) + ", \"default_us\": " +
+                     std::to_string(mine.us[0]) + ", \"chosen\": \"" + mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " +
+                     std::to_string(rerun) + ", \"candidates_us\": [" + each + "], \"weight_floor_us\": " +
+                     std::to_string(floor_us) + "}";
+            sum_default += mine.us[0];
+            sum_best += rerun;
+            sum_floor += floor_us;
+            for (const CudaMatrix& W : Ws) cudaFree(const_cast<void*>(W.data));
+            cudaFree(in);
+            cudaFree(y);
+        }
+        std::printf("a layer's four products, %s: default %.1f us, chosen %.1f us, weight floor %.1f us\n",
+                    cold ? "cold" : "hot", sum_default, sum_best, sum_floor);
+        js.num(std::string("products_default_") + (cold ? "cold" : "hot") + "_us", sum_default);
+        js.num(std::string("products_chosen_") + (cold ? "cold" : "hot") + "_us", sum_best);
     }
-    std::printf("a layer's four products: default %.1f us, chosen %.1f us, weight floor %.1f us\n", sum_default, sum_best,
-                sum_floor);
     js.add("products", "[" + prods + "]");
-    js.num("products_default_us", sum_default);
-    js.num("products_chosen_us", sum_best);
     if (!out_path.empty()) {
         FILE* f = std::fopen(out_path.c_str(), "w");
         if (!f) return 1;

@@ -92,6 +92,8 @@ struct Config {
     const char* attention;  // VLA_EDGE_CUDA_ATTENTION
     const char* tuned;      // VLA_EDGE_CUDA_TUNED_PRODUCTS
     const char* pdl;        // VLA_EDGE_CUDA_PDL
+    const char* hot;        // VLA_EDGE_CUDA_TUNE_HOT
+    const char* merge;      // VLA_EDGE_CUDA_MERGE_WARPS
 };
 
 }  // namespace
@@ -160,15 +162,20 @@ int main(int argc, char** argv) {
     spec.action_out_bias = dev.upload(uniform(spec.action_dim, rng, -0.1f, 0.1f));
     ok(cudaDeviceSynchronize(), "weights");
 
-    const std::vector<Config> configs = {{"split128, cuBLAS default (first)", "split128", "0", nullptr},
-                                         {"default: tile64 + timed products", nullptr, nullptr, nullptr},
-                                         {"default + programmatic launches", nullptr, nullptr, "1"},
-                                         {"tile64, cuBLAS default", "tile64", "0", nullptr}};
+    const std::vector<Config> configs = {
+        {"split128, cuBLAS default (first)", "split128", "0", nullptr, nullptr, nullptr},
+        {"default: tile64, products timed cold", nullptr, nullptr, nullptr, nullptr, nullptr},
+        {"products timed hot (until 2026-12-07)", nullptr, nullptr, nullptr, "1", nullptr},
+        {"merge one warp per row (until 2026-12-07)", nullptr, nullptr, nullptr, nullptr, "1"},
+        {"default + programmatic launches", nullptr, nullptr, "1", nullptr, nullptr},
+        {"tile64, cuBLAS default", "tile64", "0", nullptr, nullptr, nullptr}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
         c.attention ? setenv("VLA_EDGE_CUDA_ATTENTION", c.attention, 1) : unsetenv("VLA_EDGE_CUDA_ATTENTION");
         c.tuned ? setenv("VLA_EDGE_CUDA_TUNED_PRODUCTS", c.tuned, 1) : unsetenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
         c.pdl ? setenv("VLA_EDGE_CUDA_PDL", c.pdl, 1) : unsetenv("VLA_EDGE_CUDA_PDL");
+        c.hot ? setenv("VLA_EDGE_CUDA_TUNE_HOT", c.hot, 1) : unsetenv("VLA_EDGE_CUDA_TUNE_HOT");
+        c.merge ? setenv("VLA_EDGE_CUDA_MERGE_WARPS", c.merge, 1) : unsetenv("VLA_EDGE_CUDA_MERGE_WARPS");
         loops.push_back(std::make_unique<CudaExpertLoop>(spec));
     }
     const std::vector<float> noise = uniform(size_t(batch) * H * spec.action_dim, rng, -2.0f, 2.0f);

@@ -129,18 +129,59 @@ static __global__ void action_in_kernel(const float* xt, int A, CudaMatrix W, co
     }
 }
 
+__device__ inline void store4(float* p, float a, float b, float c, float d) { *reinterpret_cast<float4*>(p) = {a, b, c, d}; }
+__device__ inline void store4(bf16* p, float a, float b, float c, float d) {
+    __nv_bfloat162* q = reinterpret_cast<__nv_bfloat162*>(p);
+    q[0] = __floats2bfloat162_rn(a, b);
+    q[1] = __floats2bfloat162_rn(c, d);
+}
+template <typename T>
+__device__ inline bool aligned_to(const T* p, unsigned bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 // Adaptive RMSNorm, one block per token: y = x / rms(x) * (1 + scale) + shift, written in the
-// type the next product reads (BF16 for the layer products: no separate cast kernel).
+// type the next product reads (BF16 for the layer products: no separate cast kernel). Where the
+// widths and addresses allow (the full model: E = 1024 or 2048, all aligned), each thread holds
+// up to kNormVec float4 of x, scale and shift in registers, all loaded before the sum, so the
+// block waits on one round of loads instead of the row read twice and the modulation read after
+// the sum (the first form: 2.8 us alone for the expert's 50 rows, ~3.8 us in the chunk; H100,
+// 2026-12-07). Same arithmetic per element; the sum of squares adds in another order.
+constexpr int kNormVec = 2;
 template <typename Out>
 __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, const float* shift, float eps, Out* y,
                                 int64_t ld) {
     pdl_prologue();
     __shared__ float partial[32];
     const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
+    Out* yr = y + blockIdx.x * ld;
+    if (E % 4 == 0 && E <= 4 * kNormVec * static_cast<int>(blockDim.x) && aligned_to(xr, 16) && aligned_to(scale1, 16) &&
+        aligned_to(shift, 16) && aligned_to(yr, 4 * sizeof(Out))) {
+        float4 xv[kNormVec], sv[kNormVec], hv[kNormVec];
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kNormVec; ++j) {
+            const int i = 4 * (threadIdx.x + j * blockDim.x);
+            if (i < E) {
+                xv[j] = *reinterpret_cast<const float4*>(xr + i);
+                sv[j] = *reinterpret_cast<const float4*>(scale1 + i);
+                hv[j] = *reinterpret_cast<const float4*>(shift + i);
+                ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z + xv[j].w * xv[j].w;
+            }
+        }
+        const float r = rsqrtf(block_sum(ss, partial) / E + eps);
+#pragma unroll
+        for (int j = 0; j < kNormVec; ++j) {
+            const int i = 4 * (threadIdx.x + j * blockDim.x);
+            if (i < E) {
+                store4(yr + i, xv[j].x * r * sv[j].x + hv[j].x, xv[j].y * r * sv[j].y + hv[j].y, xv[j].z * r * sv[j].z + hv[j].z,
+                       xv[j].w * r * sv[j].w + hv[j].w);
+            }
+        }
+        return;
+    }
     float ss = 0.0f;
     for (int i = threadIdx.x; i < E; i += blockDim.x) ss += xr[i] * xr[i];
     const float r = rsqrtf(block_sum(ss, partial) / E + eps);
-    for (int i = threadIdx.x; i < E; i += blockDim.x) store(y + blockIdx.x * ld + i, xr[i] * r * scale1[i] + shift[i]);
+    for (int i = threadIdx.x; i < E; i += blockDim.x) store(yr + i, xr[i] * r * scale1[i] + shift[i]);
 }
 
 // NeoX RoPE on q and k, as ggml-CUDA computes the angle; q goes to F16 for attention, k and v
@@ -298,18 +339,40 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
     }
 }
 
-// The same merge, one warp per query row: each lane reads some splits' (max, sum), the warp shares
-// the weights by shuffles and each lane sums its D/32 columns over the splits. Written because the
-// form above, one thread per column each reading every split's (max, sum), took 5-7 us on an H100
-// for 400 rows (kernel bench, 2026-12-07). Runs with the tile forms; not yet run on a GPU.
+// The same merge, one or two warps (RW) per query row, each lane summing D / (32 RW) columns over the
+// splits: every lane reads some splits' (max, sum), the warp shares the weights by shuffles, and the
+// lane's columns of up to 16 splits (8 at one warp per row and head_dim 256) are loaded before any is
+// added (same sums in the same order in both forms). One warp per row with four splits' loads in flight took ~4.1 us alone for the
+// expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel bench,
+// 2026-12-07): few warps, each waiting on its loads. Two warps per row (the default,
+// VLA_EDGE_CUDA_MERGE_WARPS=1 for one) double the warps and halve each lane's columns.
 constexpr int kMergeWarps = 4;
-template <int D>
+
+template <int N>
+__device__ inline void load_cols(const float* p, float (&v)[N]) {
+    if constexpr (N % 4 == 0) {
+#pragma unroll
+        for (int c = 0; c < N; c += 4) {
+            const float4 a = *reinterpret_cast<const float4*>(p + c);
+            v[c] = a.x, v[c + 1] = a.y, v[c + 2] = a.z, v[c + 3] = a.w;
+        }
+    } else if constexpr (N == 2) {
+        const float2 a = *reinterpret_cast<const float2*>(p);
+        v[0] = a.x, v[1] = a.y;
+    } else {
+        v[0] = *p;
+    }
+}
+
+template <int D, int RW>
 __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
     int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     pdl_prologue();
-    constexpr int kPer = D / 32;  // columns per lane: 2, 4 or 8
-    const int lane = threadIdx.x % 32, row = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
+    constexpr int kPer = D / (32 * RW);  // columns per lane: 1 to 8
+    constexpr int kAhead = 64 / kPer < 16 ? 64 / kPer : 16;  // splits whose columns a lane holds at once
+    const int lane = threadIdx.x % 32, warp = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
+    const int row = warp / RW, col0 = (warp % RW) * (D / RW) + lane * kPer;
     if (row >= horizon * heads) return;
     const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
     const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
@@ -326,30 +389,33 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     for (int i0 = 0; i0 < n; i0 += 32) {
         const float w_lane = i0 + lane < n ? expf((part_ml[first + (i0 + lane) * int64_t{rows_ld}].x - m) * scale) : 0.0f;
         const int count = min(32, n - i0);
-        auto add = [&](int j) {
-            const float w = __shfl_sync(0xffffffffu, w_lane, j);
-            const float* src = part_o + (first + (i0 + j) * int64_t{rows_ld}) * D + lane * kPer;
+        for (int j0 = 0; j0 < count; j0 += kAhead) {
+            float v[kAhead][kPer];
 #pragma unroll
-            for (int c = 0; c < kPer; c += 2) {
-                const float2 v = *reinterpret_cast<const float2*>(src + c);
-                acc[c] += w * v.x;
-                acc[c + 1] += w * v.y;
+            for (int j = 0; j < kAhead; ++j) {
+                if (j0 + j < count) load_cols(part_o + (first + (i0 + j0 + j) * int64_t{rows_ld}) * D + col0, v[j]);
             }
-        };
-        int j = 0;
-        for (; j + 4 <= count; j += 4) {  // four splits' loads in flight at once
-            add(j);
-            add(j + 1);
-            add(j + 2);
-            add(j + 3);
+#pragma unroll
+            for (int j = 0; j < kAhead; ++j) {
+                const float w = __shfl_sync(0xffffffffu, w_lane, j0 + j);  // every lane takes part: j0 + j < 32
+                if (j0 + j < count) {
+#pragma unroll
+                    for (int c = 0; c < kPer; ++c) acc[c] += w * v[j][c];
+                }
+            }
         }
-        for (; j < count; ++j) add(j);
     }
     const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + t * ld_out + (row % heads) * D + lane * kPer);
+    bf16* dst = out + t * ld_out + (row % heads) * D + col0;
     const float inv = 1.0f / l;
+    if constexpr (kPer == 1) {
+        dst[0] = __float2bfloat16(acc[0] * inv);
+    } else {
 #pragma unroll
-    for (int c = 0; c < kPer; c += 2) dst[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
+        for (int c = 0; c < kPer; c += 2) {
+            reinterpret_cast<__nv_bfloat162*>(dst)[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
+        }
+    }
 }
 
 // Launch shapes shared by the loop and the kernel bench.
@@ -360,16 +426,22 @@ static inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, i
 }
 
 // per_row: attention_merge_rows_kernel (with the tile forms), else attention_combine_kernel.
-static inline void launch_attention_merge(bool per_row, cudaStream_t st, int B, int horizon, int heads, int d,
-                                   const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split,
-                                   int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
-    if (!per_row) {
+// merge_warps: 0 runs attention_combine_kernel (the split form's merge), 1 or 2 the merge with that
+// many warps per query row (the tile forms').
+static inline void launch_attention_merge(int merge_warps, cudaStream_t st, int B, int horizon, int heads, int d,
+                                          const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split,
+                                          int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
+    if (merge_warps == 0) {
         launch_kernel(attention_combine_kernel, dim3(horizon * heads, B), d < kThreads ? d : kThreads, 0, st, part_o, part_ml,
                       obs_keys, keys_per_split, horizon, heads, rows_ld, d, splits, scale, out, ld_out);
         return;
     }
-    const dim3 grid(blocks(int64_t{horizon} * heads, kMergeWarps), B);
-    auto* kernel = d == 64 ? attention_merge_rows_kernel<64> : d == 128 ? attention_merge_rows_kernel<128> : attention_merge_rows_kernel<256>;
+    const bool two = merge_warps == 2;
+    const dim3 grid(blocks((two ? 2 : 1) * int64_t{horizon} * heads, kMergeWarps), B);
+    auto* kernel = two ? (d == 64 ? attention_merge_rows_kernel<64, 2> : d == 128 ? attention_merge_rows_kernel<128, 2>
+                                                                                    : attention_merge_rows_kernel<256, 2>)
+                       : (d == 64 ? attention_merge_rows_kernel<64, 1> : d == 128 ? attention_merge_rows_kernel<128, 1>
+                                                                                    : attention_merge_rows_kernel<256, 1>);
     launch_kernel(kernel, grid, 32 * kMergeWarps, 0, st, part_o, part_ml, obs_keys, keys_per_split, horizon, heads, rows_ld,
                   splits, scale, out, ld_out);
 }

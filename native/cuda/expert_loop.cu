@@ -30,6 +30,7 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
     AttentionForm attention = AttentionForm::tile64;
+    int merge_warps = 2;  // merge_warps_for(attention)
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
@@ -59,15 +60,22 @@ struct CudaExpertLoop::Impl {
         }
     }
 
-    // Times the four layer products' algorithms at T tokens on layer 0's matrices (once per T,
-    // before its graph is captured). Overwrites the activations, which every step recomputes.
+    // Times the four layer products' algorithms at T tokens over every layer's matrices (cold, as
+    // the chunk reads them; once per T, before its graph is captured). Overwrites the activations,
+    // which every step recomputes.
     void tune_products(int T) {
         if (!products) return;
-        const CudaExpertLayer& L = spec.layers.front();
-        products->tune(L.qkv, act.hn, T, act.qkv, false);
-        products->tune(L.out_w.front(), act.attn, T, act.x, true);
-        products->tune(L.gate_up, act.hn, T, act.gu, false);
-        products->tune(L.down_w.front(), act.g, T, act.x, true);
+        std::vector<CudaMatrix> qkv, out, gate_up, down;
+        for (const CudaExpertLayer& L : spec.layers) {
+            qkv.push_back(L.qkv);
+            out.push_back(L.out_w.front());
+            gate_up.push_back(L.gate_up);
+            down.push_back(L.down_w.front());
+        }
+        products->tune(qkv, act.hn, T, act.qkv, false);
+        products->tune(out, act.attn, T, act.x, true);
+        products->tune(gate_up, act.hn, T, act.gu, false);
+        products->tune(down, act.g, T, act.x, true);
     }
 
     void launch_check(const char* what) const { check(cudaGetLastError(), what); }
@@ -95,7 +103,7 @@ struct CudaExpertLoop::Impl {
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
                 launch_attention(d, attention, B, rows_total, rows_ld, splits, stream, act.q16, kc, vc, base, keys, s.horizon,
                                  s.heads, scale, act.part_o, act.part_ml);
-                launch_attention_merge(attention != AttentionForm::split, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml,
+                launch_attention_merge(merge_warps, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml,
                                        keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
                 product(L.out_w[step], act.attn, T, act.x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
@@ -152,6 +160,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
+    m.merge_warps = merge_warps_for(m.attention);
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
@@ -170,7 +179,8 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
     const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
-    return std::string("attention ") + form + "; " +
+    const std::string merge = m.merge_warps ? " (merge " + std::to_string(m.merge_warps) + " warps per row)" : "";
+    return std::string("attention ") + form + merge + "; " +
            (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
            (m.pdl ? "; programmatic launches" : "");
 }

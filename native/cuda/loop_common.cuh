@@ -70,6 +70,14 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     return form;
 }
 
+// Warps per query row of the tile forms' attention merge (launch_attention_merge; 0 for the split
+// form's own merge): two unless VLA_EDGE_CUDA_MERGE_WARPS=1 (A/B runs); read when the loop is made.
+static inline int merge_warps_for(expert_kernels::AttentionForm form) {
+    if (form == expert_kernels::AttentionForm::split) return 0;
+    const char* v = std::getenv("VLA_EDGE_CUDA_MERGE_WARPS");
+    return v && !std::strcmp(v, "1") ? 1 : 2;
+}
+
 // Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
 // launch_kernel): VLA_EDGE_CUDA_PDL=1 on a device of compute capability 9.0 or newer; read when the
 // loop is made. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix tokens and 2-3% slower at

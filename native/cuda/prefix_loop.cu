@@ -27,6 +27,7 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
     AttentionForm attention = AttentionForm::tile64;  // the expert loop's form (prepare_attention)
+    int merge_warps = 2;                              // merge_warps_for(attention)
     bool pdl = false;                                 // programmatic dependent launches (pdl_wanted)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     LoopBuffers fixed{kWho};               // for the loop's lifetime
@@ -79,7 +80,7 @@ struct CudaPrefixLoop::Impl {
                 const int rows_ld = attention_rows_ld(attention, rows_b), splits = attention_splits(attention, len);
                 launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, q, kc, vc, base + b, keys + b, len, s.heads, scale,
                                  act.part_o, act.part_ml);
-                launch_attention_merge(attention != AttentionForm::split, st, 1, len, s.heads, d, act.part_o, act.part_ml,
+                launch_attention_merge(merge_warps, st, 1, len, s.heads, d, act.part_o, act.part_ml,
                                        keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
                 first += len;
             }
@@ -120,6 +121,7 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
+    m.merge_warps = merge_warps_for(m.attention);
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     m.fixed.alloc(m.zero, m.spec.hidden);

@@ -1,5 +1,7 @@
 #include "tuned_products.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 #include "graph_timer.cuh"
@@ -14,7 +16,11 @@ constexpr int kOffers = 16;  // cuBLASLt heuristic results raced per shape
 
 }  // namespace
 
-TunedProducts::TunedProducts(const LoopStream& io) : io_(io) { check(cublasLtCreate(&lt_), "creating a cuBLASLt handle"); }
+TunedProducts::TunedProducts(const LoopStream& io) : io_(io) {
+    check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
+    const char* hot = std::getenv("VLA_EDGE_CUDA_TUNE_HOT");
+    hot_ = hot && !std::strcmp(hot, "1");
+}
 
 TunedProducts::~TunedProducts() {
     for (auto& [key, c] : choices_) {
@@ -34,17 +40,33 @@ void TunedProducts::lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo
           "cuBLASLt product");
 }
 
-void TunedProducts::tune(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) {
+void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate) {
+    if (Ws.empty()) throw std::invalid_argument("tuned products: no matrix to time");
+    const CudaMatrix& W = Ws.front();
     const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
+    for (const CudaMatrix& other : Ws) {
+        if (other.rows != W.rows || other.stride != W.stride || other.type != W.type) {
+            throw std::invalid_argument("tuned products: the matrices timed together differ in shape or type");
+        }
+    }
     const Key key{rows, stride, T, accumulate};
     if (choices_.count(key)) return;
+    const size_t n = hot_ ? 1 : Ws.size();
+    // microseconds per product of one candidate, over the n matrices in turn (ten times over one)
+    auto time_each = [&](const std::function<void(const CudaMatrix&)>& one) {
+        const int reps = n == 1 ? 10 : 1;
+        return graph_time_us(io_.stream, [&] {
+            for (size_t i = 0; i < n; ++i) one(Ws[i]);
+        }, reps) / static_cast<float>(n);
+    };
     Choice c;
     c.timing.rows = rows;
     c.timing.cols = stride;
     c.timing.tokens = T;
     c.timing.accumulate = accumulate;
+    c.timing.matrices = static_cast<int>(n);
     c.timing.names.push_back("cublas");
-    c.timing.us.push_back(graph_time_us(io_.stream, [&] { io_.product(W, x, T, y, accumulate ? 1.0f : 0.0f); }));
+    c.timing.us.push_back(time_each([&](const CudaMatrix& M) { io_.product(M, x, T, y, accumulate ? 1.0f : 0.0f); }));
     // W is row-major [rows][stride], i.e. column-major stride x rows, used transposed
     check(cublasLtMatmulDescCreate(&c.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
@@ -66,7 +88,7 @@ void TunedProducts::tune(const CudaMatrix& W, const __nv_bfloat16* x, int T, flo
     for (int i = 0; i < found; ++i) {
         if (offers[i].state != CUBLAS_STATUS_SUCCESS) continue;
         c.timing.names.push_back("lt" + std::to_string(i));
-        c.timing.us.push_back(graph_time_us(io_.stream, [&] { lt_product(c, offers[i].algo, W, x, y, accumulate); }));
+        c.timing.us.push_back(time_each([&](const CudaMatrix& M) { lt_product(c, offers[i].algo, M, x, y, accumulate); }));
         if (c.timing.us.back() < c.timing.us[c.timing.chosen]) {
             c.timing.chosen = static_cast<int>(c.timing.us.size()) - 1;
             c.algo = offers[i].algo;
@@ -94,7 +116,7 @@ std::vector<ProductTiming> TunedProducts::timings() const {
 std::string TunedProducts::describe() const {
     int lt = 0;
     for (const auto& [key, c] : choices_) lt += c.lt ? 1 : 0;
-    return std::to_string(choices_.size()) + " product shapes timed: " + std::to_string(lt) + " cuBLASLt, " +
+    return std::to_string(choices_.size()) + " product shapes timed " + (hot_ ? "hot" : "cold") + ": " + std::to_string(lt) + " cuBLASLt, " +
            std::to_string(choices_.size() - lt) + " cuBLAS default";
 }
 

@@ -3,7 +3,10 @@
 // (one of them split-K with a reduce kernel of its own): ~29 us per layer and step on an H100 where
 // the weights alone stream in ~10 us (docs/gpu.md, "Our own expert loop"). Each shape is timed once,
 // before any graph capture, over cuBLAS's default and every algorithm cuBLASLt's heuristic offers,
-// on the real weights; the fastest is kept. Included by CUDA sources only.
+// on the real weights; the fastest is kept. Timed cold, as the chunk runs them: one product after
+// another over every layer's matrix of that shape, so that each finds its weights outside the L2
+// cache (the first form timed one matrix ten times over, its weights in L2 from the second call on,
+// and picked for that). Included by CUDA sources only.
 #pragma once
 
 #include <cublasLt.h>
@@ -26,6 +29,7 @@ struct ProductTiming {
     std::vector<std::string> names;  // per candidate: "cublas", "lt<i>" (cuBLASLt's i-th offer)
     std::vector<float> us;          // per candidate
     int chosen = 0;
+    int matrices = 1;  // how many matrices of the shape each timing went over (one: L2-hot)
 };
 
 class TunedProducts {
@@ -36,14 +40,17 @@ class TunedProducts {
     TunedProducts(const TunedProducts&) = delete;
     TunedProducts& operator=(const TunedProducts&) = delete;
 
-    // Races the candidates for W's shape at T tokens unless that shape has run before. Reads W and
-    // x, overwrites y; the stream must not be capturing.
-    void tune(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate);
+    // Races the candidates for the shape of `Ws` (matrices of one shape, e.g. every layer's q/k/v) at
+    // T tokens unless that shape has run before: each candidate runs over all of `Ws` in turn, so
+    // with more weight bytes than the L2 cache holds every product reads its weights from memory as
+    // in the chunk (VLA_EDGE_CUDA_TUNE_HOT=1: the first matrix alone, ten times over, its weights
+    // in L2). Reads the matrices and x, overwrites y; the stream must not be capturing.
+    void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate);
     // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][rows]; enqueued on
     // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
     void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const;
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed: 3 cuBLASLt, 1 cuBLAS default"
+    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
 
   private:
@@ -60,6 +67,7 @@ class TunedProducts {
 
     const LoopStream& io_;
     cublasLtHandle_t lt_ = nullptr;
+    bool hot_ = false;  // VLA_EDGE_CUDA_TUNE_HOT=1
     std::map<Key, Choice> choices_;
 };
 
