@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
         {"default: tile64, products timed cold", nullptr, nullptr, nullptr, nullptr, nullptr},
         {"products timed hot (until 2026-12-07)", nullptr, nullptr, nullptr, "1", nullptr},
         {"merge one warp per row (until 2026-12-07)", nullptr, nullptr, nullptr, nullptr, "1"},
+        {"attention tile64w8 (8 warps per block)", "tile64w8", nullptr, nullptr, nullptr, nullptr},
         {"default + programmatic launches", nullptr, nullptr, "1", nullptr, nullptr},
         {"tile64, cuBLAS default", "tile64", "0", nullptr, nullptr, nullptr}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;

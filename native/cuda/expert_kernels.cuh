@@ -472,7 +472,7 @@ __device__ inline void cp_async_wait() {
 }
 
 // Shared memory of attention_tile_kernel<D>: K and V tiles, rows padded by 16 bytes against bank
-// conflicts, then one scratch area per warp that holds its Q rows and later its scores and weights.
+// conflicts, then one scratch area per 16-row tile that holds its Q rows and later its scores and weights.
 template <int D, int Keys>
 struct TileLayout {
     static constexpr int ld = D + 8;                 // halves per staged K/V/Q row
@@ -491,8 +491,13 @@ struct TileLayout {
 // ~10 us alone where the split kernel took 15-25 us. Query rows past rows_total are zeros and their outputs land in the padding
 // rows of part_o (rows_ld = rows_total rounded up to 16). Keys past the runtime's 16-padding of the
 // range are zeros here; keys past `keys` weigh zero.
-template <int D, int Keys>
-__global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const __half* q16, const __half* kc,
+// Pair: warps per 16-row tile. With one, each warp runs its tile's 128 tensor-core products (scores
+// and values at head_dim 256) one after another, ~2-3 us of a ~10 us kernel that has only four warps
+// per block to hide it. With two (form tile64w8: eight warps), each takes half of the tile's keys
+// for the scores and half of its columns for the values; the first of the two runs the softmax.
+// Same products and sums per element in both.
+template <int D, int Keys, int Pair = 1>
+__global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(const __half* q16, const __half* kc,
                                                                          const __half* vc, const int* obs_base,
                                                                          const int* obs_keys, int rows_total,
                                                                          int rows_ld, int splits, float scale,
@@ -510,7 +515,7 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
     if (key0 >= keys) return;  // this observation has fewer splits than the batch's longest (whole block)
     const int n = min(Keys, keys - key0), n16 = (n + 15) / 16 * 16;
     const int64_t base = obs_base[s] + key0;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32 / Pair, part = threadIdx.x / 32 % Pair, lane = threadIdx.x % 32;  // warp: its tile
     constexpr int kPieces = D / 8;  // 16-byte pieces per row
 
     for (int i = threadIdx.x; i < kTileRows * kPieces; i += blockDim.x) {  // Q, then K: first group
@@ -548,24 +553,33 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
     float* S = reinterpret_cast<float*>(scratch);  // over Q once the scores are in registers
     __half* P = reinterpret_cast<__half*>(scratch + size_t{16} * L::sld * sizeof(float));
     const bool active = row0 + 16 * warp < rows_total;
-    if (active) {  // S = Q K^T for the warp's 16 rows and the block's keys
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Keys / 16];
+    constexpr int kKeyTiles = Keys / 16 / Pair;  // score tiles of this warp: keys from 16 * kKeyTiles * part
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kKeyTiles];
+    if (active) {  // S = Q K^T for the tile's 16 rows and the warp's share of the block's keys
 #pragma unroll
-        for (int t = 0; t < Keys / 16; ++t) wmma::fill_fragment(acc[t], 0.0f);
+        for (int t = 0; t < kKeyTiles; ++t) wmma::fill_fragment(acc[t], 0.0f);
 #pragma unroll
         for (int k = 0; k < D / 16; ++k) {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
             wmma::load_matrix_sync(a, Qs + k * 16, L::ld);
 #pragma unroll
-            for (int t = 0; t < Keys / 16; ++t) {
+            for (int t = 0; t < kKeyTiles; ++t) {
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
-                wmma::load_matrix_sync(b, Ks + t * 16 * L::ld + k * 16, L::ld);
+                wmma::load_matrix_sync(b, Ks + (part * kKeyTiles + t) * 16 * L::ld + k * 16, L::ld);
                 wmma::mma_sync(acc[t], a, b, acc[t]);
             }
         }
+    }
+    if constexpr (Pair > 1) __syncthreads();  // the other warp of the tile is done with Q, which S overwrites
+    if (active) {
         __syncwarp();
 #pragma unroll
-        for (int t = 0; t < Keys / 16; ++t) wmma::store_matrix_sync(S + t * 16, acc[t], L::sld, wmma::mem_row_major);
+        for (int t = 0; t < kKeyTiles; ++t) {
+            wmma::store_matrix_sync(S + (part * kKeyTiles + t) * 16, acc[t], L::sld, wmma::mem_row_major);
+        }
+    }
+    if constexpr (Pair > 1) __syncthreads();  // both halves of the scores are in S
+    if (active && part == 0) {  // the softmax over the tile's rows, by its first warp
         __syncwarp();
         constexpr int kHalf = Keys / 2;
         const int r = lane / 2, h = lane % 2;  // two lanes per row, half of the keys each
@@ -594,14 +608,14 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
     }
     cp_async_wait<0>();
     __syncthreads();
-    if (active) {  // O = P V, four 16-column output tiles at a time, straight to global memory
+    if (active) {  // O = P V, four 16-column output tiles at a time (the warp's share), straight to global memory
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[Keys / 16];
 #pragma unroll
         for (int k = 0; k < Keys / 16; ++k) wmma::load_matrix_sync(a[k], P + k * 16, L::pld);
         float* dst = part_o + ((static_cast<int64_t>(s) * splits + split) * rows_ld + row0 + 16 * warp) * D;
-        constexpr int kGroup = 4;
+        constexpr int kColTiles = D / 16 / Pair, kGroup = kColTiles < 4 ? kColTiles : 4;
 #pragma unroll
-        for (int g = 0; g < D / 16; g += kGroup) {
+        for (int g = part * kColTiles; g < (part + 1) * kColTiles; g += kGroup) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kGroup];
 #pragma unroll
             for (int i = 0; i < kGroup; ++i) wmma::fill_fragment(acc[i], 0.0f);
@@ -625,10 +639,14 @@ __global__ void __launch_bounds__(32 * kTileWarps) attention_tile_kernel(const _
 
 // Attention forms (both Gemma loops read VLA_EDGE_CUDA_ATTENTION). `tile64` (the default since the H100
 // run of 2026-12-07) / `tile32`: each split's keys and values staged in shared memory for 64 query rows,
-// merged one warp per row. `split`: the first form, 16 query rows per block, K/V fragments read from
-// global memory (docs/gpu.md).
-enum class AttentionForm { split, tile64, tile32 };
+// merged by attention_merge_rows_kernel; `tile64w8`: tile64 with two warps per 16-row tile (eight per
+// block). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
+// (docs/gpu.md).
+enum class AttentionForm { split, tile64, tile32, tile64w8 };
 
+inline const char* form_name(AttentionForm f) {
+    return f == AttentionForm::split ? "split128" : f == AttentionForm::tile32 ? "tile32" : f == AttentionForm::tile64w8 ? "tile64w8" : "tile64";
+}
 inline int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
 // Splits (blocks along the keys) a form takes for `keys` keys.
 inline int attention_splits(AttentionForm f, int keys) { return (keys + keys_per_split(f) - 1) / keys_per_split(f); }
@@ -653,6 +671,11 @@ static inline void launch_attention_at(AttentionForm form, int B, int rows_total
                           TileLayout<D, 32>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
                           part_ml);
             break;
+        case AttentionForm::tile64w8:
+            launch_kernel(attention_tile_kernel<D, 64, 2>, dim3(blocks(rows_total, kTileRows), splits, B), 64 * kTileWarps,
+                          TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
+                          part_ml);
+            break;
         default:
             launch_kernel(attention_tile_kernel<D, 64>, dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
                           TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
@@ -674,6 +697,11 @@ struct TileKernel {
 static inline TileKernel tile_kernel_for(int d, AttentionForm form) {
     const bool wide = form == AttentionForm::tile64;
     auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
+    if (form == AttentionForm::tile64w8) {
+        if (d == 64) return pick(attention_tile_kernel<64, 64, 2>, TileLayout<64, 64>::bytes);
+        if (d == 128) return pick(attention_tile_kernel<128, 64, 2>, TileLayout<128, 64>::bytes);
+        return pick(attention_tile_kernel<256, 64, 2>, TileLayout<256, 64>::bytes);
+    }
     if (d == 64) return wide ? pick(attention_tile_kernel<64, 64>, TileLayout<64, 64>::bytes)
                              : pick(attention_tile_kernel<64, 32>, TileLayout<64, 32>::bytes);
     if (d == 128) return wide ? pick(attention_tile_kernel<128, 64>, TileLayout<128, 64>::bytes)

@@ -178,9 +178,9 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
-    const char* form = m.attention == AttentionForm::split ? "split128" : m.attention == AttentionForm::tile32 ? "tile32" : "tile64";
-    const std::string merge = m.merge_warps ? " (merge " + std::to_string(m.merge_warps) + " warps per row)" : "";
-    return std::string("attention ") + form + merge + "; " +
+    const char* form = form_name(m.attention);
+    const std::string merge = m.merge_warps ? "merge " + std::to_string(m.merge_warps) + " warps per row; " : "";
+    return std::string("attention ") + form + "; " + merge +
            (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
            (m.pdl ? "; programmatic launches" : "");
 }

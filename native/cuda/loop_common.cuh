@@ -46,8 +46,8 @@ inline void loop_require_device(const char* who, int device, int head_dim) {
     }
 }
 
-// The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128 or
-// tile32 (A/B runs; tile64 is the default since the H100 run of 2026-12-07, docs/gpu.md). A tile form
+// The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128,
+// tile32 or tile64w8 (A/B runs; tile64 is the default since the H100 run of 2026-12-07, docs/gpu.md). A tile form
 // needs its shared memory allowed before its first launch (here, for the instantiation at head_dim);
 // throws where the device cannot give that much. `static`: it sets the attribute on the calling
 // translation unit's own kernel, the one its launches run (tile_kernel_for says why).
@@ -55,8 +55,9 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     using expert_kernels::AttentionForm;
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
     const AttentionForm form = v && !std::strcmp(v, "split128") ? AttentionForm::split
-                               : v && !std::strcmp(v, "tile32") ? AttentionForm::tile32
-                                                                : AttentionForm::tile64;
+                               : v && !std::strcmp(v, "tile32")   ? AttentionForm::tile32
+                               : v && !std::strcmp(v, "tile64w8") ? AttentionForm::tile64w8
+                                                                  : AttentionForm::tile64;
     if (form == AttentionForm::split) return form;
     const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
     int optin = 0;
