@@ -933,6 +933,9 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     }
     const int total_prefix = std::accumulate(n_prefix.begin(), n_prefix.end(), 0);
     const int B = static_cast<int>(batch.size()), H = hp_.horizon;
+    // Row of host_prefix_ where each observation's block [image tokens | text tokens] starts.
+    std::vector<size_t> block_first(B, 0);
+    for (int b = 1; b < B; ++b) block_first[b] = block_first[b - 1] + n_prefix[b - 1];
     // Cache rows: observation b's prefix, then its chunk (see KvCache), kv_span rows each.
     const std::vector<int64_t> bases = cache_bases(n_prefix, H, hp_.kv_pad);
     if (bases.back() + kv_span(n_prefix.back(), H, hp_.kv_pad) > cache_tokens_)
@@ -963,12 +966,11 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         ggml_backend_tensor_set(vision_.io["patches"], host_patches_.data(), 0, host_patches_.size() * sizeof(float));
         compute(vision_);
         const size_t image_bytes = static_cast<size_t>(N) * D * sizeof(float);
-        size_t image_first = 0, first = 0;
-        for (size_t b = 0; b < batch.size(); ++b) {
-            ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + first * D, image_first * image_bytes,
+        size_t image_first = 0;
+        for (int b = 0; b < B; ++b) {
+            ggml_backend_tensor_get(vision_.io["out"], host_prefix_.data() + block_first[b] * D, image_first * image_bytes,
                                     batch[b].n_images * image_bytes);
             image_first += batch[b].n_images;
-            first += n_prefix[b];
         }
     };
     // Our vision loop, each image's tokens into its observation's block of `blocks` (host or device
@@ -976,11 +978,9 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     auto cuda_vision_into = [&](float* blocks) {
 #ifdef VLA_EDGE_WITH_CUDA
         std::vector<float*> image_out;  // each image's tokens straight into its observation's block
-        size_t first = 0;
-        for (size_t b = 0; b < batch.size(); ++b) {
+        for (int b = 0; b < B; ++b) {
             for (int img = 0; img < batch[b].n_images; ++img)
-                image_out.push_back(blocks + (first + static_cast<size_t>(img) * N) * D);
-            first += n_prefix[b];
+                image_out.push_back(blocks + (block_first[b] + static_cast<size_t>(img) * N) * D);
         }
         return run_or_hand_over(cuda_vision_, cuda_vision_wanted_, cuda_vision_note_, "CUDA vision loop",
                                 [&] { cuda_vision_->run(host_patches_.data(), n_images, image_out); }, cuda_clear_last_error);
@@ -1008,23 +1008,18 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
     t0 = std::chrono::steady_clock::now();
     const int A = hp_.action_dim, E = hp_.expert.hidden;
     host_pos_.resize(std::max(total_prefix, H * B));
-    size_t block_first = 0;
-    for (size_t b = 0; b < batch.size(); ++b) {
-        const int text_first = static_cast<int>(block_first) + batch[b].n_images * N;
-        embed_tokens(batch[b].tokens, batch[b].n_tokens, host_prefix_.data() + static_cast<size_t>(text_first) * D);
-        std::iota(host_pos_.begin() + block_first, host_pos_.begin() + block_first + n_prefix[b], 0);
-        block_first += n_prefix[b];
+    for (int b = 0; b < B; ++b) {
+        const size_t text_first = block_first[b] + static_cast<size_t>(batch[b].n_images) * N;
+        embed_tokens(batch[b].tokens, batch[b].n_tokens, host_prefix_.data() + text_first * D);
+        std::iota(host_pos_.begin() + block_first[b], host_pos_.begin() + block_first[b] + n_prefix[b], 0);
     }
     bool prefix_done = false;
     if (use_cuda_prefix()) {
 #ifdef VLA_EDGE_WITH_CUDA
         std::vector<std::pair<int, int>> text_rows;  // empty: every row from the host
         if (device_prefix) {
-            int first = 0;
-            for (size_t b = 0; b < batch.size(); ++b) {
-                text_rows.emplace_back(first + batch[b].n_images * N, batch[b].n_tokens);
-                first += n_prefix[b];
-            }
+            for (int b = 0; b < B; ++b)
+                text_rows.emplace_back(static_cast<int>(block_first[b]) + batch[b].n_images * N, batch[b].n_tokens);
         }
         prefix_done = run_or_hand_over(cuda_prefix_, cuda_prefix_wanted_, cuda_prefix_note_, "CUDA prefix loop",
                                        [&] { cuda_prefix_->run(host_prefix_.data(), n_prefix, bases, text_rows); },
