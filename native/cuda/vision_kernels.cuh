@@ -27,12 +27,56 @@ static __global__ void embed_add_kernel(float* x, int W, const float* bias, cons
 
 // Layer norm, one block per token: first x += pending (the bias of the product that last wrote x,
 // written back; null: none), then y = (x - mean) / sqrt(var + eps) * w + b in the type the next
-// product reads.
+// product reads. Where the width and addresses allow (SigLIP's 1152: 288 float4), each thread holds
+// up to kNormVec float4 of x (with the bias added), w and b in registers, all loaded before the first
+// sum, so the block waits on one round of loads instead of the row read three times (the first form:
+// 5.8 us per norm at 2 images, H100 profile, 2026-12-07). Same arithmetic per element; the two sums
+// add in another order.
 template <typename Out>
 __global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,
                                   int64_t ld) {
     __shared__ float partial[32];
     float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
+    Out* yr = y + blockIdx.x * ld;
+    if (W % 4 == 0 && W <= 4 * kNormVec * static_cast<int>(blockDim.x) && aligned_to(xr, 16) && aligned_to(w, 16) &&
+        aligned_to(b, 16) && (!pending || aligned_to(pending, 16)) && aligned_to(yr, 4 * sizeof(Out))) {
+        float4 xv[kNormVec], wv[kNormVec], bv[kNormVec];
+        float sum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kNormVec; ++j) {
+            const int i = 4 * (threadIdx.x + j * blockDim.x);
+            if (i < W) {
+                xv[j] = *reinterpret_cast<const float4*>(xr + i);
+                wv[j] = *reinterpret_cast<const float4*>(w + i);
+                bv[j] = *reinterpret_cast<const float4*>(b + i);
+                if (pending) {
+                    const float4 p = *reinterpret_cast<const float4*>(pending + i);
+                    xv[j] = {xv[j].x + p.x, xv[j].y + p.y, xv[j].z + p.z, xv[j].w + p.w};
+                    *reinterpret_cast<float4*>(xr + i) = xv[j];
+                }
+                sum += xv[j].x + xv[j].y + xv[j].z + xv[j].w;
+            }
+        }
+        const float mean = block_sum(sum, partial) / W;
+        float sq = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kNormVec; ++j) {
+            if (4 * (threadIdx.x + j * blockDim.x) < W) {
+                const float a = xv[j].x - mean, c = xv[j].y - mean, e = xv[j].z - mean, f = xv[j].w - mean;
+                sq += a * a + c * c + e * e + f * f;
+            }
+        }
+        const float r = rsqrtf(block_sum(sq, partial) / W + eps);
+#pragma unroll
+        for (int j = 0; j < kNormVec; ++j) {
+            const int i = 4 * (threadIdx.x + j * blockDim.x);
+            if (i < W) {
+                store4(yr + i, (xv[j].x - mean) * r * wv[j].x + bv[j].x, (xv[j].y - mean) * r * wv[j].y + bv[j].y,
+                       (xv[j].z - mean) * r * wv[j].z + bv[j].z, (xv[j].w - mean) * r * wv[j].w + bv[j].w);
+            }
+        }
+        return;
+    }
     float sum = 0.0f;
     for (int i = threadIdx.x; i < W; i += blockDim.x) {
         float v = xr[i];
@@ -43,7 +87,7 @@ __global__ void layer_norm_kernel(float* x, int W, const float* pending, const f
     float sq = 0.0f;
     for (int i = threadIdx.x; i < W; i += blockDim.x) sq += (xr[i] - mean) * (xr[i] - mean);  // this thread's own writes
     const float r = rsqrtf(block_sum(sq, partial) / W + eps);
-    for (int i = threadIdx.x; i < W; i += blockDim.x) store(y + blockIdx.x * ld + i, (xr[i] - mean) * r * w[i] + b[i]);
+    for (int i = threadIdx.x; i < W; i += blockDim.x) store(yr + i, (xr[i] - mean) * r * w[i] + b[i]);
 }
 
 // q, k, v (+ their biases) from the fused product's float32 rows [q | k | v] to F16, each laid out
