@@ -146,6 +146,19 @@ __device__ inline bool aligned_to(const T* p, unsigned bytes) { return reinterpr
 // the sum (the first form: 2.8 us alone for the expert's 50 rows, ~3.8 us in the chunk; H100,
 // 2026-12-07). Same arithmetic per element; the sum of squares adds in another order.
 constexpr int kNormVec = 2;
+// Column of this thread's j-th float4 of a row (the rows of the norms: one block per row).
+__device__ inline int norm_slot(int j) { return 4 * (threadIdx.x + j * blockDim.x); }
+// Whether a row of n floats fits the threads' float4 slots, with every row pointer 16-byte aligned.
+template <typename... Rows>
+__device__ inline bool norm_slots_fit(int n, const Rows*... rows) {
+    return n % 4 == 0 && n <= 4 * kNormVec * static_cast<int>(blockDim.x) && ((rows == nullptr || aligned_to(rows, 16)) && ...);
+}
+// The thread's float4 slots of row p (n floats); slots past n are left as they are and never read.
+__device__ inline void load_slots(const float* p, int n, float4 (&v)[kNormVec]) {
+#pragma unroll
+    for (int j = 0; j < kNormVec; ++j)
+        if (norm_slot(j) < n) v[j] = *reinterpret_cast<const float4*>(p + norm_slot(j));
+}
 template <typename Out>
 __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, const float* shift, float eps, Out* y,
                                 int64_t ld) {
@@ -153,27 +166,21 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
     __shared__ float partial[32];
     const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
     Out* yr = y + blockIdx.x * ld;
-    if (E % 4 == 0 && E <= 4 * kNormVec * static_cast<int>(blockDim.x) && aligned_to(xr, 16) && aligned_to(scale1, 16) &&
-        aligned_to(shift, 16) && aligned_to(yr, 4 * sizeof(Out))) {
+    if (norm_slots_fit(E, xr, scale1, shift) && aligned_to(yr, 4 * sizeof(Out))) {
         float4 xv[kNormVec], sv[kNormVec], hv[kNormVec];
+        load_slots(xr, E, xv);
+        load_slots(scale1, E, sv);
+        load_slots(shift, E, hv);
         float ss = 0.0f;
 #pragma unroll
-        for (int j = 0; j < kNormVec; ++j) {
-            const int i = 4 * (threadIdx.x + j * blockDim.x);
-            if (i < E) {
-                xv[j] = *reinterpret_cast<const float4*>(xr + i);
-                sv[j] = *reinterpret_cast<const float4*>(scale1 + i);
-                hv[j] = *reinterpret_cast<const float4*>(shift + i);
-                ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z + xv[j].w * xv[j].w;
-            }
-        }
+        for (int j = 0; j < kNormVec; ++j)
+            if (norm_slot(j) < E) ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z + xv[j].w * xv[j].w;
         const float r = rsqrtf(block_sum(ss, partial) / E + eps);
 #pragma unroll
         for (int j = 0; j < kNormVec; ++j) {
-            const int i = 4 * (threadIdx.x + j * blockDim.x);
-            if (i < E) {
-                store4(yr + i, xv[j].x * r * sv[j].x + hv[j].x, xv[j].y * r * sv[j].y + hv[j].y, xv[j].z * r * sv[j].z + hv[j].z,
-                       xv[j].w * r * sv[j].w + hv[j].w);
+            if (norm_slot(j) < E) {
+                store4(yr + norm_slot(j), xv[j].x * r * sv[j].x + hv[j].x, xv[j].y * r * sv[j].y + hv[j].y,
+                       xv[j].z * r * sv[j].z + hv[j].z, xv[j].w * r * sv[j].w + hv[j].w);
             }
         }
         return;

@@ -38,21 +38,19 @@ __global__ void layer_norm_kernel(float* x, int W, const float* pending, const f
     __shared__ float partial[32];
     float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
     Out* yr = y + blockIdx.x * ld;
-    if (W % 4 == 0 && W <= 4 * kNormVec * static_cast<int>(blockDim.x) && aligned_to(xr, 16) && aligned_to(w, 16) &&
-        aligned_to(b, 16) && (!pending || aligned_to(pending, 16)) && aligned_to(yr, 4 * sizeof(Out))) {
-        float4 xv[kNormVec], wv[kNormVec], bv[kNormVec];
+    if (norm_slots_fit(W, xr, w, b, pending) && aligned_to(yr, 4 * sizeof(Out))) {
+        float4 xv[kNormVec], pv[kNormVec], wv[kNormVec], bv[kNormVec];
+        load_slots(xr, W, xv);
+        if (pending) load_slots(pending, W, pv);
+        load_slots(w, W, wv);
+        load_slots(b, W, bv);
         float sum = 0.0f;
 #pragma unroll
         for (int j = 0; j < kNormVec; ++j) {
-            const int i = 4 * (threadIdx.x + j * blockDim.x);
-            if (i < W) {
-                xv[j] = *reinterpret_cast<const float4*>(xr + i);
-                wv[j] = *reinterpret_cast<const float4*>(w + i);
-                bv[j] = *reinterpret_cast<const float4*>(b + i);
+            if (norm_slot(j) < W) {
                 if (pending) {
-                    const float4 p = *reinterpret_cast<const float4*>(pending + i);
-                    xv[j] = {xv[j].x + p.x, xv[j].y + p.y, xv[j].z + p.z, xv[j].w + p.w};
-                    *reinterpret_cast<float4*>(xr + i) = xv[j];
+                    xv[j] = {xv[j].x + pv[j].x, xv[j].y + pv[j].y, xv[j].z + pv[j].z, xv[j].w + pv[j].w};
+                    *reinterpret_cast<float4*>(xr + norm_slot(j)) = xv[j];
                 }
                 sum += xv[j].x + xv[j].y + xv[j].z + xv[j].w;
             }
@@ -61,7 +59,7 @@ __global__ void layer_norm_kernel(float* x, int W, const float* pending, const f
         float sq = 0.0f;
 #pragma unroll
         for (int j = 0; j < kNormVec; ++j) {
-            if (4 * (threadIdx.x + j * blockDim.x) < W) {
+            if (norm_slot(j) < W) {
                 const float a = xv[j].x - mean, c = xv[j].y - mean, e = xv[j].z - mean, f = xv[j].w - mean;
                 sq += a * a + c * c + e * e + f * f;
             }
@@ -69,7 +67,7 @@ __global__ void layer_norm_kernel(float* x, int W, const float* pending, const f
         const float r = rsqrtf(block_sum(sq, partial) / W + eps);
 #pragma unroll
         for (int j = 0; j < kNormVec; ++j) {
-            const int i = 4 * (threadIdx.x + j * blockDim.x);
+            const int i = norm_slot(j);
             if (i < W) {
                 store4(yr + i, (xv[j].x - mean) * r * wv[j].x + bv[j].x, (xv[j].y - mean) * r * wv[j].y + bv[j].y,
                        (xv[j].z - mean) * r * wv[j].z + bv[j].z, (xv[j].w - mean) * r * wv[j].w + bv[j].w);
