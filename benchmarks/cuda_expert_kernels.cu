@@ -91,6 +91,23 @@ struct Json {
     }
 };
 
+// A norm kernel's two forms (`vec` false: the rows read in loops; true: held in registers) on the same
+// input: rel-L2 of the second's BF16 output against the first's (the sums add in another order) and
+// microseconds per call of each. `norm(vec)` enqueues one call writing `out` (n values).
+struct NormForms {
+    double rel_l2, us_loop, us_vec;
+};
+NormForms compare_norm_forms(cudaStream_t st, const std::function<void(bool)>& norm, const bf16* out, int64_t n) {
+    norm(false);
+    ok(cudaStreamSynchronize(st), "norm, loop form");
+    const std::vector<float> loop_form = download(out, n);
+    norm(true);
+    ok(cudaStreamSynchronize(st), "norm, rows in registers");
+    ok(cudaGetLastError(), "norm");
+    const double err = rel_l2(download(out, n), loop_form);
+    return {err, time_graph(st, [&] { norm(false); }), time_graph(st, [&] { norm(true); })};
+}
+
 // The vision loop's small kernels at 2 images (512 tokens; SigLIP: width 1152, 16 heads of 72, FFN
 // 4304), alone: the q/k/v split checked value for value against the host's F16 rounding of the same
 // float32 sums, bias + GELU four columns per thread against one (outputs must be the same).
@@ -136,17 +153,22 @@ void bench_vision_kernels(cudaStream_t st, Json& js) {
     ok(cudaGetLastError(), "bias + GELU");
     const bool same = download(g1, int64_t{T} * F) == download(g4, int64_t{T} * F);
     const double t_split = time_graph(st, split), t_one = time_graph(st, one), t_four = time_graph(st, four);
-    const double t_norm = time_graph(st, [&] { vk::layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, nullptr, vec, vec + W, 1e-6f, hn, int64_t{W}); });
+    const NormForms ln = compare_norm_forms(st, [&](bool v) {
+        vk::layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, nullptr, vec, vec + W, 1e-6f, hn, int64_t{W}, v);
+    }, hn, int64_t{T} * W);
+    const double t_norm = ln.us_loop;
     const double t_softmax = time_graph(st, [&] {
         const int64_t rows = int64_t{T} * heads;
         vk::softmax_rows_kernel<<<blocks(rows, kThreads / 32), kThreads, 0, st>>>(scores, rows, per_image, p16);
     });
     const double t_heads = time_graph(st, [&] { vk::vision_heads_kernel<<<T, kThreads, 0, st>>>(x, heads, d, per_image, hn, int64_t{W}); });
-    std::printf("vision (2 images): layer norm %.2f us, q/k/v split %.2f us (%lld of %lld values off the host's F16 rounding), "
+    std::printf("vision (2 images): layer norm %.2f us (rows in registers: %.2f us, rel-L2 %.1e), q/k/v split %.2f us (%lld of %lld values off the host's F16 rounding), "
                 "softmax %.2f us, heads %.2f us, bias + GELU one column per thread %.2f us, four %.2f us, outputs %s\n",
-                t_norm, t_split, static_cast<long long>(wrong), static_cast<long long>(int64_t{T} * 3 * W), t_softmax, t_heads,
+                t_norm, ln.us_vec, ln.rel_l2, t_split, static_cast<long long>(wrong), static_cast<long long>(int64_t{T} * 3 * W), t_softmax, t_heads,
                 t_one, t_four, same ? "identical" : "DIFFER");
     js.num("vision_layer_norm_us", t_norm);
+    js.num("vision_layer_norm_vec_us", ln.us_vec);
+    js.num("vision_layer_norm_vec_rel_l2", ln.rel_l2);
     js.num("vision_qkv_split_us", t_split);
     js.num("vision_qkv_split_wrong", static_cast<double>(wrong));
     js.num("vision_softmax_us", t_softmax);
@@ -295,7 +317,13 @@ int main(int argc, char** argv) {
     ok(cudaMalloc(&pos, hp.size() * sizeof(int)), "pos");
     ok(cudaMemcpy(pos, hp.data(), hp.size() * sizeof(int), cudaMemcpyHostToDevice), "pos");
     const float theta_scale = std::pow(10000.0f, -2.0f / D);
-    const double t_norm = time_graph(st, [&] { ada_norm_kernel<<<T, kThreads, 0, st>>>(x, E, mod, mod + E, 1e-6f, hn, int64_t{E}); });
+    const NormForms an = compare_norm_forms(st, [&](bool v) {
+        ada_norm_kernel<<<T, kThreads, 0, st>>>(x, E, mod, mod + E, 1e-6f, hn, int64_t{E}, v);
+    }, hn, int64_t{T} * E);
+    const double t_norm = an.us_loop;
+    std::printf("ada_norm rows in registers %.2f us, rel-L2 %.1e against the loop form\n", an.us_vec, an.rel_l2);
+    js.num("ada_norm_vec_us", an.us_vec);
+    js.num("ada_norm_vec_rel_l2", an.rel_l2);
     const double t_rope = time_graph(st, [&] {
         launch_rope_cache(st, T, qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
     });

@@ -89,11 +89,7 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
 
 struct Config {
     const char* name;
-    const char* attention;  // VLA_EDGE_CUDA_ATTENTION
-    const char* tuned;      // VLA_EDGE_CUDA_TUNED_PRODUCTS
-    const char* pdl;        // VLA_EDGE_CUDA_PDL
-    const char* hot;        // VLA_EDGE_CUDA_TUNE_HOT
-    const char* merge;      // VLA_EDGE_CUDA_MERGE_WARPS
+    std::vector<std::pair<const char*, const char*>> switches;  // environment variables set while it is made
 };
 
 }  // namespace
@@ -162,21 +158,24 @@ int main(int argc, char** argv) {
     spec.action_out_bias = dev.upload(uniform(spec.action_dim, rng, -0.1f, 0.1f));
     ok(cudaDeviceSynchronize(), "weights");
 
+    // every switch the configurations set, cleared before each is made
+    const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
+                         "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS"};
     const std::vector<Config> configs = {
-        {"split128, cuBLAS default (first)", "split128", "0", nullptr, nullptr, nullptr},
-        {"default: tile64, products timed cold", nullptr, nullptr, nullptr, nullptr, nullptr},
-        {"products timed hot (until 2026-12-07)", nullptr, nullptr, nullptr, "1", nullptr},
-        {"merge one warp per row (until 2026-12-07)", nullptr, nullptr, nullptr, nullptr, "1"},
-        {"attention tile64w8 (8 warps per block)", "tile64w8", nullptr, nullptr, nullptr, nullptr},
-        {"default + programmatic launches", nullptr, nullptr, "1", nullptr, nullptr},
-        {"tile64, cuBLAS default", "tile64", "0", nullptr, nullptr, nullptr}};
+        {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}},
+        {"default: tile64, products timed hot", {}},
+        {"products timed cold", {{"VLA_EDGE_CUDA_TUNE_COLD", "1"}}},
+        {"merge two warps per row", {{"VLA_EDGE_CUDA_MERGE_WARPS", "2"}}},
+        {"norms' rows in registers", {{"VLA_EDGE_CUDA_VECTOR_NORMS", "1"}}},
+        {"attention tile64w8 (8 warps per block)", {{"VLA_EDGE_CUDA_ATTENTION", "tile64w8"}}},
+        {"all four of the above", {{"VLA_EDGE_CUDA_TUNE_COLD", "1"}, {"VLA_EDGE_CUDA_MERGE_WARPS", "2"},
+                                   {"VLA_EDGE_CUDA_VECTOR_NORMS", "1"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64w8"}}},
+        {"default + programmatic launches", {{"VLA_EDGE_CUDA_PDL", "1"}}},
+        {"tile64, cuBLAS default", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
-        c.attention ? setenv("VLA_EDGE_CUDA_ATTENTION", c.attention, 1) : unsetenv("VLA_EDGE_CUDA_ATTENTION");
-        c.tuned ? setenv("VLA_EDGE_CUDA_TUNED_PRODUCTS", c.tuned, 1) : unsetenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-        c.pdl ? setenv("VLA_EDGE_CUDA_PDL", c.pdl, 1) : unsetenv("VLA_EDGE_CUDA_PDL");
-        c.hot ? setenv("VLA_EDGE_CUDA_TUNE_HOT", c.hot, 1) : unsetenv("VLA_EDGE_CUDA_TUNE_HOT");
-        c.merge ? setenv("VLA_EDGE_CUDA_MERGE_WARPS", c.merge, 1) : unsetenv("VLA_EDGE_CUDA_MERGE_WARPS");
+        for (const char* name : all) unsetenv(name);
+        for (const auto& [name, value] : c.switches) setenv(name, value, 1);
         loops.push_back(std::make_unique<CudaExpertLoop>(spec));
     }
     const std::vector<float> noise = uniform(size_t(batch) * H * spec.action_dim, rng, -2.0f, 2.0f);

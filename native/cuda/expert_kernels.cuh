@@ -139,8 +139,9 @@ template <typename T>
 __device__ inline bool aligned_to(const T* p, unsigned bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // Adaptive RMSNorm, one block per token: y = x / rms(x) * (1 + scale) + shift, written in the
-// type the next product reads (BF16 for the layer products: no separate cast kernel). Where the
-// widths and addresses allow (the full model: E = 1024 or 2048, all aligned), each thread holds
+// type the next product reads (BF16 for the layer products: no separate cast kernel). With `vec`
+// (VLA_EDGE_CUDA_VECTOR_NORMS=1, not yet run on a GPU) and where the widths and addresses allow (the
+// full model: E = 1024 or 2048, all aligned), each thread holds
 // up to kNormVec float4 of x, scale and shift in registers, all loaded before the sum, so the
 // block waits on one round of loads instead of the row read twice and the modulation read after
 // the sum (the first form: 2.8 us alone for the expert's 50 rows, ~3.8 us in the chunk; H100,
@@ -161,12 +162,12 @@ __device__ inline void load_slots(const float* p, int n, float4 (&v)[kNormVec]) 
 }
 template <typename Out>
 __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, const float* shift, float eps, Out* y,
-                                int64_t ld) {
+                                int64_t ld, bool vec) {
     pdl_prologue();
     __shared__ float partial[32];
     const float* xr = x + static_cast<int64_t>(blockIdx.x) * E;
     Out* yr = y + blockIdx.x * ld;
-    if (norm_slots_fit(E, xr, scale1, shift) && aligned_to(yr, 4 * sizeof(Out))) {
+    if (vec && norm_slots_fit(E, xr, scale1, shift) && aligned_to(yr, 4 * sizeof(Out))) {
         float4 xv[kNormVec], sv[kNormVec], hv[kNormVec];
         load_slots(xr, E, xv);
         load_slots(scale1, E, sv);
@@ -351,8 +352,8 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
 // lane's columns of up to 16 splits (8 at one warp per row and head_dim 256) are loaded before any is
 // added (same sums in the same order in both forms). One warp per row with four splits' loads in flight took ~4.1 us alone for the
 // expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel bench,
-// 2026-12-07): few warps, each waiting on its loads. Two warps per row (the default,
-// VLA_EDGE_CUDA_MERGE_WARPS=1 for one) double the warps and halve each lane's columns.
+// 2026-12-07): few warps, each waiting on its loads. Two warps per row (VLA_EDGE_CUDA_MERGE_WARPS=2,
+// not yet run on a GPU) double the warps and halve each lane's columns.
 constexpr int kMergeWarps = 4;
 
 template <int N>

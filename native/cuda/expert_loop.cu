@@ -30,7 +30,8 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
     AttentionForm attention = AttentionForm::tile64;
-    int merge_warps = 2;  // merge_warps_for(attention)
+    int merge_warps = 1;        // merge_warps_for(attention)
+    bool vector_norms = false;  // vector_norms_wanted()
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
@@ -60,9 +61,9 @@ struct CudaExpertLoop::Impl {
         }
     }
 
-    // Times the four layer products' algorithms at T tokens over every layer's matrices (cold, as
-    // the chunk reads them; once per T, before its graph is captured). Overwrites the activations,
-    // which every step recomputes.
+    // Times the four layer products' algorithms at T tokens (TunedProducts::tune: on layer 0's
+    // matrices, or cold over every layer's; once per T, before its graph is captured). Overwrites
+    // the activations, which every step recomputes.
     void tune_products(int T) {
         if (!products) return;
         std::vector<CudaMatrix> qkv, out, gate_up, down;
@@ -96,7 +97,8 @@ struct CudaExpertLoop::Impl {
             launch_kernel(action_in_kernel, T, kThreads, A * sizeof(float), stream, xt, A, s.action_in, s.action_in_bias, act.x, E);
             for (const CudaExpertLayer& L : s.layers) {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
-                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h);
+                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h,
+                              vector_norms);
                 product(L.qkv, act.hn, T, act.qkv, 0.0f);
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
@@ -107,13 +109,15 @@ struct CudaExpertLoop::Impl {
                                        keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
                 product(L.out_w[step], act.attn, T, act.x, 1.0f);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
-                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h);
+                launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
+                              vector_norms);
                 product(L.gate_up, act.hn, T, act.gu, 0.0f);
                 launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
                 product(L.down_w[step], act.g, T, act.x, 1.0f);
             }
             const float *o1 = s.out_mod1 + step * step_mod, *o = s.out_mod + step * step_mod;
-            launch_kernel(ada_norm_kernel<float>, T, kThreads, 0, stream, act.x, E, o1, o + E, s.eps, hf, int64_t{E});
+            launch_kernel(ada_norm_kernel<float>, T, kThreads, 0, stream, act.x, E, o1, o + E, s.eps, hf, int64_t{E},
+                          vector_norms);
             launch_kernel(action_out_kernel, blocks(int64_t{T} * A * 32, kThreads), kThreads, 0, stream, hf, E, s.action_out,
                           s.action_out_bias, dt, xt, A, T);
         }
@@ -161,6 +165,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.merge_warps = merge_warps_for(m.attention);
+    m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
@@ -179,10 +184,10 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
     const char* form = form_name(m.attention);
-    const std::string merge = m.merge_warps ? "merge " + std::to_string(m.merge_warps) + " warps per row; " : "";
+    const std::string merge = m.merge_warps == 0 ? "" : m.merge_warps == 1 ? "merge 1 warp per row; " : "merge 2 warps per row; ";
     return std::string("attention ") + form + "; " + merge +
            (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
-           (m.pdl ? "; programmatic launches" : "");
+           (m.vector_norms ? "; vector norms" : "") + (m.pdl ? "; programmatic launches" : "");
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {

@@ -71,21 +71,30 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     return form;
 }
 
+// Whether environment variable `name` is set to "1" (the loops' opt-in switches; read when a loop is made).
+inline bool loop_switch_on(const char* name) {
+    const char* v = std::getenv(name);
+    return v && !std::strcmp(v, "1");
+}
+
 // Warps per query row of the tile forms' attention merge (launch_attention_merge; 0 for the split
-// form's own merge): two unless VLA_EDGE_CUDA_MERGE_WARPS=1 (A/B runs); read when the loop is made.
+// form's own merge): one unless VLA_EDGE_CUDA_MERGE_WARPS=2 (opt-in until it has run on a GPU).
 static inline int merge_warps_for(expert_kernels::AttentionForm form) {
     if (form == expert_kernels::AttentionForm::split) return 0;
     const char* v = std::getenv("VLA_EDGE_CUDA_MERGE_WARPS");
-    return v && !std::strcmp(v, "1") ? 1 : 2;
+    return v && !std::strcmp(v, "2") ? 2 : 1;
 }
+
+// Whether the norms hold their rows in registers (ada_norm_kernel, layer_norm_kernel: `vec`):
+// VLA_EDGE_CUDA_VECTOR_NORMS=1 (opt-in until it has run on a GPU).
+inline bool vector_norms_wanted() { return loop_switch_on("VLA_EDGE_CUDA_VECTOR_NORMS"); }
 
 // Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
 // launch_kernel): VLA_EDGE_CUDA_PDL=1 on a device of compute capability 9.0 or newer; read when the
 // loop is made. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix tokens and 2-3% slower at
 // 838 and for a batch of two (H100, 2026-12-07; docs/gpu.md).
 inline bool pdl_wanted(const char* who, int device) {
-    const char* v = std::getenv("VLA_EDGE_CUDA_PDL");
-    if (!v || std::strcmp(v, "1")) return false;
+    if (!loop_switch_on("VLA_EDGE_CUDA_PDL")) return false;
     int major = 0;
     loop_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), who, "device attributes");
     return major >= 9;

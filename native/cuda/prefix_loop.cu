@@ -27,7 +27,8 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
     AttentionForm attention = AttentionForm::tile64;  // the expert loop's form (prepare_attention)
-    int merge_warps = 2;                              // merge_warps_for(attention)
+    int merge_warps = 1;                              // merge_warps_for(attention)
+    bool vector_norms = false;                        // vector_norms_wanted()
     bool pdl = false;                                 // programmatic dependent launches (pdl_wanted)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     LoopBuffers fixed{kWho};               // for the loop's lifetime
@@ -68,7 +69,8 @@ struct CudaPrefixLoop::Impl {
         for (size_t i = 0; i < s.layers.size(); ++i) {
             const CudaPrefixLayer& L = s.layers[i];
             __half *kc = static_cast<__half*>(L.cache_k), *vc = static_cast<__half*>(L.cache_v);
-            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h);
+            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h,
+                          vector_norms);
             io->product(L.qkv, act.hn, T, act.qkv, 0.0f);
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
@@ -85,7 +87,8 @@ struct CudaPrefixLoop::Impl {
                 first += len;
             }
             io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
-            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h);
+            launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h,
+                          vector_norms);
             io->product_bf16(L.gate_up, act.hn, T, gu16);
             launch_geglu(st, static_cast<const bf16*>(gu16), s.ffn, T, act.g, act.ld_f);
             io->product(L.down, act.g, T, act.x, 1.0f);
@@ -122,6 +125,7 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.act.float_gu = false;  // gu16 instead
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
     m.merge_warps = merge_warps_for(m.attention);
+    m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
     m.fixed.alloc(m.zero, m.spec.hidden);

@@ -1,7 +1,6 @@
 #include "tuned_products.h"
 
-#include <cstdlib>
-#include <cstring>
+#include <functional>
 #include <stdexcept>
 
 #include "graph_timer.cuh"
@@ -18,8 +17,7 @@ constexpr int kOffers = 16;  // cuBLASLt heuristic results raced per shape
 
 TunedProducts::TunedProducts(const LoopStream& io) : io_(io) {
     check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
-    const char* hot = std::getenv("VLA_EDGE_CUDA_TUNE_HOT");
-    hot_ = hot && !std::strcmp(hot, "1");
+    hot_ = !loop_switch_on("VLA_EDGE_CUDA_TUNE_COLD");
 }
 
 TunedProducts::~TunedProducts() {

@@ -3,10 +3,11 @@
 // (one of them split-K with a reduce kernel of its own): ~29 us per layer and step on an H100 where
 // the weights alone stream in ~10 us (docs/gpu.md, "Our own expert loop"). Each shape is timed once,
 // before any graph capture, over cuBLAS's default and every algorithm cuBLASLt's heuristic offers,
-// on the real weights; the fastest is kept. Timed cold, as the chunk runs them: one product after
-// another over every layer's matrix of that shape, so that each finds its weights outside the L2
-// cache (the first form timed one matrix ten times over, its weights in L2 from the second call on,
-// and picked for that). Included by CUDA sources only.
+// on the real weights; the fastest is kept. The default times one matrix ten times over, its
+// weights in L2 from the second call on, a case the chunk never has; VLA_EDGE_CUDA_TUNE_COLD=1 (not
+// yet run on a GPU) times them as the chunk runs them: one product after another over every layer's
+// matrix of that shape, so that each finds its weights outside the L2 cache. Included by CUDA
+// sources only.
 #pragma once
 
 #include <cublasLt.h>
@@ -43,14 +44,14 @@ class TunedProducts {
     // Races the candidates for the shape of `Ws` (matrices of one shape, e.g. every layer's q/k/v) at
     // T tokens unless that shape has run before: each candidate runs over all of `Ws` in turn, so
     // with more weight bytes than the L2 cache holds every product reads its weights from memory as
-    // in the chunk (VLA_EDGE_CUDA_TUNE_HOT=1: the first matrix alone, ten times over, its weights
-    // in L2). Reads the matrices and x, overwrites y; the stream must not be capturing.
+    // in the chunk (VLA_EDGE_CUDA_TUNE_COLD=1; else the first matrix alone, ten times over, its
+    // weights in L2). Reads the matrices and x, overwrites y; the stream must not be capturing.
     void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate);
     // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][rows]; enqueued on
     // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
     void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const;
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"
+    // e.g. "4 product shapes timed hot: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
 
   private:
@@ -67,7 +68,7 @@ class TunedProducts {
 
     const LoopStream& io_;
     cublasLtHandle_t lt_ = nullptr;
-    bool hot_ = false;  // VLA_EDGE_CUDA_TUNE_HOT=1
+    bool hot_ = true;  // false: VLA_EDGE_CUDA_TUNE_COLD=1
     std::map<Key, Choice> choices_;
 };
 

@@ -27,18 +27,19 @@ static __global__ void embed_add_kernel(float* x, int W, const float* bias, cons
 
 // Layer norm, one block per token: first x += pending (the bias of the product that last wrote x,
 // written back; null: none), then y = (x - mean) / sqrt(var + eps) * w + b in the type the next
-// product reads. Where the width and addresses allow (SigLIP's 1152: 288 float4), each thread holds
+// product reads. With `vec` (VLA_EDGE_CUDA_VECTOR_NORMS=1, not yet run on a GPU) and where the width
+// and addresses allow (SigLIP's 1152: 288 float4), each thread holds
 // up to kNormVec float4 of x (with the bias added), w and b in registers, all loaded before the first
 // sum, so the block waits on one round of loads instead of the row read three times (the first form:
 // 5.8 us per norm at 2 images, H100 profile, 2026-12-07). Same arithmetic per element; the two sums
 // add in another order.
 template <typename Out>
 __global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,
-                                  int64_t ld) {
+                                  int64_t ld, bool vec) {
     __shared__ float partial[32];
     float* xr = x + static_cast<int64_t>(blockIdx.x) * W;
     Out* yr = y + blockIdx.x * ld;
-    if (norm_slots_fit(W, xr, w, b, pending) && aligned_to(yr, 4 * sizeof(Out))) {
+    if (vec && norm_slots_fit(W, xr, w, b, pending) && aligned_to(yr, 4 * sizeof(Out))) {
         float4 xv[kNormVec], pv[kNormVec], wv[kNormVec], bv[kNormVec];
         load_slots(xr, W, xv);
         if (pending) load_slots(pending, W, pv);

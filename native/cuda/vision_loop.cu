@@ -27,6 +27,7 @@ void check(cublasStatus_t s, const char* what) { loop_check(s, kWho, what); }
 struct CudaVisionLoop::Impl {
     CudaVisionSpec spec;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
+    bool vector_norms = false;       // vector_norms_wanted()
     LoopBuffers fixed{kWho};         // for the loop's lifetime: float32 copies of the patch kernel and positions
     float *patch_w = nullptr, *position = nullptr;
     // stored input widths of the layers' width-input products (q/k/v, up), the output, down products
@@ -98,7 +99,7 @@ struct CudaVisionLoop::Impl {
         embed_add_kernel<<<T, kThreads, 0, st>>>(x, W, s.patch_b, position, s.tokens_per_image);
         const float* pending = nullptr;  // the bias of the product that last wrote x
         for (const CudaVisionLayer& L : s.layers) {
-            layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, L.ln1_w, L.ln1_b, s.eps, hn, ld_h);
+            layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, L.ln1_w, L.ln1_b, s.eps, hn, ld_h, vector_norms);
             if (L.qkv.data) {
                 io->product(L.qkv, hn, T, qkv, 0.0f);
             } else {
@@ -111,13 +112,13 @@ struct CudaVisionLoop::Impl {
             attention(n_images);
             vision_heads_kernel<<<T, kThreads, 0, st>>>(o, s.heads, s.head_dim, s.tokens_per_image, attn, ld_o);
             io->product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
-            layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, L.out_b, L.ln2_w, L.ln2_b, s.eps, hn, ld_h);
+            layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, L.out_b, L.ln2_w, L.ln2_b, s.eps, hn, ld_h, vector_norms);
             io->product(L.up, hn, T, u, 0.0f);
             launch_bias_gelu(st, u, L.up_b, s.ffn, T, g, ld_f);
             io->product(L.down, g, T, x, 1.0f);
             pending = L.down_b;
         }
-        layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, s.post_w, s.post_b, s.eps, hp, ld_p);
+        layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, s.post_w, s.post_b, s.eps, hp, ld_p, vector_norms);
         io->product(s.proj, hp, T, y, 0.0f);
         const int64_t n_out = int64_t{T} * s.out_width;
         bias_add_kernel<<<blocks(n_out, kThreads), kThreads, 0, st>>>(y, s.proj_b, s.out_width, n_out);
@@ -177,6 +178,7 @@ CudaVisionLoop::CudaVisionLoop(CudaVisionSpec spec) : impl_(std::make_unique<Imp
     plain(s.position, s.tokens_per_image, s.width, "the position table");
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
+    m.vector_norms = vector_norms_wanted();
     m.io = std::make_unique<LoopStream>(kWho);
     for (auto [from, to] : {std::pair{&m.spec.patch_w, &m.patch_w}, std::pair{&m.spec.position, &m.position}}) {
         const int64_t n = from->rows * from->cols;
@@ -192,7 +194,8 @@ CudaVisionLoop::~CudaVisionLoop() = default;
 size_t CudaVisionLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaVisionLoop::describe() const {
-    return impl_->spec.layers.front().qkv.data ? "q/k/v fused" : "q/k/v separate";
+    return std::string(impl_->spec.layers.front().qkv.data ? "q/k/v fused" : "q/k/v separate") +
+           (impl_->vector_norms ? "; vector norms" : "");
 }
 
 void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<float*>& out) {

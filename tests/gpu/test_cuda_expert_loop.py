@@ -44,15 +44,15 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
 
 
 @pytest.mark.parametrize("switches", [{"VLA_EDGE_CUDA_ATTENTION": "split128"}, {"VLA_EDGE_CUDA_ATTENTION": "tile32"},
-                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64w8"}, {"VLA_EDGE_CUDA_MERGE_WARPS": "1"},
-                                      {"VLA_EDGE_CUDA_TUNE_HOT": "1"},
+                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64w8"}, {"VLA_EDGE_CUDA_MERGE_WARPS": "2"},
+                                      {"VLA_EDGE_CUDA_TUNE_COLD": "1"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "1"},
                                       {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}, {"VLA_EDGE_CUDA_PDL": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}])
 def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The other forms (128-key split, 32-key tile or eight-warp tile attention, the merge with one warp per row,
-    products timed hot or cuBLAS's default products, programmatic dependent launches, which the prefix loop takes
-    too: the A/B switches) are exact too."""
+    """The other forms (128-key split, 32-key tile or eight-warp tile attention, the merge with two warps per row,
+    products timed cold or cuBLAS's default products, the norms' rows in registers, programmatic dependent launches,
+    which the prefix loop takes too: the A/B switches) are exact too."""
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
     loop, graph = expert_policy(pack, True), expert_policy(pack, False)
@@ -65,9 +65,10 @@ def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str],
     # the tiny pack's output and down products have one shape: 3 shapes timed there, 4 on the full pack
     assert ("product shapes timed" in note) == ("VLA_EDGE_CUDA_TUNED_PRODUCTS" not in switches), note
     if "product shapes timed" in note:
-        assert ("timed hot" in note) == ("VLA_EDGE_CUDA_TUNE_HOT" in switches), note
-    merge = "" if switches.get("VLA_EDGE_CUDA_ATTENTION") == "split128" else switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "2")
-    assert (f"merge {merge} warps per row;" in note) == bool(merge), note
+        assert ("timed cold" in note) == ("VLA_EDGE_CUDA_TUNE_COLD" in switches), note
+    merge = "" if switches.get("VLA_EDGE_CUDA_ATTENTION") == "split128" else switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "1")
+    assert (f"merge {merge} warp{'s' if merge == '2' else ''} per row;" in note) == bool(merge), note
+    assert ("vector norms" in note) == ("VLA_EDGE_CUDA_VECTOR_NORMS" in switches), note
     # programmatic launches need compute capability 9.0 (the GPU machine's H100 / H200)
     hopper = device_capability() >= (9, 0)
     assert ("programmatic launches" in note) == ("VLA_EDGE_CUDA_PDL" in switches and hopper), note

@@ -27,13 +27,17 @@ VS_REFERENCE = 5e-3
 
 @pytest.fixture
 def prefix_policy(cuda_policy):
-    """make(pack, loop): our own prefix loop (True) or ggml's prefix graph (False)."""
-    return lambda pack_dir, loop: cuda_policy(pack_dir, VLA_EDGE_CUDA_PREFIX="1" if loop else "0")
+    """make(pack, loop, **more): our own prefix loop (True) or ggml's prefix graph (False)."""
+    return lambda pack_dir, loop, **more: cuda_policy(pack_dir, VLA_EDGE_CUDA_PREFIX="1" if loop else "0", **more)
 
 
-def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, prefix_policy,
+# the default, then the opt-in forms the prefix loop takes (two-warp merge, norms' rows in registers,
+# eight-warp tile attention): each exact against ggml's graph too
+@pytest.mark.parametrize("switches", [{}, {"VLA_EDGE_CUDA_MERGE_WARPS": "2"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "1"},
+                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64w8"}])
+def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, switches: dict[str, str], prefix_policy,
                                                              matches_graph_and_reference) -> None:
-    loop, graph = prefix_policy(pack, True), prefix_policy(pack, False)
+    loop, graph = prefix_policy(pack, True, **switches), prefix_policy(pack, False)
     # two prompts of different lengths: two shapes, each captured once (the longer first: a longer prefix
     # grows the loop's buffers, which drops the graphs captured before)
     prompts = ("pick up the green block and put it in the bowl on the left", "wipe the table")
