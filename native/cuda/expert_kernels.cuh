@@ -349,8 +349,8 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
 
 // The same merge, one or two warps (RW) per query row, each lane summing D / (32 RW) columns over the
 // splits: every lane reads some splits' (max, sum), the warp shares the weights by shuffles, and the
-// lane's columns of up to 16 splits (8 at one warp per row and head_dim 256) are loaded before any is
-// added (same sums in the same order in both forms). One warp per row with four splits' loads in flight took ~4.1 us alone for the
+// lane's columns of up to 16 splits are loaded before any is added (one warp per row: four splits'
+// loads in flight, as measured in the third session). Same sums in the same order in both forms. One warp per row with four splits' loads in flight took ~4.1 us alone for the
 // expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel bench,
 // 2026-12-07): few warps, each waiting on its loads. Two warps per row (VLA_EDGE_CUDA_MERGE_WARPS=2,
 // not yet run on a GPU) double the warps and halve each lane's columns.
@@ -378,7 +378,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
     pdl_prologue();
     constexpr int kPer = D / (32 * RW);  // columns per lane: 1 to 8
-    constexpr int kAhead = 64 / kPer < 16 ? 64 / kPer : 16;  // splits whose columns a lane holds at once
+    constexpr int kAhead = 16;  // two warps per row: splits whose columns a lane holds at once
     const int lane = threadIdx.x % 32, warp = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
     const int row = warp / RW, col0 = (warp % RW) * (D / RW) + lane * kPer;
     if (row >= horizon * heads) return;
@@ -397,18 +397,39 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     for (int i0 = 0; i0 < n; i0 += 32) {
         const float w_lane = i0 + lane < n ? expf((part_ml[first + (i0 + lane) * int64_t{rows_ld}].x - m) * scale) : 0.0f;
         const int count = min(32, n - i0);
-        for (int j0 = 0; j0 < count; j0 += kAhead) {
-            float v[kAhead][kPer];
+        if constexpr (RW == 1) {  // the form measured in the third session: four splits' float2 loads in flight
+            auto add = [&](int j) {
+                const float w = __shfl_sync(0xffffffffu, w_lane, j);
+                const float* src = part_o + (first + (i0 + j) * int64_t{rows_ld}) * D + col0;
 #pragma unroll
-            for (int j = 0; j < kAhead; ++j) {
-                if (j0 + j < count) load_cols(part_o + (first + (i0 + j0 + j) * int64_t{rows_ld}) * D + col0, v[j]);
+                for (int c = 0; c < kPer; c += 2) {
+                    const float2 v = *reinterpret_cast<const float2*>(src + c);
+                    acc[c] += w * v.x;
+                    acc[c + 1] += w * v.y;
+                }
+            };
+            int j = 0;
+            for (; j + 4 <= count; j += 4) {
+                add(j);
+                add(j + 1);
+                add(j + 2);
+                add(j + 3);
             }
+            for (; j < count; ++j) add(j);
+        } else {
+            for (int j0 = 0; j0 < count; j0 += kAhead) {
+                float v[kAhead][kPer];
 #pragma unroll
-            for (int j = 0; j < kAhead; ++j) {
-                const float w = __shfl_sync(0xffffffffu, w_lane, j0 + j);  // every lane takes part: j0 + j < 32
-                if (j0 + j < count) {
+                for (int j = 0; j < kAhead; ++j) {
+                    if (j0 + j < count) load_cols(part_o + (first + (i0 + j0 + j) * int64_t{rows_ld}) * D + col0, v[j]);
+                }
 #pragma unroll
-                    for (int c = 0; c < kPer; ++c) acc[c] += w * v[j][c];
+                for (int j = 0; j < kAhead; ++j) {
+                    const float w = __shfl_sync(0xffffffffu, w_lane, j0 + j);  // every lane takes part: j0 + j < 32
+                    if (j0 + j < count) {
+#pragma unroll
+                        for (int c = 0; c < kPer; ++c) acc[c] += w * v[j][c];
+                    }
                 }
             }
         }
