@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
     };
     std::string prods;
     for (const bool cold : {false, true}) {
-        TunedProducts tuned(io);
+        TunedProducts tuned(io, cold);
         double sum_default = 0, sum_best = 0, sum_floor = 0;
         for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, false}, Shape{"out", E, heads * D, true},
                                 Shape{"gate_up", 2 * F, E, false}, Shape{"down", E, F, true}}) {

@@ -171,7 +171,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
     const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
     if (!tuned || std::strcmp(tuned, "0")) {
-        m.products = std::make_unique<TunedProducts>(*m.io);
+        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch_on("VLA_EDGE_CUDA_TUNE_COLD"));
     }
 }
 

@@ -15,9 +15,8 @@ constexpr int kOffers = 16;  // cuBLASLt heuristic results raced per shape
 
 }  // namespace
 
-TunedProducts::TunedProducts(const LoopStream& io) : io_(io) {
+TunedProducts::TunedProducts(const LoopStream& io, bool cold) : io_(io), hot_(!cold) {
     check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
-    hot_ = !loop_switch_on("VLA_EDGE_CUDA_TUNE_COLD");
 }
 
 TunedProducts::~TunedProducts() {

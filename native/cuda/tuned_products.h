@@ -36,7 +36,8 @@ struct ProductTiming {
 class TunedProducts {
   public:
     // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
-    explicit TunedProducts(const LoopStream& io);
+    // cold: tune() times over all of its matrices (the loops: VLA_EDGE_CUDA_TUNE_COLD=1), else over the first.
+    TunedProducts(const LoopStream& io, bool cold);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
     TunedProducts& operator=(const TunedProducts&) = delete;
@@ -68,7 +69,7 @@ class TunedProducts {
 
     const LoopStream& io_;
     cublasLtHandle_t lt_ = nullptr;
-    bool hot_ = true;  // false: VLA_EDGE_CUDA_TUNE_COLD=1
+    bool hot_ = true;
     std::map<Key, Choice> choices_;
 };
 
