@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     ok(cudaMalloc(&part_o, part_rows * D * sizeof(float)), "part_o");
     ok(cudaMalloc(&part_ml, part_rows * sizeof(float2)), "part_ml");
     ok(cudaMalloc(&out, int64_t{T} * heads * D * sizeof(bf16)), "out");
-    auto merge = [&](int keys_per_split, int ld, int splits, int merge_warps = 2) {
+    auto merge = [&](int keys_per_split, int ld, int splits, int merge_warps = 1) {
         launch_attention_merge(merge_warps, st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out,
                                heads * D);
     };
@@ -243,7 +243,7 @@ int main(int argc, char** argv) {
                          heads, scale, part_o, part_ml);
         return splits;
     };
-    auto with_merge = [&](AttentionForm form, int merge_warps = 2) {
+    auto with_merge = [&](AttentionForm form, int merge_warps = 1) {
         const int splits = attention(form);
         merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form == AttentionForm::split ? 0 : merge_warps);
     };
@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
     auto split_form = [&] { with_merge(AttentionForm::split); };
     auto tile64 = [&] { with_merge(AttentionForm::tile64); };
     auto tile32 = [&] { with_merge(AttentionForm::tile32); };
-    auto tile64_w1 = [&] { with_merge(AttentionForm::tile64, 1); };  // one warp per row in the merge
+    auto tile64_w2 = [&] { with_merge(AttentionForm::tile64, 2); };  // two warps per row in the merge
     auto tile64w8 = [&] { with_merge(AttentionForm::tile64w8); };
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
             }
         }
     }
-    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge1", tile64_w1}, {"tile64w8", tile64w8}}) {
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge2", tile64_w2}, {"tile64w8", tile64w8}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());
@@ -291,7 +291,7 @@ int main(int argc, char** argv) {
         js.num("attention_" + name + "_rel_l2", err);
         js.num("attention_" + name + "_us", us);
     }
-    const double merge2 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64); }),
+    const double merge2 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, 2); }),
                  merge1 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, 1); });
     std::printf("  alone: tile64w8 %.2f us\n", time_graph(st, [&] { attention(AttentionForm::tile64w8); }));
     std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits: two warps per row %.2f us, one %.2f us, "
