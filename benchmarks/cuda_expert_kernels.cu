@@ -396,10 +396,10 @@ int main(int argc, char** argv) {
             std::string each;
             for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
             std::printf("%s %-8s %5d x %5d, %d tokens, %d matrices: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, "
-                        "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, copies, mine.us[0],
+                        "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, mine.matrices, mine.us[0],
                         mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), floor_us);
             prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"cold\": " +
-                     (cold ? "true" : "false") + ", \"matrices\": " + std::to_string(copies) + ", \"default_us\": " +
+                     (cold ? "true" : "false") + ", \"matrices\": " + std::to_string(mine.matrices) + ", \"default_us\": " +
                      std::to_string(mine.us[0]) + ", \"chosen\": \"" + mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " +
                      std::to_string(rerun) + ", \"candidates_us\": [" + each + "], \"weight_floor_us\": " +
                      std::to_string(floor_us) + "}";

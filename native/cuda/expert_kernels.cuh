@@ -141,10 +141,9 @@ __device__ inline bool aligned_to(const T* p, unsigned bytes) { return reinterpr
 // Adaptive RMSNorm, one block per token: y = x / rms(x) * (1 + scale) + shift, written in the
 // type the next product reads (BF16 for the layer products: no separate cast kernel). With `vec`
 // (VLA_EDGE_CUDA_VECTOR_NORMS=1, not yet run on a GPU) and where the widths and addresses allow (the
-// full model: E = 1024 or 2048, all aligned), each thread holds
-// up to kNormVec float4 of x, scale and shift in registers, all loaded before the sum, so the
-// block waits on one round of loads instead of the row read twice and the modulation read after
-// the sum (the first form: 2.8 us alone for the expert's 50 rows, ~3.8 us in the chunk; H100,
+// full model: E = 1024 or 2048, all aligned), each thread holds up to kNormVec float4 of x, scale
+// and shift in registers, all loaded before the sum, so the block waits on one round of loads
+// instead of the row read twice and the modulation read after the sum (the first form: 2.8 us alone for the expert's 50 rows, ~3.8 us in the chunk; H100,
 // 2026-12-07). Same arithmetic per element; the sum of squares adds in another order.
 constexpr int kNormVec = 2;
 // Column of this thread's j-th float4 of a row (the rows of the norms: one block per row).
@@ -349,10 +348,10 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
 
 // The same merge, one or two warps (RW) per query row, each lane summing D / (32 RW) columns over the
 // splits: every lane reads some splits' (max, sum), the warp shares the weights by shuffles, and the
-// lane's columns of up to 16 splits are loaded before any is added (one warp per row: four splits'
-// loads in flight, as measured in the third session). Same sums in the same order in both forms. One warp per row with four splits' loads in flight took ~4.1 us alone for the
-// expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel bench,
-// 2026-12-07): few warps, each waiting on its loads. Two warps per row (VLA_EDGE_CUDA_MERGE_WARPS=2,
+// lane's columns of up to 16 splits are loaded before any is added. Same sums in the same order in
+// both forms. One warp per row (the default) keeps four splits' loads in flight; it took ~4.1 us
+// alone for the expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel
+// bench, 2026-12-07): few warps, each waiting on its loads. Two warps per row (VLA_EDGE_CUDA_MERGE_WARPS=2,
 // not yet run on a GPU) double the warps and halve each lane's columns.
 constexpr int kMergeWarps = 4;
 
@@ -454,7 +453,6 @@ static inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, i
     launch_kernel(rope_cache_kernel, dim3(T, heads + 2), threads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
 }
 
-// per_row: attention_merge_rows_kernel (with the tile forms), else attention_combine_kernel.
 // merge_warps: 0 runs attention_combine_kernel (the split form's merge), 1 or 2 the merge with that
 // many warps per query row (the tile forms').
 static inline void launch_attention_merge(int merge_warps, cudaStream_t st, int B, int horizon, int heads, int d,

@@ -54,10 +54,9 @@ inline void loop_require_device(const char* who, int device, int head_dim) {
 static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim) {
     using expert_kernels::AttentionForm;
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
-    const AttentionForm form = v && !std::strcmp(v, "split128") ? AttentionForm::split
-                               : v && !std::strcmp(v, "tile32")   ? AttentionForm::tile32
-                               : v && !std::strcmp(v, "tile64w8") ? AttentionForm::tile64w8
-                                                                  : AttentionForm::tile64;
+    AttentionForm form = AttentionForm::tile64;
+    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile32, AttentionForm::tile64w8})
+        if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
     const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
     int optin = 0;
