@@ -1,7 +1,9 @@
 // The whole CUDA expert loop (CudaExpertLoop: ten flow steps, 18 layers) at pi0.5's full expert size
 // on random weights, once per configuration in one process: the first default (128-key split
 // attention, cuBLAS's default products: measured end to end at commit d885104) beside today's default
-// (tile attention with 64-key splits, products with timed algorithms) and the other forms. Each is
+// (eight-warp tile attention with 64-key splits and a two-warp merge, products with algorithms timed
+// cold, norms' rows in registers), each of its switches turned back alone and all together (the
+// default before 2026-12-07's fifth session), and the other forms. Each is
 // checked against the first on the same noise and prefix (rel-L2 of the action chunk) and timed per chunk,
 // the configurations taking turns. Needs no ggml and no native core: nvcc builds it with the loop's
 // own sources in well under a minute (docs/gpu.md, "Kernel bench"):
@@ -163,15 +165,15 @@ int main(int argc, char** argv) {
                          "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS"};
     const std::vector<Config> configs = {
         {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}},
-        {"default: tile64, products timed hot", {}},
-        {"products timed cold", {{"VLA_EDGE_CUDA_TUNE_COLD", "1"}}},
-        {"merge two warps per row", {{"VLA_EDGE_CUDA_MERGE_WARPS", "2"}}},
-        {"norms' rows in registers", {{"VLA_EDGE_CUDA_VECTOR_NORMS", "1"}}},
-        {"attention tile64w8 (8 warps per block)", {{"VLA_EDGE_CUDA_ATTENTION", "tile64w8"}}},
-        {"all four of the above", {{"VLA_EDGE_CUDA_TUNE_COLD", "1"}, {"VLA_EDGE_CUDA_MERGE_WARPS", "2"},
-                                   {"VLA_EDGE_CUDA_VECTOR_NORMS", "1"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64w8"}}},
+        {"default: tile64w8, merge 2, cold, vector norms", {}},
+        {"products timed hot", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}}},
+        {"merge one warp per row", {{"VLA_EDGE_CUDA_MERGE_WARPS", "1"}}},
+        {"norms' rows read in loops", {{"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
+        {"attention tile64 (4 warps per block)", {{"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
+        {"all four of the above (the default before)", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}, {"VLA_EDGE_CUDA_MERGE_WARPS", "1"},
+                                                       {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
         {"default + programmatic launches", {{"VLA_EDGE_CUDA_PDL", "1"}}},
-        {"tile64, cuBLAS default", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}}};
+        {"default, cuBLAS default products", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
         for (const char* name : all) unsetenv(name);
@@ -203,12 +205,18 @@ int main(int argc, char** argv) {
         std::sort(ms[i].begin(), ms[i].end());
         const double err = rel_l2(out[i], out[0]);
         exact = exact && err <= kBound;
-        std::printf("  %-34s median %.3f ms (min %.3f)  rel-L2 vs the first %.2e  [%s]\n", configs[i].name,
+        std::printf("  %-44s median %.3f ms (min %.3f)  rel-L2 vs the first %.2e  [%s]\n", configs[i].name,
                     ms[i][ms[i].size() / 2], ms[i].front(), err, loops[i]->describe().c_str());
     }
     auto median = [&](size_t i) { return ms[i][ms[i].size() / 2]; };
-    std::printf("  ratio default / first: %.3f; programmatic launches / default: %.3f\n", median(1) / median(0),
-                median(2) / median(1));
+    auto named = [&](const char* prefix) {  // the configuration whose name starts with `prefix`
+        for (size_t i = 0; i < configs.size(); ++i)
+            if (!std::strncmp(configs[i].name, prefix, std::strlen(prefix))) return i;
+        return size_t{0};
+    };
+    const size_t before = named("all four"), pdl = named("default + programmatic");
+    std::printf("  ratio default / first: %.3f; default / the default before: %.3f; programmatic launches / default: %.3f\n",
+                median(1) / median(0), median(1) / median(before), median(pdl) / median(1));
     std::printf(exact ? "  every configuration within 5e-3 of the first\n" : "  OUTSIDE 5e-3: see above\n");
     return exact ? 0 : 2;
 }

@@ -140,11 +140,13 @@ __device__ inline bool aligned_to(const T* p, unsigned bytes) { return reinterpr
 
 // Adaptive RMSNorm, one block per token: y = x / rms(x) * (1 + scale) + shift, written in the
 // type the next product reads (BF16 for the layer products: no separate cast kernel). With `vec`
-// (VLA_EDGE_CUDA_VECTOR_NORMS=1, not yet run on a GPU) and where the widths and addresses allow (the
+// (the default since the H100 run of 2026-12-07, fifth session; VLA_EDGE_CUDA_VECTOR_NORMS=0 turns it
+// off) and where the widths and addresses allow (the
 // full model: E = 1024 or 2048, all aligned), each thread holds up to kNormVec float4 of x, scale
 // and shift in registers, all loaded before the sum, so the block waits on one round of loads
-// instead of the row read twice and the modulation read after the sum (the first form: 2.8 us alone for the expert's 50 rows, ~3.8 us in the chunk; H100,
-// 2026-12-07). Same arithmetic per element; the sum of squares adds in another order.
+// instead of the row read twice and the modulation read after the sum: 1.8 us alone for the
+// expert's 50 rows where the first form took 2.9 (H100 kernel bench, 2026-12-07). Same arithmetic
+// per element; the sum of squares adds in another order (2e-5 rel-L2 between the two forms).
 constexpr int kNormVec = 2;
 // Column of this thread's j-th float4 of a row (the rows of the norms: one block per row).
 __device__ inline int norm_slot(int j) { return 4 * (threadIdx.x + j * blockDim.x); }
@@ -349,10 +351,11 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
 // The same merge, one or two warps (RW) per query row, each lane summing D / (32 RW) columns over the
 // splits: every lane reads some splits' (max, sum), the warp shares the weights by shuffles, and the
 // lane's columns of up to 16 splits are loaded before any is added. Same sums in the same order in
-// both forms. One warp per row (the default) keeps four splits' loads in flight; it took ~4.1 us
-// alone for the expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel
-// bench, 2026-12-07): few warps, each waiting on its loads. Two warps per row (VLA_EDGE_CUDA_MERGE_WARPS=2,
-// not yet run on a GPU) double the warps and halve each lane's columns.
+// both forms. One warp per row keeps four splits' loads in flight; it took ~3.9 us alone for the
+// expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel bench,
+// 2026-12-07): few warps, each waiting on its loads. Two warps per row double the warps and halve
+// each lane's columns: 3.0 us for the expert's rows (its default), 21.5 us for the prefix's, which
+// keeps one (merge_warps_for).
 constexpr int kMergeWarps = 4;
 
 template <int N>
@@ -664,11 +667,11 @@ __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(
 #endif
 }
 
-// Attention forms (both Gemma loops read VLA_EDGE_CUDA_ATTENTION). `tile64` (the default since the H100
-// run of 2026-12-07) / `tile32`: each split's keys and values staged in shared memory for 64 query rows,
-// merged by attention_merge_rows_kernel; `tile64w8`: tile64 with two warps per 16-row tile (eight per
-// block). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
-// (docs/gpu.md).
+// Attention forms (both Gemma loops read VLA_EDGE_CUDA_ATTENTION). `tile64` / `tile32`: each split's
+// keys and values staged in shared memory for 64 query rows, merged by attention_merge_rows_kernel;
+// `tile64w8` (the default since the H100 run of 2026-12-07, fifth session): tile64 with two warps per
+// 16-row tile (eight per block). `split`: the first form, 16 query rows per block, K/V fragments read
+// from global memory (docs/gpu.md).
 enum class AttentionForm { split, tile64, tile32, tile64w8 };
 
 inline const char* form_name(AttentionForm f) {

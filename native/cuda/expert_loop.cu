@@ -29,9 +29,9 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
 struct CudaExpertLoop::Impl {
     CudaExpertSpec spec;
-    AttentionForm attention = AttentionForm::tile64;
-    int merge_warps = 1;        // merge_warps_for(attention)
-    bool vector_norms = false;  // vector_norms_wanted()
+    AttentionForm attention = AttentionForm::tile64w8;  // prepare_attention
+    int merge_warps = 2;        // merge_warps_for(attention, 2)
+    bool vector_norms = true;   // vector_norms_wanted()
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
@@ -164,14 +164,14 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
-    m.merge_warps = merge_warps_for(m.attention);
+    m.merge_warps = merge_warps_for(m.attention, 2);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
-    // on unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (A/B runs); the default since the H100 run of 2026-12-07
-    const char* tuned = std::getenv("VLA_EDGE_CUDA_TUNED_PRODUCTS");
-    if (!tuned || std::strcmp(tuned, "0")) {
-        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch_on("VLA_EDGE_CUDA_TUNE_COLD"));
+    // tuned unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (the default since the H100 run of 2026-12-07); timed
+    // cold unless VLA_EDGE_CUDA_TUNE_COLD=0 (the default since that day's fifth-session run, docs/gpu.md)
+    if (loop_switch("VLA_EDGE_CUDA_TUNED_PRODUCTS", true)) {
+        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true));
     }
 }
 

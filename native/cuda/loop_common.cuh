@@ -46,16 +46,26 @@ inline void loop_require_device(const char* who, int device, int head_dim) {
     }
 }
 
-// The attention form both Gemma loops run: tile64 unless VLA_EDGE_CUDA_ATTENTION says split128,
-// tile32 or tile64w8 (A/B runs; tile64 is the default since the H100 run of 2026-12-07, docs/gpu.md). A tile form
-// needs its shared memory allowed before its first launch (here, for the instantiation at head_dim);
-// throws where the device cannot give that much. `static`: it sets the attribute on the calling
-// translation unit's own kernel, the one its launches run (tile_kernel_for says why).
+// Whether environment variable `name` turns a loop's switch on ("1") or off ("0"); anything else, or
+// unset, keeps `fallback` (the loops read their switches when they are made).
+inline bool loop_switch(const char* name, bool fallback) {
+    const char* v = std::getenv(name);
+    if (v && !std::strcmp(v, "1")) return true;
+    if (v && !std::strcmp(v, "0")) return false;
+    return fallback;
+}
+
+// The attention form both Gemma loops run: tile64w8 unless VLA_EDGE_CUDA_ATTENTION names another
+// (split128, tile64, tile32: A/B runs). tile64w8 is the default since the H100 run of 2026-12-07
+// (fifth session, docs/gpu.md): 7.1 against tile64's 8.5 us in the expert, 35 against 38 us in the
+// prefix. A tile form needs its shared memory allowed before its first launch (here, for the
+// instantiation at head_dim); throws where the device cannot give that much. `static`: it sets the
+// attribute on the calling translation unit's own kernel, the one its launches run (tile_kernel_for says why).
 static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim) {
     using expert_kernels::AttentionForm;
     const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
-    AttentionForm form = AttentionForm::tile64;
-    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile32, AttentionForm::tile64w8})
+    AttentionForm form = AttentionForm::tile64w8;
+    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
     const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
@@ -70,30 +80,29 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     return form;
 }
 
-// Whether environment variable `name` is set to "1" (the loops' opt-in switches; read when a loop is made).
-inline bool loop_switch_on(const char* name) {
-    const char* v = std::getenv(name);
-    return v && !std::strcmp(v, "1");
-}
-
 // Warps per query row of the tile forms' attention merge (launch_attention_merge; 0 for the split
-// form's own merge): one unless VLA_EDGE_CUDA_MERGE_WARPS=2 (opt-in until it has run on a GPU).
-static inline int merge_warps_for(expert_kernels::AttentionForm form) {
+// form's own merge): VLA_EDGE_CUDA_MERGE_WARPS=1 or 2, else the loop's `fallback`. The expert loop's is
+// two (400 query rows: 3.0 against 3.9 us), the prefix loop's one (4,656 rows, enough warps to hide the
+// loads already: 19.4 against 21.5 us with two); H100 kernel bench, 2026-12-07 (docs/gpu.md).
+static inline int merge_warps_for(expert_kernels::AttentionForm form, int fallback) {
     if (form == expert_kernels::AttentionForm::split) return 0;
     const char* v = std::getenv("VLA_EDGE_CUDA_MERGE_WARPS");
-    return v && !std::strcmp(v, "2") ? 2 : 1;
+    if (v && !std::strcmp(v, "1")) return 1;
+    if (v && !std::strcmp(v, "2")) return 2;
+    return fallback;
 }
 
-// Whether the norms hold their rows in registers (ada_norm_kernel, layer_norm_kernel: `vec`):
-// VLA_EDGE_CUDA_VECTOR_NORMS=1 (opt-in until it has run on a GPU).
-inline bool vector_norms_wanted() { return loop_switch_on("VLA_EDGE_CUDA_VECTOR_NORMS"); }
+// Whether the norms hold their rows in registers (ada_norm_kernel, layer_norm_kernel: `vec`): yes
+// unless VLA_EDGE_CUDA_VECTOR_NORMS=0 (the default since the H100 run of 2026-12-07: 1.8 against
+// 2.9 us per adaptive norm, 2.8 against 4.0 us per vision layer norm).
+inline bool vector_norms_wanted() { return loop_switch("VLA_EDGE_CUDA_VECTOR_NORMS", true); }
 
 // Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
 // launch_kernel): VLA_EDGE_CUDA_PDL=1 on a device of compute capability 9.0 or newer; read when the
 // loop is made. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix tokens and 2-3% slower at
 // 838 and for a batch of two (H100, 2026-12-07; docs/gpu.md).
 inline bool pdl_wanted(const char* who, int device) {
-    if (!loop_switch_on("VLA_EDGE_CUDA_PDL")) return false;
+    if (!loop_switch("VLA_EDGE_CUDA_PDL", false)) return false;
     int major = 0;
     loop_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), who, "device attributes");
     return major >= 9;

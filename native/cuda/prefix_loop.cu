@@ -26,10 +26,10 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
 struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
-    AttentionForm attention = AttentionForm::tile64;  // the expert loop's form (prepare_attention)
-    int merge_warps = 1;                              // merge_warps_for(attention)
-    bool vector_norms = false;                        // vector_norms_wanted()
-    bool pdl = false;                                 // programmatic dependent launches (pdl_wanted)
+    AttentionForm attention = AttentionForm::tile64w8;  // the expert loop's form (prepare_attention)
+    int merge_warps = 1;                                // merge_warps_for(attention, 1)
+    bool vector_norms = true;                           // vector_norms_wanted()
+    bool pdl = false;                                   // programmatic dependent launches (pdl_wanted)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     LoopBuffers fixed{kWho};               // for the loop's lifetime
     float* zero = nullptr;                 // (fixed) the norms' shift: Gemma's norm has none
@@ -124,7 +124,7 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
-    m.merge_warps = merge_warps_for(m.attention);
+    m.merge_warps = merge_warps_for(m.attention, 1);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);

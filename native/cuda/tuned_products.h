@@ -3,11 +3,11 @@
 // (one of them split-K with a reduce kernel of its own): ~29 us per layer and step on an H100 where
 // the weights alone stream in ~10 us (docs/gpu.md, "Our own expert loop"). Each shape is timed once,
 // before any graph capture, over cuBLAS's default and every algorithm cuBLASLt's heuristic offers,
-// on the real weights; the fastest is kept. The default times one matrix ten times over, its
-// weights in L2 from the second call on, a case the chunk never has; VLA_EDGE_CUDA_TUNE_COLD=1 (not
-// yet run on a GPU) times them as the chunk runs them: one product after another over every layer's
-// matrix of that shape, so that each finds its weights outside the L2 cache. Included by CUDA
-// sources only.
+// on the real weights; the fastest is kept. Cold (the loops' default since the H100 run of
+// 2026-12-07, fifth session) times them as the chunk runs them: one product after another over every
+// layer's matrix of that shape, so that each finds its weights outside the L2 cache. Hot
+// (VLA_EDGE_CUDA_TUNE_COLD=0, the first form) times one matrix ten times over, its weights in L2 from
+// the second call on, a case the chunk never has. Included by CUDA sources only.
 #pragma once
 
 #include <cublasLt.h>
@@ -36,7 +36,7 @@ struct ProductTiming {
 class TunedProducts {
   public:
     // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
-    // cold: tune() times over all of its matrices (the loops: VLA_EDGE_CUDA_TUNE_COLD=1), else over the first.
+    // cold: tune() times over all of its matrices (the loops, unless VLA_EDGE_CUDA_TUNE_COLD=0), else over the first.
     TunedProducts(const LoopStream& io, bool cold);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
@@ -45,14 +45,13 @@ class TunedProducts {
     // Races the candidates for the shape of `Ws` (matrices of one shape, e.g. every layer's q/k/v) at
     // T tokens unless that shape has run before: each candidate runs over all of `Ws` in turn, so
     // with more weight bytes than the L2 cache holds every product reads its weights from memory as
-    // in the chunk (VLA_EDGE_CUDA_TUNE_COLD=1; else the first matrix alone, ten times over, its
-    // weights in L2). Reads the matrices and x, overwrites y; the stream must not be capturing.
+    // in the chunk (cold; hot: the first matrix alone, ten times over, its weights in L2). Reads the matrices and x, overwrites y; the stream must not be capturing.
     void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate);
     // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][rows]; enqueued on
     // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
     void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const;
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed hot: 3 cuBLASLt, 1 cuBLAS default"
+    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
 
   private:

@@ -27,11 +27,12 @@ static __global__ void embed_add_kernel(float* x, int W, const float* bias, cons
 
 // Layer norm, one block per token: first x += pending (the bias of the product that last wrote x,
 // written back; null: none), then y = (x - mean) / sqrt(var + eps) * w + b in the type the next
-// product reads. With `vec` (VLA_EDGE_CUDA_VECTOR_NORMS=1, not yet run on a GPU) and where the width
-// and addresses allow (SigLIP's 1152: 288 float4), each thread holds
-// up to kNormVec float4 of x (with the bias added), w and b in registers, all loaded before the first
-// sum, so the block waits on one round of loads instead of the row read three times (the first form:
-// 5.8 us per norm at 2 images, H100 profile, 2026-12-07). Same arithmetic per element; the two sums
+// product reads. With `vec` (the default since the H100 run of 2026-12-07; VLA_EDGE_CUDA_VECTOR_NORMS=0
+// turns it off) and where the width and addresses allow (SigLIP's 1152: 288 float4), each thread
+// holds up to kNormVec float4 of x (with the bias added), w and b in registers, all loaded before the
+// first sum, so the block waits on one round of loads instead of the row read three times (the first form:
+// 5.8 us per norm at 2 images in the chunk's profile, 4.0 in the kernel bench against 2.8 with `vec`;
+// H100, 2026-12-07). Same arithmetic per element; the two sums
 // add in another order.
 template <typename Out>
 __global__ void layer_norm_kernel(float* x, int W, const float* pending, const float* w, const float* b, float eps, Out* y,

@@ -27,7 +27,7 @@ void check(cublasStatus_t s, const char* what) { loop_check(s, kWho, what); }
 struct CudaVisionLoop::Impl {
     CudaVisionSpec spec;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
-    bool vector_norms = false;       // vector_norms_wanted()
+    bool vector_norms = true;        // vector_norms_wanted()
     LoopBuffers fixed{kWho};         // for the loop's lifetime: float32 copies of the patch kernel and positions
     float *patch_w = nullptr, *position = nullptr;
     // stored input widths of the layers' width-input products (q/k/v, up), the output, down products

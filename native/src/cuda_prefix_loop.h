@@ -6,7 +6,7 @@
 // 2-view chunk on an H100, its flash attention 1.2 ms of that, the rest in products and ~20 small
 // kernels per layer (casts to BF16, adds, norms, RoPE, cache writes, GeGLU in F32); here a layer is
 // nine launches: its gate/up product writes BF16 (as ggml-CUDA's do) and attention takes the expert
-// loop's form (tile64 unless VLA_EDGE_CUDA_ATTENTION says otherwise). The default on CUDA devices since
+// loop's form (tile64w8 unless VLA_EDGE_CUDA_ATTENTION says otherwise). The default on CUDA devices since
 // the H100 run of 2026-12-07 (prefix 7.6 -> 5.7 ms at 2 views, exact to 1.2e-4 of ggml's chunk;
 // docs/gpu.md); VLA_EDGE_CUDA_PREFIX=0 keeps ggml's graph. Plain C++ header: no CUDA types leak out.
 #pragma once

@@ -38,21 +38,24 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
     prompts = ("pick up the red cube", "put the cup on the plate and then go back to the start")
     matches_graph_and_reference(loop, graph, pack, prompts, LOOP_VS_GRAPH, VS_REFERENCE)
     note = loop._backend.describe()["expert_loop"]
-    assert note.startswith("cuda (own kernels, 2 shapes captured; attention tile64; "), note
-    assert "product shapes timed" in note, note
+    assert note.startswith("cuda (own kernels, 2 shapes captured; attention tile64w8; merge 2 warps per row; "), note
+    assert "product shapes timed cold" in note and note.endswith("; vector norms)"), note
     assert graph._backend.describe()["expert_loop"] == "ggml graph (VLA_EDGE_CUDA_EXPERT=0)"
 
 
 @pytest.mark.parametrize("switches", [{"VLA_EDGE_CUDA_ATTENTION": "split128"}, {"VLA_EDGE_CUDA_ATTENTION": "tile32"},
-                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64w8"}, {"VLA_EDGE_CUDA_MERGE_WARPS": "2"},
-                                      {"VLA_EDGE_CUDA_TUNE_COLD": "1"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "1"},
+                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_MERGE_WARPS": "1"},
+                                      {"VLA_EDGE_CUDA_TUNE_COLD": "0"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "0"},
                                       {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}, {"VLA_EDGE_CUDA_PDL": "1"},
-                                      {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}])
-def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
+                                      {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"},
+                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64", "VLA_EDGE_CUDA_MERGE_WARPS": "1",
+                                       "VLA_EDGE_CUDA_TUNE_COLD": "0", "VLA_EDGE_CUDA_VECTOR_NORMS": "0"}])
+def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The other forms (128-key split, 32-key tile or eight-warp tile attention, the merge with two warps per row,
-    products timed cold or cuBLAS's default products, the norms' rows in registers, programmatic dependent launches,
-    which the prefix loop takes too: the A/B switches) are exact too."""
+    """The forms the A/B switches select (128-key split, 32-key or four-warp 64-key tile attention, the merge with
+    one warp per row, products timed hot or cuBLAS's default products, the norms' rows read in loops,
+    programmatic dependent launches, and the default before 2026-12-07's fifth session: the last set), which
+    the prefix loop takes too, are exact as well."""
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
     loop, graph = expert_policy(pack, True), expert_policy(pack, False)
@@ -61,14 +64,14 @@ def test_each_opt_in_form_equals_the_graph(pack: Path, switches: dict[str, str],
     noise = rng.standard_normal(loop.noise_shape).astype(np.float32)
     assert rel_l2(loop.infer(obs, noise=noise).actions, graph.infer(obs, noise=noise).actions) <= LOOP_VS_GRAPH
     note = loop._backend.describe()["expert_loop"]
-    assert f"attention {switches.get('VLA_EDGE_CUDA_ATTENTION', 'tile64')};" in note, note
+    assert f"attention {switches.get('VLA_EDGE_CUDA_ATTENTION', 'tile64w8')};" in note, note
     # the tiny pack's output and down products have one shape: 3 shapes timed there, 4 on the full pack
-    assert ("product shapes timed" in note) == ("VLA_EDGE_CUDA_TUNED_PRODUCTS" not in switches), note
+    assert ("product shapes timed" in note) == (switches.get("VLA_EDGE_CUDA_TUNED_PRODUCTS") != "0"), note
     if "product shapes timed" in note:
-        assert ("timed cold" in note) == ("VLA_EDGE_CUDA_TUNE_COLD" in switches), note
-    merge = "" if switches.get("VLA_EDGE_CUDA_ATTENTION") == "split128" else switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "1")
+        assert ("timed cold" in note) == (switches.get("VLA_EDGE_CUDA_TUNE_COLD") != "0"), note
+    merge = "" if switches.get("VLA_EDGE_CUDA_ATTENTION") == "split128" else switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "2")
     assert (f"merge {merge} warp{'s' if merge == '2' else ''} per row;" in note) == bool(merge), note
-    assert ("vector norms" in note) == ("VLA_EDGE_CUDA_VECTOR_NORMS" in switches), note
+    assert ("vector norms" in note) == (switches.get("VLA_EDGE_CUDA_VECTOR_NORMS") != "0"), note
     # programmatic launches need compute capability 9.0 (the GPU machine's H100 / H200)
     hopper = device_capability() >= (9, 0)
     assert ("programmatic launches" in note) == ("VLA_EDGE_CUDA_PDL" in switches and hopper), note
