@@ -164,7 +164,8 @@ int main(int argc, char** argv) {
     const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
                          "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS"};
     const std::vector<Config> configs = {
-        {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}},
+        {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"},
+                                              {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
         {"default: tile64w8, merge 2, cold, vector norms", {}},
         {"products timed hot", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}}},
         {"merge one warp per row", {{"VLA_EDGE_CUDA_MERGE_WARPS", "1"}}},

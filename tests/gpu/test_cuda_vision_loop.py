@@ -55,7 +55,7 @@ def test_batch_equals_one_at_a_time(pack: Path, vision_policy, batch_matches_sin
     """Every image attends to its own tokens only, and each lands in its own observation's prefix."""
     loop = vision_policy(pack, True)
     batch_matches_singles(loop, ("open the drawer", "put the spoon in the cup"), LOOP_VS_GRAPH)
-    assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 2 image counts captured; q/k/v separate)"
+    assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 2 image counts captured; q/k/v separate; vector norms)"
 
 
 def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, vision_policy) -> None:
