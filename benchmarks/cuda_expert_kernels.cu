@@ -3,7 +3,8 @@
 // against a float64 reference, then every kernel timed as a
 // CUDA graph of repeated launches (how the loop replays them), and each layer product timed with
 // cuBLAS's default algorithm beside every algorithm cuBLASLt's heuristic offers, raced as TunedProducts does; then the
-// vision loop's small kernels at 2 images (bench_vision_kernels). Builds in seconds
+// vision loop's small kernels at 2 images (bench_vision_kernels). `--products vision|prefix` races
+// that loop's layer products instead, at 2 views, and nothing else. Builds in seconds
 // on the GPU machine, where the whole native core takes minutes (docs/gpu.md, "Kernel bench"):
 //   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
 //        -lcublasLt -lcublas -o /tmp/kb && /tmp/kb --keys 632 --out $OUT/cuda_expert_kernels.json
@@ -179,17 +180,109 @@ void bench_vision_kernels(cudaStream_t st, Json& js) {
     for (void* p : std::initializer_list<void*>{x, vec, qkv, u, up_b, scores, hn, g1, g4, q16, k16, v16, p16}) cudaFree(p);
 }
 
+// Writes js to `path` (nothing for an empty path); false where the file cannot be written.
+bool write_json(const std::string& path, const Json& js) {
+    if (path.empty()) return true;
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) return false;
+    std::fprintf(f, "{\n  %s\n}\n", js.body.c_str());
+    std::fclose(f);
+    return true;
+}
+
+// One shape of a loop's layer products: rows x cols, accumulating (beta = 1) or not, its output
+// rows ldy floats apart (0: packed).
+struct ProductShape {
+    const char* name;
+    int rows, cols;
+    bool accumulate;
+    int64_t ldy = 0;
+};
+
+// The layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by
+// TunedProducts as the loops do, twice: hot (one matrix ten times over, its weights in L2 from the
+// second call) and cold (one product after another over enough copies of the shape to pass 200 MB,
+// more than the L2 holds: the chunk's case, where each layer's weights arrive from memory). Adds
+// "products" (each shape, hot and cold) and the sums to `js`.
+void race_products(const std::vector<ProductShape>& shapes, int T, const char* what, Json& js) {
+    LoopStream io("kernel bench");  // the loop's stream, cuBLAS handle and workspace
+    std::string prods;
+    for (const bool cold : {false, true}) {
+        TunedProducts tuned(io, cold);
+        double sum_default = 0, sum_best = 0, sum_floor = 0;
+        for (const ProductShape& sh : shapes) {
+            const int64_t values = int64_t{sh.rows} * sh.cols, ldy = sh.ldy ? sh.ldy : sh.rows;
+            const int copies = cold ? static_cast<int>(std::min<int64_t>(64, (200 << 20) / (2 * values) + 1)) : 1;
+            std::vector<CudaMatrix> Ws;
+            for (int i = 0; i < copies; ++i) {
+                Ws.push_back(CudaMatrix{random_buffer<bf16>(values, 9 + 100 * i, 0.05f), CudaElem::bf16, sh.rows, sh.cols, sh.cols});
+            }
+            bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
+            float* y = random_buffer<float>(int64_t{T} * ldy, 11, 1.0f);
+            ok(cudaDeviceSynchronize(), "inputs");  // filled on the legacy stream, which io's does not wait for
+            tuned.tune(Ws, in, T, y, sh.accumulate, sh.ldy);
+            ProductTiming mine;
+            for (const ProductTiming& c : tuned.timings())
+                if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate && c.ldy == ldy) mine = c;
+            // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run), over the same matrices
+            const double rerun = graph_time_us(io.stream, [&] {
+                for (const CudaMatrix& W : Ws) tuned.run(W, in, T, y, sh.accumulate, sh.ldy);
+            }, cold ? 1 : 20, 20) / copies;
+            const double floor_us = 1e6 * 2.0 * values / 3.35e12;  // weights once at the H100's datasheet bandwidth
+            std::string each;
+            for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
+            std::printf("%s %-8s %5d x %5d, %d tokens, %d matrices: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, "
+                        "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, mine.matrices, mine.us[0],
+                        mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), floor_us);
+            prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"cold\": " +
+                     (cold ? "true" : "false") + ", \"tokens\": " + std::to_string(T) + ", \"matrices\": " +
+                     std::to_string(mine.matrices) + ", \"default_us\": " + std::to_string(mine.us[0]) + ", \"chosen\": \"" +
+                     mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " + std::to_string(rerun) + ", \"candidates_us\": [" +
+                     each + "], \"weight_floor_us\": " + std::to_string(floor_us) + "}";
+            sum_default += mine.us[0];
+            sum_best += rerun;
+            sum_floor += floor_us;
+            for (const CudaMatrix& W : Ws) cudaFree(const_cast<void*>(W.data));
+            cudaFree(in);
+            cudaFree(y);
+        }
+        std::printf("%s, %s: default %.1f us, chosen %.1f us, weight floor %.1f us\n", what, cold ? "cold" : "hot",
+                    sum_default, sum_best, sum_floor);
+        js.num(std::string("products_default_") + (cold ? "cold" : "hot") + "_us", sum_default);
+        js.num(std::string("products_chosen_") + (cold ? "cold" : "hot") + "_us", sum_best);
+    }
+    js.add("products", "[" + prods + "]");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int keys_arg = 632, batch = 1, tokens = 50, head_dim = 256;
-    std::string out_path;
+    std::string out_path, products_of;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--keys")) keys_arg = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);  // query tokens: 50 (the chunk),
         else if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];              // or the prefix's own (--keys too)
         else if (!std::strcmp(argv[i], "--head-dim")) head_dim = std::atoi(argv[i + 1]);  // 64 / 128: the other kernels' forms
+        else if (!std::strcmp(argv[i], "--products")) products_of = argv[i + 1];  // vision / prefix: that loop's products only
+    }
+    if (!products_of.empty()) {  // the other loops' products at 2 views, raced as the expert's are below
+        Json js;
+        if (products_of == "vision") {  // SigLIP at 2 images (512 tokens): q, k, v into one row each, as the loop writes them
+            js.add("loop", "\"vision\"");
+            race_products({{"q/k/v", 1152, 1152, false, 3 * 1152}, {"out", 1152, 1152, true}, {"up", 4304, 1152, false},
+                           {"down", 1152, 4304, true}, {"proj", 2048, 1152, false}},
+                          512, "a vision layer's products and the projection", js);
+        } else if (products_of == "prefix") {  // Gemma 2B at 582 tokens; gate/up writes BF16 there, not raced
+            js.add("loop", "\"prefix\"");
+            race_products({{"qkv", 2560, 2048, false}, {"out", 2048, 2048, true}, {"down", 2048, 16384, true}}, 582,
+                          "a prefix layer's q/k/v, output and down products", js);
+        } else {
+            std::fprintf(stderr, "--products must be vision or prefix, not %s\n", products_of.c_str());
+            return 2;
+        }
+        return write_json(out_path, js) ? 0 : 1;
     }
     if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
         std::fprintf(stderr, "--head-dim must be 64, 128 or 256, not %d\n", head_dim);
@@ -360,68 +453,9 @@ int main(int argc, char** argv) {
     (void)A;
     bench_vision_kernels(st, js);
 
-    // ---- the layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by
-    // TunedProducts as the loop does, twice: hot (one matrix ten times over, its weights in L2 from
-    // the second call) and cold (one product after another over enough copies of the shape to pass
-    // 200 MB, more than the L2 holds: the chunk's case, where each layer's weights arrive from memory)
-    LoopStream io("kernel bench");  // the loop's stream, cuBLAS handle and workspace
-    struct Shape {
-        const char* name;
-        int rows, cols;
-        bool accumulate;
-    };
-    std::string prods;
-    for (const bool cold : {false, true}) {
-        TunedProducts tuned(io, cold);
-        double sum_default = 0, sum_best = 0, sum_floor = 0;
-        for (const Shape& sh : {Shape{"qkv", (heads + 2) * D, E, false}, Shape{"out", E, heads * D, true},
-                                Shape{"gate_up", 2 * F, E, false}, Shape{"down", E, F, true}}) {
-            const int64_t values = int64_t{sh.rows} * sh.cols;
-            const int copies = cold ? static_cast<int>(std::min<int64_t>(64, (200 << 20) / (2 * values) + 1)) : 1;
-            std::vector<CudaMatrix> Ws;
-            for (int i = 0; i < copies; ++i) {
-                Ws.push_back(CudaMatrix{random_buffer<bf16>(values, 9 + 100 * i, 0.05f), CudaElem::bf16, sh.rows, sh.cols, sh.cols});
-            }
-            bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
-            float* y = random_buffer<float>(int64_t{T} * sh.rows, 11, 1.0f);
-            ok(cudaDeviceSynchronize(), "inputs");  // filled on the legacy stream, which io's does not wait for
-            tuned.tune(Ws, in, T, y, sh.accumulate);
-            ProductTiming mine;
-            for (const ProductTiming& c : tuned.timings())
-                if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate) mine = c;
-            // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run), over the same matrices
-            const double rerun = graph_time_us(io.stream, [&] {
-                for (const CudaMatrix& W : Ws) tuned.run(W, in, T, y, sh.accumulate);
-            }, cold ? 1 : 20, 20) / copies;
-            const double floor_us = 1e6 * 2.0 * values / 3.35e12;  // weights once at the H100's datasheet bandwidth
-            std::string each;
-            for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
-            std::printf("%s %-8s %5d x %5d, %d tokens, %d matrices: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, "
-                        "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, mine.matrices, mine.us[0],
-                        mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), floor_us);
-            prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"cold\": " +
-                     (cold ? "true" : "false") + ", \"matrices\": " + std::to_string(mine.matrices) + ", \"default_us\": " +
-                     std::to_string(mine.us[0]) + ", \"chosen\": \"" + mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " +
-                     std::to_string(rerun) + ", \"candidates_us\": [" + each + "], \"weight_floor_us\": " +
-                     std::to_string(floor_us) + "}";
-            sum_default += mine.us[0];
-            sum_best += rerun;
-            sum_floor += floor_us;
-            for (const CudaMatrix& W : Ws) cudaFree(const_cast<void*>(W.data));
-            cudaFree(in);
-            cudaFree(y);
-        }
-        std::printf("a layer's four products, %s: default %.1f us, chosen %.1f us, weight floor %.1f us\n",
-                    cold ? "cold" : "hot", sum_default, sum_best, sum_floor);
-        js.num(std::string("products_default_") + (cold ? "cold" : "hot") + "_us", sum_default);
-        js.num(std::string("products_chosen_") + (cold ? "cold" : "hot") + "_us", sum_best);
-    }
-    js.add("products", "[" + prods + "]");
-    if (!out_path.empty()) {
-        FILE* f = std::fopen(out_path.c_str(), "w");
-        if (!f) return 1;
-        std::fprintf(f, "{\n  %s\n}\n", js.body.c_str());
-        std::fclose(f);
-    }
-    return 0;
+    // ---- the layer products, at the expert's shapes
+    const std::vector<ProductShape> expert_shapes = {{"qkv", (heads + 2) * D, E, false}, {"out", E, heads * D, true},
+                                                     {"gate_up", 2 * F, E, false}, {"down", E, F, true}};
+    race_products(expert_shapes, T, "a layer's four products", js);
+    return write_json(out_path, js) ? 0 : 1;
 }

@@ -37,7 +37,8 @@ void TunedProducts::lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo
           "cuBLASLt product");
 }
 
-void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate) {
+void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate,
+                         int64_t ldy) {
     if (Ws.empty()) throw std::invalid_argument("tuned products: no matrix to time");
     const CudaMatrix& W = Ws.front();
     const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
@@ -46,7 +47,8 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
             throw std::invalid_argument("tuned products: the matrices timed together differ in shape or type");
         }
     }
-    const Key key{rows, stride, T, accumulate};
+    const Key key = key_of(W, T, accumulate, ldy);
+    const int64_t ld = std::get<4>(key);
     if (choices_.count(key)) return;
     const size_t n = hot_ ? 1 : Ws.size();
     // microseconds per product of one candidate, over the n matrices in turn (ten times over one)
@@ -61,9 +63,10 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     c.timing.cols = stride;
     c.timing.tokens = T;
     c.timing.accumulate = accumulate;
+    c.timing.ldy = ld;
     c.timing.matrices = static_cast<int>(n);
     c.timing.names.push_back("cublas");
-    c.timing.us.push_back(time_each([&](const CudaMatrix& M) { io_.product(M, x, T, y, accumulate ? 1.0f : 0.0f); }));
+    c.timing.us.push_back(time_each([&](const CudaMatrix& M) { io_.product(M, x, T, y, accumulate ? 1.0f : 0.0f, ld); }));
     // W is row-major [rows][stride], i.e. column-major stride x rows, used transposed
     check(cublasLtMatmulDescCreate(&c.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
@@ -71,7 +74,7 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     check(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n), "transpose B");
     check(cublasLtMatrixLayoutCreate(&c.a, CUDA_R_16BF, stride, rows, stride), "layout of W");
     check(cublasLtMatrixLayoutCreate(&c.b, CUDA_R_16BF, stride, T, stride), "layout of x");
-    check(cublasLtMatrixLayoutCreate(&c.c, CUDA_R_32F, rows, T, rows), "layout of y");
+    check(cublasLtMatrixLayoutCreate(&c.c, CUDA_R_32F, rows, T, ld), "layout of y");
     cublasLtMatmulPreference_t pref = nullptr;
     check(cublasLtMatmulPreferenceCreate(&pref), "preference");
     cublasLtMatmulHeuristicResult_t offers[kOffers];
@@ -95,10 +98,10 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     choices_.emplace(key, c);
 }
 
-void TunedProducts::run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const {
-    const auto it = choices_.find(Key{static_cast<int>(W.rows), static_cast<int>(W.stride), T, accumulate});
+void TunedProducts::run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate, int64_t ldy) const {
+    const auto it = choices_.find(key_of(W, T, accumulate, ldy));
     if (it == choices_.end() || !it->second.lt) {
-        io_.product(W, x, T, y, accumulate ? 1.0f : 0.0f);
+        io_.product(W, x, T, y, accumulate ? 1.0f : 0.0f, ldy);
     } else {
         lt_product(it->second, it->second.algo, W, x, y, accumulate);
     }

@@ -26,6 +26,7 @@ namespace vla_edge {
 // One shape's race: candidate 0 is cuBLAS's default (cublasGemmEx), then cuBLASLt's offers.
 struct ProductTiming {
     int rows = 0, cols = 0, tokens = 0;
+    int64_t ldy = 0;                // floats between y's rows (rows: packed)
     bool accumulate = false;        // beta = 1
     std::vector<std::string> names;  // per candidate: "cublas", "lt<i>" (cuBLASLt's i-th offer)
     std::vector<float> us;          // per candidate
@@ -45,17 +46,20 @@ class TunedProducts {
     // Races the candidates for the shape of `Ws` (matrices of one shape, e.g. every layer's q/k/v) at
     // T tokens unless that shape has run before: each candidate runs over all of `Ws` in turn, so
     // with more weight bytes than the L2 cache holds every product reads its weights from memory as
-    // in the chunk (cold; hot: the first matrix alone, ten times over, its weights in L2). Reads the matrices and x, overwrites y; the stream must not be capturing.
-    void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate);
-    // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][rows]; enqueued on
-    // the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
-    void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate) const;
+    // in the chunk (cold; hot: the first matrix alone, ten times over, its weights in L2). Reads the
+    // matrices and x, overwrites y; the stream must not be capturing. ldy: as in run().
+    void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate,
+              int64_t ldy = 0);
+    // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][ldy] (ldy 0: rows,
+    // packed; wider where several products fill one row, as the vision tower's q, k and v do);
+    // enqueued on the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
+    void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate, int64_t ldy = 0) const;
     std::vector<ProductTiming> timings() const;
     // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
 
   private:
-    using Key = std::tuple<int, int, int, bool>;  // rows, stride, T, accumulate
+    using Key = std::tuple<int, int, int, bool, int64_t>;  // rows, stride, T, accumulate, ldy (never 0)
     struct Choice {
         cublasLtMatmulDesc_t desc = nullptr;
         cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
@@ -65,6 +69,9 @@ class TunedProducts {
     };
     void lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W, const __nv_bfloat16* x,
                     float* y, bool accumulate) const;
+    static Key key_of(const CudaMatrix& W, int T, bool accumulate, int64_t ldy) {
+        return Key{static_cast<int>(W.rows), static_cast<int>(W.stride), T, accumulate, ldy ? ldy : W.rows};
+    }
 
     const LoopStream& io_;
     cublasLtHandle_t lt_ = nullptr;
