@@ -191,12 +191,13 @@ bool write_json(const std::string& path, const Json& js) {
 }
 
 // One shape of a loop's layer products: rows x cols, accumulating (beta = 1) or not, its output
-// rows ldy floats apart (0: packed).
+// rows ldy floats apart (0: packed), or written in BF16 (packed, not accumulating).
 struct ProductShape {
     const char* name;
     int rows, cols;
     bool accumulate;
     int64_t ldy = 0;
+    bool bf16_out = false;
 };
 
 // The layer products: cuBLAS's default against each cuBLASLt heuristic algorithm, raced by
@@ -218,15 +219,30 @@ void race_products(const std::vector<ProductShape>& shapes, int T, const char* w
                 Ws.push_back(CudaMatrix{random_buffer<bf16>(values, 9 + 100 * i, 0.05f), CudaElem::bf16, sh.rows, sh.cols, sh.cols});
             }
             bf16* in = random_buffer<bf16>(int64_t{T} * sh.cols, 10, 1.0f);
-            float* y = random_buffer<float>(int64_t{T} * ldy, 11, 1.0f);
+            float* y = random_buffer<float>(int64_t{T} * ldy, 11, 1.0f);  // as BF16 too: twice the room it needs
+            bf16* y16 = reinterpret_cast<bf16*>(y);
             ok(cudaDeviceSynchronize(), "inputs");  // filled on the legacy stream, which io's does not wait for
-            tuned.tune(Ws, in, T, y, sh.accumulate, sh.ldy);
+            auto run = [&](const CudaMatrix& W) {  // through TunedProducts::run, as the loops run it
+                if (sh.bf16_out) {
+                    tuned.run(W, in, T, y16);
+                } else {
+                    tuned.run(W, in, T, y, sh.accumulate, sh.ldy);
+                }
+            };
+            if (sh.bf16_out) {
+                tuned.tune(Ws, in, T, y16);
+            } else {
+                tuned.tune(Ws, in, T, y, sh.accumulate, sh.ldy);
+            }
             ProductTiming mine;
             for (const ProductTiming& c : tuned.timings())
-                if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate && c.ldy == ldy) mine = c;
-            // the chosen algorithm timed again, as the loop runs it (through TunedProducts::run), over the same matrices
+                if (c.rows == sh.rows && c.cols == sh.cols && c.accumulate == sh.accumulate && c.ldy == ldy &&
+                    c.bf16_out == sh.bf16_out) {
+                    mine = c;
+                }
+            // the chosen algorithm timed again, over the same matrices
             const double rerun = graph_time_us(io.stream, [&] {
-                for (const CudaMatrix& W : Ws) tuned.run(W, in, T, y, sh.accumulate, sh.ldy);
+                for (const CudaMatrix& W : Ws) run(W);
             }, cold ? 1 : 20, 20) / copies;
             const double floor_us = 1e6 * 2.0 * values / 3.35e12;  // weights once at the H100's datasheet bandwidth
             std::string each;
@@ -274,10 +290,11 @@ int main(int argc, char** argv) {
             race_products({{"q/k/v", 1152, 1152, false, 3 * 1152}, {"out", 1152, 1152, true}, {"up", 4304, 1152, false},
                            {"down", 1152, 4304, true}, {"proj", 2048, 1152, false}},
                           512, "a vision layer's products and the projection", js);
-        } else if (products_of == "prefix") {  // Gemma 2B at 582 tokens; gate/up writes BF16 there, not raced
+        } else if (products_of == "prefix") {  // Gemma 2B at 582 tokens, gate/up written in BF16 as the loop does
             js.add("loop", "\"prefix\"");
-            race_products({{"qkv", 2560, 2048, false}, {"out", 2048, 2048, true}, {"down", 2048, 16384, true}}, 582,
-                          "a prefix layer's q/k/v, output and down products", js);
+            race_products({{"qkv", 2560, 2048, false}, {"out", 2048, 2048, true}, {"gate_up", 32768, 2048, false, 0, true},
+                           {"down", 2048, 16384, true}},
+                          582, "a prefix layer's four products", js);
         } else {
             std::fprintf(stderr, "--products must be vision or prefix, not %s\n", products_of.c_str());
             return 2;

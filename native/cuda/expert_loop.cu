@@ -183,11 +183,8 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
-    const char* form = form_name(m.attention);
-    const std::string merge = m.merge_warps == 0 ? "" : m.merge_warps == 1 ? "merge 1 warp per row; " : "merge 2 warps per row; ";
-    return std::string("attention ") + form + "; " + merge +
-           (m.products ? m.products->describe() : std::string("cuBLAS default products")) +
-           (m.vector_norms ? "; vector norms" : "") + (m.pdl ? "; programmatic launches" : "");
+    return loop_forms_note(m.attention, m.merge_warps, m.products ? m.products->describe() : "cuBLAS default products",
+                           m.vector_norms, m.pdl);
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {

@@ -97,6 +97,16 @@ static inline int merge_warps_for(expert_kernels::AttentionForm form, int fallba
 // 2.9 us per adaptive norm, 2.8 against 4.0 us per vision layer norm).
 inline bool vector_norms_wanted() { return loop_switch("VLA_EDGE_CUDA_VECTOR_NORMS", true); }
 
+// The forms a Gemma loop runs, for its describe(): e.g. "attention tile64w8; merge 2 warps per row; 4
+// product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default; vector norms" (no merge for the split
+// form, whose merge is its own).
+inline std::string loop_forms_note(expert_kernels::AttentionForm attention, int merge_warps, const std::string& products,
+                                   bool vector_norms, bool pdl) {
+    const char* merge = merge_warps == 0 ? "" : merge_warps == 1 ? "merge 1 warp per row; " : "merge 2 warps per row; ";
+    return std::string("attention ") + expert_kernels::form_name(attention) + "; " + merge + products +
+           (vector_norms ? "; vector norms" : "") + (pdl ? "; programmatic launches" : "");
+}
+
 // Whether a loop launches its kernels with programmatic dependent launch (expert_kernels.cuh,
 // launch_kernel): VLA_EDGE_CUDA_PDL=1 on a device of compute capability 9.0 or newer; read when the
 // loop is made. Opt-in: in the loop A/B it was 2% faster at 326-582 prefix tokens and 2-3% slower at

@@ -12,6 +12,7 @@
 
 #include "expert_kernels.cuh"
 #include "loop_common.cuh"
+#include "tuned_products.h"
 
 namespace vla_edge {
 
@@ -31,11 +32,15 @@ struct CudaPrefixLoop::Impl {
     bool vector_norms = true;                           // vector_norms_wanted()
     bool pdl = false;                                   // programmatic dependent launches (pdl_wanted)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
+    // nullptr: cuBLAS's default products; VLA_EDGE_CUDA_PREFIX_TUNED=1: the algorithm raced per shape
+    // (TunedProducts, as the expert loop's; opt-in until it has run in the loop on a GPU)
+    std::unique_ptr<TunedProducts> products;
     LoopBuffers fixed{kWho};               // for the loop's lifetime
     float* zero = nullptr;                 // (fixed) the norms' shift: Gemma's norm has none
     LayerActivations act{kWho};            // attention partials for one observation at a time
     bf16* gu16 = nullptr;                  // (with act's buffers) the gate/up product in BF16: the prefix's
                                            // largest output (tokens x 2 ffn), half the bytes of act.gu's floats
+    float* tune_y = nullptr;               // (with act's buffers, tuned products only) the race's residual-sized output
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
     // buffers and stream its graphs use.
     CapturedShapes shapes{kWho};
@@ -52,9 +57,51 @@ struct CudaPrefixLoop::Impl {
         const int64_t part_rows =
             int64_t{attention_rows_ld(attention, longest * spec.heads)} * attention_splits(attention, longest);
         const bool remade =
-            act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) { b.alloc(gu16, int64_t{n} * 2 * spec.ffn); });
+            act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) {
+                b.alloc(gu16, int64_t{n} * 2 * spec.ffn);
+                if (products) b.alloc(tune_y, int64_t{n} * spec.hidden);
+            });
         if (remade) shapes.clear();
         return T;
+    }
+
+    // y[t] (+)= W x[t] for every token t, float32 out; through the raced algorithm where tuned.
+    void product(const CudaMatrix& W, const bf16* in, int T, float* y, float beta) const {
+        if (products) {
+            products->run(W, in, T, y, beta != 0.0f);
+        } else {
+            io->product(W, in, T, y, beta);
+        }
+    }
+    // The same rounded to BF16 (gate/up).
+    void product(const CudaMatrix& W, const bf16* in, int T, bf16* y) const {
+        if (products) {
+            products->run(W, in, T, y);
+        } else {
+            io->product_bf16(W, in, T, y);
+        }
+    }
+
+    // Races the four layer products' algorithms at T tokens over every layer's matrices
+    // (TunedProducts::tune; once per token count, before its graph is captured). The two that add
+    // into the residual are timed into tune_y instead: the residual x already holds the prefix this
+    // call runs (input_rows).
+    void tune_products(int T) {
+        if (!products) return;
+        std::vector<CudaMatrix> qkv, out, gate_up, down;  // the last layer runs its q/k/v only
+        for (size_t i = 0; i < spec.layers.size(); ++i) {
+            const CudaPrefixLayer& L = spec.layers[i];
+            qkv.push_back(L.qkv);
+            if (i + 1 == spec.layers.size()) break;
+            out.push_back(L.out);
+            gate_up.push_back(L.gate_up);
+            down.push_back(L.down);
+        }
+        products->tune(qkv, act.hn, T, act.qkv, false);
+        if (out.empty()) return;
+        products->tune(out, act.attn, T, tune_y, true);
+        products->tune(gate_up, act.hn, T, gu16);
+        products->tune(down, act.g, T, tune_y, true);
     }
 
     // Every launch of the prefix pass, in stream order (captured once per shape). Attention runs
@@ -71,7 +118,7 @@ struct CudaPrefixLoop::Impl {
             __half *kc = static_cast<__half*>(L.cache_k), *vc = static_cast<__half*>(L.cache_v);
             launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h,
                           vector_norms);
-            io->product(L.qkv, act.hn, T, act.qkv, 0.0f);
+            product(L.qkv, act.hn, T, act.qkv, 0.0f);
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
             int first = 0;
@@ -86,12 +133,12 @@ struct CudaPrefixLoop::Impl {
                                        keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
                 first += len;
             }
-            io->product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
+            product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
             launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h,
                           vector_norms);
-            io->product_bf16(L.gate_up, act.hn, T, gu16);
+            product(L.gate_up, act.hn, T, gu16);
             launch_geglu(st, static_cast<const bf16*>(gu16), s.ffn, T, act.g, act.ld_f);
-            io->product(L.down, act.g, T, act.x, 1.0f);
+            product(L.down, act.g, T, act.x, 1.0f);
         }
         check(cudaGetLastError(), "launching the prefix kernels");
     }
@@ -128,12 +175,21 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
+    if (loop_switch("VLA_EDGE_CUDA_PREFIX_TUNED", false)) {
+        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true));
+    }
     m.fixed.alloc(m.zero, m.spec.hidden);
 }
 
 CudaPrefixLoop::~CudaPrefixLoop() = default;
 
 size_t CudaPrefixLoop::captured_graphs() const { return impl_->shapes.size(); }
+
+std::string CudaPrefixLoop::describe() const {
+    const Impl& m = *impl_;
+    return loop_forms_note(m.attention, m.merge_warps, m.products ? m.products->describe() : "cuBLAS default products",
+                           m.vector_norms, m.pdl);
+}
 
 float* CudaPrefixLoop::input_rows(const std::vector<int>& n_prefix) {
     Impl& m = *impl_;
@@ -151,6 +207,7 @@ void CudaPrefixLoop::run(const float* emb, const std::vector<int>& n_prefix, con
     check(cudaSetDevice(s.device), "selecting the device");
     const int T = m.prepare(n_prefix);
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
+    if (!m.shapes.has(key)) m.tune_products(T);  // before its graph is captured
     const std::vector<int> ints = token_indices(std::vector<int>(B, 0), n_prefix, bases);  // positions from 0
     const cudaGraphExec_t exec =
         m.shapes.get(key, ints, *m.io, [&](const int* p) { m.enqueue(n_prefix, p, p + T, p + 2 * T, p + 2 * T + B); });

@@ -30,15 +30,24 @@ TunedProducts::~TunedProducts() {
 }
 
 void TunedProducts::lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W,
-                               const __nv_bfloat16* x, float* y, bool accumulate) const {
+                               const __nv_bfloat16* x, void* y, bool accumulate) const {
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     check(cublasLtMatmul(lt_, c.desc, &alpha, W.data, c.a, x, c.b, &beta, y, c.c, y, c.c, &algo, io_.workspace,
                          LoopStream::kWorkspace, io_.stream),
           "cuBLASLt product");
 }
 
-void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate,
-                         int64_t ldy) {
+void TunedProducts::default_product(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out,
+                                    bool accumulate) const {
+    if (out.type == CUDA_R_16BF) {
+        io_.product_bf16(W, x, T, static_cast<__nv_bfloat16*>(out.y));
+    } else {
+        io_.product(W, x, T, static_cast<float*>(out.y), accumulate ? 1.0f : 0.0f, out.ldy);
+    }
+}
+
+void TunedProducts::tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out,
+                             bool accumulate) {
     if (Ws.empty()) throw std::invalid_argument("tuned products: no matrix to time");
     const CudaMatrix& W = Ws.front();
     const int rows = static_cast<int>(W.rows), stride = static_cast<int>(W.stride);
@@ -47,7 +56,7 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
             throw std::invalid_argument("tuned products: the matrices timed together differ in shape or type");
         }
     }
-    const Key key = key_of(W, T, accumulate, ldy);
+    const Key key = key_of(W, T, accumulate, out);
     const int64_t ld = std::get<4>(key);
     if (choices_.count(key)) return;
     const size_t n = hot_ ? 1 : Ws.size();
@@ -64,9 +73,10 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     c.timing.tokens = T;
     c.timing.accumulate = accumulate;
     c.timing.ldy = ld;
+    c.timing.bf16_out = out.type == CUDA_R_16BF;
     c.timing.matrices = static_cast<int>(n);
     c.timing.names.push_back("cublas");
-    c.timing.us.push_back(time_each([&](const CudaMatrix& M) { io_.product(M, x, T, y, accumulate ? 1.0f : 0.0f, ld); }));
+    c.timing.us.push_back(time_each([&](const CudaMatrix& M) { default_product(M, x, T, out, accumulate); }));
     // W is row-major [rows][stride], i.e. column-major stride x rows, used transposed
     check(cublasLtMatmulDescCreate(&c.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
@@ -74,7 +84,7 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     check(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n), "transpose B");
     check(cublasLtMatrixLayoutCreate(&c.a, CUDA_R_16BF, stride, rows, stride), "layout of W");
     check(cublasLtMatrixLayoutCreate(&c.b, CUDA_R_16BF, stride, T, stride), "layout of x");
-    check(cublasLtMatrixLayoutCreate(&c.c, CUDA_R_32F, rows, T, ld), "layout of y");
+    check(cublasLtMatrixLayoutCreate(&c.c, out.type, rows, T, ld), "layout of y");
     cublasLtMatmulPreference_t pref = nullptr;
     check(cublasLtMatmulPreferenceCreate(&pref), "preference");
     cublasLtMatmulHeuristicResult_t offers[kOffers];
@@ -88,7 +98,7 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     for (int i = 0; i < found; ++i) {
         if (offers[i].state != CUBLAS_STATUS_SUCCESS) continue;
         c.timing.names.push_back("lt" + std::to_string(i));
-        c.timing.us.push_back(time_each([&](const CudaMatrix& M) { lt_product(c, offers[i].algo, M, x, y, accumulate); }));
+        c.timing.us.push_back(time_each([&](const CudaMatrix& M) { lt_product(c, offers[i].algo, M, x, out.y, accumulate); }));
         if (c.timing.us.back() < c.timing.us[c.timing.chosen]) {
             c.timing.chosen = static_cast<int>(c.timing.us.size()) - 1;
             c.algo = offers[i].algo;
@@ -98,12 +108,12 @@ void TunedProducts::tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16*
     choices_.emplace(key, c);
 }
 
-void TunedProducts::run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate, int64_t ldy) const {
-    const auto it = choices_.find(key_of(W, T, accumulate, ldy));
+void TunedProducts::run_out(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const {
+    const auto it = choices_.find(key_of(W, T, accumulate, out));
     if (it == choices_.end() || !it->second.lt) {
-        io_.product(W, x, T, y, accumulate ? 1.0f : 0.0f, ldy);
+        default_product(W, x, T, out, accumulate);
     } else {
-        lt_product(it->second, it->second.algo, W, x, y, accumulate);
+        lt_product(it->second, it->second.algo, W, x, out.y, accumulate);
     }
 }
 

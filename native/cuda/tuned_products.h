@@ -26,7 +26,8 @@ namespace vla_edge {
 // One shape's race: candidate 0 is cuBLAS's default (cublasGemmEx), then cuBLASLt's offers.
 struct ProductTiming {
     int rows = 0, cols = 0, tokens = 0;
-    int64_t ldy = 0;                // floats between y's rows (rows: packed)
+    int64_t ldy = 0;                // values between y's rows (rows: packed)
+    bool bf16_out = false;          // y in BF16 (else float32)
     bool accumulate = false;        // beta = 1
     std::vector<std::string> names;  // per candidate: "cublas", "lt<i>" (cuBLASLt's i-th offer)
     std::vector<float> us;          // per candidate
@@ -49,17 +50,34 @@ class TunedProducts {
     // in the chunk (cold; hot: the first matrix alone, ten times over, its weights in L2). Reads the
     // matrices and x, overwrites y; the stream must not be capturing. ldy: as in run().
     void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate,
-              int64_t ldy = 0);
+              int64_t ldy = 0) {
+        tune_out(Ws, x, T, Out{y, CUDA_R_32F, ldy}, accumulate);
+    }
+    // The same for a product written in BF16 (packed, never accumulating; the prefix's gate/up).
+    void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, __nv_bfloat16* y) {
+        tune_out(Ws, x, T, Out{y, CUDA_R_16BF, 0}, false);
+    }
     // y (+)= W x for T tokens: BF16 W [rows][stride] and x [T][stride], F32 y [T][ldy] (ldy 0: rows,
-    // packed; wider where several products fill one row, as the vision tower's q, k and v do);
-    // enqueued on the stream (capturable). Uses cuBLAS's default for a shape that was never tuned.
-    void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate, int64_t ldy = 0) const;
+    // packed; wider where several products fill one row); enqueued on the stream (capturable). Uses
+    // cuBLAS's default for a shape that was never tuned.
+    void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, float* y, bool accumulate, int64_t ldy = 0) const {
+        run_out(W, x, T, Out{y, CUDA_R_32F, ldy}, accumulate);
+    }
+    // y = W x rounded to BF16 (float32 accumulation), packed.
+    void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* y) const {
+        run_out(W, x, T, Out{y, CUDA_R_16BF, 0}, false);
+    }
     std::vector<ProductTiming> timings() const;
     // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"
     std::string describe() const;
 
   private:
-    using Key = std::tuple<int, int, int, bool, int64_t>;  // rows, stride, T, accumulate, ldy (never 0)
+    using Key = std::tuple<int, int, int, bool, int64_t, int>;  // rows, stride, T, accumulate, ldy (never 0), y's type
+    struct Out {  // a product's output: where, in which type, rows how far apart (0: packed)
+        void* y;
+        cudaDataType_t type;
+        int64_t ldy;
+    };
     struct Choice {
         cublasLtMatmulDesc_t desc = nullptr;
         cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
@@ -67,10 +85,15 @@ class TunedProducts {
         bool lt = false;  // false: cuBLAS's default won
         ProductTiming timing;
     };
+    void tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out, bool accumulate);
+    void run_out(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const;
+    // cuBLAS's default algorithm (LoopStream's product), the race's first candidate
+    void default_product(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const;
     void lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W, const __nv_bfloat16* x,
-                    float* y, bool accumulate) const;
-    static Key key_of(const CudaMatrix& W, int T, bool accumulate, int64_t ldy) {
-        return Key{static_cast<int>(W.rows), static_cast<int>(W.stride), T, accumulate, ldy ? ldy : W.rows};
+                    void* y, bool accumulate) const;
+    static Key key_of(const CudaMatrix& W, int T, bool accumulate, const Out& out) {
+        return Key{static_cast<int>(W.rows), static_cast<int>(W.stride), T, accumulate, out.ldy ? out.ldy : W.rows,
+                   static_cast<int>(out.type)};
     }
 
     const LoopStream& io_;

@@ -10,7 +10,6 @@
 #include <string>
 
 #include "loop_common.cuh"
-#include "tuned_products.h"
 #include "vision_kernels.cuh"
 
 namespace vla_edge {
@@ -28,9 +27,6 @@ void check(cublasStatus_t s, const char* what) { loop_check(s, kWho, what); }
 struct CudaVisionLoop::Impl {
     CudaVisionSpec spec;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
-    // nullptr: cuBLAS's default products; VLA_EDGE_CUDA_VISION_TUNED=1: the algorithms raced per shape
-    // (TunedProducts, as the expert loop's; opt-in until it has run on a GPU)
-    std::unique_ptr<TunedProducts> products;
     bool vector_norms = true;        // vector_norms_wanted()
     LoopBuffers fixed{kWho};         // for the loop's lifetime: float32 copies of the patch kernel and positions
     float *patch_w = nullptr, *position = nullptr;
@@ -71,41 +67,6 @@ struct CudaVisionLoop::Impl {
         images = n_images;
     }
 
-    // y[t] (+)= W x[t] for every token t (y's rows ldy floats apart; 0: packed), through the raced
-    // algorithm where the products were tuned.
-    void product(const CudaMatrix& W, const bf16* in, int T, float* y, float beta, int64_t ldy = 0) const {
-        if (products) {
-            products->run(W, in, T, y, beta != 0.0f, ldy);
-        } else {
-            io->product(W, in, T, y, beta, ldy);
-        }
-    }
-
-    // Races the tower's product shapes at T tokens over every layer's matrices (TunedProducts::tune;
-    // once per image count, before its graph is captured). Overwrites the activations, which the
-    // graph recomputes from the patches.
-    void tune_products(int T) {
-        if (!products) return;
-        const CudaVisionSpec& s = spec;
-        std::vector<CudaMatrix> qkv_w, out_w, up_w, down_w;  // every layer's, by shape
-        for (const CudaVisionLayer& L : s.layers) {
-            if (L.qkv.data) {
-                qkv_w.push_back(L.qkv);
-            } else {
-                for (const CudaMatrix* w : {&L.q, &L.k, &L.v}) qkv_w.push_back(*w);
-            }
-            out_w.push_back(L.out);
-            up_w.push_back(L.up);
-            down_w.push_back(L.down);
-        }
-        const bool fused = s.layers.front().qkv.data != nullptr;
-        products->tune(qkv_w, hn, T, qkv, false, fused ? 0 : 3 * int64_t{s.width});
-        products->tune(out_w, attn, T, x, true);
-        products->tune(up_w, hn, T, u, false);
-        products->tune(down_w, g, T, x, true);
-        products->tune({s.proj}, hp, T, y, false);
-    }
-
     // Attention of every head of every image over that image's tokens: scores = q k^T / sqrt(d)
     // (F16 in, float32 out), softmax, o = p v (F16 in, float32 out), each one batched launch.
     void attention(int n_images) const {
@@ -140,25 +101,25 @@ struct CudaVisionLoop::Impl {
         for (const CudaVisionLayer& L : s.layers) {
             layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, L.ln1_w, L.ln1_b, s.eps, hn, ld_h, vector_norms);
             if (L.qkv.data) {
-                product(L.qkv, hn, T, qkv, 0.0f);
+                io->product(L.qkv, hn, T, qkv, 0.0f);
             } else {
-                product(L.q, hn, T, qkv, 0.0f, 3 * int64_t{W});
-                product(L.k, hn, T, qkv + W, 0.0f, 3 * int64_t{W});
-                product(L.v, hn, T, qkv + 2 * W, 0.0f, 3 * int64_t{W});
+                io->product(L.q, hn, T, qkv, 0.0f, 3 * int64_t{W});
+                io->product(L.k, hn, T, qkv + W, 0.0f, 3 * int64_t{W});
+                io->product(L.v, hn, T, qkv + 2 * W, 0.0f, 3 * int64_t{W});
             }
             vision_qkv_kernel<<<T, kThreads, 0, st>>>(qkv, W, s.heads, s.head_dim, s.tokens_per_image, L.q_b, L.k_b,
                                                      L.v_b, q16, k16, v16);
             attention(n_images);
             vision_heads_kernel<<<T, kThreads, 0, st>>>(o, s.heads, s.head_dim, s.tokens_per_image, attn, ld_o);
-            product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
+            io->product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
             layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, L.out_b, L.ln2_w, L.ln2_b, s.eps, hn, ld_h, vector_norms);
-            product(L.up, hn, T, u, 0.0f);
+            io->product(L.up, hn, T, u, 0.0f);
             launch_bias_gelu(st, u, L.up_b, s.ffn, T, g, ld_f);
-            product(L.down, g, T, x, 1.0f);
+            io->product(L.down, g, T, x, 1.0f);
             pending = L.down_b;
         }
         layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, pending, s.post_w, s.post_b, s.eps, hp, ld_p, vector_norms);
-        product(s.proj, hp, T, y, 0.0f);
+        io->product(s.proj, hp, T, y, 0.0f);
         const int64_t n_out = int64_t{T} * s.out_width;
         bias_add_kernel<<<blocks(n_out, kThreads), kThreads, 0, st>>>(y, s.proj_b, s.out_width, n_out);
         check(cudaGetLastError(), "launching the vision kernels");
@@ -219,9 +180,6 @@ CudaVisionLoop::CudaVisionLoop(CudaVisionSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.vector_norms = vector_norms_wanted();
     m.io = std::make_unique<LoopStream>(kWho);
-    if (loop_switch("VLA_EDGE_CUDA_VISION_TUNED", false)) {
-        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true));
-    }
     for (auto [from, to] : {std::pair{&m.spec.patch_w, &m.patch_w}, std::pair{&m.spec.position, &m.position}}) {
         const int64_t n = from->rows * from->cols;
         m.fixed.alloc(*to, n);
@@ -236,9 +194,8 @@ CudaVisionLoop::~CudaVisionLoop() = default;
 size_t CudaVisionLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaVisionLoop::describe() const {
-    const Impl& m = *impl_;
-    return std::string(m.spec.layers.front().qkv.data ? "q/k/v fused" : "q/k/v separate") +
-           (m.vector_norms ? "; vector norms" : "") + (m.products ? "; " + m.products->describe() : std::string());
+    return std::string(impl_->spec.layers.front().qkv.data ? "q/k/v fused" : "q/k/v separate") +
+           (impl_->vector_norms ? "; vector norms" : "");
 }
 
 void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<float*>& out) {
@@ -250,7 +207,6 @@ void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<f
     }
     check(cudaSetDevice(s.device), "selecting the device");
     m.reserve(n_images);
-    if (!m.shapes.has({n_images})) m.tune_products(n_images * s.tokens_per_image);  // before its graph is captured
     const cudaGraphExec_t exec = m.shapes.get({n_images}, {}, *m.io, [&](const int*) { m.enqueue(n_images); });
     const cudaStream_t st = m.io->stream;
     const int64_t T = int64_t{n_images} * s.tokens_per_image;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,6 +54,10 @@ class CudaPrefixLoop {
     float* input_rows(const std::vector<int>& n_prefix);
     // Input shapes with a captured CUDA graph.
     size_t captured_graphs() const;
+    // The attention form, the merge and the products, as the expert loop's describe() (the two read
+    // the same switches), e.g. "attention tile64w8; merge 1 warp per row; cuBLAS default products;
+    // vector norms".
+    std::string describe() const;
 
   private:
     struct Impl;

@@ -64,10 +64,7 @@ class CudaVisionLoop {
     // Image counts with a captured CUDA graph.
     size_t captured_graphs() const;
     // How q/k/v are multiplied: "q/k/v fused" (one product, VLA_EDGE_FUSE_VISION_QKV=1 where the
-    // weights could be fused) or "q/k/v separate", so that an A/B of the switch shows whether it
-    // applied; then "; vector norms" (unless VLA_EDGE_CUDA_VECTOR_NORMS=0) and, with
-    // VLA_EDGE_CUDA_VISION_TUNED=1, the raced products (e.g. "; 5 product shapes timed cold: 4
-    // cuBLASLt, 1 cuBLAS default").
+    // weights could be fused) or "q/k/v separate", so that an A/B of the switch shows whether it applied.
     std::string describe() const;
 
   private:

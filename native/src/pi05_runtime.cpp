@@ -523,13 +523,11 @@ bool decide_cuda_loop(std::unique_ptr<Loop>& loop, bool& decided, std::string& n
     return static_cast<bool>(loop);
 }
 
-// "cuda (own kernels, N <what> captured[; detail])" for a loop that runs, else its note.
+// "cuda (own kernels, N <what> captured; <the loop's describe()>)" for a loop that runs, else its note.
 template <typename Loop>
-std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what,
-                           const std::string& detail = "") {
+std::string cuda_loop_note(const std::unique_ptr<Loop>& loop, const std::string& note, const char* what) {
     if (!loop) return note;
-    return "cuda (own kernels, " + std::to_string(loop->captured_graphs()) + " " + what + " captured" +
-           (detail.empty() ? "" : "; " + detail) + ")";
+    return "cuda (own kernels, " + std::to_string(loop->captured_graphs()) + " " + what + " captured; " + loop->describe() + ")";
 }
 }  // namespace
 #endif
@@ -544,7 +542,7 @@ void Pi05Runtime::drop_cuda_expert() {
 
 std::string Pi05Runtime::expert_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    return cuda_loop_note(cuda_expert_, cuda_expert_note_, "shapes", cuda_expert_ ? cuda_expert_->describe() : "");
+    return cuda_loop_note(cuda_expert_, cuda_expert_note_, "shapes");
 #else
     return cuda_expert_note_;
 #endif
@@ -596,7 +594,7 @@ bool Pi05Runtime::use_cuda_prefix() {
 
 std::string Pi05Runtime::vision_loop() const {
 #ifdef VLA_EDGE_WITH_CUDA
-    return cuda_loop_note(cuda_vision_, cuda_vision_note_, "image counts", cuda_vision_ ? cuda_vision_->describe() : "");
+    return cuda_loop_note(cuda_vision_, cuda_vision_note_, "image counts");
 #else
     return cuda_vision_note_;
 #endif

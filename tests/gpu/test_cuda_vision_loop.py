@@ -51,17 +51,6 @@ def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: 
     assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=0)"
 
 
-def test_tuned_products_equal_the_ggml_graph(pack: Path, vision_policy, matches_graph_and_reference) -> None:
-    """VLA_EDGE_CUDA_VISION_TUNED=1 (opt-in): the products through the algorithm raced per shape over every
-    layer's matrices (TunedProducts, as the expert loop's); another algorithm sums in another order only."""
-    loop = vision_policy(pack, True, VLA_EDGE_CUDA_VISION_TUNED="1")
-    graph = vision_policy(pack, False)
-    matches_graph_and_reference(loop, graph, pack, ("wipe the table", "stack the blocks"), LOOP_VS_GRAPH, VS_REFERENCE)
-    note = loop._backend.describe()["vision_loop"]
-    assert note.startswith("cuda (own kernels, 1 image counts captured; q/k/v separate; vector norms; "), note
-    assert " product shapes timed cold: " in note, note
-
-
 def test_batch_equals_one_at_a_time(pack: Path, vision_policy, batch_matches_singles) -> None:
     """Every image attends to its own tokens only, and each lands in its own observation's prefix."""
     loop = vision_policy(pack, True)
