@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
         merge(keys_per_split(form), attention_rows_ld(form, rows_total), splits, form == AttentionForm::split ? 0 : merge_warps);
     };
     for (const TileKernel& k : {tile_kernel_for(D, AttentionForm::tile64), tile_kernel_for(D, AttentionForm::tile32),
-                                tile_kernel_for(D, AttentionForm::tile64w8)}) {
+                                tile_kernel_for(D, AttentionForm::tile64w8), tile_kernel_for(D, AttentionForm::tile128w8)}) {
         ok(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
            "shared memory attribute");
     }
@@ -368,6 +368,7 @@ int main(int argc, char** argv) {
     auto tile64_w2 = [&] { with_merge(AttentionForm::tile64, 2); };  // two warps per row in the merge
     auto tile64w8 = [&] { with_merge(AttentionForm::tile64w8); };  // the prefix loop's default
     auto tile64w8_w2 = [&] { with_merge(AttentionForm::tile64w8, 2); };  // the expert loop's default
+    auto tile128w8 = [&] { with_merge(AttentionForm::tile128w8); };  // opt-in for the prefix loop
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
@@ -392,7 +393,7 @@ int main(int argc, char** argv) {
             }
         }
     }
-    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge2", tile64_w2}, {"tile64w8", tile64w8}, {"tile64w8_merge2", tile64w8_w2}}) {
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge2", tile64_w2}, {"tile64w8", tile64w8}, {"tile64w8_merge2", tile64w8_w2}, {"tile128w8", tile128w8}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());
@@ -404,7 +405,10 @@ int main(int argc, char** argv) {
     }
     const double merge2 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, 2); }),
                  merge1 = time_graph(st, [&] { merge(64, rows_ld, (keys + 63) / 64, 1); });
-    std::printf("  alone: tile64w8 %.2f us\n", time_graph(st, [&] { attention(AttentionForm::tile64w8); }));
+    std::printf("  alone: tile64w8 %.2f us, tile128w8 %.2f us (its merge of 128-key splits %.2f us)\n",
+                time_graph(st, [&] { attention(AttentionForm::tile64w8); }),
+                time_graph(st, [&] { attention(AttentionForm::tile128w8); }),
+                time_graph(st, [&] { merge(128, rows_ld, (keys + 127) / 128, 1); }));
     std::printf("  alone: tile64 %.2f us, tile32 %.2f us, merge of 64-key splits: two warps per row %.2f us, one %.2f us, "
                 "one thread per column %.2f us; of 32-key splits %.2f us\n",
                 time_graph(st, [&] { attention(AttentionForm::tile64); }), time_graph(st, [&] { attention(AttentionForm::tile32); }),

@@ -670,14 +670,25 @@ __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(
 // Attention forms (both Gemma loops read VLA_EDGE_CUDA_ATTENTION). `tile64` / `tile32`: each split's
 // keys and values staged in shared memory for 64 query rows, merged by attention_merge_rows_kernel;
 // `tile64w8` (the default since the H100 run of 2026-12-07, fifth session): tile64 with two warps per
-// 16-row tile (eight per block). `split`: the first form, 16 query rows per block, K/V fragments read
-// from global memory (docs/gpu.md).
-enum class AttentionForm { split, tile64, tile32, tile64w8 };
+// 16-row tile (eight per block). `tile128w8`: the same over 128-key splits, half the partials to write
+// and merge where there are query rows enough to fill the GPU without more splits (the prefix's
+// thousands; opt-in, 182 KB of shared memory per block at head_dim 256: compute capability 8.0 / 8.7 /
+// 9.0 only). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
+// (docs/gpu.md).
+enum class AttentionForm { split, tile64, tile32, tile64w8, tile128w8 };
 
 inline const char* form_name(AttentionForm f) {
-    return f == AttentionForm::split ? "split128" : f == AttentionForm::tile32 ? "tile32" : f == AttentionForm::tile64w8 ? "tile64w8" : "tile64";
+    switch (f) {
+        case AttentionForm::split: return "split128";
+        case AttentionForm::tile32: return "tile32";
+        case AttentionForm::tile64w8: return "tile64w8";
+        case AttentionForm::tile128w8: return "tile128w8";
+        default: return "tile64";
+    }
 }
-inline int keys_per_split(AttentionForm f) { return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : 64; }
+inline int keys_per_split(AttentionForm f) {
+    return f == AttentionForm::split ? kSplitKeys : f == AttentionForm::tile32 ? 32 : f == AttentionForm::tile128w8 ? 128 : 64;
+}
 // Splits (blocks along the keys) a form takes for `keys` keys.
 inline int attention_splits(AttentionForm f, int keys) { return (keys + keys_per_split(f) - 1) / keys_per_split(f); }
 
@@ -706,6 +717,11 @@ static inline void launch_attention_at(AttentionForm form, int B, int rows_total
                           TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
                           part_ml);
             break;
+        case AttentionForm::tile128w8:
+            launch_kernel(attention_tile_kernel<D, 128, 2>, dim3(blocks(rows_total, kTileRows), splits, B), 64 * kTileWarps,
+                          TileLayout<D, 128>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
+                          part_ml);
+            break;
         default:
             launch_kernel(attention_tile_kernel<D, 64>, dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
                           TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
@@ -731,6 +747,11 @@ static inline TileKernel tile_kernel_for(int d, AttentionForm form) {
         if (d == 64) return pick(attention_tile_kernel<64, 64, 2>, TileLayout<64, 64>::bytes);
         if (d == 128) return pick(attention_tile_kernel<128, 64, 2>, TileLayout<128, 64>::bytes);
         return pick(attention_tile_kernel<256, 64, 2>, TileLayout<256, 64>::bytes);
+    }
+    if (form == AttentionForm::tile128w8) {
+        if (d == 64) return pick(attention_tile_kernel<64, 128, 2>, TileLayout<64, 128>::bytes);
+        if (d == 128) return pick(attention_tile_kernel<128, 128, 2>, TileLayout<128, 128>::bytes);
+        return pick(attention_tile_kernel<256, 128, 2>, TileLayout<256, 128>::bytes);
     }
     if (d == 64) return wide ? pick(attention_tile_kernel<64, 64>, TileLayout<64, 64>::bytes)
                              : pick(attention_tile_kernel<64, 32>, TileLayout<64, 32>::bytes);

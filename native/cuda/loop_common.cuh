@@ -56,16 +56,18 @@ inline bool loop_switch(const char* name, bool fallback) {
 }
 
 // The attention form both Gemma loops run: tile64w8 unless VLA_EDGE_CUDA_ATTENTION names another
-// (split128, tile64, tile32: A/B runs). tile64w8 is the default since the H100 run of 2026-12-07
+// (split128, tile64, tile32, tile128w8: A/B runs), or the loop's own switch `own` does (the prefix
+// loop's VLA_EDGE_CUDA_PREFIX_ATTENTION, read first). tile64w8 is the default since the H100 run of 2026-12-07
 // (fifth session, docs/gpu.md): 7.1 against tile64's 8.5 us in the expert, 35 against 38 us in the
 // prefix. A tile form needs its shared memory allowed before its first launch (here, for the
 // instantiation at head_dim); throws where the device cannot give that much. `static`: it sets the
 // attribute on the calling translation unit's own kernel, the one its launches run (tile_kernel_for says why).
-static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim) {
+static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim,
+                                                              const char* own = nullptr) {
     using expert_kernels::AttentionForm;
-    const char* v = std::getenv("VLA_EDGE_CUDA_ATTENTION");
+    const char* v = own && std::getenv(own) ? std::getenv(own) : std::getenv("VLA_EDGE_CUDA_ATTENTION");
     AttentionForm form = AttentionForm::tile64w8;
-    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32})
+    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile128w8})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
     const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);

@@ -170,7 +170,7 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
-    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
+    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION");
     m.merge_warps = merge_warps_for(m.attention, 1);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);

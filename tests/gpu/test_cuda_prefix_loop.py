@@ -33,9 +33,10 @@ def prefix_policy(cuda_policy):
 
 # the default (eight-warp tile attention, one-warp merge, norms' rows in registers, cuBLAS's default products),
 # then the other forms the prefix loop takes (two-warp merge, norms' rows read in loops, four-warp tile
-# attention, products raced per shape): each exact against ggml's graph too
+# attention, 128-key splits through its own switch, products raced per shape): each exact against ggml's graph too
 @pytest.mark.parametrize("switches", [{}, {"VLA_EDGE_CUDA_MERGE_WARPS": "2"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "0"},
-                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_PREFIX_TUNED": "1"}])
+                                      {"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile128w8"},
+                                      {"VLA_EDGE_CUDA_PREFIX_TUNED": "1"}])
 def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, switches: dict[str, str], prefix_policy,
                                                              matches_graph_and_reference) -> None:
     loop, graph = prefix_policy(pack, True, **switches), prefix_policy(pack, False)
@@ -44,7 +45,7 @@ def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, switche
     prompts = ("pick up the green block and put it in the bowl on the left", "wipe the table")
     matches_graph_and_reference(loop, graph, pack, prompts, LOOP_VS_GRAPH, VS_REFERENCE)
     note = loop._backend.describe()["prefix_loop"]
-    attention = switches.get("VLA_EDGE_CUDA_ATTENTION", "tile64w8")
+    attention = switches.get("VLA_EDGE_CUDA_PREFIX_ATTENTION", switches.get("VLA_EDGE_CUDA_ATTENTION", "tile64w8"))
     merge = switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "1")
     assert note.startswith(f"cuda (own kernels, 2 shapes captured; attention {attention}; "
                            f"merge {merge} warp{'s' if merge == '2' else ''} per row; "), note
