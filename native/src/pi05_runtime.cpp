@@ -1055,36 +1055,51 @@ void Pi05Runtime::sample_actions_batch(const std::vector<SampleInputs>& batch, i
         if (!expert_done) load_noise();  // a failed run may have left part of its chunk in host_x_
 #endif
     }
-    if (!expert_done && chunk_expert_) {  // every step in one graph: inputs once, the final x back once
-        ensure_expert_chunk(n_prefix, num_steps);
-        ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
-        ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
-        ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
-        if (chunk_.io.count("t")) ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
-        set_expert_masks(chunk_, n_prefix.size());
-        compute(chunk_);
-        ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
-    } else if (!expert_done) {  // one graph reused for every step, x updated on the host
-        ensure_expert(n_prefix);
-        host_v_.resize(host_x_.size());
-        const float dt = -1.0f / static_cast<float>(num_steps);
-        for (int step = 0; step < num_steps; ++step) {
-            t0 = std::chrono::steady_clock::now();
-            // every input again each step: the allocator may reuse an input's memory once its last
-            // reader has run (it did for `rows` once the node order changed), so none outlives a compute
-            ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
-            ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
-            ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
-            ggml_backend_tensor_set(expert_.io["t"], host_time_.data() + static_cast<size_t>(step) * E, 0, E * sizeof(float));
-            set_expert_masks(expert_, n_prefix.size());
-            compute(expert_);
-            ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
-            for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];
-            t.emplace_back("expert_step_" + std::to_string(step), ms_since(t0));
+    if (!expert_done) {
+        if (chunk_expert_) {
+            run_expert_chunk_graph(n_prefix, num_steps, prefix_rows);
+        } else {
+            run_expert_step_graphs(n_prefix, num_steps, prefix_rows, t);
         }
     }
     t.emplace_back("expert_total", ms_since(expert_start));
     std::memcpy(actions, host_x_.data(), host_x_.size() * sizeof(float));
+}
+
+// Every flow step in one ggml graph: the inputs once, the final x back once.
+void Pi05Runtime::run_expert_chunk_graph(const std::vector<int>& n_prefix, int num_steps, size_t prefix_rows) {
+    const int H = hp_.horizon, B = static_cast<int>(n_prefix.size());
+    ensure_expert_chunk(n_prefix, num_steps);
+    ggml_backend_tensor_set(chunk_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
+    ggml_backend_tensor_set(chunk_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
+    ggml_backend_tensor_set(chunk_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+    if (chunk_.io.count("t")) ggml_backend_tensor_set(chunk_.io["t"], host_time_.data(), 0, host_time_.size() * sizeof(float));
+    set_expert_masks(chunk_, n_prefix.size());
+    compute(chunk_);
+    ggml_backend_tensor_get(chunk_.io["out"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+}
+
+// One ggml graph reused for every flow step, x updated on the host.
+void Pi05Runtime::run_expert_step_graphs(const std::vector<int>& n_prefix, int num_steps, size_t prefix_rows,
+                                         StageTimes& t) {
+    const int H = hp_.horizon, B = static_cast<int>(n_prefix.size()), E = hp_.expert.hidden;
+    ensure_expert(n_prefix);
+    host_v_.resize(host_x_.size());
+    const float dt = -1.0f / static_cast<float>(num_steps);
+    for (int step = 0; step < num_steps; ++step) {
+        const auto t0 = std::chrono::steady_clock::now();
+        // every input again each step: the allocator may reuse an input's memory once its last
+        // reader has run (it did for `rows` once the node order changed), so none outlives a compute
+        ggml_backend_tensor_set(expert_.io["pos"], host_pos_.data(), 0, H * B * sizeof(int32_t));
+        ggml_backend_tensor_set(expert_.io["rows"], host_rows_.data() + prefix_rows, 0, H * B * sizeof(int64_t));
+        ggml_backend_tensor_set(expert_.io["x"], host_x_.data(), 0, host_x_.size() * sizeof(float));
+        ggml_backend_tensor_set(expert_.io["t"], host_time_.data() + static_cast<size_t>(step) * E, 0, E * sizeof(float));
+        set_expert_masks(expert_, n_prefix.size());
+        compute(expert_);
+        ggml_backend_tensor_get(expert_.io["v"], host_v_.data(), 0, host_v_.size() * sizeof(float));
+        for (size_t i = 0; i < host_x_.size(); ++i) host_x_[i] += dt * host_v_[i];
+        t.emplace_back("expert_step_" + std::to_string(step), ms_since(t0));
+    }
 }
 
 }  // namespace vla_edge

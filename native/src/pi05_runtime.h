@@ -184,6 +184,10 @@ class Pi05Runtime {
     void ensure_prefix(const std::vector<int>& n_prefix);
     void ensure_expert(const std::vector<int>& n_prefix);
     void ensure_expert_chunk(const std::vector<int>& n_prefix, int num_steps);
+    // ggml's two ways through the flow steps, where our CUDA expert loop did not run them (host_x_
+    // in and out): every step in one graph, or one graph per step with x updated on the host.
+    void run_expert_chunk_graph(const std::vector<int>& n_prefix, int num_steps, size_t prefix_rows);
+    void run_expert_step_graphs(const std::vector<int>& n_prefix, int num_steps, size_t prefix_rows, StageTimes& t);
     void ensure_expert_constants(int num_steps);  // (re)made when the step count changes
     // True when CudaExpertLoop runs this call's flow steps (made at the first call that can use it).
     bool use_cuda_expert(int num_steps);
