@@ -7,8 +7,14 @@ AdaRMS modulation (3 lines), the sinusoidal time embedding and the Euler loop ar
 in torch; everything else in the expert comes from transformers' Gemma modules.
 
 Tolerances (float32 on both sides, different summation orders):
-  vision tokens after projector, prefix K/V cache: rel-L2 <= 1e-5
+  vision tokens after projector, prefix values:    rel-L2 <= 1e-5
+  prefix keys (after RoPE):                         rel-L2 <= 1e-5 + 3 sqrt(2) (n - 1) 2^-24 (1.4e-4 at n = 535)
   final action chunk after 10 flow steps:          rel-L2 <= 1e-4
+The keys' bound: transformers' rotary embedding rounds its angles p * f to float32 (p the position,
+f <= 1 the frequency, itself a rounded float32), ours are float64 rounded once at cos/sin; each angle
+may differ by up to ~3 (n - 1) 2^-24 rad, and a rotated pair's error is at most that times sqrt(2) its
+norm. Random text embeddings with large norms weigh the last positions, whose angles differ most:
+one run in ~20 measured 6.1e-5 against the flat 1e-5 this test had (2026-12-07).
 """
 
 from __future__ import annotations
@@ -190,10 +196,11 @@ def test_reference_agrees_with_transformers(setup):
     prefix = np.concatenate(list(ours) + [ref.embed_text(tokens)]).astype(np.float32)
     cache = ref.prefix_cache(prefix)
     hf_cache = _hf_prefix_cache(cfg, w, prefix)
+    keys_tol = 1e-5 + 3 * np.sqrt(2) * (len(prefix) - 1) * 2.0**-24  # transformers' float32 RoPE angles (above)
     for i in range(cfg.llm.num_layers):
         hf_k = hf_cache.layers[i].keys[0].permute(1, 0, 2).numpy()
         hf_v = hf_cache.layers[i].values[0].permute(1, 0, 2).numpy()
-        assert rel_l2(cache.keys[i], hf_k) <= 1e-5, f"layer {i} keys"
+        assert rel_l2(cache.keys[i], hf_k) <= keys_tol, f"layer {i} keys"
         assert rel_l2(cache.values[i], hf_v) <= 1e-5, f"layer {i} values"
 
     # Stage 3: whole pipeline, flow matching with the expert
