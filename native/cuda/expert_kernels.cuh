@@ -672,8 +672,8 @@ __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(
 // `tile64w8` (the default since the H100 run of 2026-12-07, fifth session): tile64 with two warps per
 // 16-row tile (eight per block). `tile128w8`: the same over 128-key splits, half the partials to write
 // and merge where there are query rows enough to fill the GPU without more splits (the prefix's
-// thousands; opt-in, 182 KB of shared memory per block at head_dim 256: compute capability 8.0 / 8.7 /
-// 9.0 only). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
+// thousands; opt-in, 182 KB of shared memory per block at head_dim 256: Hopper only, elsewhere
+// prepare_attention runs tile64w8). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
 // (docs/gpu.md).
 enum class AttentionForm { split, tile64, tile32, tile64w8, tile128w8 };
 

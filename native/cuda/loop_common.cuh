@@ -70,9 +70,15 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile128w8})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
-    const expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
+    expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
     int optin = 0;
     loop_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), who, "device attributes");
+    if (form == AttentionForm::tile128w8 && static_cast<size_t>(optin) < tile.smem) {
+        // 182 KB at head_dim 256: Hopper's 227 KB holds it, Ampere's and Orin's 163 KB and the 99 KB
+        // of compute capability 8.6 / 8.9 / 12.x do not; the default form then (describe() names it)
+        form = AttentionForm::tile64w8;
+        tile = expert_kernels::tile_kernel_for(head_dim, form);
+    }
     if (static_cast<size_t>(optin) < tile.smem) {
         throw std::runtime_error(std::string(who) + ": attention needs " + std::to_string(tile.smem) +
                                  " bytes of shared memory per block; the device allows " + std::to_string(optin));

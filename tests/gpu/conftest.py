@@ -15,6 +15,16 @@ from vla_edge.packs.quantize import quantize_pack
 from vla_edge.packs.writer import rel_l2
 
 
+@pytest.fixture
+def hopper() -> bool:
+    """Whether GPU 0 has compute capability 9.0 or newer (the GPU machine's H100 / H200), read through
+    torch; skips where torch or a CUDA device is absent."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible to torch")
+    return torch.cuda.get_device_capability(0) >= (9, 0)
+
+
 @pytest.fixture(scope="module", params=["f16", "q4_k_m"])
 def pack(request, tiny_pack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp(request.param) / f"tiny-{request.param}"

@@ -50,7 +50,7 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
                                       {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "tile64", "VLA_EDGE_CUDA_MERGE_WARPS": "1",
                                        "VLA_EDGE_CUDA_TUNE_COLD": "0", "VLA_EDGE_CUDA_VECTOR_NORMS": "0"}])
-def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy,
+def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy, hopper: bool,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The forms the A/B switches select (128-key split, 32-key or four-warp 64-key tile attention, the merge with
     one warp per row, products timed hot or cuBLAS's default products, the norms' rows read in loops,
@@ -73,14 +73,7 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
     assert (f"merge {merge} warp{'s' if merge == '2' else ''} per row;" in note) == bool(merge), note
     assert ("vector norms" in note) == (switches.get("VLA_EDGE_CUDA_VECTOR_NORMS") != "0"), note
     # programmatic launches need compute capability 9.0 (the GPU machine's H100 / H200)
-    hopper = device_capability() >= (9, 0)
     assert ("programmatic launches" in note) == ("VLA_EDGE_CUDA_PDL" in switches and hopper), note
-
-
-def device_capability() -> tuple[int, int]:
-    """Compute capability of GPU 0, read through torch (on the GPU machine); skips where torch is absent."""
-    torch = pytest.importorskip("torch")
-    return torch.cuda.get_device_capability(0)
 
 
 def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, expert_policy, batch_matches_singles) -> None:
