@@ -37,7 +37,7 @@ runs=$(mktemp -d)
   for keys in 632 376 888; do "$bin" --keys "$keys" --out "$runs/keys${keys}.json"; done
   "$bin" --keys 632 --batch 2 --out "$runs/keys632_batch2.json"
   "$bin" --keys 582 --tokens 582 --out "$runs/prefix582.json"  # the prefix's own attention at 2 views
-  # the vision and prefix loops' products raced as the expert's (VLA_EDGE_CUDA_VISION_TUNED: opt-in)
+  # the vision and prefix loops' products raced as the expert's (the prefix's race: VLA_EDGE_CUDA_PREFIX_TUNED=1)
   for loop in vision prefix; do "$bin" --products "$loop" --out "$runs/products_${loop}.json"; done
 } 2>&1 | tee -a "$log"
 python3 - "$runs" "$OUT/cuda_expert_kernels.json" <<'PY'

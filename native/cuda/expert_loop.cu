@@ -33,7 +33,7 @@ struct CudaExpertLoop::Impl {
     int merge_warps = 2;        // merge_warps_for(attention, 2)
     bool vector_norms = true;   // vector_norms_wanted()
     std::unique_ptr<LoopStream> io;  // made once the device is selected
-    std::unique_ptr<TunedProducts> products;  // nullptr: cuBLAS's default (VLA_EDGE_CUDA_TUNED_PRODUCTS=0)
+    std::unique_ptr<TunedProducts> products;  // racing nothing with VLA_EDGE_CUDA_TUNED_PRODUCTS=0: cuBLAS's default
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
@@ -52,20 +52,10 @@ struct CudaExpertLoop::Impl {
         if (remade) shapes.clear();
     }
 
-    // y[t] (+)= W x[t] for every token t: BF16 inputs, float32 accumulation and output.
-    void product(const CudaMatrix& W, const bf16* in, int T, float* y, float beta) const {
-        if (products) {
-            products->run(W, in, T, y, beta != 0.0f);
-        } else {
-            io->product(W, in, T, y, beta);
-        }
-    }
-
     // Times the four layer products' algorithms at T tokens (TunedProducts::tune: on layer 0's
     // matrices, or cold over every layer's; once per T, before its graph is captured). Overwrites
     // the activations, which every step recomputes.
     void tune_products(int T) {
-        if (!products) return;
         std::vector<CudaMatrix> qkv, out, gate_up, down;
         for (const CudaExpertLayer& L : spec.layers) {
             qkv.push_back(L.qkv);
@@ -99,7 +89,7 @@ struct CudaExpertLoop::Impl {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h,
                               vector_norms);
-                product(L.qkv, act.hn, T, act.qkv, 0.0f);
+                products->run(L.qkv, act.hn, T, act.qkv, false);
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
@@ -107,13 +97,13 @@ struct CudaExpertLoop::Impl {
                                  s.heads, scale, act.part_o, act.part_ml);
                 launch_attention_merge(merge_warps, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml,
                                        keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
-                product(L.out_w[step], act.attn, T, act.x, 1.0f);  // the residual rides in the product
+                products->run(L.out_w[step], act.attn, T, act.x, true);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
                               vector_norms);
-                product(L.gate_up, act.hn, T, act.gu, 0.0f);
+                products->run(L.gate_up, act.hn, T, act.gu, false);
                 launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
-                product(L.down_w[step], act.g, T, act.x, 1.0f);
+                products->run(L.down_w[step], act.g, T, act.x, true);
             }
             const float *o1 = s.out_mod1 + step * step_mod, *o = s.out_mod + step * step_mod;
             launch_kernel(ada_norm_kernel<float>, T, kThreads, 0, stream, act.x, E, o1, o + E, s.eps, hf, int64_t{E},
@@ -170,9 +160,8 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.io = std::make_unique<LoopStream>(kWho);
     // tuned unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (the default since the H100 run of 2026-12-07); timed
     // cold unless VLA_EDGE_CUDA_TUNE_COLD=0 (the default since that day's fifth-session run, docs/gpu.md)
-    if (loop_switch("VLA_EDGE_CUDA_TUNED_PRODUCTS", true)) {
-        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true));
-    }
+    m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true),
+                                                 loop_switch("VLA_EDGE_CUDA_TUNED_PRODUCTS", true));
 }
 
 CudaExpertLoop::~CudaExpertLoop() = default;
@@ -183,7 +172,7 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
-    return loop_forms_note(m.attention, m.merge_warps, m.products ? m.products->describe() : "cuBLAS default products",
+    return loop_forms_note(m.attention, m.merge_warps, m.products->describe(),
                            m.vector_norms, m.pdl);
 }
 

@@ -60,7 +60,8 @@ inline bool loop_switch(const char* name, bool fallback) {
 // loop's VLA_EDGE_CUDA_PREFIX_ATTENTION, read first). tile64w8 is the default since the H100 run of 2026-12-07
 // (fifth session, docs/gpu.md): 7.1 against tile64's 8.5 us in the expert, 35 against 38 us in the
 // prefix. A tile form needs its shared memory allowed before its first launch (here, for the
-// instantiation at head_dim); throws where the device cannot give that much. `static`: it sets the
+// instantiation at head_dim); a form the device cannot hold runs as tile64w8, and where even that does
+// not fit it throws. `static`: it sets the
 // attribute on the calling translation unit's own kernel, the one its launches run (tile_kernel_for says why).
 static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim,
                                                               const char* own = nullptr) {
@@ -73,9 +74,10 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
     int optin = 0;
     loop_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), who, "device attributes");
-    if (form == AttentionForm::tile128w8 && static_cast<size_t>(optin) < tile.smem) {
-        // 182 KB at head_dim 256: Hopper's 227 KB holds it, Ampere's and Orin's 163 KB and the 99 KB
-        // of compute capability 8.6 / 8.9 / 12.x do not; the default form then (describe() names it)
+    if (form != AttentionForm::tile64w8 && static_cast<size_t>(optin) < tile.smem) {
+        // a form asked for that the device cannot hold runs as the default form (describe() names it):
+        // tile128w8's 182 KB at head_dim 256 only fit Hopper's 227 KB, not Ampere's and Orin's 163 KB
+        // nor the 99 KB of compute capability 8.6 / 8.9 / 12.x (the others need no more than tile64w8)
         form = AttentionForm::tile64w8;
         tile = expert_kernels::tile_kernel_for(head_dim, form);
     }

@@ -32,7 +32,7 @@ struct CudaPrefixLoop::Impl {
     bool vector_norms = true;                           // vector_norms_wanted()
     bool pdl = false;                                   // programmatic dependent launches (pdl_wanted)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
-    // nullptr: cuBLAS's default products; VLA_EDGE_CUDA_PREFIX_TUNED=1: the algorithm raced per shape
+    // cuBLAS's default products unless VLA_EDGE_CUDA_PREFIX_TUNED=1: the algorithm raced per shape
     // (TunedProducts, as the expert loop's; opt-in until it has run in the loop on a GPU)
     std::unique_ptr<TunedProducts> products;
     LoopBuffers fixed{kWho};               // for the loop's lifetime
@@ -59,27 +59,10 @@ struct CudaPrefixLoop::Impl {
         const bool remade =
             act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) {
                 b.alloc(gu16, int64_t{n} * 2 * spec.ffn);
-                if (products) b.alloc(tune_y, int64_t{n} * spec.hidden);
+                if (products->races()) b.alloc(tune_y, int64_t{n} * spec.hidden);
             });
         if (remade) shapes.clear();
         return T;
-    }
-
-    // y[t] (+)= W x[t] for every token t, float32 out; through the raced algorithm where tuned.
-    void product(const CudaMatrix& W, const bf16* in, int T, float* y, float beta) const {
-        if (products) {
-            products->run(W, in, T, y, beta != 0.0f);
-        } else {
-            io->product(W, in, T, y, beta);
-        }
-    }
-    // The same rounded to BF16 (gate/up).
-    void product(const CudaMatrix& W, const bf16* in, int T, bf16* y) const {
-        if (products) {
-            products->run(W, in, T, y);
-        } else {
-            io->product_bf16(W, in, T, y);
-        }
     }
 
     // Races the four layer products' algorithms at T tokens over every layer's matrices
@@ -87,7 +70,6 @@ struct CudaPrefixLoop::Impl {
     // into the residual are timed into tune_y instead: the residual x already holds the prefix this
     // call runs (input_rows).
     void tune_products(int T) {
-        if (!products) return;
         std::vector<CudaMatrix> qkv, out, gate_up, down;  // the last layer runs its q/k/v only
         for (size_t i = 0; i < spec.layers.size(); ++i) {
             const CudaPrefixLayer& L = spec.layers[i];
@@ -118,7 +100,7 @@ struct CudaPrefixLoop::Impl {
             __half *kc = static_cast<__half*>(L.cache_k), *vc = static_cast<__half*>(L.cache_v);
             launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.attn_norm1, zero, s.eps, act.hn, act.ld_h,
                           vector_norms);
-            product(L.qkv, act.hn, T, act.qkv, 0.0f);
+            products->run(L.qkv, act.hn, T, act.qkv, false);
             launch_rope_cache(st, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, kc, vc);
             if (i + 1 == s.layers.size()) break;  // only K/V are read downstream
             int first = 0;
@@ -133,12 +115,12 @@ struct CudaPrefixLoop::Impl {
                                        keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
                 first += len;
             }
-            product(L.out, act.attn, T, act.x, 1.0f);  // the residual rides in the product
+            products->run(L.out, act.attn, T, act.x, true);  // the residual rides in the product
             launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h,
                           vector_norms);
-            product(L.gate_up, act.hn, T, gu16);
+            products->run(L.gate_up, act.hn, T, gu16);
             launch_geglu(st, static_cast<const bf16*>(gu16), s.ffn, T, act.g, act.ld_f);
-            product(L.down, act.g, T, act.x, 1.0f);
+            products->run(L.down, act.g, T, act.x, true);
         }
         check(cudaGetLastError(), "launching the prefix kernels");
     }
@@ -175,9 +157,8 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
-    if (loop_switch("VLA_EDGE_CUDA_PREFIX_TUNED", false)) {
-        m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true));
-    }
+    m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true),
+                                                 loop_switch("VLA_EDGE_CUDA_PREFIX_TUNED", false));
     m.fixed.alloc(m.zero, m.spec.hidden);
 }
 
@@ -187,7 +168,7 @@ size_t CudaPrefixLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaPrefixLoop::describe() const {
     const Impl& m = *impl_;
-    return loop_forms_note(m.attention, m.merge_warps, m.products ? m.products->describe() : "cuBLAS default products",
+    return loop_forms_note(m.attention, m.merge_warps, m.products->describe(),
                            m.vector_norms, m.pdl);
 }
 

@@ -39,7 +39,8 @@ class TunedProducts {
   public:
     // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
     // cold: tune() times over all of its matrices (the loops, unless VLA_EDGE_CUDA_TUNE_COLD=0), else over the first.
-    TunedProducts(const LoopStream& io, bool cold);
+    // race false: tune() races nothing, so every product takes cuBLAS's default (a loop's switch off).
+    TunedProducts(const LoopStream& io, bool cold, bool race = true);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
     TunedProducts& operator=(const TunedProducts&) = delete;
@@ -68,8 +69,10 @@ class TunedProducts {
         run_out(W, x, T, Out{y, CUDA_R_16BF, 0}, false);
     }
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"
+    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"; "cuBLAS default products"
+    // without a race
     std::string describe() const;
+    bool races() const { return race_; }
 
   private:
     using Key = std::tuple<int, int, int, bool, int64_t, int>;  // rows, stride, T, accumulate, ldy (never 0), y's type
@@ -99,6 +102,7 @@ class TunedProducts {
     const LoopStream& io_;
     cublasLtHandle_t lt_ = nullptr;
     bool hot_ = true;
+    bool race_ = true;
     std::map<Key, Choice> choices_;
 };
 
