@@ -9,6 +9,7 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src -Inative/cuda benchmarks/cuda_expert_kernels.cu native/cuda/tuned_products.cu \
 //        -lcublasLt -lcublas -o /tmp/kb && /tmp/kb --keys 632 --out $OUT/cuda_expert_kernels.json
 #include "expert_kernels.cuh"
+#include "flash_attention.cuh"
 #include "graph_timer.cuh"
 #include "vision_kernels.cuh"
 #include "tuned_products.h"
@@ -369,6 +370,22 @@ int main(int argc, char** argv) {
     auto tile64w8 = [&] { with_merge(AttentionForm::tile64w8); };  // the prefix loop's default
     auto tile64w8_w2 = [&] { with_merge(AttentionForm::tile64w8, 2); };  // the expert loop's default
     auto tile128w8 = [&] { with_merge(AttentionForm::tile128w8); };  // opt-in for the prefix loop
+    {
+        const TileKernel k = flash_kernel_for(D);
+        ok(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
+           "shared memory attribute");
+    }
+    // the flash form (opt-in for the prefix loop) with the plan the loop takes, and with 1 / 2 / 4 splits
+    auto flash = [&](int forced) {
+        const FlashPlan plan = flash_plan(rows_total, B, keys, prop.multiProcessorCount, forced);
+        return [&, plan] {
+            launch_flash_attention(D, plan, 1, B, rows_total, rows_ld, st, q16, kc, vc, base, okeys, H, heads, scale, part_o,
+                                   part_ml, out, heads * D);
+        };
+    };
+    const FlashPlan flash_auto = flash_plan(rows_total, B, keys, prop.multiProcessorCount);
+    std::printf("flash plan: %d split(s) of %d keys\n", flash_auto.splits, flash_auto.keys);
+    js.num("flash_plan_splits", flash_auto.splits);
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),
                              hv = download(vc, cache_rows * D);
     std::vector<double> ref(int64_t{T} * heads * D);
@@ -393,7 +410,7 @@ int main(int argc, char** argv) {
             }
         }
     }
-    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge2", tile64_w2}, {"tile64w8", tile64w8}, {"tile64w8_merge2", tile64w8_w2}, {"tile128w8", tile128w8}}) {
+    for (auto& [name, form] : std::vector<std::pair<std::string, std::function<void()>>>{{"split128", split_form}, {"tile64", tile64}, {"tile32", tile32}, {"tile64_merge2", tile64_w2}, {"tile64w8", tile64w8}, {"tile64w8_merge2", tile64w8_w2}, {"tile128w8", tile128w8}, {"flash", flash(0)}, {"flash_s1", flash(1)}, {"flash_s2", flash(2)}, {"flash_s4", flash(4)}}) {
         ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
         form();
         ok(cudaStreamSynchronize(st), name.c_str());

@@ -674,8 +674,8 @@ __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(
 // and merge where there are query rows enough to fill the GPU without more splits (the prefix's
 // thousands; opt-in, 182 KB of shared memory per block at head_dim 256: Hopper only, elsewhere
 // prepare_attention runs tile64w8). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
-// (docs/gpu.md).
-enum class AttentionForm { split, tile64, tile32, tile64w8, tile128w8 };
+// (docs/gpu.md). `flash` (the prefix loop's, opt-in): flash_attention.cuh, its own launcher and splits.
+enum class AttentionForm { split, tile64, tile32, tile64w8, tile128w8, flash };
 
 inline const char* form_name(AttentionForm f) {
     switch (f) {
@@ -683,6 +683,7 @@ inline const char* form_name(AttentionForm f) {
         case AttentionForm::tile32: return "tile32";
         case AttentionForm::tile64w8: return "tile64w8";
         case AttentionForm::tile128w8: return "tile128w8";
+        case AttentionForm::flash: return "flash";
         default: return "tile64";
     }
 }

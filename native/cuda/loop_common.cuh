@@ -20,6 +20,7 @@
 
 #include "cuda_expert_loop.h"  // CudaMatrix
 #include "expert_kernels.cuh"   // AttentionForm, tile_kernel_for
+#include "flash_attention.cuh"  // flash_kernel_for
 
 namespace vla_edge {
 
@@ -64,14 +65,17 @@ inline bool loop_switch(const char* name, bool fallback) {
 // not fit it throws. `static`: it sets the
 // attribute on the calling translation unit's own kernel, the one its launches run (tile_kernel_for says why).
 static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim,
-                                                              const char* own = nullptr) {
+                                                              const char* own = nullptr, bool flash_ok = false) {
     using expert_kernels::AttentionForm;
     const char* v = own && std::getenv(own) ? std::getenv(own) : std::getenv("VLA_EDGE_CUDA_ATTENTION");
     AttentionForm form = AttentionForm::tile64w8;
-    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile128w8})
+    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile128w8,
+                                AttentionForm::flash})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
-    expert_kernels::TileKernel tile = expert_kernels::tile_kernel_for(head_dim, form);
+    if (form == AttentionForm::flash && !flash_ok) form = AttentionForm::tile64w8;  // a loop without its launcher
+    expert_kernels::TileKernel tile = form == AttentionForm::flash ? expert_kernels::flash_kernel_for(head_dim)
+                                                                   : expert_kernels::tile_kernel_for(head_dim, form);
     int optin = 0;
     loop_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), who, "device attributes");
     if (form != AttentionForm::tile64w8 && static_cast<size_t>(optin) < tile.smem) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -31,6 +32,8 @@ struct CudaPrefixLoop::Impl {
     int merge_warps = 1;                                // merge_warps_for(attention, 1)
     bool vector_norms = true;                           // vector_norms_wanted()
     bool pdl = false;                                   // programmatic dependent launches (pdl_wanted)
+    int sms = 0;                                        // the device's SMs (the flash form's plan)
+    int flash_splits = 0;                               // VLA_EDGE_CUDA_FLASH_SPLITS: the flash form's splits asked for (0: its plan)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     // cuBLAS's default products unless VLA_EDGE_CUDA_PREFIX_TUNED=1: the algorithm raced per shape
     // (TunedProducts, as the expert loop's; opt-in until it has run in the loop on a GPU)
@@ -54,8 +57,14 @@ struct CudaPrefixLoop::Impl {
             T += n;
             longest = std::max(longest, n);
         }
-        const int64_t part_rows =
-            int64_t{attention_rows_ld(attention, longest * spec.heads)} * attention_splits(attention, longest);
+        int64_t part_rows = int64_t{attention_rows_ld(attention, longest * spec.heads)} * attention_splits(attention, longest);
+        if (attention == AttentionForm::flash) {  // a shorter prefix may take more splits of fewer rows
+            part_rows = 0;
+            for (int n : n_prefix) {
+                const int rows = n * spec.heads;
+                part_rows = std::max(part_rows, int64_t{attention_rows_ld(attention, rows)} * flash_plan_for(rows, n).splits);
+            }
+        }
         const bool remade =
             act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) {
                 b.alloc(gu16, int64_t{n} * 2 * spec.ffn);
@@ -64,6 +73,9 @@ struct CudaPrefixLoop::Impl {
         if (remade) shapes.clear();
         return T;
     }
+
+    // The flash form's key splits for one observation of `rows` query rows over `keys` keys.
+    FlashPlan flash_plan_for(int rows, int keys) const { return flash_plan(rows, 1, keys, sms, flash_splits); }
 
     // Races the four layer products' algorithms at T tokens over every layer's matrices
     // (TunedProducts::tune; once per token count, before its graph is captured). The two that add
@@ -109,11 +121,16 @@ struct CudaPrefixLoop::Impl {
                 const __half* q = act.q16 + int64_t{first} * s.heads * d;
                 bf16* out = act.attn + int64_t{first} * act.ld_o;
                 const int rows_ld = attention_rows_ld(attention, rows_b), splits = attention_splits(attention, len);
+                first += len;
+                if (attention == AttentionForm::flash) {
+                    launch_flash_attention(d, flash_plan_for(rows_b, len), merge_warps, 1, rows_b, rows_ld, st, q, kc, vc, base + b,
+                                           keys + b, len, s.heads, scale, act.part_o, act.part_ml, out, act.ld_o);
+                    continue;
+                }
                 launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, q, kc, vc, base + b, keys + b, len, s.heads, scale,
                                  act.part_o, act.part_ml);
                 launch_attention_merge(merge_warps, st, 1, len, s.heads, d, act.part_o, act.part_ml,
                                        keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
-                first += len;
             }
             products->run(L.out, act.attn, T, act.x, true);  // the residual rides in the product
             launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h,
@@ -152,7 +169,9 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
-    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION");
+    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION", true);
+    check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
+    if (const char* v = std::getenv("VLA_EDGE_CUDA_FLASH_SPLITS")) m.flash_splits = std::max(0, std::min(64, std::atoi(v)));
     m.merge_warps = merge_warps_for(m.attention, 1);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);

@@ -33,10 +33,12 @@ def prefix_policy(cuda_policy):
 
 # the default (eight-warp tile attention, one-warp merge, norms' rows in registers, cuBLAS's default products),
 # then the other forms the prefix loop takes (two-warp merge, norms' rows read in loops, four-warp tile
-# attention, 128-key splits through its own switch, products raced per shape): each exact against ggml's graph too
+# attention, 128-key splits through its own switch, products raced per shape, the flash form with the splits
+# its plan takes (at the tiny pack's few rows: one per 32 keys, merged) and with none): each exact against ggml's graph too
 @pytest.mark.parametrize("switches", [{}, {"VLA_EDGE_CUDA_MERGE_WARPS": "2"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "0"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile128w8"},
-                                      {"VLA_EDGE_CUDA_PREFIX_TUNED": "1"}])
+                                      {"VLA_EDGE_CUDA_PREFIX_TUNED": "1"}, {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash"},
+                                      {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash", "VLA_EDGE_CUDA_FLASH_SPLITS": "1"}])
 def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, switches: dict[str, str], prefix_policy,
                                                              matches_graph_and_reference) -> None:
     loop, graph = prefix_policy(pack, True, **switches), prefix_policy(pack, False)

@@ -1,0 +1,266 @@
+// Attention for thousands of query rows (the prefix loop's 582 tokens x 8 heads): each block keeps
+// its 64 query rows' outputs in registers and walks its share of the keys 32 at a time with an online
+// softmax, so a block covers a whole range of keys instead of one 64-key split. Why: the tile form
+// (attention_tile_kernel) writes every 64-key split's float32 partial outputs, which its merge reads
+// back: at the prefix's size that is 48 MB per layer for ~2.8 GFLOP of products, ~35 + ~19 us per layer
+// on an H100 (2026-12-07). Here the keys are split only as far as it takes to give every SM work
+// (flash_plan), often not at all, and an unsplit block writes its normalised BF16 output directly.
+// Raw mma.sync (not WMMA): the accumulator's layout is known, so the online softmax rescales the
+// outputs in registers and the scores become the value product's inputs without a trip through shared
+// memory. Same arithmetic as the tile form: F16 Q/K/V and weights, float32 scores, sums and outputs.
+// Included by CUDA sources only.
+#pragma once
+
+#include <algorithm>
+
+#include "expert_kernels.cuh"
+
+namespace vla_edge {
+namespace expert_kernels {
+
+constexpr int kFlashKeys = 32;   // keys per staged tile
+constexpr int kFlashWarps = 8;   // two per 16-row tile: each holds half of the output columns
+constexpr int kFlashRows = 16 * kFlashWarps / 2;
+
+// Shared memory: the block's Q rows, then two stages of (K, V) tiles; rows padded by 16 bytes so that
+// ldmatrix's eight row addresses fall in distinct banks. 99 KB at head_dim 256: every device of
+// compute capability 8.0+ allows it.
+template <int D>
+struct FlashLayout {
+    static constexpr int ld = D + 8;  // halves per row
+    static constexpr size_t q_bytes = size_t{kFlashRows} * ld * sizeof(__half);
+    static constexpr size_t tile_bytes = size_t{kFlashKeys} * ld * sizeof(__half);
+    static constexpr size_t bytes = q_bytes + 4 * tile_bytes;  // Q, then (K, V) per stage
+};
+
+__device__ inline unsigned smem_u32(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+
+__device__ inline void ldmatrix_x4(unsigned (&r)[4], const void* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+#endif
+}
+__device__ inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+#endif
+}
+// c += a b for one 16 x 8 x 16 tile: F16 inputs, float32 accumulators.
+__device__ inline void mma_f16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+__device__ inline unsigned pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&h);
+}
+
+// How a flash launch splits the keys: `splits` blocks along them, each `keys` of them (a multiple of
+// kFlashKeys; the last split takes the rest). One split where the row tiles fill the GPU; more where
+// they leave SMs idle, as many as keep every split in one wave. VLA_EDGE_CUDA_FLASH_SPLITS=n (A/B)
+// asks for n, bounded by the key tiles.
+struct FlashPlan {
+    int splits = 1, keys = 0;
+};
+inline FlashPlan flash_plan(int rows_total, int observations, int keys, int sms, int forced = 0) {
+    const int row_blocks = (rows_total + kFlashRows - 1) / kFlashRows * observations;
+    const int tiles = (keys + kFlashKeys - 1) / kFlashKeys;
+    int splits = forced > 0 ? forced : std::max(1, 2 * sms / std::max(1, row_blocks));  // two blocks per SM
+    splits = std::max(1, std::min(splits, tiles));
+    const int per = (tiles + splits - 1) / splits;
+    return FlashPlan{(tiles + per - 1) / per, per * kFlashKeys};
+}
+
+// Block (64 query rows, split, observation). With one split it writes out[t][head * D + c] in BF16,
+// normalised (t = observation x horizon + row / heads, head = row % heads); with more it writes the
+// unnormalised outputs and (max score, sum of weights) per row, as attention_tile_kernel does, for
+// attention_merge_rows_kernel (keys_per_split = plan.keys). Warp w holds rows 16 (w / 2) .. + 15 and
+// output columns (w % 2) D / 2 .. + D / 2 - 1; both warps of a tile compute its scores (twice the score
+// products, half the registers of one warp holding all D columns). Keys past the observation's count
+// weigh zero; keys past its 16-padding are read as zeros.
+template <int D>
+__global__ void __launch_bounds__(32 * kFlashWarps, 2)
+    attention_flash_kernel(const __half* q16, const __half* kc, const __half* vc, const int* obs_base, const int* obs_keys,
+                           int rows_total, int rows_ld, int splits, int split_keys, int horizon, int heads, float scale,
+                           float* part_o, float2* part_ml, bf16* out, int64_t ld_out) {
+    pdl_prologue();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using L = FlashLayout<D>;
+    constexpr int kPieces = D / 8;        // 16-byte pieces per row
+    constexpr int kColTiles = D / 2 / 8;  // the warp's 8-column output tiles
+    extern __shared__ __align__(128) unsigned char smem[];
+    __half* Qs = reinterpret_cast<__half*>(smem);
+    auto Ks = [&](int stage) { return reinterpret_cast<__half*>(smem + L::q_bytes + (2 * stage) * L::tile_bytes); };
+    auto Vs = [&](int stage) { return reinterpret_cast<__half*>(smem + L::q_bytes + (2 * stage + 1) * L::tile_bytes); };
+    const int s = blockIdx.z, split = blockIdx.y, row0 = blockIdx.x * kFlashRows;
+    const int keys = obs_keys[s], key0 = split * split_keys;
+    if (key0 >= keys) return;  // this observation has fewer splits than the batch's longest (whole block)
+    const int n = min(split_keys, keys - key0), n16 = (n + 15) / 16 * 16, tiles = (n + kFlashKeys - 1) / kFlashKeys;
+    const int64_t base = obs_base[s] + key0;
+    const int warp = threadIdx.x / 32, tile16 = warp / 2, half = warp % 2, lane = threadIdx.x % 32;
+
+    for (int i = threadIdx.x; i < kFlashRows * kPieces; i += blockDim.x) {
+        const int r = i / kPieces, c = i % kPieces, row = row0 + r;
+        __half* dst = Qs + r * L::ld + c * 8;
+        if (row < rows_total) {
+            cp_async16(dst, q16 + (static_cast<int64_t>(s) * rows_total + row) * D + c * 8);
+        } else {
+            *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    auto stage_tile = [&](int t, int stage) {  // keys [t * 32, t * 32 + 32) of the split
+        __half *ks = Ks(stage), *vs = Vs(stage);
+        for (int i = threadIdx.x; i < kFlashKeys * kPieces; i += blockDim.x) {
+            const int r = i / kPieces, c = i % kPieces, key = t * kFlashKeys + r;
+            if (key < n16) {
+                cp_async16(ks + r * L::ld + c * 8, kc + (base + key) * D + c * 8);
+                cp_async16(vs + r * L::ld + c * 8, vc + (base + key) * D + c * 8);
+            } else {
+                *reinterpret_cast<uint4*>(ks + r * L::ld + c * 8) = make_uint4(0, 0, 0, 0);
+                *reinterpret_cast<uint4*>(vs + r * L::ld + c * 8) = make_uint4(0, 0, 0, 0);
+            }
+        }
+        cp_async_commit();
+    };
+    stage_tile(0, 0);  // with Q: the first group
+
+    float o[kColTiles][4] = {};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows lane / 4 and lane / 4 + 8 of the tile
+    const float log2_scale = scale * 1.4426950408889634f;
+    const __half* qrow = Qs + (16 * tile16 + lane % 16) * L::ld + (lane / 16) * 8;  // ldmatrix addresses: A
+    for (int t = 0; t < tiles; ++t) {
+        if (t + 1 < tiles) {
+            stage_tile(t + 1, (t + 1) % 2);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const __half *ks = Ks(t % 2), *vs = Vs(t % 2);
+        float sc[kFlashKeys / 8][4] = {};  // scores: 16 rows x 32 keys
+#pragma unroll
+        for (int k = 0; k < D / 16; ++k) {
+            unsigned a[4];
+            ldmatrix_x4(a, qrow + k * 16);
+#pragma unroll
+            for (int j = 0; j < kFlashKeys / 16; ++j) {  // two 8-key tiles per ldmatrix
+                unsigned b[4];
+                ldmatrix_x4(b, ks + (j * 16 + lane % 8 + (lane / 16) * 8) * L::ld + k * 16 + ((lane / 8) % 2) * 8);
+                mma_f16(sc[2 * j], a, b[0], b[1]);
+                mma_f16(sc[2 * j + 1], a, b[2], b[3]);
+            }
+        }
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {  // h: the thread's row lane / 4 (0) or lane / 4 + 8 (1)
+            float mx = m[h];
+#pragma unroll
+            for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int key = t * kFlashKeys + j * 8 + (lane % 4) * 2 + e;
+                    if (key >= n) sc[j][2 * h + e] = -INFINITY;
+                    mx = fmaxf(mx, sc[j][2 * h + e]);
+                }
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));  // finite: every tile holds a real key
+            alpha[h] = exp2f((m[h] - mx) * log2_scale);         // 0 on the first tile (m = -inf)
+            m[h] = mx;
+            float sum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float p = exp2f((sc[j][2 * h + e] - mx) * log2_scale);  // 0 for masked keys
+                    sc[j][2 * h + e] = p;
+                    sum += p;
+                }
+            }
+            l[h] = l[h] * alpha[h] + sum;
+        }
+#pragma unroll
+        for (int c = 0; c < kColTiles; ++c) {
+            o[c][0] *= alpha[0], o[c][1] *= alpha[0], o[c][2] *= alpha[1], o[c][3] *= alpha[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < kFlashKeys / 16; ++kk) {  // O += P V over 16 keys at a time
+            const unsigned a[4] = {pack_half2(sc[2 * kk][0], sc[2 * kk][1]), pack_half2(sc[2 * kk][2], sc[2 * kk][3]),
+                                   pack_half2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                   pack_half2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+            for (int c = 0; c < kColTiles; c += 2) {  // two 8-column tiles per ldmatrix
+                unsigned b[4];
+                ldmatrix_x4_trans(b, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::ld + half * (D / 2) + c * 8 +
+                                         (lane / 16) * 8);
+                mma_f16(o[c], a, b[0], b[1]);
+                mma_f16(o[c + 1], a, b[2], b[3]);
+            }
+        }
+        __syncthreads();  // every warp is done with this stage before the next iteration refills it
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = row0 + 16 * tile16 + lane / 4 + 8 * h;
+        if (row >= rows_total) continue;
+        const int col0 = half * (D / 2) + (lane % 4) * 2;
+        if (splits == 1) {
+            const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
+            bf16* dst = out + t * ld_out + (row % heads) * D + col0;
+            const float inv = 1.0f / l[h];
+#pragma unroll
+            for (int c = 0; c < kColTiles; ++c) {
+                *reinterpret_cast<__nv_bfloat162*>(dst + c * 8) = __floats2bfloat162_rn(o[c][2 * h] * inv, o[c][2 * h + 1] * inv);
+            }
+        } else {
+            const int64_t at = (static_cast<int64_t>(s) * splits + split) * rows_ld + row;
+            float* dst = part_o + at * D + col0;
+#pragma unroll
+            for (int c = 0; c < kColTiles; ++c) *reinterpret_cast<float2*>(dst + c * 8) = make_float2(o[c][2 * h], o[c][2 * h + 1]);
+            if (half == 0 && lane % 4 == 0) part_ml[at] = make_float2(m[h], l[h]);
+        }
+    }
+#else
+    __trap();  // built for a GPU without cp.async and F16 tensor cores: fail loudly, never return nothing
+#endif
+}
+
+// The kernel at head_dim d; `static` like the launchers (tile_kernel_for says why).
+static inline TileKernel flash_kernel_for(int d) {
+    auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
+    if (d == 64) return pick(attention_flash_kernel<64>, FlashLayout<64>::bytes);
+    if (d == 128) return pick(attention_flash_kernel<128>, FlashLayout<128>::bytes);
+    return pick(attention_flash_kernel<256>, FlashLayout<256>::bytes);
+}
+
+// Attention over `plan` for B observations of rows_total query rows each (horizon tokens x heads),
+// then, where the keys were split, attention_merge_rows_kernel with `merge_warps` warps per row; out
+// rows ld_out apart. part_o / part_ml need rows_ld x plan.splits rows per observation when split.
+static inline void launch_flash_attention(int d, const FlashPlan& plan, int merge_warps, int B, int rows_total, int rows_ld,
+                                          cudaStream_t st, const __half* q, const __half* k, const __half* v, const int* base,
+                                          const int* keys, int horizon, int heads, float scale, float* part_o,
+                                          float2* part_ml, bf16* out, int64_t ld_out) {
+    const dim3 grid(blocks(rows_total, kFlashRows), plan.splits, B);
+    auto* fn = d == 64 ? attention_flash_kernel<64> : d == 128 ? attention_flash_kernel<128> : attention_flash_kernel<256>;
+    launch_kernel(fn, grid, 32 * kFlashWarps, flash_kernel_for(d).smem, st, q, k, v, base, keys, rows_total, rows_ld, plan.splits, plan.keys,
+                  horizon, heads, scale, part_o, part_ml, out, ld_out);
+    if (plan.splits > 1) {
+        launch_attention_merge(merge_warps < 1 ? 1 : merge_warps, st, B, horizon, heads, d, part_o, part_ml, keys, plan.keys,
+                               rows_ld, plan.splits, scale, out, ld_out);
+    }
+}
+
+}  // namespace expert_kernels
+}  // namespace vla_edge
