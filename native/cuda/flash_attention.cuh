@@ -18,16 +18,22 @@
 namespace vla_edge {
 namespace expert_kernels {
 
-constexpr int kFlashKeys = 32;   // keys per staged tile
-constexpr int kFlashWarps = 8;   // two per 16-row tile: each holds half of the output columns
-constexpr int kFlashRows = 16 * kFlashWarps / 2;
+constexpr int kFlashKeys = 32;  // keys per staged tile
+constexpr int kFlashRows = 64;  // query rows per block: four 16-row tiles
+
+// Head dims the kernel is built for, each with its warps per 16-row tile (Pair): two at 64 / 128 / 256
+// (each warp half of the output columns: at 256 one warp's would take 128 accumulator registers), one
+// at the vision towers' 72 (SigLIP) and 24 (the tiny test pack), whose rows are zero-padded to a
+// multiple of 16 in shared memory for the tensor-core products.
+__host__ __device__ constexpr int flash_pair(int D) { return D >= 64 && D % 64 == 0 ? 2 : 1; }
+__host__ __device__ constexpr int flash_padded(int D) { return (D + 15) / 16 * 16; }
 
 // Shared memory: the block's Q rows, then two stages of (K, V) tiles; rows padded by 16 bytes so that
 // ldmatrix's eight row addresses fall in distinct banks. 99 KB at head_dim 256: every device of
 // compute capability 8.0+ allows it.
 template <int D>
 struct FlashLayout {
-    static constexpr int ld = D + 8;  // halves per row
+    static constexpr int ld = flash_padded(D) + 8;  // halves per row
     static constexpr size_t q_bytes = size_t{kFlashRows} * ld * sizeof(__half);
     static constexpr size_t tile_bytes = size_t{kFlashKeys} * ld * sizeof(__half);
     static constexpr size_t bytes = q_bytes + 4 * tile_bytes;  // Q, then (K, V) per stage
@@ -79,22 +85,27 @@ inline FlashPlan flash_plan(int rows_total, int observations, int keys, int sms,
 }
 
 // Block (64 query rows, split, observation). With one split it writes out[t][head * D + c] in BF16,
-// normalised (t = observation x horizon + row / heads, head = row % heads); with more it writes the
+// normalised (t = (observation / out_groups) x horizon + row / heads, head = (observation % out_groups)
+// x heads + row % heads: the prefix's query heads are rows of one observation sharing its one K/V head,
+// out_groups 1; the vision tower's heads are observations of their own, each with its K/V, heads 1 and
+// out_groups its heads per image); with more it writes the
 // unnormalised outputs and (max score, sum of weights) per row, as attention_tile_kernel does, for
-// attention_merge_rows_kernel (keys_per_split = plan.keys). Warp w holds rows 16 (w / 2) .. + 15 and
-// output columns (w % 2) D / 2 .. + D / 2 - 1; both warps of a tile compute its scores (twice the score
-// products, half the registers of one warp holding all D columns). Keys past the observation's count
-// weigh zero; keys past its 16-padding are read as zeros.
+// attention_merge_rows_kernel (keys_per_split = plan.keys). With two warps per tile, warp w holds rows
+// 16 (w / 2) .. + 15 and output columns (w % 2) D / 2 .. + D / 2 - 1, and both compute the tile's scores
+// (twice the score products, half the registers of one warp holding all D columns). Keys past the
+// observation's count weigh zero; keys past its 16-padding are read as zeros.
 template <int D>
-__global__ void __launch_bounds__(32 * kFlashWarps, 2)
+__global__ void __launch_bounds__(128 * flash_pair(D), 2)
     attention_flash_kernel(const __half* q16, const __half* kc, const __half* vc, const int* obs_base, const int* obs_keys,
-                           int rows_total, int rows_ld, int splits, int split_keys, int horizon, int heads, float scale,
-                           float* part_o, float2* part_ml, bf16* out, int64_t ld_out) {
+                           int rows_total, int rows_ld, int splits, int split_keys, int horizon, int heads, int out_groups,
+                           float scale, float* part_o, float2* part_ml, bf16* out, int64_t ld_out) {
     pdl_prologue();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using L = FlashLayout<D>;
-    constexpr int kPieces = D / 8;        // 16-byte pieces per row
-    constexpr int kColTiles = D / 2 / 8;  // the warp's 8-column output tiles
+    constexpr int kPair = flash_pair(D), DP = flash_padded(D);
+    constexpr int kPieces = D / 8, kPiecesP = DP / 8;  // 16-byte pieces per row: stored, staged (zero past D)
+    constexpr int kCols = DP / kPair, kColTiles = kCols / 8;  // the warp's output columns and 8-column tiles
+    static_assert(D % 8 == 0 && kCols % 16 == 0, "head_dim: a multiple of 8 whose warp share is a multiple of 16");
     extern __shared__ __align__(128) unsigned char smem[];
     __half* Qs = reinterpret_cast<__half*>(smem);
     auto Ks = [&](int stage) { return reinterpret_cast<__half*>(smem + L::q_bytes + (2 * stage) * L::tile_bytes); };
@@ -104,12 +115,12 @@ __global__ void __launch_bounds__(32 * kFlashWarps, 2)
     if (key0 >= keys) return;  // this observation has fewer splits than the batch's longest (whole block)
     const int n = min(split_keys, keys - key0), n16 = (n + 15) / 16 * 16, tiles = (n + kFlashKeys - 1) / kFlashKeys;
     const int64_t base = obs_base[s] + key0;
-    const int warp = threadIdx.x / 32, tile16 = warp / 2, half = warp % 2, lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32, tile16 = warp / kPair, half = warp % kPair, lane = threadIdx.x % 32;
 
-    for (int i = threadIdx.x; i < kFlashRows * kPieces; i += blockDim.x) {
-        const int r = i / kPieces, c = i % kPieces, row = row0 + r;
+    for (int i = threadIdx.x; i < kFlashRows * kPiecesP; i += blockDim.x) {
+        const int r = i / kPiecesP, c = i % kPiecesP, row = row0 + r;
         __half* dst = Qs + r * L::ld + c * 8;
-        if (row < rows_total) {
+        if (row < rows_total && c < kPieces) {
             cp_async16(dst, q16 + (static_cast<int64_t>(s) * rows_total + row) * D + c * 8);
         } else {
             *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
@@ -117,9 +128,9 @@ __global__ void __launch_bounds__(32 * kFlashWarps, 2)
     }
     auto stage_tile = [&](int t, int stage) {  // keys [t * 32, t * 32 + 32) of the split
         __half *ks = Ks(stage), *vs = Vs(stage);
-        for (int i = threadIdx.x; i < kFlashKeys * kPieces; i += blockDim.x) {
-            const int r = i / kPieces, c = i % kPieces, key = t * kFlashKeys + r;
-            if (key < n16) {
+        for (int i = threadIdx.x; i < kFlashKeys * kPiecesP; i += blockDim.x) {
+            const int r = i / kPiecesP, c = i % kPiecesP, key = t * kFlashKeys + r;
+            if (key < n16 && c < kPieces) {
                 cp_async16(ks + r * L::ld + c * 8, kc + (base + key) * D + c * 8);
                 cp_async16(vs + r * L::ld + c * 8, vc + (base + key) * D + c * 8);
             } else {
@@ -146,7 +157,7 @@ __global__ void __launch_bounds__(32 * kFlashWarps, 2)
         const __half *ks = Ks(t % 2), *vs = Vs(t % 2);
         float sc[kFlashKeys / 8][4] = {};  // scores: 16 rows x 32 keys
 #pragma unroll
-        for (int k = 0; k < D / 16; ++k) {
+        for (int k = 0; k < DP / 16; ++k) {
             unsigned a[4];
             ldmatrix_x4(a, qrow + k * 16);
 #pragma unroll
@@ -198,7 +209,7 @@ __global__ void __launch_bounds__(32 * kFlashWarps, 2)
 #pragma unroll
             for (int c = 0; c < kColTiles; c += 2) {  // two 8-column tiles per ldmatrix
                 unsigned b[4];
-                ldmatrix_x4_trans(b, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::ld + half * (D / 2) + c * 8 +
+                ldmatrix_x4_trans(b, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::ld + half * kCols + c * 8 +
                                          (lane / 16) * 8);
                 mma_f16(o[c], a, b[0], b[1]);
                 mma_f16(o[c + 1], a, b[2], b[3]);
@@ -215,20 +226,26 @@ __global__ void __launch_bounds__(32 * kFlashWarps, 2)
     for (int h = 0; h < 2; ++h) {
         const int row = row0 + 16 * tile16 + lane / 4 + 8 * h;
         if (row >= rows_total) continue;
-        const int col0 = half * (D / 2) + (lane % 4) * 2;
+        const int col0 = half * kCols + (lane % 4) * 2;
+        constexpr int kStored = (D - (kPair - 1) * kCols) / 8;  // tiles short of the zero padding past D (every
+                                                                // tile where kPair is 2: D = DP there)
         if (splits == 1) {
-            const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-            bf16* dst = out + t * ld_out + (row % heads) * D + col0;
+            const int64_t t = static_cast<int64_t>(s / out_groups) * horizon + row / heads;
+            bf16* dst = out + t * ld_out + ((s % out_groups) * heads + row % heads) * D + col0;
             const float inv = 1.0f / l[h];
 #pragma unroll
             for (int c = 0; c < kColTiles; ++c) {
-                *reinterpret_cast<__nv_bfloat162*>(dst + c * 8) = __floats2bfloat162_rn(o[c][2 * h] * inv, o[c][2 * h + 1] * inv);
+                if (c < kStored) {
+                    *reinterpret_cast<__nv_bfloat162*>(dst + c * 8) = __floats2bfloat162_rn(o[c][2 * h] * inv, o[c][2 * h + 1] * inv);
+                }
             }
         } else {
             const int64_t at = (static_cast<int64_t>(s) * splits + split) * rows_ld + row;
             float* dst = part_o + at * D + col0;
 #pragma unroll
-            for (int c = 0; c < kColTiles; ++c) *reinterpret_cast<float2*>(dst + c * 8) = make_float2(o[c][2 * h], o[c][2 * h + 1]);
+            for (int c = 0; c < kColTiles; ++c) {
+                if (c < kStored) *reinterpret_cast<float2*>(dst + c * 8) = make_float2(o[c][2 * h], o[c][2 * h + 1]);
+            }
             if (half == 0 && lane % 4 == 0) part_ml[at] = make_float2(m[h], l[h]);
         }
     }
@@ -237,25 +254,47 @@ __global__ void __launch_bounds__(32 * kFlashWarps, 2)
 #endif
 }
 
-// The kernel at head_dim d; `static` like the launchers (tile_kernel_for says why).
+// Whether the kernel is built for head_dim d (flash_pair says which).
+inline bool flash_head_dim(int d) { return d == 24 || d == 64 || d == 72 || d == 128 || d == 256; }
+
+// The kernel at head_dim d (one of flash_head_dim's) and its dynamic shared memory; `static` like the
+// launchers (tile_kernel_for says why).
+template <int D>
+static inline TileKernel flash_kernel_at() {
+    return TileKernel{reinterpret_cast<const void*>(attention_flash_kernel<D>), FlashLayout<D>::bytes};
+}
 static inline TileKernel flash_kernel_for(int d) {
-    auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
-    if (d == 64) return pick(attention_flash_kernel<64>, FlashLayout<64>::bytes);
-    if (d == 128) return pick(attention_flash_kernel<128>, FlashLayout<128>::bytes);
-    return pick(attention_flash_kernel<256>, FlashLayout<256>::bytes);
+    switch (d) {
+        case 24: return flash_kernel_at<24>();
+        case 64: return flash_kernel_at<64>();
+        case 72: return flash_kernel_at<72>();
+        case 128: return flash_kernel_at<128>();
+        default: return flash_kernel_at<256>();
+    }
 }
 
-// Attention over `plan` for B observations of rows_total query rows each (horizon tokens x heads),
-// then, where the keys were split, attention_merge_rows_kernel with `merge_warps` warps per row; out
-// rows ld_out apart. part_o / part_ml need rows_ld x plan.splits rows per observation when split.
+template <int D>
+static inline void launch_flash_at(dim3 grid, cudaStream_t st, const __half* q, const __half* k, const __half* v,
+                                   const int* base, const int* keys, int rows_total, int rows_ld, const FlashPlan& plan,
+                                   int horizon, int heads, int out_groups, float scale, float* part_o, float2* part_ml,
+                                   bf16* out, int64_t ld_out) {
+    launch_kernel(attention_flash_kernel<D>, grid, 128 * flash_pair(D), FlashLayout<D>::bytes, st, q, k, v, base, keys,
+                  rows_total, rows_ld, plan.splits, plan.keys, horizon, heads, out_groups, scale, part_o, part_ml, out, ld_out);
+}
+
+// Attention over `plan` for B observations of rows_total query rows each (horizon tokens x heads,
+// out_groups as the kernel says), then, where the keys were split, attention_merge_rows_kernel with
+// `merge_warps` warps per row (head_dim 64 / 128 / 256 and out_groups 1 only: the vision tower runs one
+// split); out rows ld_out apart. part_o / part_ml need rows_ld x plan.splits rows per observation when split.
 static inline void launch_flash_attention(int d, const FlashPlan& plan, int merge_warps, int B, int rows_total, int rows_ld,
                                           cudaStream_t st, const __half* q, const __half* k, const __half* v, const int* base,
                                           const int* keys, int horizon, int heads, float scale, float* part_o,
-                                          float2* part_ml, bf16* out, int64_t ld_out) {
+                                          float2* part_ml, bf16* out, int64_t ld_out, int out_groups = 1) {
     const dim3 grid(blocks(rows_total, kFlashRows), plan.splits, B);
-    auto* fn = d == 64 ? attention_flash_kernel<64> : d == 128 ? attention_flash_kernel<128> : attention_flash_kernel<256>;
-    launch_kernel(fn, grid, 32 * kFlashWarps, flash_kernel_for(d).smem, st, q, k, v, base, keys, rows_total, rows_ld, plan.splits, plan.keys,
-                  horizon, heads, scale, part_o, part_ml, out, ld_out);
+    auto* launch = d == 24 ? launch_flash_at<24> : d == 64 ? launch_flash_at<64> : d == 72 ? launch_flash_at<72>
+                 : d == 128 ? launch_flash_at<128> : launch_flash_at<256>;
+    launch(grid, st, q, k, v, base, keys, rows_total, rows_ld, plan, horizon, heads, out_groups, scale, part_o, part_ml, out,
+           ld_out);
     if (plan.splits > 1) {
         launch_attention_merge(merge_warps < 1 ? 1 : merge_warps, st, B, horizon, heads, d, part_o, part_ml, keys, plan.keys,
                                rows_ld, plan.splits, scale, out, ld_out);

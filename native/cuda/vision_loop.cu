@@ -6,6 +6,8 @@
 #include "cuda_vision_loop.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -28,6 +30,10 @@ struct CudaVisionLoop::Impl {
     CudaVisionSpec spec;
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     bool vector_norms = true;        // vector_norms_wanted()
+    // attention as one kernel (flash_attention.cuh: scores, softmax and values per 64 query rows, BF16
+    // out in the output product's rows) where VLA_EDGE_CUDA_VISION_ATTENTION=flash and the head_dim is
+    // one it is built for; else two batched cuBLAS products around a softmax kernel (opt-in until measured)
+    bool flash = false;
     LoopBuffers fixed{kWho};         // for the loop's lifetime: float32 copies of the patch kernel and positions
     float *patch_w = nullptr, *position = nullptr;
     // stored input widths of the layers' width-input products (q/k/v, up), the output, down products
@@ -55,8 +61,9 @@ struct CudaVisionLoop::Impl {
         act.alloc(scores, score_values);
         act.alloc(p16, score_values);
         act.alloc(q16, T * W);
-        act.alloc(k16, T * W);
-        act.alloc(v16, T * W);
+        // 16 more rows: the flash form reads an image's keys up to a multiple of 16 (weighing the extra zero)
+        act.alloc(k16, T * W + 16 * int64_t{s.head_dim});
+        act.alloc(v16, T * W + 16 * int64_t{s.head_dim});
         act.alloc(o, T * W);
         act.alloc(u, T * s.ffn);
         act.alloc(y, T * s.out_width);
@@ -86,8 +93,20 @@ struct CudaVisionLoop::Impl {
               "attention values");
     }
 
+    // The flash form: every (image, head) an observation of its own with its own K/V (ints: bases, keys),
+    // one split over all of an image's tokens, the heads' outputs written into attn's rows.
+    void flash_attention(int n_images, const int* ints) const {
+        const CudaVisionSpec& s = spec;
+        const int n = s.tokens_per_image, obs = n_images * s.heads;
+        const expert_kernels::FlashPlan one{1, (n + expert_kernels::kFlashKeys - 1) / expert_kernels::kFlashKeys *
+                                                   expert_kernels::kFlashKeys};
+        expert_kernels::launch_flash_attention(s.head_dim, one, 1, obs, n, n, io->stream, q16, k16, v16, ints, ints + obs, n, 1,
+                                               1.0f / std::sqrt(static_cast<float>(s.head_dim)), nullptr, nullptr, attn,
+                                               ld_o, s.heads);
+    }
+
     // Every launch of the tower, in stream order (captured once per image count).
-    void enqueue(int n_images) const {
+    void enqueue(int n_images, const int* ints) const {
         const CudaVisionSpec& s = spec;
         const cudaStream_t st = io->stream;
         const int T = n_images * s.tokens_per_image, W = s.width;
@@ -109,8 +128,12 @@ struct CudaVisionLoop::Impl {
             }
             vision_qkv_kernel<<<T, kThreads, 0, st>>>(qkv, W, s.heads, s.head_dim, s.tokens_per_image, L.q_b, L.k_b,
                                                      L.v_b, q16, k16, v16);
-            attention(n_images);
-            vision_heads_kernel<<<T, kThreads, 0, st>>>(o, s.heads, s.head_dim, s.tokens_per_image, attn, ld_o);
+            if (flash) {
+                flash_attention(n_images, ints);
+            } else {
+                attention(n_images);
+                vision_heads_kernel<<<T, kThreads, 0, st>>>(o, s.heads, s.head_dim, s.tokens_per_image, attn, ld_o);
+            }
             io->product(L.out, attn, T, x, 1.0f);  // the residual rides in the product, its bias in the next norm
             layer_norm_kernel<<<T, kThreads, 0, st>>>(x, W, L.out_b, L.ln2_w, L.ln2_b, s.eps, hn, ld_h, vector_norms);
             io->product(L.up, hn, T, u, 0.0f);
@@ -179,6 +202,13 @@ CudaVisionLoop::CudaVisionLoop(CudaVisionSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.vector_norms = vector_norms_wanted();
+    if (const char* v = std::getenv("VLA_EDGE_CUDA_VISION_ATTENTION"); v && !std::strcmp(v, "flash") &&
+                                                                       expert_kernels::flash_head_dim(m.spec.head_dim)) {
+        const expert_kernels::TileKernel k = expert_kernels::flash_kernel_for(m.spec.head_dim);
+        check(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
+              "attention shared memory");
+        m.flash = true;
+    }
     m.io = std::make_unique<LoopStream>(kWho);
     for (auto [from, to] : {std::pair{&m.spec.patch_w, &m.patch_w}, std::pair{&m.spec.position, &m.position}}) {
         const int64_t n = from->rows * from->cols;
@@ -195,7 +225,7 @@ size_t CudaVisionLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaVisionLoop::describe() const {
     return std::string(impl_->spec.layers.front().qkv.data ? "q/k/v fused" : "q/k/v separate") +
-           (impl_->vector_norms ? "; vector norms" : "");
+           (impl_->flash ? "; attention flash" : "") + (impl_->vector_norms ? "; vector norms" : "");
 }
 
 void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<float*>& out) {
@@ -207,7 +237,13 @@ void CudaVisionLoop::run(const float* patches, int n_images, const std::vector<f
     }
     check(cudaSetDevice(s.device), "selecting the device");
     m.reserve(n_images);
-    const cudaGraphExec_t exec = m.shapes.get({n_images}, {}, *m.io, [&](const int*) { m.enqueue(n_images); });
+    std::vector<int> ints;  // the flash form's (image, head) K/V bases and key counts
+    if (m.flash) {
+        const int obs = n_images * s.heads;
+        for (int i = 0; i < obs; ++i) ints.push_back(i * s.tokens_per_image);
+        ints.insert(ints.end(), obs, s.tokens_per_image);
+    }
+    const cudaGraphExec_t exec = m.shapes.get({n_images}, ints, *m.io, [&](const int* p) { m.enqueue(n_images, p); });
     const cudaStream_t st = m.io->stream;
     const int64_t T = int64_t{n_images} * s.tokens_per_image;
     const size_t patch_bytes = static_cast<size_t>(T) * s.patch_values * sizeof(float);

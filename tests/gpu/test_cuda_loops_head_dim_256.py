@@ -58,3 +58,22 @@ def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path
         assert f"; attention {form}; " in notes["prefix_loop"], notes
     other = "expert" if alone == "prefix" else "prefix"
     assert notes[f"{other}_loop"] == f"ggml graph (VLA_EDGE_CUDA_{other.upper()}=0)", notes
+
+
+@pytest.fixture(scope="module")
+def siglip_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pack with SigLIP's head_dim 72 in the vision tower (4 heads of 72), as F16."""
+    cfg = TINY.model_copy(update={"vision": TINY.vision.model_copy(update={"hidden_size": 288})})
+    assert cfg.vision.head_dim == 72
+    root = tmp_path_factory.mktemp("vision_head_dim_72")
+    source = synth_pack(root / "f32", config=cfg, seed=4, golden=False)
+    return quantize_pack(source, "f16", root / "f16")
+
+
+def test_vision_flash_attention_at_siglip_head_dim(siglip_head_pack: Path, cuda_policy, matches_graph_and_reference) -> None:
+    """VLA_EDGE_CUDA_VISION_ATTENTION=flash at head_dim 72: rows zero-padded to 80 in shared memory, nine
+    of its ten output tiles stored (the tiny pack's 24 covers the padding too, at another width)."""
+    loop = cuda_policy(siglip_head_pack, VLA_EDGE_CUDA_VISION="1", VLA_EDGE_CUDA_VISION_ATTENTION="flash")
+    graph = cuda_policy(siglip_head_pack, VLA_EDGE_CUDA_VISION="0")
+    matches_graph_and_reference(loop, graph, siglip_head_pack, ("pick up the cube",), LOOP_VS_GRAPH, VS_REFERENCE)
+    assert "; attention flash" in loop._backend.describe()["vision_loop"]

@@ -35,18 +35,22 @@ def vision_policy(cuda_policy):
     return lambda pack_dir, loop, **more: cuda_policy(pack_dir, VLA_EDGE_CUDA_VISION="1" if loop else "0", **more)
 
 
-@pytest.mark.parametrize("fused,norms", [("0", None), ("1", None), ("0", "0")])
-def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: str, norms: str | None, vision_policy,
-                                                             matches_graph_and_reference) -> None:
+@pytest.mark.parametrize("fused,norms,flash", [("0", None, False), ("1", None, False), ("0", "0", False), ("0", None, True)])
+def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: str, norms: str | None, flash: bool,
+                                                             vision_policy, matches_graph_and_reference) -> None:
     """q/k/v separate or fused; the layer norms' rows held in registers (the default) or read in loops
-    (VLA_EDGE_CUDA_VECTOR_NORMS=0)."""
+    (VLA_EDGE_CUDA_VECTOR_NORMS=0); attention as batched products or as the flash kernel
+    (VLA_EDGE_CUDA_VISION_ATTENTION=flash: the tiny pack's head_dim 24, zero-padded to 32 in the kernel)."""
     more = {} if norms is None else {"VLA_EDGE_CUDA_VECTOR_NORMS": norms}
+    if flash:
+        more["VLA_EDGE_CUDA_VISION_ATTENTION"] = "flash"
     loop = vision_policy(pack, True, VLA_EDGE_FUSE_VISION_QKV=fused, **more)
     graph = vision_policy(pack, False, VLA_EDGE_FUSE_VISION_QKV=fused)
     # fresh images each time, one image count
     matches_graph_and_reference(loop, graph, pack, ("wipe the table", "stack the blocks"), LOOP_VS_GRAPH, VS_REFERENCE)
     # the tiny pack's biases keep q/k/v separate even with the switch on (above): the note says which ran
     assert loop._backend.describe()["vision_loop"] == ("cuda (own kernels, 1 image counts captured; q/k/v separate" +
+                                                       ("; attention flash" if flash else "") +
                                                        ("; vector norms" if norms is None else "") + ")")
     assert graph._backend.describe()["vision_loop"] == "ggml graph (VLA_EDGE_CUDA_VISION=0)"
 
