@@ -41,18 +41,20 @@ struct FlashLayout {
 
 __device__ inline unsigned smem_u32(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
 
+// Four 8 x 8 F16 matrices from shared memory in the tensor cores' fragment layout; Trans: each transposed
+// (the value product's B operand, stored key-major).
+template <bool Trans = false>
 __device__ inline void ldmatrix_x4(unsigned (&r)[4], const void* p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-#endif
-}
-__device__ inline void ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
+    if constexpr (Trans) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(smem_u32(p)));
+    } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(smem_u32(p)));
+    }
 #endif
 }
 // c += a b for one 16 x 8 x 16 tile: F16 inputs, float32 accumulators.
@@ -209,7 +211,7 @@ __global__ void __launch_bounds__(128 * flash_pair(D), 2)
 #pragma unroll
             for (int c = 0; c < kColTiles; c += 2) {  // two 8-column tiles per ldmatrix
                 unsigned b[4];
-                ldmatrix_x4_trans(b, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::ld + half * kCols + c * 8 +
+                ldmatrix_x4<true>(b, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * L::ld + half * kCols + c * 8 +
                                          (lane / 16) * 8);
                 mma_f16(o[c], a, b[0], b[1]);
                 mma_f16(o[c + 1], a, b[2], b[3]);

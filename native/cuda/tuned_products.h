@@ -33,6 +33,7 @@ struct ProductTiming {
     std::vector<float> us;          // per candidate
     int chosen = 0;
     int matrices = 1;  // how many matrices of the shape each timing went over (one: L2-hot)
+    int reused_from = 0;  // tokens of the raced shape whose choice this one took (0: raced itself)
 };
 
 class TunedProducts {
@@ -46,7 +47,10 @@ class TunedProducts {
     TunedProducts& operator=(const TunedProducts&) = delete;
 
     // Races the candidates for the shape of `Ws` (matrices of one shape, e.g. every layer's q/k/v) at
-    // T tokens unless that shape has run before: each candidate runs over all of `Ws` in turn, so
+    // T tokens unless that shape has run before, or a shape differing only in its tokens, by at most a
+    // quarter, was raced: then its choice is taken where cuBLASLt accepts it at T (the prefix's products
+    // at each new prompt length, a few tokens apart, race once, not each time: ~0.1-0.3 s each). Each
+    // candidate of a race runs over all of `Ws` in turn, so
     // with more weight bytes than the L2 cache holds every product reads its weights from memory as
     // in the chunk (cold; hot: the first matrix alone, ten times over, its weights in L2). Reads the
     // matrices and x, overwrites y; the stream must not be capturing. ldy: as in run().
@@ -69,8 +73,8 @@ class TunedProducts {
         run_out(W, x, T, Out{y, CUDA_R_16BF, 0}, false);
     }
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default"; "cuBLAS default products"
-    // without a race
+    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default" (", 2 reused" where shapes took
+    // a nearby race's choice); "cuBLAS default products" without a race
     std::string describe() const;
     bool races() const { return race_; }
 
@@ -89,6 +93,10 @@ class TunedProducts {
         ProductTiming timing;
     };
     void tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out, bool accumulate);
+    // The raced choice nearest to `key` in tokens, within a quarter of them, or null.
+    const Choice* raced_near(const Key& key) const;
+    // c's descriptor and layouts for W's shape at T tokens (the algorithm is chosen apart).
+    void describe_product(Choice& c, const CudaMatrix& W, int T, const Out& out, int64_t ld) const;
     void run_out(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const;
     // cuBLAS's default algorithm (LoopStream's product), the race's first candidate
     void default_product(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const;
