@@ -377,13 +377,13 @@ int main(int argc, char** argv) {
     }
     // the flash form (opt-in for the prefix loop) with the plan the loop takes, and with 1 / 2 / 4 splits
     auto flash = [&](int forced) {
-        const FlashPlan plan = flash_plan(rows_total, B, keys, prop.multiProcessorCount, forced);
+        const SplitPlan plan = flash_plan(rows_total, B, keys, prop.multiProcessorCount, forced);
         return [&, plan] {
             launch_flash_attention(D, plan, 1, B, rows_total, rows_ld, st, q16, kc, vc, base, okeys, H, heads, scale, part_o,
                                    part_ml, out, heads * D);
         };
     };
-    const FlashPlan flash_auto = flash_plan(rows_total, B, keys, prop.multiProcessorCount);
+    const SplitPlan flash_auto = flash_plan(rows_total, B, keys, prop.multiProcessorCount);
     std::printf("flash plan: %d split(s) of %d keys\n", flash_auto.splits, flash_auto.keys);
     js.num("flash_plan_splits", flash_auto.splits);
     const std::vector<float> hq = download(q16, int64_t{B} * rows_total * D), hk = download(kc, cache_rows * D),

@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
 
     // every switch the configurations set, cleared before each is made
     const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
-                         "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS"};
+                         "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS", "VLA_EDGE_CUDA_FLASH_SPLITS"};
     const std::vector<Config> configs = {
         {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"},
                                               {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
@@ -174,6 +174,8 @@ int main(int argc, char** argv) {
         {"all four of the above (the default before)", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}, {"VLA_EDGE_CUDA_MERGE_WARPS", "1"},
                                                        {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
         {"default + programmatic launches", {{"VLA_EDGE_CUDA_PDL", "1"}}},
+        {"attention flash (its plan)", {{"VLA_EDGE_CUDA_ATTENTION", "flash"}}},
+        {"attention flash, unsplit", {{"VLA_EDGE_CUDA_ATTENTION", "flash"}, {"VLA_EDGE_CUDA_FLASH_SPLITS", "1"}}},
         {"default, cuBLAS default products", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
@@ -215,9 +217,12 @@ int main(int argc, char** argv) {
             if (!std::strncmp(configs[i].name, prefix, std::strlen(prefix))) return i;
         return size_t{0};
     };
-    const size_t before = named("all four"), pdl = named("default + programmatic");
-    std::printf("  ratio default / first: %.3f; default / the default before: %.3f; programmatic launches / default: %.3f\n",
-                median(1) / median(0), median(1) / median(before), median(pdl) / median(1));
+    const size_t before = named("all four"), pdl = named("default + programmatic"), flash = named("attention flash (its"),
+                 flash1 = named("attention flash, unsplit");
+    std::printf("  ratio default / first: %.3f; default / the default before: %.3f; programmatic launches / default: %.3f; "
+                "flash / default: %.3f; flash unsplit / default: %.3f\n",
+                median(1) / median(0), median(1) / median(before), median(pdl) / median(1), median(flash) / median(1),
+                median(flash1) / median(1));
     std::printf(exact ? "  every configuration within 5e-3 of the first\n" : "  OUTSIDE 5e-3: see above\n");
     return exact ? 0 : 2;
 }

@@ -35,6 +35,7 @@ struct CudaExpertLoop::Impl {
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // racing nothing with VLA_EDGE_CUDA_TUNED_PRODUCTS=0: cuBLAS's default
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
+    int sms = 0, flash_splits = 0;            // the flash form's plan: the device's SMs, VLA_EDGE_CUDA_FLASH_SPLITS
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
@@ -73,8 +74,14 @@ struct CudaExpertLoop::Impl {
 
     int attention_rows_ld() const { return expert_kernels::attention_rows_ld(attention, spec.horizon * spec.heads); }
 
+    // The attention splits (and keys per split) of a batch whose longest observation has `keys` keys.
+    SplitPlan split_plan(int B, int keys) const {
+        if (attention == AttentionForm::flash) return flash_plan(spec.horizon * spec.heads, B, keys, sms, flash_splits);
+        return SplitPlan{attention_splits(attention, keys), keys_per_split(attention)};
+    }
+
     // Every kernel of the chunk, in stream order (captured once per shape).
-    void enqueue(int B, const int* pos, const int* rows, const int* base, const int* keys, int splits) const {
+    void enqueue(int B, const int* pos, const int* rows, const int* base, const int* keys, const SplitPlan& plan) const {
         const CudaExpertSpec& s = spec;
         const int T = B * s.horizon, E = s.hidden, A = s.action_dim, d = s.head_dim;
         const float dt = -1.0f / static_cast<float>(s.steps), scale = 1.0f / std::sqrt(static_cast<float>(d));
@@ -93,10 +100,15 @@ struct CudaExpertLoop::Impl {
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
-                launch_attention(d, attention, B, rows_total, rows_ld, splits, stream, act.q16, kc, vc, base, keys, s.horizon,
-                                 s.heads, scale, act.part_o, act.part_ml);
-                launch_attention_merge(merge_warps, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml,
-                                       keys, keys_per_split(attention), rows_ld, splits, scale, act.attn, act.ld_o);
+                if (attention == AttentionForm::flash) {
+                    launch_flash_attention(d, plan, merge_warps, B, rows_total, rows_ld, stream, act.q16, kc, vc, base, keys,
+                                           s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o);
+                } else {
+                    launch_attention(d, attention, B, rows_total, rows_ld, plan.splits, stream, act.q16, kc, vc, base, keys,
+                                     s.horizon, s.heads, scale, act.part_o, act.part_ml);
+                    launch_attention_merge(merge_warps, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml, keys,
+                                           plan.keys, rows_ld, plan.splits, scale, act.attn, act.ld_o);
+                }
                 products->run(L.out_w[step], act.attn, T, act.x, true);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
@@ -154,6 +166,8 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
+    check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
+    m.flash_splits = flash_splits_asked();
     m.merge_warps = merge_warps_for(m.attention, 2);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
@@ -184,14 +198,13 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     for (int& k : keys) k += H;
     loop_require_ranges(kWho, bases, keys, s.cache_rows);
     check(cudaSetDevice(s.device), "selecting the device");
-    int splits = 0;
-    for (int k : keys) splits = std::max(splits, attention_splits(m.attention, k));
-    m.reserve(T, int64_t{B} * splits * m.attention_rows_ld());
+    const SplitPlan plan = m.split_plan(B, *std::max_element(keys.begin(), keys.end()));
+    m.reserve(T, int64_t{B} * plan.splits * m.attention_rows_ld());
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     if (!m.shapes.has(key)) m.tune_products(T);  // before its graph is captured
     const std::vector<int> ints = token_indices(n_prefix, chunk, bases);
     const cudaGraphExec_t exec =
-        m.shapes.get(key, ints, *m.io, [&](const int* p) { m.enqueue(B, p, p + T, p + 2 * T, p + 2 * T + B, splits); });
+        m.shapes.get(key, ints, *m.io, [&](const int* p) { m.enqueue(B, p, p + T, p + 2 * T, p + 2 * T + B, plan); });
     const size_t bytes = static_cast<size_t>(T) * s.action_dim * sizeof(float);
     const cudaStream_t stream = m.io->stream;
     check(cudaMemcpyAsync(m.xt, x, bytes, cudaMemcpyHostToDevice, stream), "uploading the noise");

@@ -70,20 +70,20 @@ __device__ inline unsigned pack_half2(float lo, float hi) {
     return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// How a flash launch splits the keys: `splits` blocks along them, each `keys` of them (a multiple of
-// kFlashKeys; the last split takes the rest). One split where the row tiles fill the GPU; more where
-// they leave SMs idle, as many as keep every split in one wave. VLA_EDGE_CUDA_FLASH_SPLITS=n (A/B)
-// asks for n, bounded by the key tiles.
-struct FlashPlan {
+// How an attention launch splits the keys: `splits` blocks along them, each `keys` of them (the last
+// split takes the rest). flash_plan: the flash form's, a multiple of kFlashKeys; one split where the
+// row tiles fill the GPU, more where they leave SMs idle, as many as keep every split in one wave.
+// VLA_EDGE_CUDA_FLASH_SPLITS=n (A/B) asks for n, bounded by the key tiles.
+struct SplitPlan {
     int splits = 1, keys = 0;
 };
-inline FlashPlan flash_plan(int rows_total, int observations, int keys, int sms, int forced = 0) {
+inline SplitPlan flash_plan(int rows_total, int observations, int keys, int sms, int forced = 0) {
     const int row_blocks = (rows_total + kFlashRows - 1) / kFlashRows * observations;
     const int tiles = (keys + kFlashKeys - 1) / kFlashKeys;
     int splits = forced > 0 ? forced : std::max(1, 2 * sms / std::max(1, row_blocks));  // two blocks per SM
     splits = std::max(1, std::min(splits, tiles));
     const int per = (tiles + splits - 1) / splits;
-    return FlashPlan{(tiles + per - 1) / per, per * kFlashKeys};
+    return SplitPlan{(tiles + per - 1) / per, per * kFlashKeys};
 }
 
 // Block (64 query rows, split, observation). With one split it writes out[t][head * D + c] in BF16,
@@ -277,7 +277,7 @@ static inline TileKernel flash_kernel_for(int d) {
 
 template <int D>
 static inline void launch_flash_at(dim3 grid, cudaStream_t st, const __half* q, const __half* k, const __half* v,
-                                   const int* base, const int* keys, int rows_total, int rows_ld, const FlashPlan& plan,
+                                   const int* base, const int* keys, int rows_total, int rows_ld, const SplitPlan& plan,
                                    int horizon, int heads, int out_groups, float scale, float* part_o, float2* part_ml,
                                    bf16* out, int64_t ld_out) {
     launch_kernel(attention_flash_kernel<D>, grid, 128 * flash_pair(D), FlashLayout<D>::bytes, st, q, k, v, base, keys,
@@ -288,7 +288,7 @@ static inline void launch_flash_at(dim3 grid, cudaStream_t st, const __half* q, 
 // out_groups as the kernel says), then, where the keys were split, attention_merge_rows_kernel with
 // `merge_warps` warps per row (head_dim 64 / 128 / 256 and out_groups 1 only: the vision tower runs one
 // split); out rows ld_out apart. part_o / part_ml need rows_ld x plan.splits rows per observation when split.
-static inline void launch_flash_attention(int d, const FlashPlan& plan, int merge_warps, int B, int rows_total, int rows_ld,
+static inline void launch_flash_attention(int d, const SplitPlan& plan, int merge_warps, int B, int rows_total, int rows_ld,
                                           cudaStream_t st, const __half* q, const __half* k, const __half* v, const int* base,
                                           const int* keys, int horizon, int heads, float scale, float* part_o,
                                           float2* part_ml, bf16* out, int64_t ld_out, int out_groups = 1) {

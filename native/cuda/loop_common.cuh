@@ -57,7 +57,7 @@ inline bool loop_switch(const char* name, bool fallback) {
 }
 
 // The attention form both Gemma loops run: tile64w8 unless VLA_EDGE_CUDA_ATTENTION names another
-// (split128, tile64, tile32, tile128w8: A/B runs), or the loop's own switch `own` does (the prefix
+// (split128, tile64, tile32, tile128w8, flash: A/B runs), or the loop's own switch `own` does (the prefix
 // loop's VLA_EDGE_CUDA_PREFIX_ATTENTION, read first). tile64w8 is the default since the H100 run of 2026-12-07
 // (fifth session, docs/gpu.md): 7.1 against tile64's 8.5 us in the expert, 35 against 38 us in the
 // prefix. A tile form needs its shared memory allowed before its first launch (here, for the
@@ -65,7 +65,7 @@ inline bool loop_switch(const char* name, bool fallback) {
 // not fit it throws. `static`: it sets the
 // attribute on the calling translation unit's own kernel, the one its launches run (tile_kernel_for says why).
 static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim,
-                                                              const char* own = nullptr, bool flash_ok = false) {
+                                                              const char* own = nullptr) {
     using expert_kernels::AttentionForm;
     const char* v = own && std::getenv(own) ? std::getenv(own) : std::getenv("VLA_EDGE_CUDA_ATTENTION");
     AttentionForm form = AttentionForm::tile64w8;
@@ -73,7 +73,6 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
                                 AttentionForm::flash})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
-    if (form == AttentionForm::flash && !flash_ok) form = AttentionForm::tile64w8;  // a loop without its launcher
     expert_kernels::TileKernel tile = form == AttentionForm::flash ? expert_kernels::flash_kernel_for(head_dim)
                                                                    : expert_kernels::tile_kernel_for(head_dim, form);
     int optin = 0;
@@ -92,6 +91,12 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
     loop_check(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)), who,
                "attention shared memory");
     return form;
+}
+
+// The flash form's key splits asked for by VLA_EDGE_CUDA_FLASH_SPLITS (A/B runs; 1 to 64), else 0: its plan.
+inline int flash_splits_asked() {
+    const char* v = std::getenv("VLA_EDGE_CUDA_FLASH_SPLITS");
+    return v ? std::max(0, std::min(64, std::atoi(v))) : 0;
 }
 
 // Warps per query row of the tile forms' attention merge (launch_attention_merge; 0 for the split

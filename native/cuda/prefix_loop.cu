@@ -75,7 +75,7 @@ struct CudaPrefixLoop::Impl {
     }
 
     // The flash form's key splits for one observation of `rows` query rows over `keys` keys.
-    FlashPlan flash_plan_for(int rows, int keys) const { return flash_plan(rows, 1, keys, sms, flash_splits); }
+    SplitPlan flash_plan_for(int rows, int keys) const { return flash_plan(rows, 1, keys, sms, flash_splits); }
 
     // Races the four layer products' algorithms at T tokens over every layer's matrices
     // (TunedProducts::tune; once per token count, before its graph is captured). The two that add
@@ -169,9 +169,9 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
-    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION", true);
+    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION");
     check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
-    if (const char* v = std::getenv("VLA_EDGE_CUDA_FLASH_SPLITS")) m.flash_splits = std::max(0, std::min(64, std::atoi(v)));
+    m.flash_splits = flash_splits_asked();
     m.merge_warps = merge_warps_for(m.attention, 1);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);

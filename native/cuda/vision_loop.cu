@@ -98,7 +98,7 @@ struct CudaVisionLoop::Impl {
     void flash_attention(int n_images, const int* ints) const {
         const CudaVisionSpec& s = spec;
         const int n = s.tokens_per_image, obs = n_images * s.heads;
-        const expert_kernels::FlashPlan one{1, (n + expert_kernels::kFlashKeys - 1) / expert_kernels::kFlashKeys *
+        const expert_kernels::SplitPlan one{1, (n + expert_kernels::kFlashKeys - 1) / expert_kernels::kFlashKeys *
                                                    expert_kernels::kFlashKeys};
         expert_kernels::launch_flash_attention(s.head_dim, one, 1, obs, n, n, io->stream, q16, k16, v16, ints, ints + obs, n, 1,
                                                1.0f / std::sqrt(static_cast<float>(s.head_dim)), nullptr, nullptr, attn,

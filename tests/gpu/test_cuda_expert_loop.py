@@ -47,13 +47,16 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
                                       {"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_MERGE_WARPS": "1"},
                                       {"VLA_EDGE_CUDA_TUNE_COLD": "0"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "0"},
                                       {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}, {"VLA_EDGE_CUDA_PDL": "1"},
+                                      {"VLA_EDGE_CUDA_ATTENTION": "flash"},
+                                      {"VLA_EDGE_CUDA_ATTENTION": "flash", "VLA_EDGE_CUDA_FLASH_SPLITS": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "tile64", "VLA_EDGE_CUDA_MERGE_WARPS": "1",
                                        "VLA_EDGE_CUDA_TUNE_COLD": "0", "VLA_EDGE_CUDA_VECTOR_NORMS": "0"}])
 def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy, hopper: bool,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The forms the A/B switches select (128-key split, 32-key or four-warp 64-key tile attention, the merge with
-    one warp per row, products timed hot or cuBLAS's default products, the norms' rows read in loops,
+    """The forms the A/B switches select (128-key split, 32-key or four-warp 64-key tile attention, the flash
+    kernel split as its plan says and unsplit, the merge with one warp per row, products timed hot or cuBLAS's
+    default products, the norms' rows read in loops,
     programmatic dependent launches, and the default before 2026-12-07's fifth session: the last set), which
     the prefix loop takes too, are exact as well."""
     for name, value in switches.items():
