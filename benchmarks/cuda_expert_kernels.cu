@@ -178,7 +178,82 @@ void bench_vision_kernels(cudaStream_t st, Json& js) {
     js.num("vision_bias_gelu_one_us", t_one);
     js.num("vision_bias_gelu_four_us", t_four);
     js.add("vision_bias_gelu_identical", same ? "true" : "false");
-    for (void* p : std::initializer_list<void*>{x, vec, qkv, u, up_b, scores, hn, g1, g4, q16, k16, v16, p16}) cudaFree(p);
+
+    // attention on the split's q/k/v: the loop's batched cuBLAS form (scores, softmax, values, heads) against
+    // the flash kernel (VLA_EDGE_CUDA_VISION_ATTENTION=flash), both against float64
+    const int obs = 2 * heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d)), one_f = 1.0f, zero_f = 0.0f;
+    std::vector<int> ints;
+    for (int i = 0; i < obs; ++i) ints.push_back(i * per_image);
+    ints.insert(ints.end(), obs, per_image);
+    int* dints = nullptr;
+    float* o = nullptr;
+    ok(cudaMalloc(&dints, ints.size() * sizeof(int)), "ints");
+    ok(cudaMemcpy(dints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice), "ints");
+    ok(cudaMalloc(&o, int64_t{T} * W * sizeof(float)), "o");
+    cublasHandle_t blas = nullptr;
+    if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(blas, st) != CUBLAS_STATUS_SUCCESS) {
+        std::fprintf(stderr, "cuBLAS handle\n");
+        std::exit(1);
+    }
+    auto batched = [&] {
+        const long long qs = int64_t{per_image} * d, ss = int64_t{per_image} * per_image;
+        cublasGemmStridedBatchedEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, per_image, per_image, d, &scale, k16, CUDA_R_16F, d, qs, q16,
+                                   CUDA_R_16F, d, qs, &zero_f, scores, CUDA_R_32F, per_image, ss, obs, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT);
+        const int64_t rows = int64_t{obs} * per_image;
+        vk::softmax_rows_kernel<<<blocks(rows, kThreads / 32), kThreads, 0, st>>>(scores, rows, per_image, p16);
+        cublasGemmStridedBatchedEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, d, per_image, per_image, &one_f, v16, CUDA_R_16F, d, qs, p16,
+                                   CUDA_R_16F, per_image, ss, &zero_f, o, CUDA_R_32F, d, qs, obs, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT);
+        vk::vision_heads_kernel<<<T, kThreads, 0, st>>>(o, heads, d, per_image, hn, int64_t{W});
+    };
+    const TileKernel fk = flash_kernel_for(d);
+    ok(cudaFuncSetAttribute(fk.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(fk.smem)), "flash attribute");
+    auto flash = [&] {
+        launch_flash_attention(d, SplitPlan{1, (per_image + kFlashKeys - 1) / kFlashKeys * kFlashKeys}, 1, obs, per_image,
+                               per_image, st, q16, k16, v16, dints, dints + obs, per_image, 1, scale, nullptr, nullptr, hn,
+                               int64_t{W}, heads);
+    };
+    const std::vector<float> fq = download(q16, int64_t{T} * W), fk16 = download(k16, int64_t{T} * W), fv = download(v16, int64_t{T} * W);
+    std::vector<double> ref(int64_t{T} * W);
+    for (int b = 0; b < obs; ++b) {
+        const int image = b / heads, h = b % heads;
+        for (int r = 0; r < per_image; ++r) {
+            const float* q = &fq[(int64_t{b} * per_image + r) * d];
+            std::vector<double> sc(per_image);
+            double m = -1e300, l = 0;
+            for (int j = 0; j < per_image; ++j) {
+                double acc = 0;
+                for (int c = 0; c < d; ++c) acc += double(q[c]) * fk16[(int64_t{b} * per_image + j) * d + c];
+                m = std::max(m, sc[j] = acc * scale);
+            }
+            for (double& v : sc) l += (v = std::exp(v - m));
+            double* dst = &ref[(int64_t{image} * per_image + r) * W + h * d];
+            for (int j = 0; j < per_image; ++j)
+                for (int c = 0; c < d; ++c) dst[c] += sc[j] / l * fv[(int64_t{b} * per_image + j) * d + c];
+        }
+    }
+    double err[2], us[2];
+    int k = 0;
+    for (const auto& form : {std::function<void()>(batched), std::function<void()>(flash)}) {
+        ok(cudaMemsetAsync(hn, 0, int64_t{T} * W * sizeof(bf16), st), "clear");
+        form();
+        ok(cudaStreamSynchronize(st), "vision attention");
+        ok(cudaGetLastError(), "vision attention");
+        err[k] = rel_l2(download(hn, int64_t{T} * W), ref);
+        us[k++] = time_graph(st, form);
+    }
+    std::printf("vision attention (2 images, head_dim %d): batched cuBLAS + softmax + heads %.2f us (rel-L2 %.2e), flash %.2f us "
+                "(rel-L2 %.2e; BF16 output rounding ~2e-3)\n", d, us[0], err[0], us[1], err[1]);
+    js.num("vision_attention_batched_us", us[0]);
+    js.num("vision_attention_batched_rel_l2", err[0]);
+    js.num("vision_attention_flash_us", us[1]);
+    js.num("vision_attention_flash_rel_l2", err[1]);
+    cublasDestroy(blas);
+    for (void* p : std::initializer_list<void*>{x, vec, qkv, u, up_b, scores, hn, g1, g4, q16, k16, v16, p16, o,
+                                                static_cast<void*>(dints)})
+        cudaFree(p);
 }
 
 // Writes js to `path` (nothing for an empty path); false where the file cannot be written.
