@@ -74,12 +74,6 @@ struct CudaExpertLoop::Impl {
 
     int attention_rows_ld() const { return expert_kernels::attention_rows_ld(attention, spec.horizon * spec.heads); }
 
-    // The attention splits (and keys per split) of a batch whose longest observation has `keys` keys.
-    SplitPlan split_plan(int B, int keys) const {
-        if (attention == AttentionForm::flash) return flash_plan(spec.horizon * spec.heads, B, keys, sms, flash_splits);
-        return SplitPlan{attention_splits(attention, keys), keys_per_split(attention)};
-    }
-
     // Every kernel of the chunk, in stream order (captured once per shape).
     void enqueue(int B, const int* pos, const int* rows, const int* base, const int* keys, const SplitPlan& plan) const {
         const CudaExpertSpec& s = spec;
@@ -100,15 +94,8 @@ struct CudaExpertLoop::Impl {
                 launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
                                   static_cast<__half*>(L.cache_v));
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
-                if (attention == AttentionForm::flash) {
-                    launch_flash_attention(d, plan, merge_warps, B, rows_total, rows_ld, stream, act.q16, kc, vc, base, keys,
-                                           s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o);
-                } else {
-                    launch_attention(d, attention, B, rows_total, rows_ld, plan.splits, stream, act.q16, kc, vc, base, keys,
-                                     s.horizon, s.heads, scale, act.part_o, act.part_ml);
-                    launch_attention_merge(merge_warps, stream, B, s.horizon, s.heads, d, act.part_o, act.part_ml, keys,
-                                           plan.keys, rows_ld, plan.splits, scale, act.attn, act.ld_o);
-                }
+                launch_attention_form(attention, d, plan, merge_warps, B, rows_total, rows_ld, stream, act.q16, kc, vc, base,
+                                      keys, s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o);
                 products->run(L.out_w[step], act.attn, T, act.x, true);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
@@ -198,7 +185,8 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     for (int& k : keys) k += H;
     loop_require_ranges(kWho, bases, keys, s.cache_rows);
     check(cudaSetDevice(s.device), "selecting the device");
-    const SplitPlan plan = m.split_plan(B, *std::max_element(keys.begin(), keys.end()));
+    const SplitPlan plan = split_plan(m.attention, H * s.heads, B, *std::max_element(keys.begin(), keys.end()), m.sms,
+                                      m.flash_splits);
     m.reserve(T, int64_t{B} * plan.splits * m.attention_rows_ld());
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     if (!m.shapes.has(key)) m.tune_products(T);  // before its graph is captured

@@ -51,19 +51,13 @@ struct CudaPrefixLoop::Impl {
     // Room for a batch of these prefix lengths (the captured graphs go where the buffers grow);
     // returns its token count.
     int prepare(const std::vector<int>& n_prefix) {
-        int T = 0, longest = 0;
+        int T = 0;
+        int64_t part_rows = 0;  // the flash form may give a shorter prefix more splits of fewer rows
         for (int n : n_prefix) {
             if (n < 1) throw std::invalid_argument("CUDA prefix loop: an empty prefix");
             T += n;
-            longest = std::max(longest, n);
-        }
-        int64_t part_rows = int64_t{attention_rows_ld(attention, longest * spec.heads)} * attention_splits(attention, longest);
-        if (attention == AttentionForm::flash) {  // a shorter prefix may take more splits of fewer rows
-            part_rows = 0;
-            for (int n : n_prefix) {
-                const int rows = n * spec.heads;
-                part_rows = std::max(part_rows, int64_t{attention_rows_ld(attention, rows)} * flash_plan_for(rows, n).splits);
-            }
+            const int rows = n * spec.heads;
+            part_rows = std::max(part_rows, int64_t{attention_rows_ld(attention, rows)} * plan_for(rows, n).splits);
         }
         const bool remade =
             act.reserve(spec, T, part_rows, [&](LoopBuffers& b, int n) {
@@ -74,8 +68,8 @@ struct CudaPrefixLoop::Impl {
         return T;
     }
 
-    // The flash form's key splits for one observation of `rows` query rows over `keys` keys.
-    SplitPlan flash_plan_for(int rows, int keys) const { return flash_plan(rows, 1, keys, sms, flash_splits); }
+    // The attention's key splits for one observation of `rows` query rows over `keys` keys.
+    SplitPlan plan_for(int rows, int keys) const { return split_plan(attention, rows, 1, keys, sms, flash_splits); }
 
     // Races the four layer products' algorithms at T tokens over every layer's matrices
     // (TunedProducts::tune; once per token count, before its graph is captured). The two that add
@@ -120,17 +114,10 @@ struct CudaPrefixLoop::Impl {
                 const int len = n_prefix[b], rows_b = len * s.heads;
                 const __half* q = act.q16 + int64_t{first} * s.heads * d;
                 bf16* out = act.attn + int64_t{first} * act.ld_o;
-                const int rows_ld = attention_rows_ld(attention, rows_b), splits = attention_splits(attention, len);
+                launch_attention_form(attention, d, plan_for(rows_b, len), merge_warps, 1, rows_b,
+                                      attention_rows_ld(attention, rows_b), st, q, kc, vc, base + b, keys + b, len, s.heads, scale,
+                                      act.part_o, act.part_ml, out, act.ld_o);
                 first += len;
-                if (attention == AttentionForm::flash) {
-                    launch_flash_attention(d, flash_plan_for(rows_b, len), merge_warps, 1, rows_b, rows_ld, st, q, kc, vc, base + b,
-                                           keys + b, len, s.heads, scale, act.part_o, act.part_ml, out, act.ld_o);
-                    continue;
-                }
-                launch_attention(d, attention, 1, rows_b, rows_ld, splits, st, q, kc, vc, base + b, keys + b, len, s.heads, scale,
-                                 act.part_o, act.part_ml);
-                launch_attention_merge(merge_warps, st, 1, len, s.heads, d, act.part_o, act.part_ml,
-                                       keys + b, keys_per_split(attention), rows_ld, splits, scale, out, act.ld_o);
             }
             products->run(L.out, act.attn, T, act.x, true);  // the residual rides in the product
             launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, st, act.x, E, L.ffn_norm1, zero, s.eps, act.hn, act.ld_h,
