@@ -52,7 +52,10 @@ struct CudaPrefixLoop::Impl {
     // returns its token count.
     int prepare(const std::vector<int>& n_prefix) {
         int T = 0;
-        int64_t part_rows = 0;  // the flash form may give a shorter prefix more splits of fewer rows
+        // The flash form gives a shorter prefix more splits of fewer rows, but never more than two
+        // 64-row blocks per SM of them (flash_plan): room for that from the start, so that a robot's
+        // next, shorter prompt does not grow the buffers and drop the captured graphs.
+        int64_t part_rows = attention == AttentionForm::flash && flash_splits == 0 ? int64_t{2} * kFlashRows * sms : 0;
         for (int n : n_prefix) {
             if (n < 1) throw std::invalid_argument("CUDA prefix loop: an empty prefix");
             T += n;
