@@ -35,7 +35,7 @@ struct CudaExpertLoop::Impl {
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // racing nothing with VLA_EDGE_CUDA_TUNED_PRODUCTS=0: cuBLAS's default
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
-    int sms = 0, flash_splits = 0;            // the flash form's plan: the device's SMs, VLA_EDGE_CUDA_FLASH_SPLITS
+    FlashSizing flash;                        // the flash form's plan (flash_sizing)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
@@ -153,8 +153,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim);
-    check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
-    m.flash_splits = flash_splits_asked();
+    m.flash = flash_sizing(kWho, m.spec.device);
     m.merge_warps = merge_warps_for(m.attention, 2);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
@@ -185,8 +184,7 @@ void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int
     for (int& k : keys) k += H;
     loop_require_ranges(kWho, bases, keys, s.cache_rows);
     check(cudaSetDevice(s.device), "selecting the device");
-    const SplitPlan plan = split_plan(m.attention, H * s.heads, B, *std::max_element(keys.begin(), keys.end()), m.sms,
-                                      m.flash_splits);
+    const SplitPlan plan = split_plan(m.attention, H * s.heads, B, *std::max_element(keys.begin(), keys.end()), m.flash);
     m.reserve(T, int64_t{B} * plan.splits * m.attention_rows_ld());
     const std::vector<int64_t> key = CapturedShapes::key_of(n_prefix, bases);
     if (!m.shapes.has(key)) m.tune_products(T);  // before its graph is captured

@@ -14,6 +14,9 @@
 #pragma once
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
 
 #include "expert_kernels.cuh"
 
@@ -258,32 +261,31 @@ __global__ void __launch_bounds__(128 * flash_pair(D), 2)
 #endif
 }
 
-// Whether the kernel is built for head_dim d (flash_pair says which).
-inline bool flash_head_dim(int d) { return d == 24 || d == 64 || d == 72 || d == 128 || d == 256; }
-
-// The kernel at head_dim d (one of flash_head_dim's) and its dynamic shared memory; `static` like the
-// launchers (tile_kernel_for says why).
-template <int D>
-static inline TileKernel flash_kernel_at() {
-    return TileKernel{reinterpret_cast<const void*>(attention_flash_kernel<D>), FlashLayout<D>::bytes};
-}
-static inline TileKernel flash_kernel_for(int d) {
+// Calls f(std::integral_constant<int, D>{}) for the head_dim d the kernel is built for (flash_pair
+// says with how many warps per tile) and returns true; false, calling nothing, for any other d. The
+// one list of built head dims: the kernel pointer, its shared memory and its launch all come from it.
+// `static`, like the launchers (tile_kernel_for says why): its instantiations stay in their unit.
+template <typename F>
+static inline bool with_flash_head_dim(int d, F&& f) {
     switch (d) {
-        case 24: return flash_kernel_at<24>();
-        case 64: return flash_kernel_at<64>();
-        case 72: return flash_kernel_at<72>();
-        case 128: return flash_kernel_at<128>();
-        default: return flash_kernel_at<256>();
+        case 24: f(std::integral_constant<int, 24>{}); return true;
+        case 64: f(std::integral_constant<int, 64>{}); return true;
+        case 72: f(std::integral_constant<int, 72>{}); return true;
+        case 128: f(std::integral_constant<int, 128>{}); return true;
+        case 256: f(std::integral_constant<int, 256>{}); return true;
+        default: return false;
     }
 }
+static inline bool flash_head_dim(int d) { return with_flash_head_dim(d, [](auto) {}); }
 
-template <int D>
-static inline void launch_flash_at(dim3 grid, cudaStream_t st, const __half* q, const __half* k, const __half* v,
-                                   const int* base, const int* keys, int rows_total, int rows_ld, const SplitPlan& plan,
-                                   int horizon, int heads, int out_groups, float scale, float* part_o, float2* part_ml,
-                                   bf16* out, int64_t ld_out) {
-    launch_kernel(attention_flash_kernel<D>, grid, 128 * flash_pair(D), FlashLayout<D>::bytes, st, q, k, v, base, keys,
-                  rows_total, rows_ld, plan.splits, plan.keys, horizon, heads, out_groups, scale, part_o, part_ml, out, ld_out);
+// The kernel at head_dim d and its dynamic shared memory (a null kernel for a head_dim it is not built for).
+static inline TileKernel flash_kernel_for(int d) {
+    TileKernel kernel{nullptr, 0};
+    with_flash_head_dim(d, [&](auto D) {
+        constexpr int kD = decltype(D)::value;
+        kernel = TileKernel{reinterpret_cast<const void*>(attention_flash_kernel<kD>), FlashLayout<kD>::bytes};
+    });
+    return kernel;
 }
 
 // Attention over `plan` for B observations of rows_total query rows each (horizon tokens x heads,
@@ -295,21 +297,29 @@ static inline void launch_flash_attention(int d, const SplitPlan& plan, int merg
                                           const int* keys, int horizon, int heads, float scale, float* part_o,
                                           float2* part_ml, bf16* out, int64_t ld_out, int out_groups = 1) {
     const dim3 grid(blocks(rows_total, kFlashRows), plan.splits, B);
-    auto* launch = d == 24 ? launch_flash_at<24> : d == 64 ? launch_flash_at<64> : d == 72 ? launch_flash_at<72>
-                 : d == 128 ? launch_flash_at<128> : launch_flash_at<256>;
-    launch(grid, st, q, k, v, base, keys, rows_total, rows_ld, plan, horizon, heads, out_groups, scale, part_o, part_ml, out,
-           ld_out);
+    const bool built = with_flash_head_dim(d, [&](auto D) {
+        constexpr int kD = decltype(D)::value;
+        launch_kernel(attention_flash_kernel<kD>, grid, 128 * flash_pair(kD), FlashLayout<kD>::bytes, st, q, k, v, base, keys,
+                      rows_total, rows_ld, plan.splits, plan.keys, horizon, heads, out_groups, scale, part_o, part_ml, out,
+                      ld_out);
+    });
+    if (!built) throw std::invalid_argument("flash attention: not built for head_dim " + std::to_string(d));
     if (plan.splits > 1) {
         launch_attention_merge(merge_warps < 1 ? 1 : merge_warps, st, B, horizon, heads, d, part_o, part_ml, keys, plan.keys,
                                rows_ld, plan.splits, scale, out, ld_out);
     }
 }
 
+// What the flash form's key splits depend on besides the launch: the device's SMs, and the splits
+// VLA_EDGE_CUDA_FLASH_SPLITS asks for (A/B runs; 0: flash_plan's).
+struct FlashSizing {
+    int sms = 0, forced = 0;
+};
+
 // The key splits a form takes for B observations of rows_total query rows, the longest with `keys`
-// keys (the tile and split forms: fixed keys per split; flash: its plan on `sms` SMs, `forced` splits
-// where asked).
-inline SplitPlan split_plan(AttentionForm form, int rows_total, int B, int keys, int sms, int forced) {
-    if (form == AttentionForm::flash) return flash_plan(rows_total, B, keys, sms, forced);
+// keys (the tile and split forms: fixed keys per split; flash: its plan for `sizing`).
+inline SplitPlan split_plan(AttentionForm form, int rows_total, int B, int keys, const FlashSizing& sizing) {
+    if (form == AttentionForm::flash) return flash_plan(rows_total, B, keys, sizing.sms, sizing.forced);
     return SplitPlan{attention_splits(form, keys), keys_per_split(form)};
 }
 

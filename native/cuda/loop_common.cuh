@@ -56,6 +56,12 @@ inline bool loop_switch(const char* name, bool fallback) {
     return fallback;
 }
 
+// Lets `kernel` (this translation unit's own: tile_kernel_for says why) take its dynamic shared memory.
+inline void allow_shared_memory(const char* who, const expert_kernels::TileKernel& kernel) {
+    loop_check(cudaFuncSetAttribute(kernel.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kernel.smem)),
+               who, "attention shared memory");
+}
+
 // The attention form both Gemma loops run: tile64w8 unless VLA_EDGE_CUDA_ATTENTION names another
 // (split128, tile64, tile32, tile128w8, flash: A/B runs), or the loop's own switch `own` does (the prefix
 // loop's VLA_EDGE_CUDA_PREFIX_ATTENTION, read first). tile64w8 is the default since the H100 run of 2026-12-07
@@ -88,15 +94,17 @@ static inline expert_kernels::AttentionForm prepare_attention(const char* who, i
         throw std::runtime_error(std::string(who) + ": attention needs " + std::to_string(tile.smem) +
                                  " bytes of shared memory per block; the device allows " + std::to_string(optin));
     }
-    loop_check(cudaFuncSetAttribute(tile.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(tile.smem)), who,
-               "attention shared memory");
+    allow_shared_memory(who, tile);
     return form;
 }
 
-// The flash form's key splits asked for by VLA_EDGE_CUDA_FLASH_SPLITS (A/B runs; 1 to 64), else 0: its plan.
-inline int flash_splits_asked() {
+// The flash form's sizing on `device`: its SMs, and VLA_EDGE_CUDA_FLASH_SPLITS (A/B runs; 1 to 64), else 0.
+inline expert_kernels::FlashSizing flash_sizing(const char* who, int device) {
+    expert_kernels::FlashSizing sizing;
+    loop_check(cudaDeviceGetAttribute(&sizing.sms, cudaDevAttrMultiProcessorCount, device), who, "device attributes");
     const char* v = std::getenv("VLA_EDGE_CUDA_FLASH_SPLITS");
-    return v ? std::max(0, std::min(64, std::atoi(v))) : 0;
+    sizing.forced = v ? std::max(0, std::min(64, std::atoi(v))) : 0;
+    return sizing;
 }
 
 // Warps per query row of the tile forms' attention merge (launch_attention_merge; 0 for the split

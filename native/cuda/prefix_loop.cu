@@ -32,8 +32,7 @@ struct CudaPrefixLoop::Impl {
     int merge_warps = 1;                                // merge_warps_for(attention, 1)
     bool vector_norms = true;                           // vector_norms_wanted()
     bool pdl = false;                                   // programmatic dependent launches (pdl_wanted)
-    int sms = 0;                                        // the device's SMs (the flash form's plan)
-    int flash_splits = 0;                               // VLA_EDGE_CUDA_FLASH_SPLITS: the flash form's splits asked for (0: its plan)
+    FlashSizing flash;                                  // the flash form's plan (flash_sizing)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
     // cuBLAS's default products unless VLA_EDGE_CUDA_PREFIX_TUNED=1: the algorithm raced per shape
     // (TunedProducts, as the expert loop's; opt-in until it has run in the loop on a GPU)
@@ -55,7 +54,7 @@ struct CudaPrefixLoop::Impl {
         // The flash form gives a shorter prefix more splits of fewer rows, but never more than two
         // 64-row blocks per SM of them (flash_plan): room for that from the start, so that a robot's
         // next, shorter prompt does not grow the buffers and drop the captured graphs.
-        int64_t part_rows = attention == AttentionForm::flash && flash_splits == 0 ? int64_t{2} * kFlashRows * sms : 0;
+        int64_t part_rows = attention == AttentionForm::flash && flash.forced == 0 ? int64_t{2} * kFlashRows * flash.sms : 0;
         for (int n : n_prefix) {
             if (n < 1) throw std::invalid_argument("CUDA prefix loop: an empty prefix");
             T += n;
@@ -72,7 +71,7 @@ struct CudaPrefixLoop::Impl {
     }
 
     // The attention's key splits for one observation of `rows` query rows over `keys` keys.
-    SplitPlan plan_for(int rows, int keys) const { return split_plan(attention, rows, 1, keys, sms, flash_splits); }
+    SplitPlan plan_for(int rows, int keys) const { return split_plan(attention, rows, 1, keys, flash); }
 
     // Races the four layer products' algorithms at T tokens over every layer's matrices
     // (TunedProducts::tune; once per token count, before its graph is captured). The two that add
@@ -160,8 +159,7 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
     m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION");
-    check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
-    m.flash_splits = flash_splits_asked();
+    m.flash = flash_sizing(kWho, m.spec.device);
     m.merge_warps = merge_warps_for(m.attention, 1);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);

@@ -60,30 +60,7 @@ void TunedProducts::tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloa
     }
     const Key key = key_of(W, T, accumulate, out);
     const int64_t ld = std::get<4>(key);
-    if (choices_.count(key)) return;
-    if (const Choice* near = raced_near(key)) {
-        Choice c;
-        c.timing = near->timing;
-        c.timing.tokens = T;
-        c.timing.reused_from = near->timing.tokens;
-        c.lt = near->lt;
-        if (c.lt) {
-            describe_product(c, W, T, out, ld);
-            c.algo = near->algo;
-            cublasLtMatmulHeuristicResult_t check_result{};
-            if (cublasLtMatmulAlgoCheck(lt_, c.desc, c.a, c.b, c.c, c.c, &c.algo, &check_result) != CUBLAS_STATUS_SUCCESS ||
-                check_result.workspaceSize > LoopStream::kWorkspace) {
-                c.lt = false;  // not valid at T: race (below) after freeing what was made
-                for (cublasLtMatrixLayout_t l : {c.a, c.b, c.c}) cublasLtMatrixLayoutDestroy(l);
-                cublasLtMatmulDescDestroy(c.desc);
-                c = Choice{};
-            }
-        }
-        if (c.timing.reused_from) {
-            choices_.emplace(key, c);
-            return;
-        }
-    }
+    if (choices_.count(key) || take_near(key, W, T, out)) return;
     const size_t n = hot_ ? 1 : Ws.size();
     // microseconds per product of one candidate, over the n matrices in turn (ten times over one)
     auto time_each = [&](const std::function<void(const CudaMatrix&)>& one) {
@@ -136,6 +113,29 @@ void TunedProducts::describe_product(Choice& c, const CudaMatrix& W, int T, cons
     check(cublasLtMatrixLayoutCreate(&c.a, CUDA_R_16BF, stride, rows, stride), "layout of W");
     check(cublasLtMatrixLayoutCreate(&c.b, CUDA_R_16BF, stride, T, stride), "layout of x");
     check(cublasLtMatrixLayoutCreate(&c.c, out.type, rows, T, ld), "layout of y");
+}
+
+bool TunedProducts::take_near(const Key& key, const CudaMatrix& W, int T, const Out& out) {
+    const Choice* near = raced_near(key);
+    if (!near) return false;
+    Choice c;
+    c.timing = near->timing;
+    c.timing.tokens = T;
+    c.timing.reused_from = near->timing.tokens;
+    c.lt = near->lt;
+    if (c.lt) {
+        describe_product(c, W, T, out, std::get<4>(key));
+        c.algo = near->algo;
+        cublasLtMatmulHeuristicResult_t check_result{};
+        if (cublasLtMatmulAlgoCheck(lt_, c.desc, c.a, c.b, c.c, c.c, &c.algo, &check_result) != CUBLAS_STATUS_SUCCESS ||
+            check_result.workspaceSize > LoopStream::kWorkspace) {
+            for (cublasLtMatrixLayout_t l : {c.a, c.b, c.c}) cublasLtMatrixLayoutDestroy(l);
+            cublasLtMatmulDescDestroy(c.desc);
+            return false;  // not valid at T: the caller races
+        }
+    }
+    choices_.emplace(key, c);
+    return true;
 }
 
 const TunedProducts::Choice* TunedProducts::raced_near(const Key& key) const {

@@ -95,6 +95,9 @@ class TunedProducts {
     void tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out, bool accumulate);
     // The raced choice nearest to `key` in tokens, within a quarter of them, or null.
     const Choice* raced_near(const Key& key) const;
+    // Stores that choice for `key` (W's shape at T tokens) where cuBLASLt accepts its algorithm at T;
+    // false where there is none or it is not valid (then the shape is raced).
+    bool take_near(const Key& key, const CudaMatrix& W, int T, const Out& out);
     // c's descriptor and layouts for W's shape at T tokens (the algorithm is chosen apart).
     void describe_product(Choice& c, const CudaMatrix& W, int T, const Out& out, int64_t ld) const;
     void run_out(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const;

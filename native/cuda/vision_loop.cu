@@ -205,9 +205,7 @@ CudaVisionLoop::CudaVisionLoop(CudaVisionSpec spec) : impl_(std::make_unique<Imp
     m.vector_norms = vector_norms_wanted();
     if (const char* v = std::getenv("VLA_EDGE_CUDA_VISION_ATTENTION"); v && !std::strcmp(v, "flash") &&
                                                                        expert_kernels::flash_head_dim(m.spec.head_dim)) {
-        const expert_kernels::TileKernel k = expert_kernels::flash_kernel_for(m.spec.head_dim);
-        check(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
-              "attention shared memory");
+        allow_shared_memory(kWho, expert_kernels::flash_kernel_for(m.spec.head_dim));
         m.flash = true;
     }
     m.io = std::make_unique<LoopStream>(kWho);
