@@ -162,21 +162,18 @@ int main(int argc, char** argv) {
 
     // every switch the configurations set, cleared before each is made
     const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
-                         "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS", "VLA_EDGE_CUDA_FLASH_SPLITS"};
+                         "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS", "VLA_EDGE_CUDA_FLASH_SPLITS",
+                         "VLA_EDGE_CUDA_STREAM_PRODUCTS"};
     const std::vector<Config> configs = {
         {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"},
                                               {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
         {"default: tile64w8, merge 2, cold, vector norms", {}},
-        {"products timed hot", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}}},
-        {"merge one warp per row", {{"VLA_EDGE_CUDA_MERGE_WARPS", "1"}}},
-        {"norms' rows read in loops", {{"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
-        {"attention tile64 (4 warps per block)", {{"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
         {"all four of the above (the default before)", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}, {"VLA_EDGE_CUDA_MERGE_WARPS", "1"},
                                                        {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
-        {"default + programmatic launches", {{"VLA_EDGE_CUDA_PDL", "1"}}},
         {"attention flash (its plan)", {{"VLA_EDGE_CUDA_ATTENTION", "flash"}}},
-        {"attention flash, unsplit", {{"VLA_EDGE_CUDA_ATTENTION", "flash"}, {"VLA_EDGE_CUDA_FLASH_SPLITS", "1"}}},
-        {"default, cuBLAS default products", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}}};
+        {"default, cuBLAS default products", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}},
+        {"default, stream products left out of the race", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "0"}}},
+        {"default, stream products alone", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}}}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
         for (const char* name : all) unsetenv(name);

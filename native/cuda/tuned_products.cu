@@ -1,10 +1,13 @@
 #include "tuned_products.h"
 
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 
 #include "graph_timer.cuh"
+#include "stream_product.cuh"
 
 namespace vla_edge {
 
@@ -13,11 +16,26 @@ namespace {
 void check(cublasStatus_t s, const char* what) { loop_check(s, "tuned products", what); }
 
 constexpr int kOffers = 16;  // cuBLASLt heuristic results raced per shape
+constexpr double kStreamBound = 1e-3;  // rel-L2 of a stream candidate from cuBLAS's default (both float32 sums
+                                       // of the same BF16 products: they differ in order only, ~1e-6)
+
+// VLA_EDGE_CUDA_STREAM_PRODUCTS: 0 leaves the stream product out, only races it alone, else beside cuBLAS
+int stream_mode() {
+    const char* v = std::getenv("VLA_EDGE_CUDA_STREAM_PRODUCTS");
+    if (v && !std::strcmp(v, "0")) return 0;
+    if (v && !std::strcmp(v, "only")) return 2;
+    return 1;
+}
 
 }  // namespace
 
-TunedProducts::TunedProducts(const LoopStream& io, bool cold, bool race) : io_(io), hot_(!cold), race_(race) {
-    if (race_) check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
+TunedProducts::TunedProducts(const LoopStream& io, bool cold, bool race)
+    : io_(io), hot_(!cold), race_(race), streams_(stream_mode()) {
+    if (!race_) return;
+    check(cublasLtCreate(&lt_), "creating a cuBLASLt handle");
+    int device = 0;
+    loop_check(cudaGetDevice(&device), "tuned products", "current device");
+    loop_check(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device), "tuned products", "device attributes");
 }
 
 TunedProducts::~TunedProducts() {
@@ -28,6 +46,89 @@ TunedProducts::~TunedProducts() {
         if (c.desc) cublasLtMatmulDescDestroy(c.desc);
     }
     if (lt_) cublasLtDestroy(lt_);
+    cudaFree(part_);
+    cudaFree(counters_);
+}
+
+bool TunedProducts::stream_takes(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out,
+                                 const stream_product::StreamPlan& plan) const {
+    return streams_ && out.type == CUDA_R_32F && stream_product::stream_product_fits(W, x, T) &&
+           stream_product::stream_part_floats(plan, static_cast<int>(W.rows), T) <= kPartFloats &&
+           stream_product::stream_counters(plan) <= kCounters;
+}
+
+void TunedProducts::run_stream(const stream_product::StreamPlan& plan, const CudaMatrix& W, const __nv_bfloat16* x,
+                               int T, const Out& out, bool accumulate) const {
+    stream_product::launch_stream_product(plan, W, x, T, static_cast<float*>(out.y), out.ldy ? out.ldy : W.rows,
+                                          accumulate ? 1.0f : 0.0f, part_, counters_, io_.stream);
+    loop_check(cudaGetLastError(), "tuned products", "stream product launch");
+}
+
+void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T,
+                                const Out& out, bool accumulate,
+                                const std::function<float(const std::function<void(const CudaMatrix&)>&)>& time_each) {
+    const CudaMatrix& W = Ws.front();
+    const int rows = static_cast<int>(W.rows);
+    // split counts: none, a few, and the one that gives every SM one block
+    const stream_product::StreamPlan whole = stream_product::stream_plan(rows, static_cast<int>(W.stride), T, 1);
+    const int fill = std::max(1, sms_ / std::max(1, whole.tiles * whole.token_blocks));
+    std::vector<int> asked = {1, 2, 4, 8, fill};
+    std::sort(asked.begin(), asked.end());
+    asked.erase(std::unique(asked.begin(), asked.end()), asked.end());
+    std::vector<stream_product::StreamPlan> plans;
+    for (int s : asked) {
+        const stream_product::StreamPlan p = stream_product::stream_plan(rows, static_cast<int>(W.stride), T, s);
+        const bool seen = std::any_of(plans.begin(), plans.end(), [&](const auto& q) { return q.splits == p.splits; });
+        if (!seen && stream_takes(W, x, T, out, p)) plans.push_back(p);
+    }
+    if (plans.empty()) return;
+    const char* who = "tuned products";
+    if (!part_) {
+        loop_check(cudaMalloc(&part_, kPartFloats * sizeof(float)), who, "allocating the stream product's partial sums");
+        loop_check(cudaMalloc(&counters_, kCounters * sizeof(unsigned)), who, "allocating the stream product's counters");
+        loop_check(cudaMemset(counters_, 0, kCounters * sizeof(unsigned)), who, "clearing the stream product's counters");
+        loop_check(stream_product::allow_stream_product(), who, "stream product shared memory");
+    }
+    // each plan against cuBLAS's default on the first matrix, packed and not accumulating
+    const size_t values = size_t{static_cast<size_t>(T)} * rows;
+    float *ref = nullptr, *mine = nullptr;
+    loop_check(cudaMalloc(&ref, values * sizeof(float)), who, "allocating the check's outputs");
+    loop_check(cudaMalloc(&mine, values * sizeof(float)), who, "allocating the check's outputs");
+    std::vector<float> a(values), b(values);
+    default_product(W, x, T, Out{ref, CUDA_R_32F, 0}, false);
+    loop_check(cudaMemcpyAsync(a.data(), ref, values * sizeof(float), cudaMemcpyDeviceToHost, io_.stream), who, "check");
+    std::vector<stream_product::StreamPlan> good;
+    for (const auto& p : plans) {
+        run_stream(p, W, x, T, Out{mine, CUDA_R_32F, 0}, false);
+        loop_check(cudaMemcpyAsync(b.data(), mine, values * sizeof(float), cudaMemcpyDeviceToHost, io_.stream), who, "check");
+        loop_check(cudaStreamSynchronize(io_.stream), who, "the stream product's check");
+        double diff = 0, norm = 0;
+        for (size_t i = 0; i < values; ++i) {
+            diff += (double{b[i]} - a[i]) * (double{b[i]} - a[i]);
+            norm += double{a[i]} * a[i];
+        }
+        const double rel = std::sqrt(diff / std::max(norm, 1e-300));
+        if (rel <= kStreamBound) {  // NaN fails too
+            good.push_back(p);
+        } else {
+            char why[96];
+            std::snprintf(why, sizeof why, "%sstream%d: rel-L2 %.3g from cuBLAS", c.timing.rejected.empty() ? "" : "; ",
+                          p.splits, rel);
+            c.timing.rejected += why;
+        }
+    }
+    cudaFree(ref);
+    cudaFree(mine);
+    for (const auto& p : good) {
+        c.timing.names.push_back("stream" + std::to_string(p.splits));
+        c.timing.us.push_back(time_each([&](const CudaMatrix& M) { run_stream(p, M, x, T, out, accumulate); }));
+        const bool alone_first = streams_ == 2 && c.stream.per == 0;  // only: the first stream entry wins outright
+        if (alone_first || c.timing.us.back() < c.timing.us[c.timing.chosen]) {
+            c.timing.chosen = static_cast<int>(c.timing.us.size()) - 1;
+            c.stream = p;
+            c.lt = false;
+        }
+    }
 }
 
 void TunedProducts::lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W,
@@ -100,6 +201,7 @@ void TunedProducts::tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloa
             c.lt = true;
         }
     }
+    race_stream(c, Ws, x, T, out, accumulate, time_each);
     choices_.emplace(key, c);
 }
 
@@ -123,6 +225,10 @@ bool TunedProducts::take_near(const Key& key, const CudaMatrix& W, int T, const 
     c.timing.tokens = T;
     c.timing.reused_from = near->timing.tokens;
     c.lt = near->lt;
+    if (near->stream.per) {  // the stream product at T tokens, as many splits as it raced with
+        c.stream = stream_product::stream_plan(static_cast<int>(W.rows), static_cast<int>(W.stride), T, near->stream.splits);
+        if (!stream_takes(W, nullptr, T, out, c.stream)) return false;
+    }
     if (c.lt) {
         describe_product(c, W, T, out, std::get<4>(key));
         c.algo = near->algo;
@@ -154,7 +260,9 @@ const TunedProducts::Choice* TunedProducts::raced_near(const Key& key) const {
 
 void TunedProducts::run_out(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const {
     const auto it = choices_.find(key_of(W, T, accumulate, out));
-    if (it == choices_.end() || !it->second.lt) {
+    if (it != choices_.end() && it->second.stream.per && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+        run_stream(it->second.stream, W, x, T, out, accumulate);
+    } else if (it == choices_.end() || !it->second.lt) {
         default_product(W, x, T, out, accumulate);
     } else {
         lt_product(it->second, it->second.algo, W, x, out.y, accumulate);
@@ -169,13 +277,17 @@ std::vector<ProductTiming> TunedProducts::timings() const {
 
 std::string TunedProducts::describe() const {
     if (!race_) return "cuBLAS default products";
-    int lt = 0, reused = 0;
+    int lt = 0, streamed = 0, reused = 0, rejected = 0;
     for (const auto& [key, c] : choices_) {
         lt += c.lt ? 1 : 0;
+        streamed += c.stream.per ? 1 : 0;
         reused += c.timing.reused_from ? 1 : 0;
+        rejected += c.timing.rejected.empty() || c.timing.reused_from ? 0 : 1;
     }
-    return std::to_string(choices_.size()) + " product shapes timed " + (hot_ ? "hot" : "cold") + ": " + std::to_string(lt) + " cuBLASLt, " +
-           std::to_string(choices_.size() - lt) + " cuBLAS default" + (reused ? ", " + std::to_string(reused) + " reused" : "");
+    auto count = [](int n, const char* what) { return n ? ", " + std::to_string(n) + " " + what : std::string(); };
+    return std::to_string(choices_.size()) + " product shapes timed " + (hot_ ? "hot" : "cold") + ": " + std::to_string(lt) +
+           " cuBLASLt, " + std::to_string(choices_.size() - lt - streamed) + " cuBLAS default" + count(streamed, "stream") +
+           count(reused, "reused") + count(rejected, "rejected");
 }
 
 }  // namespace vla_edge

@@ -14,12 +14,14 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "loop_common.cuh"
+#include "stream_product_plan.h"
 
 namespace vla_edge {
 
@@ -29,11 +31,13 @@ struct ProductTiming {
     int64_t ldy = 0;                // values between y's rows (rows: packed)
     bool bf16_out = false;          // y in BF16 (else float32)
     bool accumulate = false;        // beta = 1
-    std::vector<std::string> names;  // per candidate: "cublas", "lt<i>" (cuBLASLt's i-th offer)
+    std::vector<std::string> names;  // per candidate: "cublas", "lt<i>" (cuBLASLt's i-th offer), "stream<s>"
+                                     // (our stream product in s splits, stream_product.cuh)
     std::vector<float> us;          // per candidate
     int chosen = 0;
     int matrices = 1;  // how many matrices of the shape each timing went over (one: L2-hot)
     int reused_from = 0;  // tokens of the raced shape whose choice this one took (0: raced itself)
+    std::string rejected;  // stream candidates left out of the race: which, and their rel-L2 from cuBLAS
 };
 
 class TunedProducts {
@@ -41,6 +45,8 @@ class TunedProducts {
     // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
     // cold: tune() times over all of its matrices (the loops, unless VLA_EDGE_CUDA_TUNE_COLD=0), else over the first.
     // race false: tune() races nothing, so every product takes cuBLAS's default (a loop's switch off).
+    // The stream product (stream_product.cuh) joins each race where it takes the shape, unless
+    // VLA_EDGE_CUDA_STREAM_PRODUCTS=0; =only races it alone (the GPU tests' way of running it everywhere).
     TunedProducts(const LoopStream& io, bool cold, bool race = true);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
@@ -73,8 +79,9 @@ class TunedProducts {
         run_out(W, x, T, Out{y, CUDA_R_16BF, 0}, false);
     }
     std::vector<ProductTiming> timings() const;
-    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default" (", 2 reused" where shapes took
-    // a nearby race's choice); "cuBLAS default products" without a race
+    // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default" (", 2 stream" where our stream
+    // product won, ", 2 reused" where shapes took a nearby race's choice, ", 1 rejected" where a stream
+    // candidate differed from cuBLAS); "cuBLAS default products" without a race
     std::string describe() const;
     bool races() const { return race_; }
 
@@ -89,7 +96,8 @@ class TunedProducts {
         cublasLtMatmulDesc_t desc = nullptr;
         cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
         cublasLtMatmulAlgo_t algo{};
-        bool lt = false;  // false: cuBLAS's default won
+        bool lt = false;  // false: cuBLAS's default won (or the stream product)
+        stream_product::StreamPlan stream;  // where the stream product won, its plan (per 0: it did not)
         ProductTiming timing;
     };
     void tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out, bool accumulate);
@@ -105,6 +113,15 @@ class TunedProducts {
     void default_product(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out, bool accumulate) const;
     void lt_product(const Choice& c, const cublasLtMatmulAlgo_t& algo, const CudaMatrix& W, const __nv_bfloat16* x,
                     void* y, bool accumulate) const;
+    // Whether the stream product takes W's shape at T with `plan` (its partial sums fit the buffer).
+    bool stream_takes(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out,
+                      const stream_product::StreamPlan& plan) const;
+    void run_stream(const stream_product::StreamPlan& plan, const CudaMatrix& W, const __nv_bfloat16* x, int T,
+                        const Out& out, bool accumulate) const;
+    // The stream candidates' race entries for W's shape: each split count checked against cuBLAS's
+    // default on the real weights first (rel-L2 <= 1e-3, else rejected and named in c.timing.rejected).
+    void race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out,
+                     bool accumulate, const std::function<float(const std::function<void(const CudaMatrix&)>&)>& time_each);
     static Key key_of(const CudaMatrix& W, int T, bool accumulate, const Out& out) {
         return Key{static_cast<int>(W.rows), static_cast<int>(W.stride), T, accumulate, out.ldy ? out.ldy : W.rows,
                    static_cast<int>(out.type)};
@@ -114,6 +131,14 @@ class TunedProducts {
     cublasLtHandle_t lt_ = nullptr;
     bool hot_ = true;
     bool race_ = true;
+    int streams_ = 1;  // the stream product: 0 left out, 1 raced beside cuBLAS, 2 raced alone
+    int sms_ = 0;
+    // its partial sums and per-tile counters, made at the first race that offers it and kept (captured
+    // graphs hold their addresses); sized for the expert's products at up to kMaxTokens tokens
+    static constexpr int64_t kPartFloats = int64_t{1} << 22;
+    static constexpr int kCounters = 4096;
+    float* part_ = nullptr;
+    unsigned* counters_ = nullptr;
     std::map<Key, Choice> choices_;
 };
 

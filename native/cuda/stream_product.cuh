@@ -1,0 +1,174 @@
+// y (+)= W x for the expert's few tokens (50 per observation) as our own tensor-core kernel that
+// streams the weights through every SM at once. Why: at 50 tokens a product is its weights' read
+// (34.6 MB per expert layer, ~10.3 us at an H100's datasheet bandwidth), and cuBLASLt's best offers
+// took ~22 us for a layer's four products with their weights in L2 and ~28 us in the chunk
+// (docs/gpu.md, "Our own expert loop"), some of them split-K with a reduce kernel of their own. Here a
+// block owns 64 weight rows (outputs) and, where the rows alone leave SMs idle, one of `splits` slices
+// of the input values; it streams its 64-row slice through shared memory in 64-value stages
+// (cp.async, four in flight) beside the tokens' matching slice of x, and multiplies them with
+// mma.sync (BF16 in, float32 accumulate: the precision of cuBLAS's BF16 product). Split blocks write
+// float32 partial sums; the last block of each 64-row tile to finish (a counter per tile, reset by
+// that block for the next launch or graph replay) adds them in split order, so the result does not
+// depend on which block finished first. The first try of our own product (2026-12-06: CUDA cores,
+// atomic adds) took 42.6 us for a layer's four products, twice cuBLASLt's, and was removed.
+// TunedProducts races this kernel beside cuBLAS's offers, after checking it against cuBLAS on the
+// real weights. Included by tuned_products.cu only (its launchers are static: each translation unit
+// launching a static kernel must set its attribute itself).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "flash_attention.cuh"  // ldmatrix_x4, smem_u32; cp_async_commit / wait (expert_kernels.cuh)
+#include "stream_product_plan.h"
+
+namespace vla_edge {
+namespace stream_product {
+
+using expert_kernels::bf16;
+
+constexpr int kStages = 4;
+constexpr int kThreads = 128;
+constexpr size_t kTileValues = size_t{kTokens} * kDepth;  // one stage's x tile, and its W tile (kRows = kTokens)
+constexpr size_t kSmemBytes = kStages * 2 * kTileValues * sizeof(bf16);  // 64 KB
+
+// Offset of (row, value) in a 64 x 64 tile whose 128-byte rows hold their 16-byte pieces in the order
+// piece ^ (row % 8): ldmatrix's eight rows at one piece then fall in distinct banks.
+__device__ inline int swizzled(int row, int col) { return row * kDepth + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7); }
+
+// 16 bytes global -> shared, or zeros where !valid (rows past the tokens or the weights' rows)
+__device__ inline void cp_async16_or_zero(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(expert_kernels::smem_u32(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+#endif
+}
+
+// c += a b for one 16 x 8 x 16 tile: BF16 inputs, float32 accumulators.
+__device__ inline void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// Block (64-row tile, split, 64-token block). W [rows][K] and x [T][K] BF16 (K a multiple of 64, both
+// 16-byte aligned); y [T][ldy] float32, y = acc + beta y. Split s takes stages [s per, s per + per).
+// With one split the block writes y; with more, part [splits][T][rows] and `counters` (one per
+// (tile, token block), zero between launches) meet as above.
+static __global__ void __launch_bounds__(kThreads) stream_product_kernel(const bf16* __restrict__ W, int rows,
+                                                                        const bf16* __restrict__ x, int T, int K,
+                                                                        int per, float* y, int64_t ldy, float beta,
+                                                                        float* part, unsigned* counters) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using namespace expert_kernels;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16* tiles = reinterpret_cast<bf16*>(smem);  // stage i: x tile, then W tile
+    const int r0 = blockIdx.x * kRows, split = blockIdx.y, splits = gridDim.y, t0 = blockIdx.z * kTokens;
+    const int first = split * per, count = min(K / kDepth, first + per) - first;  // >= 1 (the host's plan)
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    auto stage = [&](int i) {  // the split's stage i into buffer i % kStages
+        bf16* xs = tiles + (i % kStages) * 2 * kTileValues;
+        bf16* ws = xs + kTileValues;
+        const int64_t k0 = int64_t{first + i} * kDepth;
+        for (int p = threadIdx.x; p < kTokens * (kDepth / 8); p += kThreads) {
+            const int r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, t = t0 + r, n = r0 + r;
+            cp_async16_or_zero(xs + swizzled(r, c), x + int64_t{t < T ? t : 0} * K + k0 + c, t < T);
+            cp_async16_or_zero(ws + swizzled(r, c), W + int64_t{n < rows ? n : 0} * K + k0 + c, n < rows);
+        }
+    };
+    for (int i = 0; i < kStages - 1; ++i) {
+        if (i < count) stage(i);
+        cp_async_commit();  // empty groups past the end keep the wait's count simple
+    }
+    const int m_tiles = min(kTokens, T - t0 + 15) / 16;  // 16-token tiles holding a real token
+    float acc[4][2][4] = {};  // [token tile][8-row half of the warp's 16 rows][fragment]
+    for (int i = 0; i < count; ++i) {
+        cp_async_wait<kStages - 2>();  // stage i has landed
+        __syncthreads();               // ... for every thread, and stage i - 1's buffer is free
+        if (i + kStages - 1 < count) stage(i + kStages - 1);
+        cp_async_commit();
+        const bf16* xs = tiles + (i % kStages) * 2 * kTileValues;
+        const bf16* ws = xs + kTileValues;
+#pragma unroll
+        for (int k = 0; k < kDepth / 16; ++k) {
+            unsigned b[4];  // the warp's 16 weight rows x 16 values: two 8-row B operands
+            ldmatrix_x4(b, ws + swizzled(warp * 16 + (lane & 7) + (lane >> 4) * 8, k * 16 + ((lane >> 3) & 1) * 8));
+#pragma unroll
+            for (int m = 0; m < 4; ++m) {
+                if (m >= m_tiles) break;
+                unsigned a[4];
+                ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
+                mma_bf16(acc[m][0], a, b[0], b[1]);
+                mma_bf16(acc[m][1], a, b[2], b[3]);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    // the thread's fragment: token t0 + 16 m + lane / 4 (+ 8 for e >= 2), row r0 + 16 warp + 8 j + 2 (lane % 4) + e % 2
+    auto each = [&](auto&& visit) {
+#pragma unroll
+        for (int m = 0; m < 4; ++m)
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int t = t0 + m * 16 + lane / 4 + (e >> 1) * 8, n = r0 + warp * 16 + j * 8 + (lane % 4) * 2 + (e & 1);
+                    if (t < T && n < rows) visit(acc[m][j][e], t, n);
+                }
+    };
+    auto write = [&](float v, int t, int n) {
+        float* o = y + int64_t{t} * ldy + n;
+        *o = beta != 0.0f ? v + beta * *o : v;
+    };
+    if (splits == 1) {
+        each([&](float v, int t, int n) { write(v, t, n); });
+        return;
+    }
+    each([&](float v, int t, int n) { part[(int64_t{split} * T + t) * rows + n] = v; });
+    __threadfence();
+    __syncthreads();
+    __shared__ bool last;
+    if (threadIdx.x == 0) {
+        unsigned* counter = counters + blockIdx.z * gridDim.x + blockIdx.x;
+        last = atomicAdd(counter, 1u) == static_cast<unsigned>(splits - 1);
+        if (last) *counter = 0;  // every other split has counted: ready for the next launch
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    each([&](float, int t, int n) {
+        float sum = 0.0f;
+        for (int s = 0; s < splits; ++s) sum += __ldcg(part + (int64_t{s} * T + t) * rows + n);  // split order
+        write(sum, t, n);
+    });
+#endif
+}
+
+// Whether the kernel takes the product: BF16 W whose stride is a multiple of 64 values, at most
+// kMaxTokens tokens, float32 out, 16-byte aligned inputs.
+static inline bool stream_product_fits(const CudaMatrix& W, const void* x, int T) {
+    return W.type == CudaElem::bf16 && W.stride % kDepth == 0 && W.stride >= kDepth && T >= 1 && T <= kMaxTokens &&
+           reinterpret_cast<uintptr_t>(W.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+}
+
+// Sets the kernel's shared-memory allowance (64 KB: every device of compute capability 8.0+ gives it);
+// once per translation unit before the first launch.
+static inline cudaError_t allow_stream_product() {
+    return cudaFuncSetAttribute(stream_product_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(kSmemBytes));
+}
+
+static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& W, const bf16* x, int T, float* y, int64_t ldy,
+                                  float beta, float* part, unsigned* counters, cudaStream_t st) {
+    stream_product_kernel<<<dim3(p.tiles, p.splits, p.token_blocks), kThreads, kSmemBytes, st>>>(
+        static_cast<const bf16*>(W.data), static_cast<int>(W.rows), x, T, static_cast<int>(W.stride), p.per, y, ldy, beta,
+        part, counters);
+}
+
+}  // namespace stream_product
+}  // namespace vla_edge

@@ -1,0 +1,39 @@
+// How the stream product (stream_product.cuh) covers a product: its tiles and input-value splits.
+// Host-only, so that tuned_products.h can hold a plan without every loop compiling the kernel.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace vla_edge {
+namespace stream_product {
+
+constexpr int kRows = 64;     // weight rows (outputs) per block: 16 per warp
+constexpr int kTokens = 64;   // tokens per block (more: grid z)
+constexpr int kDepth = 64;    // input values per stage
+constexpr int kMaxTokens = 128;  // offered up to here: a weight-streaming product, not a compute-bound one
+
+// How the kernel covers a product: `splits` slices of `per` stages each (the last may be shorter).
+struct StreamPlan {
+    int splits = 1, per = 0;
+    int tiles = 0, token_blocks = 0;  // grid x and z
+};
+// The plan for asking `splits` slices (bounded by the stages; none left empty).
+inline StreamPlan stream_plan(int rows, int K, int T, int splits) {
+    const int stages = std::max(1, K / kDepth);  // K < 64: never launched (stream_product_fits)
+    const int asked = std::max(1, std::min(splits, stages));
+    StreamPlan p;
+    p.per = (stages + asked - 1) / asked;
+    p.splits = (stages + p.per - 1) / p.per;
+    p.tiles = (rows + kRows - 1) / kRows;
+    p.token_blocks = (T + kTokens - 1) / kTokens;
+    return p;
+}
+// Partial sums and counters the plan needs (floats, counters); zero floats for one split.
+inline int64_t stream_part_floats(const StreamPlan& p, int rows, int T) {
+    return p.splits > 1 ? int64_t{p.splits} * T * rows : 0;
+}
+inline int stream_counters(const StreamPlan& p) { return p.tiles * p.token_blocks; }
+
+}  // namespace stream_product
+}  // namespace vla_edge
