@@ -326,7 +326,9 @@ void race_products(const std::vector<ProductShape>& shapes, int T, const char* w
             std::printf("%s %-8s %5d x %5d, %d tokens, %d matrices: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu, "
                         "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, mine.matrices, mine.us[0],
                         mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), floor_us);
-            prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"cold\": " +
+            if (!mine.rejected.empty()) std::printf("  REJECTED (differs from cuBLAS): %s\n", mine.rejected.c_str());
+            prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"rejected\": \"" +
+                     mine.rejected + "\", \"cold\": " +
                      (cold ? "true" : "false") + ", \"tokens\": " + std::to_string(T) + ", \"matrices\": " +
                      std::to_string(mine.matrices) + ", \"default_us\": " + std::to_string(mine.us[0]) + ", \"chosen\": \"" +
                      mine.names[mine.chosen] + "\", \"chosen_rerun_us\": " + std::to_string(rerun) + ", \"candidates_us\": [" +
@@ -349,6 +351,9 @@ void race_products(const std::vector<ProductShape>& shapes, int T, const char* w
 }  // namespace
 
 int main(int argc, char** argv) {
+    // our stream product joins every race here (opt-in in the loops until it has run on a GPU), so that
+    // its candidates' times stand beside cuBLAS's; VLA_EDGE_CUDA_STREAM_PRODUCTS set outside wins
+    setenv("VLA_EDGE_CUDA_STREAM_PRODUCTS", "1", 0);
     int keys_arg = 632, batch = 1, tokens = 50, head_dim = 256;
     std::string out_path, products_of;
     for (int i = 1; i + 1 < argc; i += 2) {

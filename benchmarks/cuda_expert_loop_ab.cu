@@ -2,8 +2,9 @@
 // on random weights, once per configuration in one process: the first default (128-key split
 // attention, cuBLAS's default products: measured end to end at commit d885104) beside today's default
 // (eight-warp tile attention with 64-key splits and a two-warp merge, products with algorithms timed
-// cold, norms' rows in registers), each of its switches turned back alone and all together (the
-// default before 2026-12-07's fifth session), and the other forms. Each is
+// cold, norms' rows in registers), its switches turned back together (the default before 2026-12-07's
+// fifth session), the flash attention, and our stream product's forms (raced beside cuBLAS's offers or
+// alone, GeGLU in it or apart, with programmatic launches). Each is
 // checked against the first on the same noise and prefix (rel-L2 of the action chunk) and timed per chunk,
 // the configurations taking turns. Needs no ggml and no native core: nvcc builds it with the loop's
 // own sources in well under a minute (docs/gpu.md, "Kernel bench"):
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
     // every switch the configurations set, cleared before each is made
     const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
                          "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS", "VLA_EDGE_CUDA_FLASH_SPLITS",
-                         "VLA_EDGE_CUDA_STREAM_PRODUCTS"};
+                         "VLA_EDGE_CUDA_STREAM_PRODUCTS", "VLA_EDGE_CUDA_STREAM_GEGLU"};
     const std::vector<Config> configs = {
         {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"},
                                               {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
@@ -172,8 +173,11 @@ int main(int argc, char** argv) {
                                                        {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
         {"attention flash (its plan)", {{"VLA_EDGE_CUDA_ATTENTION", "flash"}}},
         {"default, cuBLAS default products", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}},
-        {"default, stream products left out of the race", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "0"}}},
-        {"default, stream products alone", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}}}};
+        {"stream products raced beside cuBLAS's", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "1"}}},
+        {"stream products alone", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}}},
+        {"stream products alone, GeGLU apart", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}, {"VLA_EDGE_CUDA_STREAM_GEGLU", "0"}}},
+        {"stream products alone + programmatic launches", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}, {"VLA_EDGE_CUDA_PDL", "1"}}},
+        {"stream products raced + programmatic launches", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "1"}, {"VLA_EDGE_CUDA_PDL", "1"}}}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
     for (const Config& c : configs) {  // each reads the switches when it is made
         for (const char* name : all) unsetenv(name);
@@ -214,12 +218,15 @@ int main(int argc, char** argv) {
             if (!std::strncmp(configs[i].name, prefix, std::strlen(prefix))) return i;
         return size_t{0};
     };
-    const size_t before = named("all four"), pdl = named("default + programmatic"), flash = named("attention flash (its"),
-                 flash1 = named("attention flash, unsplit");
-    std::printf("  ratio default / first: %.3f; default / the default before: %.3f; programmatic launches / default: %.3f; "
-                "flash / default: %.3f; flash unsplit / default: %.3f\n",
-                median(1) / median(0), median(1) / median(before), median(pdl) / median(1), median(flash) / median(1),
-                median(flash1) / median(1));
+    const size_t before = named("all four"), flash = named("attention flash (its"), raced = named("stream products raced beside"),
+                 alone = named("stream products alone"), apart = named("stream products alone, GeGLU"),
+                 alone_pdl = named("stream products alone +"), raced_pdl = named("stream products raced +");
+    std::printf("  ratio default / first: %.3f; default / the default before: %.3f; flash / default: %.3f\n"
+                "  stream products: raced / default %.3f, alone / default %.3f, GeGLU apart / alone %.3f, "
+                "programmatic launches: alone %.3f, raced %.3f (/ default)\n",
+                median(1) / median(0), median(1) / median(before), median(flash) / median(1), median(raced) / median(1),
+                median(alone) / median(1), median(apart) / median(alone), median(alone_pdl) / median(1),
+                median(raced_pdl) / median(1));
     std::printf(exact ? "  every configuration within 5e-3 of the first\n" : "  OUTSIDE 5e-3: see above\n");
     return exact ? 0 : 2;
 }

@@ -38,7 +38,7 @@ nvcc -shared -o "$out/loops.so" "${objs[@]}" -lcublasLt -lcublas
 # nvcc gives each translation unit its own host stub of a template kernel (a local symbol), so a
 # function that sets a kernel's attribute or launches one must be local too: a merged (weak) inline
 # copy acts on one unit's kernel only (the prefix loop's attention failed so on the GPU, 2026-12-07)
-if nm -C "${objs[@]}" | grep -E " [WV] .*(prepare_attention|tile_kernel_for|launch_attention|flash_kernel_for|launch_flash|with_flash_head_dim|stream_product)"; then
+if nm -C "${objs[@]}" | grep -E " [WV] .*(prepare_attention|tile_kernel_for|launch_attention|flash_kernel_for|launch_flash|with_flash_head_dim|launch_stream_product|allow_stream_product)"; then
   echo "native/cuda: the functions above must be static (one per translation unit)" >&2; exit 1
 fi
 echo "native/cuda: compiled and linked"

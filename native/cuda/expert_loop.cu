@@ -35,6 +35,10 @@ struct CudaExpertLoop::Impl {
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // racing nothing with VLA_EDGE_CUDA_TUNED_PRODUCTS=0: cuBLAS's default
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
+    // GeGLU in the gate/up product where the stream product won its race (VLA_EDGE_CUDA_STREAM_GEGLU=0:
+    // the product and the GeGLU kernel apart, A/B); `fused_geglu`: whether the last captured shape did
+    bool geglu_in_product = true;
+    mutable bool fused_geglu = false;
     FlashSizing flash;                        // the flash form's plan (flash_sizing)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
@@ -100,8 +104,11 @@ struct CudaExpertLoop::Impl {
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
                               vector_norms);
-                products->run(L.gate_up, act.hn, T, act.gu, false);
-                launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
+                fused_geglu = geglu_in_product && products->run_geglu(L.gate_up, act.hn, T, act.g, act.ld_f);
+                if (!fused_geglu) {
+                    products->run(L.gate_up, act.hn, T, act.gu, false);
+                    launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
+                }
                 products->run(L.down_w[step], act.g, T, act.x, true);
             }
             const float *o1 = s.out_mod1 + step * step_mod, *o = s.out_mod + step * step_mod;
@@ -157,6 +164,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.merge_warps = merge_warps_for(m.attention, 2);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
+    m.geglu_in_product = loop_switch("VLA_EDGE_CUDA_STREAM_GEGLU", true);
     m.io = std::make_unique<LoopStream>(kWho);
     // tuned unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (the default since the H100 run of 2026-12-07); timed
     // cold unless VLA_EDGE_CUDA_TUNE_COLD=0 (the default since that day's fifth-session run, docs/gpu.md)
@@ -172,7 +180,7 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
-    return loop_forms_note(m.attention, m.merge_warps, m.products->describe(),
+    return loop_forms_note(m.attention, m.merge_warps, m.products->describe() + (m.fused_geglu ? "; GeGLU in the product" : ""),
                            m.vector_norms, m.pdl);
 }
 

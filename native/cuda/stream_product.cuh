@@ -57,42 +57,75 @@ __device__ inline void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned 
 }
 
 // Block (64-row tile, split, 64-token block). W [rows][K] and x [T][K] BF16 (K a multiple of 64, both
-// 16-byte aligned); y [T][ldy] float32, y = acc + beta y. Split s takes stages [s per, s per + per).
-// With one split the block writes y; with more, part [splits][T][rows] and `counters` (one per
-// (tile, token block), zero between launches) meet as above.
-static __global__ void __launch_bounds__(kThreads) stream_product_kernel(const bf16* __restrict__ W, int rows,
-                                                                        const bf16* __restrict__ x, int T, int K,
-                                                                        int per, float* y, int64_t ldy, float beta,
-                                                                        float* part, unsigned* counters) {
+// 16-byte aligned); split s takes stages [s per, s per + per). Plain (Geglu false): y [T][ldy] float32,
+// y = acc + beta y. Geglu: W is the fused [gate F | up F] matrix and tile i holds gate rows
+// [32 i, 32 i + 32) beside the same up rows, so the block writes g[t][j] = gelu_tanh(gate) * up in BF16
+// (ldy apart, F = rows / 2): the GeGLU kernel and the float32 [gate | up] rows' write and read go.
+// With one split the block writes its result; with more, part [splits][T][rows] and `counters` (one
+// per (tile, token block), zero between launches) meet as above. Under programmatic dependent launch
+// the first stages' weights are requested before the wait for the kernel before (they do not depend
+// on it), so their read overlaps that kernel's end.
+template <bool Geglu>
+__global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16* __restrict__ W, int rows,
+                                                                 const bf16* __restrict__ x, int T, int K, int per,
+                                                                 void* y, int64_t ldy, float beta, float* part,
+                                                                 unsigned* counters) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using namespace expert_kernels;
     extern __shared__ __align__(128) unsigned char smem[];
     bf16* tiles = reinterpret_cast<bf16*>(smem);  // stage i: x tile, then W tile
-    const int r0 = blockIdx.x * kRows, split = blockIdx.y, splits = gridDim.y, t0 = blockIdx.z * kTokens;
+    const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y, t0 = blockIdx.z * kTokens;
     const int first = split * per, count = min(K / kDepth, first + per) - first;  // >= 1 (the host's plan)
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    auto stage = [&](int i) {  // the split's stage i into buffer i % kStages
-        bf16* xs = tiles + (i % kStages) * 2 * kTileValues;
-        bf16* ws = xs + kTileValues;
-        const int64_t k0 = int64_t{first + i} * kDepth;
-        for (int p = threadIdx.x; p < kTokens * (kDepth / 8); p += kThreads) {
-            const int r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, t = t0 + r, n = r0 + r;
-            cp_async16_or_zero(xs + swizzled(r, c), x + int64_t{t < T ? t : 0} * K + k0 + c, t < T);
-            cp_async16_or_zero(ws + swizzled(r, c), W + int64_t{n < rows ? n : 0} * K + k0 + c, n < rows);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, F = rows / 2;
+    // the W row of the tile's local row r (-1: past the matrix)
+    auto w_row = [&](int r) {
+        if constexpr (Geglu) {
+            const int j = tile * (kRows / 2) + r % (kRows / 2);
+            return j < F ? j + (r < kRows / 2 ? 0 : F) : -1;
+        } else {
+            const int n = tile * kRows + r;
+            return n < rows ? n : -1;
         }
     };
+    auto x_tile = [&](int i) { return tiles + (i % kStages) * 2 * kTileValues; };
+    auto stage_w = [&](int i) {  // the split's stage i of W into buffer i % kStages
+        bf16* ws = x_tile(i) + kTileValues;
+        const int64_t k0 = int64_t{first + i} * kDepth;
+        for (int p = threadIdx.x; p < kRows * (kDepth / 8); p += kThreads) {
+            const int r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, n = w_row(r);
+            cp_async16_or_zero(ws + swizzled(r, c), W + int64_t{n < 0 ? 0 : n} * K + k0 + c, n >= 0);
+        }
+    };
+    auto stage_x = [&](int i) {
+        bf16* xs = x_tile(i);
+        const int64_t k0 = int64_t{first + i} * kDepth;
+        for (int p = threadIdx.x; p < kTokens * (kDepth / 8); p += kThreads) {
+            const int r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, t = t0 + r;
+            cp_async16_or_zero(xs + swizzled(r, c), x + int64_t{t < T ? t : 0} * K + k0 + c, t < T);
+        }
+    };
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+    for (int i = 0; i < kStages - 1 && i < count; ++i) stage_w(i);  // the weights need nothing from before
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");  // x, y and the partial sums do
+#endif
     for (int i = 0; i < kStages - 1; ++i) {
-        if (i < count) stage(i);
-        cp_async_commit();  // empty groups past the end keep the wait's count simple
+        if (i < count) stage_x(i);
+        cp_async_commit();  // group 0 also holds the early weights; empty groups past the end keep the count simple
     }
     const int m_tiles = min(kTokens, T - t0 + 15) / 16;  // 16-token tiles holding a real token
     float acc[4][2][4] = {};  // [token tile][8-row half of the warp's 16 rows][fragment]
     for (int i = 0; i < count; ++i) {
         cp_async_wait<kStages - 2>();  // stage i has landed
         __syncthreads();               // ... for every thread, and stage i - 1's buffer is free
-        if (i + kStages - 1 < count) stage(i + kStages - 1);
+        if (i + kStages - 1 < count) {
+            stage_w(i + kStages - 1);
+            stage_x(i + kStages - 1);
+        }
         cp_async_commit();
-        const bf16* xs = tiles + (i % kStages) * 2 * kTileValues;
+        const bf16* xs = x_tile(i);
         const bf16* ws = xs + kTileValues;
 #pragma unroll
         for (int k = 0; k < kDepth / 16; ++k) {
@@ -100,16 +133,17 @@ static __global__ void __launch_bounds__(kThreads) stream_product_kernel(const b
             ldmatrix_x4(b, ws + swizzled(warp * 16 + (lane & 7) + (lane >> 4) * 8, k * 16 + ((lane >> 3) & 1) * 8));
 #pragma unroll
             for (int m = 0; m < 4; ++m) {
-                if (m >= m_tiles) break;
-                unsigned a[4];
-                ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
-                mma_bf16(acc[m][0], a, b[0], b[1]);
-                mma_bf16(acc[m][1], a, b[2], b[3]);
+                if (m < m_tiles) {
+                    unsigned a[4];
+                    ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
+                    mma_bf16(acc[m][0], a, b[0], b[1]);
+                    mma_bf16(acc[m][1], a, b[2], b[3]);
+                }
             }
         }
     }
     cp_async_wait<0>();
-    // the thread's fragment: token t0 + 16 m + lane / 4 (+ 8 for e >= 2), row r0 + 16 warp + 8 j + 2 (lane % 4) + e % 2
+    // the thread's fragment: token t0 + 16 m + lane / 4 (+ 8 for e >= 2), local row 16 warp + 8 j + 2 (lane % 4) + e % 2
     auto each = [&](auto&& visit) {
 #pragma unroll
         for (int m = 0; m < 4; ++m)
@@ -117,57 +151,83 @@ static __global__ void __launch_bounds__(kThreads) stream_product_kernel(const b
             for (int j = 0; j < 2; ++j)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int t = t0 + m * 16 + lane / 4 + (e >> 1) * 8, n = r0 + warp * 16 + j * 8 + (lane % 4) * 2 + (e & 1);
-                    if (t < T && n < rows) visit(acc[m][j][e], t, n);
+                    const int t = t0 + m * 16 + lane / 4 + (e >> 1) * 8, r = warp * 16 + j * 8 + (lane % 4) * 2 + (e & 1);
+                    visit(acc[m][j][e], t, r, t < T ? w_row(r) : -1);
                 }
     };
-    auto write = [&](float v, int t, int n) {
-        float* o = y + int64_t{t} * ldy + n;
-        *o = beta != 0.0f ? v + beta * *o : v;
-    };
-    if (splits == 1) {
-        each([&](float v, int t, int n) { write(v, t, n); });
-        return;
+    if (splits > 1) {
+        each([&](float v, int t, int, int n) {
+            if (n >= 0) part[(int64_t{split} * T + t) * rows + n] = v;
+        });
+        __threadfence();
+        __syncthreads();
+        __shared__ bool last;
+        if (threadIdx.x == 0) {
+            unsigned* counter = counters + blockIdx.z * gridDim.x + blockIdx.x;
+            last = atomicAdd(counter, 1u) == static_cast<unsigned>(splits - 1);
+            if (last) *counter = 0;  // every other split has counted: ready for the next launch
+        }
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        each([&](float& v, int t, int, int n) {
+            if (n < 0) return;
+            float sum = 0.0f;
+            for (int s = 0; s < splits; ++s) sum += __ldcg(part + (int64_t{s} * T + t) * rows + n);  // split order
+            v = sum;
+        });
     }
-    each([&](float v, int t, int n) { part[(int64_t{split} * T + t) * rows + n] = v; });
-    __threadfence();
-    __syncthreads();
-    __shared__ bool last;
-    if (threadIdx.x == 0) {
-        unsigned* counter = counters + blockIdx.z * gridDim.x + blockIdx.x;
-        last = atomicAdd(counter, 1u) == static_cast<unsigned>(splits - 1);
-        if (last) *counter = 0;  // every other split has counted: ready for the next launch
+    if constexpr (!Geglu) {
+        float* out = static_cast<float*>(y);
+        each([&](float v, int t, int, int n) {
+            if (n < 0) return;
+            float* o = out + int64_t{t} * ldy + n;
+            *o = beta != 0.0f ? v + beta * *o : v;
+        });
+    } else {
+        // warps 2 and 3 hold the up rows of warps 0 and 1's gate rows: passed through shared memory
+        __syncthreads();  // every warp is done with the stages' buffers
+        float* ups = reinterpret_cast<float*>(smem);  // [64 tokens][32 rows]
+        if (warp >= 2) each([&](float v, int t, int r, int) { ups[(t - t0) * (kRows / 2) + r - kRows / 2] = v; });
+        __syncthreads();
+        if (warp < 2) {
+            bf16* g = static_cast<bf16*>(y);
+            each([&](float v, int t, int r, int n) {
+                if (n >= 0) g[int64_t{t} * ldy + n] = __float2bfloat16(gelu_tanh(v) * ups[(t - t0) * (kRows / 2) + r]);
+            });
+        }
     }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    each([&](float, int t, int n) {
-        float sum = 0.0f;
-        for (int s = 0; s < splits; ++s) sum += __ldcg(part + (int64_t{s} * T + t) * rows + n);  // split order
-        write(sum, t, n);
-    });
 #endif
 }
 
 // Whether the kernel takes the product: BF16 W whose stride is a multiple of 64 values, at most
-// kMaxTokens tokens, float32 out, 16-byte aligned inputs.
+// kMaxTokens tokens, 16-byte aligned inputs.
 static inline bool stream_product_fits(const CudaMatrix& W, const void* x, int T) {
     return W.type == CudaElem::bf16 && W.stride % kDepth == 0 && W.stride >= kDepth && T >= 1 && T <= kMaxTokens &&
            reinterpret_cast<uintptr_t>(W.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
-// Sets the kernel's shared-memory allowance (64 KB: every device of compute capability 8.0+ gives it);
+// Sets both forms' shared-memory allowance (64 KB: every device of compute capability 8.0+ gives it);
 // once per translation unit before the first launch.
 static inline cudaError_t allow_stream_product() {
-    return cudaFuncSetAttribute(stream_product_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                static_cast<int>(kSmemBytes));
+    for (auto kernel : {stream_product_kernel<false>, stream_product_kernel<true>}) {
+        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes));
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
 }
 
-static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& W, const bf16* x, int T, float* y, int64_t ldy,
-                                  float beta, float* part, unsigned* counters, cudaStream_t st) {
-    stream_product_kernel<<<dim3(p.tiles, p.splits, p.token_blocks), kThreads, kSmemBytes, st>>>(
-        static_cast<const bf16*>(W.data), static_cast<int>(W.rows), x, T, static_cast<int>(W.stride), p.per, y, ldy, beta,
-        part, counters);
+// y (+)= W x (float32 y [T][ldy]), or with `geglu` g = gelu_tanh(gate) * up (BF16 g [T][ldy], W the fused
+// [gate | up] matrix, rows / 2 a multiple of 32: then the plan's 64-row tiles are its 32-row pairs).
+// Through launch_kernel: programmatic where the loop launches so.
+static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& W, const bf16* x, int T, void* y,
+                                         int64_t ldy, float beta, bool geglu, float* part, unsigned* counters,
+                                         cudaStream_t st) {
+    const dim3 grid(p.tiles, p.splits, p.token_blocks);
+    const int rows = static_cast<int>(W.rows), K = static_cast<int>(W.stride);
+    const bf16* w = static_cast<const bf16*>(W.data);
+    expert_kernels::launch_kernel(geglu ? stream_product_kernel<true> : stream_product_kernel<false>, grid, kThreads,
+                                  kSmemBytes, st, w, rows, x, T, K, p.per, y, ldy, beta, part, counters);
 }
 
 }  // namespace stream_product

@@ -19,12 +19,13 @@ constexpr int kOffers = 16;  // cuBLASLt heuristic results raced per shape
 constexpr double kStreamBound = 1e-3;  // rel-L2 of a stream candidate from cuBLAS's default (both float32 sums
                                        // of the same BF16 products: they differ in order only, ~1e-6)
 
-// VLA_EDGE_CUDA_STREAM_PRODUCTS: 0 leaves the stream product out, only races it alone, else beside cuBLAS
+// VLA_EDGE_CUDA_STREAM_PRODUCTS: 1 races the stream product beside cuBLAS, only races it alone, else
+// (the default until it has run on a GPU) it stays out
 int stream_mode() {
     const char* v = std::getenv("VLA_EDGE_CUDA_STREAM_PRODUCTS");
-    if (v && !std::strcmp(v, "0")) return 0;
+    if (v && !std::strcmp(v, "1")) return 1;
     if (v && !std::strcmp(v, "only")) return 2;
-    return 1;
+    return 0;
 }
 
 }  // namespace
@@ -59,9 +60,22 @@ bool TunedProducts::stream_takes(const CudaMatrix& W, const __nv_bfloat16* x, in
 
 void TunedProducts::run_stream(const stream_product::StreamPlan& plan, const CudaMatrix& W, const __nv_bfloat16* x,
                                int T, const Out& out, bool accumulate) const {
-    stream_product::launch_stream_product(plan, W, x, T, static_cast<float*>(out.y), out.ldy ? out.ldy : W.rows,
-                                          accumulate ? 1.0f : 0.0f, part_, counters_, io_.stream);
+    stream_product::launch_stream_product(plan, W, x, T, out.y, out.ldy ? out.ldy : W.rows, accumulate ? 1.0f : 0.0f,
+                                          false, part_, counters_, io_.stream);
     loop_check(cudaGetLastError(), "tuned products", "stream product launch");
+}
+
+bool TunedProducts::run_geglu(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* g, int64_t ldg) const {
+    const Out plain{nullptr, CUDA_R_32F, 0};
+    const auto it = choices_.find(key_of(W, T, false, plain));
+    // pairs of 32 gate and 32 up rows fill the plan's 64-row tiles
+    if (it == choices_.end() || !it->second.stream.per || W.rows % stream_product::kRows != 0 ||
+        reinterpret_cast<uintptr_t>(x) % 16 != 0) {
+        return false;
+    }
+    stream_product::launch_stream_product(it->second.stream, W, x, T, g, ldg, 0.0f, true, part_, counters_, io_.stream);
+    loop_check(cudaGetLastError(), "tuned products", "stream product (GeGLU) launch");
+    return true;
 }
 
 void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T,

@@ -45,8 +45,9 @@ class TunedProducts {
     // The products run on `io`'s stream, cuBLAS handle and workspace; `io` must outlive this.
     // cold: tune() times over all of its matrices (the loops, unless VLA_EDGE_CUDA_TUNE_COLD=0), else over the first.
     // race false: tune() races nothing, so every product takes cuBLAS's default (a loop's switch off).
-    // The stream product (stream_product.cuh) joins each race where it takes the shape, unless
-    // VLA_EDGE_CUDA_STREAM_PRODUCTS=0; =only races it alone (the GPU tests' way of running it everywhere).
+    // The stream product (stream_product.cuh) joins each race where it takes the shape with
+    // VLA_EDGE_CUDA_STREAM_PRODUCTS=1 (opt-in until it has run on a GPU); =only races it alone (the GPU
+    // tests' way of running it everywhere).
     TunedProducts(const LoopStream& io, bool cold, bool race = true);
     ~TunedProducts();
     TunedProducts(const TunedProducts&) = delete;
@@ -78,6 +79,10 @@ class TunedProducts {
     void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* y) const {
         run_out(W, x, T, Out{y, CUDA_R_16BF, 0}, false);
     }
+    // g = gelu_tanh(gate) * up in BF16 (g [T][ldg]) straight from the fused [gate | up] matrix W where
+    // its product's race at T chose the stream product (stream_product.cuh, its GeGLU form); false, and
+    // nothing enqueued, otherwise (then: run() and the GeGLU kernel).
+    bool run_geglu(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* g, int64_t ldg) const;
     std::vector<ProductTiming> timings() const;
     // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default" (", 2 stream" where our stream
     // product won, ", 2 reused" where shapes took a nearby race's choice, ", 1 rejected" where a stream
@@ -131,7 +136,7 @@ class TunedProducts {
     cublasLtHandle_t lt_ = nullptr;
     bool hot_ = true;
     bool race_ = true;
-    int streams_ = 1;  // the stream product: 0 left out, 1 raced beside cuBLAS, 2 raced alone
+    int streams_ = 0;  // the stream product: 0 left out, 1 raced beside cuBLAS, 2 raced alone
     int sms_ = 0;
     // its partial sums and per-tile counters, made at the first race that offers it and kept (captured
     // graphs hold their addresses); sized for the expert's products at up to kMaxTokens tokens
