@@ -4,7 +4,7 @@
 // (eight-warp tile attention with 64-key splits and a two-warp merge, products with algorithms timed
 // cold, norms' rows in registers), its switches turned back together (the default before 2026-12-07's
 // fifth session), the flash attention, and our stream product's forms (raced beside cuBLAS's offers or
-// alone, GeGLU in it or apart, with programmatic launches). Each is
+// alone, RoPE and GeGLU in them or apart, with programmatic launches). Each is
 // checked against the first on the same noise and prefix (rel-L2 of the action chunk) and timed per chunk,
 // the configurations taking turns. Needs no ggml and no native core: nvcc builds it with the loop's
 // own sources in well under a minute (docs/gpu.md, "Kernel bench"):
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
     // every switch the configurations set, cleared before each is made
     const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
                          "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS", "VLA_EDGE_CUDA_FLASH_SPLITS",
-                         "VLA_EDGE_CUDA_STREAM_PRODUCTS", "VLA_EDGE_CUDA_STREAM_GEGLU"};
+                         "VLA_EDGE_CUDA_STREAM_PRODUCTS", "VLA_EDGE_CUDA_STREAM_FUSED"};
     const std::vector<Config> configs = {
         {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"},
                                               {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
         {"default, cuBLAS default products", {{"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"}}},
         {"stream products raced beside cuBLAS's", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "1"}}},
         {"stream products alone", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}}},
-        {"stream products alone, GeGLU apart", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}, {"VLA_EDGE_CUDA_STREAM_GEGLU", "0"}}},
+        {"stream products alone, RoPE and GeGLU apart", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}, {"VLA_EDGE_CUDA_STREAM_FUSED", "0"}}},
         {"stream products alone + programmatic launches", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "only"}, {"VLA_EDGE_CUDA_PDL", "1"}}},
         {"stream products raced + programmatic launches", {{"VLA_EDGE_CUDA_STREAM_PRODUCTS", "1"}, {"VLA_EDGE_CUDA_PDL", "1"}}}};
     std::vector<std::unique_ptr<CudaExpertLoop>> loops;
@@ -219,10 +219,10 @@ int main(int argc, char** argv) {
         return size_t{0};
     };
     const size_t before = named("all four"), flash = named("attention flash (its"), raced = named("stream products raced beside"),
-                 alone = named("stream products alone"), apart = named("stream products alone, GeGLU"),
+                 alone = named("stream products alone"), apart = named("stream products alone, RoPE"),
                  alone_pdl = named("stream products alone +"), raced_pdl = named("stream products raced +");
     std::printf("  ratio default / first: %.3f; default / the default before: %.3f; flash / default: %.3f\n"
-                "  stream products: raced / default %.3f, alone / default %.3f, GeGLU apart / alone %.3f, "
+                "  stream products: raced / default %.3f, alone / default %.3f, RoPE and GeGLU apart / alone %.3f, "
                 "programmatic launches: alone %.3f, raced %.3f (/ default)\n",
                 median(1) / median(0), median(1) / median(before), median(flash) / median(1), median(raced) / median(1),
                 median(alone) / median(1), median(apart) / median(alone), median(alone_pdl) / median(1),

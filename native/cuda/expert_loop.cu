@@ -35,10 +35,11 @@ struct CudaExpertLoop::Impl {
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     std::unique_ptr<TunedProducts> products;  // racing nothing with VLA_EDGE_CUDA_TUNED_PRODUCTS=0: cuBLAS's default
     bool pdl = false;                         // programmatic dependent launches (pdl_wanted)
-    // GeGLU in the gate/up product where the stream product won its race (VLA_EDGE_CUDA_STREAM_GEGLU=0:
-    // the product and the GeGLU kernel apart, A/B); `fused_geglu`: whether the last captured shape did
-    bool geglu_in_product = true;
-    mutable bool fused_geglu = false;
+    // RoPE and the cache writes in the q/k/v product, GeGLU in the gate/up product, where the stream
+    // product won their races (VLA_EDGE_CUDA_STREAM_FUSED=0: the products and the kernels after them
+    // apart, A/B); `fused_*`: whether the last captured shape did
+    bool fuse = true;
+    mutable bool fused_rope = false, fused_geglu = false;
     FlashSizing flash;                        // the flash form's plan (flash_sizing)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
@@ -94,9 +95,16 @@ struct CudaExpertLoop::Impl {
                 const float *m1 = L.attn_mod1 + step * step_mod, *m = L.attn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, m1, m + E, s.eps, act.hn, act.ld_h,
                               vector_norms);
-                products->run(L.qkv, act.hn, T, act.qkv, false);
-                launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16, static_cast<__half*>(L.cache_k),
-                                  static_cast<__half*>(L.cache_v));
+                stream_product::Paired rope;
+                rope.kind = stream_product::PairedKind::rope;
+                rope.pos = pos, rope.cache_rows = rows, rope.theta_scale = theta_scale, rope.heads = s.heads, rope.d = d;
+                rope.q16 = act.q16, rope.kc = static_cast<__half*>(L.cache_k), rope.vc = static_cast<__half*>(L.cache_v);
+                fused_rope = fuse && products->run_paired(L.qkv, act.hn, T, rope);
+                if (!fused_rope) {
+                    products->run(L.qkv, act.hn, T, act.qkv, false);
+                    launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16,
+                                      static_cast<__half*>(L.cache_k), static_cast<__half*>(L.cache_v));
+                }
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
                 launch_attention_form(attention, d, plan, merge_warps, B, rows_total, rows_ld, stream, act.q16, kc, vc, base,
                                       keys, s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o);
@@ -104,7 +112,9 @@ struct CudaExpertLoop::Impl {
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
                               vector_norms);
-                fused_geglu = geglu_in_product && products->run_geglu(L.gate_up, act.hn, T, act.g, act.ld_f);
+                stream_product::Paired geglu;
+                geglu.g = act.g, geglu.ld = act.ld_f;
+                fused_geglu = fuse && products->run_paired(L.gate_up, act.hn, T, geglu);
                 if (!fused_geglu) {
                     products->run(L.gate_up, act.hn, T, act.gu, false);
                     launch_geglu(stream, static_cast<const float*>(act.gu), s.ffn, T, act.g, act.ld_f);
@@ -164,7 +174,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.merge_warps = merge_warps_for(m.attention, 2);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
-    m.geglu_in_product = loop_switch("VLA_EDGE_CUDA_STREAM_GEGLU", true);
+    m.fuse = loop_switch("VLA_EDGE_CUDA_STREAM_FUSED", true);
     m.io = std::make_unique<LoopStream>(kWho);
     // tuned unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (the default since the H100 run of 2026-12-07); timed
     // cold unless VLA_EDGE_CUDA_TUNE_COLD=0 (the default since that day's fifth-session run, docs/gpu.md)
@@ -180,8 +190,11 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
-    return loop_forms_note(m.attention, m.merge_warps, m.products->describe() + (m.fused_geglu ? "; GeGLU in the product" : ""),
-                           m.vector_norms, m.pdl);
+    const std::string fused = m.fused_rope && m.fused_geglu ? "; RoPE and GeGLU in the products"
+                              : m.fused_rope               ? "; RoPE in the product"
+                              : m.fused_geglu              ? "; GeGLU in the product"
+                                                           : "";
+    return loop_forms_note(m.attention, m.merge_warps, m.products->describe() + fused, m.vector_norms, m.pdl);
 }
 
 void CudaExpertLoop::run(const std::vector<int>& n_prefix, const std::vector<int64_t>& bases, float* x) {

@@ -5,7 +5,8 @@
 // (docs/gpu.md, "Our own expert loop"), some of them split-K with a reduce kernel of their own. Here a
 // block owns 64 weight rows (outputs) and, where the rows alone leave SMs idle, one of `splits` slices
 // of the input values; it streams its 64-row slice through shared memory in 64-value stages
-// (cp.async, four in flight) beside the tokens' matching slice of x, and multiplies them with
+// (cp.async, six in flight: ~40 KB of weights requested ahead per SM, about what an SM's share of the
+// bandwidth times the memory's latency asks for) beside the tokens' matching slice of x, and multiplies them with
 // mma.sync (BF16 in, float32 accumulate: the precision of cuBLAS's BF16 product). Split blocks write
 // float32 partial sums; the last block of each 64-row tile to finish (a counter per tile, reset by
 // that block for the next launch or graph replay) adds them in split order, so the result does not
@@ -30,10 +31,10 @@ namespace stream_product {
 
 using expert_kernels::bf16;
 
-constexpr int kStages = 4;
+constexpr int kStages = 6;
 constexpr int kThreads = 128;
 constexpr size_t kTileValues = size_t{kTokens} * kDepth;  // one stage's x tile, and its W tile (kRows = kTokens)
-constexpr size_t kSmemBytes = kStages * 2 * kTileValues * sizeof(bf16);  // 64 KB
+constexpr size_t kSmemBytes = kStages * 2 * kTileValues * sizeof(bf16);  // 96 KB
 
 // Offset of (row, value) in a 64 x 64 tile whose 128-byte rows hold their 16-byte pieces in the order
 // piece ^ (row % 8): ldmatrix's eight rows at one piece then fall in distinct banks.
@@ -57,34 +58,47 @@ __device__ inline void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned 
 }
 
 // Block (64-row tile, split, 64-token block). W [rows][K] and x [T][K] BF16 (K a multiple of 64, both
-// 16-byte aligned); split s takes stages [s per, s per + per). Plain (Geglu false): y [T][ldy] float32,
-// y = acc + beta y. Geglu: W is the fused [gate F | up F] matrix and tile i holds gate rows
-// [32 i, 32 i + 32) beside the same up rows, so the block writes g[t][j] = gelu_tanh(gate) * up in BF16
-// (ldy apart, F = rows / 2): the GeGLU kernel and the float32 [gate | up] rows' write and read go.
+// 16-byte aligned); split s takes stages [s per, s per + per). Plain: y [T][ldy] float32, y = acc +
+// beta y. Paired (GeGLU, RoPE: stream_product_plan.h): tile i holds 32 rows beside their 32 partners
+// (paired_row), warps 0 and 1 the first, 2 and 3 the partners, met through shared memory at the end.
 // With one split the block writes its result; with more, part [splits][T][rows] and `counters` (one
 // per (tile, token block), zero between launches) meet as above. Under programmatic dependent launch
 // the first stages' weights are requested before the wait for the kernel before (they do not depend
 // on it), so their read overlaps that kernel's end.
-template <bool Geglu>
+enum class Epilogue { plain, geglu, rope };
+
+// The W row of paired tile `tile`'s local row r, or -1 past the matrix.
+template <Epilogue E>
+__device__ inline int paired_row(int tile, int r, int rows, const Paired& po) {
+    constexpr int kHalf = kRows / 2;
+    if constexpr (E == Epilogue::geglu) {
+        const int F = rows / 2, j = tile * kHalf + r % kHalf;
+        return j < F ? j + (r < kHalf ? 0 : F) : -1;
+    } else {  // rope: head h's half-columns [c 32, c 32 + 32), then the same columns d / 2 on
+        const int half = po.d / 2, per_head = half / kHalf, h = tile / per_head, c = tile % per_head;
+        const int n = h * po.d + c * kHalf + r % kHalf + (r < kHalf ? 0 : half);
+        return n < rows ? n : -1;
+    }
+}
+
+template <Epilogue E>
 __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16* __restrict__ W, int rows,
-                                                                 const bf16* __restrict__ x, int T, int K, int per,
-                                                                 void* y, int64_t ldy, float beta, float* part,
-                                                                 unsigned* counters) {
+                                                                    const bf16* __restrict__ x, int T, int K, int per,
+                                                                    float* y, int64_t ldy, float beta, Paired po,
+                                                                    float* part, unsigned* counters) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using namespace expert_kernels;
     extern __shared__ __align__(128) unsigned char smem[];
     bf16* tiles = reinterpret_cast<bf16*>(smem);  // stage i: x tile, then W tile
     const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y, t0 = blockIdx.z * kTokens;
     const int first = split * per, count = min(K / kDepth, first + per) - first;  // >= 1 (the host's plan)
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, F = rows / 2;
-    // the W row of the tile's local row r (-1: past the matrix)
-    auto w_row = [&](int r) {
-        if constexpr (Geglu) {
-            const int j = tile * (kRows / 2) + r % (kRows / 2);
-            return j < F ? j + (r < kRows / 2 ? 0 : F) : -1;
-        } else {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    auto w_row = [&](int r) {  // the W row of local row r (-1: past the matrix)
+        if constexpr (E == Epilogue::plain) {
             const int n = tile * kRows + r;
             return n < rows ? n : -1;
+        } else {
+            return paired_row<E>(tile, r, rows, po);
         }
     };
     auto x_tile = [&](int i) { return tiles + (i % kStages) * 2 * kTileValues; };
@@ -177,23 +191,39 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
             v = sum;
         });
     }
-    if constexpr (!Geglu) {
-        float* out = static_cast<float*>(y);
+    if constexpr (E == Epilogue::plain) {
         each([&](float v, int t, int, int n) {
             if (n < 0) return;
-            float* o = out + int64_t{t} * ldy + n;
+            float* o = y + int64_t{t} * ldy + n;
             *o = beta != 0.0f ? v + beta * *o : v;
         });
     } else {
-        // warps 2 and 3 hold the up rows of warps 0 and 1's gate rows: passed through shared memory
+        // warps 2 and 3 hold the partners of warps 0 and 1's rows: passed through shared memory
+        constexpr int kHalf = kRows / 2;
         __syncthreads();  // every warp is done with the stages' buffers
-        float* ups = reinterpret_cast<float*>(smem);  // [64 tokens][32 rows]
-        if (warp >= 2) each([&](float v, int t, int r, int) { ups[(t - t0) * (kRows / 2) + r - kRows / 2] = v; });
+        float* partners = reinterpret_cast<float*>(smem);  // [64 tokens][32 rows]
+        if (warp >= 2) each([&](float v, int t, int r, int) { partners[(t - t0) * kHalf + r - kHalf] = v; });
         __syncthreads();
         if (warp < 2) {
-            bf16* g = static_cast<bf16*>(y);
-            each([&](float v, int t, int r, int n) {
-                if (n >= 0) g[int64_t{t} * ldy + n] = __float2bfloat16(gelu_tanh(v) * ups[(t - t0) * (kRows / 2) + r]);
+            each([&](float a, int t, int r, int n) {
+                if (n < 0) return;
+                const float b = partners[(t - t0) * kHalf + r];
+                if constexpr (E == Epilogue::geglu) {
+                    po.g[int64_t{t} * po.ld + n] = __float2bfloat16(gelu_tanh(a) * b);
+                } else {  // as rope_cache_kernel: q rotated to q16, k rotated and v as they are into the cache
+                    const int d = po.d, half = d / 2, h = n / d, j = n % d;
+                    const int64_t row = po.cache_rows[t];
+                    if (h == po.heads + 1) {
+                        po.vc[row * d + j] = __float2half(a);
+                        po.vc[row * d + j + half] = __float2half(b);
+                        return;
+                    }
+                    const float theta = static_cast<float>(po.pos[t]) * powf(po.theta_scale, static_cast<float>(j));
+                    const float c = cosf(theta), s = sinf(theta);
+                    __half* dst = h < po.heads ? po.q16 + (int64_t{t} * po.heads + h) * d : po.kc + row * d;
+                    dst[j] = __float2half(a * c - b * s);
+                    dst[j + half] = __float2half(a * s + b * c);
+                }
             });
         }
     }
@@ -207,27 +237,39 @@ static inline bool stream_product_fits(const CudaMatrix& W, const void* x, int T
            reinterpret_cast<uintptr_t>(W.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
-// Sets both forms' shared-memory allowance (64 KB: every device of compute capability 8.0+ gives it);
+// Sets the forms' shared-memory allowance (96 KB: every device of compute capability 8.0+ gives 99 KB);
 // once per translation unit before the first launch.
 static inline cudaError_t allow_stream_product() {
-    for (auto kernel : {stream_product_kernel<false>, stream_product_kernel<true>}) {
+    for (auto kernel : {stream_product_kernel<Epilogue::plain>, stream_product_kernel<Epilogue::geglu>,
+                        stream_product_kernel<Epilogue::rope>}) {
         const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes));
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
 }
 
-// y (+)= W x (float32 y [T][ldy]), or with `geglu` g = gelu_tanh(gate) * up (BF16 g [T][ldy], W the fused
-// [gate | up] matrix, rows / 2 a multiple of 32: then the plan's 64-row tiles are its 32-row pairs).
+// Whether a paired form takes W: GeGLU needs F = rows / 2 a multiple of 32; RoPE rows = (heads + 2) d
+// with d a multiple of 64. (Then the plan's 64-row tiles are its pairs of 32-row halves.)
+static inline bool paired_fits(const CudaMatrix& W, const Paired& po) {
+    if (po.kind == PairedKind::geglu) return po.g && W.rows % kRows == 0;
+    return po.q16 && po.kc && po.vc && po.pos && po.cache_rows && po.d > 0 && po.d % kRows == 0 &&
+           W.rows == int64_t{po.heads + 2} * po.d;
+}
+
+// y (+)= W x (float32 y [T][ldy]), or with `paired` (paired_fits) what it names, from the same plan.
 // Through launch_kernel: programmatic where the loop launches so.
-static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& W, const bf16* x, int T, void* y,
-                                         int64_t ldy, float beta, bool geglu, float* part, unsigned* counters,
+static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& W, const bf16* x, int T, float* y,
+                                         int64_t ldy, float beta, const Paired* paired, float* part, unsigned* counters,
                                          cudaStream_t st) {
     const dim3 grid(p.tiles, p.splits, p.token_blocks);
     const int rows = static_cast<int>(W.rows), K = static_cast<int>(W.stride);
     const bf16* w = static_cast<const bf16*>(W.data);
-    expert_kernels::launch_kernel(geglu ? stream_product_kernel<true> : stream_product_kernel<false>, grid, kThreads,
-                                  kSmemBytes, st, w, rows, x, T, K, p.per, y, ldy, beta, part, counters);
+    const Paired po = paired ? *paired : Paired{};
+    auto kernel = !paired                            ? stream_product_kernel<Epilogue::plain>
+                  : po.kind == PairedKind::geglu ? stream_product_kernel<Epilogue::geglu>
+                                                     : stream_product_kernel<Epilogue::rope>;
+    expert_kernels::launch_kernel(kernel, grid, kThreads, kSmemBytes, st, w, rows, x, T, K, p.per, y, ldy, beta, po, part,
+                                  counters);
 }
 
 }  // namespace stream_product

@@ -2,6 +2,9 @@
 // Host-only, so that tuned_products.h can hold a plan without every loop compiling the kernel.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -29,6 +32,24 @@ inline StreamPlan stream_plan(int rows, int K, int T, int splits) {
     p.token_blocks = (T + kTokens - 1) / kTokens;
     return p;
 }
+// What the product's rows become where a block holds each row beside its partner 32 or more rows
+// away, 32 of each per 64-row tile: GeGLU's gate and up rows (the fused [gate F | up F] matrix), or
+// RoPE's rotated halves of each q / k head (the fused q/k/v matrix: `heads` query heads, then k and
+// v, each d rows; NeoX's rotate-half pairs column j with j + d / 2). Then the product's float32 rows
+// are never written: the block writes what the kernel after the product would have.
+enum class PairedKind { geglu, rope };
+struct Paired {
+    PairedKind kind = PairedKind::geglu;
+    __nv_bfloat16* g = nullptr;  // geglu: gelu_tanh(gate) * up, BF16 [T][ld]
+    int64_t ld = 0;
+    // rope (rope_cache_kernel's outputs): q16 [T][heads][d] F16, k and v into each token's cache row
+    // rows[t]; token t at position pos[t]; theta_j = pos theta_scale^j
+    const int *pos = nullptr, *cache_rows = nullptr;
+    float theta_scale = 0.0f;
+    int heads = 0, d = 0;
+    __half *q16 = nullptr, *kc = nullptr, *vc = nullptr;
+};
+
 // Partial sums and counters the plan needs (floats, counters); zero floats for one split.
 inline int64_t stream_part_floats(const StreamPlan& p, int rows, int T) {
     return p.splits > 1 ? int64_t{p.splits} * T * rows : 0;

@@ -60,21 +60,19 @@ bool TunedProducts::stream_takes(const CudaMatrix& W, const __nv_bfloat16* x, in
 
 void TunedProducts::run_stream(const stream_product::StreamPlan& plan, const CudaMatrix& W, const __nv_bfloat16* x,
                                int T, const Out& out, bool accumulate) const {
-    stream_product::launch_stream_product(plan, W, x, T, out.y, out.ldy ? out.ldy : W.rows, accumulate ? 1.0f : 0.0f,
-                                          false, part_, counters_, io_.stream);
+    stream_product::launch_stream_product(plan, W, x, T, static_cast<float*>(out.y), out.ldy ? out.ldy : W.rows,
+                                          accumulate ? 1.0f : 0.0f, nullptr, part_, counters_, io_.stream);
     loop_check(cudaGetLastError(), "tuned products", "stream product launch");
 }
 
-bool TunedProducts::run_geglu(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* g, int64_t ldg) const {
-    const Out plain{nullptr, CUDA_R_32F, 0};
-    const auto it = choices_.find(key_of(W, T, false, plain));
-    // pairs of 32 gate and 32 up rows fill the plan's 64-row tiles
-    if (it == choices_.end() || !it->second.stream.per || W.rows % stream_product::kRows != 0 ||
+bool TunedProducts::run_paired(const CudaMatrix& W, const __nv_bfloat16* x, int T, const stream_product::Paired& paired) const {
+    const auto it = choices_.find(key_of(W, T, false, Out{nullptr, CUDA_R_32F, 0}));
+    if (it == choices_.end() || !it->second.stream.per || !stream_product::paired_fits(W, paired) ||
         reinterpret_cast<uintptr_t>(x) % 16 != 0) {
         return false;
     }
-    stream_product::launch_stream_product(it->second.stream, W, x, T, g, ldg, 0.0f, true, part_, counters_, io_.stream);
-    loop_check(cudaGetLastError(), "tuned products", "stream product (GeGLU) launch");
+    stream_product::launch_stream_product(it->second.stream, W, x, T, nullptr, 0, 0.0f, &paired, part_, counters_, io_.stream);
+    loop_check(cudaGetLastError(), "tuned products", "stream product (paired) launch");
     return true;
 }
 

@@ -79,10 +79,11 @@ class TunedProducts {
     void run(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* y) const {
         run_out(W, x, T, Out{y, CUDA_R_16BF, 0}, false);
     }
-    // g = gelu_tanh(gate) * up in BF16 (g [T][ldg]) straight from the fused [gate | up] matrix W where
-    // its product's race at T chose the stream product (stream_product.cuh, its GeGLU form); false, and
-    // nothing enqueued, otherwise (then: run() and the GeGLU kernel).
-    bool run_geglu(const CudaMatrix& W, const __nv_bfloat16* x, int T, __nv_bfloat16* g, int64_t ldg) const;
+    // W x's rows as `paired` names them (GeGLU's gelu_tanh(gate) * up from the fused [gate | up]
+    // matrix; RoPE of q and k, and the K/V cache rows, from the fused q/k/v matrix), straight from the
+    // stream product's paired form where the race of W's plain product at T chose the stream product
+    // and the form takes W; false, and nothing enqueued, otherwise (then: run() and the kernel after it).
+    bool run_paired(const CudaMatrix& W, const __nv_bfloat16* x, int T, const stream_product::Paired& paired) const;
     std::vector<ProductTiming> timings() const;
     // e.g. "4 product shapes timed cold: 3 cuBLASLt, 1 cuBLAS default" (", 2 stream" where our stream
     // product won, ", 2 reused" where shapes took a nearby race's choice, ", 1 rejected" where a stream

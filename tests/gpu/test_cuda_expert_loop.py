@@ -49,7 +49,7 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
                                       {"VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"}, {"VLA_EDGE_CUDA_PDL": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "flash"},
                                       {"VLA_EDGE_CUDA_STREAM_PRODUCTS": "only"}, {"VLA_EDGE_CUDA_STREAM_PRODUCTS": "1"},
-                                      {"VLA_EDGE_CUDA_STREAM_PRODUCTS": "only", "VLA_EDGE_CUDA_STREAM_GEGLU": "0"},
+                                      {"VLA_EDGE_CUDA_STREAM_PRODUCTS": "only", "VLA_EDGE_CUDA_STREAM_FUSED": "0"},
                                       {"VLA_EDGE_CUDA_STREAM_PRODUCTS": "only", "VLA_EDGE_CUDA_PDL": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "flash", "VLA_EDGE_CUDA_FLASH_SPLITS": "1"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "split128", "VLA_EDGE_CUDA_TUNED_PRODUCTS": "0"},
@@ -60,7 +60,8 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
     """The forms the A/B switches select (128-key split, 32-key or four-warp 64-key tile attention, the flash
     kernel split as its plan says and unsplit, the merge with one warp per row, products timed hot or cuBLAS's
     default products, our stream product for every product (checked against cuBLAS in the race first, so
-    a wrong one would show as "rejected" here; GeGLU in its gate/up product or apart; with programmatic
+    a wrong one would show as "rejected" here; RoPE and the cache writes in its q/k/v product and GeGLU in
+    its gate/up product, or apart; with programmatic
     launches, its weights requested before the wait) or raced beside cuBLAS's, the norms' rows read in loops,
     programmatic dependent launches, and the default before 2026-12-07's fifth session: the last set), which
     the prefix loop takes too, are exact as well."""
@@ -84,8 +85,8 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
         if stream is None:
             assert " stream" not in note, note
         if stream != "1":  # raced beside cuBLAS's: the gate/up product's race decides
-            fused = stream == "only" and switches.get("VLA_EDGE_CUDA_STREAM_GEGLU") != "0"
-            assert ("GeGLU in the product" in note) == fused, note
+            fused = stream == "only" and switches.get("VLA_EDGE_CUDA_STREAM_FUSED") != "0"
+            assert ("RoPE and GeGLU in the products" in note) == fused, note
     merge = "" if switches.get("VLA_EDGE_CUDA_ATTENTION") == "split128" else switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "2")
     assert (f"merge {merge} warp{'s' if merge == '2' else ''} per row;" in note) == bool(merge), note
     assert ("vector norms" in note) == (switches.get("VLA_EDGE_CUDA_VECTOR_NORMS") != "0"), note
