@@ -1,8 +1,10 @@
 #include "tuned_products.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <functional>
 #include <stdexcept>
 
@@ -102,17 +104,21 @@ void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, co
         loop_check(stream_product::allow_stream_product(), who, "stream product shared memory");
     }
     // each plan against cuBLAS's default on the first matrix, packed and not accumulating
-    const size_t values = size_t{static_cast<size_t>(T)} * rows;
-    float *ref = nullptr, *mine = nullptr;
-    loop_check(cudaMalloc(&ref, values * sizeof(float)), who, "allocating the check's outputs");
-    loop_check(cudaMalloc(&mine, values * sizeof(float)), who, "allocating the check's outputs");
+    const size_t values = static_cast<size_t>(T) * rows;
+    auto scratch = [&] {
+        float* p = nullptr;
+        loop_check(cudaMalloc(&p, values * sizeof(float)), who, "allocating the check's outputs");
+        return std::unique_ptr<float, cudaError_t (*)(void*)>(p, cudaFree);
+    };
+    const auto ref = scratch(), mine = scratch();
     std::vector<float> a(values), b(values);
-    default_product(W, x, T, Out{ref, CUDA_R_32F, 0}, false);
-    loop_check(cudaMemcpyAsync(a.data(), ref, values * sizeof(float), cudaMemcpyDeviceToHost, io_.stream), who, "check");
+    default_product(W, x, T, Out{ref.get(), CUDA_R_32F, 0}, false);
+    loop_check(cudaMemcpyAsync(a.data(), ref.get(), values * sizeof(float), cudaMemcpyDeviceToHost, io_.stream), who, "check");
     std::vector<stream_product::StreamPlan> good;
     for (const auto& p : plans) {
-        run_stream(p, W, x, T, Out{mine, CUDA_R_32F, 0}, false);
-        loop_check(cudaMemcpyAsync(b.data(), mine, values * sizeof(float), cudaMemcpyDeviceToHost, io_.stream), who, "check");
+        run_stream(p, W, x, T, Out{mine.get(), CUDA_R_32F, 0}, false);
+        loop_check(cudaMemcpyAsync(b.data(), mine.get(), values * sizeof(float), cudaMemcpyDeviceToHost, io_.stream), who,
+                   "check");
         loop_check(cudaStreamSynchronize(io_.stream), who, "the stream product's check");
         double diff = 0, norm = 0;
         for (size_t i = 0; i < values; ++i) {
@@ -129,8 +135,6 @@ void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, co
             c.timing.rejected += why;
         }
     }
-    cudaFree(ref);
-    cudaFree(mine);
     for (const auto& p : good) {
         c.timing.names.push_back("stream" + std::to_string(p.splits));
         c.timing.us.push_back(time_each([&](const CudaMatrix& M) { run_stream(p, M, x, T, out, accumulate); }));
