@@ -8,6 +8,8 @@
 #pragma once
 
 #include "cuda_expert_loop.h"
+#include "device_math.cuh"     // gelu_tanh
+#include "mma_primitives.cuh"  // cp.async
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -108,11 +110,6 @@ __device__ inline float block_sum(float v, float* partial) {
     if (lane == 0) partial[warp] = v;
     __syncthreads();
     return warp_sum(lane < warps ? partial[lane] : 0.0f);
-}
-
-// GELU, tanh form, as ggml-CUDA's kernel writes it.
-__device__ inline float gelu_tanh(float x) {
-    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
 }
 
 // x[t] = W xt[t] + b: the action projection in (action_dim is small: one block per token).
@@ -482,24 +479,6 @@ static inline void launch_attention_merge(int merge_warps, cudaStream_t st, int 
 // staged tile serves every row the block holds.
 constexpr int kTileWarps = 4;  // each warp 16 query rows
 constexpr int kTileRows = 16 * kTileWarps;
-
-__device__ inline void cp_async16(void* dst, const void* src) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(to), "l"(src));
-#endif
-}
-__device__ inline void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int Pending>
-__device__ inline void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
-#endif
-}
 
 // Shared memory of attention_tile_kernel<D>: K and V tiles, rows padded by 16 bytes against bank
 // conflicts, then one scratch area per 16-row tile that holds its Q rows and later its scores and weights.

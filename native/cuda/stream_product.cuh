@@ -14,22 +14,24 @@
 // atomic adds) took 42.6 us for a layer's four products, twice cuBLASLt's, and was removed.
 // TunedProducts races this kernel beside cuBLAS's offers, after checking it against cuBLAS on the
 // real weights. Included by tuned_products.cu only (its launchers are static: each translation unit
-// launching a static kernel must set its attribute itself).
+// launching a static kernel must set its attribute itself), and by tests/native/stream_product_emulated.cpp,
+// which runs the kernel on the CPU (VLA_EDGE_CUDA_EMULATION).
 #pragma once
-
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 
-#include "flash_attention.cuh"  // ldmatrix_x4, smem_u32; cp_async_commit / wait (expert_kernels.cuh)
+#include "device_math.cuh"     // gelu_tanh
+#include "mma_primitives.cuh"  // cp.async, ldmatrix, mma.sync (or their emulation)
 #include "stream_product_plan.h"
+#ifndef VLA_EDGE_CUDA_EMULATION
+#include "expert_kernels.cuh"  // launch_kernel
+#endif
 
 namespace vla_edge {
 namespace stream_product {
 
-using expert_kernels::bf16;
+using bf16 = __nv_bfloat16;
 
 constexpr int kStages = 6;
 constexpr int kThreads = 128;
@@ -39,23 +41,6 @@ constexpr size_t kSmemBytes = kStages * 2 * kTileValues * sizeof(bf16);  // 96 K
 // Offset of (row, value) in a 64 x 64 tile whose 128-byte rows hold their 16-byte pieces in the order
 // piece ^ (row % 8): ldmatrix's eight rows at one piece then fall in distinct banks.
 __device__ inline int swizzled(int row, int col) { return row * kDepth + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7); }
-
-// 16 bytes global -> shared, or zeros where !valid (rows past the tokens or the weights' rows)
-__device__ inline void cp_async16_or_zero(void* dst, const void* src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(expert_kernels::smem_u32(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-#endif
-}
-
-// c += a b for one 16 x 8 x 16 tile: BF16 inputs, float32 accumulators.
-__device__ inline void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
 
 // Block (64-row tile, split, 64-token block). W [rows][K] and x [T][K] BF16 (K a multiple of 64, both
 // 16-byte aligned); split s takes stages [s per, s per + per). Plain: y [T][ldy] float32, y = acc +
@@ -86,9 +71,8 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
                                                                     const bf16* __restrict__ x, int T, int K, int per,
                                                                     float* y, int64_t ldy, float beta, Paired po,
                                                                     float* part, unsigned* counters) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    using namespace expert_kernels;
-    extern __shared__ __align__(128) unsigned char smem[];
+#if VLA_EDGE_MMA_CODE
+    unsigned char* smem = dynamic_shared();
     bf16* tiles = reinterpret_cast<bf16*>(smem);  // stage i: x tile, then W tile
     const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y, t0 = blockIdx.z * kTokens;
     const int first = split * per, count = min(K / kDepth, first + per) - first;  // >= 1 (the host's plan)
@@ -118,11 +102,11 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
             cp_async16_or_zero(xs + swizzled(r, c), x + int64_t{t < T ? t : 0} * K + k0 + c, t < T);
         }
     };
-#if __CUDA_ARCH__ >= 900
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
     for (int i = 0; i < kStages - 1 && i < count; ++i) stage_w(i);  // the weights need nothing from before
-#if __CUDA_ARCH__ >= 900
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");  // x, y and the partial sums do
 #endif
     for (int i = 0; i < kStages - 1; ++i) {
@@ -230,6 +214,7 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
 #endif
 }
 
+#ifndef VLA_EDGE_CUDA_EMULATION
 // Whether the kernel takes the product: BF16 W whose stride is a multiple of 64 values, at most
 // kMaxTokens tokens, 16-byte aligned inputs.
 static inline bool stream_product_fits(const CudaMatrix& W, const void* x, int T) {
@@ -271,6 +256,8 @@ static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& 
     expert_kernels::launch_kernel(kernel, grid, kThreads, kSmemBytes, st, w, rows, x, T, K, p.per, y, ldy, beta, po, part,
                                   counters);
 }
+
+#endif  // VLA_EDGE_CUDA_EMULATION
 
 }  // namespace stream_product
 }  // namespace vla_edge

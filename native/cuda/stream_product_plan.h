@@ -2,8 +2,10 @@
 // Host-only, so that tuned_products.h can hold a plan without every loop compiling the kernel.
 #pragma once
 
+#ifndef VLA_EDGE_CUDA_EMULATION  // tests/native/cuda_emulation.h defines the types
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
