@@ -62,12 +62,7 @@ struct PdlScope {
     PdlScope& operator=(const PdlScope&) = delete;
 };
 
-__device__ inline void pdl_prologue() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
+// pdl_prologue(): mma_primitives.cuh (the device half, which the emulated kernels share)
 
 // kernel<<<grid, block, smem, st>>>(args...), with the programmatic attribute where the flag is set.
 // `static`: the kernel pointer is the calling translation unit's own stub (tile_kernel_for says why).

@@ -19,6 +19,16 @@
 
 namespace vla_edge {
 
+// A kernel launched with programmatic dependent launch (expert_kernels.cuh, launch_kernel, says why) lets
+// the next launch start and then waits for the kernel before it; without that launch attribute both
+// are no-ops.
+__device__ inline void pdl_prologue() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ inline unsigned smem_u32(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
 
 // The block's dynamic shared memory (its size: the launch's).

@@ -10,12 +10,16 @@
 // ("Matrix fragments for mma.m16n8k16", "ldmatrix"). cp.async copies at once, so its waits hold
 // trivially: the emulation checks arithmetic and indexing, not the timing of asynchronous copies, and
 // its fragment layouts are this file's reading of the ISA, which the GPU tests check against the chip.
-// Include before the kernel's headers; C++20 (std::barrier).
+// Include before the kernel's headers; C++20 (std::barrier). Kernels run here: the stream product
+// (tests/native/stream_product_emulated.cpp) and the flash attention (flash_attention_emulated.cpp), the
+// latter measured on an H100, so that it checks this file's fragment layouts against the chip's.
 #pragma once
 
 #define VLA_EDGE_CUDA_EMULATION 1
 
+#include <algorithm>
 #include <barrier>
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -80,6 +84,24 @@ inline __half __float2half(float f) {
     return __half{static_cast<uint16_t>(sign | ex << 10 | man)};
 }
 
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+struct __half2 {
+    __half x, y;
+};
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16(a), __float2bfloat16(b)}; }
+inline __half2 __floats2half2_rn(float a, float b) { return {__float2half(a), __float2half(b)}; }
+struct float2 {
+    float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+[[noreturn]] inline void __trap() { std::abort(); }
+
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline float __ldcg(const float* p) { return *p; }
@@ -92,6 +114,7 @@ struct Warp {
     std::barrier<> sync{32};
     const void* rows[32] = {};        // ldmatrix: each lane's row address
     unsigned words[32][6] = {};       // mma: each lane's a[4], b0, b1
+    float values[32] = {};            // shuffles
 };
 struct Block {
     std::barrier<> sync;
@@ -162,9 +185,20 @@ inline void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1,
 }  // namespace vla_edge_emulation
 
 inline void __syncthreads() { vla_edge_emulation::block->sync.arrive_and_wait(); }
+// v of lane (this lane ^ m); every lane of the warp takes part (the kernels' full mask)
+inline float __shfl_xor_sync(unsigned, float v, int m) {
+    vla_edge_emulation::Warp& w = vla_edge_emulation::warp();
+    const int lane = threadIdx.x % 32;
+    w.values[lane] = v;
+    w.sync.arrive_and_wait();
+    const float got = w.values[lane ^ m];
+    w.sync.arrive_and_wait();
+    return got;
+}
 
 namespace vla_edge {
 
+inline void pdl_prologue() {}
 inline unsigned char* dynamic_shared() { return vla_edge_emulation::block->shared.data(); }
 inline void cp_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
 inline void cp_async16_or_zero(void* dst, const void* src, bool valid) {
