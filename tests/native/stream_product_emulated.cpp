@@ -54,12 +54,23 @@ std::vector<double> reference(const std::vector<bf16>& W, const std::vector<bf16
     return ref;
 }
 
+// The kernel's launch over the plan for `splits` (partial sums and counters made here), and the float64
+// product it is checked against.
+struct Ran {
+    StreamPlan plan;
+    std::vector<unsigned> counters;  // every one zero again after the launch
+    std::vector<double> ref;         // W x: ref[t][n]
+};
 template <Epilogue E>
-void run(const StreamPlan& p, const std::vector<bf16>& W, int rows, const std::vector<bf16>& x, int T, int K, float* y,
-         int64_t ldy, float beta, const Paired& po, std::vector<float>& part, std::vector<unsigned>& counters) {
-    vla_edge_emulation::launch(dim3(p.tiles, p.splits, p.token_blocks), kThreads, kSmemBytes, [&] {
-        stream_product_kernel<E>(W.data(), rows, x.data(), T, K, p.per, y, ldy, beta, po, part.data(), counters.data());
+Ran run(const std::vector<bf16>& W, int rows, const std::vector<bf16>& x, int T, int K, int splits, float* y, int64_t ldy,
+        float beta, const Paired& po) {
+    Ran r{stream_plan(rows, K, T, splits), {}, reference(W, x, rows, K, T)};
+    std::vector<float> part(std::max<int64_t>(1, stream_part_floats(r.plan, rows, T)));
+    r.counters.assign(stream_counters(r.plan), 0);
+    vla_edge_emulation::launch(dim3(r.plan.tiles, r.plan.splits, r.plan.token_blocks), kThreads, kSmemBytes, [&] {
+        stream_product_kernel<E>(W.data(), rows, x.data(), T, K, r.plan.per, y, ldy, beta, po, part.data(), r.counters.data());
     });
+    return r;
 }
 
 bool report(const std::string& name, double err, double bound, const std::vector<unsigned>& counters) {
@@ -81,11 +92,8 @@ bool plain_case(const Case& c, bool accumulate) {
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (float& v : y) v = u(rng);
     const std::vector<float> y0 = y;
-    const StreamPlan p = stream_plan(c.rows, c.K, c.T, c.splits);
-    std::vector<float> part(std::max<int64_t>(1, stream_part_floats(p, c.rows, c.T)));
-    std::vector<unsigned> counters(stream_counters(p), 0);
-    run<Epilogue::plain>(p, W, c.rows, x, c.T, c.K, y.data(), ldy, accumulate ? 1.0f : 0.0f, Paired{}, part, counters);
-    const std::vector<double> ref = reference(W, x, c.rows, c.K, c.T);
+    const Ran r = run<Epilogue::plain>(W, c.rows, x, c.T, c.K, c.splits, y.data(), ldy, accumulate ? 1.0f : 0.0f, Paired{});
+    const StreamPlan& p = r.plan;
     std::vector<double> got, want;
     bool padding_kept = true;
     for (int t = 0; t < c.T; ++t) {
@@ -96,12 +104,12 @@ bool plain_case(const Case& c, bool accumulate) {
                 continue;
             }
             got.push_back(y[i]);
-            want.push_back(ref[size_t(t) * c.rows + n] + (accumulate ? y0[i] : 0.0));
+            want.push_back(r.ref[size_t(t) * c.rows + n] + (accumulate ? y0[i] : 0.0));
         }
     }
     const std::string name = c.name + " (" + std::to_string(p.splits) + " splits of " + std::to_string(p.per) + ")";
     if (!padding_kept) std::printf("%s: wrote between rows\n", name.c_str());
-    return report(name, rel_l2(got, want), kPlain, counters) && padding_kept;
+    return report(name, rel_l2(got, want), kPlain, r.counters) && padding_kept;
 }
 
 bool geglu_case(int F, int K, int T, int splits) {
@@ -111,11 +119,8 @@ bool geglu_case(int F, int K, int T, int splits) {
     std::vector<bf16> g(size_t(T) * ld, __float2bfloat16(7.0f));
     Paired po;
     po.kind = PairedKind::geglu, po.g = g.data(), po.ld = ld;
-    const StreamPlan p = stream_plan(rows, K, T, splits);
-    std::vector<float> part(std::max<int64_t>(1, stream_part_floats(p, rows, T)));
-    std::vector<unsigned> counters(stream_counters(p), 0);
-    run<Epilogue::geglu>(p, W, rows, x, T, K, nullptr, 0, 0.0f, po, part, counters);
-    const std::vector<double> ref = reference(W, x, rows, K, T);
+    const Ran r = run<Epilogue::geglu>(W, rows, x, T, K, splits, nullptr, 0, 0.0f, po);
+    const std::vector<double>& ref = r.ref;
     std::vector<double> got, want;
     bool padding_kept = true;
     for (int t = 0; t < T; ++t) {
@@ -132,8 +137,8 @@ bool geglu_case(int F, int K, int T, int splits) {
     }
     // BF16 output: 2^-9 relative rounding
     return report("geglu F " + std::to_string(F) + " K " + std::to_string(K) + " T " + std::to_string(T) + " (" +
-                      std::to_string(p.splits) + " splits)",
-                  rel_l2(got, want), 4e-3, counters) &&
+                      std::to_string(r.plan.splits) + " splits)",
+                  rel_l2(got, want), 4e-3, r.counters) &&
            padding_kept;
 }
 
@@ -148,11 +153,8 @@ bool rope_case(int heads, int d, int K, int T, int splits) {
     po.kind = PairedKind::rope, po.pos = pos.data(), po.cache_rows = cache_rows.data();
     po.theta_scale = std::pow(10000.0f, -2.0f / static_cast<float>(d)), po.heads = heads, po.d = d;
     po.q16 = q16.data(), po.kc = kc.data(), po.vc = vc.data();
-    const StreamPlan p = stream_plan(rows, K, T, splits);
-    std::vector<float> part(std::max<int64_t>(1, stream_part_floats(p, rows, T)));
-    std::vector<unsigned> counters(stream_counters(p), 0);
-    run<Epilogue::rope>(p, W, rows, x, T, K, nullptr, 0, 0.0f, po, part, counters);
-    const std::vector<double> ref = reference(W, x, rows, K, T);
+    const Ran r = run<Epilogue::rope>(W, rows, x, T, K, splits, nullptr, 0, 0.0f, po);
+    const std::vector<double>& ref = r.ref;
     std::vector<double> got, want;
     bool others_kept = true;  // cache rows no token owns stay as they were
     for (int r = 0; r < cache; ++r) {
@@ -178,8 +180,8 @@ bool rope_case(int heads, int d, int K, int T, int splits) {
     }
     // F16 output (2^-11 relative) and float32 angles up to ~1000 radians (~3e-5 absolute)
     return report("rope heads " + std::to_string(heads) + " d " + std::to_string(d) + " K " + std::to_string(K) + " T " +
-                      std::to_string(T) + " (" + std::to_string(p.splits) + " splits)",
-                  rel_l2(got, want), 2e-3, counters) &&
+                      std::to_string(T) + " (" + std::to_string(r.plan.splits) + " splits)",
+                  rel_l2(got, want), 2e-3, r.counters) &&
            others_kept;
 }
 
