@@ -123,7 +123,7 @@ class TunedProducts {
     bool stream_takes(const CudaMatrix& W, const __nv_bfloat16* x, int T, const Out& out,
                       const stream_product::StreamPlan& plan) const;
     void run_stream(const stream_product::StreamPlan& plan, const CudaMatrix& W, const __nv_bfloat16* x, int T,
-                        const Out& out, bool accumulate) const;
+                    const Out& out, bool accumulate) const;
     // The stream candidates' race entries for W's shape: each split count checked against cuBLAS's
     // default on the real weights first (rel-L2 <= 1e-3, else rejected and named in c.timing.rejected).
     void race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out,
