@@ -11,8 +11,9 @@
 // trivially: the emulation checks arithmetic and indexing, not the timing of asynchronous copies, and
 // its fragment layouts are this file's reading of the ISA, which the GPU tests check against the chip.
 // Include before the kernel's headers; C++20 (std::barrier). Kernels run here: the stream product
-// (tests/native/stream_product_emulated.cpp) and the flash attention (flash_attention_emulated.cpp), the
-// latter measured on an H100, so that it checks this file's fragment layouts against the chip's.
+// (tests/native/stream_product_emulated.cpp), the flash attention (flash_attention_emulated.cpp; measured
+// on an H100, so that it checks this file's fragment layouts against the chip's) and the attention tile
+// kernel with its merge (attention_tile_emulated.cpp).
 #pragma once
 
 #define VLA_EDGE_CUDA_EMULATION 1
@@ -26,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #define __global__
@@ -96,6 +98,9 @@ struct float2 {
     float x, y;
 };
 inline float2 make_float2(float x, float y) { return {x, y}; }
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
@@ -185,16 +190,76 @@ inline void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1,
 }  // namespace vla_edge_emulation
 
 inline void __syncthreads() { vla_edge_emulation::block->sync.arrive_and_wait(); }
-// v of lane (this lane ^ m); every lane of the warp takes part (the kernels' full mask)
-inline float __shfl_xor_sync(unsigned, float v, int m) {
-    vla_edge_emulation::Warp& w = vla_edge_emulation::warp();
+inline void __syncwarp(unsigned = 0xffffffffu) { vla_edge_emulation::warp().sync.arrive_and_wait(); }
+namespace vla_edge_emulation {
+// v of lane `from(lane)`; every lane of the warp takes part (the kernels' full mask)
+template <typename From>
+inline float shuffle(float v, From from) {
+    Warp& w = warp();
     const int lane = threadIdx.x % 32;
     w.values[lane] = v;
     w.sync.arrive_and_wait();
-    const float got = w.values[lane ^ m];
+    const float got = w.values[from(lane) & 31];
     w.sync.arrive_and_wait();
     return got;
 }
+}  // namespace vla_edge_emulation
+inline float __shfl_xor_sync(unsigned, float v, int m) {
+    return vla_edge_emulation::shuffle(v, [m](int lane) { return lane ^ m; });
+}
+inline float __shfl_sync(unsigned, float v, int src) {
+    return vla_edge_emulation::shuffle(v, [src](int) { return src; });
+}
+
+// WMMA with every lane holding the whole 16 x 16 tile (fragments are opaque to the kernels, which only
+// load, multiply, fill and store them): loads read the tile in each lane, products run in each lane,
+// stores are lane 0's, followed by a barrier of the warp.
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+    float v[16][16] = {};  // [row][column] of the tile (A: m x k, B: k x n, accumulator: m x n)
+};
+inline float as_float(float x) { return x; }
+inline float as_float(__half x) { return __half2float(x); }
+template <typename Use, typename T, typename Layout, typename P>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const P* p, unsigned ldm) {
+    for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < 16; ++j)  // row-major: (i, j) at i ldm + j; column-major: at j ldm + i
+            f.v[i][j] = as_float(std::is_same_v<Layout, col_major> ? p[j * ldm + i] : p[i * ldm + j]);
+}
+template <typename T, typename P>
+inline void store_matrix_sync(P* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm, layout_t layout) {
+    if (threadIdx.x % 32 == 0)
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 16; ++j) (layout == mem_col_major ? p[j * ldm + i] : p[i * ldm + j]) = f.v[i][j];
+    __syncwarp();
+}
+template <typename Use, typename T, typename Layout>
+inline void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, float x) {
+    for (auto& row : f.v)
+        for (float& e : row) e = x;
+}
+template <typename TA, typename LA, typename TB, typename LB, typename TC>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, TC>& d, const fragment<matrix_a, 16, 16, 16, TA, LA>& a,
+                     const fragment<matrix_b, 16, 16, 16, TB, LB>& b, const fragment<accumulator, 16, 16, 16, TC>& c) {
+    fragment<accumulator, 16, 16, 16, TC> r;
+    for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < 16; ++j) {
+            float s = c.v[i][j];
+            for (int k = 0; k < 16; ++k) s += a.v[i][k] * b.v[k][j];
+            r.v[i][j] = s;
+        }
+    d = r;
+}
+}  // namespace wmma
+}  // namespace nvcuda
 
 namespace vla_edge {
 

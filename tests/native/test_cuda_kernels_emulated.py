@@ -18,7 +18,11 @@ The flash attention (native/cuda/flash_attention_kernel.cuh) at head_dim 64 / 25
 and 72 / 24 (one, zero-padded), one split (BF16 out) and several (partials merged here), the prefix's
 and the vision towers' layouts. It measured 1.68e-3 from float64 on an H100, and ~1.65e-3 here: the
 same kernel matching the chip's result checks the emulation's fragment layouts (ldmatrix plain and
-transposed, mma.sync) that the stream product's test relies on. Bound 5e-3 (F16 weights, BF16 out)."""
+transposed, mma.sync) that the stream product's test relies on. Bound 5e-3 (F16 weights, BF16 out).
+
+The loops' default attention (native/cuda/attention_tile_kernel.cuh: the tile kernel over key splits and
+the merge of the splits into BF16 rows; WMMA emulated with whole tiles per lane): tile64w8, tile64 and
+tile32 at head_dim 64 / 128 / 256, the merge with one and two warps per row. Same bound."""
 
 from __future__ import annotations
 
@@ -68,3 +72,13 @@ def test_flash_attention_matches_float64_in_both_layouts(tmp_path: Path) -> None
     for head_dim in (64, 256, 72, 24):
         assert any(line.startswith(f"flash D {head_dim:3d}") for line in cases), "\n".join(lines)
     assert any("3 split(s)" in line for line in cases) and any("1 split(s)" in line for line in cases), "\n".join(lines)
+
+
+def test_attention_tile_and_merge_match_float64(tmp_path: Path) -> None:
+    lines = emulated("attention_tile_emulated", tmp_path)
+    cases = [line for line in lines[:-1] if line.endswith(" ok")]
+    assert len(cases) == 5 and len(lines) == 6, "\n".join(lines)
+    for head_dim in (64, 128, 256):
+        assert any(line.startswith(f"tile D {head_dim:3d}") for line in cases), "\n".join(lines)
+    assert any("2 warp(s) per tile" in line for line in cases) and any("1 warp(s) per tile" in line for line in cases)
+    assert any("merge 1 warp(s)" in line for line in cases) and any("merge 2 warp(s)" in line for line in cases)
