@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "device_math.cuh"     // gelu_tanh
 #include "mma_primitives.cuh"  // cp.async, ldmatrix, mma.sync (or their emulation)
@@ -34,7 +35,6 @@ namespace stream_product {
 using bf16 = __nv_bfloat16;
 
 constexpr int kStages = 6;
-constexpr int kThreads = 128;
 constexpr size_t kTileValues = size_t{kTokens} * kDepth;  // one stage's x tile, and its W tile (kRows = kTokens)
 constexpr size_t kSmemBytes = kStages * 2 * kTileValues * sizeof(bf16);  // 96 KB
 
@@ -66,8 +66,8 @@ __device__ inline int paired_row(int tile, int r, int rows, const Paired& po) {
     }
 }
 
-template <Epilogue E>
-__global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16* __restrict__ W, int rows,
+template <Epilogue E, int Warps>
+__global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf16* __restrict__ W, int rows,
                                                                     const bf16* __restrict__ x, int T, int K, int per,
                                                                     float* y, int64_t ldy, float beta, Paired po,
                                                                     float* part, unsigned* counters) {
@@ -76,6 +76,8 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
     bf16* tiles = reinterpret_cast<bf16*>(smem);  // stage i: x tile, then W tile
     const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y, t0 = blockIdx.z * kTokens;
     const int first = split * per, count = min(K / kDepth, first + per) - first;  // >= 1 (the host's plan)
+    constexpr int kThreads = 32 * Warps, kWarpRows = kRows / Warps, kEights = kWarpRows / 8;  // a warp's rows: 16 or 8
+    static_assert(Warps == 4 || Warps == 8, "four warps of 16 rows or eight of 8");
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     auto w_row = [&](int r) {  // the W row of local row r (-1: past the matrix)
         if constexpr (E == Epilogue::plain) {
@@ -114,7 +116,7 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
         cp_async_commit();  // group 0 also holds the early weights; empty groups past the end keep the count simple
     }
     const int m_tiles = min(kTokens, T - t0 + 15) / 16;  // 16-token tiles holding a real token
-    float acc[4][2][4] = {};  // [token tile][8-row half of the warp's 16 rows][fragment]
+    float acc[4][kEights][4] = {};  // [token tile][8-row group of the warp's rows][fragment]
     for (int i = 0; i < count; ++i) {
         cp_async_wait<kStages - 2>();  // stage i has landed
         __syncthreads();               // ... for every thread, and stage i - 1's buffer is free
@@ -125,31 +127,50 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
         cp_async_commit();
         const bf16* xs = x_tile(i);
         const bf16* ws = xs + kTileValues;
+        if constexpr (Warps == 4) {
 #pragma unroll
-        for (int k = 0; k < kDepth / 16; ++k) {
-            unsigned b[4];  // the warp's 16 weight rows x 16 values: two 8-row B operands
-            ldmatrix_x4(b, ws + swizzled(warp * 16 + (lane & 7) + (lane >> 4) * 8, k * 16 + ((lane >> 3) & 1) * 8));
+            for (int k = 0; k < kDepth / 16; ++k) {
+                unsigned b[4];  // the warp's 16 weight rows x 16 values: two 8-row B operands
+                ldmatrix_x4(b, ws + swizzled(warp * 16 + (lane & 7) + (lane >> 4) * 8, k * 16 + ((lane >> 3) & 1) * 8));
 #pragma unroll
-            for (int m = 0; m < 4; ++m) {
-                if (m < m_tiles) {
-                    unsigned a[4];
-                    ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
-                    mma_bf16(acc[m][0], a, b[0], b[1]);
-                    mma_bf16(acc[m][1], a, b[2], b[3]);
+                for (int m = 0; m < 4; ++m) {
+                    if (m < m_tiles) {
+                        unsigned a[4];
+                        ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
+                        mma_bf16(acc[m][0], a, b[0], b[1]);
+                        mma_bf16(acc[m][kEights - 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < kDepth / 16; k += 2) {
+                unsigned b[4];  // the warp's 8 weight rows x 32 values: the B operands of two 16-value steps
+                ldmatrix_x4(b, ws + swizzled(warp * 8 + (lane & 7), k * 16 + (lane >> 3) * 8));
+#pragma unroll
+                for (int kk = 0; kk < 2; ++kk) {
+#pragma unroll
+                    for (int m = 0; m < 4; ++m) {
+                        if (m < m_tiles) {
+                            unsigned a[4];
+                            ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), (k + kk) * 16 + (lane >> 4) * 8));
+                            mma_bf16(acc[m][0], a, b[2 * kk], b[2 * kk + 1]);
+                        }
+                    }
                 }
             }
         }
     }
     cp_async_wait<0>();
-    // the thread's fragment: token t0 + 16 m + lane / 4 (+ 8 for e >= 2), local row 16 warp + 8 j + 2 (lane % 4) + e % 2
+    // the thread's fragment: token t0 + 16 m + lane / 4 (+ 8 for e >= 2), local row kWarpRows warp + 8 j + 2 (lane % 4) + e % 2
     auto each = [&](auto&& visit) {
 #pragma unroll
         for (int m = 0; m < 4; ++m)
 #pragma unroll
-            for (int j = 0; j < 2; ++j)
+            for (int j = 0; j < kEights; ++j)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int t = t0 + m * 16 + lane / 4 + (e >> 1) * 8, r = warp * 16 + j * 8 + (lane % 4) * 2 + (e & 1);
+                    const int t = t0 + m * 16 + lane / 4 + (e >> 1) * 8, r = warp * kWarpRows + j * 8 + (lane % 4) * 2 + (e & 1);
                     visit(acc[m][j][e], t, r, t < T ? w_row(r) : -1);
                 }
     };
@@ -182,13 +203,13 @@ __global__ void __launch_bounds__(kThreads, 1) stream_product_kernel(const bf16*
             *o = beta != 0.0f ? v + beta * *o : v;
         });
     } else {
-        // warps 2 and 3 hold the partners of warps 0 and 1's rows: passed through shared memory
+        // the second half of the warps holds the partners of the first half's rows: passed through shared memory
         constexpr int kHalf = kRows / 2;
         __syncthreads();  // every warp is done with the stages' buffers
         float* partners = reinterpret_cast<float*>(smem);  // [64 tokens][32 rows]
-        if (warp >= 2) each([&](float v, int t, int r, int) { partners[(t - t0) * kHalf + r - kHalf] = v; });
+        if (warp >= Warps / 2) each([&](float v, int t, int r, int) { partners[(t - t0) * kHalf + r - kHalf] = v; });
         __syncthreads();
-        if (warp < 2) {
+        if (warp < Warps / 2) {
             each([&](float a, int t, int r, int n) {
                 if (n < 0) return;
                 const float b = partners[(t - t0) * kHalf + r];
@@ -225,8 +246,9 @@ static inline bool stream_product_fits(const CudaMatrix& W, const void* x, int T
 // Sets the forms' shared-memory allowance (96 KB: every device of compute capability 8.0+ gives 99 KB);
 // once per translation unit before the first launch.
 static inline cudaError_t allow_stream_product() {
-    for (auto kernel : {stream_product_kernel<Epilogue::plain>, stream_product_kernel<Epilogue::geglu>,
-                        stream_product_kernel<Epilogue::rope>}) {
+    for (auto kernel : {stream_product_kernel<Epilogue::plain, 4>, stream_product_kernel<Epilogue::geglu, 4>,
+                        stream_product_kernel<Epilogue::rope, 4>, stream_product_kernel<Epilogue::plain, 8>,
+                        stream_product_kernel<Epilogue::geglu, 8>, stream_product_kernel<Epilogue::rope, 8>}) {
         const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes));
         if (e != cudaSuccess) return e;
     }
@@ -250,10 +272,14 @@ static inline void launch_stream_product(const StreamPlan& p, const CudaMatrix& 
     const int rows = static_cast<int>(W.rows), K = static_cast<int>(W.stride);
     const bf16* w = static_cast<const bf16*>(W.data);
     const Paired po = paired ? *paired : Paired{};
-    auto kernel = !paired                            ? stream_product_kernel<Epilogue::plain>
-                  : po.kind == PairedKind::geglu ? stream_product_kernel<Epilogue::geglu>
-                                                     : stream_product_kernel<Epilogue::rope>;
-    expert_kernels::launch_kernel(kernel, grid, kThreads, kSmemBytes, st, w, rows, x, T, K, p.per, y, ldy, beta, po, part,
+    auto pick = [&](auto warps) {
+        constexpr int kW = decltype(warps)::value;
+        return !paired                        ? stream_product_kernel<Epilogue::plain, kW>
+               : po.kind == PairedKind::geglu ? stream_product_kernel<Epilogue::geglu, kW>
+                                              : stream_product_kernel<Epilogue::rope, kW>;
+    };
+    auto kernel = p.warps == 8 ? pick(std::integral_constant<int, 8>{}) : pick(std::integral_constant<int, 4>{});
+    expert_kernels::launch_kernel(kernel, grid, 32 * p.warps, kSmemBytes, st, w, rows, x, T, K, p.per, y, ldy, beta, po, part,
                                   counters);
 }
 

@@ -22,9 +22,10 @@ constexpr int kMaxTokens = 128;  // offered up to here: a weight-streaming produ
 struct StreamPlan {
     int splits = 1, per = 0;
     int tiles = 0, token_blocks = 0;  // grid x and z
+    int warps = 4;  // per block: four of 16 weight rows each, or eight of 8 (half the products per warp)
 };
 // The plan for asking `splits` slices (bounded by the stages; none left empty).
-inline StreamPlan stream_plan(int rows, int K, int T, int splits) {
+inline StreamPlan stream_plan(int rows, int K, int T, int splits, int warps = 4) {
     const int stages = std::max(1, K / kDepth);  // K < 64: never launched (stream_product_fits)
     const int asked = std::max(1, std::min(splits, stages));
     StreamPlan p;
@@ -32,6 +33,7 @@ inline StreamPlan stream_plan(int rows, int K, int T, int splits) {
     p.splits = (stages + p.per - 1) / p.per;
     p.tiles = (rows + kRows - 1) / kRows;
     p.token_blocks = (T + kTokens - 1) / kTokens;
+    p.warps = warps == 8 ? 8 : 4;
     return p;
 }
 // What the product's rows become where a block holds each row beside its partner 32 or more rows

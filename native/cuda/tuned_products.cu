@@ -83,7 +83,7 @@ void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, co
                                 const std::function<float(const std::function<void(const CudaMatrix&)>&)>& time_each) {
     const CudaMatrix& W = Ws.front();
     const int rows = static_cast<int>(W.rows);
-    // split counts: none, a few, and the one that gives every SM one block
+    // split counts: none, a few, and the one that gives every SM one block; each with four and eight warps
     const stream_product::StreamPlan whole = stream_product::stream_plan(rows, static_cast<int>(W.stride), T, 1);
     const int fill = std::max(1, sms_ / std::max(1, whole.tiles * whole.token_blocks));
     std::vector<int> asked = {1, 2, 4, 8, fill};
@@ -91,10 +91,17 @@ void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, co
     asked.erase(std::unique(asked.begin(), asked.end()), asked.end());
     std::vector<stream_product::StreamPlan> plans;
     for (int s : asked) {
-        const stream_product::StreamPlan p = stream_product::stream_plan(rows, static_cast<int>(W.stride), T, s);
-        const bool seen = std::any_of(plans.begin(), plans.end(), [&](const auto& q) { return q.splits == p.splits; });
-        if (!seen && stream_takes(W, x, T, out, p)) plans.push_back(p);
+        for (int warps : {4, 8}) {  // four warps of 16 weight rows, or eight of 8
+            const stream_product::StreamPlan p = stream_product::stream_plan(rows, static_cast<int>(W.stride), T, s, warps);
+            const bool seen = std::any_of(plans.begin(), plans.end(),
+                                          [&](const auto& q) { return q.splits == p.splits && q.warps == p.warps; });
+            if (!seen && stream_takes(W, x, T, out, p)) plans.push_back(p);
+        }
     }
+    // "stream<splits>", "stream<splits>w8": a candidate's name in the race
+    auto name = [](const stream_product::StreamPlan& p) {
+        return "stream" + std::to_string(p.splits) + (p.warps == 8 ? "w8" : "");
+    };
     if (plans.empty()) return;
     const char* who = "tuned products";
     if (!part_) {
@@ -129,14 +136,13 @@ void TunedProducts::race_stream(Choice& c, const std::vector<CudaMatrix>& Ws, co
         if (rel <= kStreamBound) {  // NaN fails too
             good.push_back(p);
         } else {
-            char why[96];
-            std::snprintf(why, sizeof why, "%sstream%d: rel-L2 %.3g from cuBLAS", c.timing.rejected.empty() ? "" : "; ",
-                          p.splits, rel);
-            c.timing.rejected += why;
+            char why[64];
+            std::snprintf(why, sizeof why, ": rel-L2 %.3g from cuBLAS", rel);
+            c.timing.rejected += (c.timing.rejected.empty() ? "" : "; ") + name(p) + why;
         }
     }
     for (const auto& p : good) {
-        c.timing.names.push_back("stream" + std::to_string(p.splits));
+        c.timing.names.push_back(name(p));
         c.timing.us.push_back(time_each([&](const CudaMatrix& M) { run_stream(p, M, x, T, out, accumulate); }));
         const bool alone_first = streams_ == 2 && c.stream.per == 0;  // only: the first stream entry wins outright
         if (alone_first || c.timing.us.back() < c.timing.us[c.timing.chosen]) {
@@ -242,7 +248,8 @@ bool TunedProducts::take_near(const Key& key, const CudaMatrix& W, int T, const 
     c.timing.reused_from = near->timing.tokens;
     c.lt = near->lt;
     if (near->stream.per) {  // the stream product at T tokens, as many splits as it raced with
-        c.stream = stream_product::stream_plan(static_cast<int>(W.rows), static_cast<int>(W.stride), T, near->stream.splits);
+        c.stream = stream_product::stream_plan(static_cast<int>(W.rows), static_cast<int>(W.stride), T, near->stream.splits,
+                                               near->stream.warps);
         if (!stream_takes(W, nullptr, T, out, c.stream)) return false;
     }
     if (c.lt) {

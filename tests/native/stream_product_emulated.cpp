@@ -1,8 +1,8 @@
 // The stream product's kernel (native/cuda/stream_product.cuh) run on the CPU through
 // tests/native/cuda_emulation.h, against a float64 reference on fresh random inputs: the plain form
-// (rows past a tile, input values split 1 to 3 ways, two token blocks, accumulating into rows ldy
+// (rows past a tile, input values split 1 to 4 ways, two token blocks, accumulating into rows ldy
 // apart, pipelines that wrap around their six stages) and the paired forms (GeGLU; RoPE with the K/V
-// cache writes). Prints one line per case and exits 1 if any misses its bound. Also checks that
+// cache writes), each with four warps per block and with eight. Prints one line per case and exits 1 if any misses its bound. Also checks that
 // every tile's counter is back at zero after a split launch (the next launch or graph replay needs it).
 //   usage: stream_product_emulated SEED
 #include "cuda_emulation.h"
@@ -42,6 +42,9 @@ struct Case {
     int rows, K, T, splits;
 };
 
+// ", 8 warps" where the kernel ran with eight warps of 8 weight rows (else four of 16)
+std::string warps_name(int warps) { return warps == 8 ? ", 8 warps" : ""; }
+
 // W x in float64 from the BF16 values both sides read: ref[t][n]
 std::vector<double> reference(const std::vector<bf16>& W, const std::vector<bf16>& x, int rows, int K, int T) {
     std::vector<double> ref(size_t(T) * rows);
@@ -62,13 +65,17 @@ struct Ran {
     std::vector<double> ref;         // W x: ref[t][n]
 };
 template <Epilogue E>
-Ran run(const std::vector<bf16>& W, int rows, const std::vector<bf16>& x, int T, int K, int splits, float* y, int64_t ldy,
-        float beta, const Paired& po) {
-    Ran r{stream_plan(rows, K, T, splits), {}, reference(W, x, rows, K, T)};
+Ran run(const std::vector<bf16>& W, int rows, const std::vector<bf16>& x, int T, int K, int splits, int warps, float* y,
+        int64_t ldy, float beta, const Paired& po) {
+    Ran r{stream_plan(rows, K, T, splits, warps), {}, reference(W, x, rows, K, T)};
     std::vector<float> part(std::max<int64_t>(1, stream_part_floats(r.plan, rows, T)));
     r.counters.assign(stream_counters(r.plan), 0);
-    vla_edge_emulation::launch(dim3(r.plan.tiles, r.plan.splits, r.plan.token_blocks), kThreads, kSmemBytes, [&] {
-        stream_product_kernel<E>(W.data(), rows, x.data(), T, K, r.plan.per, y, ldy, beta, po, part.data(), r.counters.data());
+    vla_edge_emulation::launch(dim3(r.plan.tiles, r.plan.splits, r.plan.token_blocks), 32 * r.plan.warps, kSmemBytes, [&] {
+        if (r.plan.warps == 8) {
+            stream_product_kernel<E, 8>(W.data(), rows, x.data(), T, K, r.plan.per, y, ldy, beta, po, part.data(), r.counters.data());
+        } else {
+            stream_product_kernel<E, 4>(W.data(), rows, x.data(), T, K, r.plan.per, y, ldy, beta, po, part.data(), r.counters.data());
+        }
     });
     return r;
 }
@@ -85,14 +92,15 @@ bool report(const std::string& name, double err, double bound, const std::vector
 // Float32 sums of the same BF16 products, in another order: ~1e-7 from float64
 constexpr double kPlain = 1e-5;
 
-bool plain_case(const Case& c, bool accumulate) {
+bool plain_case(const Case& c, bool accumulate, int warps) {
     const auto W = random_bf16(size_t(c.rows) * c.K, 0.05f), x = random_bf16(size_t(c.T) * c.K, 1.0f);
     const int64_t ldy = c.rows + (accumulate ? 5 : 0);
     std::vector<float> y(size_t(c.T) * ldy);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (float& v : y) v = u(rng);
     const std::vector<float> y0 = y;
-    const Ran r = run<Epilogue::plain>(W, c.rows, x, c.T, c.K, c.splits, y.data(), ldy, accumulate ? 1.0f : 0.0f, Paired{});
+    const Ran r = run<Epilogue::plain>(W, c.rows, x, c.T, c.K, c.splits, warps, y.data(), ldy, accumulate ? 1.0f : 0.0f,
+                                       Paired{});
     const StreamPlan& p = r.plan;
     std::vector<double> got, want;
     bool padding_kept = true;
@@ -107,19 +115,20 @@ bool plain_case(const Case& c, bool accumulate) {
             want.push_back(r.ref[size_t(t) * c.rows + n] + (accumulate ? y0[i] : 0.0));
         }
     }
-    const std::string name = c.name + " (" + std::to_string(p.splits) + " splits of " + std::to_string(p.per) + ")";
+    const std::string name =
+        c.name + " (" + std::to_string(p.splits) + " splits of " + std::to_string(p.per) + warps_name(warps) + ")";
     if (!padding_kept) std::printf("%s: wrote between rows\n", name.c_str());
     return report(name, rel_l2(got, want), kPlain, r.counters) && padding_kept;
 }
 
-bool geglu_case(int F, int K, int T, int splits) {
+bool geglu_case(int F, int K, int T, int splits, int warps) {
     const int rows = 2 * F;
     const auto W = random_bf16(size_t(rows) * K, 0.08f), x = random_bf16(size_t(T) * K, 1.0f);
     const int64_t ld = F + 8;
     std::vector<bf16> g(size_t(T) * ld, __float2bfloat16(7.0f));
     Paired po;
     po.kind = PairedKind::geglu, po.g = g.data(), po.ld = ld;
-    const Ran r = run<Epilogue::geglu>(W, rows, x, T, K, splits, nullptr, 0, 0.0f, po);
+    const Ran r = run<Epilogue::geglu>(W, rows, x, T, K, splits, warps, nullptr, 0, 0.0f, po);
     const std::vector<double>& ref = r.ref;
     std::vector<double> got, want;
     bool padding_kept = true;
@@ -137,12 +146,12 @@ bool geglu_case(int F, int K, int T, int splits) {
     }
     // BF16 output: 2^-9 relative rounding
     return report("geglu F " + std::to_string(F) + " K " + std::to_string(K) + " T " + std::to_string(T) + " (" +
-                      std::to_string(r.plan.splits) + " splits)",
+                      std::to_string(r.plan.splits) + " splits" + warps_name(warps) + ")",
                   rel_l2(got, want), 4e-3, r.counters) &&
            padding_kept;
 }
 
-bool rope_case(int heads, int d, int K, int T, int splits) {
+bool rope_case(int heads, int d, int K, int T, int splits, int warps) {
     const int rows = (heads + 2) * d, half = d / 2;
     const auto W = random_bf16(size_t(rows) * K, 0.05f), x = random_bf16(size_t(T) * K, 1.0f);
     std::vector<int> pos(T), cache_rows(T);
@@ -153,7 +162,7 @@ bool rope_case(int heads, int d, int K, int T, int splits) {
     po.kind = PairedKind::rope, po.pos = pos.data(), po.cache_rows = cache_rows.data();
     po.theta_scale = std::pow(10000.0f, -2.0f / static_cast<float>(d)), po.heads = heads, po.d = d;
     po.q16 = q16.data(), po.kc = kc.data(), po.vc = vc.data();
-    const Ran r = run<Epilogue::rope>(W, rows, x, T, K, splits, nullptr, 0, 0.0f, po);
+    const Ran r = run<Epilogue::rope>(W, rows, x, T, K, splits, warps, nullptr, 0, 0.0f, po);
     const std::vector<double>& ref = r.ref;
     std::vector<double> got, want;
     bool others_kept = true;  // cache rows no token owns stay as they were
@@ -180,7 +189,7 @@ bool rope_case(int heads, int d, int K, int T, int splits) {
     }
     // F16 output (2^-11 relative) and float32 angles up to ~1000 radians (~3e-5 absolute)
     return report("rope heads " + std::to_string(heads) + " d " + std::to_string(d) + " K " + std::to_string(K) + " T " +
-                      std::to_string(T) + " (" + std::to_string(r.plan.splits) + " splits)",
+                      std::to_string(T) + " (" + std::to_string(r.plan.splits) + " splits" + warps_name(warps) + ")",
                   rel_l2(got, want), 2e-3, r.counters) &&
            others_kept;
 }
@@ -192,15 +201,17 @@ int main(int argc, char** argv) {
     bool ok = true;
     // rows past the last full tile; input values split 1 / 2 / 3 ways; two token blocks; eight stages in one
     // split (the six-stage ring wraps)
-    ok &= plain_case({"plain 130 x 128, 50 tokens", 130, 128, 50, 1}, false);
-    ok &= plain_case({"plain 384 x 256, 50 tokens, accumulate", 384, 256, 50, 2}, true);
-    ok &= plain_case({"plain 128 x 384, 20 tokens", 128, 384, 20, 3}, false);
-    ok &= plain_case({"plain 64 x 512, 100 tokens", 64, 512, 100, 1}, false);
-    ok &= plain_case({"plain 64 x 512, 70 tokens, accumulate", 64, 512, 70, 4}, true);
-    ok &= geglu_case(64, 128, 50, 1);
-    ok &= geglu_case(96, 256, 30, 2);
-    ok &= rope_case(2, 64, 128, 50, 1);
-    ok &= rope_case(1, 128, 256, 20, 2);
+    for (int warps : {4, 8}) {
+        ok &= plain_case({"plain 130 x 128, 50 tokens", 130, 128, 50, 1}, false, warps);
+        ok &= plain_case({"plain 384 x 256, 50 tokens, accumulate", 384, 256, 50, 2}, true, warps);
+        ok &= plain_case({"plain 128 x 384, 20 tokens", 128, 384, 20, 3}, false, warps);
+        ok &= plain_case({"plain 64 x 512, 100 tokens", 64, 512, 100, 1}, false, warps);
+        ok &= plain_case({"plain 64 x 512, 70 tokens, accumulate", 64, 512, 70, 4}, true, warps);
+        ok &= geglu_case(64, 128, 50, 1, warps);
+        ok &= geglu_case(96, 256, 30, 2, warps);
+        ok &= rope_case(2, 64, 128, 50, 1, warps);
+        ok &= rope_case(1, 128, 256, 20, 2, warps);
+    }
     std::printf(ok ? "all cases within their bounds\n" : "SOME CASES FAILED\n");
     return ok ? 0 : 1;
 }

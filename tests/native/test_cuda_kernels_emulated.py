@@ -5,8 +5,8 @@ the PTX ISA says), each against a float64 reference on fresh random inputs.
 The stream product (native/cuda/stream_product.cuh): the plain product
 (rows past a tile, 1-4 input-value splits added in split order by the tile's last block, two token
 blocks, accumulating into rows ldy apart, a pipeline that wraps around its six stages) and the paired
-forms (GeGLU in BF16, RoPE of q/k with the K/V cache writes in F16), and every tile's counter back at
-zero after a split launch. Why here: the GPU machine is lent ~30 minutes a session and at times not
+forms (GeGLU in BF16, RoPE of q/k with the K/V cache writes in F16), each with four warps per block
+and with eight, and every tile's counter back at zero after a split launch. Why here: the GPU machine is lent ~30 minutes a session and at times not
 at all; this catches indexing errors before device time is spent. What it cannot check: the timing of
 cp.async (copied at once here) and whether the chip lays fragments out as this reading of the ISA
 does (the GPU tests do: tests/gpu/test_cuda_expert_loop.py with VLA_EDGE_CUDA_STREAM_PRODUCTS=only).
@@ -58,10 +58,11 @@ def test_stream_product_matches_float64_in_every_form(tmp_path: Path) -> None:
     lines = emulated("stream_product_emulated", tmp_path)
     done = "\n".join(lines)
     cases = [line for line in lines[:-1] if line.endswith(" ok")]
-    # five plain products, two GeGLU, two RoPE: each named with its split count
-    assert len(cases) == 9 and len(lines) == 10, done
-    assert sum("plain" in c for c in cases) == 5 and sum("geglu" in c for c in cases) == 2, done
-    assert sum("rope" in c for c in cases) == 2 and any("(3 splits of 2)" in c for c in cases), done
+    # five plain products, two GeGLU, two RoPE, each with four warps and with eight: named with its split count
+    assert len(cases) == 18 and len(lines) == 19, done
+    assert sum("plain" in c for c in cases) == 10 and sum("geglu" in c for c in cases) == 4, done
+    assert sum("rope" in c for c in cases) == 4 and sum(", 8 warps)" in c for c in cases) == 9, done
+    assert any("(3 splits of 2)" in c for c in cases), done
 
 
 def test_flash_attention_matches_float64_in_both_layouts(tmp_path: Path) -> None:
