@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "expert_kernels.cuh"
+#include "graph_timer.cuh"
 #include "loop_common.cuh"
 #include "tuned_products.h"
 
@@ -69,10 +70,40 @@ struct CudaExpertLoop::Impl {
             gate_up.push_back(L.gate_up);
             down.push_back(L.down_w.front());
         }
-        products->tune(qkv, act.hn, T, act.qkv, false);
+        const Handicaps h = paired_handicaps(T);
+        products->tune(qkv, act.hn, T, act.qkv, false, 0, h.rope_us);
         products->tune(out, act.attn, T, act.x, true);
-        products->tune(gate_up, act.hn, T, act.gu, false);
+        products->tune(gate_up, act.hn, T, act.gu, false, 0, h.geglu_us);
         products->tune(down, act.g, T, act.x, true);
+    }
+
+    // Where the stream product's paired forms would run (raced, and fuse on): the RoPE and GeGLU
+    // kernels' times at T tokens, which every other candidate of the q/k/v and gate/up races needs
+    // after it and the paired form does not (TunedProducts::tune's handicap). Zero otherwise.
+    struct Handicaps {
+        float rope_us = 0, geglu_us = 0;
+    };
+    Handicaps paired_handicaps(int T) const {
+        Handicaps h;
+        if (!fuse || !products->offers_stream()) return h;
+        const CudaExpertSpec& s = spec;
+        const int d = s.head_dim;
+        const float theta_scale = std::pow(s.rope_theta, -2.0f / static_cast<float>(d));
+        // RoPE into scratch cache rows (the real cache holds the prefix's K/V), tokens at positions 0 .. T - 1
+        LoopBuffers scratch(kWho);
+        int* ints = nullptr;
+        __half *kc = nullptr, *vc = nullptr;
+        scratch.alloc(ints, 2 * int64_t{T});
+        scratch.alloc(kc, int64_t{T} * d);
+        scratch.alloc(vc, int64_t{T} * d);
+        std::vector<int> iota(2 * T);
+        for (int t = 0; t < T; ++t) iota[t] = iota[T + t] = t;
+        check(cudaMemcpy(ints, iota.data(), iota.size() * sizeof(int), cudaMemcpyHostToDevice), "timing RoPE");
+        h.rope_us = graph_time_us(io->stream, [&] {
+            launch_rope_cache(io->stream, T, act.qkv, s.heads, d, ints, ints + T, theta_scale, act.q16, kc, vc);
+        });
+        h.geglu_us = graph_time_us(io->stream, [&] { launch_geglu(io->stream, act.gu, s.ffn, T, act.g, act.ld_f); });
+        return h;
     }
 
     void launch_check(const char* what) const { check(cudaGetLastError(), what); }

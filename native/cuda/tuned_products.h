@@ -38,6 +38,7 @@ struct ProductTiming {
     int matrices = 1;  // how many matrices of the shape each timing went over (one: L2-hot)
     int reused_from = 0;  // tokens of the raced shape whose choice this one took (0: raced itself)
     std::string rejected;  // stream candidates left out of the race: which, and their rel-L2 from cuBLAS
+    float handicap_us = 0;  // added to every other candidate's time when the winner was picked (tune's)
 };
 
 class TunedProducts {
@@ -61,9 +62,12 @@ class TunedProducts {
     // with more weight bytes than the L2 cache holds every product reads its weights from memory as
     // in the chunk (cold; hot: the first matrix alone, ten times over, its weights in L2). Reads the
     // matrices and x, overwrites y; the stream must not be capturing. ldy: as in run().
+    // handicap_us: what every candidate but the stream product needs after it that the stream
+    // product's paired form does not (the RoPE or GeGLU kernel's time, where the loop will run the
+    // paired form: run_paired); it is added to their times when the winner is picked.
     void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, float* y, bool accumulate,
-              int64_t ldy = 0) {
-        tune_out(Ws, x, T, Out{y, CUDA_R_32F, ldy}, accumulate);
+              int64_t ldy = 0, float handicap_us = 0) {
+        tune_out(Ws, x, T, Out{y, CUDA_R_32F, ldy}, accumulate, handicap_us);
     }
     // The same for a product written in BF16 (packed, never accumulating; the prefix's gate/up).
     void tune(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, __nv_bfloat16* y) {
@@ -90,6 +94,8 @@ class TunedProducts {
     // candidate differed from cuBLAS); "cuBLAS default products" without a race
     std::string describe() const;
     bool races() const { return race_; }
+    // Whether races offer the stream product (VLA_EDGE_CUDA_STREAM_PRODUCTS=1 or only).
+    bool offers_stream() const { return race_ && streams_; }
 
   private:
     using Key = std::tuple<int, int, int, bool, int64_t, int>;  // rows, stride, T, accumulate, ldy (never 0), y's type
@@ -106,7 +112,8 @@ class TunedProducts {
         stream_product::StreamPlan stream;  // where the stream product won, its plan (per 0: it did not)
         ProductTiming timing;
     };
-    void tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out, bool accumulate);
+    void tune_out(const std::vector<CudaMatrix>& Ws, const __nv_bfloat16* x, int T, const Out& out, bool accumulate,
+                  float handicap_us = 0);
     // The raced choice nearest to `key` in tokens, within a quarter of them, or null.
     const Choice* raced_near(const Key& key) const;
     // Stores that choice for `key` (W's shape at T tokens) where cuBLASLt accepts its algorithm at T;
