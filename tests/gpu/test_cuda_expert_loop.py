@@ -81,8 +81,9 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
         assert "rejected" not in note, note
         # the tiny pack's three shapes all take it (strides of 128 and 256 values, 50 tokens)
         stream = switches.get("VLA_EDGE_CUDA_STREAM_PRODUCTS")
-        assert ("3 stream" in note) == (stream == "only"), note
-        if stream is None:
+        if stream == "only":
+            assert "3 stream" in note, note
+        elif stream is None:  # raced beside cuBLAS's ("1"), the races decide
             assert " stream" not in note, note
         if stream != "1":  # raced beside cuBLAS's: the gate/up product's race decides
             fused = stream == "only" and switches.get("VLA_EDGE_CUDA_STREAM_FUSED") != "0"
