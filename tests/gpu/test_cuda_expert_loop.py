@@ -79,13 +79,13 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
     if "product shapes timed" in note:
         assert ("timed cold" in note) == (switches.get("VLA_EDGE_CUDA_TUNE_COLD") != "0"), note
         assert "rejected" not in note, note
-        # the tiny pack's three shapes all take it (strides of 128 and 256 values, 50 tokens)
+        # raced beside cuBLAS's ("1"), the races decide which shapes take the stream product
         stream = switches.get("VLA_EDGE_CUDA_STREAM_PRODUCTS")
-        if stream == "only":
+        if stream == "only":  # the tiny pack's three shapes all take it (strides of 128 and 256 values, 50 tokens)
             assert "3 stream" in note, note
-        elif stream is None:  # raced beside cuBLAS's ("1"), the races decide
+        elif stream is None:  # left out of the races
             assert " stream" not in note, note
-        if stream != "1":  # raced beside cuBLAS's: the gate/up product's race decides
+        if stream != "1":
             fused = stream == "only" and switches.get("VLA_EDGE_CUDA_STREAM_FUSED") != "0"
             assert ("RoPE and GeGLU in the products" in note) == fused, note
     merge = "" if switches.get("VLA_EDGE_CUDA_ATTENTION") == "split128" else switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "2")
