@@ -9,6 +9,7 @@
 #include "cuda_emulation.h"
 //
 #include "attention_tile_kernel.cuh"
+#include "emulated_cases.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -23,67 +24,43 @@ namespace {
 
 std::mt19937 rng;
 
-std::vector<__half> random_half(size_t n) {
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    std::vector<__half> v(n);
-    for (__half& x : v) x = __float2half(u(rng));
-    return v;
-}
-
 // horizon tokens x heads query rows per observation, all heads sharing the observation's one K/V head
 template <int D, int Keys, int Pair, int RW>
 bool run(int horizon, int heads, const std::vector<int>& keys_in) {
-    const int B = static_cast<int>(keys_in.size()), rows_total = horizon * heads, rows_ld = (rows_total + 15) / 16 * 16;
-    std::vector<int> base(B), keys = keys_in;
-    int cache = 0;
-    for (int s = 0; s < B; ++s) base[s] = cache, cache += (keys[s] + 15) / 16 * 16 + 16;
-    auto q = random_half(size_t(B) * rows_total * D), k = random_half(size_t(cache) * D), v = random_half(size_t(cache) * D);
-    for (int s = 0; s < B; ++s)  // the runtime zero-fills a range's padding rows
-        for (int r = keys[s]; r < (keys[s] + 15) / 16 * 16; ++r)
-            for (int j = 0; j < D; ++j) k[size_t(base[s] + r) * D + j] = v[size_t(base[s] + r) * D + j] = __float2half(0.0f);
-    const int splits = (*std::max_element(keys.begin(), keys.end()) + Keys - 1) / Keys;
+    const int rows_total = horizon * heads, rows_ld = (rows_total + 15) / 16 * 16;
+    const vla_edge_emulation::AttentionCase c(rng, D, rows_total, keys_in);
+    const int B = c.observations();
+    const int splits = (c.max_keys() + Keys - 1) / Keys;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     std::vector<float> part_o(size_t(B) * splits * rows_ld * D, NAN);
     std::vector<float2> part_ml(size_t(B) * splits * rows_ld, float2{NAN, NAN});
     vla_edge_emulation::launch(dim3((rows_total + kTileRows - 1) / kTileRows, splits, B), 32 * kTileWarps * Pair,
                                TileLayout<D, Keys>::bytes, [&] {
-                                   attention_tile_kernel<D, Keys, Pair>(q.data(), k.data(), v.data(), base.data(),
-                                                                        keys.data(), rows_total, rows_ld, splits, scale,
+                                   attention_tile_kernel<D, Keys, Pair>(c.q.data(), c.k.data(), c.v.data(), c.base.data(),
+                                                                        c.keys.data(), rows_total, rows_ld, splits, scale,
                                                                         part_o.data(), part_ml.data());
                                });
     const int64_t ld_out = heads * D + 8;
     std::vector<__nv_bfloat16> out(size_t(B) * horizon * ld_out, __float2bfloat16(7.0f));
     vla_edge_emulation::launch(dim3((RW * rows_total + kMergeWarps - 1) / kMergeWarps, B), 32 * kMergeWarps, 0, [&] {
-        attention_merge_rows_kernel<D, RW>(part_o.data(), part_ml.data(), keys.data(), Keys, horizon, heads, rows_ld, splits,
+        attention_merge_rows_kernel<D, RW>(part_o.data(), part_ml.data(), c.keys.data(), Keys, horizon, heads, rows_ld, splits,
                                            scale, out.data(), ld_out);
     });
     std::vector<double> got, want;
     bool padding_kept = true;
     for (int s = 0; s < B; ++s) {
         for (int row = 0; row < rows_total; ++row) {
-            std::vector<double> w(keys[s]);
-            double mx = -INFINITY, sum = 0;
-            for (int key = 0; key < keys[s]; ++key) {
-                double dot = 0;
-                for (int j = 0; j < D; ++j)
-                    dot += double(__half2float(q[(size_t(s) * rows_total + row) * D + j])) * __half2float(k[size_t(base[s] + key) * D + j]);
-                w[key] = dot * scale, mx = std::max(mx, w[key]);
-            }
-            for (double& x : w) sum += (x = std::exp(x - mx));
+            const std::vector<double> o = c.reference(s, row, scale);
             const size_t t = size_t(s) * horizon + row / heads;
             for (int j = 0; j < D; ++j) {
-                double o = 0;
-                for (int key = 0; key < keys[s]; ++key) o += w[key] * __half2float(v[size_t(base[s] + key) * D + j]);
-                want.push_back(o / sum);
+                want.push_back(o[j]);
                 got.push_back(__bfloat162float(out[t * ld_out + (row % heads) * D + j]));
             }
         }
         for (int t = s * horizon; t < (s + 1) * horizon; ++t)
             for (int64_t j = heads * D; j < ld_out; ++j) padding_kept = padding_kept && __bfloat162float(out[t * ld_out + j]) == 7.0f;
     }
-    double d = 0, n = 0;
-    for (size_t i = 0; i < got.size(); ++i) d += (got[i] - want[i]) * (got[i] - want[i]), n += want[i] * want[i];
-    const double err = std::sqrt(d / n);
+    const double err = vla_edge_emulation::rel_l2(got, want);
     const bool ok = err <= 5e-3 && padding_kept;  // NaN fails
     std::printf("tile D %3d, %d-key splits x %d, %d warp(s) per tile, merge %d warp(s) per row, %d observation(s) x %2d rows: "
                 "rel-L2 %.3g (bound 5e-3)%s %s\n",

@@ -7,6 +7,7 @@
 //   usage: stream_product_emulated SEED
 #include "cuda_emulation.h"
 //
+#include "emulated_cases.h"
 #include "stream_product.cuh"
 
 #include <cstdio>
@@ -16,6 +17,7 @@
 
 using namespace vla_edge;
 using namespace vla_edge::stream_product;
+using vla_edge_emulation::rel_l2;
 
 namespace {
 
@@ -26,15 +28,6 @@ std::vector<bf16> random_bf16(size_t n, float amp) {
     std::vector<bf16> v(n);
     for (bf16& x : v) x = __float2bfloat16(u(rng));
     return v;
-}
-
-double rel_l2(const std::vector<double>& got, const std::vector<double>& want) {
-    double d = 0, n = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-        d += (got[i] - want[i]) * (got[i] - want[i]);
-        n += want[i] * want[i];
-    }
-    return std::sqrt(d / n);
 }
 
 struct Case {
