@@ -115,7 +115,6 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
         if (i < count) stage_x(i);
         cp_async_commit();  // group 0 also holds the early weights; empty groups past the end keep the count simple
     }
-    const int m_tiles = min(kTokens, T - t0 + 15) / 16;  // 16-token tiles holding a real token
     float acc[4][kEights][4] = {};  // [token tile][8-row group of the warp's rows][fragment]
     for (int i = 0; i < count; ++i) {
         cp_async_wait<kStages - 2>();  // stage i has landed
@@ -127,37 +126,36 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
         cp_async_commit();
         const bf16* xs = x_tile(i);
         const bf16* ws = xs + kTileValues;
+        // every load of a step before its products, and no branch among them, so that the compiler can
+        // issue the next step's loads while this step's products run (a branch per token tile, the first
+        // form, left each product waiting on its own load: ~1.3 us per stage on an H100, 2026-12-07)
         if constexpr (Warps == 4) {
 #pragma unroll
             for (int k = 0; k < kDepth / 16; ++k) {
-                unsigned b[4];  // the warp's 16 weight rows x 16 values: two 8-row B operands
+                unsigned b[4], a[4][4];  // the warp's 16 weight rows x 16 values: two 8-row B operands
                 ldmatrix_x4(b, ws + swizzled(warp * 16 + (lane & 7) + (lane >> 4) * 8, k * 16 + ((lane >> 3) & 1) * 8));
 #pragma unroll
-                for (int m = 0; m < 4; ++m) {
-                    if (m < m_tiles) {
-                        unsigned a[4];
-                        ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
-                        mma_bf16(acc[m][0], a, b[0], b[1]);
-                        mma_bf16(acc[m][kEights - 1], a, b[2], b[3]);
-                    }
+                for (int m = 0; m < 4; ++m) ldmatrix_x4(a[m], xs + swizzled(m * 16 + (lane & 15), k * 16 + (lane >> 4) * 8));
+#pragma unroll
+                for (int m = 0; m < 4; ++m) {  // token tiles past T hold zeros: their products add nothing
+                    mma_bf16(acc[m][0], a[m], b[0], b[1]);
+                    mma_bf16(acc[m][kEights - 1], a[m], b[2], b[3]);
                 }
             }
         } else {
 #pragma unroll
             for (int k = 0; k < kDepth / 16; k += 2) {
-                unsigned b[4];  // the warp's 8 weight rows x 32 values: the B operands of two 16-value steps
+                unsigned b[4], a[2][4][4];  // the warp's 8 weight rows x 32 values: the B operands of two 16-value steps
                 ldmatrix_x4(b, ws + swizzled(warp * 8 + (lane & 7), k * 16 + (lane >> 3) * 8));
 #pragma unroll
-                for (int kk = 0; kk < 2; ++kk) {
+                for (int kk = 0; kk < 2; ++kk)
 #pragma unroll
-                    for (int m = 0; m < 4; ++m) {
-                        if (m < m_tiles) {
-                            unsigned a[4];
-                            ldmatrix_x4(a, xs + swizzled(m * 16 + (lane & 15), (k + kk) * 16 + (lane >> 4) * 8));
-                            mma_bf16(acc[m][0], a, b[2 * kk], b[2 * kk + 1]);
-                        }
-                    }
-                }
+                    for (int m = 0; m < 4; ++m)
+                        ldmatrix_x4(a[kk][m], xs + swizzled(m * 16 + (lane & 15), (k + kk) * 16 + (lane >> 4) * 8));
+#pragma unroll
+                for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+                    for (int m = 0; m < 4; ++m) mma_bf16(acc[m][0], a[kk][m], b[2 * kk], b[2 * kk + 1]);
             }
         }
     }
