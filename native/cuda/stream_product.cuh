@@ -88,21 +88,31 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
         }
     };
     auto x_tile = [&](int i) { return tiles + (i % kStages) * 2 * kTileValues; };
+    // each thread's 16-byte pieces of a stage, worked out once: where each lands in the tile, and its
+    // row's source (the row's first value of the split; rows past the matrix or the tokens read nothing).
+    // Per stage only the stage's offset is added: the first form recomputed rows and 64-bit addresses for
+    // every piece of every stage, and issued ~550 instructions per warp and stage (Nsight Compute, H100)
+    constexpr int kPieces = kRows * (kDepth / 8) / kThreads;  // per thread: 4 (four warps) or 2 (eight)
+    int dst[kPieces];
+    const bf16 *w_src[kPieces], *x_src[kPieces];
+    bool w_ok[kPieces], x_ok[kPieces];
+#pragma unroll
+    for (int j = 0; j < kPieces; ++j) {
+        const int p = threadIdx.x + j * kThreads, r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, n = w_row(r), t = t0 + r;
+        dst[j] = swizzled(r, c);
+        w_ok[j] = n >= 0, x_ok[j] = t < T;
+        w_src[j] = W + int64_t{w_ok[j] ? n : 0} * K + int64_t{first} * kDepth + c;
+        x_src[j] = x + int64_t{x_ok[j] ? t : 0} * K + int64_t{first} * kDepth + c;
+    }
     auto stage_w = [&](int i) {  // the split's stage i of W into buffer i % kStages
         bf16* ws = x_tile(i) + kTileValues;
-        const int64_t k0 = int64_t{first + i} * kDepth;
-        for (int p = threadIdx.x; p < kRows * (kDepth / 8); p += kThreads) {
-            const int r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, n = w_row(r);
-            cp_async16_or_zero(ws + swizzled(r, c), W + int64_t{n < 0 ? 0 : n} * K + k0 + c, n >= 0);
-        }
+#pragma unroll
+        for (int j = 0; j < kPieces; ++j) cp_async16_or_zero(ws + dst[j], w_src[j] + i * kDepth, w_ok[j]);
     };
     auto stage_x = [&](int i) {
         bf16* xs = x_tile(i);
-        const int64_t k0 = int64_t{first + i} * kDepth;
-        for (int p = threadIdx.x; p < kTokens * (kDepth / 8); p += kThreads) {
-            const int r = p / (kDepth / 8), c = (p % (kDepth / 8)) * 8, t = t0 + r;
-            cp_async16_or_zero(xs + swizzled(r, c), x + int64_t{t < T ? t : 0} * K + k0 + c, t < T);
-        }
+#pragma unroll
+        for (int j = 0; j < kPieces; ++j) cp_async16_or_zero(xs + dst[j], x_src[j] + i * kDepth, x_ok[j]);
     };
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
