@@ -371,7 +371,8 @@ static inline void launch_attention_merge(int merge_warps, cudaStream_t st, int 
 // and merge where there are query rows enough to fill the GPU without more splits (the prefix's
 // thousands; opt-in, 182 KB of shared memory per block at head_dim 256: Hopper only, elsewhere
 // prepare_attention runs tile64w8). `split`: the first form, 16 query rows per block, K/V fragments read from global memory
-// (docs/gpu.md). `flash` (the prefix loop's, opt-in): flash_attention.cuh, its own launcher and splits.
+// (docs/gpu.md). `flash` (the prefix loop's default since 2026-12-07's seventh session): flash_attention.cuh,
+// its own launcher and splits.
 enum class AttentionForm { split, tile64, tile32, tile64w8, tile128w8, flash };
 
 inline const char* form_name(AttentionForm f) {

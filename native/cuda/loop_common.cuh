@@ -62,19 +62,20 @@ inline void allow_shared_memory(const char* who, const expert_kernels::TileKerne
                who, "attention shared memory");
 }
 
-// The attention form both Gemma loops run: tile64w8 unless VLA_EDGE_CUDA_ATTENTION names another
-// (split128, tile64, tile32, tile128w8, flash: A/B runs), or the loop's own switch `own` does (the prefix
-// loop's VLA_EDGE_CUDA_PREFIX_ATTENTION, read first). tile64w8 is the default since the H100 run of 2026-12-07
-// (fifth session, docs/gpu.md): 7.1 against tile64's 8.5 us in the expert, 35 against 38 us in the
-// prefix. A tile form needs its shared memory allowed before its first launch (here, for the
+// The attention form a Gemma loop runs: its `preferred` form (the expert's tile64w8, the default since the
+// H100 run of 2026-12-07's fifth session: 7.1 against tile64's 8.5 us; the prefix's flash, the default
+// since the seventh: docs/gpu.md) unless VLA_EDGE_CUDA_ATTENTION names another (split128, tile64, tile32,
+// tile64w8, tile128w8, flash: A/B runs), or the loop's own switch `own` does (the prefix loop's
+// VLA_EDGE_CUDA_PREFIX_ATTENTION, read first). A tile form needs its shared memory allowed before its first launch (here, for the
 // instantiation at head_dim); a form the device cannot hold runs as tile64w8, and where even that does
 // not fit it throws. `static`: it sets the
 // attribute on the calling translation unit's own kernel, the one its launches run (tile_kernel_for says why).
-static inline expert_kernels::AttentionForm prepare_attention(const char* who, int device, int head_dim,
-                                                              const char* own = nullptr) {
+static inline expert_kernels::AttentionForm prepare_attention(
+    const char* who, int device, int head_dim, const char* own = nullptr,
+    expert_kernels::AttentionForm preferred = expert_kernels::AttentionForm::tile64w8) {
     using expert_kernels::AttentionForm;
     const char* v = own && std::getenv(own) ? std::getenv(own) : std::getenv("VLA_EDGE_CUDA_ATTENTION");
-    AttentionForm form = AttentionForm::tile64w8;
+    AttentionForm form = preferred;
     for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile128w8,
                                 AttentionForm::flash})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;

@@ -28,14 +28,14 @@ void check(cudaError_t e, const char* what) { loop_check(e, kWho, what); }
 
 struct CudaPrefixLoop::Impl {
     CudaPrefixSpec spec;
-    AttentionForm attention = AttentionForm::tile64w8;  // the expert loop's form (prepare_attention)
+    AttentionForm attention = AttentionForm::flash;     // prepare_attention (preferred: flash)
     int merge_warps = 1;                                // merge_warps_for(attention, 1)
     bool vector_norms = true;                           // vector_norms_wanted()
     bool pdl = false;                                   // programmatic dependent launches (pdl_wanted)
     FlashSizing flash;                                  // the flash form's plan (flash_sizing)
     std::unique_ptr<LoopStream> io;        // made once the device is selected
-    // cuBLAS's default products unless VLA_EDGE_CUDA_PREFIX_TUNED=1: the algorithm raced per shape
-    // (TunedProducts, as the expert loop's; opt-in until it has run in the loop on a GPU)
+    // the algorithm raced per shape (TunedProducts, as the expert loop's; VLA_EDGE_CUDA_PREFIX_TUNED=0:
+    // cuBLAS's default products)
     std::unique_ptr<TunedProducts> products;
     LoopBuffers fixed{kWho};               // for the loop's lifetime
     float* zero = nullptr;                 // (fixed) the norms' shift: Gemma's norm has none
@@ -158,14 +158,19 @@ CudaPrefixLoop::CudaPrefixLoop(CudaPrefixSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.act.float_gu = false;  // gu16 instead
-    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION");
+    // the flash form by default since the seventh session of 2026-12-07 (H100, beside realtime-vla: the
+    // prefix 5.2 -> 4.9 ms at 2 views, 7.5 -> 6.7 at 3; docs/gpu.md); VLA_EDGE_CUDA_PREFIX_ATTENTION=tile64w8 turns it back
+    m.attention = prepare_attention(kWho, m.spec.device, m.spec.head_dim, "VLA_EDGE_CUDA_PREFIX_ATTENTION",
+                                    AttentionForm::flash);
     m.flash = flash_sizing(kWho, m.spec.device);
     m.merge_warps = merge_warps_for(m.attention, 1);
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.io = std::make_unique<LoopStream>(kWho);
+    // products raced per shape by default since the seventh session of 2026-12-07 (with the flash form: the
+    // prefix 5.2 -> 4.6 ms at 2 views); VLA_EDGE_CUDA_PREFIX_TUNED=0: cuBLAS's default algorithms
     m.products = std::make_unique<TunedProducts>(*m.io, loop_switch("VLA_EDGE_CUDA_TUNE_COLD", true),
-                                                 loop_switch("VLA_EDGE_CUDA_PREFIX_TUNED", false));
+                                                 loop_switch("VLA_EDGE_CUDA_PREFIX_TUNED", true));
     m.fixed.alloc(m.zero, m.spec.hidden);
 }
 

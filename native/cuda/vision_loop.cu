@@ -31,9 +31,10 @@ struct CudaVisionLoop::Impl {
     std::unique_ptr<LoopStream> io;  // made once the device is selected
     bool vector_norms = true;        // vector_norms_wanted()
     // attention as one kernel (flash_attention.cuh: scores, softmax and values per 64 query rows, BF16
-    // out in the output product's rows) where VLA_EDGE_CUDA_VISION_ATTENTION=flash and the head_dim is
-    // one it is built for; else two batched cuBLAS products around a softmax kernel. Opt-in until it has
-    // run in this loop on a GPU: 9.0 against ~19 us per layer alone (kernel bench, H100, 2026-12-07)
+    // out in the output product's rows) where the head_dim is one it is built for, unless
+    // VLA_EDGE_CUDA_VISION_ATTENTION=batched; else two batched cuBLAS products around a softmax kernel.
+    // 9.0 against ~19 us per layer alone (kernel bench, H100, 2026-12-07); the default since that day's
+    // seventh session
     bool flash = false;
     LoopBuffers fixed{kWho};         // for the loop's lifetime: float32 copies of the patch kernel and positions
     float *patch_w = nullptr, *position = nullptr;
@@ -203,7 +204,10 @@ CudaVisionLoop::CudaVisionLoop(CudaVisionSpec spec) : impl_(std::make_unique<Imp
     m.spec = std::move(spec);
     check(cudaSetDevice(m.spec.device), "selecting the device");
     m.vector_norms = vector_norms_wanted();
-    if (const char* v = std::getenv("VLA_EDGE_CUDA_VISION_ATTENTION"); v && !std::strcmp(v, "flash") &&
+    // the flash form by default since the seventh session of 2026-12-07 (H100, beside realtime-vla: the tower
+    // 2.8 -> 2.6 ms at 2 views, 4.0 -> 3.5 at 3; docs/gpu.md); VLA_EDGE_CUDA_VISION_ATTENTION=batched: the two
+    // batched cuBLAS products around the softmax kernel, as before (and where flash is not built for the head_dim)
+    if (const char* v = std::getenv("VLA_EDGE_CUDA_VISION_ATTENTION"); !(v && !std::strcmp(v, "batched")) &&
                                                                        expert_kernels::flash_head_dim(m.spec.head_dim)) {
         allow_shared_memory(kWho, expert_kernels::flash_kernel_for(m.spec.head_dim));
         m.flash = true;

@@ -5,8 +5,9 @@
 // reads; the last layer stops after them, as build_prefix does. The prefix graph spends ~7.7 ms of a
 // 2-view chunk on an H100, its flash attention 1.2 ms of that, the rest in products and ~20 small
 // kernels per layer (casts to BF16, adds, norms, RoPE, cache writes, GeGLU in F32); here a layer is
-// nine launches: its gate/up product writes BF16 (as ggml-CUDA's do) and attention takes the expert
-// loop's form (tile64w8 unless VLA_EDGE_CUDA_ATTENTION says otherwise). The default on CUDA devices since
+// nine launches: its gate/up product writes BF16 (as ggml-CUDA's do) and attention is the flash kernel
+// (flash_attention.cuh; since 2026-12-07's seventh session: VLA_EDGE_CUDA_PREFIX_ATTENTION or
+// VLA_EDGE_CUDA_ATTENTION names another form). The default on CUDA devices since
 // the H100 run of 2026-12-07 (prefix 7.6 -> 5.7 ms at 2 views, exact to 1.2e-4 of ggml's chunk;
 // docs/gpu.md); VLA_EDGE_CUDA_PREFIX=0 keeps ggml's graph. Plain C++ header: no CUDA types leak out.
 #pragma once
@@ -55,8 +56,8 @@ class CudaPrefixLoop {
     // Input shapes with a captured CUDA graph.
     size_t captured_graphs() const;
     // The attention form, the merge and the products, as the expert loop's describe() (the two read
-    // the same switches), e.g. "attention tile64w8; merge 1 warp per row; cuBLAS default products;
-    // vector norms".
+    // the same switches), e.g. "attention flash; merge 1 warp per row; 4 product shapes timed cold:
+    // 3 cuBLASLt, 1 cuBLAS default; vector norms".
     std::string describe() const;
 
   private:

@@ -37,11 +37,13 @@ def wide_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # the prefix's opt-in 128-key form needs 182 KB of shared memory per block at head_dim 256 (an H100 / H200
 # gives 227 KB; elsewhere the loop runs tile64w8 and its note says so: the check below is for Hopper)
-# the flash form (99 KB at head_dim 256, which every device of compute capability 8.0+ allows), unsplit and split
+# the flash form (the prefix's default; 99 KB at head_dim 256, which every device of compute capability
+# 8.0+ allows) unsplit and split, and the eight-warp tile form (the default before)
 @pytest.mark.parametrize("alone,more", [("prefix", {}), ("expert", {}),
                                         ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile128w8"}),
-                                        ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash", "VLA_EDGE_CUDA_FLASH_SPLITS": "1"}),
-                                        ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash", "VLA_EDGE_CUDA_FLASH_SPLITS": "3"})])
+                                        ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile64w8"}),
+                                        ("prefix", {"VLA_EDGE_CUDA_FLASH_SPLITS": "1"}),
+                                        ("prefix", {"VLA_EDGE_CUDA_FLASH_SPLITS": "3"})])
 def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path, alone: str, more: dict[str, str],
                                                             cuda_policy, matches_graph_and_reference, hopper: bool) -> None:
     switches = {"VLA_EDGE_CUDA_PREFIX": "0" if alone == "expert" else "1",
@@ -51,10 +53,10 @@ def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path
     matches_graph_and_reference(loop, graph, wide_head_pack, ("pick up the cube",), LOOP_VS_GRAPH, VS_REFERENCE)
     notes = loop._backend.describe()
     assert notes[f"{alone}_loop"].startswith("cuda (own kernels"), notes
-    form = more.get("VLA_EDGE_CUDA_PREFIX_ATTENTION")
+    form = more.get("VLA_EDGE_CUDA_PREFIX_ATTENTION", "flash")
     if form == "tile128w8":
         assert f"; attention {'tile128w8' if hopper else 'tile64w8'}; " in notes["prefix_loop"], notes
-    elif form:
+    elif alone == "prefix":
         assert f"; attention {form}; " in notes["prefix_loop"], notes
     other = "expert" if alone == "prefix" else "prefix"
     assert notes[f"{other}_loop"] == f"ggml graph (VLA_EDGE_CUDA_{other.upper()}=0)", notes
@@ -71,9 +73,9 @@ def siglip_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_vision_flash_attention_at_siglip_head_dim(siglip_head_pack: Path, cuda_policy, matches_graph_and_reference) -> None:
-    """VLA_EDGE_CUDA_VISION_ATTENTION=flash at head_dim 72: rows zero-padded to 80 in shared memory, nine
+    """The vision tower's flash attention (its default) at head_dim 72: rows zero-padded to 80 in shared memory, nine
     of its ten output tiles stored (the tiny pack's 24 covers the padding too, at another width)."""
-    loop = cuda_policy(siglip_head_pack, VLA_EDGE_CUDA_VISION="1", VLA_EDGE_CUDA_VISION_ATTENTION="flash")
+    loop = cuda_policy(siglip_head_pack, VLA_EDGE_CUDA_VISION="1")
     graph = cuda_policy(siglip_head_pack, VLA_EDGE_CUDA_VISION="0")
     matches_graph_and_reference(loop, graph, siglip_head_pack, ("pick up the cube",), LOOP_VS_GRAPH, VS_REFERENCE)
     assert "; attention flash" in loop._backend.describe()["vision_loop"]

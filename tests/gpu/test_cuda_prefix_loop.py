@@ -31,14 +31,15 @@ def prefix_policy(cuda_policy):
     return lambda pack_dir, loop, **more: cuda_policy(pack_dir, VLA_EDGE_CUDA_PREFIX="1" if loop else "0", **more)
 
 
-# the default (eight-warp tile attention, one-warp merge, norms' rows in registers, cuBLAS's default products),
-# then the other forms the prefix loop takes (two-warp merge, norms' rows read in loops, four-warp tile
-# attention, 128-key splits through its own switch, products raced per shape, the flash form with the splits
-# its plan takes (at the tiny pack's few rows: one per 32 keys, merged) and with none): each exact against ggml's graph too
+# the default (the flash kernel with the key splits its plan takes, one-warp merge where it splits, norms'
+# rows in registers, products raced per shape: the defaults since 2026-12-07's seventh session), then the
+# other forms the prefix loop takes (two-warp merge, norms' rows read in loops, four-warp tile attention
+# through the loops' shared switch, 128-key tile splits and the eight-warp tile form (the default before)
+# through its own, cuBLAS's default products, the flash kernel unsplit): each exact against ggml's graph too
 @pytest.mark.parametrize("switches", [{}, {"VLA_EDGE_CUDA_MERGE_WARPS": "2"}, {"VLA_EDGE_CUDA_VECTOR_NORMS": "0"},
                                       {"VLA_EDGE_CUDA_ATTENTION": "tile64"}, {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile128w8"},
-                                      {"VLA_EDGE_CUDA_PREFIX_TUNED": "1"}, {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash"},
-                                      {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "flash", "VLA_EDGE_CUDA_FLASH_SPLITS": "1"}])
+                                      {"VLA_EDGE_CUDA_PREFIX_TUNED": "0"}, {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile64w8"},
+                                      {"VLA_EDGE_CUDA_FLASH_SPLITS": "1"}])
 def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, switches: dict[str, str], prefix_policy,
                                                              matches_graph_and_reference) -> None:
     loop, graph = prefix_policy(pack, True, **switches), prefix_policy(pack, False)
@@ -47,11 +48,11 @@ def test_prefix_loop_equals_the_ggml_graph_and_the_reference(pack: Path, switche
     prompts = ("pick up the green block and put it in the bowl on the left", "wipe the table")
     matches_graph_and_reference(loop, graph, pack, prompts, LOOP_VS_GRAPH, VS_REFERENCE)
     note = loop._backend.describe()["prefix_loop"]
-    attention = switches.get("VLA_EDGE_CUDA_PREFIX_ATTENTION", switches.get("VLA_EDGE_CUDA_ATTENTION", "tile64w8"))
+    attention = switches.get("VLA_EDGE_CUDA_PREFIX_ATTENTION", switches.get("VLA_EDGE_CUDA_ATTENTION", "flash"))
     merge = switches.get("VLA_EDGE_CUDA_MERGE_WARPS", "1")
     assert note.startswith(f"cuda (own kernels, 2 shapes captured; attention {attention}; "
                            f"merge {merge} warp{'s' if merge == '2' else ''} per row; "), note
-    tuned = switches.get("VLA_EDGE_CUDA_PREFIX_TUNED") == "1"
+    tuned = switches.get("VLA_EDGE_CUDA_PREFIX_TUNED") != "0"
     assert ("product shapes timed cold: " in note) == tuned and ("cuBLAS default products" in note) == (not tuned), note
     assert note.endswith("; vector norms)") == (switches.get("VLA_EDGE_CUDA_VECTOR_NORMS") != "0"), note
     assert graph._backend.describe()["prefix_loop"] == "ggml graph (VLA_EDGE_CUDA_PREFIX=0)"

@@ -35,15 +35,16 @@ def vision_policy(cuda_policy):
     return lambda pack_dir, loop, **more: cuda_policy(pack_dir, VLA_EDGE_CUDA_VISION="1" if loop else "0", **more)
 
 
-@pytest.mark.parametrize("fused,norms,flash", [("0", None, False), ("1", None, False), ("0", "0", False), ("0", None, True)])
+@pytest.mark.parametrize("fused,norms,flash", [("0", None, True), ("1", None, True), ("0", "0", True), ("0", None, False)])
 def test_vision_loop_equals_the_ggml_graph_and_the_reference(pack: Path, fused: str, norms: str | None, flash: bool,
                                                              vision_policy, matches_graph_and_reference) -> None:
     """q/k/v separate or fused; the layer norms' rows held in registers (the default) or read in loops
-    (VLA_EDGE_CUDA_VECTOR_NORMS=0); attention as batched products or as the flash kernel
-    (VLA_EDGE_CUDA_VISION_ATTENTION=flash: the tiny pack's head_dim 24, zero-padded to 32 in the kernel)."""
+    (VLA_EDGE_CUDA_VECTOR_NORMS=0); attention as the flash kernel (the default since 2026-12-07's seventh
+    session: the tiny pack's head_dim 24, zero-padded to 32 in the kernel) or as batched products
+    (VLA_EDGE_CUDA_VISION_ATTENTION=batched)."""
     more = {} if norms is None else {"VLA_EDGE_CUDA_VECTOR_NORMS": norms}
-    if flash:
-        more["VLA_EDGE_CUDA_VISION_ATTENTION"] = "flash"
+    if not flash:
+        more["VLA_EDGE_CUDA_VISION_ATTENTION"] = "batched"
     loop = vision_policy(pack, True, VLA_EDGE_FUSE_VISION_QKV=fused, **more)
     graph = vision_policy(pack, False, VLA_EDGE_FUSE_VISION_QKV=fused)
     # fresh images each time, one image count
@@ -59,7 +60,8 @@ def test_batch_equals_one_at_a_time(pack: Path, vision_policy, batch_matches_sin
     """Every image attends to its own tokens only, and each lands in its own observation's prefix."""
     loop = vision_policy(pack, True)
     batch_matches_singles(loop, ("open the drawer", "put the spoon in the cup"), LOOP_VS_GRAPH)
-    assert loop._backend.describe()["vision_loop"] == "cuda (own kernels, 2 image counts captured; q/k/v separate; vector norms)"
+    assert loop._backend.describe()["vision_loop"] == ("cuda (own kernels, 2 image counts captured; q/k/v separate; "
+                                                       "attention flash; vector norms)")
 
 
 def test_float32_matrices_keep_the_ggml_graph_and_say_why(tiny_pack_dir: Path, vision_policy) -> None:
