@@ -76,8 +76,8 @@ static inline expert_kernels::AttentionForm prepare_attention(
     using expert_kernels::AttentionForm;
     const char* v = own && std::getenv(own) ? std::getenv(own) : std::getenv("VLA_EDGE_CUDA_ATTENTION");
     AttentionForm form = preferred;
-    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile128w8,
-                                AttentionForm::flash})
+    for (AttentionForm other : {AttentionForm::split, AttentionForm::tile64, AttentionForm::tile32, AttentionForm::tile64w8,
+                                AttentionForm::tile128w8, AttentionForm::flash})
         if (v && !std::strcmp(v, expert_kernels::form_name(other))) form = other;
     if (form == AttentionForm::split) return form;
     expert_kernels::TileKernel tile = form == AttentionForm::flash ? expert_kernels::flash_kernel_for(head_dim)
