@@ -4,12 +4,36 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+
+#ifndef VLA_EDGE_CUDA_EMULATION  // tests/native/cuda_emulation.h defines __half and its conversion
+#include <cuda_fp16.h>
+#endif
 
 namespace vla_edge {
 
 // GELU, tanh form, as ggml-CUDA's kernel writes it.
 __device__ inline float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
+}
+
+// One pair (x0, x1) = (column j, column j + d / 2) of token t's head h in the fused q/k/v row, where
+// it goes: a query head (h < heads) rotated by NeoX's RoPE into q16 [t][h]; k rotated and v as it is
+// into the token's cache row. The rope kernel and the stream product's paired form both write through
+// it, so that the two compute the same values.
+__device__ inline void rope_cache_pair(float x0, float x1, int t, int h, int j, int heads, int d, int pos, float theta_scale,
+                                       int64_t row, __half* q16, __half* kc, __half* vc) {
+    const int half = d / 2;
+    if (h == heads + 1) {  // v
+        vc[row * d + j] = __float2half(x0);
+        vc[row * d + j + half] = __float2half(x1);
+        return;
+    }
+    const float theta = static_cast<float>(pos) * powf(theta_scale, static_cast<float>(j));
+    const float c = cosf(theta), s = sinf(theta);
+    __half* dst = h < heads ? q16 + (int64_t{t} * heads + h) * d : kc + row * d;
+    dst[j] = __float2half(x0 * c - x1 * s);
+    dst[j + half] = __float2half(x0 * s + x1 * c);
 }
 
 __device__ inline float warp_sum(float v) {

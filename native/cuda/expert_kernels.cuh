@@ -9,7 +9,7 @@
 
 #include "cuda_expert_loop.h"
 #include "attention_tile_kernel.cuh"  // attention_tile_kernel, attention_merge_rows_kernel
-#include "device_math.cuh"            // gelu_tanh, warp_sum, warp_max
+#include "device_math.cuh"            // gelu_tanh, rope_cache_pair, warp_sum, warp_max
 #include "mma_primitives.cuh"         // cp.async
 
 #include <cuda_bf16.h>
@@ -188,19 +188,8 @@ static __global__ void rope_cache_kernel(const float* qkv, int heads, int d, con
     pdl_prologue();
     const int t = blockIdx.x, h = blockIdx.y, half_d = d / 2;
     const float* src = qkv + (static_cast<int64_t>(t) * (heads + 2) + h) * d;
-    const int64_t row = rows[t];
-    if (h == heads + 1) {  // v: copied into the cache
-        for (int i = threadIdx.x; i < d; i += blockDim.x) vc[row * d + i] = __float2half(src[i]);
-        return;
-    }
-    const float p = static_cast<float>(pos[t]);
-    __half* dst = h < heads ? q16 + (static_cast<int64_t>(t) * heads + h) * d : kc + row * d;
     for (int j = threadIdx.x; j < half_d; j += blockDim.x) {
-        const float theta = p * powf(theta_scale, static_cast<float>(j));
-        const float c = cosf(theta), s = sinf(theta);
-        const float x0 = src[j], x1 = src[j + half_d];
-        dst[j] = __float2half(x0 * c - x1 * s);
-        dst[j + half_d] = __float2half(x0 * s + x1 * c);
+        rope_cache_pair(src[j], src[j + half_d], t, h, j, heads, d, pos[t], theta_scale, rows[t], q16, kc, vc);
     }
 }
 
@@ -338,7 +327,7 @@ static __global__ void attention_combine_kernel(const float* part_o, const float
 // Launch shapes shared by the loop and the kernel bench.
 static inline void launch_rope_cache(cudaStream_t st, int T, const float* qkv, int heads, int d, const int* pos,
                                      const int* rows, float theta_scale, __half* q16, __half* kc, __half* vc) {
-    const int threads = d / 2 < 32 ? 32 : d / 2;  // one per rotated pair (two per element of v)
+    const int threads = d / 2 < 32 ? 32 : d / 2;  // one per pair of columns (j, j + d / 2)
     launch_kernel(rope_cache_kernel, dim3(T, heads + 2), threads, 0, st, qkv, heads, d, pos, rows, theta_scale, q16, kc, vc);
 }
 

@@ -20,13 +20,22 @@
 namespace vla_edge {
 
 // A kernel launched with programmatic dependent launch (expert_kernels.cuh, launch_kernel, says why) lets
-// the next launch start and then waits for the kernel before it; without that launch attribute both
-// are no-ops.
-__device__ inline void pdl_prologue() {
+// the next launch start (pdl_launch_dependents) and waits for the kernel before it and its writes
+// (pdl_wait); without that launch attribute both are no-ops. pdl_prologue: both at once, where a
+// kernel has nothing to do before the wait (the stream product requests its weights in between).
+__device__ inline void pdl_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ inline void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+}
+__device__ inline void pdl_prologue() {
+    pdl_launch_dependents();
+    pdl_wait();
 }
 
 __device__ inline unsigned smem_u32(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }

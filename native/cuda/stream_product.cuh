@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "device_math.cuh"     // gelu_tanh
+#include "device_math.cuh"     // gelu_tanh, rope_cache_pair
 #include "mma_primitives.cuh"  // cp.async, ldmatrix, mma.sync (or their emulation)
 #include "stream_product_plan.h"
 #ifndef VLA_EDGE_CUDA_EMULATION
@@ -45,7 +45,8 @@ __device__ inline int swizzled(int row, int col) { return row * kDepth + ((((col
 // Block (64-row tile, split, 64-token block). W [rows][K] and x [T][K] BF16 (K a multiple of 64, both
 // 16-byte aligned); split s takes stages [s per, s per + per). Plain: y [T][ldy] float32, y = acc +
 // beta y. Paired (GeGLU, RoPE: stream_product_plan.h): tile i holds 32 rows beside their 32 partners
-// (paired_row), warps 0 and 1 the first, 2 and 3 the partners, met through shared memory at the end.
+// (paired_row), the first half of the warps the first, the second half the partners, met through
+// shared memory at the end.
 // With one split the block writes its result; with more, part [splits][T][rows] and `counters` (one
 // per (tile, token block), zero between launches) meet as above. Under programmatic dependent launch
 // the first stages' weights are requested before the wait for the kernel before (they do not depend
@@ -114,13 +115,9 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
 #pragma unroll
         for (int j = 0; j < kPieces; ++j) cp_async16_or_zero(xs + dst[j], x_src[j] + i * kDepth, x_ok[j]);
     };
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+    pdl_launch_dependents();
     for (int i = 0; i < kStages - 1 && i < count; ++i) stage_w(i);  // the weights need nothing from before
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");  // x, y and the partial sums do
-#endif
+    pdl_wait();  // x, y and the partial sums do
     for (int i = 0; i < kStages - 1; ++i) {
         if (i < count) stage_x(i);
         cp_async_commit();  // group 0 also holds the early weights; empty groups past the end keep the count simple
@@ -223,19 +220,9 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
                 const float b = partners[(t - t0) * kHalf + r];
                 if constexpr (E == Epilogue::geglu) {
                     po.g[int64_t{t} * po.ld + n] = __float2bfloat16(gelu_tanh(a) * b);
-                } else {  // as rope_cache_kernel: q rotated to q16, k rotated and v as they are into the cache
-                    const int d = po.d, half = d / 2, h = n / d, j = n % d;
-                    const int64_t row = po.cache_rows[t];
-                    if (h == po.heads + 1) {
-                        po.vc[row * d + j] = __float2half(a);
-                        po.vc[row * d + j + half] = __float2half(b);
-                        return;
-                    }
-                    const float theta = static_cast<float>(po.pos[t]) * powf(po.theta_scale, static_cast<float>(j));
-                    const float c = cosf(theta), s = sinf(theta);
-                    __half* dst = h < po.heads ? po.q16 + (int64_t{t} * po.heads + h) * d : po.kc + row * d;
-                    dst[j] = __float2half(a * c - b * s);
-                    dst[j + half] = __float2half(a * s + b * c);
+                } else {  // what rope_cache_kernel writes, through the same routine
+                    rope_cache_pair(a, b, t, n / po.d, n % po.d, po.heads, po.d, po.pos[t], po.theta_scale,
+                                    po.cache_rows[t], po.q16, po.kc, po.vc);
                 }
             });
         }

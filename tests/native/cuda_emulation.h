@@ -263,6 +263,8 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, TC>& d, const fragment<ma
 
 namespace vla_edge {
 
+inline void pdl_launch_dependents() {}
+inline void pdl_wait() {}
 inline void pdl_prologue() {}
 inline unsigned char* dynamic_shared() { return vla_edge_emulation::block->shared.data(); }
 inline void cp_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
