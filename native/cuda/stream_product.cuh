@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
         }
     }
     cp_async_wait<0>();
-    // the thread's fragment: token t0 + 16 m + lane / 4 (+ 8 for e >= 2), local row kWarpRows warp + 8 j + 2 (lane % 4) + e % 2
+    // the thread's fragment (its i-th value): token t0 + 16 m + lane / 4 (+ 8 for e >= 2), local row kWarpRows warp + 8 j + 2 (lane % 4) + e % 2
     auto each = [&](auto&& visit) {
 #pragma unroll
         for (int m = 0; m < 4; ++m)
@@ -176,11 +176,11 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
                     const int t = t0 + m * 16 + lane / 4 + (e >> 1) * 8, r = warp * kWarpRows + j * 8 + (lane % 4) * 2 + (e & 1);
-                    visit(acc[m][j][e], t, r, t < T ? w_row(r) : -1);
+                    visit(acc[m][j][e], t, r, t < T ? w_row(r) : -1, (m * kEights + j) * 4 + e);
                 }
     };
     if (splits > 1) {
-        each([&](float v, int t, int, int n) {
+        each([&](float v, int t, int, int n, int) {
             if (n >= 0) part[(int64_t{split} * T + t) * rows + n] = v;
         });
         __threadfence();
@@ -194,28 +194,36 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
         __syncthreads();
         if (!last) return;
         __threadfence();
-        each([&](float& v, int t, int, int n) {
-            if (n < 0) return;
-            float sum = 0.0f;
-            for (int s = 0; s < splits; ++s) sum += __ldcg(part + (int64_t{s} * T + t) * rows + n);  // split order
-            v = sum;
-        });
+        // split order, the block's own split from its registers. The splits are the outer loop so that
+        // each pass has all of the thread's loads in flight at once: a sum per value over the splits
+        // waited for one load at a time (the first form: more splits took longer, 2026-12-07)
+        float sum[4 * kEights * 4] = {};
+        for (int s = 0; s < splits; ++s) {
+            each([&](float v, int t, int, int n, int i) {
+                if (s == split) sum[i] += v;
+                else if (n >= 0) sum[i] += __ldcg(part + (int64_t{s} * T + t) * rows + n);
+            });
+        }
+        each([&](float& v, int, int, int, int i) { v = sum[i]; });
     }
     if constexpr (E == Epilogue::plain) {
-        each([&](float v, int t, int, int n) {
-            if (n < 0) return;
-            float* o = y + int64_t{t} * ldy + n;
-            *o = beta != 0.0f ? v + beta * *o : v;
+        if (beta != 0.0f) {  // every old value read before any is written (y's rows could alias as far as the compiler knows)
+            float old[4 * kEights * 4];
+            each([&](float, int t, int, int n, int i) { old[i] = n >= 0 ? y[int64_t{t} * ldy + n] : 0.0f; });
+            each([&](float& v, int, int, int, int i) { v += beta * old[i]; });
+        }
+        each([&](float v, int t, int, int n, int) {
+            if (n >= 0) y[int64_t{t} * ldy + n] = v;
         });
     } else {
         // the second half of the warps holds the partners of the first half's rows: passed through shared memory
         constexpr int kHalf = kRows / 2;
         __syncthreads();  // every warp is done with the stages' buffers
         float* partners = reinterpret_cast<float*>(smem);  // [64 tokens][32 rows]
-        if (warp >= Warps / 2) each([&](float v, int t, int r, int) { partners[(t - t0) * kHalf + r - kHalf] = v; });
+        if (warp >= Warps / 2) each([&](float v, int t, int r, int, int) { partners[(t - t0) * kHalf + r - kHalf] = v; });
         __syncthreads();
         if (warp < Warps / 2) {
-            each([&](float a, int t, int r, int n) {
+            each([&](float a, int t, int r, int n, int) {
                 if (n < 0) return;
                 const float b = partners[(t - t0) * kHalf + r];
                 if constexpr (E == Epilogue::geglu) {
