@@ -26,6 +26,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <random>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -134,21 +135,27 @@ inline Warp& warp() { return *block->warps[threadIdx.x / 32]; }
 
 // Runs kernel() for every thread of every block of `grid`, blocks one after another; `threads` a
 // multiple of 32. The kernel must reach each __syncthreads with every thread of its block (as on the GPU).
-inline void launch(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel) {
+// Blocks run in grid order, or with `order_seed` in an order shuffled by it: a GPU promises no order,
+// so a kernel whose blocks meet (the last one of a tile adds the others' sums) must give the same
+// bits either way.
+inline void launch(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel, unsigned order_seed = 0) {
+    std::vector<dim3> blocks;
     for (unsigned z = 0; z < grid.z; ++z)
         for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                Block b(threads, shared_bytes);
-                std::vector<std::thread> team;
-                for (int t = 0; t < threads; ++t) {
-                    team.emplace_back([&, t] {
-                        threadIdx = dim3(t), blockIdx = dim3(x, y, z), gridDim = grid, blockDim = dim3(threads);
-                        block = &b;
-                        kernel();
-                    });
-                }
-                for (std::thread& t : team) t.join();
-            }
+            for (unsigned x = 0; x < grid.x; ++x) blocks.push_back(dim3(x, y, z));
+    if (order_seed) std::shuffle(blocks.begin(), blocks.end(), std::mt19937(order_seed));
+    for (const dim3& id : blocks) {
+        Block b(threads, shared_bytes);
+        std::vector<std::thread> team;
+        for (int t = 0; t < threads; ++t) {
+            team.emplace_back([&, t] {
+                threadIdx = dim3(t), blockIdx = id, gridDim = grid, blockDim = dim3(threads);
+                block = &b;
+                kernel();
+            });
+        }
+        for (std::thread& t : team) t.join();
+    }
 }
 
 inline uint16_t half_bits(const void* row, int i) {

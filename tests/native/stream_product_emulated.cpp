@@ -2,7 +2,8 @@
 // tests/native/cuda_emulation.h, against a float64 reference on fresh random inputs: the plain form
 // (rows past a tile, input values split 1 to 4 ways, two token blocks, accumulating into rows ldy
 // apart, pipelines that wrap around their six stages) and the paired forms (GeGLU; RoPE with the K/V
-// cache writes), each with four warps per block and with eight. Prints one line per case and exits 1 if any misses its bound. Also checks that
+// cache writes), each with four warps per block and with eight; and a split product whose blocks run in
+// a shuffled order, which must give the same bits. Prints one line per case and exits 1 if any misses its bound. Also checks that
 // every tile's counter is back at zero after a split launch (the next launch or graph replay needs it).
 //   usage: stream_product_emulated SEED
 #include "cuda_emulation.h"
@@ -12,6 +13,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 
@@ -59,7 +61,7 @@ struct Ran {
 };
 template <Epilogue E>
 Ran run(const std::vector<bf16>& W, int rows, const std::vector<bf16>& x, int T, int K, int splits, int warps, float* y,
-        int64_t ldy, float beta, const Paired& po) {
+        int64_t ldy, float beta, const Paired& po, unsigned order_seed = 0) {
     Ran r{stream_plan(rows, K, T, splits, warps), {}, reference(W, x, rows, K, T)};
     std::vector<float> part(std::max<int64_t>(1, stream_part_floats(r.plan, rows, T)));
     r.counters.assign(stream_counters(r.plan), 0);
@@ -69,7 +71,7 @@ Ran run(const std::vector<bf16>& W, int rows, const std::vector<bf16>& x, int T,
         } else {
             stream_product_kernel<E, 4>(W.data(), rows, x.data(), T, K, r.plan.per, y, ldy, beta, po, part.data(), r.counters.data());
         }
-    });
+    }, order_seed);
     return r;
 }
 
@@ -112,6 +114,21 @@ bool plain_case(const Case& c, bool accumulate, int warps) {
         c.name + " (" + std::to_string(p.splits) + " splits of " + std::to_string(p.per) + warps_name(warps) + ")";
     if (!padding_kept) std::printf("%s: wrote between rows\n", name.c_str());
     return report(name, rel_l2(got, want), kPlain, r.counters) && padding_kept;
+}
+
+// The split sums meet in whichever block of a tile comes last: the same bits whatever the blocks' order
+bool order_case(int warps) {
+    const int rows = 130, K = 512, T = 70, splits = 4;
+    const auto W = random_bf16(size_t(rows) * K, 0.05f), x = random_bf16(size_t(T) * K, 1.0f);
+    std::vector<float> y0(size_t(T) * rows, 0.5f), y1 = y0;
+    const Ran a = run<Epilogue::plain>(W, rows, x, T, K, splits, warps, y0.data(), rows, 1.0f, Paired{});
+    const Ran b = run<Epilogue::plain>(W, rows, x, T, K, splits, warps, y1.data(), rows, 1.0f, Paired{}, 1 + rng() % 1000);
+    const bool same = std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)) == 0;
+    std::vector<double> got(y1.begin(), y1.end()), want(a.ref);
+    for (double& v : want) v += 0.5;
+    std::printf("plain %d x %d, %d tokens, blocks shuffled (%d splits%s): %s\n", rows, K, T, a.plan.splits,
+                warps_name(warps).c_str(), same ? "same bits" : "BITS DIFFER");
+    return report("  ... and from float64", rel_l2(got, want), kPlain, b.counters) && same;
 }
 
 bool geglu_case(int F, int K, int T, int splits, int warps) {
@@ -204,6 +221,7 @@ int main(int argc, char** argv) {
         ok &= geglu_case(96, 256, 30, 2, warps);
         ok &= rope_case(2, 64, 128, 50, 1, warps);
         ok &= rope_case(1, 128, 256, 20, 2, warps);
+        ok &= order_case(warps);
     }
     std::printf(ok ? "all cases within their bounds\n" : "SOME CASES FAILED\n");
     return ok ? 0 : 1;

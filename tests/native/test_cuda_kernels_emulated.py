@@ -58,8 +58,11 @@ def test_stream_product_matches_float64_in_every_form(tmp_path: Path) -> None:
     lines = emulated("stream_product_emulated", tmp_path)
     done = "\n".join(lines)
     cases = [line for line in lines[:-1] if line.endswith(" ok")]
-    # five plain products, two GeGLU, two RoPE, each with four warps and with eight: named with its split count
-    assert len(cases) == 18 and len(lines) == 19, done
+    # five plain products, two GeGLU, two RoPE and one with its blocks shuffled, each with four warps and with
+    # eight: named with its split count
+    assert len(cases) == 20 and len(lines) == 23, done
+    shuffled = [line for line in lines if "blocks shuffled" in line]
+    assert len(shuffled) == 2 and all(line.endswith(": same bits") for line in shuffled), done
     assert sum("plain" in c for c in cases) == 10 and sum("geglu" in c for c in cases) == 4, done
     assert sum("rope" in c for c in cases) == 4 and sum(", 8 warps)" in c for c in cases) == 9, done
     assert any("(3 splits of 2)" in c for c in cases), done
