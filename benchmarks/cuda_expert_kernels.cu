@@ -324,17 +324,14 @@ void race_products(const std::vector<ProductShape>& shapes, int T, const char* w
             std::string each;
             for (size_t i = 0; i < mine.us.size(); ++i) each += (i ? ", " : "") + ("{\"" + mine.names[i] + "\": " + std::to_string(mine.us[i]) + "}");
             // our stream product's fastest form where the race offered it: the line alone says how far it is
-            std::string stream_best;
-            for (size_t i = 0, best = 0; i < mine.us.size(); ++i) {
-                if (mine.names[i].rfind("stream", 0) != 0 || (best && mine.us[i] >= mine.us[best])) continue;
-                best = i;
-                char buf[64];
-                std::snprintf(buf, sizeof buf, ", best stream %s %.2f us", mine.names[i].c_str(), mine.us[i]);
-                stream_best = buf;
-            }
+            size_t best = 0;  // candidate 0 is cuBLAS's default, never a stream form: 0 says none was offered
+            for (size_t i = 1; i < mine.us.size(); ++i)
+                if (mine.names[i].rfind("stream", 0) == 0 && (!best || mine.us[i] < mine.us[best])) best = i;
+            char stream_best[64] = "";
+            if (best) std::snprintf(stream_best, sizeof stream_best, ", best stream %s %.2f us", mine.names[best].c_str(), mine.us[best]);
             std::printf("%s %-8s %5d x %5d, %d tokens, %d matrices: default %.2f us, chosen %s %.2f us (rerun %.2f) of %zu%s, "
                         "weight floor %.2f us\n", cold ? "cold" : "hot ", sh.name, sh.rows, sh.cols, T, mine.matrices, mine.us[0],
-                        mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), stream_best.c_str(), floor_us);
+                        mine.names[mine.chosen].c_str(), mine.us[mine.chosen], rerun, mine.us.size(), stream_best, floor_us);
             if (!mine.rejected.empty()) std::printf("  REJECTED (differs from cuBLAS): %s\n", mine.rejected.c_str());
             prods += std::string(prods.empty() ? "" : ", ") + "{\"name\": \"" + sh.name + "\", \"rejected\": \"" +
                      mine.rejected + "\", \"cold\": " +

@@ -207,13 +207,11 @@ __global__ void __launch_bounds__(32 * Warps, 1) stream_product_kernel(const bf1
         each([&](float& v, int, int, int, int i) { v = sum[i]; });
     }
     if constexpr (E == Epilogue::plain) {
-        if (beta != 0.0f) {  // every old value read before any is written (y's rows could alias as far as the compiler knows)
-            float old[4 * kEights * 4];
-            each([&](float, int t, int, int n, int i) { old[i] = n >= 0 ? y[int64_t{t} * ldy + n] : 0.0f; });
-            each([&](float& v, int, int, int, int i) { v += beta * old[i]; });
-        }
-        each([&](float v, int t, int, int n, int) {
-            if (n >= 0) y[int64_t{t} * ldy + n] = v;
+        // every old value read before any is written (y's rows could alias as far as the compiler knows)
+        float old[4 * kEights * 4];
+        if (beta != 0.0f) each([&](float, int t, int, int n, int i) { old[i] = n >= 0 ? y[int64_t{t} * ldy + n] : 0.0f; });
+        each([&](float v, int t, int, int n, int i) {
+            if (n >= 0) y[int64_t{t} * ldy + n] = beta != 0.0f ? v + beta * old[i] : v;
         });
     } else {
         // the second half of the warps holds the partners of the first half's rows: passed through shared memory
