@@ -3,8 +3,11 @@
 
 Tolerances: an imported layer must reproduce Omega-QVLA's own runtime formula (GptqLinear:
 rotate, fake-quantise with the step's table row, dense fp16 weight, rotate back), evaluated here
-in torch from the record, to rel <= 1e-3 (int4 codes recovered from fp16 values: ~2^-10 relative;
-activations landing on a rounding tie may move one code). The whole W4A4 pack is only reported
+in torch from the record, to rel <= 1e-3 (int4 codes recovered from fp16 values: ~2^-10 relative).
+The two rotations round differently, so an activation within float error of a .5 tie may take the
+neighbouring code (one such code moved ffn_down by 5.6e-3): the test requires every moved code to
+sit within 1e-3 of a tie, fewer than 1 in 100 to move, and the bound to hold with the runtime
+given our code at those ties. The whole W4A4 pack is only reported
 against its fp32 parent (4-bit activations: measured rel-L2 ~1e-2 on the tiny model), bounded
 loosely at 0.1 and required to be non-zero.
 
@@ -36,7 +39,7 @@ from vla_edge.packs.manifest import Manifest, RotationBlocks
 from vla_edge.packs.pack import Pack
 from vla_edge.packs.verify import verify_pack
 from vla_edge.packs.w4a4 import part_name, read_layers
-from vla_edge.targets.reference.w4a4 import W4A4Linear
+from vla_edge.targets.reference.w4a4 import W4A4Linear, quantize, rotate_input
 
 Q_PROJ = "paligemma_with_expert.gemma_expert.model.layers.0.self_attn.q_proj"
 
@@ -88,14 +91,19 @@ def test_imported_pack_verifies_and_holds_the_expert_as_w4a4(omega):
         load_policy(omega["pack"], target="x86")
 
 
-def _omega_runtime(record, x, step):
-    """GptqLinear.forward for a rank-0 dit_svdquant_v1 record, written from its source."""
+def _omega_quotients(record, x, step):
+    """GptqLinear.forward for a rank-0 dit_svdquant_v1 record, written from its source, up to
+    rounding: the rotated activations divided by the step's scales, and those scales."""
     x = torch.from_numpy(x)
     blocks, perm = record["duquant_rotation_blocks"].float(), record["duquant_rotation_perm"]
     n, b = blocks.shape[0], blocks.shape[1]
     x = torch.bmm(x[:, perm].reshape(-1, n, b).transpose(0, 1), blocks).transpose(0, 1).reshape(len(x), -1)
     s = record["act_scale_table"].clamp_min(1e-8)[step]
-    xq = torch.clamp(torch.round(x / s), -8, 7) * s
+    return x / s, s
+
+
+def _omega_product(record, xq):
+    """The rest of GptqLinear.forward from the fake-quantised activations: dense product, rotate back."""
     y = torch.nn.functional.linear(xq, record["weight_res_q"].float())
     ob = record["duquant_rotation_out_blocks"].float()
     y = torch.bmm(y.reshape(-1, ob.shape[0], ob.shape[1]).transpose(0, 1), ob).transpose(0, 1).reshape(len(y), -1)
@@ -108,13 +116,26 @@ def test_layers_reproduce_the_omega_runtime(omega):
     layers = read_layers(pack.weights, section, pack.family.tensor_specs(pack.config))
     rng = np.random.default_rng()
     for name in ("action.blk.0.attn_q.weight", "action.blk.1.ffn_down.weight", "action.blk.1.attn_v.weight"):
-        record = omega["records"][module_name(name)]
-        n_in = layers[name].shape[1]
-        lin = W4A4Linear(layers[name], "per_step", section.num_steps)
+        record, layer = omega["records"][module_name(name)], layers[name]
+        lin = W4A4Linear(layer, "per_step", section.num_steps)
         for step in (0, 4, 9):
             # activations at the calibrated range: table row * 7 is the channel's 99.9 % |x| in the rotated basis
-            x = (rng.standard_normal((6, n_in)) * float(record["act_scale_table"][step].mean()) * 3).astype(np.float32)
-            ours, theirs = lin(x, step, 10), _omega_runtime(record, x, step)
+            x = (rng.standard_normal((6, layer.shape[1])) * float(record["act_scale_table"][step].mean()) * 3
+                 ).astype(np.float32)
+            ratio, s = _omega_quotients(record, x, step)
+            codes = quantize(rotate_input(x, layer.perm, layer.rot_in), lin.activation_scales(None, step, 10),
+                             layer.act_group)
+            theirs_codes = torch.clamp(torch.round(ratio), -8, 7)
+            moved = codes != theirs_codes.numpy()
+            # the two rotations round differently (float64 then float32 here, float32 bmm there), so a
+            # quotient within float error of a .5 tie may land one code apart; nowhere else
+            distance_to_tie = np.abs(np.abs(ratio.numpy() - np.floor(ratio.numpy())) - 0.5)
+            assert np.all(distance_to_tie[moved] < 1e-3), (name, step, ratio.numpy()[moved])
+            assert moved.mean() < 1e-2, (name, step, int(moved.sum()))
+            # with those tie codes taken as ours, the runtime's formula must agree with our layer
+            ours = lin(x, step, 10)
+            theirs = _omega_product(record, torch.where(torch.from_numpy(moved),
+                                                        torch.from_numpy(codes.astype(np.float32)), theirs_codes) * s)
             assert np.linalg.norm(ours - theirs) <= 1e-3 * np.linalg.norm(theirs), (name, step)
 
 
