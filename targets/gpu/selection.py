@@ -42,10 +42,16 @@ def cuda_problem(facts: DeviceFacts, index: int = 0) -> str | None:
 
 
 def hardware_problem(flavour: Flavour, facts: DeviceFacts, index: int = 0) -> str | None:
-    """Why this machine is not the target's hardware (None: it is)."""
+    """Why this machine is not the target's hardware (None: it is). Where it has no NVIDIA GPU at all
+    and is no Jetson, the short form: why NVML found none is the `cuda` target's reason to give (once,
+    in `auto`'s list of what it passed over, where every GPU target repeated it before)."""
     gpu = facts.gpu(index)
+    bare = not facts.gpus and facts.tegra_release is None
     if flavour.target == "orin" and facts.tegra_release is None:
-        return f"this machine is not a Jetson (no /etc/nv_tegra_release; {facts.describe_gpus()})"
+        return ("this machine is not a Jetson and has no NVIDIA GPU" if bare else
+                f"this machine is not a Jetson (no /etc/nv_tegra_release; {facts.describe_gpus()})")
+    if bare:
+        return "this machine has no NVIDIA GPU"
     if gpu is None:
         return f"this machine has {facts.describe_gpus()}"
     if gpu.compute_capability != flavour.device_cc:
@@ -71,6 +77,8 @@ def availability(target: str, facts: DeviceFacts, index: int = 0) -> tuple[bool,
     if facts.dev_fallback and cuda is None:
         return True, (f"DEVELOPMENT FALLBACK ({DEV_FALLBACK_ENV}=1): this is not a {flavour.device} ({hardware}); "
                       f"runs ggml-CUDA on gpu{index}, never {target}'s engines")
+    if not facts.gpus and facts.tegra_release is None:  # no GPU at all: nothing to point to
+        return False, f"{target} runs on {flavour.device} only and {hardware}"
     pointer = ("use --target cuda (ggml-CUDA on any NVIDIA GPU)" if cuda is None else
                "the cuda target (ggml-CUDA on any NVIDIA GPU) cannot run here either")
     return False, (f"{target} runs on {flavour.device} only and {hardware}; {pointer}"

@@ -41,10 +41,14 @@ def test_availability_on_each_machine():
     # a Jetson that is not an Orin (Xavier, 7.2)
     ok, why = availability("orin", orin(gpus=(Gpu(0, "Xavier", (7, 2)),)))
     assert not ok and "compute capability 7.2), not compute capability 8.7" in why
-    # no GPU at all: nothing, and the message says cuda cannot help either
-    for target in ("cuda", "gb10", "orin"):
+    # no GPU at all: nothing. cuda says why NVML found none; gb10 and orin name their hardware and leave
+    # that detail to cuda's line, which `auto` lists after theirs (it repeated three times there before)
+    ok, why = availability("cuda", cpu_only())
+    assert not ok and "NVML Shared Library Not Found" in why
+    for target, device in (("gb10", "NVIDIA GB10 (DGX Spark)"), ("orin", "Jetson Orin (JetPack 6)")):
         ok, why = availability(target, cpu_only())
-        assert not ok and "NVML Shared Library Not Found" in why
+        assert not ok and why.startswith(f"{target} runs on {device} only") and "no NVIDIA GPU" in why
+        assert "NVML" not in why and "--target cuda" not in why
     ok, why = availability("cuda", h200(native_cuda=False, native_info="ggml cpu: AVX2"))
     assert not ok and "built without ggml-CUDA" in why and "VLA_EDGE_CUDA=1" in why
 
