@@ -550,6 +550,43 @@ int main(int argc, char** argv) {
     js.num("ada_norm_us", t_norm);
     js.num("rope_cache_us", t_rope);
     js.num("geglu_us", t_geglu);
+    {  // RoPE in the attention (the expert loop's VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1) against the rope kernel before
+       // it, each with the expert's default attention and merge: the same outputs, one launch fewer per layer and step
+        const TileKernel k = tile_kernel_for(D, AttentionForm::tile64w8, true);
+        ok(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k.smem)),
+           "shared memory attribute");
+        float* cs;
+        ok(cudaMalloc(&cs, int64_t{T} * D * sizeof(float)), "rope table");
+        auto table = [&] { launch_kernel(rope_table_kernel, T, std::max(32, D / 2), 0, st, pos, D / 2, theta_scale, cs); };
+        const int splits = (keys + 63) / 64;
+        auto apart = [&] {
+            launch_rope_cache(st, T, qkv, heads, D, pos, pos + T, theta_scale, q16, kc, vc);
+            launch_attention(D, AttentionForm::tile64w8, B, rows_total, rows_ld, splits, st, q16, kc, vc, base, okeys, H, heads,
+                             scale, part_o, part_ml);
+            merge(64, rows_ld, splits, 2);
+        };
+        auto in = [&] {
+            launch_attention(D, AttentionForm::tile64w8, B, rows_total, rows_ld, splits, st, nullptr, kc, vc, base, okeys, H,
+                             heads, scale, part_o, part_ml, TileRope{qkv, cs, heads, H});
+            merge(64, rows_ld, splits, 2);
+        };
+        table();
+        apart();
+        ok(cudaStreamSynchronize(st), "rope apart");
+        const std::vector<float> want = download(out, int64_t{T} * heads * D);
+        ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
+        in();
+        ok(cudaStreamSynchronize(st), "rope in the attention");
+        const bool same = download(out, int64_t{T} * heads * D) == want;
+        const double t_apart = time_graph(st, apart), t_in = time_graph(st, in), t_table = time_graph(st, table);
+        std::printf("RoPE in the attention: %.2f us (rope + tile64w8 + merge 2 apart: %.2f us; the angle table, once a chunk: "
+                    "%.2f us), outputs %s\n", t_in, t_apart, t_table, same ? "identical" : "DIFFER");
+        js.num("rope_in_attention_us", t_in);
+        js.num("rope_apart_attention_us", t_apart);
+        js.num("rope_table_us", t_table);
+        js.add("rope_in_attention_identical", same ? "true" : "false");
+        ok(cudaFree(cs), "rope table");
+    }
     {  // the prefix loop's GeGLU at 2 views (582 tokens, Gemma 2B's FFN 16384, BF16 in): one element per
        // thread against eight (launch_geglu's form), whose outputs must be the same
         const int Tp = 582, Fp = 16384;

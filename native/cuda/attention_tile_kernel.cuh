@@ -145,6 +145,45 @@ struct TileLayout {
     static constexpr size_t bytes = 2 * kv_bytes + kTileWarps * warp_bytes;
 };
 
+// The RoPE-in form's inputs (attention_tile_kernel<..., RopeIn = true>): the queries and the chunk's own
+// keys and values straight from the q/k/v product's float32 rows, rotated here, instead of from the rope
+// kernel's F16 copies (q16 and the cache rows of the chunk's tokens, which this form leaves unwritten).
+// Why: the rope kernel is a launch of its own per layer and flow step (~2.9 us of the expert's ~48 in
+// the H100 profile of 2026-12-07, 0.5 ms of a 2-view chunk) for ~50 KB of work. Same values: the
+// rotation goes through rope_rotate with the angles rope_table_kernel wrote through rope_cos_sin, as
+// rope_cache_pair computes them.
+struct TileRope {
+    const float* qkv = nullptr;  // [token][(heads + 2) x D]: q heads, k, v (token = observation x horizon + own index)
+    const float* cs = nullptr;   // [token][D / 2][cos, sin] (rope_table_kernel)
+    int heads = 0;               // query heads per token
+    int horizon = 0;             // the chunk's tokens per observation: the last `horizon` of its keys
+};
+
+// Rotates pair columns j .. j + 3 (and their partners D / 2 on) of slot `slot` of token t's q/k/v row
+// into F16 dst[j ..] and dst[j + D / 2 ..]; the v slot (heads + 1) is copied as it is.
+template <int D>
+__device__ inline void rope_in_pairs4(const TileRope& rope, int64_t t, int slot, int j, __half* dst) {
+    constexpr int kHalf = D / 2;
+    const float* src = rope.qkv + (t * (rope.heads + 2) + slot) * D + j;
+    const float4 a = *reinterpret_cast<const float4*>(src), b = *reinterpret_cast<const float4*>(src + kHalf);
+    const float x0[4] = {a.x, a.y, a.z, a.w}, x1[4] = {b.x, b.y, b.z, b.w};
+    float y0[4], y1[4];
+    if (slot == rope.heads + 1) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) y0[i] = x0[i], y1[i] = x1[i];
+    } else {
+        const float4* cs = reinterpret_cast<const float4*>(rope.cs + (t * kHalf + j) * 2);
+        const float4 c01 = cs[0], c23 = cs[1];
+        const float c[4] = {c01.x, c01.z, c23.x, c23.z}, sn[4] = {c01.y, c01.w, c23.y, c23.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) rope_rotate(x0[i], x1[i], c[i], sn[i], y0[i], y1[i]);
+    }
+    __half2* lo = reinterpret_cast<__half2*>(dst + j);
+    __half2* hi = reinterpret_cast<__half2*>(dst + j + kHalf);
+    lo[0] = __floats2half2_rn(y0[0], y0[1]), lo[1] = __floats2half2_rn(y0[2], y0[3]);
+    hi[0] = __floats2half2_rn(y1[0], y1[1]), hi[1] = __floats2half2_rn(y1[2], y1[3]);
+}
+
 // Block (64 query rows, Keys keys, observation) writes its rows' unnormalised outputs and (max
 // score, sum of weights) for its keys, as attention_split_kernel does; attention_combine_kernel
 // merges the splits. On an H100 (2026-12-07, benchmarks/cuda_expert_kernels.cu, 400 query rows):
@@ -156,12 +195,15 @@ struct TileLayout {
 // per block to hide it. With two (form tile64w8: eight warps), each takes half of the tile's keys
 // for the scores and half of its columns for the values; the first of the two runs the softmax.
 // Same products and sums per element in both.
-template <int D, int Keys, int Pair = 1>
+// RopeIn: q, and the keys and values of the chunk's own tokens (the last rope.horizon keys of each
+// observation's range), come from rope's float32 q/k/v rows, rotated here (TileRope); q16 is not read,
+// and the cache only for the keys before them. The keys past the range's end are zeros.
+template <int D, int Keys, int Pair = 1, bool RopeIn = false>
 __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(const __half* q16, const __half* kc,
                                                                          const __half* vc, const int* obs_base,
                                                                          const int* obs_keys, int rows_total,
                                                                          int rows_ld, int splits, float scale,
-                                                                         float* part_o, float2* part_ml) {
+                                                                         float* part_o, float2* part_ml, TileRope rope) {
     using namespace nvcuda;
     pdl_prologue();
 #if VLA_EDGE_MMA_CODE
@@ -178,30 +220,60 @@ __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(
     const int warp = threadIdx.x / 32 / Pair, part = threadIdx.x / 32 % Pair, lane = threadIdx.x % 32;  // warp: its tile
     constexpr int kPieces = D / 8;  // 16-byte pieces per row
 
-    for (int i = threadIdx.x; i < kTileRows * kPieces; i += blockDim.x) {  // Q, then K: first group
-        const int r = i / kPieces, c = i % kPieces, row = row0 + r;
-        __half* dst = reinterpret_cast<__half*>(scratch0 + (r / 16) * L::warp_bytes) + (r % 16) * L::ld + c * 8;
-        if (row < rows_total) {
-            cp_async16(dst, q16 + (static_cast<int64_t>(s) * rows_total + row) * D + c * 8);
-        } else {
-            *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+    // the first key of the chunk's own tokens (RopeIn: rotated here from rope.qkv; before it, the cache)
+    const int own0 = RopeIn ? keys - rope.horizon : keys;
+    auto q_row = [&](int r) { return reinterpret_cast<__half*>(scratch0 + (r / 16) * L::warp_bytes) + (r % 16) * L::ld; };
+    if constexpr (RopeIn) {  // Q rotated from the q/k/v rows: four pairs of columns per thread and step
+        constexpr int kQuads = D / 8;
+        for (int i = threadIdx.x; i < kTileRows * kQuads; i += blockDim.x) {
+            const int r = i / kQuads, j = i % kQuads * 4, row = row0 + r;
+            __half* dst = q_row(r);
+            if (row < rows_total) {
+                rope_in_pairs4<D>(rope, int64_t{s} * rope.horizon + row / rope.heads, row % rope.heads, j, dst);
+            } else {
+                *reinterpret_cast<uint2*>(dst + j) = make_uint2(0, 0);
+                *reinterpret_cast<uint2*>(dst + j + D / 2) = make_uint2(0, 0);
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < kTileRows * kPieces; i += blockDim.x) {  // Q, then K: first group
+            const int r = i / kPieces, c = i % kPieces, row = row0 + r;
+            __half* dst = q_row(r) + c * 8;
+            if (row < rows_total) {
+                cp_async16(dst, q16 + (static_cast<int64_t>(s) * rows_total + row) * D + c * 8);
+            } else {
+                *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+            }
         }
     }
+    // K and V rows: from the cache before own0 (as far as the range's 16-padding without RopeIn, whose
+    // padding rows the runtime zero-fills), rotated from rope.qkv from own0 to the range's end, zeros past it
+    auto from_cache = [&](int r) { return r < n16 && (!RopeIn || key0 + r < own0); };
     for (int i = threadIdx.x; i < Keys * kPieces; i += blockDim.x) {
         const int r = i / kPieces, c = i % kPieces;
-        if (r < n16) {
+        if (from_cache(r)) {
             cp_async16(Ks + r * L::ld + c * 8, kc + (base + r) * D + c * 8);
-        } else {
+        } else if (!RopeIn || key0 + r >= keys) {
             *reinterpret_cast<uint4*>(Ks + r * L::ld + c * 8) = make_uint4(0, 0, 0, 0);
         }
     }
     cp_async_commit();
     for (int i = threadIdx.x; i < Keys * kPieces; i += blockDim.x) {  // V: second group, read after the scores
         const int r = i / kPieces, c = i % kPieces;
-        if (r < n16) {
+        if (from_cache(r)) {
             cp_async16(Vs + r * L::ld + c * 8, vc + (base + r) * D + c * 8);
-        } else {
+        } else if (!RopeIn || key0 + r >= keys) {
             *reinterpret_cast<uint4*>(Vs + r * L::ld + c * 8) = make_uint4(0, 0, 0, 0);
+        }
+    }
+    if constexpr (RopeIn) {  // the chunk's own keys (rotated) and values of this split, by plain stores
+        constexpr int kQuads = D / 8;
+        const int first = max(own0 - key0, 0), last = min(keys - key0, Keys);
+        for (int i = threadIdx.x; i < 2 * (last - first) * kQuads; i += blockDim.x) {
+            const int value = i / ((last - first) * kQuads), rest = i % ((last - first) * kQuads);  // 0: k, 1: v
+            const int r = first + rest / kQuads, j = rest % kQuads * 4;
+            const int64_t t = int64_t{s} * rope.horizon + (key0 + r - own0);
+            rope_in_pairs4<D>(rope, t, rope.heads + value, j, (value ? Vs : Ks) + r * L::ld);
         }
     }
     cp_async_commit();

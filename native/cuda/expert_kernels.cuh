@@ -11,6 +11,7 @@
 #include "attention_tile_kernel.cuh"  // attention_tile_kernel, attention_merge_rows_kernel
 #include "device_math.cuh"            // gelu_tanh, rope_cache_pair, warp_sum, warp_max
 #include "mma_primitives.cuh"         // cp.async
+#include "rope_kernels.cuh"            // rope_cache_kernel, rope_table_kernel
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -19,6 +20,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace vla_edge {
@@ -178,20 +181,7 @@ __global__ void ada_norm_kernel(const float* x, int E, const float* scale1, cons
     for (int i = threadIdx.x; i < E; i += blockDim.x) store(yr + i, xr[i] * r * scale1[i] + shift[i]);
 }
 
-// NeoX RoPE on q and k, as ggml-CUDA computes the angle; q goes to F16 for attention, k and v
-// straight into the token's cache row (what ggml does in three kernels). One block per (token, head
-// slot): slots 0..heads-1 the q heads, then k, then v's copy. One block per token took 4.3 us for
-// the expert's 50 tokens, each thread working through several heads' angles in turn with 50 SMs
-// busy; this form 2.1 us (kernel bench, H100, 2026-12-07). The arithmetic per element is the same.
-static __global__ void rope_cache_kernel(const float* qkv, int heads, int d, const int* pos, const int* rows, float theta_scale,
-                                  __half* q16, __half* kc, __half* vc) {
-    pdl_prologue();
-    const int t = blockIdx.x, h = blockIdx.y, half_d = d / 2;
-    const float* src = qkv + (static_cast<int64_t>(t) * (heads + 2) + h) * d;
-    for (int j = threadIdx.x; j < half_d; j += blockDim.x) {
-        rope_cache_pair(src[j], src[j + half_d], t, h, j, heads, d, pos[t], theta_scale, rows[t], q16, kc, vc);
-    }
-}
+// rope_cache_kernel, rope_table_kernel: rope_kernels.cuh
 
 // Attention of every query head of one observation (one K/V head shared by all of them), split over
 // the keys as flash-decoding does: block (16 query rows, 128 keys, observation) writes its rows'
@@ -384,36 +374,47 @@ inline int attention_splits(AttentionForm f, int keys) { return (keys + keys_per
 // write whole 16-row tiles.
 inline int attention_rows_ld(AttentionForm f, int rows) { return f == AttentionForm::split ? rows : (rows + 15) / 16 * 16; }
 
+// Whether a form has the RoPE-in variant (the expert's default, tile64w8, alone: the others run the
+// rope kernel before them).
+inline bool rope_in_form(AttentionForm form) { return form == AttentionForm::tile64w8; }
+
 // Query rows are token-major, head-minor, `horizon x heads` per observation (rows_total); the
-// partial outputs are rows_ld apart per (observation, split).
+// partial outputs are rows_ld apart per (observation, split). With rope.qkv set (the expert loop's
+// VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1; tile64w8 only: rope_in_form), the tile kernel's RoPE-in form reads
+// the queries and the chunk's own keys and values from rope instead of q and the cache (TileRope).
 template <int D>
 static inline void launch_attention_at(AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
                                 const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
-                                int horizon, int heads, float scale, float* part_o, float2* part_ml) {
+                                int horizon, int heads, float scale, float* part_o, float2* part_ml, const TileRope& rope) {
+    if (rope.qkv && !rope_in_form(form)) {  // the caller skipped the rope kernel: never attend to unrotated rows
+        throw std::invalid_argument(std::string("attention form ") + form_name(form) + " has no RoPE-in variant");
+    }
+    const dim3 tiles(blocks(rows_total, kTileRows), splits, B);
     switch (form) {
         case AttentionForm::split:
             launch_kernel(attention_split_kernel<D>, dim3(blocks(rows_total, kRowsPerBlock), splits, B), kThreads, 0, st, q, k,
                           v, base, keys, horizon, heads, splits, scale, part_o, part_ml);
             break;
         case AttentionForm::tile32:
-            launch_kernel(attention_tile_kernel<D, 32>, dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                          TileLayout<D, 32>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
-                          part_ml);
+            launch_kernel(attention_tile_kernel<D, 32>, tiles, 32 * kTileWarps, TileLayout<D, 32>::bytes, st, q, k, v, base,
+                          keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
             break;
         case AttentionForm::tile64w8:
-            launch_kernel(attention_tile_kernel<D, 64, 2>, dim3(blocks(rows_total, kTileRows), splits, B), 64 * kTileWarps,
-                          TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
-                          part_ml);
+            if (rope.qkv) {
+                launch_kernel(attention_tile_kernel<D, 64, 2, true>, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k,
+                              v, base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, rope);
+            } else {
+                launch_kernel(attention_tile_kernel<D, 64, 2>, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v,
+                              base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
+            }
             break;
         case AttentionForm::tile128w8:
-            launch_kernel(attention_tile_kernel<D, 128, 2>, dim3(blocks(rows_total, kTileRows), splits, B), 64 * kTileWarps,
-                          TileLayout<D, 128>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
-                          part_ml);
+            launch_kernel(attention_tile_kernel<D, 128, 2>, tiles, 64 * kTileWarps, TileLayout<D, 128>::bytes, st, q, k, v,
+                          base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
             break;
         default:
-            launch_kernel(attention_tile_kernel<D, 64>, dim3(blocks(rows_total, kTileRows), splits, B), 32 * kTileWarps,
-                          TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale, part_o,
-                          part_ml);
+            launch_kernel(attention_tile_kernel<D, 64>, tiles, 32 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v, base,
+                          keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
     }
 }
 
@@ -428,9 +429,14 @@ struct TileKernel {
     const void* fn;
     size_t smem;
 };
-static inline TileKernel tile_kernel_for(int d, AttentionForm form) {
+static inline TileKernel tile_kernel_for(int d, AttentionForm form, bool rope_in = false) {
     const bool wide = form == AttentionForm::tile64;
     auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
+    if (form == AttentionForm::tile64w8 && rope_in) {
+        if (d == 64) return pick(attention_tile_kernel<64, 64, 2, true>, TileLayout<64, 64>::bytes);
+        if (d == 128) return pick(attention_tile_kernel<128, 64, 2, true>, TileLayout<128, 64>::bytes);
+        return pick(attention_tile_kernel<256, 64, 2, true>, TileLayout<256, 64>::bytes);
+    }
     if (form == AttentionForm::tile64w8) {
         if (d == 64) return pick(attention_tile_kernel<64, 64, 2>, TileLayout<64, 64>::bytes);
         if (d == 128) return pick(attention_tile_kernel<128, 64, 2>, TileLayout<128, 64>::bytes);
@@ -452,9 +458,10 @@ static inline TileKernel tile_kernel_for(int d, AttentionForm form) {
 // The same for head_dim 64, 128 or 256, chosen at run time.
 static inline void launch_attention(int d, AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
                              const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
-                             int horizon, int heads, float scale, float* part_o, float2* part_ml) {
+                             int horizon, int heads, float scale, float* part_o, float2* part_ml,
+                             const TileRope& rope = TileRope{}) {
     auto* launch = d == 64 ? launch_attention_at<64> : d == 128 ? launch_attention_at<128> : launch_attention_at<256>;
-    launch(form, B, rows_total, rows_ld, splits, st, q, k, v, base, keys, horizon, heads, scale, part_o, part_ml);
+    launch(form, B, rows_total, rows_ld, splits, st, q, k, v, base, keys, horizon, heads, scale, part_o, part_ml, rope);
 }
 
 __device__ inline float to_f32(float v) { return v; }

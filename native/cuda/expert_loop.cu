@@ -41,9 +41,16 @@ struct CudaExpertLoop::Impl {
     // apart, A/B); `fused_*`: whether the last captured shape did
     bool fuse = true;
     mutable bool fused_rope = false, fused_geglu = false;
+    // q and the chunk's own k / v rotated in the attention's tile kernel (TileRope) instead of by the rope
+    // kernel before it, with one angle table per chunk (VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1, opt-in until it
+    // has run on a GPU; tile64w8 only, and not where the stream product's paired form already did RoPE);
+    // `rope_in_used`: whether the last captured shape did
+    bool rope_in = false;
+    mutable bool rope_in_used = false;
     FlashSizing flash;                        // the flash form's plan (flash_sizing)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
+    float* rope_cs = nullptr;            // (with act's buffers, rope_in) the chunk's RoPE angles: rope_table_kernel
     // ints: pos[T], rows[T], base[B], keys[B]. Declared last, so destroyed first: before the
     // buffers, products and stream its graphs use.
     CapturedShapes shapes{kWho};
@@ -55,6 +62,7 @@ struct CudaExpertLoop::Impl {
         const bool remade = act.reserve(spec, T, rows, [&](LoopBuffers& b, int n) {
             b.alloc(xt, int64_t{n} * spec.action_dim);
             b.alloc(hf, int64_t{n} * spec.hidden);
+            if (rope_in) b.alloc(rope_cs, int64_t{n} * spec.head_dim);  // (cos, sin) per token and pair
         });
         if (remade) shapes.clear();
     }
@@ -86,6 +94,7 @@ struct CudaExpertLoop::Impl {
     Handicaps paired_handicaps(int T) const {
         Handicaps h;
         if (!fuse || !products->offers_stream()) return h;
+        // with RoPE in the attention no candidate needs the rope kernel after it: only GeGLU's is saved
         const CudaExpertSpec& s = spec;
         const int d = s.head_dim;
         const float theta_scale = std::pow(s.rope_theta, -2.0f / static_cast<float>(d));
@@ -99,9 +108,11 @@ struct CudaExpertLoop::Impl {
         std::vector<int> iota(2 * T);
         for (int t = 0; t < T; ++t) iota[t] = iota[T + t] = t;
         check(cudaMemcpy(ints, iota.data(), iota.size() * sizeof(int), cudaMemcpyHostToDevice), "timing RoPE");
-        h.rope_us = graph_time_us(io->stream, [&] {
-            launch_rope_cache(io->stream, T, act.qkv, s.heads, d, ints, ints + T, theta_scale, act.q16, kc, vc);
-        });
+        if (!rope_in) {
+            h.rope_us = graph_time_us(io->stream, [&] {
+                launch_rope_cache(io->stream, T, act.qkv, s.heads, d, ints, ints + T, theta_scale, act.q16, kc, vc);
+            });
+        }
         h.geglu_us = graph_time_us(io->stream, [&] { launch_geglu(io->stream, act.gu, s.ffn, T, act.g, act.ld_f); });
         return h;
     }
@@ -120,6 +131,9 @@ struct CudaExpertLoop::Impl {
         const int64_t step_mod = 3 * int64_t{E};
         const cudaStream_t stream = io->stream;
         const PdlScope pdl_scope(pdl);
+        if (rope_in) {  // the chunk's positions are the same in every step and layer: their angles once
+            launch_kernel(rope_table_kernel, T, std::max(32, d / 2), 0, stream, pos, d / 2, theta_scale, rope_cs);
+        }
         for (int step = 0; step < s.steps; ++step) {
             launch_kernel(action_in_kernel, T, kThreads, A * sizeof(float), stream, xt, A, s.action_in, s.action_in_bias, act.x, E);
             for (const CudaExpertLayer& L : s.layers) {
@@ -131,14 +145,17 @@ struct CudaExpertLoop::Impl {
                 rope.pos = pos, rope.cache_rows = rows, rope.theta_scale = theta_scale, rope.heads = s.heads, rope.d = d;
                 rope.q16 = act.q16, rope.kc = static_cast<__half*>(L.cache_k), rope.vc = static_cast<__half*>(L.cache_v);
                 fused_rope = fuse && products->run_paired(L.qkv, act.hn, T, rope);
-                if (!fused_rope) {
-                    products->run(L.qkv, act.hn, T, act.qkv, false);
+                rope_in_used = rope_in && !fused_rope;
+                if (!fused_rope) products->run(L.qkv, act.hn, T, act.qkv, false);
+                if (!fused_rope && !rope_in_used) {
                     launch_rope_cache(stream, T, act.qkv, s.heads, d, pos, rows, theta_scale, act.q16,
                                       static_cast<__half*>(L.cache_k), static_cast<__half*>(L.cache_v));
                 }
                 const __half *kc = static_cast<const __half*>(L.cache_k), *vc = static_cast<const __half*>(L.cache_v);
+                const TileRope rope_source = rope_in_used ? TileRope{act.qkv, rope_cs, s.heads, s.horizon} : TileRope{};
                 launch_attention_form(attention, d, plan, merge_warps, B, rows_total, rows_ld, stream, act.q16, kc, vc, base,
-                                      keys, s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o);
+                                      keys, s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o,
+                                      rope_source);
                 products->run(L.out_w[step], act.attn, T, act.x, true);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
@@ -206,6 +223,8 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.vector_norms = vector_norms_wanted();
     m.pdl = pdl_wanted(kWho, m.spec.device);
     m.fuse = loop_switch("VLA_EDGE_CUDA_STREAM_FUSED", true);
+    m.rope_in = loop_switch("VLA_EDGE_CUDA_ROPE_IN_ATTENTION", false) && rope_in_form(m.attention);
+    if (m.rope_in) allow_shared_memory(kWho, tile_kernel_for(m.spec.head_dim, m.attention, true));
     m.io = std::make_unique<LoopStream>(kWho);
     // tuned unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (the default since the H100 run of 2026-12-07); timed
     // cold unless VLA_EDGE_CUDA_TUNE_COLD=0 (the default since that day's fifth-session run, docs/gpu.md)
@@ -221,10 +240,11 @@ size_t CudaExpertLoop::captured_graphs() const { return impl_->shapes.size(); }
 
 std::string CudaExpertLoop::describe() const {
     const Impl& m = *impl_;
-    const std::string fused = m.fused_rope && m.fused_geglu ? "; RoPE and GeGLU in the products"
-                              : m.fused_rope               ? "; RoPE in the product"
-                              : m.fused_geglu              ? "; GeGLU in the product"
-                                                           : "";
+    const std::string fused = std::string(m.fused_rope && m.fused_geglu ? "; RoPE and GeGLU in the products"
+                                          : m.fused_rope               ? "; RoPE in the product"
+                                          : m.fused_geglu              ? "; GeGLU in the product"
+                                                                       : "") +
+                              (m.rope_in_used ? "; RoPE in the attention" : "");
     return loop_forms_note(m.attention, m.merge_warps, m.products->describe() + fused, m.vector_norms, m.pdl);
 }
 

@@ -106,14 +106,15 @@ inline SplitPlan split_plan(AttentionForm form, int rows_total, int B, int keys,
 static inline void launch_attention_form(AttentionForm form, int d, const SplitPlan& plan, int merge_warps, int B,
                                          int rows_total, int rows_ld, cudaStream_t st, const __half* q, const __half* k,
                                          const __half* v, const int* base, const int* keys, int horizon, int heads,
-                                         float scale, float* part_o, float2* part_ml, bf16* out, int64_t ld_out) {
+                                         float scale, float* part_o, float2* part_ml, bf16* out, int64_t ld_out,
+                                         const TileRope& rope = TileRope{}) {
     if (form == AttentionForm::flash) {
         launch_flash_attention(d, plan, merge_warps, B, rows_total, rows_ld, st, q, k, v, base, keys, horizon, heads, scale,
                                part_o, part_ml, out, ld_out);
         return;
     }
     launch_attention(d, form, B, rows_total, rows_ld, plan.splits, st, q, k, v, base, keys, horizon, heads, scale, part_o,
-                     part_ml);
+                     part_ml, rope);
     launch_attention_merge(merge_warps, st, B, horizon, heads, d, part_o, part_ml, keys, plan.keys, rows_ld, plan.splits,
                            scale, out, ld_out);
 }

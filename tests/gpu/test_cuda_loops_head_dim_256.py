@@ -38,8 +38,10 @@ def wide_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # the prefix's opt-in 128-key form needs 182 KB of shared memory per block at head_dim 256 (an H100 / H200
 # gives 227 KB; elsewhere the loop runs tile64w8 and its note says so: the check below is for Hopper)
 # the flash form (the prefix's default; 99 KB at head_dim 256, which every device of compute capability
-# 8.0+ allows) unsplit and split, and the eight-warp tile form (the default before)
+# 8.0+ allows) unsplit and split, and the eight-warp tile form (the default before); the expert's
+# tile64w8 with RoPE in the attention (VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1)
 @pytest.mark.parametrize("alone,more", [("prefix", {}), ("expert", {}),
+                                        ("expert", {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1"}),
                                         ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile128w8"}),
                                         ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile64w8"}),
                                         ("prefix", {"VLA_EDGE_CUDA_FLASH_SPLITS": "1"}),
@@ -58,6 +60,8 @@ def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path
         assert f"; attention {'tile128w8' if hopper else 'tile64w8'}; " in notes["prefix_loop"], notes
     elif alone == "prefix":
         assert f"; attention {form}; " in notes["prefix_loop"], notes
+    if alone == "expert":
+        assert ("RoPE in the attention" in notes["expert_loop"]) == ("VLA_EDGE_CUDA_ROPE_IN_ATTENTION" in more), notes
     other = "expert" if alone == "prefix" else "prefix"
     assert notes[f"{other}_loop"] == f"ggml graph (VLA_EDGE_CUDA_{other.upper()}=0)", notes
 

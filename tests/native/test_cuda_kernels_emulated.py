@@ -22,7 +22,11 @@ transposed, mma.sync) that the stream product's test relies on. Bound 5e-3 (F16 
 
 The loops' default attention (native/cuda/attention_tile_kernel.cuh: the tile kernel over key splits and
 the merge of the splits into BF16 rows; WMMA emulated with whole tiles per lane): tile64w8, tile64 and
-tile32 at head_dim 64 / 128 / 256, the merge with one and two warps per row. Same bound."""
+tile32 at head_dim 64 / 128 / 256, the merge with one and two warps per row. Same bound. Its RoPE-in form
+(tile64w8 rotating q and the chunk's own k from the q/k/v product's float32 rows) must give the same bits
+as the path it replaces (rope_cache_kernel, then the plain kernel) with the chunk's cache rows it must not
+read set to NaN, and stay within the bound of float64 RoPE + attention: the chunk's keys across a split's
+end, starting a split, and sharing one with the prefix's."""
 
 from __future__ import annotations
 
@@ -81,7 +85,9 @@ def test_flash_attention_matches_float64_in_both_layouts(tmp_path: Path) -> None
 def test_attention_tile_and_merge_match_float64(tmp_path: Path) -> None:
     lines = emulated("attention_tile_emulated", tmp_path)
     cases = [line for line in lines[:-1] if line.endswith(" ok")]
-    assert len(cases) == 5 and len(lines) == 6, "\n".join(lines)
+    assert len(cases) == 8 and len(lines) == 9, "\n".join(lines)
+    rope_in = [line for line in cases if line.startswith("tile RoPE-in")]
+    assert len(rope_in) == 3 and all("same bits as the rope kernel's path" in line for line in rope_in), "\n".join(lines)
     for head_dim in (64, 128, 256):
         assert any(line.startswith(f"tile D {head_dim:3d}") for line in cases), "\n".join(lines)
     assert any("2 warp(s) per tile" in line for line in cases) and any("1 warp(s) per tile" in line for line in cases)
