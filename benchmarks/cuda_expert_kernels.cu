@@ -519,6 +519,33 @@ int main(int argc, char** argv) {
                 time_graph(st, [&] { merge(32, rows_ld, (keys + 31) / 32); }));
     js.num("merge_two_warps_us", merge2);
     js.num("merge_one_warp_us", merge1);
+    {  // the two-warp merge with all loads first (the default, where a launch has at most 16 splits) against its
+       // loop over the splits: the same bits, one round trip to L2 instead of three
+        const int splits = (keys + 63) / 64;
+        auto merge_with = [&](auto* kernel) {
+            return [&, kernel] {
+                launch_kernel(kernel, dim3(blocks(2 * int64_t{H} * heads, kMergeWarps), B), 32 * kMergeWarps, 0, st, part_o,
+                              part_ml, okeys, 64, H, heads, rows_ld, splits, scale, out, int64_t{heads} * D);
+            };
+        };
+        auto* first = D == 64 ? attention_merge_rows_kernel<64, 2, true> : D == 128 ? attention_merge_rows_kernel<128, 2, true>
+                                                                                  : attention_merge_rows_kernel<256, 2, true>;
+        auto* loop = D == 64 ? attention_merge_rows_kernel<64, 2, false> : D == 128 ? attention_merge_rows_kernel<128, 2, false>
+                                                                                 : attention_merge_rows_kernel<256, 2, false>;
+        attention(AttentionForm::tile64w8);
+        merge_with(loop)();
+        ok(cudaStreamSynchronize(st), "merge, loop");
+        const std::vector<float> want = download(out, int64_t{T} * heads * D);
+        merge_with(first)();
+        ok(cudaStreamSynchronize(st), "merge, loads first");
+        const bool same = download(out, int64_t{T} * heads * D) == want;
+        const double t_first = time_graph(st, merge_with(first)), t_loop = time_graph(st, merge_with(loop));
+        std::printf("  merge two warps per row, %d splits: loads first %.2f us, the loop over splits %.2f us, outputs %s\n",
+                    splits, t_first, t_loop, same ? "identical" : "DIFFER");
+        js.num("merge_loads_first_us", t_first);
+        js.num("merge_loop_us", t_loop);
+        js.add("merge_loads_first_identical", same ? "true" : "false");
+    }
 
     // ---- the small kernels, alone
     float* x = random_buffer<float>(int64_t{T} * E, 4, 1.0f);

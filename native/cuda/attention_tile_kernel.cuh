@@ -30,7 +30,8 @@ using bf16 = __nv_bfloat16;
 // expert's 400 rows of ten 64-key splits and ~19 us for the prefix's 4656 (H100 kernel bench,
 // 2026-12-07): few warps, each waiting on its loads. Two warps per row double the warps and halve
 // each lane's columns: 3.0 us for the expert's rows (its default), 21.5 us for the prefix's, which
-// keeps one (merge_warps_for).
+// keeps one (merge_warps_for). Since the ninth session the two-warp form requests all of a row's loads
+// at once where a launch has at most 16 splits (merge_row_loads_first; not yet run on a GPU).
 constexpr int kMergeWarps = 4;
 
 template <int N>
@@ -49,7 +50,55 @@ __device__ inline void load_cols(const float* p, float (&v)[N]) {
     }
 }
 
-template <int D, int RW>
+// A lane's kPer columns of one query row, in BF16: acc / l.
+template <int kPer>
+__device__ inline void store_merged(const float (&acc)[kPer], float l, bf16* dst) {
+    const float inv = 1.0f / l;
+    if constexpr (kPer == 1) {
+        dst[0] = __float2bfloat16(acc[0] * inv);
+    } else {
+#pragma unroll
+        for (int c = 0; c < kPer; c += 2) {
+            reinterpret_cast<__nv_bfloat162*>(dst)[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
+        }
+    }
+}
+
+// The two-warp merge of a row where the launch has at most kAhead (16) splits (the expert's ten): the
+// lane's columns of every split and its split's (max, sum) are requested before the observation's
+// split count is read and before any of them is waited on, so the row costs one round trip to L2
+// where the loop below makes three in a row ((max, sum) for the max, again for the sum and weights,
+// then the columns). Splits past the observation's count are loaded and not used. The same sums in
+// the same order as that loop, so the same bits.
+template <int D>
+__device__ inline void merge_row_loads_first(const float* part_o, const float2* part_ml, int64_t first, int rows_ld,
+                                             int splits, int n_of_obs, int lane, int col0, float scale, bf16* dst) {
+    constexpr int kPer = D / 64, kAhead = 16;
+    float v[kAhead][kPer];
+#pragma unroll
+    for (int j = 0; j < kAhead; ++j) {
+        if (j < splits) load_cols(part_o + (first + j * int64_t{rows_ld}) * D + col0, v[j]);
+    }
+    const float2 ml = lane < splits ? part_ml[first + lane * int64_t{rows_ld}] : make_float2(-INFINITY, 0.0f);
+    const int n = n_of_obs;
+    const float m = warp_max(lane < n ? ml.x : -INFINITY);
+    const float l = warp_sum(lane < n ? expf((ml.x - m) * scale) * ml.y : 0.0f);
+    const float w_lane = lane < n ? expf((ml.x - m) * scale) : 0.0f;
+    float acc[kPer] = {};
+#pragma unroll
+    for (int j = 0; j < kAhead; ++j) {
+        const float w = __shfl_sync(0xffffffffu, w_lane, j);
+        if (j < n) {
+#pragma unroll
+            for (int c = 0; c < kPer; ++c) acc[c] += w * v[j][c];
+        }
+    }
+    store_merged(acc, l, dst);
+}
+
+// LoadsFirst (the default): merge_row_loads_first where it applies; false keeps the loop (the kernel
+// bench's A/B of the two, the emulated test's check that they give the same bits).
+template <int D, int RW, bool LoadsFirst = true>
 __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split, int horizon, int heads,
     int rows_ld, int splits, float scale, bf16* out, int64_t ld_out) {
@@ -59,8 +108,16 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const int lane = threadIdx.x % 32, warp = blockIdx.x * kMergeWarps + threadIdx.x / 32, s = blockIdx.y;
     const int row = warp / RW, col0 = (warp % RW) * (D / RW) + lane * kPer;
     if (row >= horizon * heads) return;
-    const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
     const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
+    if constexpr (RW == 2 && LoadsFirst) {
+        if (splits <= kAhead) {  // one round trip: every split's columns and (max, sum) requested at once
+            merge_row_loads_first<D>(part_o, part_ml, first, rows_ld, splits, (obs_keys[s] + keys_per_split - 1) / keys_per_split,
+                                     lane, col0, scale, out + (static_cast<int64_t>(s) * horizon + row / heads) * ld_out +
+                                                            (row % heads) * D + col0);
+            return;
+        }
+    }
+    const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
     float m = -INFINITY;
     for (int i = lane; i < n; i += 32) m = fmaxf(m, part_ml[first + i * int64_t{rows_ld}].x);
     m = warp_max(m);
@@ -112,16 +169,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
         }
     }
     const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-    bf16* dst = out + t * ld_out + (row % heads) * D + col0;
-    const float inv = 1.0f / l;
-    if constexpr (kPer == 1) {
-        dst[0] = __float2bfloat16(acc[0] * inv);
-    } else {
-#pragma unroll
-        for (int c = 0; c < kPer; c += 2) {
-            reinterpret_cast<__nv_bfloat162*>(dst)[c / 2] = __floats2bfloat162_rn(acc[c] * inv, acc[c + 1] * inv);
-        }
-    }
+    store_merged(acc, l, out + t * ld_out + (row % heads) * D + col0);
 }
 
 // ---- attention, second form: the block's keys and values staged in shared memory once for 64

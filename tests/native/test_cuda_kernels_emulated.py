@@ -22,7 +22,10 @@ transposed, mma.sync) that the stream product's test relies on. Bound 5e-3 (F16 
 
 The loops' default attention (native/cuda/attention_tile_kernel.cuh: the tile kernel over key splits and
 the merge of the splits into BF16 rows; WMMA emulated with whole tiles per lane): tile64w8, tile64 and
-tile32 at head_dim 64 / 128 / 256, the merge with one and two warps per row. Same bound. Its RoPE-in form
+tile32 at head_dim 64 / 128 / 256, the merge with one and two warps per row, which must give the same bits
+in every form (one warp per row, two with its loop over the splits, two with all loads first where there
+are at most 16 splits; 19 splits take the loop), also where an observation has fewer splits than the
+batch. Same bound. Its RoPE-in form
 (tile64w8 rotating q and the chunk's own k from the q/k/v product's float32 rows) must give the same bits
 as the path it replaces (rope_cache_kernel, then the plain kernel) with the chunk's cache rows it must not
 read set to NaN, and stay within the bound of float64 RoPE + attention: the chunk's keys across a split's
@@ -85,9 +88,11 @@ def test_flash_attention_matches_float64_in_both_layouts(tmp_path: Path) -> None
 def test_attention_tile_and_merge_match_float64(tmp_path: Path) -> None:
     lines = emulated("attention_tile_emulated", tmp_path)
     cases = [line for line in lines[:-1] if line.endswith(" ok")]
-    assert len(cases) == 8 and len(lines) == 9, "\n".join(lines)
+    assert len(cases) == 9 and len(lines) == 10, "\n".join(lines)
     rope_in = [line for line in cases if line.startswith("tile RoPE-in")]
     assert len(rope_in) == 3 and all("same bits as the rope kernel's path" in line for line in rope_in), "\n".join(lines)
+    assert all("same bits from every merge" in line for line in cases if line not in rope_in), "\n".join(lines)
+    assert any("splits x 19" in line for line in cases), "\n".join(lines)  # the two-warp merge's loop, past 16 splits
     for head_dim in (64, 128, 256):
         assert any(line.startswith(f"tile D {head_dim:3d}") for line in cases), "\n".join(lines)
     assert any("2 warp(s) per tile" in line for line in cases) and any("1 warp(s) per tile" in line for line in cases)
