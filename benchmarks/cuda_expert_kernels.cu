@@ -43,6 +43,14 @@ __device__ inline float hash_uniform(uint64_t i, uint32_t seed) {  // splitmix64
     z ^= z >> 31;
     return static_cast<float>(z >> 40) / static_cast<float>(1ull << 23) - 1.0f;
 }
+// N grid barriers in a row (grid_barrier.cuh), to time one: what the merge in the attention's launch
+// pays for it, and what the persistent expert kernel of docs/gpu.md would pay eight times per layer and step.
+template <int N>
+__global__ void barrier_probe_kernel(GridBarrier g) {
+#pragma unroll 1
+    for (int i = 0; i < N; ++i) grid_barrier(g);
+}
+
 template <typename T>
 __global__ void fill_kernel(T* p, int64_t n, uint32_t seed, float amp) {
     const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
@@ -433,6 +441,16 @@ int main(int argc, char** argv) {
         launch_attention_merge(merge_warps, st, B, H, heads, D, part_o, part_ml, okeys, keys_per_split, ld, splits, scale, out,
                                heads * D);
     };
+    // whether two ways of writing `out` write the same bits (each run once, `out` cleared between them)
+    auto same_outputs = [&](const std::function<void()>& a, const std::function<void()>& b) {
+        a();
+        ok(cudaStreamSynchronize(st), "the first form");
+        const std::vector<float> want = download(out, int64_t{T} * heads * D);
+        ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
+        b();
+        ok(cudaStreamSynchronize(st), "the second form");
+        return download(out, int64_t{T} * heads * D) == want;
+    };
     // one attention form's split kernel (as the loop launches it); returns its number of splits
     auto attention = [&](AttentionForm form) {
         const int per = keys_per_split(form), splits = (keys + per - 1) / per;
@@ -533,12 +551,7 @@ int main(int argc, char** argv) {
         auto* loop = D == 64 ? attention_merge_rows_kernel<64, 2, false> : D == 128 ? attention_merge_rows_kernel<128, 2, false>
                                                                                  : attention_merge_rows_kernel<256, 2, false>;
         attention(AttentionForm::tile64w8);
-        merge_with(loop)();
-        ok(cudaStreamSynchronize(st), "merge, loop");
-        const std::vector<float> want = download(out, int64_t{T} * heads * D);
-        merge_with(first)();
-        ok(cudaStreamSynchronize(st), "merge, loads first");
-        const bool same = download(out, int64_t{T} * heads * D) == want;
+        const bool same = same_outputs(merge_with(loop), merge_with(first));
         const double t_first = time_graph(st, merge_with(first)), t_loop = time_graph(st, merge_with(loop));
         std::printf("  merge two warps per row, %d splits: loads first %.2f us, the loop over splits %.2f us, outputs %s\n",
                     splits, t_first, t_loop, same ? "identical" : "DIFFER");
@@ -597,21 +610,58 @@ int main(int argc, char** argv) {
                              heads, scale, part_o, part_ml, TileRope{qkv, cs, heads, H});
             merge(64, rows_ld, splits, 2);
         };
+        // the merge in the tile kernel's own cooperative launch (VLA_EDGE_CUDA_MERGE_IN_ATTENTION=1), with and
+        // without RoPE in it, against tile64w8 and its merge kernel
+        unsigned* words;
+        ok(cudaMalloc(&words, 2 * sizeof(unsigned)), "grid barrier");
+        ok(cudaMemset(words, 0, 2 * sizeof(unsigned)), "grid barrier");
+        for (bool rope : {false, true}) {
+            const TileKernel km = tile_kernel_for(D, AttentionForm::tile64w8, rope, true);
+            ok(cudaFuncSetAttribute(km.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(km.smem)),
+               "shared memory attribute");
+        }
+        const TileMerge into{out, int64_t{heads} * D, H, heads, GridBarrier{words, words + 1}};
+        auto merged_in = [&](bool rope) {
+            return [&, rope] {
+                launch_attention(D, AttentionForm::tile64w8, B, rows_total, rows_ld, splits, st, rope ? nullptr : q16, kc, vc,
+                                 base, okeys, H, heads, scale, part_o, part_ml, rope ? TileRope{qkv, cs, heads, H} : TileRope{},
+                                 into);
+            };
+        };
+        auto plain = [&] {
+            launch_attention(D, AttentionForm::tile64w8, B, rows_total, rows_ld, splits, st, q16, kc, vc, base, okeys, H, heads,
+                             scale, part_o, part_ml);
+            merge(64, rows_ld, splits, 2);
+        };
         table();
-        apart();
-        ok(cudaStreamSynchronize(st), "rope apart");
-        const std::vector<float> want = download(out, int64_t{T} * heads * D);
-        ok(cudaMemsetAsync(out, 0, int64_t{T} * heads * D * sizeof(bf16), st), "clear");
-        in();
-        ok(cudaStreamSynchronize(st), "rope in the attention");
-        const bool same = download(out, int64_t{T} * heads * D) == want;
-        const double t_apart = time_graph(st, apart), t_in = time_graph(st, in), t_table = time_graph(st, table);
-        std::printf("RoPE in the attention: %.2f us (rope + tile64w8 + merge 2 apart: %.2f us; the angle table, once a chunk: "
-                    "%.2f us), outputs %s\n", t_in, t_apart, t_table, same ? "identical" : "DIFFER");
-        js.num("rope_in_attention_us", t_in);
-        js.num("rope_apart_attention_us", t_apart);
-        js.num("rope_table_us", t_table);
-        js.add("rope_in_attention_identical", same ? "true" : "false");
+        const bool same = same_outputs(apart, in);
+        // each against its own form with the merge kernel
+        const bool same_merge_in = same_outputs(plain, merged_in(false)) && same_outputs(in, merged_in(true));
+        // one line and four JSON keys per fused form: its time, the time of what it replaces, a third, identical outputs
+        auto report = [&](const char* what, const char* key, double t_in, const char* apart, double t_apart, const char* third,
+                          double t_third, bool same_bits) {
+            std::printf("%s: %.2f us (%s %.2f us; %s %.2f us), outputs %s\n", what, t_in, apart, t_apart, third, t_third,
+                        same_bits ? "identical" : "DIFFER");
+            js.num(std::string(key) + "_us", t_in);
+            js.num(std::string(key) + "_apart_us", t_apart);
+            js.num(std::string(key) + "_third_us", t_third);
+            js.add(std::string(key) + "_identical", same_bits ? "true" : "false");
+        };
+        report("merge in the attention's launch", "merge_in_attention", time_graph(st, merged_in(false)),
+               "tile64w8 + merge kernel", time_graph(st, plain), "with RoPE in it too", time_graph(st, merged_in(true)),
+               same_merge_in);
+        for (int grid : {blocks(rows_total, kTileRows) * splits * B, prop.multiProcessorCount}) {  // the expert's grid, one per SM
+            auto probe = [&](auto* kernel) {
+                return [&, kernel] { launch_cooperative(kernel, grid, 64 * kTileWarps, 0, st, GridBarrier{words, words + 1}); };
+            };
+            const double t0 = time_graph(st, probe(barrier_probe_kernel<0>)), t8 = time_graph(st, probe(barrier_probe_kernel<8>));
+            std::printf("grid barrier over %d blocks of %d threads: %.2f us each (8 in a row %.2f us, none %.2f us)\n", grid,
+                        64 * kTileWarps, (t8 - t0) / 8, t8, t0);
+            js.num("grid_barrier_us_" + std::to_string(grid) + "_blocks", (t8 - t0) / 8);
+        }
+        ok(cudaFree(words), "grid barrier");
+        report("RoPE in the attention", "rope_in_attention", time_graph(st, in), "rope + tile64w8 + merge 2 apart",
+               time_graph(st, apart), "the angle table, once a chunk", time_graph(st, table), same);
         ok(cudaFree(cs), "rope table");
     }
     {  // the prefix loop's GeGLU at 2 views (582 tokens, Gemma 2B's FFN 16384, BF16 in): one element per

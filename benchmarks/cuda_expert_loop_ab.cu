@@ -164,12 +164,15 @@ int main(int argc, char** argv) {
     // every switch the configurations set, cleared before each is made
     const char* all[] = {"VLA_EDGE_CUDA_ATTENTION", "VLA_EDGE_CUDA_TUNED_PRODUCTS", "VLA_EDGE_CUDA_PDL", "VLA_EDGE_CUDA_TUNE_COLD",
                          "VLA_EDGE_CUDA_MERGE_WARPS", "VLA_EDGE_CUDA_VECTOR_NORMS", "VLA_EDGE_CUDA_FLASH_SPLITS",
-                         "VLA_EDGE_CUDA_STREAM_PRODUCTS", "VLA_EDGE_CUDA_STREAM_FUSED", "VLA_EDGE_CUDA_ROPE_IN_ATTENTION"};
+                         "VLA_EDGE_CUDA_STREAM_PRODUCTS", "VLA_EDGE_CUDA_STREAM_FUSED", "VLA_EDGE_CUDA_ROPE_IN_ATTENTION",
+                         "VLA_EDGE_CUDA_MERGE_IN_ATTENTION"};
     const std::vector<Config> configs = {
         {"split128, cuBLAS default (first)", {{"VLA_EDGE_CUDA_ATTENTION", "split128"}, {"VLA_EDGE_CUDA_TUNED_PRODUCTS", "0"},
                                               {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}}},
         {"default: tile64w8, merge 2, cold, vector norms", {}},
         {"RoPE in the attention", {{"VLA_EDGE_CUDA_ROPE_IN_ATTENTION", "1"}}},
+        {"merge in the attention's launch", {{"VLA_EDGE_CUDA_MERGE_IN_ATTENTION", "1"}}},
+        {"RoPE and merge in the attention", {{"VLA_EDGE_CUDA_ROPE_IN_ATTENTION", "1"}, {"VLA_EDGE_CUDA_MERGE_IN_ATTENTION", "1"}}},
         {"all four of the above (the default before)", {{"VLA_EDGE_CUDA_TUNE_COLD", "0"}, {"VLA_EDGE_CUDA_MERGE_WARPS", "1"},
                                                        {"VLA_EDGE_CUDA_VECTOR_NORMS", "0"}, {"VLA_EDGE_CUDA_ATTENTION", "tile64"}}},
         {"attention flash (its plan)", {{"VLA_EDGE_CUDA_ATTENTION", "flash"}}},
@@ -222,15 +225,17 @@ int main(int argc, char** argv) {
     const size_t before = named("all four"), flash = named("attention flash (its"), raced = named("stream products raced beside"),
                  alone = named("stream products alone"), apart = named("stream products alone, RoPE"),
                  alone_pdl = named("stream products alone +"), raced_pdl = named("stream products raced +"),
-                 rope_in = named("RoPE in the attention");
+                 rope_in = named("RoPE in the attention"), merge_in = named("merge in the attention's"),
+                 both_in = named("RoPE and merge in");
     std::printf("  ratio default / first: %.3f; default / the default before: %.3f; flash / default: %.3f\n"
                 "  stream products: raced / default %.3f, alone / default %.3f, RoPE and GeGLU apart / alone %.3f, "
                 "programmatic launches: alone %.3f, raced %.3f (/ default)\n",
                 median(1) / median(0), median(1) / median(before), median(flash) / median(1), median(raced) / median(1),
                 median(alone) / median(1), median(apart) / median(alone), median(alone_pdl) / median(1),
                 median(raced_pdl) / median(1));
-    std::printf("  RoPE in the attention / default %.3f (rel-L2 between them %.2e)\n", median(rope_in) / median(1),
-                rel_l2(out[rope_in], out[1]));
+    std::printf("  in the attention / default: RoPE %.3f, merge %.3f, both %.3f (rel-L2 from the default %.2e / %.2e / %.2e)\n",
+                median(rope_in) / median(1), median(merge_in) / median(1), median(both_in) / median(1),
+                rel_l2(out[rope_in], out[1]), rel_l2(out[merge_in], out[1]), rel_l2(out[both_in], out[1]));
     std::printf(exact ? "  every configuration within 5e-3 of the first\n" : "  OUTSIDE 5e-3: see above\n");
     return exact ? 0 : 2;
 }

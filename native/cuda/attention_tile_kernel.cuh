@@ -6,6 +6,7 @@
 #pragma once
 
 #include "device_math.cuh"     // warp_sum, warp_max
+#include "grid_barrier.cuh"    // GridBarrier, grid_barrier
 #include "mma_primitives.cuh"  // cp.async, pdl_prologue, dynamic_shared (or their emulation)
 
 #ifndef VLA_EDGE_CUDA_EMULATION
@@ -34,19 +35,29 @@ using bf16 = __nv_bfloat16;
 // at once where a launch has at most 16 splits (merge_row_loads_first; not yet run on a GPU).
 constexpr int kMergeWarps = 4;
 
-template <int N>
+// *p, or with Cg from L2 past this SM's L1 (__ldcg): for what other blocks of the same launch wrote.
+template <bool Cg, typename T>
+__device__ inline T load_from(const T* p) {
+    if constexpr (Cg) {
+        return __ldcg(p);
+    } else {
+        return *p;
+    }
+}
+
+template <int N, bool Cg = false>
 __device__ inline void load_cols(const float* p, float (&v)[N]) {
     if constexpr (N % 4 == 0) {
 #pragma unroll
         for (int c = 0; c < N; c += 4) {
-            const float4 a = *reinterpret_cast<const float4*>(p + c);
+            const float4 a = load_from<Cg>(reinterpret_cast<const float4*>(p + c));
             v[c] = a.x, v[c + 1] = a.y, v[c + 2] = a.z, v[c + 3] = a.w;
         }
     } else if constexpr (N == 2) {
-        const float2 a = *reinterpret_cast<const float2*>(p);
+        const float2 a = load_from<Cg>(reinterpret_cast<const float2*>(p));
         v[0] = a.x, v[1] = a.y;
     } else {
-        v[0] = *p;
+        v[0] = load_from<Cg>(p);
     }
 }
 
@@ -70,16 +81,17 @@ __device__ inline void store_merged(const float (&acc)[kPer], float l, bf16* dst
 // where the loop below makes three in a row ((max, sum) for the max, again for the sum and weights,
 // then the columns). Splits past the observation's count are loaded and not used. The same sums in
 // the same order as that loop, so the same bits.
-template <int D>
+// Cg: the partials were written by other blocks of the same launch (TileMerge), so they are read from L2.
+template <int D, bool Cg = false>
 __device__ inline void merge_row_loads_first(const float* part_o, const float2* part_ml, int64_t first, int rows_ld,
                                              int splits, int n_of_obs, int lane, int col0, float scale, bf16* dst) {
     constexpr int kPer = D / 64, kAhead = 16;
     float v[kAhead][kPer];
 #pragma unroll
     for (int j = 0; j < kAhead; ++j) {
-        if (j < splits) load_cols(part_o + (first + j * int64_t{rows_ld}) * D + col0, v[j]);
+        if (j < splits) load_cols<kPer, Cg>(part_o + (first + j * int64_t{rows_ld}) * D + col0, v[j]);
     }
-    const float2 ml = lane < splits ? part_ml[first + lane * int64_t{rows_ld}] : make_float2(-INFINITY, 0.0f);
+    const float2 ml = lane < splits ? load_from<Cg>(part_ml + first + lane * int64_t{rows_ld}) : make_float2(-INFINITY, 0.0f);
     const int n = n_of_obs;
     const float m = warp_max(lane < n ? ml.x : -INFINITY);
     const float l = warp_sum(lane < n ? expf((ml.x - m) * scale) * ml.y : 0.0f);
@@ -207,6 +219,19 @@ struct TileRope {
     int horizon = 0;             // the chunk's tokens per observation: the last `horizon` of its keys
 };
 
+// The merge in the same launch (attention_tile_kernel<..., MergeIn = true>, VLA_EDGE_CUDA_MERGE_IN_ATTENTION=1):
+// after a grid barrier every block's warps merge a share of the query rows, as the two-warp merge kernel
+// with its loads first does, into `out` (rows of horizon tokens x heads, ld_out apart). Why: the merge
+// kernel is a launch of its own in every layer and flow step (~4.7 us of the expert's ~48 in the H100
+// profile, with its gap) for ~4 MB of reads spread over all SMs. The launch must be cooperative (every
+// block resident) and have at most 16 splits; the loops check both and otherwise run the merge kernel.
+struct TileMerge {
+    bf16* out = nullptr;
+    int64_t ld_out = 0;
+    int horizon = 0, heads = 0;
+    GridBarrier barrier;
+};
+
 // Rotates pair columns j .. j + 3 (and their partners D / 2 on) of slot `slot` of token t's q/k/v row
 // into F16 dst[j ..] and dst[j + D / 2 ..]; the v slot (heads + 1) is copied as it is.
 template <int D>
@@ -243,17 +268,15 @@ __device__ inline void rope_in_pairs4(const TileRope& rope, int64_t t, int slot,
 // per block to hide it. With two (form tile64w8: eight warps), each takes half of the tile's keys
 // for the scores and half of its columns for the values; the first of the two runs the softmax.
 // Same products and sums per element in both.
-// RopeIn: q, and the keys and values of the chunk's own tokens (the last rope.horizon keys of each
-// observation's range), come from rope's float32 q/k/v rows, rotated here (TileRope); q16 is not read,
-// and the cache only for the keys before them. The keys past the range's end are zeros.
-template <int D, int Keys, int Pair = 1, bool RopeIn = false>
-__global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(const __half* q16, const __half* kc,
-                                                                         const __half* vc, const int* obs_base,
-                                                                         const int* obs_keys, int rows_total,
-                                                                         int rows_ld, int splits, float scale,
-                                                                         float* part_o, float2* part_ml, TileRope rope) {
+// One block's work (the kernel's, below): its rows' partial outputs over its split's keys. RopeIn: q,
+// and the keys and values of the chunk's own tokens (the last rope.horizon keys of each observation's
+// range), come from rope's float32 q/k/v rows, rotated here (TileRope); q16 is not read, and the cache
+// only for the keys before them. The keys past the range's end are zeros.
+template <int D, int Keys, int Pair, bool RopeIn>
+__device__ inline void tile_attention_block(const __half* q16, const __half* kc, const __half* vc, const int* obs_base,
+                                            const int* obs_keys, int rows_total, int rows_ld, int splits, float scale,
+                                            float* part_o, float2* part_ml, const TileRope& rope) {
     using namespace nvcuda;
-    pdl_prologue();
 #if VLA_EDGE_MMA_CODE
     using L = TileLayout<D, Keys>;
     unsigned char* smem = dynamic_shared();
@@ -415,6 +438,43 @@ __global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(
 #else
     __trap();  // built for a GPU without cp.async and F16 tensor cores: fail loudly, never return nothing
 #endif
+}
+
+// The merge's share of this block (MergeIn): the grid's warps take the (observation, query row, half of
+// the columns) triples in turn, each merged as merge_row_loads_first does, reading the partials from L2.
+template <int D>
+__device__ inline void merge_rows_in_grid(const float* part_o, const float2* part_ml, const int* obs_keys, int keys_per_split,
+                                          int rows_total, int rows_ld, int splits, float scale, const TileMerge& m) {
+    const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    const int64_t block = (int64_t{blockIdx.z} * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    const int64_t all = int64_t{gridDim.x} * gridDim.y * gridDim.z * warps, tasks = int64_t{gridDim.z} * rows_total * 2;
+    for (int64_t task = block * warps + threadIdx.x / 32; task < tasks; task += all) {
+        const int s = static_cast<int>(task / (2 * rows_total)), row = static_cast<int>(task % (2 * rows_total)) / 2;
+        const int col0 = static_cast<int>(task % 2) * (D / 2) + lane * (D / 64);
+        merge_row_loads_first<D, true>(part_o, part_ml, static_cast<int64_t>(s) * splits * rows_ld + row, rows_ld, splits,
+                                       (obs_keys[s] + keys_per_split - 1) / keys_per_split, lane, col0, scale,
+                                       m.out + (static_cast<int64_t>(s) * m.horizon + row / m.heads) * m.ld_out +
+                                           (row % m.heads) * D + col0);
+    }
+}
+
+// Block (64 query rows, Keys keys, observation): tile_attention_block, then with MergeIn the grid
+// barrier and this block's share of the merge (TileMerge), which otherwise attention_merge_rows_kernel
+// runs in a launch of its own.
+template <int D, int Keys, int Pair = 1, bool RopeIn = false, bool MergeIn = false>
+__global__ void __launch_bounds__(32 * kTileWarps * Pair) attention_tile_kernel(const __half* q16, const __half* kc,
+                                                                         const __half* vc, const int* obs_base,
+                                                                         const int* obs_keys, int rows_total,
+                                                                         int rows_ld, int splits, float scale,
+                                                                         float* part_o, float2* part_ml, TileRope rope,
+                                                                         TileMerge merge) {
+    pdl_prologue();
+    tile_attention_block<D, Keys, Pair, RopeIn>(q16, kc, vc, obs_base, obs_keys, rows_total, rows_ld, splits, scale, part_o,
+                                                part_ml, rope);
+    if constexpr (MergeIn) {
+        grid_barrier(merge.barrier);
+        merge_rows_in_grid<D>(part_o, part_ml, obs_keys, Keys, rows_total, rows_ld, splits, scale, merge);
+    }
 }
 
 }  // namespace expert_kernels

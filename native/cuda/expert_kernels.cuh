@@ -68,6 +68,20 @@ struct PdlScope {
 
 // pdl_prologue(): mma_primitives.cuh (the device half, which the emulated kernels share)
 
+// kernel(args...) launched with one launch attribute.
+template <typename... Params, typename... Args>
+static inline void launch_with(cudaLaunchAttribute attr, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                               cudaStream_t st, Args&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 // kernel<<<grid, block, smem, st>>>(args...), with the programmatic attribute where the flag is set.
 // `static`: the kernel pointer is the calling translation unit's own stub (tile_kernel_for says why).
 template <typename... Params, typename... Args>
@@ -80,14 +94,19 @@ static inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 bloc
     cudaLaunchAttribute attr{};
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+    launch_with(attr, kernel, grid, block, smem, st, std::forward<Args>(args)...);
+}
+
+// The same launch made cooperative (every block resident at once, or cudaErrorCooperativeLaunchTooLarge),
+// for a kernel with a grid barrier (grid_barrier.cuh); never programmatic: its blocks would become
+// resident while the kernel before still holds SMs.
+template <typename... Params, typename... Args>
+static inline void launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                      Args&&... args) {
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeCooperative;
+    attr.val.cooperative = 1;
+    launch_with(attr, kernel, grid, block, smem, st, std::forward<Args>(args)...);
 }
 
 // warp_sum, warp_max: device_math.cuh
@@ -374,22 +393,38 @@ inline int attention_splits(AttentionForm f, int keys) { return (keys + keys_per
 // write whole 16-row tiles.
 inline int attention_rows_ld(AttentionForm f, int rows) { return f == AttentionForm::split ? rows : (rows + 15) / 16 * 16; }
 
-// Whether a form has the RoPE-in variant (the expert's default, tile64w8, alone: the others run the
-// rope kernel before them).
+// Whether a form has the RoPE-in and merge-in variants (the expert's default, tile64w8, alone: the
+// others run the rope kernel before them and the merge kernel after).
 inline bool rope_in_form(AttentionForm form) { return form == AttentionForm::tile64w8; }
+
+// The most splits the merge in the launch takes (merge_row_loads_first holds a row's columns of all of them).
+constexpr int kMergeInSplits = 16;
 
 // Query rows are token-major, head-minor, `horizon x heads` per observation (rows_total); the
 // partial outputs are rows_ld apart per (observation, split). With rope.qkv set (the expert loop's
 // VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1; tile64w8 only: rope_in_form), the tile kernel's RoPE-in form reads
-// the queries and the chunk's own keys and values from rope instead of q and the cache (TileRope).
+// the queries and the chunk's own keys and values from rope instead of q and the cache (TileRope). With
+// merge.out set (VLA_EDGE_CUDA_MERGE_IN_ATTENTION=1, the same form, at most kMergeInSplits splits, a grid
+// the device holds at once: the caller checks), the launch is cooperative and merges the splits into
+// merge.out itself (TileMerge): no merge kernel after it.
 template <int D>
 static inline void launch_attention_at(AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
                                 const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
-                                int horizon, int heads, float scale, float* part_o, float2* part_ml, const TileRope& rope) {
-    if (rope.qkv && !rope_in_form(form)) {  // the caller skipped the rope kernel: never attend to unrotated rows
-        throw std::invalid_argument(std::string("attention form ") + form_name(form) + " has no RoPE-in variant");
+                                int horizon, int heads, float scale, float* part_o, float2* part_ml, const TileRope& rope,
+                                const TileMerge& merge) {
+    if ((rope.qkv || merge.out) && !rope_in_form(form)) {  // never attend to unrotated rows, never leave them unmerged
+        throw std::invalid_argument(std::string("attention form ") + form_name(form) + " has no RoPE-in or merge-in variant");
+    }
+    if (merge.out && splits > kMergeInSplits) {
+        throw std::invalid_argument("the merge in the attention takes at most " + std::to_string(kMergeInSplits) + " splits");
     }
     const dim3 tiles(blocks(rows_total, kTileRows), splits, B);
+    if (merge.out) {
+        auto* kernel = rope.qkv ? attention_tile_kernel<D, 64, 2, true, true> : attention_tile_kernel<D, 64, 2, false, true>;
+        launch_cooperative(kernel, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld,
+                           splits, scale, part_o, part_ml, rope, merge);
+        return;
+    }
     switch (form) {
         case AttentionForm::split:
             launch_kernel(attention_split_kernel<D>, dim3(blocks(rows_total, kRowsPerBlock), splits, B), kThreads, 0, st, q, k,
@@ -397,24 +432,24 @@ static inline void launch_attention_at(AttentionForm form, int B, int rows_total
             break;
         case AttentionForm::tile32:
             launch_kernel(attention_tile_kernel<D, 32>, tiles, 32 * kTileWarps, TileLayout<D, 32>::bytes, st, q, k, v, base,
-                          keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
+                          keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{}, TileMerge{});
             break;
         case AttentionForm::tile64w8:
             if (rope.qkv) {
                 launch_kernel(attention_tile_kernel<D, 64, 2, true>, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k,
-                              v, base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, rope);
+                              v, base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, rope, TileMerge{});
             } else {
                 launch_kernel(attention_tile_kernel<D, 64, 2>, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v,
-                              base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
+                              base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{}, TileMerge{});
             }
             break;
         case AttentionForm::tile128w8:
             launch_kernel(attention_tile_kernel<D, 128, 2>, tiles, 64 * kTileWarps, TileLayout<D, 128>::bytes, st, q, k, v,
-                          base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
+                          base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{}, TileMerge{});
             break;
         default:
             launch_kernel(attention_tile_kernel<D, 64>, tiles, 32 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v, base,
-                          keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{});
+                          keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{}, TileMerge{});
     }
 }
 
@@ -429,9 +464,18 @@ struct TileKernel {
     const void* fn;
     size_t smem;
 };
-static inline TileKernel tile_kernel_for(int d, AttentionForm form, bool rope_in = false) {
+static inline TileKernel tile_kernel_for(int d, AttentionForm form, bool rope_in = false, bool merge_in = false) {
     const bool wide = form == AttentionForm::tile64;
     auto pick = [](auto* kernel, size_t smem) { return TileKernel{reinterpret_cast<const void*>(kernel), smem}; };
+    if (form == AttentionForm::tile64w8 && merge_in) {
+        constexpr size_t b64 = TileLayout<64, 64>::bytes, b128 = TileLayout<128, 64>::bytes, b256 = TileLayout<256, 64>::bytes;
+        if (d == 64) return rope_in ? pick(attention_tile_kernel<64, 64, 2, true, true>, b64)
+                                    : pick(attention_tile_kernel<64, 64, 2, false, true>, b64);
+        if (d == 128) return rope_in ? pick(attention_tile_kernel<128, 64, 2, true, true>, b128)
+                                     : pick(attention_tile_kernel<128, 64, 2, false, true>, b128);
+        return rope_in ? pick(attention_tile_kernel<256, 64, 2, true, true>, b256)
+                       : pick(attention_tile_kernel<256, 64, 2, false, true>, b256);
+    }
     if (form == AttentionForm::tile64w8 && rope_in) {
         if (d == 64) return pick(attention_tile_kernel<64, 64, 2, true>, TileLayout<64, 64>::bytes);
         if (d == 128) return pick(attention_tile_kernel<128, 64, 2, true>, TileLayout<128, 64>::bytes);
@@ -459,9 +503,9 @@ static inline TileKernel tile_kernel_for(int d, AttentionForm form, bool rope_in
 static inline void launch_attention(int d, AttentionForm form, int B, int rows_total, int rows_ld, int splits, cudaStream_t st,
                              const __half* q, const __half* k, const __half* v, const int* base, const int* keys,
                              int horizon, int heads, float scale, float* part_o, float2* part_ml,
-                             const TileRope& rope = TileRope{}) {
+                             const TileRope& rope = TileRope{}, const TileMerge& merge = TileMerge{}) {
     auto* launch = d == 64 ? launch_attention_at<64> : d == 128 ? launch_attention_at<128> : launch_attention_at<256>;
-    launch(form, B, rows_total, rows_ld, splits, st, q, k, v, base, keys, horizon, heads, scale, part_o, part_ml, rope);
+    launch(form, B, rows_total, rows_ld, splits, st, q, k, v, base, keys, horizon, heads, scale, part_o, part_ml, rope, merge);
 }
 
 __device__ inline float to_f32(float v) { return v; }

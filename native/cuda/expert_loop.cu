@@ -47,6 +47,15 @@ struct CudaExpertLoop::Impl {
     // `rope_in_used`: whether the last captured shape did
     bool rope_in = false;
     mutable bool rope_in_used = false;
+    // the splits merged in the tile kernel's own launch after a grid barrier (TileMerge;
+    // VLA_EDGE_CUDA_MERGE_IN_ATTENTION=1, opt-in until it has run on a GPU; tile64w8 only, where the device
+    // launches cooperatively, holds the whole grid at once and the keys take at most kMergeInSplits
+    // splits; otherwise the merge kernel); `merge_in_used`: whether the last captured shape did
+    bool merge_in = false;
+    int resident_blocks = 0;  // tile blocks of the merge-in form the device holds at once
+    GridBarrier barrier;      // (fixed) its two words
+    mutable bool merge_in_used = false;
+    LoopBuffers fixed{kWho};  // for the loop's lifetime
     FlashSizing flash;                        // the flash form's plan (flash_sizing)
     LayerActivations act{kWho};
     float *xt = nullptr, *hf = nullptr;  // the actions, the final norm's output (with act's buffers)
@@ -131,6 +140,8 @@ struct CudaExpertLoop::Impl {
         const int64_t step_mod = 3 * int64_t{E};
         const cudaStream_t stream = io->stream;
         const PdlScope pdl_scope(pdl);
+        merge_in_used = merge_in && plan.splits <= kMergeInSplits &&
+                        int64_t{blocks(rows_total, kTileRows)} * plan.splits * B <= resident_blocks;
         if (rope_in) {  // the chunk's positions are the same in every step and layer: their angles once
             launch_kernel(rope_table_kernel, T, std::max(32, d / 2), 0, stream, pos, d / 2, theta_scale, rope_cs);
         }
@@ -155,7 +166,7 @@ struct CudaExpertLoop::Impl {
                 const TileRope rope_source = rope_in_used ? TileRope{act.qkv, rope_cs, s.heads, s.horizon} : TileRope{};
                 launch_attention_form(attention, d, plan, merge_warps, B, rows_total, rows_ld, stream, act.q16, kc, vc, base,
                                       keys, s.horizon, s.heads, scale, act.part_o, act.part_ml, act.attn, act.ld_o,
-                                      rope_source);
+                                      rope_source, merge_in_used ? &barrier : nullptr);
                 products->run(L.out_w[step], act.attn, T, act.x, true);  // the residual rides in the product
                 const float *f1 = L.ffn_mod1 + step * step_mod, *f = L.ffn_mod + step * step_mod;
                 launch_kernel(ada_norm_kernel<bf16>, T, kThreads, 0, stream, act.x, E, f1, f + E, s.eps, act.hn, act.ld_h,
@@ -225,6 +236,27 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
     m.fuse = loop_switch("VLA_EDGE_CUDA_STREAM_FUSED", true);
     m.rope_in = loop_switch("VLA_EDGE_CUDA_ROPE_IN_ATTENTION", false) && rope_in_form(m.attention);
     if (m.rope_in) allow_shared_memory(kWho, tile_kernel_for(m.spec.head_dim, m.attention, true));
+    if (loop_switch("VLA_EDGE_CUDA_MERGE_IN_ATTENTION", false) && rope_in_form(m.attention)) {
+        int cooperative = 0, sms = 0;
+        check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, m.spec.device), "device attributes");
+        check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
+        m.resident_blocks = cooperative ? sms * 2 : 0;  // lowered below to what each form holds
+        for (bool rope : {false, true}) {  // RoPE-in or not, layer by layer (the stream product's paired form)
+            const TileKernel k = tile_kernel_for(m.spec.head_dim, m.attention, rope, true);
+            allow_shared_memory(kWho, k);
+            int per_sm = 0;
+            check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, 64 * kTileWarps, k.smem), "occupancy");
+            m.resident_blocks = std::min(m.resident_blocks, per_sm * sms);
+        }
+        m.merge_in = m.resident_blocks > 0;
+        if (m.merge_in) {
+            unsigned* words = nullptr;
+            m.fixed.alloc(words, 2);
+            check(cudaMemset(words, 0, 2 * sizeof(unsigned)), "clearing the grid barrier");
+            check(cudaDeviceSynchronize(), "clearing the grid barrier");  // before any stream of ours reads it
+            m.barrier = GridBarrier{words, words + 1};
+        }
+    }
     m.io = std::make_unique<LoopStream>(kWho);
     // tuned unless VLA_EDGE_CUDA_TUNED_PRODUCTS=0 (the default since the H100 run of 2026-12-07); timed
     // cold unless VLA_EDGE_CUDA_TUNE_COLD=0 (the default since that day's fifth-session run, docs/gpu.md)
@@ -244,7 +276,8 @@ std::string CudaExpertLoop::describe() const {
                                           : m.fused_rope               ? "; RoPE in the product"
                                           : m.fused_geglu              ? "; GeGLU in the product"
                                                                        : "") +
-                              (m.rope_in_used ? "; RoPE in the attention" : "");
+                              (m.rope_in_used ? "; RoPE in the attention" : "") +
+                              (m.merge_in_used ? "; merge in the attention's launch" : "");
     return loop_forms_note(m.attention, m.merge_warps, m.products->describe() + fused, m.vector_norms, m.pdl);
 }
 

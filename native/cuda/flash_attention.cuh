@@ -107,10 +107,15 @@ static inline void launch_attention_form(AttentionForm form, int d, const SplitP
                                          int rows_total, int rows_ld, cudaStream_t st, const __half* q, const __half* k,
                                          const __half* v, const int* base, const int* keys, int horizon, int heads,
                                          float scale, float* part_o, float2* part_ml, bf16* out, int64_t ld_out,
-                                         const TileRope& rope = TileRope{}) {
+                                         const TileRope& rope = TileRope{}, const GridBarrier* merge_in = nullptr) {
     if (form == AttentionForm::flash) {
         launch_flash_attention(d, plan, merge_warps, B, rows_total, rows_ld, st, q, k, v, base, keys, horizon, heads, scale,
                                part_o, part_ml, out, ld_out);
+        return;
+    }
+    if (merge_in) {  // the tile kernel merges into out itself (TileMerge): no merge kernel
+        launch_attention(d, form, B, rows_total, rows_ld, plan.splits, st, q, k, v, base, keys, horizon, heads, scale, part_o,
+                         part_ml, rope, TileMerge{out, ld_out, horizon, heads, *merge_in});
         return;
     }
     launch_attention(d, form, B, rows_total, rows_ld, plan.splits, st, q, k, v, base, keys, horizon, heads, scale, part_o,

@@ -40,6 +40,13 @@ __device__ inline void pdl_prologue() {
 
 __device__ inline unsigned smem_u32(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
 
+// A spinning thread's pause between two reads of what it waits for (grid_barrier.cuh).
+__device__ inline void spin_pause() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    __nanosleep(32);
+#endif
+}
+
 // The block's dynamic shared memory (its size: the launch's).
 __device__ inline unsigned char* dynamic_shared() {
     extern __shared__ __align__(128) unsigned char vla_edge_dynamic_shared[];

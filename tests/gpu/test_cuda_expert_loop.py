@@ -57,7 +57,10 @@ def test_loop_equals_the_ggml_graph_and_the_reference(pack: Path, expert_policy,
                                        "VLA_EDGE_CUDA_TUNE_COLD": "0", "VLA_EDGE_CUDA_VECTOR_NORMS": "0"},
                                       {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1"},
                                       {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1", "VLA_EDGE_CUDA_ATTENTION": "tile64"},
-                                      {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1", "VLA_EDGE_CUDA_STREAM_PRODUCTS": "only"}])
+                                      {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1", "VLA_EDGE_CUDA_STREAM_PRODUCTS": "only"},
+                                      {"VLA_EDGE_CUDA_MERGE_IN_ATTENTION": "1"},
+                                      {"VLA_EDGE_CUDA_MERGE_IN_ATTENTION": "1", "VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1"},
+                                      {"VLA_EDGE_CUDA_MERGE_IN_ATTENTION": "1", "VLA_EDGE_CUDA_ATTENTION": "tile32"}])
 def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], expert_policy, hopper: bool,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The forms the A/B switches select (128-key split, 32-key or four-warp 64-key tile attention, the flash
@@ -67,9 +70,10 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
     its gate/up product, or apart; with programmatic
     launches, its weights requested before the wait) or raced beside cuBLAS's, the norms' rows read in loops,
     programmatic dependent launches, and the default before 2026-12-07's fifth session: the last set), which
-    the prefix loop takes too, are exact as well; so is RoPE in the attention's tile kernel, which only
+    the prefix loop takes too, are exact as well; so are RoPE in the attention's tile kernel, which only
     tile64w8 has (tile64 runs the rope kernel) and which the stream product's RoPE in its q/k/v product
-    leaves nothing to do."""
+    leaves nothing to do, and the merge in the tile kernel's own launch (tile64w8 only; tile32 keeps the
+    merge kernel), alone and with RoPE in the attention."""
     for name, value in switches.items():
         monkeypatch.setenv(name, value)
     loop, graph = expert_policy(pack, True), expert_policy(pack, False)
@@ -101,16 +105,22 @@ def test_each_other_form_equals_the_graph(pack: Path, switches: dict[str, str], 
     rope_in = (switches.get("VLA_EDGE_CUDA_ROPE_IN_ATTENTION") == "1" and "VLA_EDGE_CUDA_ATTENTION" not in switches
                and switches.get("VLA_EDGE_CUDA_STREAM_PRODUCTS") != "only")
     assert ("RoPE in the attention" in note) == rope_in, note
+    # the merge in the tile kernel's own (cooperative) launch: tile64w8 only, every GPU of ours launches cooperatively
+    merge_in = switches.get("VLA_EDGE_CUDA_MERGE_IN_ATTENTION") == "1" and "VLA_EDGE_CUDA_ATTENTION" not in switches
+    assert ("merge in the attention's launch" in note) == merge_in, note
 
 
-def test_rope_in_the_attention_batch_equals_one_at_a_time(pack: Path, expert_policy, batch_matches_singles,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rope_and_merge_in_the_attention_batch_equals_one_at_a_time(pack: Path, expert_policy, batch_matches_singles,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Each observation's own keys are the last `horizon` of its range: a batch of different prefix lengths
-    puts them at different places, and q and k rotate at each token's own positions."""
+    puts them at different places, and q and k rotate at each token's own positions; the merge in the
+    launch takes every observation's rows, each with its own number of splits."""
     monkeypatch.setenv("VLA_EDGE_CUDA_ROPE_IN_ATTENTION", "1")
+    monkeypatch.setenv("VLA_EDGE_CUDA_MERGE_IN_ATTENTION", "1")
     loop = expert_policy(pack, True)
     batch_matches_singles(loop, ("open the drawer", "stack the blocks, the blue one on top of the green one"), LOOP_VS_GRAPH)
-    assert "RoPE in the attention" in loop._backend.describe()["expert_loop"]
+    note = loop._backend.describe()["expert_loop"]
+    assert "RoPE in the attention" in note and "merge in the attention's launch" in note, note
 
 
 def test_batch_of_different_prefixes_equals_one_at_a_time(pack: Path, expert_policy, batch_matches_singles) -> None:

@@ -39,9 +39,10 @@ def wide_head_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # gives 227 KB; elsewhere the loop runs tile64w8 and its note says so: the check below is for Hopper)
 # the flash form (the prefix's default; 99 KB at head_dim 256, which every device of compute capability
 # 8.0+ allows) unsplit and split, and the eight-warp tile form (the default before); the expert's
-# tile64w8 with RoPE in the attention (VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1)
+# tile64w8 with RoPE in the attention (VLA_EDGE_CUDA_ROPE_IN_ATTENTION=1), and with the merge in its launch as well
 @pytest.mark.parametrize("alone,more", [("prefix", {}), ("expert", {}),
                                         ("expert", {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1"}),
+                                        ("expert", {"VLA_EDGE_CUDA_ROPE_IN_ATTENTION": "1", "VLA_EDGE_CUDA_MERGE_IN_ATTENTION": "1"}),
                                         ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile128w8"}),
                                         ("prefix", {"VLA_EDGE_CUDA_PREFIX_ATTENTION": "tile64w8"}),
                                         ("prefix", {"VLA_EDGE_CUDA_FLASH_SPLITS": "1"}),
@@ -62,6 +63,7 @@ def test_one_loop_alone_equals_the_graphs_and_the_reference(wide_head_pack: Path
         assert f"; attention {form}; " in notes["prefix_loop"], notes
     if alone == "expert":
         assert ("RoPE in the attention" in notes["expert_loop"]) == ("VLA_EDGE_CUDA_ROPE_IN_ATTENTION" in more), notes
+        assert ("merge in the attention's launch" in notes["expert_loop"]) == ("VLA_EDGE_CUDA_MERGE_IN_ATTENTION" in more), notes
     other = "expert" if alone == "prefix" else "prefix"
     assert notes[f"{other}_loop"] == f"ggml graph (VLA_EDGE_CUDA_{other.upper()}=0)", notes
 

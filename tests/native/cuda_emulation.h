@@ -115,8 +115,12 @@ inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline float __ldcg(const float* p) { return *p; }
+inline float2 __ldcg(const float2* p) { return *p; }
+inline float4 __ldcg(const float4* p) { return *p; }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned atomicExch(unsigned* p, unsigned v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+inline void spin_pause() { std::this_thread::yield(); }
 
 namespace vla_edge_emulation {
 
@@ -142,6 +146,29 @@ inline Warp& warp() { return *block->warps[threadIdx.x / 32]; }
 // Blocks run in grid order, or with `order_seed` in an order shuffled by it: a GPU promises no order,
 // so a kernel whose blocks meet (the last one of a tile adds the others' sums) must give the same
 // bits either way.
+// A cooperative launch: every block of `grid` at once (all their threads started together), as
+// cudaLaunchAttributeCooperative promises, so that a grid barrier (native/cuda/grid_barrier.cuh) meets.
+inline void launch_cooperative(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel) {
+    std::vector<std::unique_ptr<Block>> blocks;
+    std::vector<std::thread> team;
+    for (unsigned z = 0; z < grid.z; ++z) {
+        for (unsigned y = 0; y < grid.y; ++y) {
+            for (unsigned x = 0; x < grid.x; ++x) {
+                blocks.push_back(std::make_unique<Block>(threads, shared_bytes));
+                Block* b = blocks.back().get();
+                for (int t = 0; t < threads; ++t) {
+                    team.emplace_back([&, b, t, x, y, z] {
+                        threadIdx = dim3(t), blockIdx = dim3(x, y, z), gridDim = grid, blockDim = dim3(threads);
+                        block = b;
+                        kernel();
+                    });
+                }
+            }
+        }
+    }
+    for (std::thread& t : team) t.join();
+}
+
 inline void launch(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel, unsigned order_seed = 0) {
     std::vector<dim3> blocks;
     for (unsigned z = 0; z < grid.z; ++z)

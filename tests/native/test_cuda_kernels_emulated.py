@@ -25,7 +25,9 @@ the merge of the splits into BF16 rows; WMMA emulated with whole tiles per lane)
 tile32 at head_dim 64 / 128 / 256, the merge with one and two warps per row, which must give the same bits
 in every form (one warp per row, two with its loop over the splits, two with all loads first where there
 are at most 16 splits; 19 splits take the loop), also where an observation has fewer splits than the
-batch. Same bound. Its RoPE-in form
+batch; tile64w8 also with the merge in the same launch (TileMerge: a grid barrier, then every block's share
+of the rows; the emulation runs a cooperative launch's blocks at once), which must give the same bits and
+leave the barrier's two words ready for the next launch. Same bound. Its RoPE-in form
 (tile64w8 rotating q and the chunk's own k from the q/k/v product's float32 rows) must give the same bits
 as the path it replaces (rope_cache_kernel, then the plain kernel) with the chunk's cache rows it must not
 read set to NaN, and stay within the bound of float64 RoPE + attention: the chunk's keys across a split's
@@ -92,6 +94,9 @@ def test_attention_tile_and_merge_match_float64(tmp_path: Path) -> None:
     rope_in = [line for line in cases if line.startswith("tile RoPE-in")]
     assert len(rope_in) == 3 and all("same bits as the rope kernel's path" in line for line in rope_in), "\n".join(lines)
     assert all("same bits from every merge" in line for line in cases if line not in rope_in), "\n".join(lines)
+    # tile64w8 (and its RoPE-in form) also with the merge in its own cooperative launch, after a grid barrier
+    assert sum(", the merge in its launch too" in line for line in cases) == 3, "\n".join(lines)
+    assert all("(and with the merge in its launch)" in line for line in rope_in), "\n".join(lines)
     assert any("splits x 19" in line for line in cases), "\n".join(lines)  # the two-warp merge's loop, past 16 splits
     for head_dim in (64, 128, 256):
         assert any(line.startswith(f"tile D {head_dim:3d}") for line in cases), "\n".join(lines)
