@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "expert_kernels.cuh"
@@ -240,7 +241,7 @@ CudaExpertLoop::CudaExpertLoop(CudaExpertSpec spec) : impl_(std::make_unique<Imp
         int cooperative = 0, sms = 0;
         check(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, m.spec.device), "device attributes");
         check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, m.spec.device), "device attributes");
-        m.resident_blocks = cooperative ? sms * 2 : 0;  // lowered below to what each form holds
+        m.resident_blocks = cooperative ? std::numeric_limits<int>::max() : 0;  // lowered to what each form holds
         for (bool rope : {false, true}) {  // RoPE-in or not, layer by layer (the stream product's paired form)
             const TileKernel k = tile_kernel_for(m.spec.head_dim, m.attention, rope, true);
             allow_shared_memory(kWho, k);

@@ -109,6 +109,7 @@ static inline void launch_attention_form(AttentionForm form, int d, const SplitP
                                          float scale, float* part_o, float2* part_ml, bf16* out, int64_t ld_out,
                                          const TileRope& rope = TileRope{}, const GridBarrier* merge_in = nullptr) {
     if (form == AttentionForm::flash) {
+        if (rope.qkv || merge_in) throw std::invalid_argument("the flash form has no RoPE-in or merge-in variant");
         launch_flash_attention(d, plan, merge_warps, B, rows_total, rows_ld, st, q, k, v, base, keys, horizon, heads, scale,
                                part_o, part_ml, out, ld_out);
         return;
