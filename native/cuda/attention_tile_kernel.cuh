@@ -61,6 +61,18 @@ __device__ inline void load_cols(const float* p, float (&v)[N]) {
     }
 }
 
+// How many of the launch's key splits observation s has (keys_per_split keys each).
+__device__ inline int obs_splits(const int* obs_keys, int s, int keys_per_split) {
+    return (obs_keys[s] + keys_per_split - 1) / keys_per_split;
+}
+
+// Where query row `row` (token-major, head-minor) of observation s goes in the merged BF16 rows: its
+// token's row of `horizon x heads` per observation, ld_out apart, at its head's D columns.
+template <int D>
+__device__ inline bf16* merged_row(bf16* out, int64_t ld_out, int s, int horizon, int heads, int row) {
+    return out + (static_cast<int64_t>(s) * horizon + row / heads) * ld_out + (row % heads) * D;
+}
+
 // A lane's kPer columns of one query row, in BF16: acc / l.
 template <int kPer>
 __device__ inline void store_merged(const float (&acc)[kPer], float l, bf16* dst) {
@@ -123,13 +135,12 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
     const int64_t first = static_cast<int64_t>(s) * splits * rows_ld + row;
     if constexpr (RW == 2 && LoadsFirst) {
         if (splits <= kAhead) {  // one round trip: every split's columns and (max, sum) requested at once
-            merge_row_loads_first<D>(part_o, part_ml, first, rows_ld, splits, (obs_keys[s] + keys_per_split - 1) / keys_per_split,
-                                     lane, col0, scale, out + (static_cast<int64_t>(s) * horizon + row / heads) * ld_out +
-                                                            (row % heads) * D + col0);
+            merge_row_loads_first<D>(part_o, part_ml, first, rows_ld, splits, obs_splits(obs_keys, s, keys_per_split), lane,
+                                     col0, scale, merged_row<D>(out, ld_out, s, horizon, heads, row) + col0);
             return;
         }
     }
-    const int n = (obs_keys[s] + keys_per_split - 1) / keys_per_split;
+    const int n = obs_splits(obs_keys, s, keys_per_split);
     float m = -INFINITY;
     for (int i = lane; i < n; i += 32) m = fmaxf(m, part_ml[first + i * int64_t{rows_ld}].x);
     m = warp_max(m);
@@ -180,8 +191,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) attention_merge_rows_kernel(
             }
         }
     }
-    const int64_t t = static_cast<int64_t>(s) * horizon + row / heads;
-    store_merged(acc, l, out + t * ld_out + (row % heads) * D + col0);
+    store_merged(acc, l, merged_row<D>(out, ld_out, s, horizon, heads, row) + col0);
 }
 
 // ---- attention, second form: the block's keys and values staged in shared memory once for 64
@@ -290,12 +300,12 @@ __device__ inline void tile_attention_block(const __half* q16, const __half* kc,
     const int64_t base = obs_base[s] + key0;
     const int warp = threadIdx.x / 32 / Pair, part = threadIdx.x / 32 % Pair, lane = threadIdx.x % 32;  // warp: its tile
     constexpr int kPieces = D / 8;  // 16-byte pieces per row
+    constexpr int kQuads = D / 8;   // RopeIn: groups of four column pairs per row (rope_in_pairs4)
 
     // the first key of the chunk's own tokens (RopeIn: rotated here from rope.qkv; before it, the cache)
     const int own0 = RopeIn ? keys - rope.horizon : keys;
     auto q_row = [&](int r) { return reinterpret_cast<__half*>(scratch0 + (r / 16) * L::warp_bytes) + (r % 16) * L::ld; };
     if constexpr (RopeIn) {  // Q rotated from the q/k/v rows: four pairs of columns per thread and step
-        constexpr int kQuads = D / 8;
         for (int i = threadIdx.x; i < kTileRows * kQuads; i += blockDim.x) {
             const int r = i / kQuads, j = i % kQuads * 4, row = row0 + r;
             __half* dst = q_row(r);
@@ -338,7 +348,6 @@ __device__ inline void tile_attention_block(const __half* q16, const __half* kc,
         }
     }
     if constexpr (RopeIn) {  // the chunk's own keys (rotated) and values of this split, by plain stores
-        constexpr int kQuads = D / 8;
         const int first = max(own0 - key0, 0), last = min(keys - key0, Keys);
         for (int i = threadIdx.x; i < 2 * (last - first) * kQuads; i += blockDim.x) {
             const int value = i / ((last - first) * kQuads), rest = i % ((last - first) * kQuads);  // 0: k, 1: v
@@ -452,9 +461,8 @@ __device__ inline void merge_rows_in_grid(const float* part_o, const float2* par
         const int s = static_cast<int>(task / (2 * rows_total)), row = static_cast<int>(task % (2 * rows_total)) / 2;
         const int col0 = static_cast<int>(task % 2) * (D / 2) + lane * (D / 64);
         merge_row_loads_first<D, true>(part_o, part_ml, static_cast<int64_t>(s) * splits * rows_ld + row, rows_ld, splits,
-                                       (obs_keys[s] + keys_per_split - 1) / keys_per_split, lane, col0, scale,
-                                       m.out + (static_cast<int64_t>(s) * m.horizon + row / m.heads) * m.ld_out +
-                                           (row % m.heads) * D + col0);
+                                       obs_splits(obs_keys, s, keys_per_split), lane, col0, scale,
+                                       merged_row<D>(m.out, m.ld_out, s, m.horizon, m.heads, row) + col0);
     }
 }
 

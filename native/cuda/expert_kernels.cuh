@@ -435,13 +435,9 @@ static inline void launch_attention_at(AttentionForm form, int B, int rows_total
                           keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{}, TileMerge{});
             break;
         case AttentionForm::tile64w8:
-            if (rope.qkv) {
-                launch_kernel(attention_tile_kernel<D, 64, 2, true>, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k,
-                              v, base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, rope, TileMerge{});
-            } else {
-                launch_kernel(attention_tile_kernel<D, 64, 2>, tiles, 64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v,
-                              base, keys, rows_total, rows_ld, splits, scale, part_o, part_ml, TileRope{}, TileMerge{});
-            }
+            launch_kernel(rope.qkv ? attention_tile_kernel<D, 64, 2, true> : attention_tile_kernel<D, 64, 2, false>, tiles,
+                          64 * kTileWarps, TileLayout<D, 64>::bytes, st, q, k, v, base, keys, rows_total, rows_ld, splits, scale,
+                          part_o, part_ml, rope, TileMerge{});
             break;
         case AttentionForm::tile128w8:
             launch_kernel(attention_tile_kernel<D, 128, 2>, tiles, 64 * kTileWarps, TileLayout<D, 128>::bytes, st, q, k, v,

@@ -104,8 +104,9 @@ struct CudaExpertLoop::Impl {
     Handicaps paired_handicaps(int T) const {
         Handicaps h;
         if (!fuse || !products->offers_stream()) return h;
-        // with RoPE in the attention no candidate needs the rope kernel after it: only GeGLU's is saved
         const CudaExpertSpec& s = spec;
+        h.geglu_us = graph_time_us(io->stream, [&] { launch_geglu(io->stream, act.gu, s.ffn, T, act.g, act.ld_f); });
+        if (rope_in) return h;  // RoPE in the attention: no candidate needs the rope kernel after it
         const int d = s.head_dim;
         const float theta_scale = std::pow(s.rope_theta, -2.0f / static_cast<float>(d));
         // RoPE into scratch cache rows (the real cache holds the prefix's K/V), tokens at positions 0 .. T - 1
@@ -118,12 +119,9 @@ struct CudaExpertLoop::Impl {
         std::vector<int> iota(2 * T);
         for (int t = 0; t < T; ++t) iota[t] = iota[T + t] = t;
         check(cudaMemcpy(ints, iota.data(), iota.size() * sizeof(int), cudaMemcpyHostToDevice), "timing RoPE");
-        if (!rope_in) {
-            h.rope_us = graph_time_us(io->stream, [&] {
-                launch_rope_cache(io->stream, T, act.qkv, s.heads, d, ints, ints + T, theta_scale, act.q16, kc, vc);
-            });
-        }
-        h.geglu_us = graph_time_us(io->stream, [&] { launch_geglu(io->stream, act.gu, s.ffn, T, act.g, act.ld_f); });
+        h.rope_us = graph_time_us(io->stream, [&] {
+            launch_rope_cache(io->stream, T, act.qkv, s.heads, d, ints, ints + T, theta_scale, act.q16, kc, vc);
+        });
         return h;
     }
 

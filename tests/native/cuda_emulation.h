@@ -141,52 +141,52 @@ struct Block {
 inline thread_local Block* block = nullptr;
 inline Warp& warp() { return *block->warps[threadIdx.x / 32]; }
 
+// Starts kernel() on one thread per CUDA thread of block `id` (its state in `b`) into `team`.
+inline void start_block(std::vector<std::thread>& team, Block* b, dim3 id, dim3 grid, int threads,
+                        const std::function<void()>& kernel) {
+    for (int t = 0; t < threads; ++t) {
+        team.emplace_back([=, &kernel] {
+            threadIdx = dim3(t), blockIdx = id, gridDim = grid, blockDim = dim3(threads);
+            block = b;
+            kernel();
+        });
+    }
+}
+
+// The blocks of `grid` in grid order, or with `order_seed` in an order shuffled by it.
+inline std::vector<dim3> block_ids(dim3 grid, unsigned order_seed = 0) {
+    std::vector<dim3> ids;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) ids.push_back(dim3(x, y, z));
+    if (order_seed) std::shuffle(ids.begin(), ids.end(), std::mt19937(order_seed));
+    return ids;
+}
+
 // Runs kernel() for every thread of every block of `grid`, blocks one after another; `threads` a
 // multiple of 32. The kernel must reach each __syncthreads with every thread of its block (as on the GPU).
 // Blocks run in grid order, or with `order_seed` in an order shuffled by it: a GPU promises no order,
 // so a kernel whose blocks meet (the last one of a tile adds the others' sums) must give the same
 // bits either way.
+inline void launch(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel, unsigned order_seed = 0) {
+    for (const dim3& id : block_ids(grid, order_seed)) {
+        Block b(threads, shared_bytes);
+        std::vector<std::thread> team;
+        start_block(team, &b, id, grid, threads, kernel);
+        for (std::thread& t : team) t.join();
+    }
+}
+
 // A cooperative launch: every block of `grid` at once (all their threads started together), as
 // cudaLaunchAttributeCooperative promises, so that a grid barrier (native/cuda/grid_barrier.cuh) meets.
 inline void launch_cooperative(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel) {
     std::vector<std::unique_ptr<Block>> blocks;
     std::vector<std::thread> team;
-    for (unsigned z = 0; z < grid.z; ++z) {
-        for (unsigned y = 0; y < grid.y; ++y) {
-            for (unsigned x = 0; x < grid.x; ++x) {
-                blocks.push_back(std::make_unique<Block>(threads, shared_bytes));
-                Block* b = blocks.back().get();
-                for (int t = 0; t < threads; ++t) {
-                    team.emplace_back([&, b, t, x, y, z] {
-                        threadIdx = dim3(t), blockIdx = dim3(x, y, z), gridDim = grid, blockDim = dim3(threads);
-                        block = b;
-                        kernel();
-                    });
-                }
-            }
-        }
+    for (const dim3& id : block_ids(grid)) {
+        blocks.push_back(std::make_unique<Block>(threads, shared_bytes));
+        start_block(team, blocks.back().get(), id, grid, threads, kernel);
     }
     for (std::thread& t : team) t.join();
-}
-
-inline void launch(dim3 grid, int threads, size_t shared_bytes, const std::function<void()>& kernel, unsigned order_seed = 0) {
-    std::vector<dim3> blocks;
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) blocks.push_back(dim3(x, y, z));
-    if (order_seed) std::shuffle(blocks.begin(), blocks.end(), std::mt19937(order_seed));
-    for (const dim3& id : blocks) {
-        Block b(threads, shared_bytes);
-        std::vector<std::thread> team;
-        for (int t = 0; t < threads; ++t) {
-            team.emplace_back([&, t] {
-                threadIdx = dim3(t), blockIdx = id, gridDim = grid, blockDim = dim3(threads);
-                block = &b;
-                kernel();
-            });
-        }
-        for (std::thread& t : team) t.join();
-    }
 }
 
 inline uint16_t half_bits(const void* row, int i) {
