@@ -41,12 +41,17 @@ def cuda_problem(facts: DeviceFacts, index: int = 0) -> str | None:
     return None
 
 
+def _no_gpu_at_all(facts: DeviceFacts) -> bool:
+    """No NVIDIA GPU and no Jetson: the GPU targets' reasons leave why to the `cuda` target's."""
+    return not facts.gpus and facts.tegra_release is None
+
+
 def hardware_problem(flavour: Flavour, facts: DeviceFacts, index: int = 0) -> str | None:
     """Why this machine is not the target's hardware (None: it is). Where it has no NVIDIA GPU at all
     and is no Jetson, the short form: why NVML found none is the `cuda` target's reason to give (once,
     in `auto`'s list of what it passed over, where every GPU target repeated it before)."""
     gpu = facts.gpu(index)
-    bare = not facts.gpus and facts.tegra_release is None
+    bare = _no_gpu_at_all(facts)
     if flavour.target == "orin" and facts.tegra_release is None:
         return ("this machine is not a Jetson and has no NVIDIA GPU" if bare else
                 f"this machine is not a Jetson (no /etc/nv_tegra_release; {facts.describe_gpus()})")
@@ -77,7 +82,7 @@ def availability(target: str, facts: DeviceFacts, index: int = 0) -> tuple[bool,
     if facts.dev_fallback and cuda is None:
         return True, (f"DEVELOPMENT FALLBACK ({DEV_FALLBACK_ENV}=1): this is not a {flavour.device} ({hardware}); "
                       f"runs ggml-CUDA on gpu{index}, never {target}'s engines")
-    if not facts.gpus and facts.tegra_release is None:  # no GPU at all: nothing to point to
+    if _no_gpu_at_all(facts):  # nothing to point to
         return False, f"{target} runs on {flavour.device} only and {hardware}"
     pointer = ("use --target cuda (ggml-CUDA on any NVIDIA GPU)" if cuda is None else
                "the cuda target (ggml-CUDA on any NVIDIA GPU) cannot run here either")
